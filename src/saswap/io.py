@@ -1,0 +1,186 @@
+"""Reading and writing images robustly.
+
+Convention:
+    Images inside SaSwap are RGB ``uint8`` arrays of shape (H, W, 3), C-contiguous.
+    :func:`load_image` turns every supported input into that form: EXIF orientation applied,
+    grayscale expanded, alpha composited on black, 16-bit scaled down, CMYK converted.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from saswap.errors import InvalidImageError
+
+__all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "MIN_IMAGE_SIDE"]
+
+ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
+
+#: Smallest side (pixels) of an image that can hold an analysable face.
+MIN_IMAGE_SIDE = 16
+
+
+def _from_pil(img: Image.Image, name: str) -> np.ndarray:
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not hide the pixels
+        pass
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        top = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        arr = np.asarray(rgba).astype(np.float32)
+        rgb = arr[..., :3] * (arr[..., 3:4] / 255.0)
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(img.convert("RGB"))
+
+
+def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise InvalidImageError(f"{name}: expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InvalidImageError(f"{name}: float image contains NaN or infinite values")
+        if arr.min() < 0.0 or arr.max() > 1.0:
+            raise InvalidImageError(f"{name}: float images must lie in [0, 1], got range [{arr.min():.3g}, {arr.max():.3g}]")
+        arr = (arr * 255.0 + 0.5).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise InvalidImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        alpha = arr[..., 3:4].astype(np.float32) / 255.0
+        arr = (arr[..., :3].astype(np.float32) * alpha + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
+    """Load an image from a path, a PIL image or an array as RGB uint8.
+
+    Convention:
+        Arrays are taken as RGB (not OpenCV's BGR); float arrays must lie in [0, 1].
+
+    Args:
+        image: a file path, a ``PIL.Image.Image`` or an array of shape (H, W), (H, W, 3) or (H, W, 4).
+        min_side: the smallest accepted height or width.
+
+    Returns:
+        RGB image, shape (H, W, 3), dtype uint8.
+
+    Raises:
+        InvalidImageError: the file is missing, empty, not an image, truncated or too small; the
+            message names the file.
+
+    Example:
+        >>> load_image(np.zeros((32, 48), np.uint8)).shape
+        (32, 48, 3)
+    """
+    if isinstance(image, Image.Image):
+        name = getattr(image, "filename", "") or "<PIL image>"
+        arr = _from_pil(image, name)
+    elif isinstance(image, np.ndarray):
+        name = "<array>"
+        arr = _from_array(image, name)
+    elif isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        name = str(path)
+        if not path.exists():
+            raise InvalidImageError(f"{name}: no such file")
+        if path.is_dir():
+            raise InvalidImageError(f"{name}: is a folder, not an image file")
+        data = path.read_bytes()
+        if not data:
+            raise InvalidImageError(f"{name}: the file is empty (0 bytes)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as img:
+                    img.load()  # raises on truncated data instead of returning grey rows
+                    arr = _from_pil(img, name)
+        except UnidentifiedImageError:
+            raise InvalidImageError(f"{name}: not an image file (or an unsupported image format)") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from None
+    else:
+        raise InvalidImageError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
+    h, w = arr.shape[:2]
+    if min(h, w) < min_side:
+        raise InvalidImageError(f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face")
+    return np.ascontiguousarray(arr)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Either the whole file appears or nothing does; a failed write leaves no partial file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+        >>> atomic_write_bytes(p, b"ok"); p.read_bytes()
+        b'ok'
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InvalidImageError(f"{path}: output folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise InvalidImageError(f"{path}: cannot write to {folder} ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike, *, quality: int = 95, pnginfo: dict[str, str] | None = None) -> None:
+    """Save an RGB uint8 image atomically; the format follows the file's extension.
+
+    Args:
+        image: RGB image, shape (H, W, 3), dtype uint8.
+        path: output path ending in .png, .jpg/.jpeg, .webp, .bmp or .tif/.tiff.
+        quality: JPEG/WebP quality.
+        pnginfo: text chunks for PNG files (ignored by other formats).
+    """
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidImageError(f"{path}: unsupported output format {path.suffix!r}; use one of {sorted(_FORMATS)}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidImageError(f"{path}: expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+    buf = io.BytesIO()
+    kwargs: dict = {}
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    if fmt == "PNG" and pnginfo:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        for key, value in pnginfo.items():
+            info.add_text(key, value)
+        kwargs["pnginfo"] = info
+    Image.fromarray(image).save(buf, format=fmt, **kwargs)
+    atomic_write_bytes(path, buf.getvalue())
