@@ -62,6 +62,8 @@ def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
         arr = (arr * 255.0 + 0.5).astype(np.uint8)
     elif arr.dtype != np.uint8:
         raise InvalidImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
+    if arr.shape[2] == 3 and arr.dtype == np.uint8:
+        return np.array(arr, order="C", copy=True)  # never hand back (and later modify) the caller's array
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] == 4:

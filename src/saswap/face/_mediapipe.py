@@ -124,10 +124,11 @@ class BlazeFaceDetector:
     (N, 6, 2): image-left eye, image-right eye, nose tip, mouth centre, image-left ear, image-right ear.
     """
 
-    def __init__(self, min_score: float = 0.5) -> None:
+    def __init__(self, min_score: float = 0.6) -> None:
         _import_mediapipe()
         from mediapipe.python.solutions import face_detection
 
+        self.min_score = float(min_score)
         with quiet_native_stderr():
             self._full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
             self._short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
@@ -139,6 +140,8 @@ class BlazeFaceDetector:
             results = [self._full.process(image), self._short.process(image)]
         for result in results:
             for det in result.detections or []:
+                if det.score[0] < self.min_score:  # MediaPipe's weighted NMS can average below its threshold
+                    continue
                 rel = det.location_data.relative_bounding_box
                 boxes.append([x0 + rel.xmin * w, y0 + rel.ymin * h, x0 + (rel.xmin + rel.width) * w, y0 + (rel.ymin + rel.height) * h])
                 scores.append(det.score[0])

