@@ -26,18 +26,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"saswap: error: {message}\n")
 
 
+def _ensure_folder(path: Path) -> None:
+    """Create the output's folder (like ``mkdir -p``), or fail with a one-line reason."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SaSwapError(f"{path}: cannot create the output folder {path.parent} ({err.strerror})") from None
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from saswap.face import FaceAnalyzer
     from saswap.face.draw import draw_faces
     from saswap.io import load_image, save_image
 
-    image = load_image(args.image)
+    if args.image.startswith("sample:"):
+        from saswap.samples import load_sample
+
+        image = load_sample(args.image.split(":", 1)[1])
+    else:
+        image = load_image(args.image)
     if args.output is not None:
         out = Path(args.output)
         from saswap.io import _FORMATS
 
         if out.suffix.lower() not in _FORMATS:
             raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use .png or .jpg")
+        _ensure_folder(out)
     kwargs = {"tiling": args.tiling} if args.backend == "mediapipe" else {}
     with FaceAnalyzer(backend=args.backend, **kwargs) as analyzer:
         faces = analyzer(image)
@@ -64,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("analyze", help="find faces, landmarks and head pose in an image")
-    p.add_argument("image", help="image file (png, jpg, webp, ...)")
+    p.add_argument("image", help="image file (png, jpg, webp, ...), or sample:NAME for a photo shipped in a dependency (sample:t1)")
     p.add_argument("--output", "-o", help="write an annotated copy of the image here")
     p.add_argument("--json", action="store_true", help="print one JSON object with a 'faces' list")
     p.add_argument("--backend", default="mediapipe", choices=("mediapipe", "insightface"))

@@ -24,6 +24,8 @@ __all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "MIN_
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
 
+_MAGIC = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WebP"))
+
 #: Smallest side (pixels) of an image that can hold an analysable face.
 MIN_IMAGE_SIDE = 16
 
@@ -116,6 +118,9 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
                     img.load()  # raises on truncated data instead of returning grey rows
                     arr = _from_pil(img, name)
         except UnidentifiedImageError:
+            kind = next((k for magic, k in _MAGIC if data.startswith(magic)), None)
+            if kind is not None:
+                raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None
             raise InvalidImageError(f"{name}: not an image file (or an unsupported image format)") from None
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from None

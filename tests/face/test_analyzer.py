@@ -94,3 +94,22 @@ def test_unknown_backend():
 
     with pytest.raises(SaSwapError, match="unknown face analysis backend"):
         FaceAnalyzer(backend="nope")
+
+
+def test_insightface_backend_without_pack_fails_fast(tmp_path, monkeypatch):
+    """No model pack locally: a clear message at once, no download attempt (the network is not touched)."""
+    import socket
+    import time
+
+    from saswap.errors import ModelNotFoundError
+    from saswap.face import FaceAnalyzer
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the insightface backend tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path))
+    start = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match=r"'buffalo_l' not found in .*non-commercial"):
+        FaceAnalyzer(backend="insightface")
+    assert time.perf_counter() - start < 2.0

@@ -1,0 +1,64 @@
+"""The command line: analyze, bad input, exit codes, no partial outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import data_path
+from saswap.cli import main
+
+
+def test_analyze_json_and_annotated_output(tmp_path, capsys):
+    out = tmp_path / "annotated.png"
+    code = main(["analyze", str(data_path("images", "insightface__t1.jpg")), "--output", str(out), "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["faces"]) == 6
+    face = payload["faces"][0]
+    assert len(face["box"]) == 4 and len(face["keypoints"]) == 5 and len(face["landmarks"]) == 478
+    assert set(face["pose"]) == {"yaw", "pitch", "roll"}
+    drawn = np.asarray(Image.open(out))
+    original = np.asarray(Image.open(data_path("images", "insightface__t1.jpg")).convert("RGB"))
+    assert drawn.shape == original.shape and (drawn != original).any(axis=2).mean() > 0.001
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(b"", "the file is empty"), (b"just some text, not pixels", "not an image"), (b"GIF89a broken", "corrupt or truncated GIF"), (b"\xff\xd8\xff\xe0" + b"\x00" * 50, "corrupt or truncated")],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(content)
+    out = tmp_path / "out.png"
+    assert main(["analyze", str(bad), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.jpg" in err and message in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_unsupported_output_format(tmp_path, capsys):
+    out = tmp_path / "out.xyz"
+    assert main(["analyze", str(data_path("images", "face_recognition__obama.jpg")), "-o", str(out)]) == 2
+    assert "unsupported output format" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze"])
+    assert exc.value.code == 2
+
+
+def test_console_script_is_installed(tmp_path):
+    """The installed ``saswap`` entry point runs and reports a bad file on one stderr line."""
+    bad = tmp_path / "zero.png"
+    bad.write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "saswap", "analyze", str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"saswap: error: {bad}: the file is empty (0 bytes)"]
