@@ -8,8 +8,12 @@ Convention:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
+
+from saswap.face.types import Face
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -20,6 +24,7 @@ __all__ = [
     "transform_points",
     "warp_face",
     "warp_back",
+    "transform_face",
 ]
 
 #: ArcFace's five-point template for 112x112 crops (insightface ``arcface_dst``), ArcFace keypoint order.
@@ -160,4 +165,27 @@ def warp_back(crop: np.ndarray, M: np.ndarray, out_shape: tuple[int, int]) -> np
     H, W = out_shape
     return cv2.warpAffine(
         crop, np.asarray(M, np.float64), (int(W), int(H)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+
+
+def transform_face(face: Face, M: np.ndarray) -> Face:
+    """The same face in the coordinates of a crop made with the similarity ``M``.
+
+    Box, keypoints and landmarks are transformed; the landmarks' depth is scaled like x and y; the
+    box becomes the bounding box of the transformed corners.
+    """
+    M = np.asarray(M, np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    x1, y1, x2, y2 = face.box
+    corners = transform_points(M, np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]))
+    landmarks = face.landmarks.astype(np.float64).copy()
+    landmarks[:, :2] = transform_points(M, landmarks[:, :2])
+    if landmarks.shape[1] > 2:
+        landmarks[:, 2:] *= scale
+    return replace(
+        face,
+        box=np.concatenate([corners.min(0), corners.max(0)]).astype(np.float32),
+        keypoints=transform_points(M, face.keypoints).astype(np.float32),
+        landmarks=landmarks.astype(np.float32),
+        landmarks_68=transform_points(M, face.landmarks_68).astype(np.float32),
     )

@@ -1,0 +1,6 @@
+"""Swap engines behind one interface: the geometric (default), neural SaSwap and ONNX engines."""
+
+from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
+from saswap.engines.geometric import GeometricEngine
+
+__all__ = ["EngineOutput", "SourceFace", "SwapEngine", "GeometricEngine"]

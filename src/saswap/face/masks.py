@@ -1,0 +1,264 @@
+"""Region masks from a face mesh, occlusion masks, and soft edges.
+
+Convention:
+    Masks are float32 arrays in [0, 1] of shape (H, W); points are (N, 2) pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from saswap.face.topology import region_loop
+
+__all__ = ["polygon_mask", "visible_face_mask", "triangle_visibility", "face_region_masks", "feather", "skin_occlusion_mask", "FEATURE_REGIONS"]
+
+#: Face parts whose colour is expected to differ from skin (not occluders when they do).
+FEATURE_REGIONS = ("eyes", "brows", "lips", "nostrils")
+_NOSTRILS = ((79, 166, 75, 60, 20, 238, 239, 241, 125), (309, 392, 305, 290, 250, 458, 459, 461, 354))
+
+
+def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Filled polygon (in vertex order) as a float32 mask of ``shape`` = (H, W).
+
+    Example:
+        >>> polygon_mask(np.array([[1, 1], [6, 1], [6, 6], [1, 6.]]), (8, 8)).sum()
+        36.0
+    """
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(points, np.float64) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(np.float32)
+
+
+def triangle_visibility(mesh: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """How squarely each triangle faces the camera: cosine of its outward normal with the view axis.
+
+    Outward is away from a head centre placed behind the face (the mesh centroid moved back by half
+    the face width). Negative values are triangles facing away.
+
+    Args:
+        mesh: shape (468+, 3), x, y, z in pixels (z: smaller is nearer).
+        triangles: shape (F, 3).
+
+    Returns:
+        shape (F,), in [-1, 1].
+    """
+    p = np.asarray(mesh, np.float64)[:, :3]
+    a, b, c = p[triangles[:, 0]], p[triangles[:, 1]], p[triangles[:, 2]]
+    normal = np.cross(b - a, c - a)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
+    width = np.ptp(p[:468, 0]) + 1e-6
+    head = p[:468].mean(0) + np.array([0.0, 0.0, 0.5 * width])
+    centre = (a + b + c) / 3
+    flip = np.sign(((centre - head) * normal).sum(1))
+    normal *= np.where(flip == 0, 1.0, flip)[:, None]
+    return -normal[:, 2]
+
+
+def visible_face_mask(mesh: np.ndarray, shape: tuple[int, int], min_visibility: float = 0.0) -> np.ndarray:
+    """The face as the camera sees it: the union of the mesh's triangles that face the camera.
+
+    Example:
+        >>> visible_face_mask(np.zeros((468, 3)), (4, 4)).shape
+        (4, 4)
+    """
+    from saswap.face.topology import mesh_triangles
+
+    tris = mesh_triangles()
+    front = tris[triangle_visibility(mesh, tris) > min_visibility]
+    mask = np.zeros(shape, np.uint8)
+    pts = np.round(np.asarray(mesh, np.float64)[:, :2] * 16).astype(np.int32)
+    cv2.fillPoly(mask, list(pts[front]), 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(np.float32)
+
+
+def _hull_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    hull = cv2.convexHull(np.asarray(points, np.float32))
+    return polygon_mask(hull.reshape(-1, 2), shape)
+
+
+def face_region_masks(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Binary masks of the face's parts from a MediaPipe mesh (468 or 478 points).
+
+    Args:
+        mesh: shape (468+, 3) with depth (the face is then the mesh's camera-facing triangles, so a
+            profile's hidden side and the background beyond its outline are excluded), or (468+, 2)
+            (the face is then the face-oval polygon).
+        shape: (H, W).
+
+    Returns:
+        dict with "face", "eyes" (inside the lid margins), "eyes_outer"
+        (lid region with lashes, dilated), "brows", "lips" (outer lip outline), "mouth"
+        (inside the inner lip outline: teeth, tongue, mouth cavity), "nostrils", "skin" (face
+        minus all features) and "reference" (the skin between the brows and the nose bridge).
+    """
+    mesh = np.asarray(mesh, np.float64)
+    pts = mesh[:, :2]
+    face = visible_face_mask(mesh, shape) if mesh.shape[1] >= 3 else polygon_mask(pts[list(region_loop("FACE_OVAL"))], shape)
+    eyes = np.maximum(polygon_mask(pts[list(region_loop("LEFT_EYE"))], shape), polygon_mask(pts[list(region_loop("RIGHT_EYE"))], shape))
+    eye_size = max(2, int(round(np.linalg.norm(pts[33] - pts[263]) * 0.06)))
+    eyes_outer = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * eye_size + 1,) * 2))
+    brow_idx = ({i for e in _brow_edges("LEFT_EYEBROW") for i in e}, {i for e in _brow_edges("RIGHT_EYEBROW") for i in e})
+    brows = np.maximum(_hull_mask(pts[sorted(brow_idx[0])], shape), _hull_mask(pts[sorted(brow_idx[1])], shape))
+    lips = polygon_mask(pts[list(region_loop("LIPS"))], shape)
+    mouth = polygon_mask(pts[list(region_loop("LIPS", "inner"))], shape)
+    nostrils = np.maximum(_hull_mask(pts[list(_NOSTRILS[0])], shape), _hull_mask(pts[list(_NOSTRILS[1])], shape))
+    skin = face * (1 - np.maximum.reduce([eyes_outer, brows, lips, nostrils]))
+    # Reference skin: cheeks, nose bridge and lower forehead, i.e. the mesh triangles between the brows and
+    # the nose tip (an upright-independent definition: vertices whose height along the face's axis lies there).
+    axis = pts[168] - pts[152]
+    axis /= np.linalg.norm(axis) + 1e-9
+    height = (pts[:468] - pts[1]) @ axis  # 0 at the nose tip, positive towards the brows
+    top = float(((pts[105] + pts[334]) / 2 - pts[1]) @ axis)
+    band = np.flatnonzero((height > 0.45 * top) & (height < top))  # above the nose bridge's middle
+    reference = _hull_mask(pts[band], shape) * skin if len(band) >= 3 else skin
+    return {
+        "face": face, "eyes": eyes, "eyes_outer": eyes_outer, "brows": brows, "lips": lips, "mouth": mouth,
+        "nostrils": nostrils, "skin": skin, "reference": reference,
+    }
+
+
+def _brow_edges(name: str):
+    from mediapipe.python.solutions import face_mesh_connections as c
+
+    return getattr(c, f"FACEMESH_{name}")
+
+
+def feather(mask: np.ndarray, radius: float, inside: bool = True) -> np.ndarray:
+    """Soft edge: erode (when ``inside``) by ``radius`` then blur, so the result stays within ``mask``.
+
+    Example:
+        >>> m = np.zeros((32, 32), np.float32); m[8:24, 8:24] = 1
+        >>> f = feather(m, 3)
+        >>> bool(f[16, 16] > 0.99 and f[0, 0] == 0 and f.max() <= 1)
+        True
+    """
+    r = max(1, int(round(radius)))
+    m = (np.asarray(mask) > 0.5).astype(np.float32)
+    if inside:
+        m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    out = cv2.GaussianBlur(m, (0, 0), sigmaX=r / 2.0 + 1e-3)
+    if inside:
+        out *= (np.asarray(mask) > 0.5)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+_MODE_SCALE = np.array([0.02, 0.015, 40.0])  # one mean-shift "step" in (r, g, intensity)
+
+
+def _colour_features(image: np.ndarray) -> np.ndarray:
+    """Per-pixel (r, g, intensity): chromaticity of linearised RGB (unchanged by shading) and grey level."""
+    lin = (image.astype(np.float32) / 255.0) ** 2.2
+    total = lin.sum(axis=-1, keepdims=True) + 1e-3
+    rg = lin[..., :2] / total
+    return np.concatenate([rg, image.astype(np.float32).mean(axis=-1, keepdims=True)], axis=-1)
+
+
+def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and spread of the dominant colour cluster (the skin) among face pixels.
+
+    Hair strands, shadows or a fringe can make up a large share of the reference band, so the mean or
+    median may fall between clusters. Mean-shift from several brightness seeds finds the densest mode;
+    its spread comes from the interquartile range of the pixels near it.
+    """
+    x = samples.astype(np.float64) / _MODE_SCALE
+    seeds = [np.median(x[x[:, 2] >= np.percentile(x[:, 2], q)], axis=0) for q in (0, 40, 70)]
+    best, best_count = seeds[0], -1
+    for centre in seeds:
+        for _ in range(15):
+            near = np.sum((x - centre) ** 2, axis=1) < 2.0**2
+            if not near.any():
+                break
+            new = x[near].mean(axis=0)
+            if np.allclose(new, centre, atol=1e-3):
+                break
+            centre = new
+        count = int((np.sum((x - centre) ** 2, axis=1) < 2.0**2).sum())
+        if count > best_count:
+            best, best_count = centre, count
+    near = np.sum((x - best) ** 2, axis=1) < 3.0**2
+    core = samples[near] if near.sum() >= 20 else samples
+    q1, q3 = np.percentile(core, [25, 75], axis=0)
+    spread = np.maximum((q3 - q1) / 1.35, np.array([0.012, 0.008, 12.0]))
+    spread[2] *= 3.0  # shading changes brightness far more than chromaticity: be lenient on it
+    return best * _MODE_SCALE, spread
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """Pixels not in ``mask`` that ``mask`` encloses completely."""
+    h, w = mask.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = mask > 0
+    flood = padded.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    return (flood[1:-1, 1:-1] == 0)
+
+
+def _sharp_components(image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin: np.ndarray, ratio: float = 2.0) -> np.ndarray:
+    """Keep the candidate regions whose outline inside the face is a sharp edge (an object), and drop
+    those with soft outlines (shading, a shadow's terminator), which colour alone cannot tell apart."""
+    grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    grad = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
+    inner_face = cv2.erode(face.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    skin_grad = np.median(grad[skin]) if skin.any() else np.median(grad)
+    count, labels = cv2.connectedComponents(occ)
+    keep = np.zeros_like(occ)
+    for label in range(1, count):
+        comp = (labels == label).astype(np.uint8)
+        outline = (cv2.morphologyEx(comp, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0) & inner_face
+        if outline.sum() < 10 or np.median(grad[outline]) > ratio * max(skin_grad, 1.0):
+            keep |= comp  # an outline along the face's border only, or a sharp one: an object
+    return keep
+
+
+def skin_occlusion_mask(
+    image: np.ndarray, regions: dict[str, np.ndarray], threshold: float = 3.5, neutral_only: bool = False
+) -> np.ndarray:
+    """Pixels of the face that do not look like this face's skin and are not a face part: occluders.
+
+    A colour model of the face's own skin, in shading-invariant chromaticity (r, g of linear RGB)
+    plus a leniently weighted brightness, is estimated robustly (the densest colour
+    mode and the interquartile spread around it) from the skin that is least often covered: the band from the brows down
+    to the middle of the nose bridge (``regions["reference"]``), which masks, hands at the chin and microphones leave
+    free; face pixels farther than ``threshold`` spreads, outside
+    the eyes, brows, lips and nostrils, count as occluded (hands, masks, microphones, glasses frames,
+    hair strands). Small specks are removed and the rest closed; a region whose outline inside the
+    face is soft (a shadow, shading) rather than a sharp edge is dropped.
+
+    Args:
+        image: RGB uint8, shape (H, W, 3).
+        regions: output of :func:`face_region_masks` for that image.
+        threshold: distance in robust standard deviations.
+        neutral_only: flag only pixels with less than half the skin's chroma (grey objects).
+
+    Returns:
+        float32 mask (H, W), 1 where the face is occluded.
+    """
+    feats = _colour_features(image)
+    skin = regions["skin"] > 0.5
+    face = regions["face"] > 0.5
+    reference = skin & (regions["reference"] > 0.5) if "reference" in regions else skin
+    if reference.sum() < 50:
+        reference = skin
+    if reference.sum() < 50:
+        return np.zeros(image.shape[:2], np.float32)
+    centre, spread = _skin_mode(feats[reference])
+    dist = np.sqrt((((feats - centre) / spread) ** 2).sum(axis=2))
+    features = np.maximum.reduce([regions["eyes_outer"], regions["brows"], regions["lips"], regions["nostrils"]]) > 0.5
+    occluded = (dist > threshold) & face & ~features
+    if neutral_only:  # only grey-ish objects (glasses, dark hair, lens glare), never saturated shadowed skin
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+        chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
+        occluded &= chroma < 0.5 * max(float(np.median(chroma[reference])), 4.0)
+    occ = occluded.astype(np.uint8)
+    size = max(3, int(round(np.sqrt(face.sum()) * 0.03)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, kernel)
+    occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, kernel)
+    occ = _sharp_components(image, occ, face, skin)
+    # Lips or nostrils enclosed by an occluder (a face mask over the mouth) are covered too.
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * size + 1, 4 * size + 1))
+    enclosed = (cv2.morphologyEx(occ, cv2.MORPH_CLOSE, reach) > 0) | _holes(occ)
+    lower = np.maximum.reduce([regions["lips"], regions["nostrils"], regions["mouth"]]) > 0.5
+    occ = occ | (enclosed & lower).astype(np.uint8)
+    return (occ > 0).astype(np.float32) * face
