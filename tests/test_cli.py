@@ -62,3 +62,47 @@ def test_console_script_is_installed(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "saswap", "analyze", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"saswap: error: {bad}: the file is empty (0 bytes)"]
+
+
+def test_swap_writes_a_tagged_image(tmp_path, capsys):
+    from saswap.provenance import read_tag
+
+    out = tmp_path / "swap.jpg"
+    code = main(["swap", "--source", str(data_path("images", "sberswap__beckham.jpg")), "--target", str(data_path("images", "sadtalker__happy.png")), "--output", str(out), "--shape-strength", "0.5"])
+    assert code == 0 and out.is_file()
+    assert read_tag(out)["shape_strength"] == 0.5
+    assert main(["inspect", str(out)]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("which", ["source", "target"])
+def test_swap_no_face_exit_2_and_no_output(tmp_path, capsys, which):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 120, 3), 90, np.uint8)).save(blank)
+    good = str(data_path("images", "sadtalker__happy.png"))
+    out = tmp_path / "o.png"
+    args = {"source": good, "target": good}
+    args[which] = str(blank)
+    assert main(["swap", "-s", args["source"], "-t", args["target"], "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"blank.png: no face found in the {which}" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.png"]
+
+
+def test_swap_bad_arguments(tmp_path, capsys):
+    good = str(data_path("images", "sadtalker__happy.png"))
+    assert main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.gif")]) == 2
+    assert "unsupported output format" in capsys.readouterr().err
+    assert main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--shape-strength", "3"]) == 2
+    assert "--shape-strength" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["swap", "-s", good, "-t", good, "-o", "x.png", "--all-faces", "--face-index", "1"])
+    assert exc.value.code == 2
+
+
+def test_demo_runs_on_packaged_photos(tmp_path, capsys):
+    from saswap.provenance import read_tag
+
+    assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
+    files = sorted((tmp_path / "demo").glob("*.png"))
+    assert len(files) == 3 and all(read_tag(f)["demo"] for f in files)

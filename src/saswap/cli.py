@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,14 +38,9 @@ def _ensure_folder(path: Path) -> None:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from saswap.face import FaceAnalyzer
     from saswap.face.draw import draw_faces
-    from saswap.io import load_image, save_image
+    from saswap.io import save_image
 
-    if args.image.startswith("sample:"):
-        from saswap.samples import load_sample
-
-        image = load_sample(args.image.split(":", 1)[1])
-    else:
-        image = load_image(args.image)
+    image = _load_input(args.image)
     if args.output is not None:
         out = Path(args.output)
         from saswap.io import _FORMATS
@@ -71,6 +67,96 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_input(arg: str):
+    from saswap.io import load_image
+
+    if arg.startswith("sample:"):
+        from saswap.samples import load_sample
+
+        return load_sample(arg.split(":", 1)[1])
+    return load_image(arg)
+
+
+def _check_output(path: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use .png, .jpg or .webp")
+    if out.exists() and out.is_dir():
+        raise SaSwapError(f"{out}: is a folder; give a file name")
+    _ensure_folder(out)
+    return out
+
+
+def _cmd_swap(args: argparse.Namespace) -> int:
+    from saswap.pipelines.image import SaSwapPipeline
+    from saswap.provenance import make_tag, save_tagged
+
+    if not 0.0 <= args.shape_strength <= 1.0:
+        raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
+    out = _check_output(args.output)
+    source = _load_input(args.source)
+    target = _load_input(args.target)
+    reference = _load_input(args.reference) if args.reference else None
+    pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+    from saswap.errors import NoFaceError
+
+    try:
+        prepared, _ = pipe.prepare_source(source)
+    except NoFaceError:
+        raise NoFaceError(f"{args.source}: no face found in the source") from None
+    try:
+        result = pipe(
+            prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
+            all_faces=args.all_faces, reference=reference, enhance=args.enhance,
+        )  # fmt: skip
+    except NoFaceError:
+        raise NoFaceError(f"{args.target}: no face found in the target") from None
+    tag = make_tag(engine=pipe.engine.name, shape_strength=args.shape_strength, faces=len(result.faces))
+    save_tagged(result.image, out, tag)
+    t = result.timings
+    print(f"{out}: swapped {len(result.faces)} face(s) in {t['total'] * 1000:.0f} ms (swap {t['swap'] * 1000:.0f} ms)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from saswap.pipelines.image import SaSwapPipeline
+    from saswap.provenance import make_tag, save_tagged
+    from saswap.samples import load_sample
+
+    folder = Path(args.output)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SaSwapError(f"{folder}: cannot create the output folder ({err.strerror})") from None
+    pipe = SaSwapPipeline.from_pretrained(args.engine)
+    jobs = [("tom_hanks", "astronaut", {}), ("astronaut", "tom_hanks", {}), ("tom_hanks", "t1", {"all_faces": True})]
+    for src_name, tgt_name, kwargs in jobs:
+        try:
+            source, target = load_sample(src_name), load_sample(tgt_name)
+        except SaSwapError as err:
+            logger.warning("skipping %s -> %s: %s", src_name, tgt_name, err)
+            continue
+        result = pipe(source, target, shape_strength=args.shape_strength, **kwargs)
+        path = folder / f"{src_name}_into_{tgt_name}.png"
+        save_tagged(result.image, path, make_tag(engine=pipe.engine.name, demo=True))
+        print(f"{path}: {len(result.faces)} face(s), {result.timings['total'] * 1000:.0f} ms")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from saswap.provenance import read_tag
+
+    tag = read_tag(args.file)
+    if args.json:
+        print(json.dumps({"file": str(args.file), "saswap": tag}))
+    elif tag is None:
+        print(f"{args.file}: no saswap provenance tag (not made by saswap, or the tag was stripped)")
+    else:
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(tag.items()) if k not in ("synthetic", "generator", "note"))
+        print(f"{args.file}: SYNTHETIC - made with saswap ({extra})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="saswap", description="One-shot, shape-aware face swapping with 3D face priors.")
     parser.add_argument("--version", action="version", version=f"saswap {__version__}")
@@ -84,21 +170,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="mediapipe", choices=("mediapipe", "insightface"))
     p.add_argument("--tiling", default="auto", choices=("auto", "always", "never"), help="small-face search (mediapipe)")
     p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("swap", help="put the source's face into the target image")
+    p.add_argument("--source", "-s", required=True, help="photo of the person whose face is used (or sample:NAME)")
+    p.add_argument("--target", "-t", required=True, help="image whose face is replaced (or sample:NAME)")
+    p.add_argument("--output", "-o", required=True, help="output image (.png, .jpg, .webp); tagged as synthetic")
+    p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
+    p.add_argument("--weights", help="local model folder (overrides --engine)")
+    p.add_argument("--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--face-index", type=int, help="swap only the target face with this index (largest first)")
+    group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
+    group.add_argument("--reference", help="swap the target face most like the face in this photo")
+    p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    p.set_defaults(func=_cmd_swap)
+
+    p = sub.add_parser("demo", help="swap faces between photos shipped in installed packages")
+    p.add_argument("--output", "-o", default="saswap-demo", help="folder for the results (default: saswap-demo)")
+    p.add_argument("--engine", default="saswap-geometric")
+    p.add_argument("--shape-strength", type=float, default=1.0)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("inspect", help="report whether an image carries saswap's synthetic-content tag")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_inspect)
     return parser
+
+
+class _NativeStderrSilenced:
+    """Send file descriptor 2 (where MediaPipe's C++ threads log) to /dev/null for the command's
+    duration, while Python's ``sys.stderr`` keeps writing to the real stream, so a failing command
+    prints exactly one line. Off with ``-v`` or ``SASWAP_NATIVE_LOGS=1``."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self._saved = None
+        self._stderr = None
+
+    def __enter__(self):
+        if not self.active:
+            return self
+        try:
+            sys.stderr.flush()
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            self.active = False
+            return self
+        self._fd = fd
+        self._saved = os.dup(fd)
+        self._stderr = sys.stderr
+        sys.stderr = os.fdopen(os.dup(self._saved), "w", buffering=1)
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.active or self._saved is None:
+            return
+        sys.stderr.flush()
+        replacement = sys.stderr
+        sys.stderr = self._stderr
+        replacement.close()
+        os.dup2(self._saved, self._fd)
+        os.close(self._saved)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except SaSwapError as err:
-        print(f"saswap: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("saswap: interrupted", file=sys.stderr)
-        return 130
+    quiet = not args.verbose and not os.environ.get("SASWAP_NATIVE_LOGS")
+    with _NativeStderrSilenced(quiet):
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+        try:
+            return int(args.func(args) or 0)
+        except SaSwapError as err:
+            print(f"saswap: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("saswap: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

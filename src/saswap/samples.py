@@ -30,7 +30,7 @@ def sample_path(name: str) -> Path:
         't1.jpg'
     """
     if name not in SAMPLES:
-        raise InvalidImageError(f"sample:{name}: unknown sample; choose one of {sorted(SAMPLES)}")
+        raise InvalidImageError(f"sample:{name}: unknown sample; choose one of {sorted([*SAMPLES, 'astronaut'])}")
     package, rel = SAMPLES[name]
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:

@@ -73,7 +73,7 @@ register(
     ZooEntry(
         name="saswap-geometric",
         engine="geometric",
-        image_size=512,
+        image_size=384,
         licence="Apache-2.0 code; the default 3D prior loads BFM-derived data (non-commercial), see README",
         published=True,
         description="training-free, shape-aware geometric engine (3D prior + face mesh); no weights",

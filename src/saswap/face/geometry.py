@@ -16,6 +16,39 @@ __all__ = ["box_iou", "nms", "roi_from_points", "pose_from_mesh", "MESH_SYMMETRI
 MESH_SYMMETRIC_PAIRS = ((33, 263), (133, 362), (234, 454), (61, 291), (98, 327), (70, 300), (172, 397), (127, 356))
 _NASION, _CHIN = 168, 152
 
+#: Expression-stable mesh vertices for rigid pose: forehead, brows' inner ends, nose bridge and tip,
+#: eye corners, temples.
+POSE_VERTICES: tuple[int, ...] = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 263, 362, 107, 336, 109, 338, 67, 297, 127, 356)
+
+#: Mean position of ``POSE_VERTICES`` in the face's own frame (x right, y up, z to the viewer; units of
+#: the outer-eye-corner distance), over 23 near-frontal photos (``tools/derive_pose_template.py``).
+POSE_TEMPLATE = np.array([
+    [-0.0021, 0.4860, -0.0475],
+    [-0.0014, 0.3113, 0.0216],
+    [-0.0007, 0.1207, 0.0834],
+    [-0.0004, 0.0243, 0.0847],
+    [0.0003, -0.0588, 0.0935],
+    [0.0014, -0.1386, 0.1562],
+    [0.0026, -0.2112, 0.2240],
+    [0.0036, -0.2777, 0.2972],
+    [0.0047, -0.3493, 0.3728],
+    [0.0058, -0.4422, 0.4141],
+    [0.0058, -0.5194, 0.4014],
+    [-0.4986, -0.1269, -0.1487],
+    [-0.1933, -0.1404, -0.0885],
+    [0.5055, -0.1268, -0.1488],
+    [0.2004, -0.1406, -0.0880],
+    [-0.1634, 0.1291, 0.0747],
+    [0.1632, 0.1316, 0.0748],
+    [-0.2162, 0.4776, -0.0654],
+    [0.2116, 0.4775, -0.0649],
+    [-0.3974, 0.4373, -0.1328],
+    [0.3908, 0.4371, -0.1317],
+    [-0.8037, -0.2492, -0.6907],
+    [0.7814, -0.2513, -0.6913],
+])
+
+
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over union of every box in ``a`` with every box in ``b``.
@@ -116,9 +149,13 @@ def roi_from_points(points: np.ndarray, angle: float, scale: float = 1.5) -> tup
 def pose_from_mesh(mesh: np.ndarray) -> np.ndarray:
     """Head pose (yaw, pitch, roll) in degrees from a MediaPipe face mesh with depth.
 
+    The rigid rotation (3D Umeyama) that takes :data:`POSE_TEMPLATE` onto the mesh's
+    expression-stable vertices; chin, mouth and jaw do not enter, so an open mouth or another
+    person's jaw (after a swap) does not tilt the estimate.
+
     Convention:
-        The face frame: X through the mirrored vertex pairs (image-left to image-right), Y from the
-        chin to the nasion, Z = X x Y. yaw > 0 when the nose points to the image's right, pitch > 0
+        Face frame: x through the mirrored vertex pairs (image-left to image-right), y from the chin
+        to the nasion, z = x cross y. yaw > 0 when the nose points to the image's right, pitch > 0
         when the face looks up, roll > 0 when the eye line turns clockwise in the image.
 
     Args:
@@ -127,15 +164,15 @@ def pose_from_mesh(mesh: np.ndarray) -> np.ndarray:
     Returns:
         shape (3,), float32.
     """
-    p = np.asarray(mesh, np.float64)[:, :3] * np.array([1.0, -1.0, -1.0])  # x right, y up, z to viewer
-    left = p[[i for i, _ in MESH_SYMMETRIC_PAIRS]]
-    right = p[[j for _, j in MESH_SYMMETRIC_PAIRS]]
-    x_axis = (right - left).sum(0)
-    x_axis /= np.linalg.norm(x_axis) + 1e-12
-    y_axis = p[_NASION] - p[_CHIN]
-    y_axis -= x_axis * (y_axis @ x_axis)
-    y_axis /= np.linalg.norm(y_axis) + 1e-12
-    forward = np.cross(x_axis, y_axis)
+    p = np.asarray(mesh, np.float64)[list(POSE_VERTICES), :3] * np.array([1.0, -1.0, -1.0])  # x right, y up, z to viewer
+    q = POSE_TEMPLATE
+    mu_p, mu_q = p.mean(0), q.mean(0)
+    u, _, vt = np.linalg.svd((p - mu_p).T @ (q - mu_q))
+    d = np.ones(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    rot = u @ np.diag(d) @ vt  # template frame -> camera frame
+    forward, x_axis = rot[:, 2], rot[:, 0]
     yaw = np.degrees(np.arctan2(forward[0], forward[2]))
     pitch = np.degrees(np.arctan2(forward[1], np.hypot(forward[0], forward[2])))
     roll = np.degrees(np.arctan2(-x_axis[1], x_axis[0]))

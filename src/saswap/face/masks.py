@@ -133,13 +133,23 @@ def feather(mask: np.ndarray, radius: float, inside: bool = True) -> np.ndarray:
         >>> bool(f[16, 16] > 0.99 and f[0, 0] == 0 and f.max() <= 1)
         True
     """
-    r = max(1, int(round(radius)))
-    m = (np.asarray(mask) > 0.5).astype(np.float32)
+    r = max(1.0, float(radius))
+    binary = (np.asarray(mask) > 0.5).astype(np.uint8)
     if inside:
-        m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    out = cv2.GaussianBlur(m, (0, 0), sigmaX=r / 2.0 + 1e-3)
+        dist = cv2.distanceTransform(binary, cv2.DIST_L2, 5)
+        m = (dist > r).astype(np.float32)
+    else:
+        m = binary.astype(np.float32)
+    sigma = r / 2.0
+    factor = int(max(1, min(4, sigma // 3)))
+    if factor > 1:
+        h, w = m.shape
+        small = cv2.resize(m, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / factor), (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        out = cv2.GaussianBlur(m, (0, 0), sigma)
     if inside:
-        out *= (np.asarray(mask) > 0.5)
+        out *= binary
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -161,6 +171,8 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     median may fall between clusters. Mean-shift from several brightness seeds finds the densest mode;
     its spread comes from the interquartile range of the pixels near it.
     """
+    if len(samples) > 4000:  # a fixed, evenly spread subsample keeps this fast and deterministic
+        samples = samples[np.linspace(0, len(samples) - 1, 4000).astype(np.int64)]
     x = samples.astype(np.float64) / _MODE_SCALE
     seeds = [np.median(x[x[:, 2] >= np.percentile(x[:, 2], q)], axis=0) for q in (0, 40, 70)]
     best, best_count = seeds[0], -1
@@ -182,6 +194,17 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spread = np.maximum((q3 - q1) / 1.35, np.array([0.012, 0.008, 12.0]))
     spread[2] *= 3.0  # shading changes brightness far more than chromaticity: be lenient on it
     return best * _MODE_SCALE, spread
+
+
+def _entering_components(occ: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """Keep the regions that reach the face's outline: hands, masks, microphones, hair and glasses
+    come in from outside the face, while blemishes, moles and shadows inside it do not."""
+    border = (cv2.morphologyEx(face.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0)
+    count, labels = cv2.connectedComponents(occ.astype(np.uint8))
+    keep = np.zeros_like(occ, dtype=np.uint8)
+    for label in np.unique(labels[border & (labels > 0)]):
+        keep[labels == label] = 1
+    return keep
 
 
 def _holes(mask: np.ndarray) -> np.ndarray:
@@ -212,7 +235,7 @@ def _sharp_components(image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin
 
 
 def skin_occlusion_mask(
-    image: np.ndarray, regions: dict[str, np.ndarray], threshold: float = 3.5, neutral_only: bool = False
+    image: np.ndarray, regions: dict[str, np.ndarray], threshold: float = 4.0, neutral_only: bool = False
 ) -> np.ndarray:
     """Pixels of the face that do not look like this face's skin and are not a face part: occluders.
 
@@ -223,7 +246,8 @@ def skin_occlusion_mask(
     free; face pixels farther than ``threshold`` spreads, outside
     the eyes, brows, lips and nostrils, count as occluded (hands, masks, microphones, glasses frames,
     hair strands). Small specks are removed and the rest closed; a region whose outline inside the
-    face is soft (a shadow, shading) rather than a sharp edge is dropped.
+    face is soft (a shadow, shading) rather than a sharp edge is dropped, and so is a region that does
+    not reach the face's outline (occluders come in from outside the face).
 
     Args:
         image: RGB uint8, shape (H, W, 3).
@@ -256,6 +280,7 @@ def skin_occlusion_mask(
     occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, kernel)
     occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, kernel)
     occ = _sharp_components(image, occ, face, skin)
+    occ = _entering_components(occ, face)
     # Lips or nostrils enclosed by an occluder (a face mask over the mouth) are covered too.
     reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * size + 1, 4 * size + 1))
     enclosed = (cv2.morphologyEx(occ, cv2.MORPH_CLOSE, reach) > 0) | _holes(occ)

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-__all__ = ["MESH_MIRROR", "mesh_triangles", "region_loop", "REGIONS"]
+__all__ = ["MESH_MIRROR", "mesh_triangles", "eye_triangles", "region_loop", "REGIONS"]
 
 MESH_MIRROR: tuple[int, ...] = (
     0, 1, 2, 248, 4, 5, 6, 249, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
@@ -109,3 +109,17 @@ def region_loop(name: str, which: str = "outer") -> tuple[int, ...]:
         return tuple(next(loop for loop in loops if key in loop))
     loops.sort(key=len, reverse=True)
     return tuple(loops[0])
+
+
+@functools.lru_cache(maxsize=1)
+def eye_triangles() -> np.ndarray:
+    """Fans from each iris centre (478-point mesh: 468 right, 473 left) to its lid margin, (32, 3).
+
+    They close the mesh's eye holes so an eye's interior can be texture-mapped too.
+    """
+    tris = []
+    for loop_name, centre in (("RIGHT_EYE", 468), ("LEFT_EYE", 473)):
+        loop = region_loop(loop_name)
+        for a, b in zip(loop, loop[1:] + loop[:1]):
+            tris.append((centre, a, b))
+    return np.array(tris, dtype=np.int32)

@@ -13,7 +13,7 @@ import numpy as np
 
 from saswap.engines.base import SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
-from saswap.face.alignment import warp_back
+from saswap.face.alignment import invert_affine, transform_points, warp_back
 from saswap.face.analyzer import FaceAnalyzer
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image
@@ -186,7 +186,7 @@ class SaSwapPipeline:
         name = _name(target, "target")
         faces = self._select(target_img, self._faces(target_img, name), name, face_index, all_faces, reference)
         timings["analyze_target"] = time.perf_counter() - t1
-        out = target_img.astype(np.float32)
+        result_img = target_img.copy()
         masks: list[np.ndarray] = []
         t_swap = t_paste = 0.0
         enhancer = self._get_enhancer(enhance) if enhance else None
@@ -199,20 +199,42 @@ class SaSwapPipeline:
                 swapped = enhancer.enhance_crop(swapped, result.mask)
             tp = time.perf_counter()
             t_swap += tp - ts
-            mask = np.clip(warp_back(result.mask.astype(np.float32), M, target_img.shape[:2]), 0.0, 1.0)
-            mask[mask < 1e-3] = 0.0
-            back = warp_back(swapped, M, target_img.shape[:2]).astype(np.float32)
-            region = mask > 0
-            out[region] = out[region] * (1 - mask[region, None]) + back[region] * mask[region, None]
-            masks.append(mask)
+            masks.append(self._paste(result_img, swapped, result.mask, M))
             t_paste += time.perf_counter() - tp
         timings["swap"] = t_swap
         timings["paste"] = t_paste
-        result_img = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-        untouched = ~np.any(np.stack(masks) > 0, axis=0) if masks else np.ones(target_img.shape[:2], bool)
-        result_img[untouched] = target_img[untouched]  # bit-exact outside the blended regions
         timings["total"] = time.perf_counter() - t0
         return SaSwapOutput(image=result_img, faces=faces, masks=masks, source_face=source_face, timings=timings)
+
+    @staticmethod
+    def _paste(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Blend a swapped crop back into ``image`` in place, only where its mask is non-zero.
+
+        Works inside the bounding box of the crop's footprint only, and leaves every pixel whose mask
+        is zero bit-for-bit unchanged. Returns the full-size mask.
+        """
+        h, w = image.shape[:2]
+        full = np.zeros((h, w), np.float32)
+        ys, xs = np.nonzero(crop_mask > 1e-3)
+        if not len(xs):
+            return full
+        inv = invert_affine(M)
+        corners = transform_points(inv, np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float64))
+        x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, [w, h])
+        if x1 <= x0 or y1 <= y0:
+            return full
+        shift = np.array([[0, 0, x0], [0, 0, y0]], np.float64)
+        M_box = np.asarray(M, np.float64) + np.asarray(M, np.float64)[:, :2] @ shift[:, 2:3] * np.array([[0, 0, 1]])
+        mask = np.clip(warp_back(crop_mask.astype(np.float32), M_box, (y1 - y0, x1 - x0)), 0.0, 1.0)
+        mask[mask < 1e-3] = 0.0
+        back = warp_back(crop, M_box, (y1 - y0, x1 - x0)).astype(np.float32)
+        patch = image[y0:y1, x0:x1]
+        blended = patch.astype(np.float32) * (1 - mask[..., None]) + back * mask[..., None]
+        region = mask > 0
+        patch[region] = np.clip(blended[region] + 0.5, 0, 255).astype(np.uint8)
+        full[y0:y1, x0:x1] = mask
+        return full
 
     def _get_enhancer(self, name: str):
         if name not in self._enhancers:

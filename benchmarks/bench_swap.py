@@ -1,0 +1,77 @@
+"""Image-swap acceptance benchmark (identity, attributes, shape, realism, occlusion, speed).
+
+Usage:  python benchmarks/bench_swap.py [--data ../shared/data] [--out benchmarks/outputs]
+
+Writes ``swap_results.json`` and a contact sheet (sources, targets, outputs) to ``--out``; the
+folder is git-ignored because the photos are not ours to redistribute. Copy the printed figures
+into ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def contact_sheet(pipe, data: Path, sources, targets, path: Path, cell: int = 192) -> None:
+    from saswap.io import load_image, save_image
+
+    def fit(img):
+        h, w = img.shape[:2]
+        s = cell / max(h, w)
+        small = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+        canvas = np.full((cell, cell, 3), 24, np.uint8)
+        y, x = (cell - small.shape[0]) // 2, (cell - small.shape[1]) // 2
+        canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+        return canvas
+
+    rows = [np.concatenate([np.full((cell, cell, 3), 24, np.uint8)] + [fit(load_image(data / "images" / t)) for t in targets], 1)]
+    for src in sources:
+        s_img = load_image(data / "images" / src)
+        prepared, _ = pipe.prepare_source(s_img)
+        row = [fit(s_img)]
+        for tgt in targets:
+            t_img = load_image(data / "images" / tgt)
+            out = pipe(prepared, t_img).image
+            x1, y1, x2, y2 = pipe.analyzer(t_img)[0].box
+            m = int(0.6 * max(x2 - x1, y2 - y1))
+            crop = out[max(0, int(y1) - m) : int(y2) + m, max(0, int(x1) - m) : int(x2) + m]
+            row.append(fit(crop))
+        rows.append(np.concatenate(row, 1))
+    save_image(np.concatenate(rows, 0), path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("SASWAP_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "outputs"))
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    data, out_dir = Path(args.data), Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    from saswap import SaSwapPipeline
+    from saswap.eval.swap_benchmark import SOURCES, TARGETS, SwapBenchmark, time_swap
+    from saswap.io import load_image
+
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    result = SwapBenchmark(pipe, data).run()
+    portrait = load_image(data / "images" / "face_recognition__obama.jpg")
+    frame = np.full((720, 1280, 3), 60, np.uint8)
+    frame[4:716, 355:925] = cv2.resize(portrait, (570, 712), interpolation=cv2.INTER_AREA)
+    speed = time_swap(pipe, load_image(data / "images" / "sberswap__beckham.jpg"), frame, args.repeats)
+    summary = {**result.summary, "speed_720p": speed, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    (out_dir / "swap_results.json").write_text(json.dumps({"summary": summary, "pairs": result.pairs, "shape": result.shape, "occlusion": result.occlusion, "glasses": result.glasses}, indent=1, default=float))
+    contact_sheet(pipe, data, SOURCES, TARGETS, out_dir / "contact_sheet.png")
+    for k, v in summary.items():
+        print(f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    main()

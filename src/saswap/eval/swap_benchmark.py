@@ -1,0 +1,243 @@
+"""The image-swap acceptance benchmark: many sources x targets from the shared photos, judged by an
+independent identity network (dlib's, never used to build or tune an engine) and by measurements.
+
+Used by ``benchmarks/bench_swap.py`` (full run, figures for RESULTS.md) and by the tests (a subset).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from saswap.eval.occluders import face_mask_occluder, hand_occluder, microphone_occluder, paste_occluder
+from saswap.eval.swap_metrics import (
+    EYES,
+    MOUTH,
+    angle_error,
+    boundary_colour_step,
+    glasses_band_darkness,
+    jaw_distance,
+    landmark_error,
+    outside_difference,
+    seam_energy,
+    skin_tone_difference,
+)
+from saswap.face.geometry import box_iou
+from saswap.io import load_image
+
+__all__ = ["SOURCES", "TARGETS", "GLASSES_SOURCES", "SwapBenchmark", "BenchmarkResult"]
+
+logger = logging.getLogger(__name__)
+
+#: Ten sources of different people (varied sex, age, skin tone, facial hair).
+SOURCES = [
+    "sberswap__beckham.jpg", "deepface__img2.jpg", "deepface__img41.jpg", "sberswap__mark.jpg",
+    "simswap__Iron_man.jpg", "liveportrait__d19.jpg", "simswap__6.jpg", "insightface__sad.png",
+    "simswap__james.jpg", "sberswap__target2.png",
+]  # fmt: skip
+#: Targets: dark-skinned, glasses, profile, masked (occluded), frontal, three-quarter, roll.
+TARGETS = [
+    "face_recognition__obama.jpg", "liveportrait__d8.jpg", "insightface__left_face.jpeg", "insightface__mask.png",
+    "sadtalker__happy.png", "face_recognition__alex-lacamoire.png", "simswap__zhoujielun.jpg",
+]  # fmt: skip
+GLASSES_TARGETS = ["liveportrait__d8.jpg"]
+GLASSES_SOURCES = ["liveportrait__d8.jpg"]
+
+
+@dataclass
+class BenchmarkResult:
+    """Per-pair records and the summary figures."""
+
+    pairs: list[dict] = field(default_factory=list)
+    occlusion: list[dict] = field(default_factory=list)
+    glasses: list[dict] = field(default_factory=list)
+    shape: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+class SwapBenchmark:
+    """Runs swaps and measures them.
+
+    Args:
+        pipeline: the :class:`~saswap.pipelines.image.SaSwapPipeline` under test.
+        data_dir: the shared data folder (with ``images/``).
+        judge: identity judge with ``raw(image, face) -> embedding`` (default: dlib's network).
+    """
+
+    def __init__(self, pipeline, data_dir: str | Path, judge=None) -> None:
+        from saswap.face.identity import DlibEmbedder
+
+        self.pipe = pipeline
+        self.images = Path(data_dir) / "images"
+        self.judge = judge if judge is not None else DlibEmbedder()
+        self._cache: dict[str, tuple] = {}
+
+    def _load(self, name: str):
+        if name not in self._cache:
+            img = load_image(self.images / name)
+            faces = self.pipe.analyzer(img)
+            if not faces:
+                raise ValueError(f"{name}: no face")
+            self._cache[name] = (img, faces[0], self.judge.raw(img, faces[0]))
+        return self._cache[name]
+
+    def _output_face(self, image: np.ndarray, like) -> object | None:
+        faces = self.pipe.analyzer(image)
+        if not faces:
+            return None
+        iou = box_iou(like.box[None], np.stack([f.box for f in faces]))[0]
+        return faces[int(np.argmax(iou))] if iou.max() > 0.3 else None
+
+    def run(self, sources=SOURCES, targets=TARGETS, shape_strength: float = 1.0, occluders: bool = True) -> BenchmarkResult:
+        res = BenchmarkResult()
+        src_emb = {s: self._load(s)[2] for s in sources}
+        prepared = {s: self.pipe.engine.prepare_source(self._load(s)[0], self._load(s)[1]) for s in sources}
+        for tgt in targets:
+            t_img, t_face, t_emb = self._load(tgt)
+            for src in sources:
+                rec = {"source": src, "target": tgt, "target_yaw": float(t_face.pose[0])}
+                out = self.pipe(prepared[src], t_img, shape_strength=shape_strength)
+                o_face = self._output_face(out.image, t_face)
+                rec["found"] = o_face is not None
+                mask = out.masks[0]
+                rec["outside_diff"] = outside_difference(out.image, t_img, mask)
+                if o_face is None:
+                    res.pairs.append(rec)
+                    continue
+                emb = self.judge.raw(out.image, o_face)
+                d_src, d_tgt = float(np.linalg.norm(emb - src_emb[src])), float(np.linalg.norm(emb - t_emb))
+                nearest = min(sources, key=lambda s: np.linalg.norm(emb - src_emb[s]))
+                rec.update(
+                    d_source=d_src,
+                    d_target=d_tgt,
+                    closer_to_source=d_src < d_tgt,
+                    retrieved=nearest == src,
+                    pose_error=angle_error(o_face, t_face).tolist(),
+                    boundary_step=boundary_colour_step(out.image, o_face),
+                    boundary_step_target=boundary_colour_step(t_img, t_face),
+                    skin_tone_de=skin_tone_difference(out.image, t_img, t_face),
+                    seam=seam_energy(out.image, mask),
+                    seam_target=seam_energy(t_img, mask),
+                )
+                res.pairs.append(rec)
+        # Expression with shape_strength 0 (the mouth and eyes must stay the target's).
+        for tgt in targets:
+            t_img, t_face, _ = self._load(tgt)
+            for src in sources[:3]:
+                out = self.pipe(prepared[src], t_img, shape_strength=0.0)
+                o_face = self._output_face(out.image, t_face)
+                if o_face is None:
+                    continue
+                res.shape.append(
+                    {
+                        "source": src,
+                        "target": tgt,
+                        "mouth_error": landmark_error(o_face, t_face, MOUTH),
+                        "eye_error": landmark_error(o_face, t_face, EYES),
+                    }
+                )
+        # Shape: jaw contour closer to the source's with strength 1 than with 0 (near-frontal targets).
+        for tgt in [t for t in targets if abs(self._load(t)[1].pose[0]) < 20]:
+            t_img, t_face, _ = self._load(tgt)
+            for src in sources:
+                s_face = self._load(src)[1]
+                faces = []
+                for strength in (0.0, 1.0):
+                    out = self.pipe(prepared[src], t_img, shape_strength=strength)
+                    faces.append(self._output_face(out.image, t_face))
+                if None in faces:
+                    continue
+                d0, d1 = jaw_distance(faces[0], s_face), jaw_distance(faces[1], s_face)
+                base = jaw_distance(t_face, s_face)
+                self._append_shape(res, src, tgt, d0, d1, base)
+        # Glasses: a target's glasses stay; a source's glasses do not come along.
+        for tgt in [t for t in GLASSES_TARGETS if t in targets]:
+            t_img, t_face, _ = self._load(tgt)
+            for src in sources[:5]:
+                out = self.pipe(prepared[src], t_img)
+                o_face = self._output_face(out.image, t_face)
+                if o_face is not None:
+                    res.glasses.append({"kind": "target", "source": src, "target": tgt, "before": glasses_band_darkness(t_img, t_face), "after": glasses_band_darkness(out.image, o_face)})
+        for src in GLASSES_SOURCES:
+            s_img, s_face, _ = self._load(src)
+            prep = self.pipe.engine.prepare_source(s_img, s_face)
+            for tgt in [t for t in targets if t not in GLASSES_TARGETS][:4]:
+                t_img, t_face, _ = self._load(tgt)
+                out = self.pipe(prep, t_img)
+                o_face = self._output_face(out.image, t_face)
+                if o_face is not None:
+                    res.glasses.append({"kind": "source", "source": src, "target": tgt, "before": glasses_band_darkness(t_img, t_face), "after": glasses_band_darkness(out.image, o_face)})
+        # Occlusion: an occluder pasted over the lower third stays in front.
+        if occluders:
+            kinds = {"mask_white": face_mask_occluder("white"), "mask_black": face_mask_occluder("black"), "microphone": microphone_occluder(), "hand": hand_occluder()}
+            for tgt in [t for t in targets if abs(self._load(t)[1].pose[0]) < 35 and t != "insightface__mask.png"]:
+                t_img, t_face, _ = self._load(tgt)
+                for kind, occ in kinds.items():
+                    occluded, occ_mask = paste_occluder(t_img, t_face, occ)
+                    try:
+                        out = self.pipe(prepared[sources[0]], occluded)
+                    except Exception as err:  # noqa: BLE001 - a face may no longer be found under a big occluder
+                        res.occlusion.append({"target": tgt, "kind": kind, "error": str(err)})
+                        continue
+                    diff = np.abs(out.image.astype(int) - occluded.astype(int)).max(axis=2)
+                    res.occlusion.append({"target": tgt, "kind": kind, "changed": float((diff[occ_mask] > 20).mean())})
+        res.summary = self.summarise(res)
+        return res
+
+    @staticmethod
+    def _append_shape(res, src, tgt, d0, d1, base):
+        for rec in res.shape:
+            if rec.get("source") == src and rec.get("target") == tgt and "jaw0" not in rec:
+                rec.update(jaw0=d0, jaw1=d1, jaw_target=base)
+                return
+        res.shape.append({"source": src, "target": tgt, "jaw0": d0, "jaw1": d1, "jaw_target": base})
+
+    @staticmethod
+    def summarise(res: BenchmarkResult) -> dict:
+        found = [p for p in res.pairs if p.get("found") and "d_source" in p]
+        profile = [p for p in found if abs(p["target_yaw"]) > 40]
+        pose = np.array([p["pose_error"] for p in found]) if found else np.zeros((0, 3))
+        jaws = [r for r in res.shape if "jaw0" in r]
+        expr = [r for r in res.shape if "mouth_error" in r]
+        s = {
+            "pairs": len(res.pairs),
+            "faces_found": len(found) / max(len(res.pairs), 1),
+            "closer_to_source": float(np.mean([p["closer_to_source"] for p in found])) if found else 0.0,
+            "retrieval": float(np.mean([p["retrieved"] for p in found])) if found else 0.0,
+            "profile_closer_to_source": float(np.mean([p["closer_to_source"] for p in profile])) if profile else None,
+            "pose_error_median": np.median(pose, axis=0).tolist() if len(pose) else None,
+            "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
+            "eye_error_median": float(np.median([r["eye_error"] for r in expr])) if expr else None,
+            "jaw_ratio_median": float(np.median([r["jaw1"] / max(r["jaw0"], 1e-9) for r in jaws])) if jaws else None,
+            "boundary_step_excess_max": max((p["boundary_step"] - p["boundary_step_target"] for p in found), default=None),
+            "boundary_step_excess_median": float(np.median([p["boundary_step"] - p["boundary_step_target"] for p in found])) if found else None,
+            "skin_tone_de_median": float(np.median([p["skin_tone_de"] for p in found])) if found else None,
+            "skin_tone_de_max": max((p["skin_tone_de"] for p in found), default=None),
+            "seam_ratio_median": float(np.median([p["seam"] / max(p["seam_target"], 1e-6) for p in found])) if found else None,
+            "seam_ratio_max": max((p["seam"] / max(p["seam_target"], 1e-6) for p in found), default=None),
+            "outside_diff_max": max((p["outside_diff"] for p in res.pairs), default=None),
+            "occluder_changed_max": max((o["changed"] for o in res.occlusion if "changed" in o), default=None),
+            "occluder_changed": {f'{o["target"]}/{o["kind"]}': round(o.get("changed", -1), 3) for o in res.occlusion},
+            "glasses": [(g["kind"], g["source"], g["target"], round(g["before"], 3), round(g["after"], 3)) for g in res.glasses],
+        }
+        return s
+
+
+def time_swap(pipeline, source: np.ndarray, target: np.ndarray, repeats: int = 20) -> dict:
+    """Median seconds of a full image swap (target analysis, swap, paste) with a prepared source."""
+    src_faces = pipeline.analyzer(source)
+    prepared = pipeline.engine.prepare_source(source, src_faces[0])
+    pipeline(prepared, target)
+    times = []
+    stages: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = pipeline(prepared, target)
+        times.append(time.perf_counter() - t0)
+        for k, v in out.timings.items():
+            stages.setdefault(k, []).append(v)
+    return {"total_ms": float(np.median(times) * 1000), **{f"{k}_ms": float(np.median(v) * 1000) for k, v in stages.items()}}

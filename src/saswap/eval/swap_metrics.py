@@ -1,0 +1,130 @@
+"""Measurements of a face swap: identity (with an independent judge), pose and expression kept,
+shape adopted, colour and seams, what outside the face changed, occluders kept.
+
+Convention:
+    Images RGB uint8 (H, W, 3); faces are :class:`~saswap.face.types.Face` records of the same image.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from saswap.face.alignment import umeyama_similarity, transform_points
+from saswap.face.colour import delta_e
+from saswap.face.masks import face_region_masks
+from saswap.face.types import Face
+
+__all__ = [
+    "angle_error",
+    "landmark_error",
+    "jaw_distance",
+    "boundary_colour_step",
+    "skin_tone_difference",
+    "seam_energy",
+    "outside_difference",
+    "glasses_band_darkness",
+]
+
+MOUTH = slice(48, 68)
+EYES = slice(36, 48)
+JAW = slice(0, 17)
+
+
+def angle_error(a: Face, b: Face) -> np.ndarray:
+    """Absolute (yaw, pitch, roll) differences in degrees, shape (3,)."""
+    return np.abs((np.asarray(a.pose) - np.asarray(b.pose) + 180.0) % 360.0 - 180.0)
+
+
+def landmark_error(a: Face, b: Face, part: slice) -> float:
+    """Mean distance of a 68-point part between two faces of one image, over b's eye-corner distance."""
+    return float(np.linalg.norm(a.landmarks_68[part] - b.landmarks_68[part], axis=1).mean() / max(b.eye_distance, 1e-6))
+
+
+def jaw_distance(face: Face, reference: Face) -> float:
+    """RMS distance of the jaw contours after a similarity alignment on the inner face (brows, eyes,
+    nose), in units of the reference's eye-corner distance: how far ``face``'s jaw is from
+    ``reference``'s shape, with pose and size factored out."""
+    inner = np.r_[17:48]
+    M = umeyama_similarity(face.landmarks_68[inner], reference.landmarks_68[inner])
+    jaw = transform_points(M, face.landmarks_68[JAW])
+    return float(np.sqrt(((jaw - reference.landmarks_68[JAW]) ** 2).sum(1).mean()) / max(reference.eye_distance, 1e-6))
+
+
+def _ring(mask: np.ndarray, inner: int, outer: int) -> tuple[np.ndarray, np.ndarray]:
+    m = (mask > 0.5).astype(np.uint8)
+    k = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))  # noqa: E731
+    inside = m & ~cv2.erode(m, k(inner)).astype(bool)
+    outside = cv2.dilate(m, k(outer)).astype(bool) & ~m.astype(bool)
+    return inside.astype(bool), outside
+
+
+def boundary_colour_step(image: np.ndarray, face: Face, width: float = 0.08) -> float:
+    """ΔE between the mean colour just inside the face's skin border and just outside it.
+
+    The band width is ``width`` eye-corner distances. Computed the same way on the target, it gives
+    the natural step (skin to hair, jaw shadow); a swap should not add to it.
+    """
+    regions = face_region_masks(face.landmarks, image.shape[:2])
+    r = max(2, int(round(width * face.eye_distance)))
+    inside, outside = _ring(regions["face"], r, r)
+    inside &= regions["skin"] > 0.5
+    if inside.sum() < 10 or outside.sum() < 10:
+        return 0.0
+    skin_out = outside & _skin_like(image, image[inside])
+    if skin_out.sum() < 10:
+        skin_out = outside
+    return float(delta_e(image[inside].mean(0).astype(np.uint8), image[skin_out].mean(0).astype(np.uint8)))
+
+
+def _skin_like(image: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ref = cv2.cvtColor(samples.reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).astype(np.float32).reshape(-1, 3)
+    centre, spread = np.median(ref, 0), ref.std(0) + np.array([8.0, 3.0, 3.0])
+    return np.sqrt((((lab - centre) / spread) ** 2).sum(-1)) < 2.5
+
+
+def skin_tone_difference(output: np.ndarray, target: np.ndarray, face: Face) -> float:
+    """ΔE between the mean skin colour of the face region in output and target (target's geometry)."""
+    regions = face_region_masks(face.landmarks, target.shape[:2])
+    skin = regions["skin"] > 0.5
+    if skin.sum() < 10:
+        return 0.0
+    return float(delta_e(np.median(output[skin], 0).astype(np.uint8), np.median(target[skin], 0).astype(np.uint8)))
+
+
+def seam_energy(image: np.ndarray, mask: np.ndarray) -> float:
+    """Mean gradient magnitude of ``image`` along the contour where ``mask`` crosses 0.5.
+
+    Compare the output's value with the target's along the same contour: a visible seam raises it.
+    """
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grad = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
+    m = (mask > 0.5).astype(np.uint8)
+    contour = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    return float(grad[contour].mean()) if contour.any() else 0.0
+
+
+def outside_difference(output: np.ndarray, target: np.ndarray, mask: np.ndarray, dilate: int = 5) -> float:
+    """Mean absolute grey-level difference outside the (dilated) changed region."""
+    region = cv2.dilate((mask > 0).astype(np.uint8), np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)) > 0
+    if region.all():
+        return 0.0
+    return float(np.abs(output[~region].astype(np.float32) - target[~region].astype(np.float32)).mean())
+
+
+def glasses_band_darkness(image: np.ndarray, face: Face) -> float:
+    """Share of dark pixels around the eyes (where glasses frames sit), excluding eyes and brows.
+
+    A pixel is dark when its grey level is below half the median grey level of the face's skin.
+    """
+    regions = face_region_masks(face.landmarks, image.shape[:2])
+    eyes = regions["eyes"] > 0.5
+    r = max(3, int(round(0.25 * face.eye_distance)))
+    band = cv2.dilate(eyes.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    band &= ~(cv2.dilate(eyes.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~(regions["brows"] > 0.5)
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    skin = regions["skin"] > 0.5
+    if not band.any() or not skin.any():
+        return 0.0
+    return float((grey[band] < 0.5 * np.median(grey[skin])).mean())

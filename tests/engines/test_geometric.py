@@ -1,0 +1,92 @@
+"""The geometric engine on real photos: identity moves to the source (independent judge), shape
+strength works, what must stay the target's stays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import data_path
+from saswap.engines import GeometricEngine
+from saswap.eval.occluders import face_mask_occluder, paste_occluder
+from saswap.io import load_image
+
+
+@pytest.fixture(scope="module")
+def engine(morphable_model):
+    return GeometricEngine(morphable_model=morphable_model)
+
+
+@pytest.fixture(scope="module")
+def pipe(engine, analyzer):
+    from saswap import SaSwapPipeline
+
+    return SaSwapPipeline(engine, analyzer)
+
+
+def _prepared(pipe, name):
+    img = load_image(data_path("images", name))
+    return pipe.engine.prepare_source(img, pipe.analyzer(img)[0])
+
+
+def test_swap_outputs_and_conventions(pipe):
+    src = _prepared(pipe, "sberswap__beckham.jpg")
+    target = load_image(data_path("images", "sadtalker__happy.png"))
+    crop, face, M = pipe.engine.align(target, pipe.analyzer(target)[0])
+    out = pipe.engine.swap(crop, face, src, shape_strength=1.0)
+    assert out.image.shape == crop.shape and out.image.dtype == np.uint8
+    assert out.mask.shape == crop.shape[:2] and 0.0 <= out.mask.min() and out.mask.max() <= 1.0
+    changed = np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2) > 0
+    assert not (changed & (out.mask == 0)).any(), "pixels outside the engine's mask changed"
+    assert out.mask.mean() > 0.05  # the face region was replaced
+    with pytest.raises(ValueError, match="aligned RGB uint8 crop"):
+        pipe.engine.swap(crop[:100], face, src)
+    with pytest.raises(ValueError, match="shape_strength"):
+        pipe.engine.swap(crop, face, src, shape_strength=2.0)
+
+
+def test_shape_strength_zero_means_no_motion(pipe):
+    src = _prepared(pipe, "deepface__img41.jpg")
+    target = load_image(data_path("images", "face_recognition__obama.jpg"))
+    crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    _, motion0 = pipe.engine.sparse_motion(face, src, 0.0)
+    _, motion1 = pipe.engine.sparse_motion(face, src, 1.0)
+    assert np.abs(motion0).max() == 0.0
+    assert np.abs(motion1).max() > 1.0
+
+
+def test_identity_moves_to_the_source(pipe, dlib_models):
+    from saswap.face.identity import DlibEmbedder
+
+    judge = DlibEmbedder()
+    sources = ["sberswap__beckham.jpg", "deepface__img41.jpg", "simswap__james.jpg", "sberswap__mark.jpg"]
+    targets = ["face_recognition__obama.jpg", "sadtalker__happy.png"]
+    wins = []
+    for t in targets:
+        t_img = load_image(data_path("images", t))
+        t_face = pipe.analyzer(t_img)[0]
+        t_emb = judge.raw(t_img, t_face)
+        for s in sources:
+            s_img = load_image(data_path("images", s))
+            s_emb = judge.raw(s_img, pipe.analyzer(s_img)[0])
+            out = pipe(pipe.engine.prepare_source(s_img, pipe.analyzer(s_img)[0]), t_img)
+            o_emb = judge.raw(out.image, pipe.analyzer(out.image)[0])
+            wins.append(np.linalg.norm(o_emb - s_emb) < np.linalg.norm(o_emb - t_emb))
+    assert np.mean(wins) >= 0.75, f"only {np.mean(wins):.0%} of outputs are closer to the source than the target"
+
+
+def test_pasted_mask_stays_in_front(pipe):
+    target = load_image(data_path("images", "sadtalker__happy.png"))
+    face = pipe.analyzer(target)[0]
+    occluded, occ_mask = paste_occluder(target, face, face_mask_occluder("white"))
+    out = pipe(_prepared(pipe, "sberswap__beckham.jpg"), occluded)
+    diff = np.abs(out.image.astype(int) - occluded.astype(int)).max(axis=2)
+    assert (diff[occ_mask] > 20).mean() < 0.2
+
+
+def test_outside_the_face_is_untouched(pipe):
+    target = load_image(data_path("images", "face_recognition__obama.jpg"))
+    out = pipe(_prepared(pipe, "deepface__img2.jpg"), target)
+    outside = out.masks[0] == 0
+    assert outside.mean() > 0.5
+    assert np.array_equal(out.image[outside], target[outside])

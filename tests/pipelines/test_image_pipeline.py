@@ -1,0 +1,86 @@
+"""SaSwapPipeline: loading, inputs, face selection, errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import data_path
+from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
+from saswap.io import load_image
+
+
+@pytest.fixture(scope="module")
+def pipe(analyzer, morphable_model):
+    from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+
+    return SaSwapPipeline(GeometricEngine(morphable_model=morphable_model), analyzer)
+
+
+def test_from_pretrained_names_and_folders(tmp_path):
+    from saswap import SaSwapPipeline
+
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    assert pipe.engine.name == "geometric" and pipe.engine.crop_size == 384
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"engine": "geometric", "config": {"crop_size": 256}}))
+    assert SaSwapPipeline.from_pretrained(folder).engine.crop_size == 256
+    start = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match="not published yet.*saswap train fit"):
+        SaSwapPipeline.from_pretrained("saswap-256")
+    assert time.perf_counter() - start < 5.0  # no network retries
+    with pytest.raises(ModelNotFoundError, match="not a zoo name"):
+        SaSwapPipeline.from_pretrained("no-such-model")
+    with pytest.raises(ModelNotFoundError, match="no model_index.json"):
+        SaSwapPipeline.from_pretrained(tmp_path)
+
+
+def test_inputs_paths_pil_arrays(pipe):
+    src_path = data_path("images", "sberswap__beckham.jpg")
+    tgt_path = data_path("images", "sadtalker__happy.png")
+    a = pipe(src_path, tgt_path)
+    b = pipe(Image.open(src_path), np.asarray(Image.open(tgt_path).convert("RGB")))
+    assert a.image.shape == b.image.shape and np.abs(a.image.astype(int) - b.image.astype(int)).mean() < 1.0
+    assert set(a.timings) >= {"analyze_source", "analyze_target", "swap", "paste", "total"}
+    assert len(a.faces) == 1 and len(a.masks) == 1 and a.source_face.landmarks.shape == (478, 3)
+
+
+def test_face_selection(pipe):
+    src = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))[0]
+    group = load_image(data_path("images", "insightface__t1.jpg"))
+    everyone = pipe(src, group, all_faces=True)
+    assert len(everyone.faces) == 6 and len(everyone.masks) == 6
+    third = pipe(src, group, face_index=2)
+    assert np.allclose(third.faces[0].box, everyone.faces[2].box)
+    with pytest.raises(SaSwapError, match="face index 9 out of range"):
+        pipe(src, group, face_index=9)
+    with pytest.raises(SaSwapError, match="choose one of"):
+        pipe(src, group, face_index=1, all_faces=True)
+
+
+def test_reference_selection_picks_the_right_person(pipe, dlib_models):
+    src = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))[0]
+    two = load_image(data_path("images", "face_recognition__two_people.jpg"))  # Obama left, Biden right
+    out = pipe(src, two, reference=data_path("images", "face_recognition__obama2.jpg"))
+    assert len(out.faces) == 1 and out.faces[0].box[0] < two.shape[1] / 2
+
+
+def test_no_face_errors_name_the_image(pipe, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    with pytest.raises(NoFaceError, match="blank.png: no face found"):
+        pipe(blank, data_path("images", "sadtalker__happy.png"))
+    with pytest.raises(NoFaceError, match="blank.png: no face found"):
+        pipe(data_path("images", "sadtalker__happy.png"), blank)
+
+
+def test_enhancer_missing_weights_is_a_clear_error(pipe, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="gfpgan-1.4.*not found locally"):
+        pipe(data_path("images", "sberswap__beckham.jpg"), data_path("images", "sadtalker__happy.png"), enhance="gfpgan-1.4")
