@@ -2,5 +2,6 @@
 
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.engines.geometric import GeometricEngine
+from saswap.engines.onnx_swapper import OnnxSwapEngine, latent_from_embedding
 
-__all__ = ["EngineOutput", "SourceFace", "SwapEngine", "GeometricEngine"]
+__all__ = ["EngineOutput", "SourceFace", "SwapEngine", "GeometricEngine", "OnnxSwapEngine", "latent_from_embedding"]

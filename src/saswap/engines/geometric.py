@@ -28,6 +28,7 @@ import numpy as np
 
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, warp_face
+from saswap.face.blending import pyramid_blend
 from saswap.face.colour import masked_blur, relight
 from saswap.face.deform import keypoint_flow, sample_flow, warp_by_flow
 from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask, triangle_visibility
@@ -90,6 +91,7 @@ class GeometricEngine(SwapEngine):
         source_eyes: map the source's eyes (lids to irises, with its gaze) too; when False the
             target's eye interiors stay.
         occlusion: keep whatever covers the target's face (hands, masks, microphones, glasses).
+        blend_levels: Laplacian pyramid levels of the final blend (seamless edges).
     """
 
     name = "geometric"
@@ -103,6 +105,7 @@ class GeometricEngine(SwapEngine):
         flow_support: float = 0.6,
         source_eyes: bool = True,
         occlusion: bool = True,
+        blend_levels: int = 4,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -113,6 +116,7 @@ class GeometricEngine(SwapEngine):
         self.flow_support = float(flow_support)
         self.source_eyes = bool(source_eyes)
         self.occlusion = bool(occlusion)
+        self.blend_levels = int(blend_levels)
         self.triangles = mesh_triangles()
         self.mirror = np.asarray(MESH_MIRROR, np.int64)
 
@@ -207,10 +211,10 @@ class GeometricEngine(SwapEngine):
         face_mask = feather(regions["face"] * cover, edge)
         keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
         alpha = face_mask * (1.0 - keep_soft)
-        out = base.astype(np.float32) * (1 - alpha[..., None]) + relit.astype(np.float32) * alpha[..., None]
-        out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        out, changed = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
+        # Pixels outside the support are the (warped) target's; keep them bit-exact.
+        out[changed == 0] = base[changed == 0]
 
-        changed = alpha
         if moving:
             magnitude = np.linalg.norm(flow, axis=2)
             changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1))

@@ -234,26 +234,30 @@ def _sharp_components(image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin
     return keep
 
 
-def skin_occlusion_mask(
-    image: np.ndarray, regions: dict[str, np.ndarray], threshold: float = 4.0, neutral_only: bool = False
-) -> np.ndarray:
-    """Pixels of the face that do not look like this face's skin and are not a face part: occluders.
+def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutral_only: bool = False) -> np.ndarray:
+    """Pixels of the face that are not this face's skin nor a face part: occluders.
 
-    A colour model of the face's own skin, in shading-invariant chromaticity (r, g of linear RGB)
-    plus a leniently weighted brightness, is estimated robustly (the densest colour
-    mode and the interquartile spread around it) from the skin that is least often covered: the band from the brows down
-    to the middle of the nose bridge (``regions["reference"]``), which masks, hands at the chin and microphones leave
-    free; face pixels farther than ``threshold`` spreads, outside
-    the eyes, brows, lips and nostrils, count as occluded (hands, masks, microphones, glasses frames,
-    hair strands). Small specks are removed and the rest closed; a region whose outline inside the
-    face is soft (a shadow, shading) rather than a sharp edge is dropped, and so is a region that does
-    not reach the face's outline (occluders come in from outside the face).
+    Shading changes a skin pixel's brightness and, under coloured light, its saturation along the
+    skin's own hue, but rarely turns it grey or gives it another hue; the objects that cover faces
+    (face masks, microphones, glasses frames, hair, phones) are grey, dark or of another hue. So, in
+    the chromaticity of linear RGB (r, g), relative to the face's own skin (the densest colour mode
+    of the band from the brows to the nose bridge, :func:`_skin_mode`), a pixel is an occluder when
+
+    - its hue differs from the skin's by more than 60 degrees (blue or green masks), or
+    - it is much greyer than the skin (less than 45% of its saturation: white, grey, black objects), or
+    - it is far darker (under 30% of the skin's brightness) and not more saturated than the skin;
+
+    for very pale, nearly grey skin, where hue is unreliable, a pixel much brighter than the skin
+    (a white mask) counts instead. Candidates outside the eyes, brows, lips and nostrils are cleaned
+    morphologically; a region with a soft outline (shading) or one that does not reach the face's
+    outline (occluders come in from outside) is dropped; lips enclosed by an occluder are covered.
+    A hand of the face's own skin tone is not found (no colour cue separates it).
 
     Args:
         image: RGB uint8, shape (H, W, 3).
         regions: output of :func:`face_region_masks` for that image.
-        threshold: distance in robust standard deviations.
-        neutral_only: flag only pixels with less than half the skin's chroma (grey objects).
+        neutral_only: only grey objects (rule 2 and 3): used on sources, where over-detection would
+            erase identity.
 
     Returns:
         float32 mask (H, W), 1 where the face is occluded.
@@ -266,14 +270,24 @@ def skin_occlusion_mask(
         reference = skin
     if reference.sum() < 50:
         return np.zeros(image.shape[:2], np.float32)
-    centre, spread = _skin_mode(feats[reference])
-    dist = np.sqrt((((feats - centre) / spread) ** 2).sum(axis=2))
+    centre, _ = _skin_mode(feats[reference])
+    neutral = 1.0 / 3.0
+    d = feats[..., :2] - neutral
+    ds = centre[:2] - neutral
+    sat = np.linalg.norm(d, axis=2)
+    sat_s = float(np.linalg.norm(ds))
+    bright = feats[..., 2]
+    bright_s = max(float(centre[2]), 1.0)
+    if sat_s > 0.03:
+        cos = (d @ ds) / (sat * sat_s + 1e-9)
+        other_hue = (sat > 0.02) & (cos < 0.5)
+        grey = sat < 0.45 * sat_s
+        dark = (bright < 0.3 * bright_s) & (sat < 1.0 * sat_s)
+        candidate = grey | dark if neutral_only else other_hue | grey | dark
+    else:  # pale skin: chroma says little; a much brighter object (white mask) or a very dark one
+        candidate = (bright > 1.12 * bright_s + 8.0) | (bright < 0.3 * bright_s)
     features = np.maximum.reduce([regions["eyes_outer"], regions["brows"], regions["lips"], regions["nostrils"]]) > 0.5
-    occluded = (dist > threshold) & face & ~features
-    if neutral_only:  # only grey-ish objects (glasses, dark hair, lens glare), never saturated shadowed skin
-        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-        chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
-        occluded &= chroma < 0.5 * max(float(np.median(chroma[reference])), 4.0)
+    occluded = candidate & face & ~features
     occ = occluded.astype(np.uint8)
     size = max(3, int(round(np.sqrt(face.sum()) * 0.03)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))

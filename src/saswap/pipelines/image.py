@@ -75,9 +75,10 @@ class SaSwapPipeline:
     def from_pretrained(cls, name_or_path: str | os.PathLike = "saswap-geometric", **kwargs) -> SaSwapPipeline:
         """Load a pipeline from a zoo name, a local folder, or a Hub / ModelScope id.
 
-        The geometric engine needs no weights. Neural engines are loaded from a folder holding a
-        ``model_index.json`` (written by ``saswap export``); zoo names and Hub ids are first resolved
-        to such a folder (offline: from the local cache only, with a clear error when absent).
+        The geometric engine needs no weights. Other engines are loaded from a folder holding a
+        ``model_index.json``: ``{"engine": "geometric", "config": {...}}``, or ``{"engine": "onnx",
+        "model": "inswapper_128.onnx", "arcface": "w600k_r50.onnx"}`` for an inswapper-style ONNX
+        swapper. Unpublished zoo names fail at once with a message saying how to train them.
         """
         from saswap.zoo import get_entry
 
@@ -109,6 +110,15 @@ class SaSwapPipeline:
             from saswap.engines.geometric import GeometricEngine
 
             return cls(GeometricEngine(**index.get("config", {})), **kwargs)
+        if engine_type == "onnx":
+            from saswap.engines.onnx_swapper import OnnxSwapEngine
+            from saswap.face.identity import ArcFaceOnnxEmbedder
+
+            try:
+                model, arcface = folder / index["model"], folder / index["arcface"]
+            except KeyError as err:
+                raise ModelNotFoundError(f"{index_path}: an 'onnx' engine needs the keys 'model' and 'arcface' ({err} missing)") from None
+            return cls(OnnxSwapEngine(model, ArcFaceOnnxEmbedder(arcface)), **kwargs)
         raise ModelNotFoundError(f"{index_path}: engine {engine_type!r} is not available in this version of saswap")
 
     # -- helpers --------------------------------------------------------------------------------
