@@ -31,13 +31,22 @@ from saswap.face.alignment import transform_face, warp_face
 from saswap.face.blending import pyramid_blend
 from saswap.face.colour import masked_blur, relight
 from saswap.face.deform import keypoint_flow, sample_flow, warp_by_flow
-from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask, triangle_visibility
+from saswap.face.masks import face_region_masks, feather, glasses_mask, skin_occlusion_mask, triangle_visibility
 from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
 from saswap.face.types import Face
 
 __all__ = ["GeometricEngine"]
+
+
+def _border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
+    """1 inside the crop, 0 on its outermost ``margin`` pixels, a linear ramp over the next ``margin``."""
+    h, w = shape
+    y = np.minimum(np.arange(h), np.arange(h)[::-1]).astype(np.float32)
+    x = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
+    ramp = lambda d: np.clip((d - margin) / margin, 0.0, 1.0)  # noqa: E731
+    return np.outer(ramp(y), ramp(x)).astype(np.float32)
 
 
 def _similarity_3d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -100,7 +109,7 @@ class GeometricEngine(SwapEngine):
         self,
         crop_size: int = 384,
         morphable_model: MorphableModel | None = None,
-        relight_scale: float = 1.5,
+        relight_scale: float = 0.6,
         edge: float = 0.06,
         flow_support: float = 0.6,
         source_eyes: bool = True,
@@ -131,7 +140,7 @@ class GeometricEngine(SwapEngine):
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
         # and cleaning a shadow would erase the source's identity.
         band = cv2.dilate(np.maximum(regions["reference"], regions["eyes_outer"]), np.ones((9, 9), np.uint8))
-        occluded = skin_occlusion_mask(crop, regions, neutral_only=True) * band
+        occluded = np.maximum(skin_occlusion_mask(crop, regions, neutral_only=True) * band, glasses_mask(crop, regions, face_c.eye_distance))
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
         if occluded.any():
@@ -197,7 +206,11 @@ class GeometricEngine(SwapEngine):
         # 3. what stays the target's: eyes, mouth interior, occluders (all in the moved geometry)
         moved_mesh = np.concatenate([moved[:468], mesh_t[:, 2:3]], axis=1)
         regions = face_region_masks(moved_mesh, shape)
-        occluded = skin_occlusion_mask(target, face_region_masks(mesh_t, shape)) if self.occlusion else np.zeros(shape, np.float32)
+        if self.occlusion:
+            regions_t = face_region_masks(mesh_t, shape)
+            occluded = np.maximum(skin_occlusion_mask(target, regions_t), glasses_mask(target, regions_t, eye))
+        else:
+            occluded = np.zeros(shape, np.float32)
         if moving:
             occluded = warp_by_flow(occluded, flow)
         tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
@@ -211,13 +224,22 @@ class GeometricEngine(SwapEngine):
         face_mask = feather(regions["face"] * cover, edge)
         keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
         alpha = face_mask * (1.0 - keep_soft)
-        out, changed = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
-        # Pixels outside the support are the (warped) target's; keep them bit-exact.
-        out[changed == 0] = base[changed == 0]
+        blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
+        # The coarse bands must not tint what stays the target's (occluders, mouth interior).
+        blended = np.clip(blended * (1 - keep_soft[..., None]) + base * keep_soft[..., None] + 0.5, 0, 255).astype(np.uint8)
+        # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
+        # distance around the face, fading out, and away from the crop's border.
+        reach = max(2.0, 0.25 * eye)
+        region = cv2.dilate((alpha > 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(reach) + 1,) * 2))
+        border = _border_taper(shape, margin=max(4, shape[0] // 48))
+        taper = feather(region, reach / 2) * border
+        out = np.clip(base + (blended.astype(np.float32) - base) * taper[..., None] + 0.5, 0, 255).astype(np.uint8)
 
+        changed = taper
         if moving:
             magnitude = np.linalg.norm(flow, axis=2)
-            changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1))
+            changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1) * border)
+        out[changed == 0] = target[changed == 0]  # the contract: outside the mask, the crop is the target's
         return EngineOutput(image=out, mask=changed.astype(np.float32))
 
     def sparse_motion(self, target_face: Face, source: SourceFace, shape_strength: float) -> tuple[np.ndarray, np.ndarray]:

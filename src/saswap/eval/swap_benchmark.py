@@ -104,7 +104,7 @@ class SwapBenchmark:
                 o_face = self._output_face(out.image, t_face)
                 rec["found"] = o_face is not None
                 mask = out.masks[0]
-                rec["outside_diff"] = outside_difference(out.image, t_img, mask)
+                rec["outside_diff"] = outside_difference(out.image, t_img, t_face)
                 if o_face is None:
                     res.pairs.append(rec)
                     continue
@@ -119,7 +119,7 @@ class SwapBenchmark:
                     pose_error=angle_error(o_face, t_face).tolist(),
                     boundary_step=boundary_colour_step(out.image, o_face),
                     boundary_step_target=boundary_colour_step(t_img, t_face),
-                    skin_tone_de=skin_tone_difference(out.image, t_img, t_face),
+                    skin_tone_de=skin_tone_difference(out.image, o_face, t_img, t_face),
                     seam=seam_energy(out.image, mask),
                     seam_target=seam_energy(t_img, mask),
                 )

@@ -84,13 +84,22 @@ def _skin_like(image: np.ndarray, samples: np.ndarray) -> np.ndarray:
     return np.sqrt((((lab - centre) / spread) ** 2).sum(-1)) < 2.5
 
 
-def skin_tone_difference(output: np.ndarray, target: np.ndarray, face: Face) -> float:
-    """ΔE between the mean skin colour of the face region in output and target (target's geometry)."""
-    regions = face_region_masks(face.landmarks, target.shape[:2])
-    skin = regions["skin"] > 0.5
-    if skin.sum() < 10:
-        return 0.0
-    return float(delta_e(np.median(output[skin], 0).astype(np.uint8), np.median(target[skin], 0).astype(np.uint8)))
+def skin_tone_difference(output: np.ndarray, output_face: Face, target: np.ndarray, target_face: Face) -> float:
+    """ΔE between the skin tone of the output's face and the target's.
+
+    Each tone is the median colour of the face's reference skin (cheeks and lower forehead between
+    the brows and the nose bridge, :func:`~saswap.face.masks.face_region_masks`), found in each image
+    with its own landmarks, so stubble, brows or eyes of another shape do not count as tone.
+    """
+
+    def tone(image, face):
+        r = face_region_masks(face.landmarks, image.shape[:2])
+        sel = (r["reference"] > 0.5) & (r["skin"] > 0.5)
+        if sel.sum() < 10:
+            sel = r["skin"] > 0.5
+        return np.median(image[sel], 0).astype(np.uint8)
+
+    return float(delta_e(tone(output, output_face), tone(target, target_face)))
 
 
 def seam_energy(image: np.ndarray, mask: np.ndarray) -> float:
@@ -105,9 +114,12 @@ def seam_energy(image: np.ndarray, mask: np.ndarray) -> float:
     return float(grad[contour].mean()) if contour.any() else 0.0
 
 
-def outside_difference(output: np.ndarray, target: np.ndarray, mask: np.ndarray, dilate: int = 5) -> float:
-    """Mean absolute grey-level difference outside the (dilated) changed region."""
-    region = cv2.dilate((mask > 0).astype(np.uint8), np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)) > 0
+def outside_difference(output: np.ndarray, target: np.ndarray, face: Face, margin: float = 1.0) -> float:
+    """Mean absolute grey-level difference outside the target's face region dilated by ``margin``
+    eye-corner distances (the shape flow may move the face's surroundings up to there)."""
+    r = max(1, int(round(margin * face.eye_distance)))
+    region = face_region_masks(face.landmarks, target.shape[:2])["face"].astype(np.uint8)
+    region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
     if region.all():
         return 0.0
     return float(np.abs(output[~region].astype(np.float32) - target[~region].astype(np.float32)).mean())

@@ -11,7 +11,7 @@ import numpy as np
 
 from saswap.face.topology import region_loop
 
-__all__ = ["polygon_mask", "visible_face_mask", "triangle_visibility", "face_region_masks", "feather", "skin_occlusion_mask", "FEATURE_REGIONS"]
+__all__ = ["polygon_mask", "visible_face_mask", "triangle_visibility", "face_region_masks", "glasses_mask", "feather", "skin_occlusion_mask", "FEATURE_REGIONS"]
 
 #: Face parts whose colour is expected to differ from skin (not occluders when they do).
 FEATURE_REGIONS = ("eyes", "brows", "lips", "nostrils")
@@ -234,6 +234,41 @@ def _sharp_components(image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin
     return keep
 
 
+def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance: float) -> np.ndarray:
+    """Spectacle frames: thin lines, darker or brighter than their surroundings, around the eyes.
+
+    Frames are often too thin or too skin-coloured (metal rims) for the colour rules of
+    :func:`skin_occlusion_mask`, but they are thin *lines*: morphological black-hat and top-hat
+    transforms (line width up to 5% of the eye distance) respond to them. Responses well above the
+    skin's own texture, in a band around the eyes, forming pieces longer than a third of the eye
+    distance (rims and bridge, not pores), count as glasses.
+
+    Returns:
+        float32 mask (H, W), 1 on the frames (slightly dilated).
+    """
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    k = max(3, int(eye_distance * 0.05)) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    response = np.maximum(
+        cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel), cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, kernel)
+    ).astype(np.float32)
+    eyes = (regions["eyes"] > 0.5).astype(np.uint8)
+    reach = max(3, int(eye_distance * 0.45))
+    band = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))) > 0
+    band &= ~(cv2.dilate(eyes, np.ones((5, 5), np.uint8)) > 0)
+    skin = regions["skin"] > 0.5
+    if not skin.any() or not band.any():
+        return np.zeros(image.shape[:2], np.float32)
+    threshold = max(10.0, 4.0 * float(np.median(response[skin])))
+    candidate = ((response > threshold) & band).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate)
+    keep = np.zeros_like(candidate)
+    for i in range(1, count):
+        if max(stats[i, 2], stats[i, 3]) > 0.35 * eye_distance:
+            keep[labels == i] = 1
+    return cv2.dilate(keep, np.ones((3, 3), np.uint8)).astype(np.float32)
+
+
 def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutral_only: bool = False) -> np.ndarray:
     """Pixels of the face that are not this face's skin nor a face part: occluders.
 
@@ -245,7 +280,7 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
 
     - its hue differs from the skin's by more than 60 degrees (blue or green masks), or
     - it is much greyer than the skin (less than 45% of its saturation: white, grey, black objects), or
-    - it is far darker (under 30% of the skin's brightness) and not more saturated than the skin;
+    - it is far darker (under 45% of the skin's brightness) and not more saturated than the skin;
 
     for very pale, nearly grey skin, where hue is unreliable, a pixel much brighter than the skin
     (a white mask) counts instead. Candidates outside the eyes, brows, lips and nostrils are cleaned
@@ -282,7 +317,7 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
         cos = (d @ ds) / (sat * sat_s + 1e-9)
         other_hue = (sat > 0.02) & (cos < 0.5)
         grey = sat < 0.45 * sat_s
-        dark = (bright < 0.3 * bright_s) & (sat < 1.0 * sat_s)
+        dark = (bright < 0.45 * bright_s) & (sat < 1.0 * sat_s)
         candidate = grey | dark if neutral_only else other_hue | grey | dark
     else:  # pale skin: chroma says little; a much brighter object (white mask) or a very dark one
         candidate = (bright > 1.12 * bright_s + 8.0) | (bright < 0.3 * bright_s)
@@ -291,7 +326,7 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     occ = occluded.astype(np.uint8)
     size = max(3, int(round(np.sqrt(face.sum()) * 0.03)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, kernel)
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # specks only: thin frames stay
     occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, kernel)
     occ = _sharp_components(image, occ, face, skin)
     occ = _entering_components(occ, face)
