@@ -31,7 +31,7 @@ from saswap.face.alignment import transform_face, warp_face
 from saswap.face.blending import pyramid_blend
 from saswap.face.colour import masked_blur, relight
 from saswap.face.deform import keypoint_flow, sample_flow, warp_by_flow
-from saswap.face.masks import face_region_masks, feather, glasses_mask, skin_occlusion_mask, triangle_visibility
+from saswap.face.masks import dilate_disk, face_region_masks, feather, glasses_mask, skin_occlusion_mask, triangle_visibility
 from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
@@ -230,7 +230,7 @@ class GeometricEngine(SwapEngine):
         # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
         # distance around the face, fading out, and away from the crop's border.
         reach = max(2.0, 0.25 * eye)
-        region = cv2.dilate((alpha > 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(reach) + 1,) * 2))
+        region = dilate_disk(alpha > 0, reach)
         border = _border_taper(shape, margin=max(4, shape[0] // 48))
         taper = feather(region, reach / 2) * border
         out = np.clip(base + (blended.astype(np.float32) - base) * taper[..., None] + 0.5, 0, 255).astype(np.uint8)
