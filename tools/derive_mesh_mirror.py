@@ -16,23 +16,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from derive_ibug68 import _face_frame  # noqa: E402
+from derive_ibug68 import _face_frame, frontal_faces  # noqa: E402
 
 
 def main(folder: str) -> None:
-    from saswap.face import FaceAnalyzer
-    from saswap.io import load_image
-
-    analyzer = FaceAnalyzer()
     frames = []
-    for path in sorted(Path(folder).glob("*")):
-        try:
-            faces = analyzer(load_image(path))
-        except Exception:
-            continue
-        if len(faces) == 1 and abs(faces[0].pose[0]) < 12 and abs(faces[0].pose[1]) < 15:
-            mesh = faces[0].landmarks[:468]
-            frames.append(_face_frame(mesh) / np.linalg.norm(mesh[33, :2] - mesh[263, :2]))
+    for _, face in frontal_faces(folder):
+        mesh = face.landmarks[:468]
+        frames.append(_face_frame(mesh) / np.linalg.norm(mesh[33, :2] - mesh[263, :2]))
     mean = np.mean(frames, axis=0)
     mean[:, 0] -= np.median(mean[:, 0])
     dist = np.linalg.norm((mean * [-1, 1, 1])[:, None] - mean[None], axis=2)

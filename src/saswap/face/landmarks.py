@@ -1,7 +1,7 @@
 """Landmark conventions: the MediaPipe 478-point mesh, its 68-point iBUG-style subset, 5 keypoints.
 
 ``IBUG68_FROM_MESH`` was derived from data by ``tools/derive_ibug68.py``: for each point of the
-iBUG 300-W 68-point scheme, the mesh vertex nearest (median over 23 near-frontal photos) to dlib's
+iBUG 300-W 68-point scheme, the mesh vertex nearest (median over the 23 near-frontal photos found at derivation time) to dlib's
 68-point predictor, with mirrored points forced onto mirrored vertices. The jaw points (0-16) are fixed mesh vertices, so on a turned face the far-side
 jaw points lie on the hidden cheek rather than on the visible outline; the 3D prior's fit treats
 them accordingly (see :mod:`saswap.face.morphable`).
