@@ -32,7 +32,10 @@ def _median_ms(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--data", default=os.environ.get("SASWAP_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("SASWAP_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")),
+    )
     args = parser.parse_args()
 
     from saswap.face import FaceAnalyzer

@@ -31,7 +31,11 @@ def contact_sheet(pipe, data: Path, sources, targets, path: Path, cell: int = 19
         canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
         return canvas
 
-    rows = [np.concatenate([np.full((cell, cell, 3), 24, np.uint8)] + [fit(load_image(data / "images" / t)) for t in targets], 1)]
+    rows = [
+        np.concatenate(
+            [np.full((cell, cell, 3), 24, np.uint8)] + [fit(load_image(data / "images" / t)) for t in targets], 1
+        )
+    ]
     for src in sources:
         s_img = load_image(data / "images" / src)
         prepared, _ = pipe.prepare_source(s_img)
@@ -49,7 +53,10 @@ def contact_sheet(pipe, data: Path, sources, targets, path: Path, cell: int = 19
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("SASWAP_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("SASWAP_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")),
+    )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "outputs"))
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
@@ -67,7 +74,19 @@ def main() -> None:
     frame[4:716, 355:925] = cv2.resize(portrait, (570, 712), interpolation=cv2.INTER_AREA)
     speed = time_swap(pipe, load_image(data / "images" / "sberswap__beckham.jpg"), frame, args.repeats)
     summary = {**result.summary, "speed_720p": speed, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-    (out_dir / "swap_results.json").write_text(json.dumps({"summary": summary, "pairs": result.pairs, "shape": result.shape, "occlusion": result.occlusion, "glasses": result.glasses}, indent=1, default=float))
+    (out_dir / "swap_results.json").write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "pairs": result.pairs,
+                "shape": result.shape,
+                "occlusion": result.occlusion,
+                "glasses": result.glasses,
+            },
+            indent=1,
+            default=float,
+        )
+    )
     contact_sheet(pipe, data, SOURCES, TARGETS, out_dir / "contact_sheet.png")
     for k, v in summary.items():
         print(f"{k}: {v}")

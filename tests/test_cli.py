@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import data_path
 from PIL import Image
 
-from conftest import data_path
 from saswap.cli import main
 
 
@@ -30,7 +30,12 @@ def test_analyze_json_and_annotated_output(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "content,message",
-    [(b"", "the file is empty"), (b"just some text, not pixels", "not an image"), (b"GIF89a broken", "corrupt or truncated GIF"), (b"\xff\xd8\xff\xe0" + b"\x00" * 50, "corrupt or truncated")],
+    [
+        (b"", "the file is empty"),
+        (b"just some text, not pixels", "not an image"),
+        (b"GIF89a broken", "corrupt or truncated GIF"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 50, "corrupt or truncated"),
+    ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, content, message):
     bad = tmp_path / "bad.jpg"
@@ -59,7 +64,9 @@ def test_console_script_is_installed(tmp_path):
     """The installed ``saswap`` entry point runs and reports a bad file on one stderr line."""
     bad = tmp_path / "zero.png"
     bad.write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "saswap", "analyze", str(bad)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "saswap", "analyze", str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"saswap: error: {bad}: the file is empty (0 bytes)"]
 
@@ -68,7 +75,19 @@ def test_swap_writes_a_tagged_image(tmp_path, capsys):
     from saswap.provenance import read_tag
 
     out = tmp_path / "swap.jpg"
-    code = main(["swap", "--source", str(data_path("images", "sberswap__beckham.jpg")), "--target", str(data_path("images", "sadtalker__happy.png")), "--output", str(out), "--shape-strength", "0.5"])
+    code = main(
+        [
+            "swap",
+            "--source",
+            str(data_path("images", "sberswap__beckham.jpg")),
+            "--target",
+            str(data_path("images", "sadtalker__happy.png")),
+            "--output",
+            str(out),
+            "--shape-strength",
+            "0.5",
+        ]
+    )
     assert code == 0 and out.is_file()
     assert read_tag(out)["shape_strength"] == 0.5
     assert main(["inspect", str(out)]) == 0

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 _IBUG_MIRROR = (
     [(i, 16 - i) for i in range(8)]
     + [(17 + i, 26 - i) for i in range(5)]

@@ -4,7 +4,15 @@ from saswap.errors import InvalidImageError, ModelNotFoundError, NoFaceError, Sa
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__", "SaSwapError", "InvalidImageError", "NoFaceError", "ModelNotFoundError", "SaSwapPipeline", "SaSwapOutput"]
+__all__ = [
+    "__version__",
+    "SaSwapError",
+    "InvalidImageError",
+    "NoFaceError",
+    "ModelNotFoundError",
+    "SaSwapPipeline",
+    "SaSwapOutput",
+]
 
 
 def __getattr__(name: str):

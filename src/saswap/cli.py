@@ -54,14 +54,21 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if args.output is not None:
         save_image(draw_faces(image, faces), args.output)
     if args.json:
-        payload = {"image": str(args.image), "width": image.shape[1], "height": image.shape[0], "faces": [f.to_dict() for f in faces]}
+        payload = {
+            "image": str(args.image),
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "faces": [f.to_dict() for f in faces],
+        }
         print(json.dumps(payload))
     else:
         print(f"{args.image}: {len(faces)} face(s)")
         for i, f in enumerate(faces):
             x1, y1, x2, y2 = f.box
             yaw, pitch, roll = f.pose
-            print(f"  #{i}: box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) score={f.score:.2f} yaw={yaw:+.1f} pitch={pitch:+.1f} roll={roll:+.1f}")
+            print(
+                f"  #{i}: box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) score={f.score:.2f} yaw={yaw:+.1f} pitch={pitch:+.1f} roll={roll:+.1f}"
+            )
         if args.output is not None:
             print(f"annotated image written to {args.output}")
     return 0
@@ -164,11 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("analyze", help="find faces, landmarks and head pose in an image")
-    p.add_argument("image", help="image file (png, jpg, webp, ...), or sample:NAME for a photo shipped in a dependency (sample:t1)")
+    p.add_argument(
+        "image", help="image file (png, jpg, webp, ...), or sample:NAME for a photo shipped in a dependency (sample:t1)"
+    )
     p.add_argument("--output", "-o", help="write an annotated copy of the image here")
     p.add_argument("--json", action="store_true", help="print one JSON object with a 'faces' list")
     p.add_argument("--backend", default="mediapipe", choices=("mediapipe", "insightface"))
-    p.add_argument("--tiling", default="auto", choices=("auto", "always", "never"), help="small-face search (mediapipe)")
+    p.add_argument(
+        "--tiling", default="auto", choices=("auto", "always", "never"), help="small-face search (mediapipe)"
+    )
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("swap", help="put the source's face into the target image")
@@ -177,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="output image (.png, .jpg, .webp); tagged as synthetic")
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
-    p.add_argument("--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's")
+    p.add_argument(
+        "--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's"
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--face-index", type=int, help="swap only the target face with this index (largest first)")
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
@@ -241,7 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet = not args.verbose and not os.environ.get("SASWAP_NATIVE_LOGS")
     with _NativeStderrSilenced(quiet):
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+            force=True,
+        )
         try:
             return int(args.func(args) or 0)
         except SaSwapError as err:

@@ -53,14 +53,18 @@ def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise InvalidImageError(f"{name}: expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        raise InvalidImageError(
+            f"{name}: expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}"
+        )
     if arr.dtype == np.uint16:
         arr = (arr.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise InvalidImageError(f"{name}: float image contains NaN or infinite values")
         if arr.min() < 0.0 or arr.max() > 1.0:
-            raise InvalidImageError(f"{name}: float images must lie in [0, 1], got range [{arr.min():.3g}, {arr.max():.3g}]")
+            raise InvalidImageError(
+                f"{name}: float images must lie in [0, 1], got range [{arr.min():.3g}, {arr.max():.3g}]"
+            )
         arr = (arr * 255.0 + 0.5).astype(np.uint8)
     elif arr.dtype != np.uint8:
         raise InvalidImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
@@ -128,7 +132,9 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
         raise InvalidImageError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
     h, w = arr.shape[:2]
     if min(h, w) < min_side:
-        raise InvalidImageError(f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face")
+        raise InvalidImageError(
+            f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face"
+        )
     return np.ascontiguousarray(arr)
 
 
@@ -160,10 +166,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike, *, quality: int = 95, pnginfo: dict[str, str] | None = None) -> None:
+def save_image(
+    image: np.ndarray, path: str | os.PathLike, *, quality: int = 95, pnginfo: dict[str, str] | None = None
+) -> None:
     """Save an RGB uint8 image atomically; the format follows the file's extension.
 
     Args:

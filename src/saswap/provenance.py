@@ -33,7 +33,13 @@ _XMP = (
 
 def make_tag(**extra: Any) -> dict[str, Any]:
     """The provenance record: ``{"synthetic": true, "generator": "saswap", "version": ..., **extra}``."""
-    return {"synthetic": True, "generator": "saswap", "version": __version__, "note": "synthetic image, made with saswap", **extra}
+    return {
+        "synthetic": True,
+        "generator": "saswap",
+        "version": __version__,
+        "note": "synthetic image, made with saswap",
+        **extra,
+    }
 
 
 def encode_tagged(image: np.ndarray, fmt: str, tag: dict[str, Any], quality: int = 95) -> bytes:
@@ -64,7 +70,9 @@ def encode_tagged(image: np.ndarray, fmt: str, tag: dict[str, Any], quality: int
 _EXT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def save_tagged(image: np.ndarray, path: str | os.PathLike, tag: dict[str, Any] | None = None, quality: int = 95) -> None:
+def save_tagged(
+    image: np.ndarray, path: str | os.PathLike, tag: dict[str, Any] | None = None, quality: int = 95
+) -> None:
     """Write an RGB uint8 image with the provenance tag, atomically (temporary file, then rename)."""
     path = Path(path)
     fmt = _EXT.get(path.suffix.lower())

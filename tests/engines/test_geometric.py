@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import data_path
+
 from saswap.engines import GeometricEngine
 from saswap.eval.occluders import face_mask_occluder, paste_occluder
 from saswap.io import load_image

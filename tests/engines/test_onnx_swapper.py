@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import data_path
 
 onnx = pytest.importorskip("onnx")
@@ -112,6 +111,8 @@ def test_onnx_engine_from_a_model_folder(tmp_path):
 
     _tiny_arcface(tmp_path / "arcface.onnx")
     _tiny_swapper(tmp_path / "swapper.onnx", np.eye(512))
-    (tmp_path / "model_index.json").write_text(json.dumps({"engine": "onnx", "model": "swapper.onnx", "arcface": "arcface.onnx"}))
+    (tmp_path / "model_index.json").write_text(
+        json.dumps({"engine": "onnx", "model": "swapper.onnx", "arcface": "arcface.onnx"})
+    )
     pipe = SaSwapPipeline.from_pretrained(tmp_path)
     assert pipe.engine.name == "onnx" and pipe.engine.crop_size == 128

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import data_path
+
 from saswap.face.alignment import (
     ARCFACE_TEMPLATE_112,
     arcface_transform,

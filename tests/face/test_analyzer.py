@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import data_path
+
 from saswap.face.geometry import box_iou
 
 MUST_FIND = {
@@ -56,7 +56,12 @@ def test_face_fields_and_conventions(results):
     face = results["face_recognition__obama.jpg"][0]
     assert face.landmarks.shape == (478, 3) and face.landmarks_68.shape == (68, 2) and face.keypoints.shape == (5, 2)
     x1, y1, x2, y2 = face.box
-    inside = (face.keypoints[:, 0] > x1) & (face.keypoints[:, 0] < x2) & (face.keypoints[:, 1] > y1) & (face.keypoints[:, 1] < y2)
+    inside = (
+        (face.keypoints[:, 0] > x1)
+        & (face.keypoints[:, 0] < x2)
+        & (face.keypoints[:, 1] > y1)
+        & (face.keypoints[:, 1] < y2)
+    )
     assert inside.all()
     # ArcFace order on an upright face: right eye left of left eye, eyes above nose above mouth.
     k = face.keypoints

@@ -6,12 +6,16 @@ import itertools
 
 import numpy as np
 import pytest
-
 from conftest import data_path, read_video
+
 from saswap.face.morphable import MorphableModel, fit_morphable, fuse, keypoint_motion
 
 SAME_PERSON = {
-    "obama": ["face_recognition__obama.jpg", "face_recognition__obama2.jpg", ("face_recognition__two_people.jpg", "left")],
+    "obama": [
+        "face_recognition__obama.jpg",
+        "face_recognition__obama2.jpg",
+        ("face_recognition__two_people.jpg", "left"),
+    ],
     "sadtalker": ["sadtalker__happy.png", "sadtalker__sad.png"],
 }
 OTHERS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import data_path, read_video
+
 from saswap.eval import landmark_jitter, temporal_lag
 from saswap.face.temporal import FaceSmoother, FaceTracker, OneEuroFilter
 
@@ -61,7 +61,14 @@ def test_tracker_ids_follow_motion():
 
     def face(x):
         z = np.zeros((478, 3), np.float32)
-        return Face(np.array([x, 0, x + 50, 50], np.float32), 0.9, np.zeros((5, 2), np.float32), z, np.zeros((68, 2), np.float32), np.zeros(3, np.float32))
+        return Face(
+            np.array([x, 0, x + 50, 50], np.float32),
+            0.9,
+            np.zeros((5, 2), np.float32),
+            z,
+            np.zeros((68, 2), np.float32),
+            np.zeros(3, np.float32),
+        )
 
     tracker = FaceTracker(smooth=False)
     first = tracker.update([face(0), face(200)])

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import data_path
 from PIL import Image
 
-from conftest import data_path
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
 from saswap.io import load_image
 
@@ -83,4 +83,8 @@ def test_no_face_errors_name_the_image(pipe, tmp_path):
 def test_enhancer_missing_weights_is_a_clear_error(pipe, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="gfpgan-1.4.*not found locally"):
-        pipe(data_path("images", "sberswap__beckham.jpg"), data_path("images", "sadtalker__happy.png"), enhance="gfpgan-1.4")
+        pipe(
+            data_path("images", "sberswap__beckham.jpg"),
+            data_path("images", "sadtalker__happy.png"),
+            enhance="gfpgan-1.4",
+        )

@@ -73,7 +73,9 @@ class SwapEngine(ABC):
         """Precompute everything the engine needs from the source image and its face."""
 
     @abstractmethod
-    def swap(self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0) -> EngineOutput:
+    def swap(
+        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+    ) -> EngineOutput:
         """Swap the source's face into an aligned target crop.
 
         Args:
@@ -86,4 +88,6 @@ class SwapEngine(ABC):
     def _check_crop(self, target: np.ndarray) -> None:
         s = self.crop_size
         if target.shape != (s, s, 3) or target.dtype != np.uint8:
-            raise ValueError(f"{self.name} engine expects an aligned RGB uint8 crop of shape ({s}, {s}, 3), got {target.dtype} {target.shape}")
+            raise ValueError(
+                f"{self.name} engine expects an aligned RGB uint8 crop of shape ({s}, {s}, 3), got {target.dtype} {target.shape}"
+            )

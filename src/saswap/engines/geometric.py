@@ -31,7 +31,14 @@ from saswap.face.alignment import transform_face, warp_face
 from saswap.face.blending import pyramid_blend
 from saswap.face.colour import masked_blur, relight
 from saswap.face.deform import keypoint_flow, sample_flow, warp_by_flow
-from saswap.face.masks import dilate_disk, face_region_masks, feather, glasses_mask, skin_occlusion_mask, triangle_visibility
+from saswap.face.masks import (
+    dilate_disk,
+    face_region_masks,
+    feather,
+    glasses_mask,
+    skin_occlusion_mask,
+    triangle_visibility,
+)
 from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
@@ -72,10 +79,100 @@ def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
     lips, oval = ids("LIPS"), ids("FACE_OVAL")
     lids = (ids("LEFT_EYE") | ids("RIGHT_EYE")) - {33, 133, 263, 362}
     # Stable: forehead, brows' inner ends, nose bridge and tip, eye corners, temples.
-    stable = np.array(sorted({10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 263, 362, 107, 336, 109, 338, 67, 297, 127, 356}))
+    stable = np.array(
+        sorted({10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 263, 362, 107, 336, 109, 338, 67, 297, 127, 356})
+    )
     # Inner face: every vertex except lips and their surroundings, eyelids, the face outline and
     # the chin (those follow expression or the 3DMM jaw).
-    mouth_area = lips | {0, 11, 12, 13, 14, 15, 16, 17, 18, 200, 199, 175, 152, 57, 287, 43, 273, 106, 335, 182, 406, 83, 313, 201, 421, 194, 418, 32, 262, 204, 424, 211, 431, 210, 430, 202, 422, 212, 432, 214, 434, 186, 410, 92, 322, 165, 391, 167, 393, 164, 216, 436, 206, 426, 203, 423, 36, 266, 142, 371, 50, 280, 187, 411, 207, 427, 192, 416, 213, 433, 138, 367, 135, 364, 169, 394, 170, 395, 140, 369, 171, 396, 208, 428, 199, 262, 32}
+    mouth_area = lips | {
+        0,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        17,
+        18,
+        200,
+        199,
+        175,
+        152,
+        57,
+        287,
+        43,
+        273,
+        106,
+        335,
+        182,
+        406,
+        83,
+        313,
+        201,
+        421,
+        194,
+        418,
+        32,
+        262,
+        204,
+        424,
+        211,
+        431,
+        210,
+        430,
+        202,
+        422,
+        212,
+        432,
+        214,
+        434,
+        186,
+        410,
+        92,
+        322,
+        165,
+        391,
+        167,
+        393,
+        164,
+        216,
+        436,
+        206,
+        426,
+        203,
+        423,
+        36,
+        266,
+        142,
+        371,
+        50,
+        280,
+        187,
+        411,
+        207,
+        427,
+        192,
+        416,
+        213,
+        433,
+        138,
+        367,
+        135,
+        364,
+        169,
+        394,
+        170,
+        395,
+        140,
+        369,
+        171,
+        396,
+        208,
+        428,
+        199,
+        262,
+        32,
+    }
     excluded = mouth_area | lids | oval
     inner = np.array(sorted(set(range(468)) - excluded))
     return stable, inner
@@ -140,14 +237,19 @@ class GeometricEngine(SwapEngine):
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
         # and cleaning a shadow would erase the source's identity.
         band = cv2.dilate(np.maximum(regions["reference"], regions["eyes_outer"]), np.ones((9, 9), np.uint8))
-        occluded = np.maximum(skin_occlusion_mask(crop, regions, neutral_only=True) * band, glasses_mask(crop, regions, face_c.eye_distance))
+        occluded = np.maximum(
+            skin_occlusion_mask(crop, regions, neutral_only=True) * band,
+            glasses_mask(crop, regions, face_c.eye_distance),
+        )
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
         if occluded.any():
             # Fill what covers the source's face with its own smooth skin colour (from skin only, never
             # from the background), so its glasses, hair or hands do not come along.
             grow = max(1, int(face_c.eye_distance * 0.03))
-            hole = cv2.dilate((occluded > 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+            hole = cv2.dilate(
+                (occluded > 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)
+            )
             clean = skin * (1 - hole)
             fill, _ = masked_blur(crop, clean, sigma=max(2.0, face_c.eye_distance * 0.15))
             soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), grow)[..., None]
@@ -167,7 +269,9 @@ class GeometricEngine(SwapEngine):
         )
 
     # -- swap -----------------------------------------------------------------------------------
-    def swap(self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0) -> EngineOutput:
+    def swap(
+        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+    ) -> EngineOutput:
         self._check_crop(target)
         if not 0.0 <= shape_strength <= 1.0:
             raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
@@ -178,7 +282,11 @@ class GeometricEngine(SwapEngine):
         # 1. shape adaptation: sparse motion from the 3D priors -> dense flow -> warp the target
         points, motion = self.sparse_motion(target_face, source, shape_strength)
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
-        flow = keypoint_flow(points, motion, shape, support=self.flow_support * eye) if moving else np.zeros((*shape, 2), np.float32)
+        flow = (
+            keypoint_flow(points, motion, shape, support=self.flow_support * eye)
+            if moving
+            else np.zeros((*shape, 2), np.float32)
+        )
         base = warp_by_flow(target, flow) if moving else target
         moved = mesh_t[:, :2] + (sample_flow(flow, mesh_t[:, :2]) if moving else 0.0)
 
@@ -201,7 +309,9 @@ class GeometricEngine(SwapEngine):
         affines = triangle_affines(moved[tris], src_pts[src_idx])
         map_x, map_y, cover = texture_map(ids, affines)
         texture = cv2.remap(source.extras["texture"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        src_skin = cv2.remap(source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        src_skin = cv2.remap(
+            source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
 
         # 3. what stays the target's: eyes, mouth interior, occluders (all in the moved geometry)
         moved_mesh = np.concatenate([moved[:468], mesh_t[:, 2:3]], axis=1)
@@ -226,7 +336,9 @@ class GeometricEngine(SwapEngine):
         alpha = face_mask * (1.0 - keep_soft)
         blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
         # The coarse bands must not tint what stays the target's (occluders, mouth interior).
-        blended = np.clip(blended * (1 - keep_soft[..., None]) + base * keep_soft[..., None] + 0.5, 0, 255).astype(np.uint8)
+        blended = np.clip(blended * (1 - keep_soft[..., None]) + base * keep_soft[..., None] + 0.5, 0, 255).astype(
+            np.uint8
+        )
         # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
         # distance around the face, fading out, and away from the crop's border.
         reach = max(2.0, 0.25 * eye)
@@ -242,7 +354,9 @@ class GeometricEngine(SwapEngine):
         out[changed == 0] = target[changed == 0]  # the contract: outside the mask, the crop is the target's
         return EngineOutput(image=out, mask=changed.astype(np.float32))
 
-    def sparse_motion(self, target_face: Face, source: SourceFace, shape_strength: float) -> tuple[np.ndarray, np.ndarray]:
+    def sparse_motion(
+        self, target_face: Face, source: SourceFace, shape_strength: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint motion that gives the target's face the source's shape (crop pixels).
 
         Two 3D priors work together. The inner face (brows, eye corners, nose, cheeks, forehead):

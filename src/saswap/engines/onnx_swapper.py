@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
@@ -50,7 +49,9 @@ class OnnxSwapEngine(SwapEngine):
 
     name = "onnx"
 
-    def __init__(self, model: str | os.PathLike, embedder, providers: list[str] | None = None, occlusion: bool = True) -> None:
+    def __init__(
+        self, model: str | os.PathLike, embedder, providers: list[str] | None = None, occlusion: bool = True
+    ) -> None:
         import onnx
         import onnxruntime as ort
         from onnx import numpy_helper
@@ -85,7 +86,9 @@ class OnnxSwapEngine(SwapEngine):
         embedding = self.embedder(image, face)
         return SourceFace(image=crop, face=face_c, transform=M, embedding=latent_from_embedding(embedding, self.emap))
 
-    def swap(self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0) -> EngineOutput:
+    def swap(
+        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+    ) -> EngineOutput:
         self._check_crop(target)
         x = (target.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         y = self.session.run(None, {self.target_name: x, self.source_name: source.embedding})[0][0]

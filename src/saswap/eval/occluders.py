@@ -17,9 +17,10 @@ __all__ = ["face_mask_occluder", "microphone_occluder", "hand_occluder", "paste_
 def face_mask_occluder(colour: str = "white") -> np.ndarray:
     """A surgical face mask photo from insightface's wheel (``mask_{white,blue,black,green}.jpg``), its
     near-white background made transparent."""
-    from saswap.samples import sample_path
-    from saswap.io import load_image
     from pathlib import Path
+
+    from saswap.io import load_image
+    from saswap.samples import sample_path
 
     path = Path(sample_path("t1")).parent / f"mask_{colour}.jpg"
     rgb = load_image(path)
@@ -68,7 +69,9 @@ def hand_occluder(size: int = 220, tone: tuple[int, int, int] = (205, 150, 120))
     return img
 
 
-def paste_occluder(image: np.ndarray, face: Face, occluder: np.ndarray, cover: float = 0.36) -> tuple[np.ndarray, np.ndarray]:
+def paste_occluder(
+    image: np.ndarray, face: Face, occluder: np.ndarray, cover: float = 0.36
+) -> tuple[np.ndarray, np.ndarray]:
     """Paste an RGBA occluder over the lower third of a face.
 
     The occluder is scaled to the face's width and placed so that it covers the bottom ``cover``

@@ -92,7 +92,9 @@ class SwapBenchmark:
         iou = box_iou(like.box[None], np.stack([f.box for f in faces]))[0]
         return faces[int(np.argmax(iou))] if iou.max() > 0.3 else None
 
-    def run(self, sources=SOURCES, targets=TARGETS, shape_strength: float = 1.0, occluders: bool = True) -> BenchmarkResult:
+    def run(
+        self, sources=SOURCES, targets=TARGETS, shape_strength: float = 1.0, occluders: bool = True
+    ) -> BenchmarkResult:
         res = BenchmarkResult()
         src_emb = {s: self._load(s)[2] for s in sources}
         prepared = {s: self.pipe.engine.prepare_source(self._load(s)[0], self._load(s)[1]) for s in sources}
@@ -161,7 +163,15 @@ class SwapBenchmark:
                 out = self.pipe(prepared[src], t_img)
                 o_face = self._output_face(out.image, t_face)
                 if o_face is not None:
-                    res.glasses.append({"kind": "target", "source": src, "target": tgt, "before": glasses_band_darkness(t_img, t_face), "after": glasses_band_darkness(out.image, o_face)})
+                    res.glasses.append(
+                        {
+                            "kind": "target",
+                            "source": src,
+                            "target": tgt,
+                            "before": glasses_band_darkness(t_img, t_face),
+                            "after": glasses_band_darkness(out.image, o_face),
+                        }
+                    )
         for src in GLASSES_SOURCES:
             s_img, s_face, _ = self._load(src)
             prep = self.pipe.engine.prepare_source(s_img, s_face)
@@ -170,10 +180,23 @@ class SwapBenchmark:
                 out = self.pipe(prep, t_img)
                 o_face = self._output_face(out.image, t_face)
                 if o_face is not None:
-                    res.glasses.append({"kind": "source", "source": src, "target": tgt, "before": glasses_band_darkness(t_img, t_face), "after": glasses_band_darkness(out.image, o_face)})
+                    res.glasses.append(
+                        {
+                            "kind": "source",
+                            "source": src,
+                            "target": tgt,
+                            "before": glasses_band_darkness(t_img, t_face),
+                            "after": glasses_band_darkness(out.image, o_face),
+                        }
+                    )
         # Occlusion: an occluder pasted over the lower third stays in front.
         if occluders:
-            kinds = {"mask_white": face_mask_occluder("white"), "mask_black": face_mask_occluder("black"), "microphone": microphone_occluder(), "hand": hand_occluder()}
+            kinds = {
+                "mask_white": face_mask_occluder("white"),
+                "mask_black": face_mask_occluder("black"),
+                "microphone": microphone_occluder(),
+                "hand": hand_occluder(),
+            }
             for tgt in [t for t in targets if abs(self._load(t)[1].pose[0]) < 35 and t != "insightface__mask.png"]:
                 t_img, t_face, _ = self._load(tgt)
                 for kind, occ in kinds.items():
@@ -213,16 +236,26 @@ class SwapBenchmark:
             "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
             "eye_error_median": float(np.median([r["eye_error"] for r in expr])) if expr else None,
             "jaw_ratio_median": float(np.median([r["jaw1"] / max(r["jaw0"], 1e-9) for r in jaws])) if jaws else None,
-            "boundary_step_excess_max": max((p["boundary_step"] - p["boundary_step_target"] for p in found), default=None),
-            "boundary_step_excess_median": float(np.median([p["boundary_step"] - p["boundary_step_target"] for p in found])) if found else None,
+            "boundary_step_excess_max": max(
+                (p["boundary_step"] - p["boundary_step_target"] for p in found), default=None
+            ),
+            "boundary_step_excess_median": float(
+                np.median([p["boundary_step"] - p["boundary_step_target"] for p in found])
+            )
+            if found
+            else None,
             "skin_tone_de_median": float(np.median([p["skin_tone_de"] for p in found])) if found else None,
             "skin_tone_de_max": max((p["skin_tone_de"] for p in found), default=None),
-            "seam_ratio_median": float(np.median([p["seam"] / max(p["seam_target"], 1e-6) for p in found])) if found else None,
+            "seam_ratio_median": float(np.median([p["seam"] / max(p["seam_target"], 1e-6) for p in found]))
+            if found
+            else None,
             "seam_ratio_max": max((p["seam"] / max(p["seam_target"], 1e-6) for p in found), default=None),
             "outside_diff_max": max((p["outside_diff"] for p in res.pairs), default=None),
             "occluder_changed_max": max((o["changed"] for o in res.occlusion if "changed" in o), default=None),
-            "occluder_changed": {f'{o["target"]}/{o["kind"]}': round(o.get("changed", -1), 3) for o in res.occlusion},
-            "glasses": [(g["kind"], g["source"], g["target"], round(g["before"], 3), round(g["after"], 3)) for g in res.glasses],
+            "occluder_changed": {f"{o['target']}/{o['kind']}": round(o.get("changed", -1), 3) for o in res.occlusion},
+            "glasses": [
+                (g["kind"], g["source"], g["target"], round(g["before"], 3), round(g["after"], 3)) for g in res.glasses
+            ],
         }
         return s
 
@@ -240,4 +273,7 @@ def time_swap(pipeline, source: np.ndarray, target: np.ndarray, repeats: int = 2
         times.append(time.perf_counter() - t0)
         for k, v in out.timings.items():
             stages.setdefault(k, []).append(v)
-    return {"total_ms": float(np.median(times) * 1000), **{f"{k}_ms": float(np.median(v) * 1000) for k, v in stages.items()}}
+    return {
+        "total_ms": float(np.median(times) * 1000),
+        **{f"{k}_ms": float(np.median(v) * 1000) for k, v in stages.items()},
+    }

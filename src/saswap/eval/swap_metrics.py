@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from saswap.face.alignment import umeyama_similarity, transform_points
+from saswap.face.alignment import transform_points, umeyama_similarity
 from saswap.face.colour import delta_e
 from saswap.face.masks import face_region_masks
 from saswap.face.types import Face

@@ -133,7 +133,9 @@ class BlazeFaceDetector:
             self._full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
             self._short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
 
-    def __call__(self, image: np.ndarray, x0: float = 0.0, y0: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, x0: float = 0.0, y0: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
         boxes, scores, kps = [], [], []
         with quiet_native_stderr():
@@ -143,7 +145,14 @@ class BlazeFaceDetector:
                 if det.score[0] < self.min_score:  # MediaPipe's weighted NMS can average below its threshold
                     continue
                 rel = det.location_data.relative_bounding_box
-                boxes.append([x0 + rel.xmin * w, y0 + rel.ymin * h, x0 + (rel.xmin + rel.width) * w, y0 + (rel.ymin + rel.height) * h])
+                boxes.append(
+                    [
+                        x0 + rel.xmin * w,
+                        y0 + rel.ymin * h,
+                        x0 + (rel.xmin + rel.width) * w,
+                        y0 + (rel.ymin + rel.height) * h,
+                    ]
+                )
                 scores.append(det.score[0])
                 kps.append([[x0 + k.x * w, y0 + k.y * h] for k in det.location_data.relative_keypoints])
         if not boxes:

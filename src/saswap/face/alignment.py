@@ -135,7 +135,9 @@ def transform_points(M: np.ndarray, points: np.ndarray) -> np.ndarray:
     return pts @ np.asarray(M, np.float64)[:, :2].T + np.asarray(M, np.float64)[:, 2]
 
 
-def warp_face(image: np.ndarray, M: np.ndarray, size: int | tuple[int, int], border: int = cv2.BORDER_REFLECT101) -> np.ndarray:
+def warp_face(
+    image: np.ndarray, M: np.ndarray, size: int | tuple[int, int], border: int = cv2.BORDER_REFLECT101
+) -> np.ndarray:
     """Crop the face with transform ``M`` into an image of ``size`` (int or (width, height)).
 
     Args:
@@ -164,7 +166,12 @@ def warp_back(crop: np.ndarray, M: np.ndarray, out_shape: tuple[int, int]) -> np
     """
     H, W = out_shape
     return cv2.warpAffine(
-        crop, np.asarray(M, np.float64), (int(W), int(H)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        crop,
+        np.asarray(M, np.float64),
+        (int(W), int(H)),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
     )
 
 

@@ -12,7 +12,9 @@ import numpy as np
 __all__ = ["pyramid_blend"]
 
 
-def pyramid_blend(foreground: np.ndarray, background: np.ndarray, mask: np.ndarray, levels: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def pyramid_blend(
+    foreground: np.ndarray, background: np.ndarray, mask: np.ndarray, levels: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """Blend two images band by band (Burt and Adelson): coarse bands mix over wide transitions, so
     low-frequency colour differences leave no step at the edge, while fine bands switch over a few
     pixels, so detail stays crisp and no double contour appears.

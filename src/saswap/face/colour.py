@@ -58,7 +58,12 @@ def _to_srgb(lin: np.ndarray) -> np.ndarray:
 
 
 def relight(
-    source: np.ndarray, target: np.ndarray, source_mask: np.ndarray, target_mask: np.ndarray, sigma: float, max_detail: float = 2.5
+    source: np.ndarray,
+    target: np.ndarray,
+    source_mask: np.ndarray,
+    target_mask: np.ndarray,
+    sigma: float,
+    max_detail: float = 2.5,
 ) -> np.ndarray:
     """Give ``source`` the target's skin tone and low-frequency lighting, keeping its own detail.
 
@@ -104,6 +109,7 @@ def delta_e(rgb_a: np.ndarray, rgb_b: np.ndarray) -> np.ndarray:
         >>> float(delta_e(np.array([255, 255, 255], np.uint8), np.array([255, 255, 255], np.uint8)))
         0.0
     """
+
     def lab(x):
         x = np.asarray(x, np.uint8).reshape(-1, 1, 3)
         out = cv2.cvtColor(x, cv2.COLOR_RGB2LAB).astype(np.float64).reshape(-1, 3)

@@ -79,5 +79,7 @@ def warp_by_flow(image: np.ndarray, flow: np.ndarray, iterations: int = 3) -> np
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     back = np.zeros_like(flow)
     for _ in range(iterations):
-        back = cv2.remap(flow, gx - back[..., 0], gy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        back = cv2.remap(
+            flow, gx - back[..., 0], gy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
     return cv2.remap(image, gx - back[..., 0], gy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)

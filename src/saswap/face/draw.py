@@ -44,5 +44,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], *, dense: bool = True) 
             cv2.circle(out, (int(round(x)), int(round(y))), 2 * thick + 1, colour, -1, cv2.LINE_AA)
         yaw, pitch, roll = face.pose
         label = f"#{i} {face.score:.2f} y{yaw:+.0f} p{pitch:+.0f} r{roll:+.0f}"
-        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (0, 255, 0), thick, cv2.LINE_AA)
+        cv2.putText(
+            out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (0, 255, 0), thick, cv2.LINE_AA
+        )
     return out

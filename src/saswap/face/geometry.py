@@ -18,36 +18,62 @@ _NASION, _CHIN = 168, 152
 
 #: Expression-stable mesh vertices for rigid pose: forehead, brows' inner ends, nose bridge and tip,
 #: eye corners, temples.
-POSE_VERTICES: tuple[int, ...] = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 263, 362, 107, 336, 109, 338, 67, 297, 127, 356)
+POSE_VERTICES: tuple[int, ...] = (
+    10,
+    151,
+    9,
+    8,
+    168,
+    6,
+    197,
+    195,
+    5,
+    4,
+    1,
+    33,
+    133,
+    263,
+    362,
+    107,
+    336,
+    109,
+    338,
+    67,
+    297,
+    127,
+    356,
+)
 
 #: Mean position of ``POSE_VERTICES`` in the face's own frame (x right, y up, z to the viewer; units of
-#: the outer-eye-corner distance), over 23 near-frontal photos of the shared test data at derivation time (``tools/derive_pose_template.py``).
-POSE_TEMPLATE = np.array([
-    [-0.0021, 0.4860, -0.0475],
-    [-0.0014, 0.3113, 0.0216],
-    [-0.0007, 0.1207, 0.0834],
-    [-0.0004, 0.0243, 0.0847],
-    [0.0003, -0.0588, 0.0935],
-    [0.0014, -0.1386, 0.1562],
-    [0.0026, -0.2112, 0.2240],
-    [0.0036, -0.2777, 0.2972],
-    [0.0047, -0.3493, 0.3728],
-    [0.0058, -0.4422, 0.4141],
-    [0.0058, -0.5194, 0.4014],
-    [-0.4986, -0.1269, -0.1487],
-    [-0.1933, -0.1404, -0.0885],
-    [0.5055, -0.1268, -0.1488],
-    [0.2004, -0.1406, -0.0880],
-    [-0.1634, 0.1291, 0.0747],
-    [0.1632, 0.1316, 0.0748],
-    [-0.2162, 0.4776, -0.0654],
-    [0.2116, 0.4775, -0.0649],
-    [-0.3974, 0.4373, -0.1328],
-    [0.3908, 0.4371, -0.1317],
-    [-0.8037, -0.2492, -0.6907],
-    [0.7814, -0.2513, -0.6913],
-])
-
+#: the outer-eye-corner distance), over the 23 near-frontal photos of the shared test data found at
+#: derivation time (``tools/derive_pose_template.py``).
+POSE_TEMPLATE = np.array(
+    [
+        [-0.0021, 0.4860, -0.0475],
+        [-0.0014, 0.3113, 0.0216],
+        [-0.0007, 0.1207, 0.0834],
+        [-0.0004, 0.0243, 0.0847],
+        [0.0003, -0.0588, 0.0935],
+        [0.0014, -0.1386, 0.1562],
+        [0.0026, -0.2112, 0.2240],
+        [0.0036, -0.2777, 0.2972],
+        [0.0047, -0.3493, 0.3728],
+        [0.0058, -0.4422, 0.4141],
+        [0.0058, -0.5194, 0.4014],
+        [-0.4986, -0.1269, -0.1487],
+        [-0.1933, -0.1404, -0.0885],
+        [0.5055, -0.1268, -0.1488],
+        [0.2004, -0.1406, -0.0880],
+        [-0.1634, 0.1291, 0.0747],
+        [0.1632, 0.1316, 0.0748],
+        [-0.2162, 0.4776, -0.0654],
+        [0.2116, 0.4775, -0.0649],
+        [-0.3974, 0.4373, -0.1328],
+        [0.3908, 0.4371, -0.1317],
+        [-0.8037, -0.2492, -0.6907],
+        [0.7814, -0.2513, -0.6913],
+    ]
+)
 
 
 def _intersections(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,7 +111,9 @@ def _overlap_min(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3, contain_threshold: float = 0.7) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3, contain_threshold: float = 0.7
+) -> np.ndarray:
     """Greedy non-maximum suppression.
 
     A box is dropped when its IoU with a kept, higher-scoring box exceeds ``iou_threshold`` or when
@@ -162,7 +190,9 @@ def pose_from_mesh(mesh: np.ndarray) -> np.ndarray:
     Returns:
         shape (3,), float32.
     """
-    p = np.asarray(mesh, np.float64)[list(POSE_VERTICES), :3] * np.array([1.0, -1.0, -1.0])  # x right, y up, z to viewer
+    p = np.asarray(mesh, np.float64)[list(POSE_VERTICES), :3] * np.array(
+        [1.0, -1.0, -1.0]
+    )  # x right, y up, z to viewer
     q = POSE_TEMPLATE
     mu_p, mu_q = p.mean(0), q.mean(0)
     u, _, vt = np.linalg.svd((p - mu_p).T @ (q - mu_q))

@@ -1,9 +1,10 @@
 """Landmark conventions: the MediaPipe 478-point mesh, its 68-point iBUG-style subset, 5 keypoints.
 
 ``IBUG68_FROM_MESH`` was derived from data by ``tools/derive_ibug68.py``: for each point of the
-iBUG 300-W 68-point scheme, the mesh vertex nearest (median over the 23 near-frontal photos found at derivation time) to dlib's
-68-point predictor, with mirrored points forced onto mirrored vertices. The jaw points (0-16) are fixed mesh vertices, so on a turned face the far-side
-jaw points lie on the hidden cheek rather than on the visible outline; the 3D prior's fit treats
+iBUG 300-W 68-point scheme, the mesh vertex nearest (median over the 23 near-frontal photos found at
+derivation time) to dlib's 68-point predictor, with mirrored points forced onto mirrored vertices.
+The jaw points (0-16) are fixed mesh vertices, so on a turned face the far-side jaw points lie on
+the hidden cheek rather than on the visible outline; the 3D prior's fit treats
 them accordingly (see :mod:`saswap.face.morphable`).
 """
 
@@ -14,12 +15,74 @@ import numpy as np
 __all__ = ["IBUG68_FROM_MESH", "MESH_KEYPOINTS5", "mesh_to_68", "mesh_to_keypoints5", "IBUG68_GROUPS"]
 
 IBUG68_FROM_MESH: tuple[int, ...] = (
-    127, 227, 147, 215, 172, 136, 149, 148, 152, 377, 378, 365, 397, 435, 376, 447, 356,  # jaw
-    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows
-    168, 197, 195, 4, 240, 97, 2, 326, 460,  # nose
-    33, 159, 158, 155, 153, 144, 382, 385, 386, 263, 373, 380,  # eyes
-    61, 39, 37, 0, 267, 269, 291, 321, 314, 17, 84, 91,  # outer lips
-    78, 82, 13, 312, 292, 317, 14, 87,  # inner lips
+    127,
+    227,
+    147,
+    215,
+    172,
+    136,
+    149,
+    148,
+    152,
+    377,
+    378,
+    365,
+    397,
+    435,
+    376,
+    447,
+    356,  # jaw
+    70,
+    63,
+    105,
+    66,
+    107,
+    336,
+    296,
+    334,
+    293,
+    300,  # brows
+    168,
+    197,
+    195,
+    4,
+    240,
+    97,
+    2,
+    326,
+    460,  # nose
+    33,
+    159,
+    158,
+    155,
+    153,
+    144,
+    382,
+    385,
+    386,
+    263,
+    373,
+    380,  # eyes
+    61,
+    39,
+    37,
+    0,
+    267,
+    269,
+    291,
+    321,
+    314,
+    17,
+    84,
+    91,  # outer lips
+    78,
+    82,
+    13,
+    312,
+    292,
+    317,
+    14,
+    87,  # inner lips
 )
 
 #: Mesh vertices for the five keypoints: iris centres (subject's right, left), nose tip, mouth corners.

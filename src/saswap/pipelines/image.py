@@ -117,7 +117,9 @@ class SaSwapPipeline:
             try:
                 model, arcface = folder / index["model"], folder / index["arcface"]
             except KeyError as err:
-                raise ModelNotFoundError(f"{index_path}: an 'onnx' engine needs the keys 'model' and 'arcface' ({err} missing)") from None
+                raise ModelNotFoundError(
+                    f"{index_path}: an 'onnx' engine needs the keys 'model' and 'arcface' ({err} missing)"
+                ) from None
             return cls(OnnxSwapEngine(model, ArcFaceOnnxEmbedder(arcface)), **kwargs)
         raise ModelNotFoundError(f"{index_path}: engine {engine_type!r} is not available in this version of saswap")
 
@@ -229,7 +231,12 @@ class SaSwapPipeline:
         if not len(xs):
             return full
         inv = invert_affine(M)
-        corners = transform_points(inv, np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float64))
+        corners = transform_points(
+            inv,
+            np.array(
+                [[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float64
+            ),
+        )
         x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
         x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, [w, h])
         if x1 <= x0 or y1 <= y0:
