@@ -1,0 +1,17 @@
+"""Neural building blocks of the SaSwap model."""
+
+from saswap.models.attribute_encoder import AttributeEncoder
+from saswap.models.deformable_fusion import DeformableFusion
+from saswap.models.discriminator import MultiScaleDiscriminator
+from saswap.models.flow_estimator import FlowEstimator
+from saswap.models.fusion_generator import FusionGenerator
+from saswap.models.identity_encoder import IdentityEncoder
+
+__all__ = [
+    "AttributeEncoder",
+    "DeformableFusion",
+    "FlowEstimator",
+    "FusionGenerator",
+    "IdentityEncoder",
+    "MultiScaleDiscriminator",
+]
