@@ -31,6 +31,7 @@ from saswap.face.alignment import transform_face, warp_face
 from saswap.face.blending import pyramid_blend
 from saswap.face.colour import masked_blur, relight
 from saswap.face.deform import keypoint_flow, sample_flow, warp_by_flow
+from saswap.face.geometry import POSE_VERTICES
 from saswap.face.masks import (
     dilate_disk,
     face_region_masks,
@@ -78,101 +79,20 @@ def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
 
     lips, oval = ids("LIPS"), ids("FACE_OVAL")
     lids = (ids("LEFT_EYE") | ids("RIGHT_EYE")) - {33, 133, 263, 362}
-    # Stable: forehead, brows' inner ends, nose bridge and tip, eye corners, temples.
-    stable = np.array(
-        sorted({10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 263, 362, 107, 336, 109, 338, 67, 297, 127, 356})
-    )
+    # Stable: forehead, brows' inner ends, nose bridge and tip, eye corners, temples (as for head pose).
+    stable = np.array(sorted(POSE_VERTICES))
     # Inner face: every vertex except lips and their surroundings, eyelids, the face outline and
     # the chin (those follow expression or the 3DMM jaw).
+    # fmt: off
     mouth_area = lips | {
-        0,
-        11,
-        12,
-        13,
-        14,
-        15,
-        16,
-        17,
-        18,
-        200,
-        199,
-        175,
-        152,
-        57,
-        287,
-        43,
-        273,
-        106,
-        335,
-        182,
-        406,
-        83,
-        313,
-        201,
-        421,
-        194,
-        418,
-        32,
-        262,
-        204,
-        424,
-        211,
-        431,
-        210,
-        430,
-        202,
-        422,
-        212,
-        432,
-        214,
-        434,
-        186,
-        410,
-        92,
-        322,
-        165,
-        391,
-        167,
-        393,
-        164,
-        216,
-        436,
-        206,
-        426,
-        203,
-        423,
-        36,
-        266,
-        142,
-        371,
-        50,
-        280,
-        187,
-        411,
-        207,
-        427,
-        192,
-        416,
-        213,
-        433,
-        138,
-        367,
-        135,
-        364,
-        169,
-        394,
-        170,
-        395,
-        140,
-        369,
-        171,
-        396,
-        208,
-        428,
-        199,
-        262,
-        32,
+        0, 11, 12, 13, 14, 15, 16, 17, 18, 200, 199, 175, 152, 57, 287, 43,
+        273, 106, 335, 182, 406, 83, 313, 201, 421, 194, 418, 32, 262, 204, 424, 211,
+        431, 210, 430, 202, 422, 212, 432, 214, 434, 186, 410, 92, 322, 165, 391, 167,
+        393, 164, 216, 436, 206, 426, 203, 423, 36, 266, 142, 371, 50, 280, 187, 411,
+        207, 427, 192, 416, 213, 433, 138, 367, 135, 364, 169, 394, 170, 395, 140, 369,
+        171, 396, 208, 428,
     }
+    # fmt: on
     excluded = mouth_area | lids | oval
     inner = np.array(sorted(set(range(468)) - excluded))
     return stable, inner
