@@ -9,7 +9,6 @@ import logging
 import kornia.geometry.transform as KT
 import lightning as L
 import torch
-from torch import nn
 
 from saswap.losses import (
     ContextualLoss,
