@@ -159,6 +159,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise SaSwapError(f"{ckpt}: no such checkpoint")
+    try:
+        from saswap.training import SaSwapSystem
+        from saswap.training.export import export_system
+    except ImportError as err:
+        raise SaSwapError(f"export needs the 'train' extra: pip install 'saswap[train]' ({err})") from None
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module` and is already saved.*")
+            system = SaSwapSystem.load_from_checkpoint(str(ckpt), map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is bad input
+        raise SaSwapError(f"{ckpt}: not a SaSwap training checkpoint ({type(err).__name__}: {err})") from None
+    out = export_system(system, args.output, onnx=not args.no_onnx)
+    print(f"{out}: exported {', '.join(sorted(p.name for p in out.iterdir()))}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from saswap.provenance import read_tag
 
@@ -222,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="arguments for LightningCLI, e.g. fit --config recipes/debug-tiny.yaml",
     )
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="export a training checkpoint to the zoo format (+ ONNX)")
+    p.add_argument("checkpoint", help="a .ckpt written by 'saswap train'")
+    p.add_argument("output", help="new (or empty) folder for the exported model")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the inference path")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("inspect", help="report whether an image carries saswap's synthetic-content tag")
     p.add_argument("file")

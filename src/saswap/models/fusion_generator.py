@@ -28,7 +28,6 @@ class AADLayer(nn.Module):
 
     def __init__(self, channels: int, attr_channels: int, embed_dim: int) -> None:
         super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
         self.attr_gamma = nn.Conv2d(attr_channels, channels, 1)
         self.attr_beta = nn.Conv2d(attr_channels, channels, 1)
         self.id_gamma = nn.Linear(embed_dim, channels)
@@ -36,7 +35,10 @@ class AADLayer(nn.Module):
         self.mask = nn.Conv2d(channels + attr_channels, 1, 1)
 
     def forward(self, h: torch.Tensor, attr: torch.Tensor, id_embed: torch.Tensor) -> torch.Tensor:
-        hn = self.norm(h)
+        # Instance normalisation written out (exports to ONNX for any spatial size).
+        mean = h.mean(dim=(2, 3), keepdim=True)
+        var = h.var(dim=(2, 3), keepdim=True, unbiased=False)
+        hn = (h - mean) / torch.sqrt(var + 1e-5)
         a = self.attr_gamma(attr) * hn + self.attr_beta(attr)
         i = self.id_gamma(id_embed)[..., None, None] * hn + self.id_beta(id_embed)[..., None, None]
         m = torch.sigmoid(self.mask(torch.cat([hn, attr], dim=1)))

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 from huggingface_hub import PyTorchModelHubMixin
 
 __all__ = ["SaSwapModelMixin"]
@@ -18,4 +21,5 @@ class SaSwapModelMixin(
 
     @classmethod
     def _from_pretrained(cls, *, strict: bool = True, **kwargs):  # noqa: ARG003 - strict is forced on
-        return super()._from_pretrained(strict=True, **kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints a progress line for local folders
+            return super()._from_pretrained(strict=True, **kwargs)

@@ -78,7 +78,10 @@ class SaSwapPipeline:
         The geometric engine needs no weights. Other engines are loaded from a folder holding a
         ``model_index.json``: ``{"engine": "geometric", "config": {...}}``, or ``{"engine": "onnx",
         "model": "inswapper_128.onnx", "arcface": "w600k_r50.onnx"}`` for an inswapper-style ONNX
-        swapper. Unpublished zoo names fail at once with a message saying how to train them.
+        swapper, ``{"engine": "saswap", ...}`` for an exported neural model (``saswap export``). A
+        Hugging Face Hub id (``owner/name`` or ``hf:owner/name``) or ``modelscope:owner/name`` is
+        first resolved to a local snapshot; with ``HF_HUB_OFFLINE=1`` only the local cache is used.
+        Unpublished zoo names fail at once with a message saying how to train them.
         """
         from saswap.zoo import get_entry
 
@@ -93,6 +96,8 @@ class SaSwapPipeline:
 
             return cls(GeometricEngine(), **kwargs)
         folder = Path(key)
+        if not folder.is_dir() and entry is None and _looks_like_repo_id(key):
+            folder = _snapshot(key)
         if not folder.is_dir():
             if entry is not None and not entry.published:
                 raise ModelNotFoundError(
@@ -110,6 +115,10 @@ class SaSwapPipeline:
             from saswap.engines.geometric import GeometricEngine
 
             return cls(GeometricEngine(**index.get("config", {})), **kwargs)
+        if engine_type == "saswap":
+            from saswap.engines.neural import SaSwapEngine
+
+            return cls(SaSwapEngine(folder), **kwargs)
         if engine_type == "onnx":
             from saswap.engines.onnx_swapper import OnnxSwapEngine
             from saswap.face.identity import ArcFaceOnnxEmbedder
@@ -259,6 +268,46 @@ class SaSwapPipeline:
 
             self._enhancers[name] = FaceEnhancer.from_pretrained(name)
         return self._enhancers[name]
+
+
+def _looks_like_repo_id(key: str) -> bool:
+    name = key.split(":", 1)[1] if key.startswith(("hf:", "modelscope:")) else key
+    return name.count("/") == 1 and not name.startswith((".", "/")) and not Path(name).exists()
+
+
+def _snapshot(key: str) -> Path:
+    """Resolve a Hub id (``owner/name`` or ``hf:owner/name``) or ``modelscope:owner/name`` to a local
+    folder. Offline (``HF_HUB_OFFLINE=1`` / ``MODELSCOPE_OFFLINE=1``) only the local cache is used, and
+    a miss fails at once with a clear message."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if key.startswith("modelscope:"):
+        repo = key.split(":", 1)[1]
+        try:
+            from modelscope import snapshot_download as ms_snapshot
+        except ImportError:
+            raise ModelNotFoundError(
+                f"{key}: ModelScope ids need the 'modelscope' extra (pip install 'saswap[modelscope]')"
+            ) from None
+        if offline or os.environ.get("MODELSCOPE_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            raise ModelNotFoundError(
+                f"{key}: offline mode; download the model on a machine with internet and pass its folder"
+            )
+        try:
+            return Path(ms_snapshot(repo))
+        except Exception as err:  # noqa: BLE001
+            raise ModelNotFoundError(f"{key}: ModelScope download failed ({type(err).__name__})") from None
+    repo = key.split(":", 1)[1] if key.startswith("hf:") else key
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, local_files_only=offline))
+    except Exception as err:  # noqa: BLE001 - any failure to resolve is "model not found"
+        mode = (
+            "offline mode: not in the local Hugging Face cache"
+            if offline
+            else f"download failed ({type(err).__name__})"
+        )
+        raise ModelNotFoundError(f"{key}: {mode}") from None
 
 
 def _zoo_names() -> list[str]:

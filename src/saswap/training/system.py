@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 
 import kornia.geometry.transform as KT
 import lightning as L
@@ -74,7 +75,9 @@ class SaSwapSystem(L.LightningModule):
         augment: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        with warnings.catch_warnings():  # the injected modules are kept in the hyperparameters on purpose
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module` and is already saved.*")
+            self.save_hyperparameters()
         self.automatic_optimization = False
         self.identity_encoder = identity_encoder.eval().requires_grad_(False)
         self.attribute_encoder = attribute_encoder

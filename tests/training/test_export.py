@@ -1,0 +1,102 @@
+"""Export to the zoo format and ONNX; the exported model loads without Lightning and swaps faces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import data_path
+
+pytest.importorskip("lightning")
+onnxruntime = pytest.importorskip("onnxruntime")
+
+from test_training import _tiny_system  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from saswap.training.export import export_system
+
+    out = tmp_path_factory.mktemp("export") / "model"
+    system = _tiny_system()
+    export_system(system, out)
+    return system, out
+
+
+def test_zoo_layout(exported):
+    _, out = exported
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["engine"] == "saswap" and index["image_size"] == 64 and index["onnx"] == "saswap.onnx"
+    for name in ("identity_encoder", "attribute_encoder", "generator", "flow_estimator"):
+        assert (out / name / "config.json").is_file() and (out / name / "model.safetensors").is_file()
+
+
+def test_onnx_matches_pytorch(exported):
+    from saswap.training.export import SaSwapInference
+
+    system, out = exported
+    model = SaSwapInference(system.attribute_encoder, system.generator_ema, system.flow_estimator).eval()
+    torch.manual_seed(1)
+    feeds = {
+        "target": torch.rand(1, 3, 64, 64) * 2 - 1, "id_embed": torch.randn(1, 32), "keypoints": torch.rand(1, 68, 2) * 2 - 1,
+        "motion": torch.randn(1, 68, 2) * 3, "strength": torch.ones(1),
+    }  # fmt: skip
+    with torch.no_grad():
+        expected = model(*feeds.values()).numpy()
+    session = onnxruntime.InferenceSession(str(out / "saswap.onnx"))
+    got = session.run(None, {k: v.numpy() for k, v in feeds.items()})[0]
+    assert np.abs(got - expected).max() < 1e-3
+
+
+def test_export_refuses_a_non_empty_folder(exported, tmp_path):
+    from saswap.errors import SaSwapError
+    from saswap.training.export import export_system
+
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(SaSwapError, match="not empty"):
+        export_system(exported[0], tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_exported_model_swaps_through_the_pipeline(exported, analyzer):
+    from saswap import SaSwapPipeline
+    from saswap.io import load_image
+
+    _, out = exported
+    pipe = SaSwapPipeline.from_pretrained(out, analyzer=analyzer)
+    assert pipe.engine.name == "saswap" and pipe.engine.crop_size == 64
+    target = load_image(data_path("images", "sadtalker__happy.png"))
+    result = pipe(data_path("images", "sberswap__beckham.jpg"), target)
+    mask = result.masks[0]
+    assert mask.max() > 0.99 and np.array_equal(result.image[mask == 0], target[mask == 0])
+    assert (
+        np.abs(result.image[mask > 0.99].astype(int) - target[mask > 0.99].astype(int)).mean() > 1
+    )  # the face changed
+
+
+def test_hub_id_resolves_offline_from_the_local_cache(exported, tmp_path, monkeypatch, analyzer):
+    """A Hub id loads from a Hugging Face cache laid out on disk, with the network off."""
+    import shutil
+
+    from saswap import SaSwapPipeline
+    from saswap.errors import ModelNotFoundError
+
+    _, out = exported
+    cache = tmp_path / "hub"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / "models--saswap-test--tiny"
+    shutil.copytree(out, repo_dir / "snapshots" / revision)
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    pipe = SaSwapPipeline.from_pretrained("saswap-test/tiny", analyzer=analyzer)
+    assert pipe.engine.name == "saswap"
+    with pytest.raises(ModelNotFoundError, match="offline mode: not in the local Hugging Face cache"):
+        SaSwapPipeline.from_pretrained("saswap-test/absent", analyzer=analyzer)
