@@ -109,3 +109,50 @@ def test_debug_recipe_runs_and_resumes(tmp_path):
     resumed = train_main(["fit", *common, "--trainer.max_steps", "8", "--ckpt_path", str(ckpt)])
     assert resumed.trainer.global_step == 8  # continued from step 4, not from 0
     assert resumed.model.flow_estimator.image_size == 64  # linked to data.image_size
+
+
+def test_keypoint_loss_uses_the_regressor(photo_folder, tmp_path):
+    """With a keypoint regressor, the 3D-keypoint loss enters the generator's objective and has gradients."""
+
+    class TinyRegressor(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 136))
+
+        def forward(self, x):
+            return torch.tanh(self.net(x)).view(-1, 68, 2)
+
+    dm = FacePairsDataModule(
+        str(photo_folder), image_size=64, batch_size=2, same_identity_ratio=0.0, cache_dir=str(tmp_path)
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    system = _tiny_system(keypoint_regressor=TinyRegressor(), occluder_p=0.0, augment=False)
+    system.train()
+    prepared = system._prepare(batch)
+    total, logs, _ = system.generator_losses(prepared)
+    assert "kp" in logs and logs["kp"] > 0
+    total.backward()
+    assert system.generator.to_rgb.weight.grad is not None
+    assert all(p.grad is None for p in system.keypoint_regressor.parameters())  # frozen
+
+
+def test_full_recipe_parses(capsys):
+    from saswap.training.cli import train_main
+
+    with pytest.raises(SystemExit) as exc:
+        train_main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "recipes" / "saswap-256.yaml"),
+                "--data.root",
+                "/data/faces",
+                "--print_config",
+            ]
+        )
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out
+    assert "saswap.models.FusionGenerator" in printed and "saswap.losses.ContextualLoss" in printed
+    assert "image_size: 256" in printed

@@ -13,8 +13,9 @@ __all__ = ["OccluderPaste", "FaceAugment"]
 
 
 class OccluderPaste(nn.Module):
-    """Paste random occluders on images in [-1, 1]: filled ellipses and bars of random colour (hands,
-    microphones, hair, glasses-like bars) and, when available, face-mask photos.
+    """Paste random occluders on images in [-1, 1]: filled ellipses and bars of random colour (hair,
+    glasses-like bars, objects), drawn hands in three skin tones, a microphone and, when available,
+    face-mask photos from insightface's wheel.
 
     Args:
         p: probability that an image gets an occluder.
@@ -27,9 +28,11 @@ class OccluderPaste(nn.Module):
         self.p = float(p)
         if mask_images is None:
             try:
-                from saswap.eval.occluders import face_mask_occluder
+                from saswap.eval.occluders import face_mask_occluder, hand_occluder, microphone_occluder
 
                 mask_images = [face_mask_occluder(c) for c in ("white", "blue", "black")]
+                mask_images += [hand_occluder(tone=t) for t in ((205, 150, 120), (120, 80, 60), (235, 190, 165))]
+                mask_images.append(microphone_occluder())
             except Exception:  # noqa: BLE001 - insightface's images are optional here
                 mask_images = []
         self._masks = [torch.from_numpy(np.ascontiguousarray(m)).permute(2, 0, 1).float() / 255.0 for m in mask_images]

@@ -19,6 +19,7 @@ from saswap.losses import (
     hinge_d_loss,
     hinge_g_loss,
     identity_loss,
+    keypoint_loss,
     reconstruction_loss,
 )
 from saswap.models import AttributeEncoder, FlowEstimator, FusionGenerator, IdentityEncoder, MultiScaleDiscriminator
@@ -35,8 +36,9 @@ class SaSwapSystem(L.LightningModule):
     Losses: identity (1 - cos with the frozen identity encoder), attribute (L2 over the attribute
     encoder's levels), reconstruction (pixel L2 for same-image pairs), flow L1 for same-image pairs
     (the flow must vanish), flow total variation, contextual (VGG relu3_2/relu4_2, optional), hinge
-    GAN. A 3D-keypoint loss needs a differentiable 3DMM regressor on the output and is not part of
-    this system yet.
+    GAN, and the 3D-keypoint L1 between the output's 3DMM keypoints and the fused ones when a
+    differentiable ``keypoint_regressor`` (image in [-1, 1] -> (B, 68, 2) keypoints in [-1, 1], frozen;
+    e.g. a 3DDFA-style network) is given. SaSwap ships no pretrained regressor.
 
     Args:
         identity_encoder: frozen ArcFace encoder.
@@ -45,7 +47,8 @@ class SaSwapSystem(L.LightningModule):
         flow_estimator: keypoint motion -> dense flow.
         discriminator: multi-scale PatchGAN.
         contextual_loss: optional contextual loss module (needs pretrained VGG19).
-        lambda_id, lambda_attr, lambda_rec, lambda_flow, lambda_tv, lambda_cx, lambda_adv: loss weights.
+        keypoint_regressor: optional frozen 68-keypoint regressor for the 3D-keypoint loss.
+        lambda_id, lambda_attr, lambda_rec, lambda_flow, lambda_tv, lambda_cx, lambda_adv, lambda_kp: loss weights.
         lr_g, lr_d: Adam learning rates; betas: Adam betas.
         ema_decay: decay of the generator's exponential moving average (0 disables it).
         occluder_p: probability of pasting an occluder on a target (0 disables).
@@ -60,6 +63,7 @@ class SaSwapSystem(L.LightningModule):
         flow_estimator: FlowEstimator,
         discriminator: MultiScaleDiscriminator,
         contextual_loss: ContextualLoss | None = None,
+        keypoint_regressor: nn.Module | None = None,
         lambda_id: float = 10.0,
         lambda_attr: float = 10.0,
         lambda_rec: float = 10.0,
@@ -67,6 +71,7 @@ class SaSwapSystem(L.LightningModule):
         lambda_tv: float = 1.0,
         lambda_cx: float = 1.0,
         lambda_adv: float = 1.0,
+        lambda_kp: float = 1.0,
         lr_g: float = 4e-4,
         lr_d: float = 4e-4,
         betas: tuple[float, float] = (0.0, 0.999),
@@ -85,6 +90,9 @@ class SaSwapSystem(L.LightningModule):
         self.flow_estimator = flow_estimator
         self.discriminator = discriminator
         self.contextual_loss = contextual_loss
+        self.keypoint_regressor = (
+            keypoint_regressor.eval().requires_grad_(False) if keypoint_regressor is not None else None
+        )
         self.generator_ema = copy.deepcopy(generator).eval().requires_grad_(False) if ema_decay > 0 else None
         self.occluders = OccluderPaste(occluder_p) if occluder_p > 0 else None
         self.augment = FaceAugment() if augment else None
@@ -93,6 +101,8 @@ class SaSwapSystem(L.LightningModule):
         """Like ``nn.Module.train``, but the frozen identity encoder and the EMA generator stay in eval mode."""
         super().train(mode)
         self.identity_encoder.eval()
+        if self.keypoint_regressor is not None:
+            self.keypoint_regressor.eval()
         if self.generator_ema is not None:
             self.generator_ema.eval()
         return self
@@ -147,6 +157,13 @@ class SaSwapSystem(L.LightningModule):
         }
         total = hp.lambda_id * logs["id"] + hp.lambda_attr * logs["attr"] + hp.lambda_rec * logs["rec"]
         total = total + hp.lambda_flow * logs["flow"] + hp.lambda_tv * logs["tv"] + hp.lambda_adv * logs["adv"]
+        if self.keypoint_regressor is not None and hp.lambda_kp > 0:
+            # The 3DMM keypoints of the output should be the fused ones: the target's keypoints moved
+            # by the keypoint motion (source shape, target expression and pose), in [-1, 1] units.
+            size = batch["target"].shape[-1]
+            fused = batch["keypoints"] + batch["motion"] * (2.0 / size)
+            logs["kp"] = keypoint_loss(self.keypoint_regressor(out), fused)
+            total = total + hp.lambda_kp * logs["kp"]
         if self.contextual_loss is not None and hp.lambda_cx > 0:
             logs["cx"] = self.contextual_loss(out, batch["target"])
             total = total + hp.lambda_cx * logs["cx"]
