@@ -10,6 +10,7 @@ import warnings
 import kornia.geometry.transform as KT
 import lightning as L
 import torch
+from torch import nn
 
 from saswap.losses import (
     ContextualLoss,
