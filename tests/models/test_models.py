@@ -22,6 +22,7 @@ TINY = {
     "identity": (IdentityEncoder, dict(layers=(1, 1, 1, 1), block_out_channels=(4, 8, 8, 16), embed_dim=16, input_size=32), lambda: (torch.rand(2, 3, 32, 32) * 2 - 1,)),
     "attribute": (AttributeEncoder, dict(block_out_channels=(8, 16, 16)), lambda: (torch.rand(2, 3, 32, 32),)),
     "flow": (FlowEstimator, dict(num_keypoints=5, image_size=32, feature_size=16, block_out_channels=(8, 16)), lambda: (torch.rand(2, 5, 2) * 2 - 1, torch.randn(2, 5, 2))),
+    "deformable_fusion": (DeformableFusion, dict(channels=4), lambda: (torch.rand(2, 4, 8, 8), torch.randn(2, 2, 32, 32))),
     "discriminator": (MultiScaleDiscriminator, dict(num_scales=2, block_out_channels=(8, 16)), lambda: (torch.rand(2, 3, 32, 32),)),
 }  # fmt: skip
 

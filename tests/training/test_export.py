@@ -100,3 +100,20 @@ def test_hub_id_resolves_offline_from_the_local_cache(exported, tmp_path, monkey
     assert pipe.engine.name == "saswap"
     with pytest.raises(ModelNotFoundError, match="offline mode: not in the local Hugging Face cache"):
         SaSwapPipeline.from_pretrained("saswap-test/absent", analyzer=analyzer)
+
+
+def test_cli_swaps_with_the_exported_weights(exported, tmp_path, capsys):
+    from saswap.cli import main
+    from saswap.provenance import read_tag
+
+    _, folder = exported
+    out = tmp_path / "neural.png"
+    args = [
+        "swap",
+        "-s",
+        str(data_path("images", "sberswap__beckham.jpg")),
+        "-t",
+        str(data_path("images", "sadtalker__happy.png")),
+    ]
+    assert main([*args, "-o", str(out), "--engine", "saswap", "--weights", str(folder)]) == 0
+    assert read_tag(out)["engine"] == "saswap"

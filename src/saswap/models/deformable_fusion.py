@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from saswap.models.hub import SaSwapModelMixin
 from saswap.ops.warp import warp_by_flow
 
 __all__ = ["DeformableFusion"]
 
 
-class DeformableFusion(nn.Module):
+class DeformableFusion(nn.Module, SaSwapModelMixin):
     """Warps features of any resolution by a full-resolution flow, scaled by ``strength``.
 
     The flow is resized to the features' size and its vectors rescaled to their pixel units; a
