@@ -88,3 +88,12 @@ def test_enhancer_missing_weights_is_a_clear_error(pipe, monkeypatch):
             data_path("images", "sadtalker__happy.png"),
             enhance="gfpgan-1.4",
         )
+
+
+def test_modelscope_id_fails_fast_and_clearly():
+    from saswap import SaSwapPipeline
+
+    start = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match="modelscope"):
+        SaSwapPipeline.from_pretrained("modelscope:saswap/saswap-256")
+    assert time.perf_counter() - start < 5.0
