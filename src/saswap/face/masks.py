@@ -262,7 +262,7 @@ def _holes(mask: np.ndarray) -> np.ndarray:
 
 
 def _sharp_components(
-    image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin: np.ndarray, ratio: float = 2.0
+    image: np.ndarray, occ: np.ndarray, face: np.ndarray, skin: np.ndarray, ratio: float = 1.0
 ) -> np.ndarray:
     """Keep the candidate regions whose outline inside the face is a sharp edge (an object), and drop
     those with soft outlines (shading, a shadow's terminator), which colour alone cannot tell apart."""
