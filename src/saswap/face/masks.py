@@ -327,7 +327,8 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
 
     - its hue differs from the skin's by more than 60 degrees (blue or green masks), or
     - it is much greyer than the skin (less than 45% of its saturation: white, grey, black objects), or
-    - it is far darker (under 45% of the skin's brightness) and not more saturated than the skin;
+    - it is far darker (under 45% of the skin's brightness) and not more saturated than the skin, or
+    - it is far more saturated (1.6x) without being darker (a hand of another tone, a red object);
 
     for very pale, nearly grey skin, where hue is unreliable, a pixel much brighter than the skin
     (a white mask) counts instead. Candidates outside the eyes, brows, lips and nostrils are cleaned
@@ -365,7 +366,10 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
         other_hue = (sat > 0.02) & (cos < 0.5)
         grey = sat < 0.45 * sat_s
         dark = (bright < 0.45 * bright_s) & (sat < 1.0 * sat_s)
-        candidate = grey | dark if neutral_only else other_hue | grey | dark
+        # Much more saturated yet not darker: another person's skin or a coloured object in the same
+        # light (a shadow on this skin is more saturated too, but darker).
+        vivid = (sat > 1.6 * sat_s) & (bright > 0.75 * bright_s)
+        candidate = grey | dark if neutral_only else other_hue | grey | dark | vivid
     else:  # pale skin: chroma says little; a much brighter object (white mask) or a very dark one
         candidate = (bright > 1.12 * bright_s + 8.0) | (bright < 0.3 * bright_s)
     features = np.maximum.reduce([regions["eyes_outer"], regions["brows"], regions["lips"], regions["nostrils"]]) > 0.5
