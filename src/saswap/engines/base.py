@@ -85,9 +85,35 @@ class SwapEngine(ABC):
             shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
         """
 
-    def _check_crop(self, target: np.ndarray) -> None:
+    def _check_crop(self, target: np.ndarray, shape_strength: float | None = None) -> None:
         s = self.crop_size
         if target.shape != (s, s, 3) or target.dtype != np.uint8:
             raise ValueError(
                 f"{self.name} engine expects an aligned RGB uint8 crop of shape ({s}, {s}, 3), got {target.dtype} {target.shape}"
             )
+        if shape_strength is not None and not 0.0 <= shape_strength <= 1.0:
+            raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+
+    @staticmethod
+    def paste_face(
+        target: np.ndarray, target_face: Face, generated: np.ndarray, occlusion: bool = True
+    ) -> EngineOutput:
+        """Blend a generated face crop into the target crop over the target's (occlusion-aware) face region.
+
+        For engines whose model outputs a whole crop: the mask is the target's visible face minus what
+        covers it (when ``occlusion``), feathered; outside it the target crop is kept bit-exact.
+        """
+        from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask
+
+        regions = face_region_masks(target_face.landmarks, target.shape[:2])
+        face = regions["face"]
+        if occlusion:
+            face = face * (1.0 - skin_occlusion_mask(target, regions))
+        mask = feather(face, max(1.0, 0.06 * target_face.eye_distance))
+        if not mask.any():  # landmarks outside the crop: fall back to the crop's inner area
+            h, w = target.shape[:2]
+            mask = feather(np.pad(np.ones((h - 16, w - 16), np.float32), 8), 6)
+        blended = target.astype(np.float32) * (1 - mask[..., None]) + generated.astype(np.float32) * mask[..., None]
+        blended = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        blended[mask == 0] = target[mask == 0]
+        return EngineOutput(image=blended, mask=mask)

@@ -193,9 +193,7 @@ class GeometricEngine(SwapEngine):
     def swap(
         self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
     ) -> EngineOutput:
-        self._check_crop(target)
-        if not 0.0 <= shape_strength <= 1.0:
-            raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+        self._check_crop(target, shape_strength)
         shape = target.shape[:2]
         eye = max(target_face.eye_distance, 1.0)
         mesh_t = target_face.landmarks[:468].astype(np.float64)

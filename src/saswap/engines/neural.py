@@ -12,7 +12,6 @@ import torch
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError
 from saswap.face.alignment import ARCFACE_TEMPLATE_112, umeyama_similarity, warp_face
-from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask
 from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
 from saswap.face.types import Face
 
@@ -82,9 +81,7 @@ class SaSwapEngine(SwapEngine):
     def swap(
         self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
     ) -> EngineOutput:
-        self._check_crop(target)
-        if not 0.0 <= shape_strength <= 1.0:
-            raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+        self._check_crop(target, shape_strength)
         size = self.crop_size
         fit_t = fit_morphable(self.model, target_face.landmarks_68)
         motion = keypoint_motion(self.model, source.extras["fit"], fit_t, 1.0)
@@ -95,12 +92,4 @@ class SaSwapEngine(SwapEngine):
         flow = self.flow_estimator(keypoints, torch.from_numpy(motion)[None].to(p))
         y = self.generator(torch.from_numpy(source.embedding).to(p), attrs, flow, shape_strength)
         out = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu().numpy()
-        regions = face_region_masks(target_face.landmarks, target.shape[:2])
-        face = regions["face"]
-        if self.occlusion:
-            face = face * (1.0 - skin_occlusion_mask(target, regions))
-        mask = feather(face, max(1.0, 0.06 * target_face.eye_distance))
-        blended = target.astype(np.float32) * (1 - mask[..., None]) + out.astype(np.float32) * mask[..., None]
-        blended = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-        blended[mask == 0] = target[mask == 0]
-        return EngineOutput(image=blended, mask=mask)
+        return self.paste_face(target, target_face, out, self.occlusion)

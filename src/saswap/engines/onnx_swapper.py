@@ -16,7 +16,6 @@ import numpy as np
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError
 from saswap.face.alignment import ARCFACE_TEMPLATE_112, umeyama_similarity
-from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask
 from saswap.face.types import Face
 
 __all__ = ["OnnxSwapEngine", "latent_from_embedding"]
@@ -93,13 +92,4 @@ class OnnxSwapEngine(SwapEngine):
         x = (target.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         y = self.session.run(None, {self.target_name: x, self.source_name: source.embedding})[0][0]
         out = np.clip(y.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        shape = target.shape[:2]
-        regions = face_region_masks(target_face.landmarks, shape)
-        face = regions["face"]
-        if self.occlusion:
-            face = face * (1.0 - skin_occlusion_mask(target, regions))
-        mask = feather(face, max(1.0, 0.06 * target_face.eye_distance))
-        if not mask.any():  # landmarks outside the crop: fall back to the crop's inner area
-            mask = feather(np.pad(np.ones((shape[0] - 16, shape[1] - 16), np.float32), 8), 6)
-        blended = target.astype(np.float32) * (1 - mask[..., None]) + out.astype(np.float32) * mask[..., None]
-        return EngineOutput(image=np.clip(blended + 0.5, 0, 255).astype(np.uint8), mask=mask)
+        return self.paste_face(target, target_face, out, self.occlusion)

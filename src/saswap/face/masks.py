@@ -275,7 +275,9 @@ def _sharp_components(
     for label in range(1, count):
         comp = (labels == label).astype(np.uint8)
         filled = (comp > 0) | _holes(comp)  # the outer outline only: holes left by excluded lips etc. are not edges
-        outline = (cv2.morphologyEx(filled.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0) & inner_face
+        outline = (
+            cv2.morphologyEx(filled.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        ) & inner_face
         if outline.sum() < 10 or np.median(grad[outline]) > ratio * max(skin_grad, 1.0):
             keep |= comp  # an outline along the face's border only, or a sharp one: an object
     return keep
