@@ -45,7 +45,20 @@ from saswap.face.render import rasterize_triangles, texture_map, triangle_affine
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
 from saswap.face.types import Face
 
-__all__ = ["GeometricEngine"]
+__all__ = ["GeometricEngine", "mouth_openness"]
+
+
+def mouth_openness(mesh: np.ndarray) -> float:
+    """Inner-lip opening (upper to lower inner lip, vertices 13 and 14) over the mouth width (61 to 291).
+
+    Example:
+        >>> m = np.zeros((468, 3)); m[61, 0], m[291, 0], m[14, 1] = -1, 1, 0.5
+        >>> mouth_openness(m)
+        0.25
+    """
+    pts = np.asarray(mesh, np.float64)[:, :2]
+    width = np.linalg.norm(pts[291] - pts[61])
+    return float(np.linalg.norm(pts[14] - pts[13]) / max(width, 1e-6))
 
 
 def _border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
@@ -248,7 +261,12 @@ class GeometricEngine(SwapEngine):
         relit = relight(texture, base, src_skin * cover, tgt_skin, sigma=self.relight_scale * eye)
 
         eyes = np.zeros(shape, np.float32) if self.source_eyes else regions["eyes"]
-        keep = np.maximum.reduce([eyes, regions["mouth"], (occluded > 0.5).astype(np.float32)])
+        mouth = regions["mouth"]
+        if mouth_openness(source.face.landmarks) > mouth_openness(target_face.landmarks) + 0.15:
+            # The source's lips are stretched around an open mouth the target does not have: mapped onto
+            # a closed mouth they would smear teeth and lips, so the target keeps its own lips.
+            mouth = np.maximum(mouth, dilate_disk(regions["lips"], 0.15 * eye).astype(np.float32))
+        keep = np.maximum.reduce([eyes, mouth, (occluded > 0.5).astype(np.float32)])
         edge = max(2.0, self.edge * eye)
         face_mask = feather(regions["face"] * cover, edge)
         keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
@@ -278,7 +296,8 @@ class GeometricEngine(SwapEngine):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint motion that gives the target's face the source's shape (crop pixels).
 
-        Two 3D priors work together. The inner face (brows, eye corners, nose, cheeks, forehead):
+        Two 3D priors work together. The inner face (brows, eye corners, nose, cheeks, forehead; only
+        above the nose's base when the two mouths are opened differently):
         MediaPipe's 3D mesh of the source, rigidly aligned in 3D to the target's on expression-stable
         vertices, gives the source's geometry in the target's pose; its projection minus the target's
         vertices is the motion. The jaw contour: the 3DMM fused face (the source's identity shape with
@@ -295,6 +314,13 @@ class GeometricEngine(SwapEngine):
         M = _similarity_3d(mesh_s[stable], mesh_t[stable])
         aligned = mesh_s @ M[:, :3].T + M[:, 3]
         inner = _INNER_VERTICES
+        if abs(mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)) > 0.3:
+            # Different mouth openings: below the nose's base the source's vertices are displaced by its
+            # jaw and mouth (expression, which must stay the target's), so only the upper face moves;
+            # the 3DMM jaw motion still covers the lower contour.
+            axis = mesh_t[168, :2] - mesh_t[152, :2]
+            axis /= np.linalg.norm(axis) + 1e-9
+            inner = inner[(mesh_t[inner, :2] - mesh_t[2, :2]) @ axis > 0]
         pts_inner = mesh_t[inner, :2]
         mot_inner = (aligned[inner, :2] - pts_inner) * shape_strength
         fit_t = fit_morphable(self.model, target_face.landmarks_68)
