@@ -16,6 +16,8 @@ How it swaps (all in the aligned crop):
    position (expression), and anything in front of the face that does not look like its skin and
    comes in from outside it (hands, masks, microphones, glasses frames). The eyes themselves come
    from the source by default (``source_eyes``; identity lives there), the target's otherwise.
+   When the two mouths are opened very differently (:func:`mouth_openness`), the target also keeps
+   its lips and its lower face's shape, so an open-mouth source leaves no smeared mouth.
 5. **Tone and light** — the mapped texture takes the target's local skin colour and shading in
    CIELAB, measured over skin only (:func:`~saswap.face.colour.relight`), then is blended with a
    soft mask.
