@@ -157,38 +157,17 @@ class SwapBenchmark:
                 base = jaw_distance(t_face, s_face)
                 self._append_shape(res, src, tgt, d0, d1, base)
         # Glasses: a target's glasses stay; a source's glasses do not come along.
-        for tgt in [t for t in GLASSES_TARGETS if t in targets]:
-            t_img, t_face, _ = self._load(tgt)
-            for src in sources[:5]:
-                out = self.pipe(prepared[src], t_img)
-                o_face = self._output_face(out.image, t_face)
-                if o_face is not None:
-                    res.glasses.append(
-                        {
-                            "kind": "target",
-                            "source": src,
-                            "target": tgt,
-                            "before": glasses_band_darkness(t_img, t_face),
-                            "after": glasses_band_darkness(out.image, o_face),
-                        }
-                    )
+        jobs = [("target", src, tgt, prepared[src]) for tgt in GLASSES_TARGETS if tgt in targets for src in sources[:5]]
         for src in GLASSES_SOURCES:
-            s_img, s_face, _ = self._load(src)
-            prep = self.pipe.engine.prepare_source(s_img, s_face)
-            for tgt in [t for t in targets if t not in GLASSES_TARGETS][:4]:
-                t_img, t_face, _ = self._load(tgt)
-                out = self.pipe(prep, t_img)
-                o_face = self._output_face(out.image, t_face)
-                if o_face is not None:
-                    res.glasses.append(
-                        {
-                            "kind": "source",
-                            "source": src,
-                            "target": tgt,
-                            "before": glasses_band_darkness(t_img, t_face),
-                            "after": glasses_band_darkness(out.image, o_face),
-                        }
-                    )
+            prep = self.pipe.engine.prepare_source(*self._load(src)[:2])
+            jobs += [("source", src, tgt, prep) for tgt in [t for t in targets if t not in GLASSES_TARGETS][:4]]
+        for kind, src, tgt, prep in jobs:
+            t_img, t_face, _ = self._load(tgt)
+            out = self.pipe(prep, t_img)
+            o_face = self._output_face(out.image, t_face)
+            if o_face is not None:
+                before, after = glasses_band_darkness(t_img, t_face), glasses_band_darkness(out.image, o_face)
+                res.glasses.append({"kind": kind, "source": src, "target": tgt, "before": before, "after": after})
         # Occlusion: an occluder pasted over the lower third stays in front.
         if occluders:
             kinds = {
