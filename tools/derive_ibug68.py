@@ -38,6 +38,12 @@ def _face_frame(mesh: np.ndarray) -> np.ndarray:
     return (p - p.mean(0)) @ rot.T
 
 
+def normalised_frame(face) -> np.ndarray:
+    """The face's 468 mesh vertices in its own frame, in units of the outer-eye-corner distance."""
+    mesh = face.landmarks[:468]
+    return _face_frame(mesh) / np.linalg.norm(mesh[33, :2] - mesh[263, :2])
+
+
 def frontal_faces(folder: str, analyzer=None):
     """(image, face) of every photo in ``folder`` with exactly one near-frontal face."""
     from saswap.face import FaceAnalyzer

@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from derive_ibug68 import _face_frame, frontal_faces  # noqa: E402
+from derive_ibug68 import frontal_faces, normalised_frame  # noqa: E402
 
 
 def main(folder: str) -> None:
     frames = []
     for _, face in frontal_faces(folder):
-        mesh = face.landmarks[:468]
-        frames.append(_face_frame(mesh) / np.linalg.norm(mesh[33, :2] - mesh[263, :2]))
+        frames.append(normalised_frame(face))
     mean = np.mean(frames, axis=0)
     mean[:, 0] -= np.median(mean[:, 0])
     dist = np.linalg.norm((mean * [-1, 1, 1])[:, None] - mean[None], axis=2)

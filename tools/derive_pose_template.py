@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from derive_ibug68 import _face_frame, frontal_faces  # noqa: E402
+from derive_ibug68 import frontal_faces, normalised_frame  # noqa: E402
 
 
 def main(folder: str) -> None:
@@ -22,9 +22,7 @@ def main(folder: str) -> None:
 
     frames = []
     for _, face in frontal_faces(folder):
-        mesh = face.landmarks[:468]
-        local = _face_frame(mesh) / np.linalg.norm(mesh[33, :2] - mesh[263, :2])
-        frames.append(local[list(POSE_VERTICES)])
+        frames.append(normalised_frame(face)[list(POSE_VERTICES)])
     mean = np.mean(frames, axis=0)
     mean -= mean.mean(0)
     print(f"{len(frames)} photos")
