@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from scipy.interpolate import RBFInterpolator
 
-__all__ = ["keypoint_flow", "warp_by_flow", "sample_flow"]
+__all__ = ["invert_flow", "keypoint_flow", "limit_flow_folds", "warp_by_flow", "sample_flow"]
 
 
 def keypoint_flow(
@@ -57,6 +57,34 @@ def keypoint_flow(
     return cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _jacobian_det(flow: np.ndarray) -> np.ndarray:
+    """det(I + grad flow) per pixel: the local area change of the map p -> p + flow(p)."""
+    dux, duy = np.gradient(flow[..., 0], axis=1), np.gradient(flow[..., 0], axis=0)
+    dvx, dvy = np.gradient(flow[..., 1], axis=1), np.gradient(flow[..., 1], axis=0)
+    return (1.0 + dux) * (1.0 + dvy) - duy * dvx
+
+
+def limit_flow_folds(flow: np.ndarray, min_area: float = 0.25) -> np.ndarray:
+    """``flow`` scaled down, if needed, so the warp it defines shrinks no area below ``min_area``.
+
+    A map p -> p + flow(p) whose Jacobian determinant reaches zero folds the image over itself
+    (content shown twice); keeping it above ``min_area`` keeps the warp one to one, so
+    :func:`warp_by_flow` can invert it. Stretching (a determinant above 1) is not limited.
+
+    Example:
+        >>> f = np.zeros((16, 16, 2), np.float32); f[:, 8:, 0] = -12.0  # the right half jumps over the left
+        >>> bool(_jacobian_det(limit_flow_folds(f)).min() >= 0.25 - 1e-6)
+        True
+    """
+    if _jacobian_det(flow).min(initial=1.0) >= min_area:
+        return flow
+    lo, hi = 0.0, 1.0  # the determinant is continuous in the scale and 1 at scale 0
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _jacobian_det(flow * mid).min() >= min_area else (lo, mid)
+    return (flow * lo).astype(flow.dtype)
+
+
 def sample_flow(flow: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Flow values at (sub-pixel) points, shape (N, 2)."""
     pts = np.asarray(points, np.float32).reshape(-1, 1, 2)
@@ -66,20 +94,80 @@ def sample_flow(flow: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out.reshape(-1, 2)
 
 
-def warp_by_flow(image: np.ndarray, flow: np.ndarray, iterations: int = 3) -> np.ndarray:
-    """Move image content along a forward flow (content at ``p`` lands at ``p + flow(p)``).
+def _newton_inverse(flow: np.ndarray, iterations: int) -> np.ndarray:
+    """Backward displacement ``p - q`` with ``p + flow(p) = q`` at every pixel ``q`` (full resolution)."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    # Jacobian of the flow, stacked as 4 channels so one remap samples it.
+    jac = np.stack(
+        [
+            np.gradient(flow[..., 0], axis=1),
+            np.gradient(flow[..., 0], axis=0),
+            np.gradient(flow[..., 1], axis=1),
+            np.gradient(flow[..., 1], axis=0),
+        ],
+        axis=-1,
+    ).astype(np.float32)
+    px, py = gx.copy(), gy.copy()
 
-    The backward map ``q -> q - flow(p)`` with ``p + flow(p) = q`` is found by a few fixed-point
-    iterations, exact for smooth flows like those of :func:`keypoint_flow`.
+    def residual(x, y):  # p + flow(p) - q
+        f = cv2.remap(flow, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return x + f[..., 0] - gx, y + f[..., 1] - gy
+
+    rx, ry = residual(px, py)
+    for _ in range(iterations):
+        j = cv2.remap(jac, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        a, b, c, d = 1.0 + j[..., 0], j[..., 1], j[..., 2], 1.0 + j[..., 3]
+        det = a * d - b * c
+        det = np.where(np.abs(det) < 0.1, np.copysign(0.1, det), det)
+        sx, sy = (d * rx - b * ry) / det, (a * ry - c * rx) / det
+        # Newton's step, halved where it does not reduce the residual enough (the flow's gradient is
+        # only piecewise smooth, so a full step can overshoot across a kink and come back).
+        before = rx * rx + ry * ry
+        for _ in range(3):
+            cx, cy = px - sx, py - sy
+            nx, ny = residual(cx, cy)
+            worse = (nx * nx + ny * ny > 0.9 * before) & (before > 1e-4)
+            if not worse.any():
+                break
+            sx, sy = np.where(worse, sx * 0.5, sx), np.where(worse, sy * 0.5, sy)
+        px, py, rx, ry = cx, cy, nx, ny
+    return np.stack([px - gx, py - gy], axis=-1)
+
+
+def invert_flow(flow: np.ndarray, iterations: int = 5, resolution: int = 128) -> np.ndarray:
+    """Backward displacement of a forward flow: ``back(q) = p - q`` where ``p + flow(p) = q``.
+
+    Solved by Newton's method on the flow's Jacobian, which converges for strong stretches too (a
+    plain fixed-point iteration does not once the flow changes by more than a pixel per pixel, and
+    then shows content twice). Smooth flows are inverted on a grid of about ``resolution`` pixels
+    and upsampled. The flow must not fold (see :func:`limit_flow_folds`).
+
+    Example:
+        >>> f = np.zeros((32, 32, 2), np.float32); f[..., 0] = 3.0
+        >>> bool(np.allclose(invert_flow(f)[4:-4, 4:-4, 0], -3.0, atol=1e-3))  # away from the border
+        True
+    """
+    h, w = flow.shape[:2]
+    flow = flow.astype(np.float32)
+    factor = max(1, int(np.ceil(max(h, w) / resolution)))
+    if factor == 1:
+        return _newton_inverse(flow, iterations)
+    size = (max(2, round(w / factor)), max(2, round(h / factor)))
+    sx, sy = size[0] / w, size[1] / h  # pixel-centre aligned scaling, as cv2.resize uses
+    coarse = cv2.resize(flow, size, interpolation=cv2.INTER_AREA) * np.array([sx, sy], np.float32)
+    back = _newton_inverse(coarse, iterations) / np.array([sx, sy], np.float32)
+    return cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Move image content along a forward flow (content at ``p`` lands at ``p + flow(p)``), through
+    :func:`invert_flow`.
 
     Returns:
         warped image, same shape and dtype.
     """
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    back = np.zeros_like(flow)
-    for _ in range(iterations):
-        back = cv2.remap(
-            flow, gx - back[..., 0], gy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        )
-    return cv2.remap(image, gx - back[..., 0], gy - back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    back = invert_flow(flow)
+    return cv2.remap(image, gx + back[..., 0], gy + back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
