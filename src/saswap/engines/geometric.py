@@ -2,10 +2,12 @@
 
 How it swaps (all in the aligned crop):
 
-1. **Shape adaptation** — the 3D prior is fitted to source and target; the fused face (source
-   shape, target expression and pose) gives a sparse keypoint motion, and a thin-plate spline turns
-   it into a smooth dense flow that vanishes away from the face. The target crop is warped by it, so
-   the contour moves and the cheeks and background next to it follow (no halo of the old contour).
+1. **Shape adaptation** — the source's 3D face mesh, rigidly aligned to the target's, gives the
+   source's shape in the target's pose; the 3DMM fitted to both exchanges the source's expression
+   for the target's along the jaw (the 3DMM alone near profile). The resulting sparse keypoint
+   motion becomes a smooth dense flow (thin-plate spline, vanishing away from the face, never
+   folding). The target crop is warped by it, so the contour moves and the cheeks and background
+   next to it follow (no halo of the old contour).
 2. **Dense correspondence** — MediaPipe's face mesh gives both faces the same 468 vertices; the
    source's texture is mapped triangle by triangle onto the target's (moved) mesh, drawn far to near
    so a turned target's hidden side is covered by its near side. Triangles the source shows at a
@@ -32,8 +34,9 @@ from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, warp_face
 from saswap.face.blending import pyramid_blend
 from saswap.face.colour import masked_blur, relight
-from saswap.face.deform import keypoint_flow, sample_flow, warp_by_flow
+from saswap.face.deform import keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
 from saswap.face.geometry import POSE_VERTICES
+from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import (
     dilate_disk,
     face_region_masks,
@@ -42,7 +45,7 @@ from saswap.face.masks import (
     skin_occlusion_mask,
     triangle_visibility,
 )
-from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
+from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion, project
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
 from saswap.face.types import Face
@@ -114,6 +117,11 @@ def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
 
 
 _STABLE_VERTICES, _INNER_VERTICES = _vertex_sets()
+_JAW_VERTICES = np.array(IBUG68_FROM_MESH[:17])
+#: Mouth openings (:func:`mouth_openness`) this far apart count as different expressions: the lower
+#: face then keeps the target's lips and gets no inner-face motion (the source's is its expression).
+_MOUTH_DIFFERENCE = 0.15
+_PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
 
 
 class GeometricEngine(SwapEngine):
@@ -217,7 +225,7 @@ class GeometricEngine(SwapEngine):
         points, motion = self.sparse_motion(target_face, source, shape_strength)
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
         flow = (
-            keypoint_flow(points, motion, shape, support=self.flow_support * eye)
+            limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye))
             if moving
             else np.zeros((*shape, 2), np.float32)
         )
@@ -242,6 +250,7 @@ class GeometricEngine(SwapEngine):
         src_pts = source.face.landmarks[:, :2].astype(np.float64)
         affines = triangle_affines(moved[tris], src_pts[src_idx])
         map_x, map_y, cover = texture_map(ids, affines)
+        lips_differ = mouth_openness(source.face.landmarks) > mouth_openness(target_face.landmarks) + _MOUTH_DIFFERENCE
         texture = cv2.remap(source.extras["texture"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
@@ -264,7 +273,7 @@ class GeometricEngine(SwapEngine):
 
         eyes = np.zeros(shape, np.float32) if self.source_eyes else regions["eyes"]
         mouth = regions["mouth"]
-        if mouth_openness(source.face.landmarks) > mouth_openness(target_face.landmarks) + 0.15:
+        if lips_differ:
             # The source's lips are stretched around an open mouth the target does not have: mapped onto
             # a closed mouth they would smear teeth and lips, so the target keeps its own lips.
             mouth = np.maximum(mouth, dilate_disk(regions["lips"], 0.15 * eye).astype(np.float32))
@@ -302,9 +311,10 @@ class GeometricEngine(SwapEngine):
         above the nose's base when the two mouths are opened differently):
         MediaPipe's 3D mesh of the source, rigidly aligned in 3D to the target's on expression-stable
         vertices, gives the source's geometry in the target's pose; its projection minus the target's
-        vertices is the motion. The jaw contour: the 3DMM fused face (the source's identity shape with
-        the target's expression and pose, :func:`~saswap.face.morphable.keypoint_motion`), so an open
-        or closed jaw stays the target's. The mouth and eyelids get no motion of their own (they keep
+        vertices is the motion. The jaw contour (the 17 jaw points of the 68-point scheme): the source's
+        aligned contour too, with the source's expression exchanged for the target's through the
+        3DMM (the source's identity shape posed with each expression), so an open or closed jaw stays
+        the target's. The mouth and eyelids get no motion of their own (they keep
         the target's expression and follow their surroundings through the dense flow).
 
         Returns:
@@ -316,19 +326,36 @@ class GeometricEngine(SwapEngine):
         M = _similarity_3d(mesh_s[stable], mesh_t[stable])
         aligned = mesh_s @ M[:, :3].T + M[:, 3]
         inner = _INNER_VERTICES
-        if abs(mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)) > 0.3:
+        if abs(mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)) > _MOUTH_DIFFERENCE:
             # Different mouth openings: below the nose's base the source's vertices are displaced by its
             # jaw and mouth (expression, which must stay the target's), so only the upper face moves;
-            # the 3DMM jaw motion still covers the lower contour.
+            # the jaw motion below still covers the lower contour.
             axis = mesh_t[168, :2] - mesh_t[152, :2]
             axis /= np.linalg.norm(axis) + 1e-9
             inner = inner[(mesh_t[inner, :2] - mesh_t[2, :2]) @ axis > 0]
         pts_inner = mesh_t[inner, :2]
         mot_inner = (aligned[inner, :2] - pts_inner) * shape_strength
+        # The jaw: the source's own contour (aligned as above), with its expression exchanged for the
+        # target's through the 3DMM (source shape with the target's expression minus the source shape
+        # with its own, both in the target's camera), so an open or closed jaw stays the target's.
+        fit_s = source.extras["fit"]
         fit_t = fit_morphable(self.model, target_face.landmarks_68)
-        jaw = keypoint_motion(self.model, source.extras["fit"], fit_t, shape_strength)[:17]
-        pts = np.concatenate([pts_inner, target_face.landmarks_68[:17].astype(np.float64)])
-        return pts, np.concatenate([mot_inner, jaw])
+        camera = (fit_t.scale, fit_t.rotation, fit_t.translation)
+        expression = (
+            project(self.model.keypoint_vertices(fit_s.shape, fit_t.expr), *camera)
+            - project(self.model.keypoint_vertices(fit_s.shape, fit_s.expr), *camera)
+        )[:17]
+        jaw_t = mesh_t[_JAW_VERTICES, :2]
+        jaw = aligned[_JAW_VERTICES, :2] + expression - jaw_t
+        # A turned face's mesh contour is a guess on its far side: towards profile (either face), the
+        # 3DMM fused face takes over.
+        yaw = max(abs(float(target_face.pose[0])), abs(float(source.face.pose[0])))
+        trust = float(np.clip((_PROFILE_YAW - yaw) / 15.0, 0.0, 1.0))
+        if trust < 1.0:
+            fused = keypoint_motion(self.model, fit_s, fit_t, 1.0)[:17]
+            jaw = trust * jaw + (1.0 - trust) * fused
+        jaw = jaw * shape_strength
+        return np.concatenate([pts_inner, jaw_t]), np.concatenate([mot_inner, jaw])
 
     def _mirror_triangles(self) -> np.ndarray:
         if not hasattr(self, "_mirror_tri"):
