@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["masked_blur", "relight", "delta_e"]
+__all__ = ["masked_blur", "shading_detail", "apply_detail", "relight", "delta_e"]
 
 
 def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -30,13 +30,15 @@ def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.n
     h, w = mask.shape[:2]
     m = mask.astype(np.float32)
     img = image.astype(np.float32)
+    weighted = img * (m[..., None] if img.ndim == 3 else m)
     factor = int(max(1, min(8, sigma // 3)))
     if factor > 1:
+        # Reduce the weighted image and the weights, not the image: pixels outside the mask must not
+        # leak into the means through the area averaging.
         size = (max(1, w // factor), max(1, h // factor))
         m = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        weighted = cv2.resize(weighted, size, interpolation=cv2.INTER_AREA)
     s = sigma / factor
-    weighted = img * (m[..., None] if img.ndim == 3 else m)
     num = cv2.GaussianBlur(weighted, (0, 0), s)
     den = cv2.GaussianBlur(m, (0, 0), s)
     out = num / np.maximum(den[..., None] if img.ndim == 3 else den, 1e-4)
@@ -57,6 +59,54 @@ def _to_srgb(lin: np.ndarray) -> np.ndarray:
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _local_mean(lin: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of ``lin`` over ``mask``; where the mask has nothing nearby, its global mean."""
+    mean, weight = masked_blur(lin, mask, sigma)
+    sel = mask > 0.5
+    fallback = lin[sel].mean(axis=0) if sel.any() else lin.reshape(-1, 3).mean(axis=0)
+    a = np.clip(weight / 0.2, 0, 1)[..., None]
+    return a * mean + (1 - a) * fallback
+
+
+def shading_detail(image: np.ndarray, mask: np.ndarray, sigma: float, max_detail: float = 2.5) -> np.ndarray:
+    """An image's detail relative to its own local skin colour: ``linear(image) / skin low-pass``.
+
+    Colour is albedo times shading, so this ratio keeps the face's own shading below the scale
+    ``sigma`` (eye sockets, cheekbones, brows, stubble) and drops its skin tone and broad lighting.
+    Computing it in the image's own geometry, before any mapping, means that parts copied from
+    elsewhere on the face (a turned face's mirrored side) bring their detail, not their lighting.
+
+    Args:
+        image: RGB uint8 (H, W, 3).
+        mask: where ``image`` shows skin, float (H, W).
+        sigma: scale of the low-pass, pixels.
+        max_detail: bound of the ratio (and of its inverse), so a highlight or a deep shadow cannot
+            blow out or crush.
+
+    Returns:
+        float32 (H, W, 3), about 1 on plain skin.
+    """
+    lin = _to_linear(image)
+    return np.clip(lin / np.maximum(_local_mean(lin, mask, sigma), 1e-4), 1.0 / max_detail, max_detail).astype(
+        np.float32
+    )
+
+
+def apply_detail(detail: np.ndarray, target: np.ndarray, target_mask: np.ndarray, sigma: float) -> np.ndarray:
+    """The target's local skin colour and lighting (low-pass over its skin) times ``detail``.
+
+    Args:
+        detail: output of :func:`shading_detail`, in the target's geometry.
+        target: RGB uint8 (H, W, 3).
+        target_mask: where ``target`` shows skin, float (H, W).
+        sigma: scale of the low-pass, pixels.
+
+    Returns:
+        RGB uint8 (H, W, 3).
+    """
+    return _to_srgb(_local_mean(_to_linear(target), target_mask, sigma) * detail)
+
+
 def relight(
     source: np.ndarray,
     target: np.ndarray,
@@ -67,13 +117,11 @@ def relight(
 ) -> np.ndarray:
     """Give ``source`` the target's skin tone and low-frequency lighting, keeping its own detail.
 
-    Colour is albedo times shading, so in linear RGB the source is multiplied, channel by channel,
-    by the ratio of the target's local skin colour to the source's (Gaussian means of scale ``sigma``
-    pixels taken over skin only): ``out = blur_t(target) * source / blur_s(source)``, the source's
-    local ratio bounded by ``max_detail``. Dark details
-    (brows, stubble) stay dark and keep their hue instead of being shifted towards the target's skin
-    hue, and the target's eyes, brows, beard or an occluder do not darken the result around them
-    (no "raccoon eyes"), as only skin enters the means. Both images must share one geometry.
+    ``out = lowpass_t(target) * source / lowpass_s(source)`` in linear RGB, the means taken over skin
+    only (:func:`shading_detail`, :func:`apply_detail`). Dark details (brows, stubble) stay dark and
+    keep their hue instead of being shifted towards the target's skin hue, and the target's eyes,
+    brows, beard or an occluder do not darken the result around them (no "raccoon eyes"), as only
+    skin enters the means. Both images must share one geometry.
 
     Args:
         source: RGB uint8 (H, W, 3), already warped onto the target.
@@ -85,21 +133,14 @@ def relight(
 
     Returns:
         RGB uint8, shape of ``source``.
+
+    Example:
+        >>> src = np.full((32, 32, 3), 200, np.uint8); tgt = np.full((32, 32, 3), 90, np.uint8)
+        >>> m = np.ones((32, 32), np.float32)
+        >>> int(relight(src, tgt, m, m, sigma=4.0)[16, 16, 0])
+        90
     """
-    src = _to_linear(source)
-    tgt = _to_linear(target)
-    mean_s, w_s = masked_blur(src, source_mask, sigma)
-    mean_t, w_t = masked_blur(tgt, target_mask, sigma)
-    # Where one side has no skin nearby, fall back to its global skin mean.
-    for mean, w, img, m in ((mean_s, w_s, src, source_mask), (mean_t, w_t, tgt, target_mask)):
-        sel = m > 0.5
-        g = img[sel].mean(axis=0) if sel.any() else img.reshape(-1, 3).mean(axis=0)
-        a = np.clip(w / 0.2, 0, 1)[..., None]
-        mean[:] = a * mean + (1 - a) * g
-    # out = mean_t * (src / mean_s): the source's detail ratio on the target's local colour, with the
-    # ratio bounded so that a highlight or deep shadow of the source cannot blow out or crush.
-    detail = np.clip(src / np.maximum(mean_s, 1e-4), 1.0 / max_detail, max_detail)
-    return _to_srgb(mean_t * detail)
+    return apply_detail(shading_detail(source, source_mask, sigma, max_detail), target, target_mask, sigma)
 
 
 def delta_e(rgb_a: np.ndarray, rgb_b: np.ndarray) -> np.ndarray:
