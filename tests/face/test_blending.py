@@ -1,0 +1,51 @@
+"""The boundary membrane (the multi-band blend is covered by its doctest and the engine tests)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from saswap.face.blending import membrane_correction
+
+
+def _disk_ring(size: int, radius: int, width: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    inside = (r <= radius).astype(np.float32)
+    ring = ((r <= radius) & (r > radius - width)).astype(np.float32)
+    return inside, ring
+
+
+def test_membrane_meets_the_background_on_the_boundary_and_keeps_the_foreground_detail():
+    size = 96
+    inside, ring = _disk_ring(size, 36)
+    rng = np.random.default_rng(0)
+    detail = rng.normal(0, 10, (size, size, 1)).astype(np.float32)
+    # Background with a lighting gradient; foreground a flat, brighter tone with its own detail.
+    x = np.linspace(-1, 1, size, dtype=np.float32)[None, :, None]
+    background = np.repeat(110 + 30 * x, size, axis=0) * np.ones((1, 1, 3), np.float32)
+    foreground = 170 + detail * np.ones((1, 1, 3), np.float32)
+    offset = membrane_correction(foreground, background, ring, scale=36)
+    corrected = foreground + offset
+    on_ring = ring > 0.5
+    # On the boundary the corrected foreground matches the background up to its own detail ...
+    assert np.abs((corrected - background)[on_ring].mean()) < 2.0
+    left, right = on_ring & (x[..., 0] < -0.5), on_ring & (x[..., 0] > 0.5)
+    assert abs((corrected - background)[left].mean()) < 3 and abs((corrected - background)[right].mean()) < 3
+    # ... the offset itself is smooth (no detail of its own), so the foreground's detail survives.
+    assert np.abs(np.diff(offset[..., 0], axis=1))[inside[:, 1:] > 0].max() < 3.0
+    assert np.corrcoef((corrected - cv2.GaussianBlur(corrected, (0, 0), 4))[inside > 0, 0],
+                       (detail[..., 0] - cv2.GaussianBlur(detail[..., 0], (0, 0), 4))[inside > 0])[0, 1] > 0.95  # fmt: skip
+
+
+def test_membrane_ignores_stray_boundary_samples_and_is_zero_without_samples():
+    size = 64
+    _, ring = _disk_ring(size, 24)
+    foreground = np.full((size, size, 3), 150.0, np.float32)
+    background = np.full((size, size, 3), 160.0, np.float32)
+    # A dark hair strand across part of the boundary must not pull the offset down.
+    background[:, 30:34] = 40.0
+    offset = membrane_correction(foreground, background, ring, scale=24)
+    assert abs(float(np.median(offset[size // 2, size // 2])) - 10.0) < 1.5
+    assert offset[8, 32].min() > 0  # near the strand too
+    assert not membrane_correction(foreground, background, np.zeros((size, size), np.float32), 24).any()
