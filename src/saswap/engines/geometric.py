@@ -10,8 +10,8 @@ How it swaps (all in the aligned crop):
    next to it follow (no halo of the old contour).
 2. **Dense correspondence** — MediaPipe's face mesh gives both faces the same 468 vertices; the
    source's texture is mapped triangle by triangle onto the target's (moved) mesh, drawn far to near
-   so a turned target's hidden side is covered by its near side. Triangles the source shows at a
-   grazing angle or not at all take the texture of their mirror triangle instead (profile sources).
+   so a turned target's hidden side is covered by its near side. On a turned source (beyond 25
+   degrees of yaw), triangles it does not show take the texture of their mirror triangle instead.
 3. **Cleaning the source** — parts of the source's face that are not skin nor face parts (its
    glasses, hair strands, a hand) are inpainted away before mapping, so they do not come along.
 4. **What stays the target's** — the mouth interior (teeth, tongue), the eyelids' opening and
@@ -20,9 +20,11 @@ How it swaps (all in the aligned crop):
    from the source by default (``source_eyes``; identity lives there), the target's otherwise.
    When the two mouths are opened very differently (:func:`mouth_openness`), the target also keeps
    its lips and its lower face's shape, so an open-mouth source leaves no smeared mouth.
-5. **Tone and light** — the mapped texture takes the target's local skin colour and shading in
-   CIELAB, measured over skin only (:func:`~saswap.face.colour.relight`), then is blended with a
-   soft mask.
+5. **Tone and light** — the mapped texture takes the target's local skin colour and shading
+   (the source's detail over its own skin low-pass, computed in its own geometry, times the
+   target's skin low-pass, :func:`~saswap.face.colour.relight`); a smooth
+   membrane then makes it meet the target's skin exactly along the face's border (no colour step),
+   and it is blended with a thin soft mask, band by band.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ import numpy as np
 
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, warp_face
-from saswap.face.blending import pyramid_blend
-from saswap.face.colour import masked_blur, relight
+from saswap.face.blending import membrane_correction, pyramid_blend
+from saswap.face.colour import apply_detail, masked_blur, shading_detail
 from saswap.face.deform import keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
@@ -121,7 +123,8 @@ _JAW_VERTICES = np.array(IBUG68_FROM_MESH[:17])
 #: Mouth openings (:func:`mouth_openness`) this far apart count as different expressions: the lower
 #: face then keeps the target's lips and gets no inner-face motion (the source's is its expression).
 _MOUTH_DIFFERENCE = 0.15
-_PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
+_PROFILE_YAW = 35.0
+_MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image  # degrees: beyond it the jaw motion is the 3DMM's alone
 
 
 class GeometricEngine(SwapEngine):
@@ -135,13 +138,19 @@ class GeometricEngine(SwapEngine):
             (eye sockets, cheekbones: identity) below it. Measured with dlib's judge on 6x5 pairs
             (with the source's eyes and pyramid blending), 0.6, 1.5 and 3.0 give 60-67% of outputs
             closer to the source than to the target; 0.6 follows the target's local light best.
-        edge: width of the soft mask edge, in eye-corner distances.
+        edge: width of the soft mask edge, in eye-corner distances (thin: the membrane already removes
+            colour steps, and every pixel of a wide edge is a mix with the target's face).
         flow_support: how far beyond the face's keypoints the shape flow reaches zero, in
             eye-corner distances.
         source_eyes: map the source's eyes (lids to irises, with its gaze) too; when False the
             target's eye interiors stay.
         occlusion: keep whatever covers the target's face (hands, masks, microphones, glasses).
         blend_levels: Laplacian pyramid levels of the final blend (seamless edges).
+        membrane: after relighting, add the smooth colour offset (a Poisson-style membrane,
+            :func:`~saswap.face.blending.membrane_correction`) that makes the face meet the target's
+            skin exactly along its border: no colour step, and the skin tone follows the target's
+            where the low-pass relighting alone misses it (shading gradients towards the outline).
+        membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
     """
 
     name = "geometric"
@@ -151,11 +160,13 @@ class GeometricEngine(SwapEngine):
         crop_size: int = 384,
         morphable_model: MorphableModel | None = None,
         relight_scale: float = 0.6,
-        edge: float = 0.06,
+        edge: float = 0.03,
         flow_support: float = 0.6,
         source_eyes: bool = True,
         occlusion: bool = True,
         blend_levels: int = 4,
+        membrane: bool = True,
+        membrane_scale: float = 1.0,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -167,6 +178,8 @@ class GeometricEngine(SwapEngine):
         self.source_eyes = bool(source_eyes)
         self.occlusion = bool(occlusion)
         self.blend_levels = int(blend_levels)
+        self.membrane = bool(membrane)
+        self.membrane_scale = float(membrane_scale)
         self.triangles = mesh_triangles()
         self.mirror = np.asarray(MESH_MIRROR, np.int64)
 
@@ -205,6 +218,9 @@ class GeometricEngine(SwapEngine):
             transform=M,
             extras={
                 "texture": texture,
+                # The source's shading detail over its own skin, in its own geometry (mirrored parts of a
+                # turned face then bring their detail, not the other side's lighting).
+                "detail": shading_detail(texture, skin, self.relight_scale * face_c.eye_distance),
                 "skin": skin,
                 "fit": fit_morphable(self.model, face_c.landmarks_68),
                 "visibility": triangle_visibility(face_c.landmarks, self.triangles),
@@ -236,7 +252,12 @@ class GeometricEngine(SwapEngine):
         tris = self.triangles
         front = triangle_visibility(mesh_t, tris) > 0.0  # triangles facing away stay hidden
         vis = source.extras["visibility"]
-        use_mirror = (vis < 0.3) & (vis[self._mirror_triangles()] > vis + 0.15)
+        # Only a turned source's hidden side takes its mirror image: on a near-frontal source even grazing
+        # triangles (the nose's sides) are better than the other side's, which is lit differently.
+        if abs(float(source.face.pose[0])) > _MIRROR_YAW:
+            use_mirror = (vis < 0.3) & (vis[self._mirror_triangles()] > vis + 0.15)
+        else:
+            use_mirror = np.zeros(len(tris), bool)
         src_idx = np.where(use_mirror[:, None], self.mirror[tris], tris)
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             eyes_t = eye_triangles()
@@ -251,7 +272,6 @@ class GeometricEngine(SwapEngine):
         affines = triangle_affines(moved[tris], src_pts[src_idx])
         map_x, map_y, cover = texture_map(ids, affines)
         lips_differ = mouth_openness(source.face.landmarks) > mouth_openness(target_face.landmarks) + _MOUTH_DIFFERENCE
-        texture = cv2.remap(source.extras["texture"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
@@ -269,7 +289,8 @@ class GeometricEngine(SwapEngine):
         tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
 
         # 4. tone and light from the target, over skin only
-        relit = relight(texture, base, src_skin * cover, tgt_skin, sigma=self.relight_scale * eye)
+        detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        relit = apply_detail(detail, base, tgt_skin, sigma=self.relight_scale * eye)
 
         eyes = np.zeros(shape, np.float32) if self.source_eyes else regions["eyes"]
         mouth = regions["mouth"]
@@ -278,6 +299,8 @@ class GeometricEngine(SwapEngine):
             # a closed mouth they would smear teeth and lips, so the target keeps its own lips.
             mouth = np.maximum(mouth, dilate_disk(regions["lips"], 0.15 * eye).astype(np.float32))
         keep = np.maximum.reduce([eyes, mouth, (occluded > 0.5).astype(np.float32)])
+        if self.membrane:
+            relit = self._match_boundary(relit, base, regions, cover, cover * src_skin, tgt_skin, keep, eye)
         edge = max(2.0, self.edge * eye)
         face_mask = feather(regions["face"] * cover, edge)
         keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
@@ -301,6 +324,38 @@ class GeometricEngine(SwapEngine):
             changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1) * border)
         out[changed == 0] = target[changed == 0]  # the contract: outside the mask, the crop is the target's
         return EngineOutput(image=out, mask=changed.astype(np.float32))
+
+    def _match_boundary(
+        self,
+        relit: np.ndarray,
+        base: np.ndarray,
+        regions: dict[str, np.ndarray],
+        cover: np.ndarray,
+        src_skin: np.ndarray,
+        tgt_skin: np.ndarray,
+        keep: np.ndarray,
+        eye: float,
+    ) -> np.ndarray:
+        """``relit`` plus a smooth offset that makes it meet the target's skin along the face's border.
+
+        The boundary samples: a band of 0.05 eye distances inside the face's outline where both faces
+        show skin, nothing is kept as the target's, and the target's colour is near its own skin tone
+        (lightness within 25, chroma within 10 CIELAB units of the median tone of its cheeks and lower
+        forehead), so hair at the outline or a shadowed ear does not count.
+        """
+        inside = (regions["face"] * cover > 0.5).astype(np.uint8)  # the outline only, not the eyes or lips
+        band = inside & (dilate_disk(1 - inside, 0.05 * eye) > 0)
+        ring = band & (tgt_skin > 0.5) & (src_skin > 0.5) & (keep < 0.5)
+        lab = cv2.cvtColor(base, cv2.COLOR_RGB2LAB).astype(np.float32)
+        reference = (regions["reference"] > 0.5) & (tgt_skin > 0.5)
+        if reference.sum() < 20:
+            return relit
+        tone = np.median(lab[reference], axis=0)
+        lightness = np.abs(lab[..., 0] - tone[0]) * (100.0 / 255.0)
+        chroma = np.linalg.norm(lab[..., 1:] - tone[1:], axis=-1)
+        ring = ring & (lightness < 25.0) & (chroma < 10.0)
+        offset = membrane_correction(relit, base, ring.astype(np.float32), scale=self.membrane_scale * eye)
+        return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
 
     def sparse_motion(
         self, target_face: Face, source: SourceFace, shape_strength: float
