@@ -36,7 +36,7 @@ from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, warp_face
 from saswap.face.blending import membrane_correction, pyramid_blend
 from saswap.face.colour import apply_detail, masked_blur, shading_detail
-from saswap.face.deform import keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
+from saswap.face.deform import invert_flow, keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import (
@@ -245,7 +245,8 @@ class GeometricEngine(SwapEngine):
             if moving
             else np.zeros((*shape, 2), np.float32)
         )
-        base = warp_by_flow(target, flow) if moving else target
+        back = invert_flow(flow) if moving else None
+        base = warp_by_flow(target, flow, back) if moving else target
         moved = mesh_t[:, :2] + (sample_flow(flow, mesh_t[:, :2]) if moving else 0.0)
 
         # 2. dense correspondence: source texture onto the (moved) target mesh, far triangles first
@@ -285,7 +286,7 @@ class GeometricEngine(SwapEngine):
         else:
             occluded = np.zeros(shape, np.float32)
         if moving:
-            occluded = warp_by_flow(occluded, flow)
+            occluded = warp_by_flow(occluded, flow, back)
         tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
 
         # 4. tone and light from the target, over skin only

@@ -99,7 +99,7 @@ def membrane_correction(
         True
     """
     diff = background.astype(np.float32) - foreground.astype(np.float32)
-    weight = np.clip(boundary.astype(np.float32), 0.0, 1.0)
+    weight = np.clip(boundary.astype(np.float32), 0.0, 1.0).copy()
     sel = weight > 0.5
     if sel.sum() < 8:
         return np.zeros(diff.shape, np.float32)
@@ -108,23 +108,28 @@ def membrane_correction(
     samples = diff[sel]
     centre = np.median(samples, axis=0)
     spread = np.median(np.abs(samples - centre), axis=0)
-    far = (np.abs(diff - centre) > np.maximum(outlier * 1.4826 * spread, min_tolerance)).any(axis=-1)
-    weight = weight * ~far
+    far = (np.abs(samples - centre) > np.maximum(outlier * 1.4826 * spread, min_tolerance)).any(axis=-1)
+    weight[sel] *= ~far
     from saswap.face.colour import masked_blur
 
-    sigmas = []
-    s = float(scale)
-    while s >= 1.5:
-        sigmas.append(s)
-        s /= 2.0
+    # The offset is smooth: it is built at half resolution (finest scale 1 pixel there) and upsampled.
+    h, w = weight.shape
+    half = (max(1, w // 2), max(1, h // 2))
+    weight_s = cv2.resize(weight, half, interpolation=cv2.INTER_AREA)
+    diff_s = cv2.resize(diff * weight[..., None], half, interpolation=cv2.INTER_AREA) / np.maximum(
+        weight_s[..., None], 1e-6
+    )
     offset = None
-    for sigma in sigmas:  # coarse to fine: finer estimates take over where boundary samples are near
-        mean, density = masked_blur(diff, weight, sigma)
+    sigma = float(scale) / 2.0
+    while offset is None or sigma >= 1.0:  # coarse to fine: finer estimates take over near the samples
+        mean, density = masked_blur(diff_s, weight_s, sigma)
         if offset is None:
             offset = mean
-            continue
-        # density is the Gaussian-weighted share of boundary samples; a line of samples seen at scale
-        # sigma gives about 1 / (sigma * sqrt(2 pi)) per unit of line weight, so trust is relative.
-        trust = np.clip(density * sigma * 2.5, 0.0, 1.0)[..., None]
-        offset = trust * mean + (1.0 - trust) * offset
+        else:
+            # density is the Gaussian-weighted share of boundary samples; a line of samples seen at
+            # scale sigma gives about 1 / (sigma * sqrt(2 pi)) per unit of line weight.
+            trust = np.clip(density * sigma * 2.5, 0.0, 1.0)[..., None]
+            offset = trust * mean + (1.0 - trust) * offset
+        sigma /= 2.0
+    offset = cv2.resize(offset, (w, h), interpolation=cv2.INTER_LINEAR)
     return offset.astype(np.float32)

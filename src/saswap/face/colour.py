@@ -48,9 +48,17 @@ def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.n
     return out, den
 
 
+def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+_LINEAR_LUT = _srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
+
+
 def _to_linear(rgb: np.ndarray) -> np.ndarray:
-    x = rgb.astype(np.float32) / 255.0
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    if rgb.dtype == np.uint8:
+        return _LINEAR_LUT[rgb]  # a table lookup: the power function per pixel is slow
+    return _srgb_to_linear(rgb.astype(np.float32) / 255.0)
 
 
 def _to_srgb(lin: np.ndarray) -> np.ndarray:

@@ -160,14 +160,19 @@ def invert_flow(flow: np.ndarray, iterations: int = 5, resolution: int = 128) ->
     return cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def warp_by_flow(image: np.ndarray, flow: np.ndarray, back: np.ndarray | None = None) -> np.ndarray:
     """Move image content along a forward flow (content at ``p`` lands at ``p + flow(p)``), through
     :func:`invert_flow`.
+
+    Args:
+        image: the image to warp, (H, W) or (H, W, C).
+        flow: forward flow (H, W, 2).
+        back: ``invert_flow(flow)`` when already computed (warping several images by one flow).
 
     Returns:
         warped image, same shape and dtype.
     """
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    back = invert_flow(flow)
+    back = invert_flow(flow) if back is None else back
     return cv2.remap(image, gx + back[..., 0], gy + back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)

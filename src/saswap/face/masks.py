@@ -200,9 +200,12 @@ def feather(mask: np.ndarray, radius: float, inside: bool = True) -> np.ndarray:
 _MODE_SCALE = np.array([0.02, 0.015, 40.0])  # one mean-shift "step" in (r, g, intensity)
 
 
+_GAMMA_LUT = (np.arange(256, dtype=np.float32) / 255.0) ** 2.2
+
+
 def _colour_features(image: np.ndarray) -> np.ndarray:
     """Per-pixel (r, g, intensity): chromaticity of linearised RGB (unchanged by shading) and grey level."""
-    lin = (image.astype(np.float32) / 255.0) ** 2.2
+    lin = _GAMMA_LUT[image] if image.dtype == np.uint8 else (image.astype(np.float32) / 255.0) ** 2.2
     total = lin.sum(axis=-1, keepdims=True) + 1e-3
     rg = lin[..., :2] / total
     return np.concatenate([rg, image.astype(np.float32).mean(axis=-1, keepdims=True)], axis=-1)
