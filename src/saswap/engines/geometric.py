@@ -10,8 +10,9 @@ How it swaps (all in the aligned crop):
    next to it follow (no halo of the old contour).
 2. **Dense correspondence** — MediaPipe's face mesh gives both faces the same 468 vertices; the
    source's texture is mapped triangle by triangle onto the target's (moved) mesh, drawn far to near
-   so a turned target's hidden side is covered by its near side. On a turned source (beyond 25
-   degrees of yaw), triangles it does not show take the texture of their mirror triangle instead.
+   so a turned target's hidden side is covered by its near side. Triangles a turned source (beyond
+   25 degrees of yaw) does not show, or near-frontal source shows only at a grazing angle at its
+   outline, take the texture of their mirror triangle instead.
 3. **Cleaning the source** — parts of the source's face that are not skin nor face parts (its
    glasses, hair strands, a hand) are inpainted away before mapping, so they do not come along.
 4. **What stays the target's** — the mouth interior (teeth, tongue), the eyelids' opening and
@@ -123,8 +124,8 @@ _JAW_VERTICES = np.array(IBUG68_FROM_MESH[:17])
 #: Mouth openings (:func:`mouth_openness`) this far apart count as different expressions: the lower
 #: face then keeps the target's lips and gets no inner-face motion (the source's is its expression).
 _MOUTH_DIFFERENCE = 0.15
-_PROFILE_YAW = 35.0
-_MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image  # degrees: beyond it the jaw motion is the 3DMM's alone
+_PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
+_MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
 
 class GeometricEngine(SwapEngine):
@@ -253,12 +254,12 @@ class GeometricEngine(SwapEngine):
         tris = self.triangles
         front = triangle_visibility(mesh_t, tris) > 0.0  # triangles facing away stay hidden
         vis = source.extras["visibility"]
-        # Only a turned source's hidden side takes its mirror image: on a near-frontal source even grazing
-        # triangles (the nose's sides) are better than the other side's, which is lit differently.
-        if abs(float(source.face.pose[0])) > _MIRROR_YAW:
-            use_mirror = (vis < 0.3) & (vis[self._mirror_triangles()] > vis + 0.15)
-        else:
-            use_mirror = np.zeros(len(tris), bool)
+        # A turned source's hidden side takes its mirror image. On a near-frontal source only the rim does
+        # (there the mesh reaches past the visible cheek into the background); grazing inner triangles
+        # (the nose's sides) are better than the other side's, which is lit differently.
+        use_mirror = (vis < 0.3) & (vis[self._mirror_triangles()] > vis + 0.15)
+        if abs(float(source.face.pose[0])) <= _MIRROR_YAW:
+            use_mirror &= self._rim_triangles()
         src_idx = np.where(use_mirror[:, None], self.mirror[tris], tris)
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             eyes_t = eye_triangles()
@@ -412,6 +413,16 @@ class GeometricEngine(SwapEngine):
             jaw = trust * jaw + (1.0 - trust) * fused
         jaw = jaw * shape_strength
         return np.concatenate([pts_inner, jaw_t]), np.concatenate([mot_inner, jaw])
+
+    def _rim_triangles(self) -> np.ndarray:
+        """Triangles touching the face outline or the ring of vertices next to it, shape (F,) bool."""
+        if not hasattr(self, "_rim"):
+            from mediapipe.python.solutions import face_mesh_connections as c
+
+            oval = {i for e in c.FACEMESH_FACE_OVAL for i in e}
+            near = oval | {v for t in self.triangles.tolist() if oval & set(t) for v in t}
+            self._rim = np.isin(self.triangles, sorted(near)).any(axis=1)
+        return self._rim
 
     def _mirror_triangles(self) -> np.ndarray:
         if not hasattr(self, "_mirror_tri"):
