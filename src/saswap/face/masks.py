@@ -254,6 +254,21 @@ def _entering_components(occ: np.ndarray, face: np.ndarray) -> np.ndarray:
     return keep
 
 
+def _without_brow_overflow(occ: np.ndarray, brows: np.ndarray, margin: int) -> np.ndarray:
+    """Drop the regions that lie mostly next to the brows: thick brows reach beyond the mesh's brow
+    outline, and those dark edges are the face's own brows, not hair or an object in front."""
+    if not brows.any():
+        return occ
+    near = dilate_disk(brows, margin) > 0
+    count, labels = cv2.connectedComponents(occ.astype(np.uint8))
+    if count <= 1:
+        return occ
+    area = np.bincount(labels.ravel(), minlength=count)
+    beside = np.bincount(labels[near].ravel(), minlength=count)
+    drop = (beside >= 0.5 * area) & (np.arange(count) > 0)
+    return (occ.astype(bool) & ~drop[labels]).astype(occ.dtype)
+
+
 def _holes(mask: np.ndarray) -> np.ndarray:
     """Pixels not in ``mask`` that ``mask`` encloses completely."""
     h, w = mask.shape
@@ -293,7 +308,7 @@ def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance
     :func:`skin_occlusion_mask`, but they are thin *lines*: morphological black-hat and top-hat
     transforms (line width up to 5% of the eye distance) respond to them. Responses well above the
     skin's own texture, in a band around the eyes, forming pieces longer than a third of the eye
-    distance (rims and bridge, not pores), count as glasses.
+    distance (rims and bridge, not pores) and not lying mostly beside the brows, count as glasses.
 
     Returns:
         float32 mask (H, W), 1 on the frames (slightly dilated).
@@ -318,6 +333,9 @@ def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance
     for i in range(1, count):
         if max(stats[i, 2], stats[i, 3]) > 0.35 * eye_distance:
             keep[labels == i] = 1
+    # The lower edge of a thick brow and the lid crease are lines too: pieces lying mostly beside
+    # the brows are the face's own.
+    keep = _without_brow_overflow(keep, regions["brows"] > 0.5, max(2, int(eye_distance * 0.08)))
     return cv2.dilate(keep, np.ones((3, 3), np.uint8)).astype(np.float32)
 
 
@@ -386,6 +404,7 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, kernel)
     occ = _sharp_components(image, occ, face, skin)
     occ = _entering_components(occ, face)
+    occ = _without_brow_overflow(occ, regions["brows"] > 0.5, 2 * size)
     # Lips or nostrils enclosed by an occluder (a face mask over the mouth) are covered too.
     reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * size + 1, 4 * size + 1))
     enclosed = (cv2.morphologyEx(occ, cv2.MORPH_CLOSE, reach) > 0) | _holes(occ)
