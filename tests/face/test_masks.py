@@ -1,0 +1,37 @@
+"""Occluder and glasses masks on synthetic faces (the real-photo cases are in the engine tests)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from saswap.face.masks import glasses_mask
+
+
+def _regions(size: int = 200) -> dict[str, np.ndarray]:
+    z = lambda: np.zeros((size, size), np.float32)  # noqa: E731
+    eyes, brows, skin = z(), z(), z()
+    cv2.ellipse(eyes, (70, 100), (14, 7), 0, 0, 360, 1, -1)
+    cv2.ellipse(eyes, (130, 100), (14, 7), 0, 0, 360, 1, -1)
+    cv2.rectangle(brows, (52, 76), (88, 80), 1, -1)
+    cv2.rectangle(brows, (112, 76), (148, 80), 1, -1)
+    cv2.rectangle(skin, (20, 20), (180, 180), 1, -1)
+    skin *= (1 - eyes) * (1 - brows)
+    return {"eyes": eyes, "brows": brows, "skin": skin}
+
+
+def test_glasses_mask_keeps_frames_and_ignores_a_brows_lower_edge():
+    regions = _regions()
+    rng = np.random.default_rng(0)
+    face = np.clip(rng.normal(180, 3, (200, 200)), 0, 255).astype(np.uint8)
+    brow_edge = face.copy()
+    cv2.line(brow_edge, (50, 83), (90, 83), 60, 2)  # a thick brow reaching below its outline
+    image = cv2.cvtColor(brow_edge, cv2.COLOR_GRAY2RGB)
+    assert glasses_mask(image, regions, eye_distance=100).sum() == 0
+    framed = brow_edge.copy()
+    cv2.ellipse(framed, (130, 100), (24, 16), 0, 0, 360, 40, 2)  # a rim around the other eye
+    found = glasses_mask(cv2.cvtColor(framed, cv2.COLOR_GRAY2RGB), regions, eye_distance=100) > 0
+    rim = np.zeros((200, 200), np.uint8)
+    cv2.ellipse(rim, (130, 100), (24, 16), 0, 0, 360, 1, 2)
+    assert (found & (rim > 0)).sum() > 0.5 * rim.sum()  # most of the rim
+    assert not found[:, :100].any()  # still not the brow's edge
