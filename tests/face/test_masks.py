@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from saswap.face.masks import glasses_mask
+from saswap.face.masks import bare_skin_mask, glasses_mask
 
 
 def _regions(size: int = 200) -> dict[str, np.ndarray]:
@@ -35,3 +35,18 @@ def test_glasses_mask_keeps_frames_and_ignores_a_brows_lower_edge():
     cv2.ellipse(rim, (130, 100), (24, 16), 0, 0, 360, 1, 2)
     assert (found & (rim > 0)).sum() > 0.5 * rim.sum()  # most of the rim
     assert not found[:, :100].any()  # still not the brow's edge
+
+
+def test_bare_skin_mask_leaves_out_a_beard_but_keeps_shaded_skin():
+    rng = np.random.default_rng(1)
+    image = np.clip(rng.normal(0, 2, (120, 120, 3)) + np.array([190, 150, 130]), 0, 255).astype(np.uint8)
+    image[80:110, 30:90] = (40, 30, 25)  # a black beard on the chin
+    image[20:60, 90:110] = (135, 105, 92)  # a shadowed cheek: 70% of the skin's brightness
+    skin = np.zeros((120, 120), np.float32)
+    skin[10:115, 10:115] = 1
+    reference = np.zeros_like(skin)
+    reference[20:50, 20:80] = 1
+    bare = bare_skin_mask(image, {"skin": skin, "reference": reference})
+    assert bare[80:110, 30:90].max() == 0  # the beard is out
+    assert bare[20:60, 90:110].min() == 1  # shading stays in
+    assert bare[15:75, 15:85].min() == 1

@@ -41,6 +41,7 @@ from saswap.face.deform import invert_flow, keypoint_flow, limit_flow_folds, sam
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import (
+    bare_skin_mask,
     dilate_disk,
     face_region_masks,
     feather,
@@ -221,7 +222,10 @@ class GeometricEngine(SwapEngine):
                 "texture": texture,
                 # The source's shading detail over its own skin, in its own geometry (mirrored parts of a
                 # turned face then bring their detail, not the other side's lighting).
-                "detail": shading_detail(texture, skin, self.relight_scale * face_c.eye_distance),
+                # Its beard or stubble does not enter the skin means (bare skin beside it would turn bright).
+                "detail": shading_detail(
+                    texture, skin * bare_skin_mask(crop, regions), self.relight_scale * face_c.eye_distance
+                ),
                 "skin": skin,
                 "fit": fit_morphable(self.model, face_c.landmarks_68),
                 "visibility": triangle_visibility(face_c.landmarks, self.triangles),

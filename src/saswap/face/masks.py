@@ -12,6 +12,7 @@ import numpy as np
 from saswap.face.topology import region_loop
 
 __all__ = [
+    "bare_skin_mask",
     "dilate_disk",
     "polygon_mask",
     "visible_face_mask",
@@ -299,6 +300,31 @@ def _sharp_components(
         if outline.sum() < 10 or np.median(grad[outline]) > ratio * max(skin_grad, 1.0):
             keep |= comp  # an outline along the face's border only, or a sharp one: an object
     return keep
+
+
+def bare_skin_mask(image: np.ndarray, regions: dict[str, np.ndarray], darkest: float = 0.55) -> np.ndarray:
+    """The face's skin without what is much darker than its typical tone (beard, stubble, deep shadow).
+
+    For means of skin colour (relighting): a beard inside the mesh's skin region would pull a local
+    mean down, and the bare skin beside it would then look bright, in blotches, once relit.
+
+    Args:
+        image: RGB uint8, shape (H, W, 3).
+        regions: output of :func:`face_region_masks` for that image.
+        darkest: pixels darker than this share of the skin's typical grey level are left out.
+
+    Returns:
+        float32 mask (H, W): ``regions["skin"]`` where the pixel is not much darker than the skin.
+    """
+    skin = regions["skin"] > 0.5
+    reference = skin & (regions["reference"] > 0.5)
+    if reference.sum() < 50:
+        reference = skin
+    if reference.sum() < 50:
+        return regions["skin"].astype(np.float32)
+    grey = image.astype(np.float32).mean(axis=-1)
+    centre, _ = _skin_mode(_colour_features(image)[reference])
+    return (regions["skin"] * (grey >= darkest * centre[2])).astype(np.float32)
 
 
 def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance: float) -> np.ndarray:
