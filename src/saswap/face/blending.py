@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from saswap.face.colour import masked_blur
+
 __all__ = ["membrane_correction", "pyramid_blend"]
 
 
@@ -110,7 +112,6 @@ def membrane_correction(
     spread = np.median(np.abs(samples - centre), axis=0)
     far = (np.abs(samples - centre) > np.maximum(outlier * 1.4826 * spread, min_tolerance)).any(axis=-1)
     weight[sel] *= ~far
-    from saswap.face.colour import masked_blur
 
     # The offset is smooth: it is built at half resolution (finest scale 1 pixel there) and upsampled.
     h, w = weight.shape
