@@ -30,6 +30,20 @@ def test_umeyama_recovers_a_similarity():
         umeyama_similarity(src, dst[:3])
 
 
+def test_umeyama_recovers_a_3d_similarity_and_keeps_handedness():
+    rng = np.random.default_rng(2)
+    src = rng.normal(size=(12, 3)) * 40
+    a, b = 0.4, -0.9  # yaw then pitch
+    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    pitch = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    rot, scale, t = pitch @ yaw, 0.6, np.array([5.0, 7.0, -2.0])
+    M = umeyama_similarity(src, src @ (scale * rot).T + t)
+    assert M.shape == (3, 4) and np.allclose(M[:, :3], scale * rot) and np.allclose(M[:, 3], t)
+    # a mirrored copy is fitted by a proper rotation (det +1), never by a reflection
+    mirrored = src * np.array([-1.0, 1.0, 1.0])
+    assert np.linalg.det(umeyama_similarity(src, mirrored)[:, :3]) > 0
+
+
 def test_point_round_trip():
     kps = np.array([[300, 200], [380, 210], [340, 260], [305, 300], [372, 305.0]])
     for M in (arcface_transform(kps), ffhq_transform(kps, 256)):

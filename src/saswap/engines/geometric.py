@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
-from saswap.face.alignment import transform_face, warp_face
+from saswap.face.alignment import transform_face, umeyama_similarity, warp_face
 from saswap.face.blending import membrane_correction, pyramid_blend
 from saswap.face.colour import apply_detail, masked_blur, shading_detail
 from saswap.face.deform import invert_flow, keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
@@ -77,19 +77,6 @@ def _border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
     x = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
     ramp = lambda d: np.clip((d - margin) / margin, 0.0, 1.0)  # noqa: E731
     return np.outer(ramp(y), ramp(x)).astype(np.float32)
-
-
-def _similarity_3d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares 3D similarity (Umeyama) taking ``src`` onto ``dst``; returns (3, 4) [sR | t]."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / ((a**2).sum() / len(src))
-    return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
 
 
 def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
@@ -384,7 +371,7 @@ class GeometricEngine(SwapEngine):
         mesh_t = target_face.landmarks[:468].astype(np.float64)
         mesh_s = source.face.landmarks[:468].astype(np.float64)
         stable = _STABLE_VERTICES
-        M = _similarity_3d(mesh_s[stable], mesh_t[stable])
+        M = umeyama_similarity(mesh_s[stable], mesh_t[stable])
         aligned = mesh_s @ M[:, :3].T + M[:, 3]
         inner = _INNER_VERTICES
         if abs(mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)) > _MOUTH_DIFFERENCE:

@@ -21,6 +21,7 @@ from saswap.eval.swap_metrics import (
     boundary_colour_step,
     glasses_band_darkness,
     jaw_distance,
+    jaw_distance_3d,
     landmark_error,
     outside_difference,
     seam_energy,
@@ -155,7 +156,18 @@ class SwapBenchmark:
                     continue
                 d0, d1 = jaw_distance(faces[0], s_face), jaw_distance(faces[1], s_face)
                 base = jaw_distance(t_face, s_face)
-                self._append_shape(res, src, tgt, d0, d1, base)
+                self._append_shape(
+                    res,
+                    src,
+                    tgt,
+                    jaw0=d0,
+                    jaw1=d1,
+                    jaw_target=base,
+                    # the same in 3D (pose factored out), and how differently the two heads are turned
+                    jaw3d0=jaw_distance_3d(faces[0], s_face),
+                    jaw3d1=jaw_distance_3d(faces[1], s_face),
+                    pose_gap=np.abs(np.asarray(t_face.pose[:2]) - np.asarray(s_face.pose[:2])).tolist(),
+                )
         # Glasses: a target's glasses stay; a source's glasses do not come along.
         jobs = [("target", src, tgt, prepared[src]) for tgt in GLASSES_TARGETS if tgt in targets for src in sources[:5]]
         for src in GLASSES_SOURCES:
@@ -191,12 +203,12 @@ class SwapBenchmark:
         return res
 
     @staticmethod
-    def _append_shape(res, src, tgt, d0, d1, base):
+    def _append_shape(res, src, tgt, **values):
         for rec in res.shape:
             if rec.get("source") == src and rec.get("target") == tgt and "jaw0" not in rec:
-                rec.update(jaw0=d0, jaw1=d1, jaw_target=base)
+                rec.update(values)
                 return
-        res.shape.append({"source": src, "target": tgt, "jaw0": d0, "jaw1": d1, "jaw_target": base})
+        res.shape.append({"source": src, "target": tgt, **values})
 
     @staticmethod
     def summarise(res: BenchmarkResult) -> dict:
@@ -205,6 +217,10 @@ class SwapBenchmark:
         pose = np.array([p["pose_error"] for p in found]) if found else np.zeros((0, 3))
         jaws = [r for r in res.shape if "jaw0" in r]
         expr = [r for r in res.shape if "mouth_error" in r]
+        # The jaw ratio again on the pairs whose heads are turned alike (yaw and pitch within 8 degrees),
+        # and pose-free (meshes aligned in 3D, :func:`~saswap.eval.swap_metrics.jaw_distance_3d`).
+        matched = [r["jaw1"] / max(r["jaw0"], 1e-9) for r in jaws if max(r.get("pose_gap", [99.0])) <= 8.0]
+        jaw3d = [r["jaw3d1"] / max(r["jaw3d0"], 1e-9) for r in jaws if "jaw3d0" in r]
         s = {
             "pairs": len(res.pairs),
             "faces_found": len(found) / max(len(res.pairs), 1),
@@ -215,6 +231,9 @@ class SwapBenchmark:
             "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
             "eye_error_median": float(np.median([r["eye_error"] for r in expr])) if expr else None,
             "jaw_ratio_median": float(np.median([r["jaw1"] / max(r["jaw0"], 1e-9) for r in jaws])) if jaws else None,
+            "jaw_ratio_pose_matched_median": float(np.median(matched)) if matched else None,
+            "jaw_ratio_pose_matched_pairs": len(matched),
+            "jaw3d_ratio_median": float(np.median(jaw3d)) if jaw3d else None,
             "boundary_step_excess_max": max(
                 (p["boundary_step"] - p["boundary_step_target"] for p in found), default=None
             ),

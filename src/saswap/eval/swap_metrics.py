@@ -12,6 +12,8 @@ import numpy as np
 
 from saswap.face.alignment import transform_points, umeyama_similarity
 from saswap.face.colour import delta_e
+from saswap.face.geometry import POSE_VERTICES
+from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import face_region_masks
 from saswap.face.types import Face
 
@@ -19,6 +21,7 @@ __all__ = [
     "angle_error",
     "landmark_error",
     "jaw_distance",
+    "jaw_distance_3d",
     "boundary_colour_step",
     "skin_tone_difference",
     "seam_energy",
@@ -49,6 +52,24 @@ def jaw_distance(face: Face, reference: Face) -> float:
     M = umeyama_similarity(face.landmarks_68[inner], reference.landmarks_68[inner])
     jaw = transform_points(M, face.landmarks_68[JAW])
     return float(np.sqrt(((jaw - reference.landmarks_68[JAW]) ** 2).sum(1).mean()) / max(reference.eye_distance, 1e-6))
+
+
+def jaw_distance_3d(face: Face, reference: Face) -> float:
+    """Pose-free version of :func:`jaw_distance`: RMS distance of the 17 jaw vertices of the two 3D
+    face meshes after a 3D similarity alignment on the expression-stable vertices (forehead, nose,
+    eye corners, temples), in units of the reference's eye-corner distance.
+
+    The 2D measure factors out only an in-plane similarity, so a difference of head pitch or yaw
+    between the two photos moves the projected jaw against the eyes as much as a different face shape
+    does; aligning the meshes in 3D factors it out (expression, an open jaw, still counts).
+    """
+    stable = np.array(POSE_VERTICES)
+    jaw = np.array(IBUG68_FROM_MESH[:17])
+    a = np.asarray(face.landmarks[:468], np.float64)
+    b = np.asarray(reference.landmarks[:468], np.float64)
+    M = umeyama_similarity(a[stable], b[stable])
+    moved = a[jaw] @ M[:, :3].T + M[:, 3]
+    return float(np.sqrt(((moved - b[jaw]) ** 2).sum(1).mean()) / max(reference.eye_distance, 1e-6))
 
 
 def _ring(mask: np.ndarray, inner: int, outer: int) -> tuple[np.ndarray, np.ndarray]:

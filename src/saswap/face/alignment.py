@@ -38,11 +38,11 @@ def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) taking ``src`` onto ``dst``.
 
     Args:
-        src: points, shape (N, 2), N >= 2.
-        dst: points, shape (N, 2).
+        src: points, shape (N, D) with D = 2 or 3, N >= D.
+        dst: points, shape (N, D).
 
     Returns:
-        ``M``, shape (2, 3), with ``dst ~ src @ M[:, :2].T + M[:, 2]``.
+        ``M``, shape (D, D + 1), with ``dst ~ src @ M[:, :D].T + M[:, D]``.
 
     Example:
         >>> src = np.array([[0, 0], [1, 0], [0, 1.]])
@@ -52,8 +52,10 @@ def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
-        raise ValueError(f"expected two point sets of the same shape (N>=2, 2), got {src.shape} and {dst.shape}")
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] not in (2, 3) or src.shape[0] < src.shape[1]:
+        raise ValueError(
+            f"expected two point sets of the same shape (N, 2) or (N, 3), N >= 2 or 3, got {src.shape} and {dst.shape}"
+        )
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s_c, d_c = src - mu_s, dst - mu_d
     var_s = (s_c**2).sum() / len(src)
@@ -61,7 +63,7 @@ def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         raise ValueError("source points are all identical; cannot estimate a similarity")
     cov = d_c.T @ s_c / len(src)
     u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
+    d = np.ones(src.shape[1])
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         d[-1] = -1.0
     rot = u @ np.diag(d) @ vt

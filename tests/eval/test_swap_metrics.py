@@ -1,0 +1,35 @@
+"""Swap measurements that do not need a swap: the jaw-shape distances."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from conftest import data_path
+
+from saswap.eval.swap_metrics import jaw_distance, jaw_distance_3d
+from saswap.face.landmarks import IBUG68_FROM_MESH, mesh_to_68
+from saswap.io import load_image
+
+
+def _with_mesh(face, mesh):
+    return dataclasses.replace(face, landmarks=mesh.astype(np.float32), landmarks_68=mesh_to_68(mesh))
+
+
+def test_jaw_distance_3d_ignores_head_turns_but_sees_a_wider_jaw(analyzer):
+    face = analyzer(load_image(data_path("images", "deepface__img41.jpg")))[0]
+    mesh = face.landmarks[:468].astype(np.float64)
+    centre = mesh.mean(0)
+    a = np.deg2rad(20.0)
+    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    turned = _with_mesh(face, (mesh - centre) @ yaw.T * 1.3 + centre + [40.0, -10.0, 0.0])
+    # The same face turned by 20 degrees: in 2D its jaw moves against the inner face, in 3D it does not.
+    assert jaw_distance(turned, face) > 0.05
+    assert jaw_distance_3d(turned, face) < 1e-6
+    # The same face with its jaw contour pushed out sideways by 8% of the eye distance: both see it.
+    wider = mesh.copy()
+    jaw = list(IBUG68_FROM_MESH[:17])
+    wider[jaw, 0] += np.sign(wider[jaw, 0] - centre[0]) * 0.08 * face.eye_distance
+    wider = _with_mesh(face, wider)
+    assert jaw_distance_3d(wider, face) > 0.04
+    assert jaw_distance(wider, face) > 0.04
