@@ -19,7 +19,7 @@ and prints both with the two heads' pose gap. Copy the printed figures into ``be
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import os
 from pathlib import Path
 
@@ -67,9 +67,7 @@ def main() -> None:
             def distance(jaw, moved=moved, back=back, s_face=s_face):
                 pts = moved.copy()
                 pts[:17] = jaw
-                face = copy.copy(t_face)
-                face.landmarks_68 = transform_points(back, pts)
-                return jaw_distance(face, s_face)
+                return jaw_distance(dataclasses.replace(t_face, landmarks_68=transform_points(back, pts)), s_face)
 
             base = jaw_distance(t_face, s_face)
             plan = distance(points[-17:] + motion[-17:]) / base
