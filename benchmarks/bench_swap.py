@@ -59,6 +59,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "outputs"))
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--speed-only", action="store_true", help="time the 720p swap only (no pairs, no sheet)")
     args = parser.parse_args()
     data, out_dir = Path(args.data), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,11 +69,14 @@ def main() -> None:
     from saswap.io import load_image
 
     pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
-    result = SwapBenchmark(pipe, data).run()
     portrait = load_image(data / "images" / "face_recognition__obama.jpg")
     frame = np.full((720, 1280, 3), 60, np.uint8)
     frame[4:716, 355:925] = cv2.resize(portrait, (570, 712), interpolation=cv2.INTER_AREA)
     speed = time_swap(pipe, load_image(data / "images" / "sberswap__beckham.jpg"), frame, args.repeats)
+    if args.speed_only:
+        print(f"speed_720p: {speed}")
+        return
+    result = SwapBenchmark(pipe, data).run()
     summary = {**result.summary, "speed_720p": speed, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     (out_dir / "swap_results.json").write_text(
         json.dumps(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from saswap.face.masks import bare_skin_mask, glasses_mask
+from saswap.face.masks import bare_skin_mask, face_region_masks, glasses_mask, skin_occlusion_mask
 
 
 def _regions(size: int = 200) -> dict[str, np.ndarray]:
@@ -50,3 +50,31 @@ def test_bare_skin_mask_leaves_out_a_beard_but_keeps_shaded_skin():
     assert bare[80:110, 30:90].max() == 0  # the beard is out
     assert bare[20:60, 90:110].min() == 1  # shading stays in
     assert bare[15:75, 15:85].min() == 1
+
+
+def _aligned(analyzer, name):
+    from conftest import data_path
+
+    from saswap.face.alignment import ffhq_transform, transform_face, warp_face
+    from saswap.io import load_image
+
+    image = load_image(data_path("images", name))
+    face = analyzer(image)[0]
+    M = ffhq_transform(face.keypoints, 384)  # the engines' crop
+    crop = warp_face(image, M, 384)
+    return crop, face_region_masks(transform_face(face, M).landmarks, crop.shape[:2])
+
+
+def test_hair_over_the_face_is_an_occluder_but_a_deep_shadow_is_not(analyzer):
+    # Long dark hair falls over both sides of this face, inside the mesh's outline.
+    crop, regions = _aligned(analyzer, "sadtalker__happy.png")
+    face = regions["face"] > 0.5
+    occluded = (skin_occlusion_mask(crop, regions) > 0.5) & face
+    assert occluded.sum() > 0.05 * face.sum()
+    w = crop.shape[1]
+    assert occluded[:, : w // 3].sum() > 0 and occluded[:, 2 * w // 3 :].sum() > 0  # both sides
+    assert occluded[:, w // 3 : 2 * w // 3].sum() < 0.01 * face.sum()  # hardly anything in the middle
+    # A cheek in deep shadow, as dark as hair but with the skin's own fine texture, stays skin.
+    crop, regions = _aligned(analyzer, "face_recognition__alex-lacamoire.png")
+    face = regions["face"] > 0.5
+    assert ((skin_occlusion_mask(crop, regions) > 0.5) & face).sum() < 0.01 * face.sum()

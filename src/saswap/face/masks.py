@@ -244,6 +244,39 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best * _MODE_SCALE, spread
 
 
+#: Hair over a face: grey level under this share of the skin's, and fine relative contrast over this
+#: multiple of the plain skin's (:func:`_hair`).
+_HAIR_DARKNESS = 0.3
+_HAIR_TEXTURE = 4.0
+
+
+def _hair(
+    image: np.ndarray,
+    bright: np.ndarray,
+    bright_s: float,
+    reference: np.ndarray,
+    nostrils: np.ndarray,
+    face: np.ndarray,
+) -> np.ndarray:
+    """Strands of hair over the face: far darker than the skin and textured (strands and their
+    highlights), where a shadow on skin, as dark, keeps the skin's own fine texture; only in regions
+    that reach above the nose's base, so a beard (the face's own, below it) does not count. Brown hair
+    has the skin's hue, so the colour rules alone cannot tell it from shading."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    low = cv2.GaussianBlur(grey, (0, 0), 1.5)
+    texture = cv2.GaussianBlur(np.abs(grey - low) / (low + 8.0), (0, 0), 3.0)
+    # the plain skin's texture: a low quantile, as hair or a mask's edge may enter the reference band
+    skin_texture = float(np.percentile(texture[reference], 25))
+    hair = (bright < _HAIR_DARKNESS * bright_s) & (texture > max(_HAIR_TEXTURE * skin_texture, 0.03)) & face
+    if not hair.any() or not nostrils.any():
+        return hair
+    nose_base = float(np.nonzero(nostrils)[0].mean())
+    count, labels = cv2.connectedComponents(hair.astype(np.uint8))
+    top = np.full(count, np.inf)
+    np.minimum.at(top, labels[hair], np.nonzero(hair)[0].astype(np.float64))
+    return (top < nose_base)[labels] & hair
+
+
 def _entering_components(occ: np.ndarray, face: np.ndarray) -> np.ndarray:
     """Keep the regions that reach the face's outline: hands, masks, microphones, hair and glasses
     come in from outside the face, while blemishes, moles and shadows inside it do not."""
@@ -380,10 +413,12 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     - it is far more saturated (1.6x) without being darker (a hand of another tone, a red object);
 
     for very pale, nearly grey skin, where hue is unreliable, a pixel much brighter than the skin
-    (a white mask) counts instead. Candidates outside the eyes, brows, lips and nostrils are cleaned
-    morphologically; a region with a soft outline (shading) or one that does not reach the face's
-    outline (occluders come in from outside) is dropped; lips enclosed by an occluder are covered.
-    A hand of the face's own skin tone is not found (no colour cue separates it).
+    (a white mask) counts instead. Strands of hair of any hue count too: far darker than the skin and
+    textured, in a region reaching above the nose's base (:func:`_hair`). Candidates outside the eyes,
+    brows, lips and nostrils are cleaned morphologically; a region with a soft outline (shading) or
+    one that does not reach the face's outline (occluders come in from outside) is dropped; lips
+    enclosed by an occluder are covered. A hand of the face's own skin tone is not found (no colour
+    cue separates it).
 
     Args:
         image: RGB uint8, shape (H, W, 3).
@@ -422,6 +457,8 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     else:  # pale skin: chroma says little; a much brighter object (white mask) or a very dark one
         candidate = (bright > 1.12 * bright_s + 8.0) | (bright < 0.3 * bright_s)
     features = np.maximum.reduce([regions["eyes_outer"], regions["brows"], regions["lips"], regions["nostrils"]]) > 0.5
+    if not neutral_only:
+        candidate = candidate | _hair(image, bright, bright_s, reference, regions["nostrils"] > 0.5, face)
     occluded = candidate & face & ~features
     occ = occluded.astype(np.uint8)
     size = max(3, int(round(np.sqrt(face.sum()) * 0.03)) | 1)
