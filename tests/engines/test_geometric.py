@@ -90,3 +90,22 @@ def test_outside_the_face_is_untouched(pipe):
     outside = out.masks[0] == 0
     assert outside.mean() > 0.5
     assert np.array_equal(out.image[outside], target[outside])
+
+
+def test_kept_band_around_the_lips_grows_with_the_difference_of_opening(pipe):
+    # A closed-mouth target keeps its own lips when the source's mouth is open, with a margin of its own
+    # skin around them: narrow for a half-open source (mark, opening 0.28), wide for a wide-open one
+    # (d19, 0.72), so a moderately open source does not leave a patch of the target's skin.
+    from saswap.face.masks import dilate_disk, face_region_masks
+
+    target = load_image(data_path("images", "liveportrait__d8.jpg"))
+    crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    regions = face_region_masks(face.landmarks, crop.shape[:2])
+    eye = face.eye_distance
+    ring = (dilate_disk(regions["lips"], 0.12 * eye) > 0) & ~(dilate_disk(regions["lips"], 0.03 * eye) > 0)
+    kept = {}
+    for name in ("sberswap__mark.jpg", "liveportrait__d19.jpg"):
+        out = pipe.engine.swap(crop, face, _prepared(pipe, name), shape_strength=0.0)
+        kept[name] = float((np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2)[ring] <= 2).mean())
+    assert kept["liveportrait__d19.jpg"] > 0.6  # the wide-open source: the band stays the target's
+    assert kept["sberswap__mark.jpg"] < kept["liveportrait__d19.jpg"] - 0.3  # the half-open one: much less

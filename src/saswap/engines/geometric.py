@@ -112,6 +112,9 @@ _JAW_VERTICES = np.array(IBUG68_FROM_MESH[:17])
 #: Mouth openings (:func:`mouth_openness`) this far apart count as different expressions: the lower
 #: face then keeps the target's lips and gets no inner-face motion (the source's is its expression).
 _MOUTH_DIFFERENCE = 0.15
+#: Margin kept around the target's lips then, in eye-corner distances per unit of opening difference
+#: (between 0.05 and 0.15).
+_LIPS_MARGIN = 0.3
 _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
@@ -264,7 +267,8 @@ class GeometricEngine(SwapEngine):
         src_pts = source.face.landmarks[:, :2].astype(np.float64)
         affines = triangle_affines(moved[tris], src_pts[src_idx])
         map_x, map_y, cover = texture_map(ids, affines)
-        lips_differ = mouth_openness(source.face.landmarks) > mouth_openness(target_face.landmarks) + _MOUTH_DIFFERENCE
+        opening = mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)
+        lips_differ = opening > _MOUTH_DIFFERENCE
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
@@ -289,8 +293,10 @@ class GeometricEngine(SwapEngine):
         mouth = regions["mouth"]
         if lips_differ:
             # The source's lips are stretched around an open mouth the target does not have: mapped onto
-            # a closed mouth they would smear teeth and lips, so the target keeps its own lips.
-            mouth = np.maximum(mouth, dilate_disk(regions["lips"], 0.15 * eye).astype(np.float32))
+            # a closed mouth they would smear teeth and lips, so the target keeps its own lips, with a
+            # margin that grows with the difference of opening (what the source's lips were stretched by).
+            margin = float(np.clip(_LIPS_MARGIN * opening, 0.05, 0.15))
+            mouth = np.maximum(mouth, dilate_disk(regions["lips"], margin * eye).astype(np.float32))
         keep = np.maximum.reduce([eyes, mouth, (occluded > 0.5).astype(np.float32)])
         if self.membrane:
             relit = self._match_boundary(relit, base, regions, cover, cover * src_skin, tgt_skin, keep, eye)
