@@ -248,6 +248,8 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 #: multiple of the plain skin's (:func:`_hair`).
 _HAIR_DARKNESS = 0.3
 _HAIR_TEXTURE = 4.0
+#: ... and the rest of a hair region found in part: under this share of the skin's grey level.
+_HAIR_GROWTH = 0.5
 
 
 def _hair(
@@ -275,6 +277,24 @@ def _hair(
     top = np.full(count, np.inf)
     np.minimum.at(top, labels[hair], np.nonzero(hair)[0].astype(np.float64))
     return (top < nose_base)[labels] & hair
+
+
+def _grow_hair(
+    occ: np.ndarray, bright: np.ndarray, bright_s: float, area: np.ndarray, nostrils: np.ndarray
+) -> np.ndarray:
+    """Hair found in part (its darkest, most textured strands) brings the rest of it: pixels under half
+    the skin's grey level connected to an occluder, above the nose's base (not into a beard). A shadow
+    on skin has no occluder in it to start from, so it stays skin."""
+    if not nostrils.any():
+        return occ
+    above = np.arange(occ.shape[0])[:, None] < np.nonzero(nostrils)[0].mean()
+    dark = (bright < _HAIR_GROWTH * bright_s) & area & above
+    seeds = occ.astype(bool) & dark
+    if not seeds.any():
+        return occ
+    _, labels = cv2.connectedComponents((dark | seeds).astype(np.uint8))
+    hit = np.unique(labels[seeds])
+    return occ | np.isin(labels, hit[hit > 0]).astype(occ.dtype)
 
 
 def _entering_components(occ: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -414,11 +434,11 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
 
     for very pale, nearly grey skin, where hue is unreliable, a pixel much brighter than the skin
     (a white mask) counts instead. Strands of hair of any hue count too: far darker than the skin and
-    textured, in a region reaching above the nose's base (:func:`_hair`). Candidates outside the eyes,
-    brows, lips and nostrils are cleaned morphologically; a region with a soft outline (shading) or
-    one that does not reach the face's outline (occluders come in from outside) is dropped; lips
-    enclosed by an occluder are covered. A hand of the face's own skin tone is not found (no colour
-    cue separates it).
+    textured, in a region reaching above the nose's base (:func:`_hair`), with the darker pixels
+    connected to them (:func:`_grow_hair`). Candidates outside the eyes, brows, lips and nostrils are
+    cleaned morphologically; a region with a soft outline (shading) or one that does not reach the
+    face's outline (occluders come in from outside) is dropped; lips enclosed by an occluder are
+    covered. A hand of the face's own skin tone is not found (no colour cue separates it).
 
     Args:
         image: RGB uint8, shape (H, W, 3).
@@ -468,6 +488,8 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     occ = _sharp_components(image, occ, face, skin)
     occ = _entering_components(occ, face)
     occ = _without_brow_overflow(occ, regions["brows"] > 0.5, 2 * size)
+    if not neutral_only:
+        occ = _grow_hair(occ, bright, bright_s, face & ~features, regions["nostrils"] > 0.5)
     # Lips or nostrils enclosed by an occluder (a face mask over the mouth) are covered too.
     reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * size + 1, 4 * size + 1))
     enclosed = (cv2.morphologyEx(occ, cv2.MORPH_CLOSE, reach) > 0) | _holes(occ)
