@@ -1,11 +1,14 @@
-"""Occluder and glasses masks on synthetic faces (the real-photo cases are in the engine tests)."""
+"""Occluder and glasses masks: synthetic faces, and real photos for hair over a face."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from conftest import data_path
 
+from saswap.face.alignment import ffhq_transform, transform_face, warp_face
 from saswap.face.masks import bare_skin_mask, face_region_masks, glasses_mask, skin_occlusion_mask
+from saswap.io import load_image
 
 
 def _regions(size: int = 200) -> dict[str, np.ndarray]:
@@ -53,11 +56,6 @@ def test_bare_skin_mask_leaves_out_a_beard_but_keeps_shaded_skin():
 
 
 def _aligned(analyzer, name):
-    from conftest import data_path
-
-    from saswap.face.alignment import ffhq_transform, transform_face, warp_face
-    from saswap.io import load_image
-
     image = load_image(data_path("images", name))
     face = analyzer(image)[0]
     M = ffhq_transform(face.keypoints, 384)  # the engines' crop
