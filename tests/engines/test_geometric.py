@@ -109,3 +109,41 @@ def test_kept_band_around_the_lips_grows_with_the_difference_of_opening(pipe):
         kept[name] = float((np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2)[ring] <= 2).mean())
     assert kept["liveportrait__d19.jpg"] > 0.6  # the wide-open source: the band stays the target's
     assert kept["sberswap__mark.jpg"] < kept["liveportrait__d19.jpg"] - 0.3  # the half-open one: much less
+
+
+def test_profile_target_background_is_not_painted(pipe):
+    # A profile's nose, lips and chin meet the background where the mesh's outline only approximates
+    # them: the person segmentation keeps the face from being painted over the background there.
+    from saswap.face.masks import face_region_masks
+
+    target = load_image(data_path("images", "insightface__left_face.jpeg"))
+    crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    assert abs(face.pose[0]) >= 35  # a turned target: the rule applies
+    background = (pipe.engine._person(crop) < 0.1) & (face_region_masks(face.landmarks, crop.shape[:2])["face"] > 0.5)
+    assert background.sum() > 200  # the mesh's outline does reach over the background
+    src = _prepared(pipe, "deepface__img2.jpg")
+    changed = {}
+    for silhouette in (True, False):
+        pipe.engine.silhouette = silhouette
+        try:
+            out = pipe.engine.swap(crop, face, src, shape_strength=0.0)
+        finally:
+            pipe.engine.silhouette = True
+        changed[silhouette] = float(
+            (np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2)[background] > 12).mean()
+        )
+    assert changed[False] > 0.3  # without it, much of that background is painted
+    assert changed[True] < 0.1
+
+
+def test_texture_squeezed_in_the_source_is_faded(engine):
+    # Two triangles' maps: one at the typical scale, one the source squeezes to a tenth in one direction
+    # (a frontal source's side seen from a turned target): the second keeps none of the source.
+    ids = np.full((64, 128), -1, np.int64)
+    ids[8:56, 4:60], ids[8:56, 68:124] = 0, 1
+    affines = np.array([[[1.0, 0, 0], [0, 1.0, 0]], [[0.1, 0, 0], [0, 1.0, 0]], [[1.0, 0, 0], [0, 1.0, 0]]])
+    ids[0:4, :] = 2  # more pixels at the typical scale, so the median is the typical one
+    support = engine._stretch_support(ids, affines, eye=20.0)
+    assert support[32, 30] > 0.95
+    assert support[32, 96] < 0.05
+    assert support[60, 30] == 0.0  # uncovered pixels take nothing

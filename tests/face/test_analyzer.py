@@ -118,3 +118,20 @@ def test_insightface_backend_without_pack_fails_fast(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError, match=r"'buffalo_l' not found in .*non-commercial"):
         FaceAnalyzer(backend="insightface")
     assert time.perf_counter() - start < 2.0
+
+
+def test_person_segmenter_separates_a_profile_from_the_background():
+    from saswap.face._mediapipe import PersonSegmenter
+    from saswap.io import load_image
+
+    image = load_image(data_path("images", "insightface__left_face.jpeg"))
+    seg = PersonSegmenter()
+    try:
+        person = seg(image)
+    finally:
+        seg.close()
+    h, w = image.shape[:2]
+    assert person.shape == (h, w) and person.dtype == np.float32
+    assert 0.0 <= person.min() and person.max() <= 1.0
+    assert person[int(0.45 * h), int(0.55 * w)] > 0.9  # her cheek
+    assert person[int(0.5 * h), : int(0.05 * w)].max() < 0.1  # the grey wall at the left edge

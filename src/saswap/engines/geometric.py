@@ -12,7 +12,8 @@ How it swaps (all in the aligned crop):
    source's texture is mapped triangle by triangle onto the target's (moved) mesh, drawn far to near
    so a turned target's hidden side is covered by its near side. Triangles a turned source (beyond
    25 degrees of yaw) does not show, or near-frontal source shows only at a grazing angle at its
-   outline, take the texture of their mirror triangle instead.
+   outline, take the texture of their mirror triangle instead. On a strongly turned target, texture
+   the source shows squeezed fades out, and a person segmentation keeps the face off the background.
 3. **Cleaning the source** — parts of the source's face that are not skin nor face parts (its
    glasses, hair strands, a hand) are inpainted away before mapping, so they do not come along.
 4. **What stays the target's** — the mouth interior (teeth, tongue), the eyelids' opening and
@@ -143,6 +144,14 @@ class GeometricEngine(SwapEngine):
             skin exactly along its border: no colour step, and the skin tone follows the target's
             where the low-pass relighting alone misses it (shading gradients towards the outline).
         membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
+        min_stretch: on a strongly turned target (35 degrees of yaw or more), the source's texture fades
+            out where the source shows it squeezed to this share of its typical scale in one direction
+            (a frontal source's side stretched over the near cheek: streaks of its hair and ear); the
+            target's own skin shows there. 0 switches it off.
+        silhouette: on a strongly turned target, MediaPipe's person segmentation (shipped in the wheel,
+            3-5 ms on the crop) decides where the face meets the background: the mesh's outline only
+            approximates a profile's nose, lips and chin, and the background inside it is then neither
+            painted over nor taken as the target's skin tone.
     """
 
     name = "geometric"
@@ -159,6 +168,8 @@ class GeometricEngine(SwapEngine):
         blend_levels: int = 4,
         membrane: bool = True,
         membrane_scale: float = 1.0,
+        min_stretch: float = 0.2,
+        silhouette: bool = True,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -172,6 +183,9 @@ class GeometricEngine(SwapEngine):
         self.blend_levels = int(blend_levels)
         self.membrane = bool(membrane)
         self.membrane_scale = float(membrane_scale)
+        self.min_stretch = float(min_stretch)
+        self.silhouette = bool(silhouette)
+        self._segmenter = None
         self.triangles = mesh_triangles()
         self.mirror = np.asarray(MESH_MIRROR, np.int64)
 
@@ -267,6 +281,13 @@ class GeometricEngine(SwapEngine):
         src_pts = source.face.landmarks[:, :2].astype(np.float64)
         affines = triangle_affines(moved[tris], src_pts[src_idx])
         map_x, map_y, cover = texture_map(ids, affines)
+        # A strongly turned target: its near cheek takes texture the source shows at a grazing angle
+        # (faded out where it is squeezed), and the mesh's outline on its far side (nose, lips, chin
+        # against the background) is only approximate (the person segmentation decides there).
+        turned = abs(float(target_face.pose[0])) >= _PROFILE_YAW
+        support = cover.astype(np.float32)
+        if turned and self.min_stretch > 0:
+            support = self._stretch_support(ids, affines, eye)
         opening = mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)
         lips_differ = opening > _MOUTH_DIFFERENCE
         src_skin = cv2.remap(
@@ -284,6 +305,13 @@ class GeometricEngine(SwapEngine):
         if moving:
             occluded = warp_by_flow(occluded, flow, back)
         tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
+        if turned and self.silhouette:
+            # Background inside the mesh's outline is neither painted nor used as the target's skin tone.
+            person = self._person(target)
+            if moving:
+                person = warp_by_flow(person, flow, back)
+            tgt_skin = tgt_skin * (person > 0.5)
+            support = support * np.clip((person - 0.2) / 0.5, 0.0, 1.0)
 
         # 4. tone and light from the target, over skin only
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
@@ -299,9 +327,9 @@ class GeometricEngine(SwapEngine):
             mouth = np.maximum(mouth, dilate_disk(regions["lips"], margin * eye).astype(np.float32))
         keep = np.maximum.reduce([eyes, mouth, (occluded > 0.5).astype(np.float32)])
         if self.membrane:
-            relit = self._match_boundary(relit, base, regions, cover, cover * src_skin, tgt_skin, keep, eye)
+            relit = self._match_boundary(relit, base, regions, support > 0.5, cover * src_skin, tgt_skin, keep, eye)
         edge = max(2.0, self.edge * eye)
-        face_mask = feather(regions["face"] * cover, edge)
+        face_mask = feather(regions["face"] * support, edge)
         keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
         alpha = face_mask * (1.0 - keep_soft)
         blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
@@ -323,6 +351,34 @@ class GeometricEngine(SwapEngine):
             changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1) * border)
         out[changed == 0] = target[changed == 0]  # the contract: outside the mask, the crop is the target's
         return EngineOutput(image=out, mask=changed.astype(np.float32))
+
+    def _person(self, image: np.ndarray) -> np.ndarray:
+        """Person-versus-background probability of the crop (MediaPipe's selfie segmentation)."""
+        if self._segmenter is None:
+            from saswap.face._mediapipe import PersonSegmenter
+
+            self._segmenter = PersonSegmenter()
+        return self._segmenter(image)
+
+    def _stretch_support(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
+        """How much of the source's texture each pixel may take, float (H, W) in [0, 1].
+
+        A triangle the source shows at a grazing angle (the side of a frontal face mapped onto a
+        turned target's near cheek) is squeezed in the source: its texture, stretched back out, shows
+        streaks of whatever lies at the source's outline (hair, ear, background). Its share falls to
+        zero where the source is squeezed to ``min_stretch`` of the typical scale in one direction, and
+        the target's own skin shows there.
+        """
+        cover = ids >= 0
+        if not cover.any():
+            return cover.astype(np.float32)
+        sv = np.linalg.svd(affines[:, :, :2], compute_uv=False)  # source pixels per target pixel
+        area = np.sqrt(np.abs(sv[:, 0] * sv[:, 1]))
+        typical = float(np.median(area[ids[cover]]))
+        weight = np.clip(sv[:, 1] / max(typical, 1e-9) / self.min_stretch - 1.0, 0.0, 1.0).astype(np.float32)
+        per_pixel = np.where(cover, weight[np.maximum(ids, 0)], 0.0).astype(np.float32)
+        smooth = cv2.GaussianBlur(per_pixel, (0, 0), max(1.0, 0.05 * eye))
+        return smooth * cover
 
     def _match_boundary(
         self,

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from saswap.errors import SaSwapError  # noqa: E402
 
-__all__ = ["MeshGraph", "BlazeFaceDetector", "mediapipe_version"]
+__all__ = ["MeshGraph", "BlazeFaceDetector", "PersonSegmenter", "mediapipe_version"]
 
 _GRAPH = """
 input_stream: "image"
@@ -162,3 +162,26 @@ class BlazeFaceDetector:
     def close(self) -> None:
         self._full.close()
         self._short.close()
+
+
+class PersonSegmenter:
+    """MediaPipe's selfie segmentation (the general 256x256 model): how likely each pixel shows a person.
+
+    Used to tell a turned face's silhouette from the background behind it, which a face mesh's outline
+    only approximates (the nose, lips and chin of a profile). Returns float32 (H, W) in [0, 1].
+    """
+
+    def __init__(self, landscape: bool = False) -> None:
+        _import_mediapipe()
+        from mediapipe.python.solutions import selfie_segmentation
+
+        with quiet_native_stderr():
+            self._graph = selfie_segmentation.SelfieSegmentation(model_selection=int(bool(landscape)))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        with quiet_native_stderr():
+            mask = self._graph.process(np.ascontiguousarray(image)).segmentation_mask
+        return np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
+
+    def close(self) -> None:
+        self._graph.close()
