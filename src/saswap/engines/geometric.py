@@ -347,7 +347,7 @@ class GeometricEngine(SwapEngine):
 
         changed = taper
         if moving:
-            magnitude = np.linalg.norm(flow, axis=2)
+            magnitude = np.hypot(flow[..., 0], flow[..., 1])
             changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1) * border)
         out[changed == 0] = target[changed == 0]  # the contract: outside the mask, the crop is the target's
         return EngineOutput(image=out, mask=changed.astype(np.float32))
@@ -407,7 +407,7 @@ class GeometricEngine(SwapEngine):
             return relit
         tone = np.median(lab[reference], axis=0)
         lightness = np.abs(lab[..., 0] - tone[0]) * (100.0 / 255.0)
-        chroma = np.linalg.norm(lab[..., 1:] - tone[1:], axis=-1)
+        chroma = np.hypot(lab[..., 1] - tone[1], lab[..., 2] - tone[2])
         ring = ring & (lightness < 25.0) & (chroma < 10.0)
         offset = membrane_correction(relit, base, ring.astype(np.float32), scale=self.membrane_scale * eye)
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)

@@ -461,7 +461,7 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     neutral = 1.0 / 3.0
     d = feats[..., :2] - neutral
     ds = centre[:2] - neutral
-    sat = np.linalg.norm(d, axis=2)
+    sat = np.hypot(d[..., 0], d[..., 1])
     sat_s = float(np.linalg.norm(ds))
     bright = feats[..., 2]
     bright_s = max(float(centre[2]), 1.0)
