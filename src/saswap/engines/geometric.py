@@ -265,9 +265,12 @@ class GeometricEngine(SwapEngine):
         # A turned source's hidden side takes its mirror image. On a near-frontal source only the rim does
         # (there the mesh reaches past the visible cheek into the background); grazing inner triangles
         # (the nose's sides) are better than the other side's, which is lit differently.
+        # On a strongly turned target the squeezed rim fades out instead (below), and the mirrored rim,
+        # lit like the other side, would show as a patch of another brightness on the near cheek.
+        turned = abs(float(target_face.pose[0])) >= _PROFILE_YAW
         use_mirror = (vis < 0.3) & (vis[self._mirror_triangles()] > vis + 0.15)
         if abs(float(source.face.pose[0])) <= _MIRROR_YAW:
-            use_mirror &= self._rim_triangles()
+            use_mirror &= self._rim_triangles() & (not (turned and self.min_stretch > 0))
         src_idx = np.where(use_mirror[:, None], self.mirror[tris], tris)
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             eyes_t = eye_triangles()
@@ -284,7 +287,6 @@ class GeometricEngine(SwapEngine):
         # A strongly turned target: its near cheek takes texture the source shows at a grazing angle
         # (faded out where it is squeezed), and the mesh's outline on its far side (nose, lips, chin
         # against the background) is only approximate (the person segmentation decides there).
-        turned = abs(float(target_face.pose[0])) >= _PROFILE_YAW
         support = cover.astype(np.float32)
         if turned and self.min_stretch > 0:
             support = self._stretch_support(ids, affines, eye)
