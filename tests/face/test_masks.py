@@ -81,3 +81,22 @@ def test_hair_over_the_face_is_an_occluder_but_a_deep_shadow_is_not(analyzer):
     crop, regions = _aligned(analyzer, "face_recognition__alex-lacamoire.png")
     face = regions["face"] > 0.5
     assert ((skin_occlusion_mask(crop, regions) > 0.5) & face).sum() < 0.01 * face.sum()
+
+
+def test_a_pink_mask_panel_is_an_occluder_but_pink_lit_skin_is_not(analyzer):
+    # The real face mask's pink side panel has nearly the skin's hue in chromaticity, turned towards blue
+    # (found here independently, in CIELAB: a* > 4, b* < 2, below the nose).
+    def pink_share(name):
+        crop, regions = _aligned(analyzer, name)
+        lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32) - np.array([0, 128, 128], np.float32)
+        face = regions["face"] > 0.5
+        lower = np.arange(crop.shape[0])[:, None] >= np.nonzero(regions["nostrils"] > 0.5)[0].mean()
+        pink = (lab[..., 1] > 4) & (lab[..., 2] < 2) & lower & face
+        occluded = (skin_occlusion_mask(crop, regions) > 0.5) & face
+        return pink.sum(), float(occluded[pink].mean()), float(occluded.sum() / face.sum())
+
+    count, covered, _ = pink_share("insightface__mask.png")
+    assert count > 1000 and covered > 0.6
+    # A face in warm, pinkish light (lips, chin) keeps its skin.
+    count, _, share = pink_share("simswap__zhoujielun.jpg")
+    assert count > 1000 and share < 0.03

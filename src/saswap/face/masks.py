@@ -244,6 +244,9 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best * _MODE_SCALE, spread
 
 
+#: A colour turned this far (degrees) from the skin's hue towards blue is another material (a pink or
+#: purple mask); towards yellow, skin in warm light turns further, so 60 degrees hold there.
+_PURPLE_TURN = 30.0
 #: Hair over a face: grey level under this share of the skin's, and fine relative contrast over this
 #: multiple of the plain skin's (:func:`_hair`).
 _HAIR_DARKNESS = 0.3
@@ -427,7 +430,8 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     the chromaticity of linear RGB (r, g), relative to the face's own skin (the densest colour mode
     of the band from the brows to the nose bridge, :func:`_skin_mode`), a pixel is an occluder when
 
-    - its hue differs from the skin's by more than 60 degrees (blue or green masks), or
+    - its hue differs from the skin's by more than 60 degrees (blue or green masks), or by more than
+      30 towards blue (a pink or purple mask; skin in warm light turns the other way), or
     - it is much greyer than the skin (less than 45% of its saturation: white, grey, black objects), or
     - it is far darker (under 45% of the skin's brightness) and not more saturated than the skin, or
     - it is far more saturated (1.6x) without being darker (a hand of another tone, a red object);
@@ -467,7 +471,9 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     bright_s = max(float(centre[2]), 1.0)
     if sat_s > 0.03:
         cos = (d @ ds) / (sat * sat_s + 1e-9)
-        other_hue = (sat > 0.02) & (cos < 0.5)
+        # the signed turn from the skin's hue: negative is towards blue (pinks, purples: fabric)
+        sin = (ds[0] * d[..., 1] - ds[1] * d[..., 0]) / (sat * sat_s + 1e-9)
+        other_hue = (sat > 0.02) & ((cos < 0.5) | (sin < -np.sin(np.radians(_PURPLE_TURN))))
         grey = sat < 0.45 * sat_s
         dark = (bright < 0.45 * bright_s) & (sat < 1.0 * sat_s)
         # Much more saturated yet not darker: another person's skin or a coloured object in the same
