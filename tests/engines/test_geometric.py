@@ -3,6 +3,7 @@ strength works, what must stay the target's stays."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import data_path
@@ -147,3 +148,30 @@ def test_texture_squeezed_in_the_source_is_faded(engine):
     assert support[32, 30] > 0.95
     assert support[32, 96] < 0.05
     assert support[60, 30] == 0.0  # uncovered pixels take nothing
+
+
+def test_no_shadow_of_an_open_mouth_on_a_closed_mouths_chin(pipe):
+    # A wide-open source (d19) on a closed-mouth target: below the target's lower lip the source has the
+    # dark shadow of its open mouth; the target keeps its own skin there.
+    from saswap.face.masks import face_region_masks
+
+    target = load_image(data_path("images", "sadtalker__happy.png"))
+    crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    regions = face_region_masks(face.landmarks, crop.shape[:2])
+    ys, xs = np.nonzero(regions["lips"] > 0.5)
+    eye = face.eye_distance
+    band = np.zeros(crop.shape[:2], bool)
+    band[ys.max() + int(0.05 * eye) : ys.max() + int(0.3 * eye), xs.min() : xs.max()] = True
+    band &= regions["face"] > 0.5
+    src = _prepared(pipe, "liveportrait__d19.jpg")
+    lightness = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32) * (100 / 255)  # noqa: E731
+    darker = {}
+    for reach in (0.5, 0.0):
+        pipe.engine.chin_reach = reach
+        try:
+            out = pipe.engine.swap(crop, face, src, shape_strength=1.0)
+        finally:
+            pipe.engine.chin_reach = 0.5
+        darker[reach] = float(((lightness(out.image) - lightness(crop))[band] < -10).mean())
+    assert darker[0.0] > 0.2  # without it a dark smudge lands on the chin
+    assert darker[0.5] < 0.03

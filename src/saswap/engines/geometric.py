@@ -116,6 +116,8 @@ _MOUTH_DIFFERENCE = 0.15
 #: Margin kept around the target's lips then, in eye-corner distances per unit of opening difference
 #: (between 0.05 and 0.15).
 _LIPS_MARGIN = 0.3
+#: Opening differences beyond this also shade the chin below the source's lower lip (``chin_reach``).
+_WIDE_OPEN = 0.3
 _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
@@ -152,6 +154,10 @@ class GeometricEngine(SwapEngine):
             3-5 ms on the crop) decides where the face meets the background: the mesh's outline only
             approximates a profile's nose, lips and chin, and the background inside it is then neither
             painted over nor taken as the target's skin tone.
+        chin_reach: when the target keeps its own lips (the source's mouth is opened much wider), it also
+            keeps its skin below them, down by this many eye-corner distances per unit of opening
+            difference beyond 0.3 (at most 0.3 eye distances): there a wide-open source has the shadow of
+            its open mouth. 0 switches it off.
     """
 
     name = "geometric"
@@ -170,6 +176,7 @@ class GeometricEngine(SwapEngine):
         membrane_scale: float = 1.0,
         min_stretch: float = 0.2,
         silhouette: bool = True,
+        chin_reach: float = 0.5,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -185,6 +192,7 @@ class GeometricEngine(SwapEngine):
         self.membrane_scale = float(membrane_scale)
         self.min_stretch = float(min_stretch)
         self.silhouette = bool(silhouette)
+        self.chin_reach = float(chin_reach)
         self._segmenter = None
         self.triangles = mesh_triangles()
         self.mirror = np.asarray(MESH_MIRROR, np.int64)
@@ -326,7 +334,14 @@ class GeometricEngine(SwapEngine):
             # a closed mouth they would smear teeth and lips, so the target keeps its own lips, with a
             # margin that grows with the difference of opening (what the source's lips were stretched by).
             margin = float(np.clip(_LIPS_MARGIN * opening, 0.05, 0.15))
-            mouth = np.maximum(mouth, dilate_disk(regions["lips"], margin * eye).astype(np.float32))
+            kept_lips = dilate_disk(regions["lips"], margin * eye).astype(np.uint8)
+            reach = int(round(float(np.clip(self.chin_reach * (opening - _WIDE_OPEN), 0.0, 0.3)) * eye))
+            if reach > 0:
+                # Below an opened lower lip the source has the shadow of its open mouth: the target keeps
+                # its own skin down towards the chin too, further for wider openings.
+                down = np.ones((reach + 1, 1), np.uint8)
+                kept_lips = cv2.dilate(kept_lips, down, anchor=(0, reach))
+            mouth = np.maximum(mouth, kept_lips.astype(np.float32))
         keep = np.maximum.reduce([eyes, mouth, (occluded > 0.5).astype(np.float32)])
         if self.membrane:
             relit = self._match_boundary(relit, base, regions, support > 0.5, cover * src_skin, tgt_skin, keep, eye)
