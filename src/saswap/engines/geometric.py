@@ -11,9 +11,9 @@ How it swaps (all in the aligned crop):
 2. **Dense correspondence** — MediaPipe's face mesh gives both faces the same 468 vertices; the
    source's texture is mapped triangle by triangle onto the target's (moved) mesh, drawn far to near
    so a turned target's hidden side is covered by its near side. Triangles a turned source (beyond
-   25 degrees of yaw) does not show, or near-frontal source shows only at a grazing angle at its
-   outline, take the texture of their mirror triangle instead. On a strongly turned target, texture
-   the source shows squeezed fades out, and a person segmentation keeps the face off the background.
+   25 degrees of yaw) does not show take the texture of their mirror triangle instead. Texture the
+   source shows squeezed (at a grazing angle) fades out to the target's own skin, and on a strongly
+   turned target a person segmentation keeps the face off the background.
 3. **Cleaning the source** — parts of the source's face that are not skin nor face parts (its
    glasses, hair strands, a hand) are inpainted away before mapping, so they do not come along.
 4. **What stays the target's** — the mouth interior (teeth, tongue), the eyelids' opening and
@@ -146,10 +146,10 @@ class GeometricEngine(SwapEngine):
             skin exactly along its border: no colour step, and the skin tone follows the target's
             where the low-pass relighting alone misses it (shading gradients towards the outline).
         membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
-        min_stretch: on a strongly turned target (35 degrees of yaw or more), the source's texture fades
-            out where the source shows it squeezed to this share of its typical scale in one direction
-            (a frontal source's side stretched over the near cheek: streaks of its hair and ear); the
-            target's own skin shows there. 0 switches it off.
+        min_stretch: the source's texture fades out where the source shows it squeezed to this share of
+            its typical scale in one direction (its rim, or a frontal source's side stretched over a
+            turned target's near cheek: streaks of its hair and ear); the target's own skin shows
+            there. 0 switches it off (a near-frontal source's rim then takes its mirror image).
         silhouette: on a strongly turned target, MediaPipe's person segmentation (shipped in the wheel,
             3-5 ms on the crop) decides where the face meets the background: the mesh's outline only
             approximates a profile's nose, lips and chin, and the background inside it is then neither
@@ -270,15 +270,13 @@ class GeometricEngine(SwapEngine):
         tris = self.triangles
         front = triangle_visibility(mesh_t, tris) > 0.0  # triangles facing away stay hidden
         vis = source.extras["visibility"]
-        # A turned source's hidden side takes its mirror image. On a near-frontal source only the rim does
-        # (there the mesh reaches past the visible cheek into the background); grazing inner triangles
-        # (the nose's sides) are better than the other side's, which is lit differently.
-        # On a strongly turned target the squeezed rim fades out instead (below), and the mirrored rim,
-        # lit like the other side, would show as a patch of another brightness on the near cheek.
-        turned = abs(float(target_face.pose[0])) >= _PROFILE_YAW
+        # A turned source's hidden side takes its mirror image. A near-frontal source has no hidden side:
+        # its squeezed rim (where the mesh reaches past the visible cheek) fades out below instead; the
+        # mirrored rim, lit like the other side, showed as a patch of another brightness on the cheek
+        # (without the fading, ``min_stretch=0``, the rim is still mirrored).
         use_mirror = (vis < 0.3) & (vis[self._mirror_triangles()] > vis + 0.15)
         if abs(float(source.face.pose[0])) <= _MIRROR_YAW:
-            use_mirror &= self._rim_triangles() & (not (turned and self.min_stretch > 0))
+            use_mirror &= self._rim_triangles() & (self.min_stretch <= 0)
         src_idx = np.where(use_mirror[:, None], self.mirror[tris], tris)
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             eyes_t = eye_triangles()
@@ -292,12 +290,14 @@ class GeometricEngine(SwapEngine):
         src_pts = source.face.landmarks[:, :2].astype(np.float64)
         affines = triangle_affines(moved[tris], src_pts[src_idx])
         map_x, map_y, cover = texture_map(ids, affines)
-        # A strongly turned target: its near cheek takes texture the source shows at a grazing angle
-        # (faded out where it is squeezed), and the mesh's outline on its far side (nose, lips, chin
-        # against the background) is only approximate (the person segmentation decides there).
+        # Texture the source shows at a grazing angle (a frontal source's side on a turned target's near
+        # cheek, a source's rim) fades out where it is squeezed; on a strongly turned target the mesh's
+        # outline on its far side (nose, lips, chin against the background) is only approximate, and the
+        # person segmentation decides there (below).
         support = cover.astype(np.float32)
-        if turned and self.min_stretch > 0:
+        if self.min_stretch > 0:
             support = self._stretch_support(ids, affines, eye)
+        turned = abs(float(target_face.pose[0])) >= _PROFILE_YAW
         opening = mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)
         lips_differ = opening > _MOUTH_DIFFERENCE
         src_skin = cv2.remap(
