@@ -175,3 +175,18 @@ def test_no_shadow_of_an_open_mouth_on_a_closed_mouths_chin(pipe):
         darker[reach] = float(((lightness(out.image) - lightness(crop))[band] < -10).mean())
     assert darker[0.0] > 0.2  # without it a dark smudge lands on the chin
     assert darker[0.5] < 0.03
+
+
+def test_a_black_and_white_target_stays_black_and_white(pipe):
+    # The source's shading detail carries its own colour ratios (lips, cheeks): on a grey photo they
+    # would tint the face.
+    colour = load_image(data_path("images", "sadtalker__happy.png"))
+    grey = np.repeat(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    src = _prepared(pipe, "deepface__img2.jpg")  # red lips, warm skin
+    out = pipe(src, grey)
+    assert (out.masks[0] > 0).mean() > 0.05
+    spread = out.image.max(axis=2).astype(int) - out.image.min(axis=2)
+    assert spread.max() == 0
+    out = pipe(src, colour)  # a colour target keeps its colour
+    changed = out.masks[0] > 0.5
+    assert np.percentile((out.image.max(axis=2).astype(int) - out.image.min(axis=2))[changed], 50) > 10

@@ -71,6 +71,14 @@ def mouth_openness(mesh: np.ndarray) -> float:
     return float(np.linalg.norm(pts[14] - pts[13]) / max(width, 1e-6))
 
 
+def _is_grey(image: np.ndarray, where: np.ndarray, tolerance: float = 4.0) -> bool:
+    """Whether ``image`` is black and white over ``where``: its channels differ by at most ``tolerance``
+    grey levels in 99% of those pixels (compression leaves a little colour noise in grey photos)."""
+    px = image[where] if where.any() else image.reshape(-1, 3)
+    spread = px.max(axis=1).astype(np.int16) - px.min(axis=1).astype(np.int16)
+    return bool((spread > tolerance).mean() <= 0.01)
+
+
 def _border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
     """1 inside the crop, 0 on its outermost ``margin`` pixels, a linear ramp over the next ``margin``."""
     h, w = shape
@@ -361,6 +369,9 @@ class GeometricEngine(SwapEngine):
         border = _border_taper(shape, margin=max(4, shape[0] // 48))
         taper = feather(region, reach / 2) * border
         out = np.clip(base + (blended.astype(np.float32) - base) * taper[..., None] + 0.5, 0, 255).astype(np.uint8)
+        if _is_grey(target, regions["face"] > 0.5):
+            # A black-and-white photo stays one: the source's detail carries its own colour ratios.
+            out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
 
         changed = taper
         if moving:
