@@ -49,3 +49,22 @@ def test_membrane_ignores_stray_boundary_samples_and_is_zero_without_samples():
     assert abs(float(np.median(offset[size // 2, size // 2])) - 10.0) < 1.5
     assert offset[8, 32].min() > 0  # near the strand too
     assert not membrane_correction(foreground, background, np.zeros((size, size), np.float32), 24).any()
+
+
+def test_membrane_far_from_every_sample_takes_their_median():
+    # Samples along one side (an outline, +30..+50) and a small hole (+25): both are met exactly, and far
+    # from every sample the offset tends to the samples' median (40) instead of extrapolating the
+    # nearest group (the hole) across the region.
+    fg = np.zeros((128, 128, 3), np.float32)
+    bg = np.zeros_like(fg)
+    ring = np.zeros((128, 128), np.float32)
+    ring[2, :] = 1
+    bg[2, :] = np.linspace(30, 50, 128)[:, None]
+    ring[50:62, 60:62] = 1
+    bg[50:62, 60:62] = 25
+    robust = membrane_correction(fg, bg, ring, scale=64)
+    local = membrane_correction(fg, bg, ring, scale=64, median_far=False)
+    for off in (robust, local):
+        assert abs(off[2, 64, 0] - 40) < 1 and abs(off[56, 61, 0] - 25) < 1
+    assert abs(robust[110, 64, 0] - 40) < 3
+    assert abs(local[110, 64, 0] - 40) > abs(robust[110, 64, 0] - 40) + 2

@@ -72,6 +72,7 @@ def membrane_correction(
     scale: float,
     outlier: float = 2.5,
     min_tolerance: float = 8.0,
+    median_far: bool = True,
 ) -> np.ndarray:
     """Smooth colour offset that makes ``foreground`` meet ``background`` on ``boundary`` pixels.
 
@@ -89,6 +90,11 @@ def membrane_correction(
         outlier: boundary samples whose difference lies more than this many robust standard
             deviations from the median difference are ignored.
         min_tolerance: the smallest such deviation that is ever called an outlier (grey levels).
+        median_far: far from every sample (beyond about ``scale / 2``) the offset is the samples'
+            median difference, and the local estimates take over from ``scale / 4`` down; otherwise
+            the widest level is a local mean at ``scale / 2``, which, where the samples lie on one side
+            only (a profile's outline, a face half covered), extrapolates that side's difference
+            across the region.
 
     Returns:
         the offset, float32 (H, W, 3); zeros when there are no boundary samples.
@@ -122,6 +128,9 @@ def membrane_correction(
     )
     offset = None
     sigma = float(scale) / 2.0
+    if median_far:
+        offset = np.broadcast_to(np.median(diff[weight > 0.5], axis=0), (*weight_s.shape, 3)).astype(np.float32)
+        sigma /= 2.0
     while offset is None or sigma >= 1.0:  # coarse to fine: finer estimates take over near the samples
         mean, density = masked_blur(diff_s, weight_s, sigma)
         if offset is None:
