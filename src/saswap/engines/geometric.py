@@ -391,8 +391,8 @@ class GeometricEngine(SwapEngine):
     def _stretch_support(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
         """How much of the source's texture each pixel may take, float (H, W) in [0, 1].
 
-        A triangle the source shows at a grazing angle (the side of a frontal face mapped onto a
-        turned target's near cheek) is squeezed in the source: its texture, stretched back out, shows
+        A triangle the source shows at a grazing angle (its rim, or the side of a frontal face mapped
+        onto a turned target's near cheek) is squeezed in the source: its texture, stretched back out, shows
         streaks of whatever lies at the source's outline (hair, ear, background). Its share falls to
         zero where the source is squeezed to ``min_stretch`` of the typical scale in one direction, and
         the target's own skin shows there.

@@ -255,6 +255,11 @@ _HAIR_TEXTURE = 4.0
 _HAIR_GROWTH = 0.5
 
 
+def _nose_base(nostrils: np.ndarray) -> float:
+    """Image row of the nose's base (the nostrils' mean row): hair reaches above it, a beard does not."""
+    return float(np.nonzero(nostrils)[0].mean())
+
+
 def _hair(
     image: np.ndarray,
     bright: np.ndarray,
@@ -275,7 +280,7 @@ def _hair(
     hair = (bright < _HAIR_DARKNESS * bright_s) & (texture > max(_HAIR_TEXTURE * skin_texture, 0.03)) & face
     if not hair.any() or not nostrils.any():
         return hair
-    nose_base = float(np.nonzero(nostrils)[0].mean())
+    nose_base = _nose_base(nostrils)
     count, labels = cv2.connectedComponents(hair.astype(np.uint8))
     top = np.full(count, np.inf)
     np.minimum.at(top, labels[hair], np.nonzero(hair)[0].astype(np.float64))
@@ -290,7 +295,7 @@ def _grow_hair(
     on skin has no occluder in it to start from, so it stays skin."""
     if not nostrils.any():
         return occ
-    above = np.arange(occ.shape[0])[:, None] < np.nonzero(nostrils)[0].mean()
+    above = np.arange(occ.shape[0])[:, None] < _nose_base(nostrils)
     dark = (bright < _HAIR_GROWTH * bright_s) & area & above
     seeds = occ.astype(bool) & dark
     if not seeds.any():
