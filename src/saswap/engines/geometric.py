@@ -357,6 +357,11 @@ class GeometricEngine(SwapEngine):
         face_mask = feather(regions["face"] * support, edge)
         keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
         alpha = face_mask * (1.0 - keep_soft)
+        # Beyond the face's outline the relit image is no face (the target's skin colour spread into
+        # its hair and background, plus the membrane's extrapolated offset): the blend's coarse bands
+        # would carry it back across the edge as a light band (the forehead under a fringe). There the
+        # foreground is the target itself; the holes (eyes, mouth, occluders) keep the relit face.
+        relit = np.where((face_mask > 0)[..., None], relit, base)
         blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
         # The coarse bands must not tint what stays the target's (occluders, mouth interior).
         blended = np.clip(blended * (1 - keep_soft[..., None]) + base * keep_soft[..., None] + 0.5, 0, 255).astype(
