@@ -222,7 +222,7 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(samples) > 4000:  # a fixed, evenly spread subsample keeps this fast and deterministic
         samples = samples[np.linspace(0, len(samples) - 1, 4000).astype(np.int64)]
     x = samples.astype(np.float64) / _MODE_SCALE
-    seeds = [np.median(x[x[:, 2] >= np.percentile(x[:, 2], q)], axis=0) for q in (0, 40, 70)]
+    seeds = [np.median(x[x[:, 2] >= level], axis=0) for level in np.percentile(x[:, 2], (0, 40, 70))]
     best, best_count = seeds[0], -1
     for centre in seeds:
         for _ in range(15):
@@ -230,7 +230,7 @@ def _skin_mode(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if not near.any():
                 break
             new = x[near].mean(axis=0)
-            if np.allclose(new, centre, atol=1e-3):
+            if (np.abs(new - centre) <= 1e-3 + 1e-5 * np.abs(centre)).all():  # np.allclose, without its overhead
                 break
             centre = new
         count = int((np.sum((x - centre) ** 2, axis=1) < 2.0**2).sum())
@@ -441,6 +441,9 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
     - it is far darker (under 45% of the skin's brightness) and not more saturated than the skin, or
     - it is far more saturated (1.6x) without being darker (a hand of another tone, a red object);
 
+    (for the two saturation rules the skin's saturation is the lower, respectively the higher, of the
+    mode's and the band's median: in strong light the mode can be the highlights);
+
     for very pale, nearly grey skin, where hue is unreliable, a pixel much brighter than the skin
     (a white mask) counts instead. Strands of hair of any hue count too: far darker than the skin and
     textured, in a region reaching above the nose's base (:func:`_hair`), with the darker pixels
@@ -479,11 +482,16 @@ def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutr
         # the signed turn from the skin's hue: negative is towards blue (pinks, purples: fabric)
         sin = (ds[0] * d[..., 1] - ds[1] * d[..., 0]) / (sat * sat_s + 1e-9)
         other_hue = (sat > 0.02) & ((cos < 0.5) | (sin < -np.sin(np.radians(_PURPLE_TURN))))
-        grey = sat < 0.45 * sat_s
+        # In strong or warm light the densest colour of the reference band can be its highlights (paler
+        # than the diffuse skin): measured from them, the cheeks' ordinary skin looked "vivid". The
+        # saturation rules take the less telling of the mode and the band's median saturation.
+        sat_median = float(np.median(sat[reference]))
+        sat_lo, sat_hi = min(sat_s, sat_median), max(sat_s, sat_median)
+        grey = sat < 0.45 * sat_lo
         dark = (bright < 0.45 * bright_s) & (sat < 1.0 * sat_s)
         # Much more saturated yet not darker: another person's skin or a coloured object in the same
         # light (a shadow on this skin is more saturated too, but darker).
-        vivid = (sat > 1.6 * sat_s) & (bright > 0.75 * bright_s)
+        vivid = (sat > 1.6 * sat_hi) & (bright > 0.75 * bright_s)
         candidate = grey | dark if neutral_only else other_hue | grey | dark | vivid
     else:  # pale skin: chroma says little; a much brighter object (white mask) or a very dark one
         candidate = (bright > 1.12 * bright_s + 8.0) | (bright < 0.3 * bright_s)
