@@ -213,3 +213,18 @@ def test_no_colour_band_where_the_moved_forehead_meets_the_target_s(pipe):
         assert len(blocks) >= 8
         jumps = [float(np.hypot(*(b - a))) for a, b in zip(blocks, blocks[1:])]
         assert max(jumps) < limit, name
+
+
+def test_a_black_and_white_source_keeps_its_lit_skin(pipe):
+    # In a grey photo every pixel is "neutral": the colour rules for a source's grey objects (glasses,
+    # grey hair) took the lit skin beside Tom Hanks' eye for one and erased it (a flat patch on every
+    # output of `saswap demo`). A grey source keeps only the line-based glasses rule.
+    from saswap.samples import sample_path
+
+    grey = load_image(sample_path("tom_hanks"))
+    assert (grey.max(axis=2) - grey.min(axis=2)).max() == 0
+    src = pipe.engine.prepare_source(grey, pipe.analyzer(grey)[0])
+    skin = src.extras["skin"] > 0  # skin minus what was cleaned away
+    assert float(src.extras["occluded"].mean()) < 0.002
+    assert np.array_equal(src.extras["texture"], src.image)
+    assert skin.mean() > 0.2

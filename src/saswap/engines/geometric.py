@@ -215,11 +215,13 @@ class GeometricEngine(SwapEngine):
         # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
         # and cleaning a shadow would erase the source's identity.
+        # In a black-and-white photo every pixel is "neutral": the colour rules would take lit skin for a
+        # grey object and erase it (a flat patch over a grey source's eye and cheek); its glasses are
+        # still found by their lines.
         band = cv2.dilate(np.maximum(regions["reference"], regions["eyes_outer"]), np.ones((9, 9), np.uint8))
-        occluded = np.maximum(
-            skin_occlusion_mask(crop, regions, neutral_only=True) * band,
-            glasses_mask(crop, regions, face_c.eye_distance),
-        )
+        occluded = glasses_mask(crop, regions, face_c.eye_distance)
+        if not _is_grey(crop, regions["face"] > 0.5):
+            occluded = np.maximum(skin_occlusion_mask(crop, regions, neutral_only=True) * band, occluded)
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
         if occluded.any():
