@@ -361,7 +361,7 @@ class GeometricEngine(SwapEngine):
         alpha = face_mask * (1.0 - keep_soft)
         # Beyond the face's outline the relit image is no face (the target's skin colour spread into
         # its hair and background, plus the membrane's extrapolated offset): the blend's coarse bands
-        # would carry it back across the edge as a light band (the forehead under a fringe). There the
+        # would carry it back across the edge as a band of another colour (a moved forehead). There the
         # foreground is the target itself; the holes (eyes, mouth, occluders) keep the relit face.
         relit = np.where((face_mask > 0)[..., None], relit, base)
         blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
