@@ -118,3 +118,16 @@ def test_skin_in_strong_warm_light_is_not_an_occluder(analyzer):
         shares.append(float((skin_occlusion_mask(crop, regions) > 0.5)[inside].mean()))
     assert len(shares) == 6
     assert max(shares) < 0.2 and np.mean(shares) < 0.08, shares
+
+
+def test_colour_features_agree_across_input_layouts():
+    # The uint8 path works channel by channel with OpenCV; views, copies and float input agree.
+    from saswap.face.masks import _colour_features
+
+    image = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    view = image[::2, 5:70]
+    assert np.array_equal(_colour_features(view), _colour_features(view.copy()))
+    feats = _colour_features(image)
+    assert feats.dtype == np.float32 and feats.shape == (60, 80, 3)
+    assert np.allclose(feats, _colour_features(image.astype(np.float32)), atol=1e-5)
+    assert np.allclose(feats[..., 2], image.mean(axis=-1), atol=1e-4)

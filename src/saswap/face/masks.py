@@ -212,6 +212,7 @@ def _colour_features(image: np.ndarray) -> np.ndarray:
         rg = lin[..., :2] / total
         return np.concatenate([rg, image.astype(np.float32).mean(axis=-1, keepdims=True)], axis=-1)
     # Channel by channel: numpy's reductions over an axis of length 3 cost ten times more (same result).
+    image = np.ascontiguousarray(image)
     r, g, b = cv2.split(cv2.LUT(image, _GAMMA_LUT.reshape(1, 256)))
     total = r + g + b + np.float32(1e-3)
     c0, c1, c2 = cv2.split(image)
