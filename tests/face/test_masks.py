@@ -38,6 +38,24 @@ def test_glasses_mask_keeps_frames_and_ignores_a_brows_lower_edge():
     cv2.ellipse(rim, (130, 100), (24, 16), 0, 0, 360, 1, 2)
     assert (found & (rim > 0)).sum() > 0.5 * rim.sum()  # most of the rim
     assert not found[:, :100].any()  # still not the brow's edge
+    # ... and not the skin beside it (kept as the target's, it outlined the frames in light skin)
+    assert (found & (rim == 0)).sum() < 0.1 * rim.sum()
+
+
+def test_glasses_mask_on_a_real_face_holds_frames_not_skin(analyzer):
+    from saswap.face.colour import masked_blur
+
+    image = load_image(data_path("images", "liveportrait__d8.jpg"))  # thin metal frames
+    face = analyzer(image)[0]
+    M = ffhq_transform(face.keypoints, 384)
+    crop, face = warp_face(image, M, 384), transform_face(face, M)
+    regions = face_region_masks(face.landmarks, crop.shape[:2])
+    found = glasses_mask(crop, regions, face.eye_distance) > 0.5
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    local, _ = masked_blur(grey, ((regions["skin"] > 0.5) & ~found).astype(np.float32), 0.1 * face.eye_distance)
+    skin_like = np.abs(grey - local) < 0.08 * local
+    assert found.sum() > 1000
+    assert (found & skin_like).sum() < 0.05 * found.sum()  # was 27% (the dilation's ring, skin strips)
 
 
 def test_bare_skin_mask_leaves_out_a_beard_but_keeps_shaded_skin():

@@ -413,7 +413,7 @@ def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance
     distance (rims and bridge, not pores) and not lying mostly beside the brows, count as glasses.
 
     Returns:
-        float32 mask (H, W), 1 on the frames (slightly dilated).
+        float32 mask (H, W), 1 on the frames (slightly dilated, without the skin beside them).
     """
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     k = max(3, int(eye_distance * 0.05)) | 1
@@ -438,7 +438,19 @@ def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance
     # The lower edge of a thick brow and the lid crease are lines too: pieces lying mostly beside
     # the brows are the face's own.
     keep = _without_brow_overflow(keep, regions["brows"] > 0.5, max(2, int(eye_distance * 0.08)))
-    return cv2.dilate(keep, np.ones((3, 3), np.uint8)).astype(np.float32)
+    mask = cv2.dilate(keep, np.ones((3, 3), np.uint8)) > 0
+    if not mask.any():
+        return mask.astype(np.float32)
+    # The top-hat also answers to strips of skin between two dark lines (a rim's inner and outer edge,
+    # a rim and the lid), and the dilation adds a ring of skin: kept as the target's, that skin shows as
+    # a light outline around the frames when the swapped face is darker. Pixels within 8% of the local
+    # skin grey level are skin, not frame.
+    from saswap.face.colour import masked_blur
+
+    grey_f = grey.astype(np.float32)
+    local, weight = masked_blur(grey_f, (skin & ~mask).astype(np.float32), max(2.0, 0.1 * eye_distance))
+    skin_like = (np.abs(grey_f - local) < 0.08 * np.maximum(local, 1.0)) & (weight > 0.05)
+    return (mask & ~skin_like).astype(np.float32)
 
 
 def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutral_only: bool = False) -> np.ndarray:
