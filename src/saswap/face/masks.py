@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from saswap.face.colour import masked_blur
 from saswap.face.topology import region_loop
 
 __all__ = [
@@ -445,8 +446,6 @@ def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance
     # a rim and the lid), and the dilation adds a ring of skin: kept as the target's, that skin shows as
     # a light outline around the frames when the swapped face is darker. Pixels within 8% of the local
     # skin grey level are skin, not frame.
-    from saswap.face.colour import masked_blur
-
     grey_f = grey.astype(np.float32)
     local, weight = masked_blur(grey_f, (skin & ~mask).astype(np.float32), max(2.0, 0.1 * eye_distance))
     skin_like = (np.abs(grey_f - local) < 0.08 * np.maximum(local, 1.0)) & (weight > 0.05)
