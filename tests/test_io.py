@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -138,3 +139,18 @@ def test_save_image_is_atomic(tmp_path):
     with pytest.raises(InvalidImageError, match="does not exist"):
         atomic_write_bytes(tmp_path / "missing" / "x.bin", b"1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # no temporary files left
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    old = os.umask(0o027)
+    try:
+        new = tmp_path / "new.png"
+        save_image(_photo(), new)
+        assert new.stat().st_mode & 0o777 == 0o640  # 0o666 less the umask, as open() would give
+    finally:
+        os.umask(old)
+    existing = tmp_path / "existing.bin"
+    existing.write_bytes(b"old")
+    existing.chmod(0o604)
+    atomic_write_bytes(existing, b"new")
+    assert existing.read_bytes() == b"new" and existing.stat().st_mode & 0o777 == 0o604

@@ -138,10 +138,29 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
     return np.ascontiguousarray(arr)
 
 
+def _file_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: an existing file's own, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    try:  # Linux reports the umask without changing it (no race with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    Either the whole file appears or nothing does; a failed write leaves no partial file.
+    Either the whole file appears or nothing does; a failed write leaves no partial file. The file
+    gets the permissions a plain ``open()`` would give it (an existing file keeps its own; a new one
+    ``0o666`` less the process umask), not the private ``0o600`` of a temporary file.
 
     Example:
         >>> import tempfile, pathlib
@@ -160,6 +179,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
