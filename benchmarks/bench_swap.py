@@ -1,10 +1,14 @@
 """Image-swap acceptance benchmark (identity, attributes, shape, realism, occlusion, speed).
 
 Usage:  python benchmarks/bench_swap.py [--data ../shared/data] [--out benchmarks/outputs]
+            [--engine geometric|naive] [--config '{"occlusion": false}']
 
 Writes ``swap_results.json`` and a contact sheet (sources, targets, outputs) to ``--out``; the
 folder is git-ignored because the photos are not ours to redistribute. Copy the printed figures
-into ``benchmarks/RESULTS.md``.
+into ``benchmarks/RESULTS.md``. ``--engine naive`` measures the reference baseline the swap issue
+names (mesh warp + CIELAB transfer + ``seamlessClone``, :mod:`saswap.eval.baseline`) on the same pairs;
+``--config`` passes keyword arguments to the geometric engine (ablations). Any run other than the
+default geometric one writes ``swap_results_<engine>[_config].json`` and its own contact sheet.
 """
 
 from __future__ import annotations
@@ -60,15 +64,24 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "outputs"))
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--speed-only", action="store_true", help="time the 720p swap only (no pairs, no sheet)")
+    parser.add_argument("--engine", choices=["geometric", "naive"], default="geometric")
+    parser.add_argument("--config", default="{}", help="JSON keyword arguments of the geometric engine")
     args = parser.parse_args()
     data, out_dir = Path(args.data), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    config = json.loads(args.config)
+    if config and args.engine != "geometric":
+        parser.error("--config applies to the geometric engine only")
 
     from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+    from saswap.eval.baseline import NaiveSwapEngine
     from saswap.eval.swap_benchmark import SOURCES, TARGETS, SwapBenchmark, time_swap
     from saswap.io import load_image
 
-    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    pipe = SaSwapPipeline(NaiveSwapEngine() if args.engine == "naive" else GeometricEngine(**config))
+    tag = "" if args.engine == "geometric" and not config else "_" + args.engine
+    tag += "".join(f"_{k}-{v}" for k, v in sorted(config.items()))
     portrait = load_image(data / "images" / "face_recognition__obama.jpg")
     frame = np.full((720, 1280, 3), 60, np.uint8)
     frame[4:716, 355:925] = cv2.resize(portrait, (570, 712), interpolation=cv2.INTER_AREA)
@@ -78,7 +91,8 @@ def main() -> None:
         return
     result = SwapBenchmark(pipe, data).run()
     summary = {**result.summary, "speed_720p": speed, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-    (out_dir / "swap_results.json").write_text(
+    summary["engine"] = {"name": args.engine, "config": config}
+    (out_dir / f"swap_results{tag}.json").write_text(
         json.dumps(
             {
                 "summary": summary,
@@ -91,7 +105,7 @@ def main() -> None:
             default=float,
         )
     )
-    contact_sheet(pipe, data, SOURCES, TARGETS, out_dir / "contact_sheet.png")
+    contact_sheet(pipe, data, SOURCES, TARGETS, out_dir / f"contact_sheet{tag}.png")
     for k, v in summary.items():
         print(f"{k}: {v}")
 

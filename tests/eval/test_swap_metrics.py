@@ -33,3 +33,23 @@ def test_jaw_distance_3d_ignores_head_turns_but_sees_a_wider_jaw(analyzer):
     wider = _with_mesh(face, wider)
     assert jaw_distance_3d(wider, face) > 0.04
     assert jaw_distance(wider, face) > 0.04
+
+
+def test_benchmark_summary_reports_margins_per_target():
+    from saswap.eval.swap_benchmark import BenchmarkResult, SwapBenchmark
+
+    def pair(target, d_source, d_target, retrieved):
+        return {
+            "target": target, "target_yaw": 0.0, "found": True, "d_source": d_source, "d_target": d_target,
+            "closer_to_source": d_source < d_target, "retrieved": retrieved, "pose_error": [0.0, 0.0, 0.0],
+            "boundary_step": 0.0, "boundary_step_target": 0.0, "skin_tone_de": 0.0, "seam": 1.0,
+            "seam_target": 1.0, "outside_diff": 0.0,
+        }  # fmt: skip
+
+    pairs = [pair("a", 0.4, 0.6, True), pair("a", 0.5, 0.45, False), pair("b", 0.3, 0.7, True)]
+    summary = SwapBenchmark.summarise(BenchmarkResult(pairs=pairs))
+    assert summary["closer_to_source"] == 2 / 3
+    assert abs(summary["dlib_margin_mean"] - (0.2 - 0.05 + 0.4) / 3) < 1e-9
+    a = summary["per_target"]["a"]
+    assert (a["closer_to_source"], a["retrieval"]) == (0.5, 0.5) and abs(a["dlib_margin_mean"] - 0.075) < 1e-9
+    assert list(summary["per_target"]) == ["a", "b"]

@@ -227,6 +227,19 @@ class SwapBenchmark:
             "closer_to_source": float(np.mean([p["closer_to_source"] for p in found])) if found else 0.0,
             "retrieval": float(np.mean([p["retrieved"] for p in found])) if found else 0.0,
             "profile_closer_to_source": float(np.mean([p["closer_to_source"] for p in profile])) if profile else None,
+            # How far the output moved towards the source (dlib distance to the target minus to the
+            # source): the thresholded rates above flip on pairs within a few hundredths of zero.
+            "dlib_margin_mean": float(np.mean([p["d_target"] - p["d_source"] for p in found])) if found else None,
+            "per_target": {
+                t: {
+                    "closer_to_source": float(np.mean([p["closer_to_source"] for p in found if p["target"] == t])),
+                    "retrieval": float(np.mean([p["retrieved"] for p in found if p["target"] == t])),
+                    "dlib_margin_mean": float(
+                        np.mean([p["d_target"] - p["d_source"] for p in found if p["target"] == t])
+                    ),
+                }
+                for t in dict.fromkeys(p["target"] for p in found)
+            },
             "pose_error_median": np.median(pose, axis=0).tolist() if len(pose) else None,
             "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
             "eye_error_median": float(np.median([r["eye_error"] for r in expr])) if expr else None,
