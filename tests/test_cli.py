@@ -125,3 +125,17 @@ def test_demo_runs_on_packaged_photos(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
     files = sorted((tmp_path / "demo").glob("*.png"))
     assert len(files) == 3 and all(read_tag(f)["demo"] for f in files)
+
+
+def test_swap_errors_found_by_the_pipeline_name_the_file(tmp_path, capsys):
+    good = str(data_path("images", "sadtalker__happy.png"))
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 120, 3), 90, np.uint8)).save(blank)
+    out = tmp_path / "o.png"
+    assert main(["swap", "-s", good, "-t", good, "-o", str(out), "--face-index", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"{good}: face index 3 out of range (1 faces found)" in err and err.count("\n") == 1
+    assert main(["swap", "-s", good, "-t", good, "-o", str(out), "--reference", str(blank)]) == 2
+    err = capsys.readouterr().err
+    assert "blank.png" in err and "reference" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.png"]

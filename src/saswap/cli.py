@@ -84,6 +84,12 @@ def _load_input(arg: str):
     return load_image(arg)
 
 
+def _named_input(arg: str):
+    """A checked input for the pipeline: the path itself when it is a file (it decodes), else the image."""
+    image = _load_input(arg)
+    return image if arg.startswith("sample:") else arg
+
+
 def _check_output(path: str) -> Path:
     out = Path(path)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
@@ -101,23 +107,17 @@ def _cmd_swap(args: argparse.Namespace) -> int:
     if not 0.0 <= args.shape_strength <= 1.0:
         raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
     out = _check_output(args.output)
-    source = _load_input(args.source)
-    target = _load_input(args.target)
-    reference = _load_input(args.reference) if args.reference else None
+    # Decoded here to fail on a bad file before any model loads; the pipeline then gets the paths, so
+    # its own messages (a face index out of range, no face in the reference) name the file too.
+    source = _named_input(args.source)
+    target = _named_input(args.target)
+    reference = _named_input(args.reference) if args.reference else None
     pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
-    from saswap.errors import NoFaceError
-
-    try:
-        prepared, _ = pipe.prepare_source(source)
-    except NoFaceError:
-        raise NoFaceError(f"{args.source}: no face found in the source") from None
-    try:
-        result = pipe(
-            prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
-            all_faces=args.all_faces, reference=reference, enhance=args.enhance,
-        )  # fmt: skip
-    except NoFaceError:
-        raise NoFaceError(f"{args.target}: no face found in the target") from None
+    prepared, _ = pipe.prepare_source(source)
+    result = pipe(
+        prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
+        all_faces=args.all_faces, reference=reference, enhance=args.enhance,
+    )  # fmt: skip
     tag = make_tag(engine=pipe.engine.name, shape_strength=args.shape_strength, faces=len(result.faces))
     save_tagged(result.image, out, tag)
     t = result.timings

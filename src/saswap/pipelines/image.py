@@ -133,16 +133,16 @@ class SaSwapPipeline:
         raise ModelNotFoundError(f"{index_path}: engine {engine_type!r} is not available in this version of saswap")
 
     # -- helpers --------------------------------------------------------------------------------
-    def _faces(self, image: np.ndarray, name: str) -> list[Face]:
+    def _faces(self, image: np.ndarray, name: str, role: str) -> list[Face]:
         faces = self.analyzer(image)
         if not faces:
-            raise NoFaceError(f"{name}: no face found")
+            raise NoFaceError(f"{name}: no face found in the {role}")
         return faces
 
     def prepare_source(self, source: ImageInput, face_index: int = 0) -> tuple[SourceFace, Face]:
         """Analyse the source once and let the engine precompute what it needs (reuse it for many targets)."""
         image = load_image(source)
-        faces = self._faces(image, _name(source, "source"))
+        faces = self._faces(image, _name(source, "source"), "source")
         if not 0 <= face_index < len(faces):
             raise SaSwapError(f"{_name(source, 'source')}: face index {face_index} out of range ({len(faces)} faces)")
         return self.engine.prepare_source(image, faces[face_index]), faces[face_index]
@@ -158,7 +158,7 @@ class SaSwapPipeline:
             if self._embedder is None:
                 self._embedder = default_embedder()
             ref_img = load_image(reference)
-            ref_faces = self._faces(ref_img, _name(reference, "reference"))
+            ref_faces = self._faces(ref_img, _name(reference, "reference"), "reference")
             ref = self._embedder(ref_img, ref_faces[0])
             scores = [cosine_similarity(ref, self._embedder(image, f)) for f in faces]
             best = int(np.argmax(scores))
@@ -205,7 +205,9 @@ class SaSwapPipeline:
         t1 = time.perf_counter()
         target_img = load_image(target)
         name = _name(target, "target")
-        faces = self._select(target_img, self._faces(target_img, name), name, face_index, all_faces, reference)
+        faces = self._select(
+            target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
+        )
         timings["analyze_target"] = time.perf_counter() - t1
         result_img = target_img.copy()
         masks: list[np.ndarray] = []
