@@ -1,14 +1,16 @@
 """Image-swap acceptance benchmark (identity, attributes, shape, realism, occlusion, speed).
 
 Usage:  python benchmarks/bench_swap.py [--data ../shared/data] [--out benchmarks/outputs]
-            [--engine geometric|naive] [--config '{"occlusion": false}']
+            [--engine geometric|naive] [--config '{"occlusion": false}'] [--shape-strength 1.0]
 
 Writes ``swap_results.json`` and a contact sheet (sources, targets, outputs) to ``--out``; the
 folder is git-ignored because the photos are not ours to redistribute. Copy the printed figures
 into ``benchmarks/RESULTS.md``. ``--engine naive`` measures the reference baseline the swap issue
 names (mesh warp + CIELAB transfer + ``seamlessClone``, :mod:`saswap.eval.baseline`) on the same pairs;
 ``--config`` passes keyword arguments to the geometric engine (ablations). Any run other than the
-default geometric one writes ``swap_results_<engine>[_config].json`` and its own contact sheet.
+default geometric one writes ``swap_results_<engine>[_config][_strength-S].json`` and its own contact
+sheet; ``--shape-strength`` sets the strength of the identity, pose and realism pairs (the shape and
+expression measurements always compare 0 and 1).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="time the 720p swap only (no pairs, no sheet)")
     parser.add_argument("--engine", choices=["geometric", "naive"], default="geometric")
     parser.add_argument("--config", default="{}", help="JSON keyword arguments of the geometric engine")
+    parser.add_argument("--shape-strength", type=float, default=1.0, help="strength of the identity pairs")
     args = parser.parse_args()
     data, out_dir = Path(args.data), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +83,11 @@ def main() -> None:
     from saswap.io import load_image
 
     pipe = SaSwapPipeline(NaiveSwapEngine() if args.engine == "naive" else GeometricEngine(**config))
-    tag = "" if args.engine == "geometric" and not config else "_" + args.engine
-    tag += "".join(f"_{k}-{v}" for k, v in sorted(config.items()))
+    tag = "".join(f"_{k}-{v}" for k, v in sorted(config.items()))
+    if args.shape_strength != 1.0:
+        tag += f"_strength-{args.shape_strength:g}"
+    if tag or args.engine != "geometric":
+        tag = f"_{args.engine}{tag}"
     portrait = load_image(data / "images" / "face_recognition__obama.jpg")
     frame = np.full((720, 1280, 3), 60, np.uint8)
     frame[4:716, 355:925] = cv2.resize(portrait, (570, 712), interpolation=cv2.INTER_AREA)
@@ -89,9 +95,9 @@ def main() -> None:
     if args.speed_only:
         print(f"speed_720p: {speed}")
         return
-    result = SwapBenchmark(pipe, data).run()
+    result = SwapBenchmark(pipe, data).run(shape_strength=args.shape_strength)
     summary = {**result.summary, "speed_720p": speed, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-    summary["engine"] = {"name": args.engine, "config": config}
+    summary["engine"] = {"name": args.engine, "config": config, "shape_strength": args.shape_strength}
     (out_dir / f"swap_results{tag}.json").write_text(
         json.dumps(
             {
