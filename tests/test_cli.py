@@ -139,3 +139,18 @@ def test_swap_errors_found_by_the_pipeline_name_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "blank.png" in err and "reference" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.png"]
+
+
+def test_a_failed_swap_leaves_no_output_folder_behind(tmp_path, capsys):
+    good = str(data_path("images", "sadtalker__happy.png"))
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 120, 3), 90, np.uint8)).save(blank)
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "deeper" / "o.png", tmp_path / "kept" / "new" / "o.png"):
+        assert main(["swap", "-s", str(blank), "-t", good, "-o", str(out)]) == 2
+        assert "no face found in the source" in capsys.readouterr().err
+    # Only the folders the command created are removed; one that was there before stays.
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["blank.png", "kept"]
+    out = tmp_path / "made" / "o.png"
+    assert main(["swap", "-s", good, "-t", good, "-o", str(out)]) == 0
+    assert out.is_file()

@@ -7,11 +7,12 @@ and the problem; outputs are written to a temporary file and renamed, so a failu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from saswap import __version__
@@ -27,12 +28,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"saswap: error: {message}\n")
 
 
-def _ensure_folder(path: Path) -> None:
-    """Create the output's folder (like ``mkdir -p``), or fail with a one-line reason."""
+@contextlib.contextmanager
+def _output_folder(path: Path | None) -> Iterator[None]:
+    """Create the output's folder (like ``mkdir -p``) for the command, or fail with a one-line reason.
+
+    The folders it created are removed again (when still empty) if the command then fails, so a failed
+    command leaves nothing behind.
+    """
+    if path is None:
+        yield
+        return
+    created = []
+    folder = path.parent.absolute()
+    while not folder.exists() and folder.parent != folder:
+        created.append(folder)  # deepest first
+        folder = folder.parent
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SaSwapError(f"{path}: cannot create the output folder {path.parent} ({err.strerror})") from None
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -41,18 +62,19 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from saswap.io import save_image
 
     image = _load_input(args.image)
+    out = None
     if args.output is not None:
         out = Path(args.output)
         from saswap.io import _FORMATS
 
         if out.suffix.lower() not in _FORMATS:
             raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use .png or .jpg")
-        _ensure_folder(out)
     kwargs = {"tiling": args.tiling} if args.backend == "mediapipe" else {}
-    with FaceAnalyzer(backend=args.backend, **kwargs) as analyzer:
-        faces = analyzer(image)
-    if args.output is not None:
-        save_image(draw_faces(image, faces), args.output)
+    with _output_folder(out):
+        with FaceAnalyzer(backend=args.backend, **kwargs) as analyzer:
+            faces = analyzer(image)
+        if out is not None:
+            save_image(draw_faces(image, faces), out)
     if args.json:
         payload = {
             "image": str(args.image),
@@ -96,7 +118,6 @@ def _check_output(path: str) -> Path:
         raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use .png, .jpg or .webp")
     if out.exists() and out.is_dir():
         raise SaSwapError(f"{out}: is a folder; give a file name")
-    _ensure_folder(out)
     return out
 
 
@@ -107,19 +128,20 @@ def _cmd_swap(args: argparse.Namespace) -> int:
     if not 0.0 <= args.shape_strength <= 1.0:
         raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
     out = _check_output(args.output)
-    # Decoded here to fail on a bad file before any model loads; the pipeline then gets the paths, so
-    # its own messages (a face index out of range, no face in the reference) name the file too.
-    source = _named_input(args.source)
-    target = _named_input(args.target)
-    reference = _named_input(args.reference) if args.reference else None
-    pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
-    prepared, _ = pipe.prepare_source(source)
-    result = pipe(
-        prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
-        all_faces=args.all_faces, reference=reference, enhance=args.enhance,
-    )  # fmt: skip
-    tag = make_tag(engine=pipe.engine.name, shape_strength=args.shape_strength, faces=len(result.faces))
-    save_tagged(result.image, out, tag)
+    with _output_folder(out):
+        # Decoded here to fail on a bad file before any model loads; the pipeline then gets the paths, so
+        # its own messages (a face index out of range, no face in the reference) name the file too.
+        source = _named_input(args.source)
+        target = _named_input(args.target)
+        reference = _named_input(args.reference) if args.reference else None
+        pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+        prepared, _ = pipe.prepare_source(source)
+        result = pipe(
+            prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
+            all_faces=args.all_faces, reference=reference, enhance=args.enhance,
+        )  # fmt: skip
+        tag = make_tag(engine=pipe.engine.name, shape_strength=args.shape_strength, faces=len(result.faces))
+        save_tagged(result.image, out, tag)
     t = result.timings
     print(f"{out}: swapped {len(result.faces)} face(s) in {t['total'] * 1000:.0f} ms (swap {t['swap'] * 1000:.0f} ms)")
     return 0
