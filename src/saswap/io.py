@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Union
@@ -138,21 +138,19 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
     return np.ascontiguousarray(arr)
 
 
-def _file_mode(path: Path) -> int:
-    """The permission bits ``open(path, "w")`` would leave: an existing file's own, else 0o666 less the umask."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        pass
-    try:  # Linux reports the umask without changing it (no race with other threads)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
+    """Create a new, empty temporary file beside ``name`` in ``folder``.
+
+    Unlike ``tempfile.mkstemp`` (always 0o600), it asks for mode 0o666 as ``open()`` does, so the
+    process umask decides the permissions and the renamed output is an ordinary file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -173,16 +171,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if not folder.is_dir():
         raise InvalidImageError(f"{path}: output folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = _create_temporary(folder, path.name)
     except OSError as err:
         raise InvalidImageError(f"{path}: cannot write to {folder} ({err.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, _file_mode(path))
+        if path.exists():  # replacing a file keeps its permissions, as writing into it would
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
