@@ -106,10 +106,10 @@ def _load_input(arg: str):
     return load_image(arg)
 
 
-def _named_input(arg: str):
-    """A checked input for the pipeline: the path itself when it is a file (it decodes), else the image."""
-    image = _load_input(arg)
-    return image if arg.startswith("sample:") else arg
+def _pipeline_input(arg: str):
+    """A ``sample:NAME`` photo as its image; a path as itself (the pipeline decodes it once and names the
+    file in its errors: unreadable, no face, a face index out of range)."""
+    return _load_input(arg) if arg.startswith("sample:") else arg
 
 
 def _check_output(path: str) -> Path:
@@ -129,11 +129,9 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
     out = _check_output(args.output)
     with _output_folder(out):
-        # Decoded here to fail on a bad file before any model loads; the pipeline then gets the paths, so
-        # its own messages (a face index out of range, no face in the reference) name the file too.
-        source = _named_input(args.source)
-        target = _named_input(args.target)
-        reference = _named_input(args.reference) if args.reference else None
+        source = _pipeline_input(args.source)
+        target = _pipeline_input(args.target)
+        reference = _pipeline_input(args.reference) if args.reference else None
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
         prepared, _ = pipe.prepare_source(source)
         result = pipe(
