@@ -215,6 +215,9 @@ class SwapBenchmark:
         found = [p for p in res.pairs if p.get("found") and "d_source" in p]
         profile = [p for p in found if abs(p["target_yaw"]) > 40]
         pose = np.array([p["pose_error"] for p in found]) if found else np.zeros((0, 3))
+        by_target: dict[str, list[dict]] = {}
+        for p in found:
+            by_target.setdefault(p["target"], []).append(p)
         jaws = [r for r in res.shape if "jaw0" in r]
         expr = [r for r in res.shape if "mouth_error" in r]
         # The jaw ratio again on the pairs whose heads are turned alike (yaw and pitch within 8 degrees),
@@ -232,13 +235,11 @@ class SwapBenchmark:
             "dlib_margin_mean": float(np.mean([p["d_target"] - p["d_source"] for p in found])) if found else None,
             "per_target": {
                 t: {
-                    "closer_to_source": float(np.mean([p["closer_to_source"] for p in found if p["target"] == t])),
-                    "retrieval": float(np.mean([p["retrieved"] for p in found if p["target"] == t])),
-                    "dlib_margin_mean": float(
-                        np.mean([p["d_target"] - p["d_source"] for p in found if p["target"] == t])
-                    ),
+                    "closer_to_source": float(np.mean([p["closer_to_source"] for p in group])),
+                    "retrieval": float(np.mean([p["retrieved"] for p in group])),
+                    "dlib_margin_mean": float(np.mean([p["d_target"] - p["d_source"] for p in group])),
                 }
-                for t in dict.fromkeys(p["target"] for p in found)
+                for t, group in by_target.items()
             },
             "pose_error_median": np.median(pose, axis=0).tolist() if len(pose) else None,
             "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
