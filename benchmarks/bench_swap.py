@@ -67,7 +67,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--speed-only", action="store_true", help="time the 720p swap only (no pairs, no sheet)")
     parser.add_argument("--engine", choices=["geometric", "naive"], default="geometric")
-    parser.add_argument("--config", default="{}", help="JSON keyword arguments of the geometric engine")
+    parser.add_argument(
+        "--config", default="{}", help="JSON keyword arguments of the geometric engine and the compositor"
+    )
     parser.add_argument("--shape-strength", type=float, default=1.0, help="strength of the identity pairs")
     args = parser.parse_args()
     data, out_dir = Path(args.data), Path(args.out)
@@ -76,13 +78,22 @@ def main() -> None:
     if config and args.engine != "geometric":
         parser.error("--config applies to the geometric engine only")
 
+    import inspect
+
     from saswap import SaSwapPipeline
+    from saswap.compose import Compositor
     from saswap.engines import GeometricEngine
     from saswap.eval.baseline import NaiveSwapEngine
     from saswap.eval.swap_benchmark import SOURCES, TARGETS, SwapBenchmark, time_swap
     from saswap.io import load_image
 
-    pipe = SaSwapPipeline(NaiveSwapEngine() if args.engine == "naive" else GeometricEngine(**config))
+    compose_keys = set(inspect.signature(Compositor).parameters) - {"relight_scale"}
+    compose = {k: v for k, v in config.items() if k in compose_keys}
+    engine_config = {k: v for k, v in config.items() if k not in compose_keys}
+    if "relight_scale" in config:
+        compose["relight_scale"] = config["relight_scale"]
+    engine = NaiveSwapEngine() if args.engine == "naive" else GeometricEngine(**engine_config)
+    pipe = SaSwapPipeline(engine, compositor=Compositor(**compose))
     tag = "".join(f"_{k}-{v}" for k, v in sorted(config.items()))
     if args.shape_strength != 1.0:
         tag += f"_strength-{args.shape_strength:g}"

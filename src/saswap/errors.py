@@ -6,7 +6,7 @@ caller can catch one type and the command line can turn it into a one-line messa
 
 from __future__ import annotations
 
-__all__ = ["SaSwapError", "InvalidImageError", "NoFaceError", "ModelNotFoundError"]
+__all__ = ["SaSwapError", "InvalidImageError", "InvalidVideoError", "NoFaceError", "ModelNotFoundError"]
 
 
 class SaSwapError(Exception):
@@ -15,6 +15,10 @@ class SaSwapError(Exception):
 
 class InvalidImageError(SaSwapError, ValueError):
     """An image could not be read, or its content is unusable (corrupt, empty, too small)."""
+
+
+class InvalidVideoError(SaSwapError, ValueError):
+    """A video could not be read or written (no video stream, truncated, zero frames, unwritable output)."""
 
 
 class NoFaceError(SaSwapError):

@@ -34,16 +34,16 @@ def test_swap_outputs_and_conventions(pipe):
     src = _prepared(pipe, "sberswap__beckham.jpg")
     target = load_image(data_path("images", "sadtalker__happy.png"))
     crop, face, M = pipe.engine.align(target, pipe.analyzer(target)[0])
-    out = pipe.engine.swap(crop, face, src, shape_strength=1.0)
+    out = pipe.swap_crop(crop, face, src, shape_strength=1.0)
     assert out.image.shape == crop.shape and out.image.dtype == np.uint8
     assert out.mask.shape == crop.shape[:2] and 0.0 <= out.mask.min() and out.mask.max() <= 1.0
     changed = np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2) > 0
     assert not (changed & (out.mask == 0)).any(), "pixels outside the engine's mask changed"
     assert out.mask.mean() > 0.05  # the face region was replaced
     with pytest.raises(ValueError, match="aligned RGB uint8 crop"):
-        pipe.engine.swap(crop[:100], face, src)
+        pipe.swap_crop(crop[:100], face, src)
     with pytest.raises(ValueError, match="shape_strength"):
-        pipe.engine.swap(crop, face, src, shape_strength=2.0)
+        pipe.swap_crop(crop, face, src, shape_strength=2.0)
 
 
 def test_shape_strength_zero_means_no_motion(pipe):
@@ -106,7 +106,7 @@ def test_kept_band_around_the_lips_grows_with_the_difference_of_opening(pipe):
     ring = (dilate_disk(regions["lips"], 0.12 * eye) > 0) & ~(dilate_disk(regions["lips"], 0.03 * eye) > 0)
     kept = {}
     for name in ("sberswap__mark.jpg", "liveportrait__d19.jpg"):
-        out = pipe.engine.swap(crop, face, _prepared(pipe, name), shape_strength=0.0)
+        out = pipe.swap_crop(crop, face, _prepared(pipe, name), shape_strength=0.0)
         kept[name] = float((np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2)[ring] <= 2).mean())
     assert kept["liveportrait__d19.jpg"] > 0.6  # the wide-open source: the band stays the target's
     assert kept["sberswap__mark.jpg"] < kept["liveportrait__d19.jpg"] - 0.3  # the half-open one: much less
@@ -120,16 +120,16 @@ def test_profile_target_background_is_not_painted(pipe):
     target = load_image(data_path("images", "insightface__left_face.jpeg"))
     crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
     assert abs(face.pose[0]) >= 35  # a turned target: the rule applies
-    background = (pipe.engine._person(crop) < 0.1) & (face_region_masks(face.landmarks, crop.shape[:2])["face"] > 0.5)
+    background = (pipe.compositor._person(crop) < 0.1) & (face_region_masks(face.landmarks, crop.shape[:2])["face"] > 0.5)
     assert background.sum() > 200  # the mesh's outline does reach over the background
     src = _prepared(pipe, "deepface__img2.jpg")
     changed = {}
     for silhouette in (True, False):
-        pipe.engine.silhouette = silhouette
+        pipe.compositor.silhouette = silhouette
         try:
-            out = pipe.engine.swap(crop, face, src, shape_strength=0.0)
+            out = pipe.swap_crop(crop, face, src, shape_strength=0.0)
         finally:
-            pipe.engine.silhouette = True
+            pipe.compositor.silhouette = True
         changed[silhouette] = float(
             (np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2)[background] > 12).mean()
         )
@@ -169,7 +169,7 @@ def test_no_shadow_of_an_open_mouth_on_a_closed_mouths_chin(pipe):
     for reach in (0.5, 0.0):
         pipe.engine.chin_reach = reach
         try:
-            out = pipe.engine.swap(crop, face, src, shape_strength=1.0)
+            out = pipe.swap_crop(crop, face, src, shape_strength=1.0)
         finally:
             pipe.engine.chin_reach = 0.5
         darker[reach] = float(((lightness(out.image) - lightness(crop))[band] < -10).mean())
@@ -203,7 +203,7 @@ def test_no_colour_band_across_a_moved_forehead(pipe):
     x0, y0 = face.landmarks[10, :2].astype(int)  # the mesh's top, mid-forehead
     step, half = max(2, int(0.05 * eye)), int(0.25 * eye)
     for name, limit in (("liveportrait__d19.jpg", 4.0), ("sberswap__beckham.jpg", 5.5)):
-        out = pipe.engine.swap(crop, face, _prepared(pipe, name))
+        out = pipe.swap_crop(crop, face, _prepared(pipe, name))
         lab = cv2.cvtColor(out.image, cv2.COLOR_RGB2LAB).astype(np.float32)
         blocks = []
         for y in range(y0 - int(0.3 * eye), y0 + int(0.3 * eye), step):

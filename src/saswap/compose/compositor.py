@@ -1,0 +1,323 @@
+"""The compose stage: what happens after an engine, the same for every engine.
+
+An engine only makes the face (:class:`~saswap.engines.base.EngineOutput`: the face's shading detail or
+its pixels, the target crop under the new face shape, where its face is valid, and what must stay the
+target's for expression). The compositor decides what the swap may change and how it meets the target:
+
+1. **What may change** — the face region of the (moved) face mesh, times the engine's support, minus
+   what the engine keeps (mouth interior, eyes), minus what covers the target's face (hands, masks,
+   microphones, glasses frames, hair: :attr:`TargetFace.occlusion`, computed from the target alone), and
+   on a strongly turned face minus the background (:attr:`TargetFace.person`).
+2. **Tone and light** — the face's shading detail over the target's local skin colour and lighting
+   (:func:`~saswap.face.colour.apply_detail`), then a Poisson-style membrane so the face meets the
+   target's skin exactly along its border (:func:`~saswap.face.blending.membrane_correction`).
+3. **Blend** — a thin soft mask, Laplacian-pyramid blending band by band, the coarse bands' tint kept to
+   a band around the face; pixels outside the changed region stay bit-for-bit the target's.
+4. **Paste-back** — :func:`paste_back` puts the composed crop into the frame through the inverse
+   alignment, touching only pixels whose mask is non-zero.
+
+Everything the compositor needs from the target alone (occlusion and person masks) comes from
+:meth:`Compositor.analyze_target`, so a template cache stores it once per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from saswap.face.alignment import invert_affine, transform_points, warp_back
+from saswap.face.blending import membrane_correction, pyramid_blend
+from saswap.face.colour import apply_detail, shading_detail
+from saswap.face.deform import warp_by_flow
+from saswap.face.masks import dilate_disk, face_region_masks, feather, glasses_mask, skin_occlusion_mask
+from saswap.face.types import Face
+
+__all__ = ["Compositor", "ComposedFace", "paste_back", "is_grey", "border_taper", "PROFILE_YAW"]
+
+#: Degrees of yaw beyond which a face counts as turned: the person segmentation then decides where the
+#: face meets the background (the mesh's outline only approximates a profile's nose, lips and chin).
+PROFILE_YAW = 35.0
+
+
+def is_grey(image: np.ndarray, where: np.ndarray, tolerance: float = 4.0) -> bool:
+    """Whether ``image`` is black and white over ``where``: its channels differ by at most ``tolerance``
+    grey levels in 99% of those pixels (compression leaves a little colour noise in grey photos).
+
+    Example:
+        >>> is_grey(np.full((4, 4, 3), 90, np.uint8), np.ones((4, 4), bool))
+        True
+    """
+    px = image[where] if where.any() else image.reshape(-1, 3)
+    spread = px.max(axis=1).astype(np.int16) - px.min(axis=1).astype(np.int16)
+    return bool((spread > tolerance).mean() <= 0.01)
+
+
+def border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
+    """1 inside the crop, 0 on its outermost ``margin`` pixels, a linear ramp over the next ``margin``.
+
+    Example:
+        >>> t = border_taper((16, 16), 2)
+        >>> float(t[0, 0]), float(t[8, 8])
+        (0.0, 1.0)
+    """
+    h, w = shape
+    y = np.minimum(np.arange(h), np.arange(h)[::-1]).astype(np.float32)
+    x = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
+    ramp = lambda d: np.clip((d - margin) / margin, 0.0, 1.0)  # noqa: E731
+    return np.outer(ramp(y), ramp(x)).astype(np.float32)
+
+
+@dataclass
+class ComposedFace:
+    """The composed crop.
+
+    Attributes:
+        image: RGB uint8 (S, S, 3): the target crop with the new face; equal to the target crop wherever
+            ``mask`` is 0.
+        mask: float32 (S, S) in [0, 1]: where the crop changed (blend weight for paste-back).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+
+
+class Compositor:
+    """Masks, tone, boundary correction and blending for every engine.
+
+    Args:
+        occlusion: keep whatever covers the target's face (hands, masks, microphones, glasses, hair).
+        silhouette: on a strongly turned target (beyond :data:`PROFILE_YAW`), MediaPipe's person
+            segmentation (shipped in the wheel) decides where the face meets the background.
+        relight_scale: size of the lighting transfer's low-pass, in eye-corner distances: the target's skin
+            tone and broad lighting are taken at this scale, the face's own shading below it.
+        edge: width of the soft mask edge, in eye-corner distances.
+        membrane: add the smooth colour offset that makes the face meet the target's skin along its border.
+        membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
+        blend_levels: Laplacian pyramid levels of the blend.
+    """
+
+    def __init__(
+        self,
+        occlusion: bool = True,
+        silhouette: bool = True,
+        relight_scale: float = 0.6,
+        edge: float = 0.03,
+        membrane: bool = True,
+        membrane_scale: float = 1.0,
+        blend_levels: int = 4,
+    ) -> None:
+        self.occlusion = bool(occlusion)
+        self.silhouette = bool(silhouette)
+        self.relight_scale = float(relight_scale)
+        self.edge = float(edge)
+        self.membrane = bool(membrane)
+        self.membrane_scale = float(membrane_scale)
+        self.blend_levels = int(blend_levels)
+        self._segmenter = None
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments (JSON-able; part of a template cache's key)."""
+        return {
+            "occlusion": self.occlusion,
+            "silhouette": self.silhouette,
+            "relight_scale": self.relight_scale,
+            "edge": self.edge,
+            "membrane": self.membrane,
+            "membrane_scale": self.membrane_scale,
+            "blend_levels": self.blend_levels,
+        }
+
+    # -- target-only analysis -----------------------------------------------------------------------
+    def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        """What the compositor needs from an aligned target crop alone (cached per template frame).
+
+        Returns:
+            ``{"occlusion": uint8 (S, S) 0/1}`` (what covers the face) when ``occlusion`` is on, and
+            ``{"person": float16 (S, S) in [0, 1]}`` (person-versus-background probability) for a turned face
+            when ``silhouette`` is on.
+        """
+        out: dict[str, np.ndarray] = {}
+        if self.occlusion:
+            regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
+            eye = max(face.eye_distance, 1.0)
+            occluded = np.maximum(skin_occlusion_mask(crop, regions), glasses_mask(crop, regions, eye))
+            out["occlusion"] = (occluded > 0.5).astype(np.uint8)
+        if self.silhouette and abs(float(face.pose[0])) >= PROFILE_YAW:
+            out["person"] = self._person(crop).astype(np.float16)
+        return out
+
+    def _person(self, image: np.ndarray) -> np.ndarray:
+        if self._segmenter is None:
+            from saswap.face._mediapipe import PersonSegmenter
+
+            self._segmenter = PersonSegmenter()
+        return self._segmenter(image)
+
+    # -- compose --------------------------------------------------------------------------------------
+    def __call__(
+        self, target: np.ndarray, face: Face, analysis: dict[str, np.ndarray], result
+    ) -> ComposedFace:
+        """Compose an engine's face into the aligned target crop.
+
+        Args:
+            target: aligned target crop, RGB uint8 (S, S, 3).
+            face: the target face in crop coordinates.
+            analysis: from :meth:`analyze_target` for this crop (or read from a template cache).
+            result: the engine's :class:`~saswap.engines.base.EngineOutput`.
+
+        Returns:
+            :class:`ComposedFace`.
+        """
+        if result.mask is not None:  # an engine that blends by itself (a reference baseline)
+            return ComposedFace(image=result.image, mask=result.mask.astype(np.float32))
+        shape = target.shape[:2]
+        eye = max(face.eye_distance, 1.0)
+        flow, back = result.flow, result.back
+        moving = flow is not None
+        base = result.base if result.base is not None else target
+        mesh_t = face.landmarks[:468].astype(np.float64)
+        moved_mesh = mesh_t if result.landmarks is None else np.asarray(result.landmarks, np.float64)[:468]
+        regions = face_region_masks(moved_mesh, shape)
+        support = result.support if result.support is not None else np.ones(shape, np.float32)
+        src_skin = result.source_skin if result.source_skin is not None else regions["skin"]
+
+        # 1. what may change: the target's occluders (in the moved geometry) and, on a turned face, its silhouette
+        occluded = analysis.get("occlusion")
+        occluded = np.zeros(shape, np.float32) if occluded is None else occluded.astype(np.float32)
+        if moving:
+            occluded = warp_by_flow(occluded, flow, back)
+        tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
+        person = analysis.get("person")
+        if person is not None and self.silhouette and abs(float(face.pose[0])) >= PROFILE_YAW:
+            person = person.astype(np.float32)
+            if moving:
+                person = warp_by_flow(person, flow, back)
+            tgt_skin = tgt_skin * (person > 0.5)
+            support = support * np.clip((person - 0.2) / 0.5, 0.0, 1.0)
+
+        # 2. tone and light from the target, over skin only
+        if result.detail is not None:
+            detail = result.detail
+        else:  # a generated face: its own detail over its skin, in its (the target's) geometry
+            detail = shading_detail(result.image, regions["skin"], self.relight_scale * eye)
+        relit = apply_detail(detail, base, tgt_skin, sigma=self.relight_scale * eye)
+        kept = result.keep if result.keep is not None else np.zeros(shape, np.float32)
+        keep = np.maximum(kept, (occluded > 0.5).astype(np.float32))
+        if self.membrane:
+            relit = self._match_boundary(relit, base, regions, support > 0.5, src_skin, tgt_skin, keep, eye)
+
+        # 3. blend
+        edge = max(2.0, self.edge * eye)
+        face_mask = feather(regions["face"] * support, edge)
+        keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
+        alpha = face_mask * (1.0 - keep_soft)
+        # Beyond the face's outline the relit image is no face (the target's skin colour spread into
+        # its hair and background, plus the membrane's extrapolated offset): the blend's coarse bands
+        # would carry it back across the edge as a band of another colour (a moved forehead). There the
+        # foreground is the target itself; the holes (eyes, mouth, occluders) keep the relit face.
+        relit = np.where((face_mask > 0)[..., None], relit, base)
+        blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
+        # The coarse bands must not tint what stays the target's (occluders, mouth interior).
+        blended = np.clip(blended * (1 - keep_soft[..., None]) + base * keep_soft[..., None] + 0.5, 0, 255).astype(
+            np.uint8
+        )
+        # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
+        # distance around the face, fading out, and away from the crop's border.
+        reach = max(2.0, 0.25 * eye)
+        region = dilate_disk(alpha > 0, reach)
+        border = border_taper(shape, margin=max(4, shape[0] // 48))
+        taper = feather(region, reach / 2) * border
+        out = np.clip(base + (blended.astype(np.float32) - base) * taper[..., None] + 0.5, 0, 255).astype(np.uint8)
+        if is_grey(target, regions["face"] > 0.5):
+            # A black-and-white photo stays one: the face's detail carries its own colour ratios.
+            out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+        changed = taper
+        if moving:
+            magnitude = np.hypot(flow[..., 0], flow[..., 1])
+            changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1) * border)
+        out[changed == 0] = target[changed == 0]  # outside the mask, the crop is the target's
+        return ComposedFace(image=out, mask=changed.astype(np.float32))
+
+    def _match_boundary(
+        self,
+        relit: np.ndarray,
+        base: np.ndarray,
+        regions: dict[str, np.ndarray],
+        cover: np.ndarray,
+        src_skin: np.ndarray,
+        tgt_skin: np.ndarray,
+        keep: np.ndarray,
+        eye: float,
+    ) -> np.ndarray:
+        """``relit`` plus a smooth offset that makes it meet the target's skin along the face's border.
+
+        The boundary samples: a band of 0.05 eye distances inside the face's outline where both faces
+        show skin, nothing is kept as the target's, and the target's colour is near its own skin tone
+        (lightness within 25, chroma within 10 CIELAB units of the median tone of its cheeks and lower
+        forehead), so hair at the outline or a shadowed ear does not count.
+        """
+        inside = (regions["face"] * cover > 0.5).astype(np.uint8)  # the outline only, not the eyes or lips
+        band = inside & (dilate_disk(1 - inside, 0.05 * eye) > 0)
+        ring = band & (tgt_skin > 0.5) & (src_skin > 0.5) & (keep < 0.5)
+        lab = cv2.cvtColor(base, cv2.COLOR_RGB2LAB).astype(np.float32)
+        reference = (regions["reference"] > 0.5) & (tgt_skin > 0.5)
+        if reference.sum() < 20:
+            return relit
+        tone = np.median(lab[reference], axis=0)
+        lightness = np.abs(lab[..., 0] - tone[0]) * (100.0 / 255.0)
+        chroma = np.hypot(lab[..., 1] - tone[1], lab[..., 2] - tone[2])
+        ring = ring & (lightness < 25.0) & (chroma < 10.0)
+        offset = membrane_correction(relit, base, ring.astype(np.float32), scale=self.membrane_scale * eye)
+        return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
+
+
+def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """Blend a composed crop back into ``image`` in place, only where its mask is non-zero.
+
+    Works inside the bounding box of the crop's footprint only, and leaves every pixel whose mask
+    is zero bit-for-bit unchanged.
+
+    Args:
+        image: the frame, RGB uint8 (H, W, 3), modified in place.
+        crop: the composed crop, RGB uint8 (S, S, 3).
+        crop_mask: its blend weight, float (S, S) in [0, 1].
+        M: the frame -> crop similarity, shape (2, 3).
+
+    Returns:
+        the full-size mask, float32 (H, W): where the frame changed.
+
+    Example:
+        >>> frame = np.zeros((8, 8, 3), np.uint8); M = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        >>> m = paste_back(frame, np.full((8, 8, 3), 200, np.uint8), np.pad(np.ones((2, 2), np.float32), 3), M)
+        >>> int(frame[4, 4, 0]), int(frame[0, 0, 0]), float(m.sum())
+        (200, 0, 4.0)
+    """
+    h, w = image.shape[:2]
+    full = np.zeros((h, w), np.float32)
+    ys, xs = np.nonzero(crop_mask > 1e-3)
+    if not len(xs):
+        return full
+    inv = invert_affine(M)
+    corners = transform_points(
+        inv,
+        np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float64),
+    )
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return full
+    shift = np.array([[0, 0, x0], [0, 0, y0]], np.float64)
+    M_box = np.asarray(M, np.float64) + np.asarray(M, np.float64)[:, :2] @ shift[:, 2:3] * np.array([[0, 0, 1]])
+    mask = np.clip(warp_back(crop_mask.astype(np.float32), M_box, (y1 - y0, x1 - x0)), 0.0, 1.0)
+    mask[mask < 1e-3] = 0.0
+    back = warp_back(crop, M_box, (y1 - y0, x1 - x0)).astype(np.float32)
+    patch = image[y0:y1, x0:x1]
+    blended = patch.astype(np.float32) * (1 - mask[..., None]) + back * mask[..., None]
+    region = mask > 0
+    patch[region] = np.clip(blended[region] + 0.5, 0, 255).astype(np.uint8)
+    full[y0:y1, x0:x1] = mask
+    return full

@@ -1,0 +1,248 @@
+"""The target-analysis step: everything that depends on a target frame alone, in one typed value.
+
+Data flows one way: decode -> analyse the target frame (or read that analysis from the template cache)
+-> the engine makes the face -> compose -> encode. :class:`TargetAnalyzer` is the analysis step: faces
+(tracked and smoothed in a video), each face's alignment transform, the engine's target-only data (e.g.
+its 3DMM fit) and the compositor's (occlusion and person masks). Its output, one
+:class:`FrameAnalysis` per frame, is what a template cache stores; engines and the compositor read it and
+never recompute any of it. A still image is a one-frame video.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from saswap.face.alignment import transform_face, warp_face
+from saswap.face.types import Face
+
+__all__ = ["TargetFace", "FrameAnalysis", "TargetAnalyzer", "smooth_tracks"]
+
+_FACE_ARRAYS = ("box", "keypoints", "landmarks", "landmarks_68", "pose")
+
+
+@dataclass
+class TargetFace:
+    """One target face of a frame, analysed.
+
+    Attributes:
+        face: the face in frame coordinates (smoothed over time in a video).
+        transform: the frame -> crop similarity of the engine's alignment, shape (2, 3).
+        data: target-only arrays in crop coordinates: the engine's (:meth:`SwapEngine.analyze_target`) and
+            the compositor's (:meth:`Compositor.analyze_target`, e.g. ``occlusion`` and ``person``).
+    """
+
+    face: Face
+    transform: np.ndarray
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def crop_face(self) -> Face:
+        """The face in crop coordinates."""
+        return transform_face(self.face, self.transform)
+
+
+@dataclass
+class FrameAnalysis:
+    """Everything the swap needs from one target frame (the value a template cache stores per frame).
+
+    Attributes:
+        index: frame index in the video (0 for an image).
+        pts: presentation timestamp in the stream's time base (None for an image).
+        time: seconds from the start of the video.
+        faces: the analysed faces, largest first.
+        shot_cut: whether a shot cut precedes this frame (smoothing and fades restart there).
+    """
+
+    index: int
+    pts: int | None
+    time: float
+    faces: list[TargetFace]
+    shot_cut: bool = False
+
+    # -- serialisation ------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """A compact, self-describing record (JSON header + raw little-endian arrays, zlib-compressed).
+
+        Example:
+            >>> f = Face(np.zeros(4, np.float32), 0.9, np.zeros((5, 2), np.float32), np.zeros((478, 3), np.float32),
+            ...          np.zeros((68, 2), np.float32), np.zeros(3, np.float32), track_id=2)
+            >>> a = FrameAnalysis(7, 7000, 0.23, [TargetFace(f, np.eye(2, 3), {"occlusion": np.ones((4, 4), np.uint8)})])
+            >>> b = FrameAnalysis.from_bytes(a.to_bytes())
+            >>> b.index, b.pts, b.faces[0].face.track_id, int(b.faces[0].data["occlusion"].sum())
+            (7, 7000, 2, 16)
+        """
+        arrays: dict[str, np.ndarray] = {}
+        faces = []
+        for i, tf in enumerate(self.faces):
+            f = tf.face
+            for name in _FACE_ARRAYS:
+                arrays[f"{i}/face/{name}"] = np.asarray(getattr(f, name))
+            arrays[f"{i}/transform"] = np.asarray(tf.transform, np.float64)
+            for key, value in tf.data.items():
+                arrays[f"{i}/data/{key}"] = np.asarray(value)
+            faces.append({"score": float(f.score), "track_id": int(f.track_id), "data": sorted(tf.data)})
+        meta = {"index": self.index, "pts": self.pts, "time": self.time, "shot_cut": self.shot_cut, "faces": faces}
+        return zlib.compress(pack_arrays(meta, arrays), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FrameAnalysis:
+        meta, arrays = unpack_arrays(zlib.decompress(data))
+        faces = []
+        for i, fm in enumerate(meta["faces"]):
+            face = Face(
+                **{name: arrays[f"{i}/face/{name}"] for name in _FACE_ARRAYS},
+                score=fm["score"],
+                track_id=fm["track_id"],
+            )
+            data = {key: arrays[f"{i}/data/{key}"] for key in fm["data"]}
+            faces.append(TargetFace(face, arrays[f"{i}/transform"], data))
+        return cls(meta["index"], meta["pts"], meta["time"], faces, meta["shot_cut"])
+
+
+def pack_arrays(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """``meta`` (JSON) and named arrays in one buffer: u32 header length, JSON header, raw data.
+
+    Example:
+        >>> m, a = unpack_arrays(pack_arrays({"x": 1}, {"a": np.arange(3, dtype=np.int16)}))
+        >>> m["x"], a["a"].tolist()
+        (1, [0, 1, 2])
+    """
+    table = []
+    offset = 0
+    blobs = []
+    for name, arr in arrays.items():
+        arr = np.ascontiguousarray(arr)
+        dtype = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+        raw = arr.astype(dtype, copy=False).tobytes()
+        table.append([name, dtype.str, list(arr.shape), offset, len(raw)])
+        blobs.append(raw)
+        offset += len(raw)
+    header = json.dumps({"meta": meta, "arrays": table}, separators=(",", ":")).encode()
+    buf = io.BytesIO()
+    buf.write(len(header).to_bytes(4, "little"))
+    buf.write(header)
+    for raw in blobs:
+        buf.write(raw)
+    return buf.getvalue()
+
+
+def unpack_arrays(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Inverse of :func:`pack_arrays` (arrays are copies, writeable)."""
+    n = int.from_bytes(data[:4], "little")
+    header = json.loads(data[4 : 4 + n])
+    base = 4 + n
+    arrays = {}
+    for name, dtype, shape, offset, nbytes in header["arrays"]:
+        arrays[name] = (
+            np.frombuffer(data, dtype=np.dtype(dtype), count=int(np.prod(shape)), offset=base + offset)
+            .reshape(shape)
+            .copy()
+        )
+    return header["meta"], arrays
+
+
+class TargetAnalyzer:
+    """The analysis step: faces of a target frame and everything the engine and compositor need from them.
+
+    Args:
+        engine: the swap engine (its alignment and :meth:`analyze_target`).
+        compositor: the compose stage (its :meth:`analyze_target`).
+        analyzer: a :class:`~saswap.face.FaceAnalyzer`, or a callable returning one (loaded on first use,
+            so a swap from a template cache never loads face-analysis models).
+    """
+
+    def __init__(self, engine, compositor, analyzer) -> None:
+        self.engine = engine
+        self.compositor = compositor
+        self._analyzer = analyzer
+        self.calls = 0  # frames analysed by the face analyzer (tests count them)
+
+    @property
+    def analyzer(self):
+        if callable(self._analyzer) and not hasattr(self._analyzer, "backend"):
+            self._analyzer = self._analyzer()
+        return self._analyzer
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able settings that change the analysis (part of a template cache's key)."""
+        a = self.analyzer if hasattr(self._analyzer, "backend") else None
+        backend = getattr(a, "backend_name", "mediapipe") if a is not None else "mediapipe"
+        options = {}
+        if a is not None and hasattr(a.backend, "tiling"):
+            b = a.backend
+            options = {k: getattr(b, k) for k in ("min_score", "tiling", "small_face", "rotations", "refine")}
+        return {
+            "analyzer": backend,
+            "analyzer_options": options,
+            "engine": self.engine.config(),
+            "compositor": {k: v for k, v in self.compositor.config().items() if k in ("occlusion", "silhouette")},
+        }
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces of a frame, largest first (the face analyzer's only use)."""
+        self.calls += 1
+        return self.analyzer(image)
+
+    def describe(self, image: np.ndarray, face: Face) -> TargetFace:
+        """Alignment and target-only data for one face of a frame."""
+        M = self.engine.alignment(face)
+        crop = warp_face(image, M, self.engine.crop_size)
+        face_c = transform_face(face, M)
+        data = dict(self.engine.analyze_target(crop, face_c))
+        data.update(self.compositor.analyze_target(crop, face_c))
+        return TargetFace(face, M, data)
+
+    def __call__(
+        self, image: np.ndarray, faces: list[Face] | None = None, index: int = 0, pts: int | None = None, time: float = 0.0
+    ) -> FrameAnalysis:
+        """Analyse one frame (``faces`` given: describe those instead of detecting)."""
+        if faces is None:
+            faces = self.detect(image)
+        return FrameAnalysis(index, pts, time, [self.describe(image, f) for f in faces])
+
+
+def smooth_tracks(frames: list[list[Face]], fps: float, cuts: list[bool], **smoother_kwargs) -> list[list[Face]]:
+    """Zero-lag smoothing of every track: a One-Euro pass forward, then one backward over its result.
+
+    The whole template is known before any swap, so each track's landmarks, keypoints, box and pose are
+    filtered in both directions (the forward pass's lag is undone by the backward pass), which no live
+    tracker can do. Smoothing restarts at shot cuts and where a track was lost for a frame or more.
+
+    Args:
+        frames: per frame, its faces with ``track_id`` set (from :class:`~saswap.face.temporal.FaceTracker`
+            with ``smooth=False``).
+        fps: frame rate.
+        cuts: per frame, whether a shot cut precedes it.
+        **smoother_kwargs: for :class:`~saswap.face.temporal.FaceSmoother`.
+
+    Returns:
+        the same structure with smoothed faces.
+    """
+    from saswap.face.temporal import FaceSmoother
+
+    # runs: track id -> list of (frame, position) with no gap and no cut inside
+    runs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    last_seen: dict[int, int] = {}
+    run_no: dict[int, int] = {}
+    for t, faces in enumerate(frames):
+        for j, f in enumerate(faces):
+            tid = f.track_id
+            if tid not in last_seen or last_seen[tid] != t - 1 or cuts[t]:
+                run_no[tid] = run_no.get(tid, -1) + 1
+            last_seen[tid] = t
+            runs.setdefault((tid, run_no[tid]), []).append((t, j))
+    out = [list(faces) for faces in frames]
+    for members in runs.values():
+        forward = FaceSmoother(fps, **smoother_kwargs)
+        fwd = [forward(frames[t][j]) for t, j in members]
+        backward = FaceSmoother(fps, **smoother_kwargs)
+        both = [backward(f) for f in reversed(fwd)][::-1]
+        for (t, j), f in zip(members, both):
+            out[t][j] = replace(f, track_id=frames[t][j].track_id, score=frames[t][j].score)
+    return out
