@@ -1,0 +1,535 @@
+"""Streaming video I/O: probing, reading, atomic writing with timing, rotation, colour and audio kept."""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from av.video.reformatter import Interpolation
+from conftest import data_path
+
+from saswap.errors import InvalidVideoError
+from saswap.videoio import (
+    VIDEO_TAG_KEY,
+    VideoInfo,
+    VideoReader,
+    VideoWriter,
+    is_video_file,
+    probe_video,
+    read_video_tag,
+)
+from saswap.videoio import _coded_box  # the display -> coded box mapping under rotation
+
+REAL = ("videos", "liveportrait__d8.mp4")
+
+
+def _pattern(i: int, w: int, h: int) -> np.ndarray:
+    """A smooth frame with a moving square, so every frame differs and compresses realistically."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), np.full_like(xx, 90)], -1).astype(np.uint8)
+    s = max(4, min(w, h) // 4)
+    x0 = (i * 3) % max(1, w - s)
+    img[h // 4 : h // 4 + s, x0 : x0 + s] = (240, 30, 200)
+    return img
+
+
+def make_clip(
+    path: Path,
+    w: int = 64,
+    h: int = 48,
+    n: int = 10,
+    fps: int = 30,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    rotation: int = 0,
+    audio_seconds: float = 0.0,
+    video: bool = True,
+    options: dict[str, str] | None = None,
+    faststart: bool = False,
+) -> Path:
+    """Write a synthetic clip with PyAV; ``rotation`` is clockwise degrees, ``pts`` in ``time_base``."""
+    opts = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", options=opts) as c:
+        vs = None
+        if video:
+            vs = c.add_stream(codec, rate=fps)
+            vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+            fast = {"preset": "ultrafast"} if codec.startswith("libx26") else {}
+            vs.options = {**fast, **(options or {})}
+            if time_base is not None:
+                vs.time_base = time_base
+                vs.codec_context.time_base = time_base
+            if rotation:
+                vs.set_display_rotation(-rotation)
+        if audio_seconds:
+            aus = c.add_stream("aac", rate=44100)
+            aus.codec_context.layout = "mono"
+            t = np.arange(int(audio_seconds * 44100)) / 44100
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for k in range(0, len(samples), 1024):
+                frame = av.AudioFrame.from_ndarray(samples[None, k : k + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 44100, k
+                c.mux(aus.encode(frame))
+            c.mux(aus.encode(None))
+        if vs is not None:
+            for i in range(n if video else 0):
+                frame = av.VideoFrame.from_ndarray(_pattern(i, w, h), format="rgb24")
+                if pts is not None:
+                    frame.pts, frame.time_base = pts[i], time_base
+                c.mux(vs.encode(frame))
+            c.mux(vs.encode(None))
+    return path
+
+
+EXACT = Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT | Interpolation.ACCURATE_RND
+
+
+def decode_all(path: Path, limit: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """Coded-orientation RGB frames (swscale's exact conversion) and pts, decoded with plain PyAV."""
+    images, pts = [], []
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            if limit is not None and len(images) >= limit:
+                break
+            images.append(frame.reformat(format="rgb24", interpolation=EXACT).to_ndarray())
+            pts.append(frame.pts)
+    return images, pts
+
+
+def audio_packets(path: Path) -> list[av.Packet]:
+    with av.open(str(path)) as c:
+        return [p for p in c.demux(audio=0) if p.size]
+
+
+# ------------------------------------------------------------------------------------------ probing
+
+
+def test_probe_synthetic(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4", 64, 48, n=12, fps=24)
+    info = probe_video(clip)
+    assert isinstance(info, VideoInfo)
+    assert (info.width, info.height, info.fps, info.frame_count) == (64, 48, 24.0, 12)
+    assert info.duration == pytest.approx(0.5, abs=0.05)
+    assert (info.rotation, info.has_audio, info.audio_codec) == (0, False, None)
+    assert (info.codec, info.pix_fmt, info.bit_depth) == ("h264", "yuv420p", 8)
+    assert json.loads(json.dumps(info.to_dict()))["path"] == str(clip)
+
+
+def test_probe_real_clip():
+    info = probe_video(data_path(*REAL))
+    assert (info.width, info.height, info.fps, info.rotation) == (480, 480, 30.0, 0)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert info.frame_count == 275
+
+
+# ------------------------------------------------------------------------------------------ round trip
+
+
+@pytest.mark.parametrize("size", [(64, 48), (641, 479)])
+def test_round_trip_keeps_count_fps_size_duration(tmp_path, size):
+    w, h = size
+    clip = make_clip(tmp_path / "in.mkv", w, h, n=8, fps=25, codec="libvpx-vp9" if w % 2 else "libx264")
+    out = tmp_path / "out.mp4"
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:
+        for frame in reader:
+            assert frame.image.shape == (h, w, 3) and frame.image.flags.c_contiguous
+            writer.write(frame.image, frame)
+    assert writer.frames_written == 8
+    a, b = probe_video(clip), probe_video(out)
+    assert (b.width, b.height, b.fps, b.frame_count) == (w, h, 25.0, 8)
+    assert b.duration == pytest.approx(a.duration, abs=0.05)
+    images, _ = decode_all(out)
+    assert len(images) == 8 and images[0].shape == (h, w, 3)  # decoded size exactly the input size
+    if w % 2:
+        assert b.pix_fmt == "yuv444p"  # H.264 cannot code odd sizes in 4:2:0
+    src, _ = decode_all(clip)
+    assert np.abs(images[3].astype(int) - src[3]).mean() < 3
+
+
+def test_writer_without_like_and_tag(tmp_path):
+    out = tmp_path / "new.mp4"
+    tag = {"synthetic": True, "generator": "saswap"}
+    with VideoWriter(out, width=96, height=64, fps=29.97, metadata={VIDEO_TAG_KEY: json.dumps(tag)}) as writer:
+        for i in range(5):
+            writer.write(_pattern(i, 96, 64))
+    info = probe_video(out)
+    assert (info.width, info.height, info.frame_count) == (96, 64, 5)
+    assert info.fps == pytest.approx(29.97, abs=1e-3)
+    assert read_video_tag(out) == tag
+    with av.open(str(out)) as c:
+        assert c.metadata["comment"] == "saswap:" + json.dumps(tag)
+    images, _ = decode_all(out)
+    assert np.abs(images[2].astype(int) - _pattern(2, 96, 64)).mean() < 3  # colours kept (BT.709 both ways)
+
+
+def test_read_video_tag_mkv_and_none(tmp_path):
+    out = tmp_path / "tagged.mkv"
+    with VideoWriter(out, width=32, height=32, fps=10, metadata={VIDEO_TAG_KEY: '{"v": 1}'}) as writer:
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+    assert read_video_tag(out) == {"v": 1}  # Matroska upper-cases keys
+    assert read_video_tag(make_clip(tmp_path / "plain.mp4")) is None
+    with pytest.raises(InvalidVideoError, match="no such file"):
+        read_video_tag(tmp_path / "missing.mp4")
+
+
+def test_vfr_pts_kept(tmp_path):
+    tb = Fraction(1, 1000)
+    pts = [0, 33, 50, 120, 130, 200, 260, 270, 400, 433]
+    clip = make_clip(tmp_path / "vfr.mp4", pts=pts, time_base=tb, options={"bf": "0"})
+    _, got_in = decode_all(clip)
+    with av.open(str(clip)) as c:
+        in_tb = c.streams.video[0].time_base
+    assert [Fraction(p) * in_tb for p in got_in] == [Fraction(p) * tb for p in pts]  # the clip really is VFR
+    out = tmp_path / "out.mp4"
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:
+        times = []
+        for frame in reader:
+            times.append(frame.time)
+            writer.write(None, frame)
+    assert times == pytest.approx([p / 1000 for p in pts])
+    _, got = decode_all(out)
+    with av.open(str(out)) as c:
+        out_tb = c.streams.video[0].time_base
+    assert [Fraction(p) * out_tb for p in got] == [Fraction(p) * tb for p in pts]
+
+
+def test_exact_and_fast_rgb(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4", 96, 64, n=3)
+    with VideoReader(clip) as reader:
+        frame = next(reader)
+    raw = frame.raw
+    planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].astype(float) for p in raw.planes]
+    y = (planes[0] - 16) * 255 / 219
+    u, v = ((p.repeat(2, 0).repeat(2, 1) - 128) * 255 / 224 for p in planes[1:])
+    reference = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], -1)  # BT.601, limited
+    reference = np.clip(reference, 0, 255)  # chroma taken per 2x2 block here, interpolated by the reader
+    assert abs((frame.image - reference).mean()) < 0.2  # unbiased
+    with VideoReader(clip, exact_rgb=False) as reader:
+        fast = next(reader)
+    np.testing.assert_array_equal(fast.image, fast.raw.to_ndarray(format="rgb24"))  # PyAV's default conversion
+    assert (fast.image - reference).mean() < -0.5  # which is darker
+
+
+# ------------------------------------------------------------------------------------------ rotation
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_coded_box_matches_rot90(rotation):
+    rng = np.random.default_rng(rotation)
+    display = rng.integers(0, 255, (30, 50))
+    coded = np.rot90(display, k=rotation // 90)
+    x1, y1, x2, y2 = 7, 3, 41, 19
+    cx1, cy1, cx2, cy2 = _coded_box((x1, y1, x2, y2), rotation, 50, 30)
+    np.testing.assert_array_equal(coded[cy1:cy2, cx1:cx2], np.rot90(display[y1:y2, x1:x2], k=rotation // 90))
+
+
+def test_rotation_kept_and_box_in_display_coordinates(tmp_path):
+    clip = make_clip(tmp_path / "rot.mp4", 64, 48, n=6, rotation=90)
+    info = probe_video(clip)
+    assert (info.rotation, info.width, info.height) == (90, 48, 64)
+    coded, _ = decode_all(clip)
+    out = tmp_path / "out.mp4"
+    box = (10, 20, 30, 44)  # x1, y1, x2, y2 in the upright (48 wide, 64 high) picture
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader, crf=0) as writer:
+        for frame in reader:
+            assert frame.image.shape == (64, 48, 3)
+            np.testing.assert_array_equal(frame.image, np.rot90(coded[frame.index], k=-1))  # upright
+            image = frame.image.copy()
+            image[20:44, 10:30] = (0, 255, 0)
+            writer.write(image, frame, box=box) if frame.index else writer.write(None, frame)
+    got = probe_video(out)
+    assert (got.rotation, got.width, got.height, got.frame_count) == (90, 48, 64, 6)
+    with VideoReader(out) as reader:
+        frames = list(reader)
+    upright_in = np.rot90(coded[2], k=-1).astype(int)
+    changed = frames[2].image.astype(int)
+    outside = np.ones((64, 48), bool)
+    outside[18:46, 8:32] = False  # the box widened by 2 px (chroma upsampling reaches 1 px beyond it)
+    assert np.abs(changed - upright_in)[outside].max() <= 1
+    assert np.abs(changed[22:42, 12:28] - (0, 255, 0)).max() <= 3
+    np.testing.assert_array_equal(frames[0].image, np.rot90(coded[0], k=-1))  # pass-through, lossless
+
+
+def test_webm_reencodes_audio_to_opus(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", n=15, audio_seconds=0.5)
+    out = tmp_path / "out.webm"
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:  # VP9 + Opus: AAC cannot go in WebM
+        for frame in reader:
+            writer.write(frame.image, frame)
+    info = probe_video(out)
+    assert (info.codec, info.audio_codec, info.frame_count) == ("vp9", "opus", 15)
+    with pytest.raises(InvalidVideoError, match="WebM holds only VP8, VP9 or AV1"):
+        VideoWriter(tmp_path / "x.webm", width=32, height=32, fps=10, codec="libx264")
+
+
+# ------------------------------------------------------------------------------------------ pass-through
+
+
+def test_passthrough_crf0_bit_exact_and_box(tmp_path):
+    src = data_path(*REAL)
+    out = tmp_path / "pass.mp4"
+    box = (201, 151, 331, 297)  # odd coordinates on purpose
+    with VideoReader(src, end=20 / 30) as reader, VideoWriter(out, like=reader, crf=0, audio=False) as writer:
+        inputs = []
+        for frame in reader:
+            inputs.append(frame.image)
+            if frame.index % 3 == 0:
+                writer.write(None, frame)
+            elif frame.index % 3 == 1:  # unchanged box: a YUV -> RGB -> YUV round trip of the box only
+                writer.write(frame.image, frame, box=box)
+            else:
+                image = frame.image.copy()
+                image[151:297, 201:331] = 255 - image[151:297, 201:331]
+                writer.write(image, frame, box=box)
+    assert len(inputs) == 20
+    with VideoReader(out) as reader:
+        outputs = [f.image.astype(int) for f in reader]
+    assert len(outputs) == 20
+    outside = np.ones((480, 480), bool)
+    outside[148:300, 198:334] = False
+    for i, (a, b) in enumerate(zip(inputs, outputs)):
+        diff = np.abs(b - a)
+        if i % 3 == 0:
+            assert diff.max() == 0  # lossless and no RGB round trip at all
+        else:
+            assert diff[outside].max() <= 1
+        if i % 3 == 1:
+            assert diff[151:297, 201:331].max() <= 3 and diff[151:297, 201:331].mean() < 0.2
+        if i % 3 == 2:
+            assert np.abs(b[155:293, 205:327] - (255 - a[155:293, 205:327])).mean() < 2
+
+
+def test_box_with_mask_changes_only_masked_pixels(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", 96, 64, n=3)
+    out = tmp_path / "out.mp4"
+    mask = np.zeros((64, 96), np.uint8)
+    mask[20:30, 40:50] = 1  # even-aligned, so no chroma sample is shared with unmasked pixels
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader, crf=0) as writer:
+        inputs = []
+        for frame in reader:
+            inputs.append(frame.image)
+            writer.write(np.zeros_like(frame.image), frame, box=(10, 10, 80, 50), mask=mask)
+        with pytest.raises(InvalidVideoError, match=r"mask must have shape \(64, 96\)"):
+            writer.write(frame.image, frame, box=(10, 10, 80, 50), mask=mask[:10])
+    with VideoReader(out) as reader:
+        outputs = [f.image.astype(int) for f in reader]
+    assert len(outputs) == 3
+    keep = np.ones((64, 96), bool)
+    keep[18:32, 38:52] = False  # the mask and a 2-pixel ring (chroma interpolation)
+    for a, b in zip(inputs, outputs):
+        assert np.abs(b - a)[keep].max() <= 1  # black image inside the box, but unmasked: unchanged
+        assert b[22:28, 42:48].max() <= 3  # masked: black
+
+
+def test_high_bit_depth_and_444_input_written_as_8bit_420(tmp_path):
+    for pix_fmt, depth in (("yuv420p10le", 10), ("yuv444p", 8)):
+        clip = make_clip(tmp_path / f"{pix_fmt}.mkv", 64, 48, n=4, pix_fmt=pix_fmt)
+        info = probe_video(clip)
+        assert (info.pix_fmt, info.bit_depth) == (pix_fmt, depth)
+        out = tmp_path / f"{pix_fmt}-out.mp4"
+        with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:
+            for frame in reader:
+                assert frame.image.dtype == np.uint8 and frame.image.shape == (48, 64, 3)
+                assert np.abs(frame.image.astype(int) - _pattern(frame.index, 64, 48)).mean() < 3
+                writer.write(None if frame.index % 2 else frame.image, frame)
+        got = probe_video(out)
+        assert (got.pix_fmt, got.bit_depth, got.frame_count) == ("yuv420p", 8, 4)
+        images, _ = decode_all(out)
+        assert np.abs(images[1].astype(int) - _pattern(1, 64, 48)).mean() < 4
+
+
+# ------------------------------------------------------------------------------------------ audio
+
+
+def test_audio_copied_without_reencoding(tmp_path):
+    clip = make_clip(tmp_path / "av.mp4", n=30, audio_seconds=1.0)
+    out = tmp_path / "out.mp4"
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:
+        for frame in reader:
+            writer.write(frame.image, frame)
+    info = probe_video(out)
+    assert info.has_audio and info.audio_codec == "aac"
+    a, b = audio_packets(clip), audio_packets(out)
+    assert abs(len(a) - len(b)) <= 1 and len(b) >= 40
+    assert [bytes(p) for p in a[:5]] == [bytes(p) for p in b[:5]]  # the very same AAC packets
+
+
+def test_audio_and_video_trimmed(tmp_path):
+    clip = make_clip(tmp_path / "av.mp4", n=90, audio_seconds=3.0)
+    out = tmp_path / "cut.mp4"
+    with VideoReader(clip, start=1.0, end=2.0) as reader, VideoWriter(out, like=reader) as writer:
+        times = []
+        for frame in reader:
+            times.append(frame.time)
+            writer.write(None, frame)
+    assert len(times) == 30 and times[0] == pytest.approx(1.0) and times[-1] < 2.0
+    _, pts = decode_all(out)
+    assert pts[0] == 0 and len(pts) == 30
+    packets = audio_packets(out)
+    with av.open(str(out)) as c:
+        atb = c.streams.audio[0].time_base
+    starts = [float(p.pts * atb) for p in packets]
+    assert 0 <= min(starts) < 0.03 and max(starts) < 1.0
+    assert 40 <= len(packets) <= 45  # one second of 1024-sample AAC packets at 44.1 kHz
+    src = {bytes(p) for p in audio_packets(clip)}
+    assert all(bytes(p) in src for p in packets)  # copied, not re-encoded
+
+
+def test_real_clip_first_frames_with_audio(tmp_path):
+    src = data_path(*REAL)
+    out = tmp_path / "out.mp4"
+    with VideoReader(src, end=20 / 30) as reader, VideoWriter(out, like=reader) as writer:
+        for frame in reader:
+            writer.write(frame.image, frame)
+    info = probe_video(out)
+    assert (info.width, info.height, info.fps, info.frame_count) == (480, 480, 30.0, 20)
+    assert info.audio_codec == "aac"
+    assert 25 <= len(audio_packets(out)) <= 31  # 2/3 s of 1024-sample packets at 44.1 kHz
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(InvalidVideoError, match=r"missing\.mp4: no such file"):
+        probe_video(tmp_path / "missing.mp4")
+    with pytest.raises(InvalidVideoError, match="is a folder"):
+        probe_video(tmp_path)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(InvalidVideoError, match=r"empty\.mp4: the file is empty"):
+        VideoReader(tmp_path / "empty.mp4")
+    (tmp_path / "text.mp4").write_text("not a video at all\n" * 20)
+    with pytest.raises(InvalidVideoError, match=r"text\.mp4: not a video file"):
+        probe_video(tmp_path / "text.mp4")
+    audio_only = make_clip(tmp_path / "audio.mp4", video=False, audio_seconds=0.5)
+    with pytest.raises(InvalidVideoError, match=r"audio\.mp4: no video stream \(audio only\)"):
+        probe_video(audio_only)
+    zero = make_clip(tmp_path / "zero.mkv", n=0, audio_seconds=0.5)  # a video stream without frames
+    with pytest.raises(InvalidVideoError, match=r"zero\.mkv: .*zero frames"):
+        probe_video(zero)
+    from PIL import Image
+
+    Image.fromarray(_pattern(0, 32, 32)).save(tmp_path / "still.png")
+    os.replace(tmp_path / "still.png", tmp_path / "still.mp4")
+    with pytest.raises(InvalidVideoError, match=r"still\.mp4: is an image file"):
+        probe_video(tmp_path / "still.mp4")
+
+
+def test_bad_ranges(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4")
+    with pytest.raises(InvalidVideoError, match="must be before end"):
+        VideoReader(clip, start=0.2, end=0.1)
+    with pytest.raises(ValueError, match=">= 0"):
+        VideoReader(clip, start=-1.0)
+    with pytest.raises(InvalidVideoError, match="past the end"):
+        VideoReader(clip, start=5.0)
+
+
+def test_truncated_with_index_at_front_decodes_up_to_the_cut(tmp_path, caplog):
+    clip = make_clip(tmp_path / "full.mp4", 160, 120, n=60, faststart=True)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with VideoReader(cut) as reader:
+        n = sum(1 for _ in reader)
+    assert 5 <= n < 60
+
+
+def test_corrupt_data_mid_file_stops_with_a_warning(tmp_path, caplog):
+    clip = make_clip(tmp_path / "full.mp4", 160, 120, n=60, faststart=True)
+    data = bytearray(clip.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 4000] = np.random.default_rng(0).integers(0, 255, 4000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="saswap.videoio"), VideoReader(bad) as reader:
+        n = sum(1 for _ in reader)
+    assert 5 <= n < 60
+    assert "bad.mp4: decoding stopped after" in caplog.text
+
+
+def test_truncated_real_clip_is_a_clear_error(tmp_path):
+    data = data_path(*REAL).read_bytes()  # its index (moov) is at the end: half a file has none
+    cut = tmp_path / "half.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidVideoError, match=r"half\.mp4: truncated or corrupt"):
+        probe_video(cut)
+
+
+def test_writer_errors_name_the_file(tmp_path, monkeypatch):
+    with pytest.raises(InvalidVideoError, match=r"out\.avi: unsupported video format .*\.mp4"):
+        VideoWriter(tmp_path / "out.avi", width=32, height=32, fps=10)
+    with pytest.raises(InvalidVideoError, match=r"out\.mp4: unknown or unavailable video encoder 'nope'.*libx264"):
+        VideoWriter(tmp_path / "out.mp4", width=32, height=32, fps=10, codec="nope")
+    with pytest.raises(InvalidVideoError, match="does not exist"):
+        VideoWriter(tmp_path / "no" / "out.mp4", width=32, height=32, fps=10)
+    with VideoWriter(tmp_path / "out.mp4", width=32, height=32, fps=10) as writer:
+        with pytest.raises(InvalidVideoError, match=r"out\.mp4: expected an RGB uint8 image of shape \(32, 32, 3\)"):
+            writer.write(np.zeros((32, 32, 3), np.float32))
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(InvalidVideoError, match="no frame was written"):
+        VideoWriter(tmp_path / "empty.mp4", width=32, height=32, fps=10).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+    import saswap.videoio as videoio
+
+    def refuse(folder, name):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(videoio, "_create_temporary", refuse)
+    with pytest.raises(InvalidVideoError, match=r"denied\.mp4: cannot write to .*Permission denied"):
+        VideoWriter(tmp_path / "denied.mp4", width=32, height=32, fps=10)
+
+
+def test_unwritable_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write into read-only folders (root)")
+        with pytest.raises(InvalidVideoError, match=r"out\.mp4: cannot write to"):
+            VideoWriter(folder / "out.mp4", width=32, height=32, fps=10)
+    finally:
+        folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_exception_inside_with_leaves_no_file(tmp_path, error):
+    clip = make_clip(tmp_path / "in.mp4", audio_seconds=0.4)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(error):
+        with VideoReader(clip) as reader, VideoWriter(folder / "out.mp4", like=reader) as writer:
+            for frame in reader:
+                writer.write(frame.image, frame)
+                if frame.index == 5:
+                    raise error()
+    assert list(folder.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------ detection
+
+
+def test_is_video_file(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4")
+    assert is_video_file(clip)
+    renamed = tmp_path / "a.bin"
+    renamed.write_bytes(clip.read_bytes())
+    assert is_video_file(renamed)
+    from PIL import Image
+
+    Image.fromarray(_pattern(0, 32, 32)).save(tmp_path / "p.png")
+    os.replace(tmp_path / "p.png", tmp_path / "p.mp4")
+    assert not is_video_file(tmp_path / "p.mp4")
+    (tmp_path / "t.mp4").write_text("hello")
+    assert not is_video_file(tmp_path / "t.mp4")
+    assert not is_video_file(tmp_path / "missing.mp4")
+    assert not is_video_file(make_clip(tmp_path / "sound.mp4", video=False, audio_seconds=0.3))
