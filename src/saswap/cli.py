@@ -121,12 +121,82 @@ def _check_output(path: str) -> Path:
     return out
 
 
+_VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv", ".webm")
+
+
+def _is_video(arg: str) -> bool:
+    if arg.startswith("sample:"):
+        return False
+    from saswap.videoio import is_video_file
+
+    path = Path(arg)
+    return path.is_file() and is_video_file(path)
+
+
+def _cmd_swap_video(args: argparse.Namespace) -> int:
+    from saswap.pipelines.image import SaSwapPipeline
+    from saswap.videoio import probe_video
+
+    out = Path(args.output)
+    if out.suffix.lower() not in _VIDEO_OUTPUTS:
+        raise SaSwapError(f"{out}: the target is a video; give a video output ({', '.join(_VIDEO_OUTPUTS)})")
+    if out.exists() and out.is_dir():
+        raise SaSwapError(f"{out}: is a folder; give a file name")
+    if out.exists() and out.resolve() == Path(args.target).resolve():
+        raise SaSwapError(f"{out}: is the target video itself; give another output file")
+    probe_video(args.target)  # bad input is reported before any model loads
+    with _output_folder(out):
+        pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+        source = _pipeline_input(args.source)
+        reference = _pipeline_input(args.reference) if args.reference else None
+        prepared, _ = pipe.prepare_source(source)
+        result = pipe.swap_video(
+            prepared, args.target, out, shape_strength=args.shape_strength, face_index=args.face_index,
+            all_faces=args.all_faces, reference=reference, enhance=args.enhance, cache=not args.no_cache,
+            cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec, crf=args.crf,
+            preset=args.preset, progress=not args.quiet, workers=args.workers,
+        )  # fmt: skip
+    t = result.timings
+    hit = "template cache hit" if result.cache_hit else f"template analysed in {t['precompute']:.1f} s"
+    print(
+        f"{out}: {result.frames} frames, face swapped in {result.frames_swapped}, {t['total']:.1f} s "
+        f"({result.fps:.1f} frames/s; {hit})"
+    )
+    if args.verbose:
+        print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
+    return 0
+
+
+def _cmd_precompute(args: argparse.Namespace) -> int:
+    from saswap.pipelines.image import SaSwapPipeline
+    from saswap.videoio import probe_video
+
+    info = probe_video(args.template)
+    pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+    opened, existed = pipe.precompute(args.template, args.cache_dir, progress=not args.quiet, force=args.force)
+    size = opened.path.stat().st_size
+    minutes = max(info.duration / 60.0, 1e-9)
+    state = "already cached" if existed else "cached"
+    print(
+        f"{args.template}: {state} in {opened.path} ({len(opened)} frames, {size / 1e6:.1f} MB, "
+        f"{size / 1e6 / minutes:.0f} MB per minute)"
+    )
+    return 0
+
+
 def _cmd_swap(args: argparse.Namespace) -> int:
     from saswap.pipelines.image import SaSwapPipeline
     from saswap.provenance import make_tag, save_tagged
 
     if not 0.0 <= args.shape_strength <= 1.0:
         raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
+    if _is_video(args.target):
+        return _cmd_swap_video(args)
+    if Path(args.output).suffix.lower() in _VIDEO_OUTPUTS:
+        from saswap.videoio import probe_video
+
+        probe_video(args.target)  # names what is wrong with the target (a broken or audio-only file)
+        raise SaSwapError(f"{args.target}: not a video; a video output needs a video target")
     out = _check_output(args.output)
     with _output_folder(out):
         source = _pipeline_input(args.source)
@@ -204,7 +274,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from saswap.provenance import read_tag
 
-    tag = read_tag(args.file)
+    if _is_video(args.file):
+        from saswap.videoio import read_video_tag
+
+        tag = read_video_tag(args.file)
+    else:
+        tag = read_tag(args.file)
     if args.json:
         print(json.dumps({"file": str(args.file), "saswap": tag}))
     elif tag is None:
@@ -247,7 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
     group.add_argument("--reference", help="swap the target face most like the face in this photo")
     p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
+    v.add_argument("--crf", type=int, default=18, help="encoder quality (x264/x265: 0 lossless, 18 default, 51 worst)")
+    v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")
+    v.add_argument("--codec", default="libx264", help="video encoder (default libx264: H.264 mp4)")
+    v.add_argument("--start", type=float, help="start of the span to swap, seconds")
+    v.add_argument("--end", type=float, help="end of the span to swap, seconds")
+    v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
+    v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
+    v.add_argument("--workers", type=int, default=2, help="threads making frames (default 2; results do not change)")
+    v.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_swap)
+
+    p = sub.add_parser("precompute", help="analyse a template video once into its template cache")
+    p.add_argument("template", help="the template video")
+    p.add_argument("--cache-dir", help="cache folder (default: $SASWAP_CACHE or the user cache folder)")
+    p.add_argument("--engine", default="saswap-geometric", help="the engine the cache is for (its alignment)")
+    p.add_argument("--weights", help="local model folder (overrides --engine)")
+    p.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_precompute)
 
     p = sub.add_parser("demo", help="swap faces between photos shipped in installed packages")
     p.add_argument("--output", "-o", default="saswap-demo", help="folder for the results (default: saswap-demo)")
@@ -271,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the inference path")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("inspect", help="report whether an image carries saswap's synthetic-content tag")
+    p = sub.add_parser("inspect", help="report whether an image or video carries saswap's synthetic-content tag")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_inspect)

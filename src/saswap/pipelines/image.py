@@ -304,6 +304,78 @@ class SaSwapPipeline:
                 timings["paste"] = timings.get("paste", 0.0) + te - tp
         return masks
 
+    # -- video ----------------------------------------------------------------------------------
+    def precompute(
+        self, template: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, progress: bool = True,
+        force: bool = False,
+    ):  # fmt: skip
+        """Analyse a template video once into its template cache (see :mod:`saswap.pipelines.cache`).
+
+        Returns:
+            (the opened :class:`~saswap.pipelines.cache.TemplateCache`, whether a valid one already existed).
+        """
+        from saswap.pipelines.video import precompute_template
+
+        return precompute_template(self, template, cache_dir, progress=progress, force=force)
+
+    def swap_video(
+        self,
+        source: ImageInput | SourceFace,
+        template: str | os.PathLike,
+        output: str | os.PathLike,
+        *,
+        shape_strength: float = 1.0,
+        face_index: int | None = None,
+        all_faces: bool = False,
+        reference: ImageInput | None = None,
+        enhance: str | None = None,
+        cache: bool = True,
+        cache_dir: str | os.PathLike | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        codec: str = "libx264",
+        crf: int | None = 18,
+        preset: str | None = "veryfast",
+        fade_frames: int = 5,
+        progress: bool = True,
+        workers: int = 2,
+    ):
+        """Swap the source's face into a template video, streamed frame by frame.
+
+        The template's analysis comes from its template cache, built on first use (``cache=False``: in a
+        temporary folder, removed afterwards). The chosen person is tracked through the video: by default
+        the largest face of each shot, or the ``face_index``-th largest, every face, or the person most like
+        ``reference``. Frames where that face is lost pass through unchanged, and the swap fades out and in
+        over ``fade_frames`` frames there (not at shot cuts). Resolution, frame rate, timestamps, rotation
+        and audio (copied) are kept; the output carries the synthetic-media tag.
+
+        Args:
+            source: the source photo (path, PIL image, array) or a prepared :class:`SourceFace`.
+            template: the template video file.
+            output: the output video file (.mp4 by default; written atomically).
+            shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
+            face_index, all_faces, reference: which faces to swap (one of them).
+            enhance: face enhancer name or path (off by default).
+            cache: use (and build) the persistent template cache.
+            cache_dir: its folder (default: ``$SASWAP_CACHE`` or the platform's cache folder).
+            start, end: trim the template to this span, in seconds.
+            codec, crf, preset: the video encoder and its quality settings.
+            fade_frames: length of the fades where a face is lost or found within a shot.
+            progress: show a progress bar (frames per second, ETA).
+            workers: threads making frames beside decoding and encoding (results do not depend on it).
+
+        Returns:
+            :class:`~saswap.pipelines.video.SaSwapVideoOutput`.
+        """
+        from saswap.pipelines.video import swap_video
+
+        return swap_video(
+            self, source, template, output, shape_strength=shape_strength, face_index=face_index,
+            all_faces=all_faces, reference=reference, enhance=enhance, cache=cache, cache_dir=cache_dir,
+            start=start, end=end, codec=codec, crf=crf, preset=preset, fade_frames=fade_frames, progress=progress,
+            workers=workers,
+        )  # fmt: skip
+
     def _get_enhancer(self, name: str):
         if name not in self._enhancers:
             from saswap.enhance import FaceEnhancer

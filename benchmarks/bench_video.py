@@ -1,0 +1,222 @@
+"""Video benchmark: speed of the whole `saswap swap` command against the decode + encode floor, with and
+without the template cache, peak memory against video length, and temporal stability.
+
+    python benchmarks/bench_video.py                      # speed + memory on liveportrait__s32.mp4 looped to ~30 s
+    python benchmarks/bench_video.py --stability          # + stability on the talking heads (sampled frames)
+
+Figures go to benchmarks/outputs/video/summary.json; copy them into RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SASWAP_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+
+def loop_video(src: Path, dst: Path, times: int) -> float:
+    """Write ``src`` played ``times`` times in a row (video re-encoded losslessly-ish, audio dropped); returns seconds."""
+    import av
+
+    with av.open(str(src)) as inp:
+        stream = inp.streams.video[0]
+        frames = [f.to_ndarray(format="yuv420p") for f in inp.decode(stream)]
+        fps = stream.average_rate
+        w, h = stream.codec_context.width, stream.codec_context.height
+    with av.open(str(dst), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": "16", "preset": "veryfast"}
+        for _ in range(times):
+            for arr in frames:
+                for packet in vs.encode(av.VideoFrame.from_ndarray(arr, format="yuv420p")):
+                    out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+    return len(frames) * times / float(fps)
+
+
+def floor(path: Path, preset: str) -> float:
+    """Wall time of a plain PyAV decode (to RGB) + libx264 encode of the whole video."""
+    import av
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, av.open(str(path)) as inp:
+        stream = inp.streams.video[0]
+        stream.thread_type = "AUTO"
+        with av.open(str(Path(tmp) / "floor.mp4"), "w") as out:
+            vs = out.add_stream("libx264", rate=stream.average_rate)
+            vs.width, vs.height, vs.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+            vs.options = {"crf": "18", "preset": preset}
+            vs.thread_type = "AUTO"
+            for frame in inp.decode(stream):
+                rgb = frame.to_ndarray(format="rgb24")
+                for packet in vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    out.mux(packet)
+            for packet in vs.encode():
+                out.mux(packet)
+    return time.perf_counter() - t0
+
+
+def run(cmd: list[str]) -> tuple[float, float, str]:
+    """Run a command; (wall seconds, peak resident memory in MB (VmHWM, polled), its output)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0.0]
+
+    def poll() -> None:
+        while proc.poll() is None:
+            try:
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]) / 1024.0)
+            except OSError:
+                pass
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    out, _ = proc.communicate()
+    watcher.join()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
+    return wall, peak[0], out
+
+
+def speed(args, out_dir: Path) -> dict:
+    src = DATA / "videos" / "liveportrait__s32.mp4"
+    source = DATA / "images" / args.source
+    clip = out_dir / "s32_loop.mp4"
+    duration = loop_video(src, clip, args.loops)
+    saswap = [sys.executable, "-m", "saswap", "-v"]
+    cache_dir = out_dir / "cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    res: dict = {"clip": f"{src.name} x{args.loops}", "duration_s": round(duration, 2)}
+    for preset in ("ultrafast", "veryfast"):
+        res[f"floor_{preset}"] = round(floor(clip, preset) / duration, 3)
+    common = ["swap", "-s", str(source), "-t", str(clip), "--quiet"]
+    wall, peak, out = run(saswap + common + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"])
+    res["no_cache"] = {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": out.strip().splitlines()[-2:]}
+    wall, peak, out = run(saswap + ["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"])
+    res["precompute"] = {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": out.strip().splitlines()[-1:]}
+    size = sum(p.stat().st_size for p in cache_dir.glob("*.stc"))
+    res["cache_mb_per_minute_720p"] = round(size / 1e6 / (duration / 60.0), 1)
+    wall, peak, out = run(saswap + common + ["-o", str(out_dir / "cached.mp4"), "--cache-dir", str(cache_dir)])
+    res["cached"] = {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": out.strip().splitlines()[-2:]}
+    res["cached_over_floor_veryfast"] = round(res["cached"]["ratio"] / res["floor_veryfast"], 2)
+    if args.memory:
+        short = out_dir / "s32_once.mp4"
+        loop_video(src, short, 1)
+        long_ = out_dir / "s32_x10.mp4"
+        loop_video(src, long_, 10)
+        for name, clip_ in (("x1", short), ("x10", long_)):
+            run(saswap + ["precompute", str(clip_), "--cache-dir", str(cache_dir), "--quiet"])
+            _, peak, _ = run(saswap + ["swap", "-s", str(source), "-t", str(clip_), "--quiet", "-o", str(out_dir / f"mem_{name}.mp4"), "--cache-dir", str(cache_dir)])
+            res[f"peak_mb_{name}"] = round(peak)
+    return res
+
+
+TALKING_HEADS = [
+    "liveportrait__d0.mp4", "liveportrait__d5.mp4", "liveportrait__d6.mp4", "liveportrait__d7.mp4",
+    "liveportrait__d8.mp4", "liveportrait__d9.mp4", "liveportrait__d10.mp4", "liveportrait__d11.mp4",
+    "liveportrait__d12.mp4", "liveportrait__d14.mp4", "liveportrait__d18.mp4", "liveportrait__d19.mp4",
+    "video-retalking__1.mp4", "video-retalking__2.mp4", "video-retalking__3.mp4", "video-retalking__4.mp4",
+    "sadtalker__WDA_AlexandriaOcasioCortez_000.mp4", "liveportrait__s32.mp4",
+]  # fmt: skip
+
+
+def stability(args, out_dir: Path) -> dict:
+    """Swap the first ``--seconds`` of each talking head and measure it against its template."""
+    import av
+
+    from saswap import SaSwapPipeline
+    from saswap.eval.video_stability import measure_video_stability
+    from saswap.face.identity import DlibEmbedder
+    from saswap.io import load_image
+    from saswap.videoio import VideoReader, VideoWriter
+
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    src_img = load_image(DATA / "images" / args.source)
+    prepared, src_face = pipe.prepare_source(src_img)
+    judge = DlibEmbedder()
+
+    def frames_of(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as c:
+            return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+    rows = {}
+    for name in args.clips or TALKING_HEADS:
+        clip = out_dir / f"seg_{name}"
+        with VideoReader(DATA / "videos" / name, end=args.seconds) as reader, VideoWriter(clip, like=reader, crf=10) as w:
+            for frame in reader:
+                w.write(None, frame)
+        out = out_dir / f"swapped_{name}"
+        result = pipe.swap_video(prepared, clip, out, cache_dir=out_dir / "stability_cache", progress=False)
+        template, output = frames_of(clip), frames_of(out)
+        sampled = list(range(0, len(template), args.every))
+        stills = {}
+        for i in sampled:
+            try:
+                stills[i] = pipe(prepared, template[i]).image
+            except Exception:  # noqa: BLE001 - no face in that frame: not sampled
+                pass
+        m = measure_video_stability(template, output, pipe.analyzer, judge, (src_img, src_face), stills)
+        rows[name] = {**m.to_dict(), "fps": round(result.fps, 2)}
+        print(name, json.dumps(rows[name]), flush=True)
+    vals = list(rows.values())
+    summary = {
+        "clips": len(vals),
+        "seconds_per_clip": args.seconds,
+        "jitter_ratio_max": max(v["jitter_ratio"] for v in vals),
+        "jitter_ratio_median": float(np.median([v["jitter_ratio"] for v in vals])),
+        "tone_ratio_max": max(v["tone_ratio"] for v in vals),
+        "tone_ratio_median": float(np.median([v["tone_ratio"] for v in vals])),
+        "found_min": min(v["found"] for v in vals),
+        "closer_video": sum(v["closer_video"] for v in vals),
+        "closer_images": sum(v["closer_images"] for v in vals),
+        "sampled": sum(v["sampled"] for v in vals),
+    }
+    return {"summary": summary, "clips": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "outputs" / "video"))
+    parser.add_argument("--source", default="sberswap__beckham.jpg")
+    parser.add_argument("--loops", type=int, default=5, help="times the 6-s clip is looped (5: 30 s)")
+    parser.add_argument("--memory", action="store_true", help="also peak memory of the clip x1 against x10")
+    parser.add_argument("--stability", action="store_true", help="temporal stability on the talking heads")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed runs")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds of each talking head (stability)")
+    parser.add_argument("--every", type=int, default=10, help="sample every N-th frame for identity (stability)")
+    parser.add_argument("--clips", nargs="*", help="talking heads to measure (default: all)")
+    args = parser.parse_args()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    if not args.no_speed:
+        summary["speed"] = speed(args, out_dir)
+    if args.stability:
+        summary["stability"] = stability(args, out_dir)
+    name = "summary.json" if not args.no_speed else "summary_stability.json"
+    (out_dir / name).write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,159 @@
+"""Temporal stability of a swapped video against its template, measured from the pixels alone.
+
+The output and the template are analysed frame by frame with the same face analyzer (no smoothing):
+
+- landmark jitter: :func:`~saswap.eval.stability.landmark_jitter` of the 68-point landmarks over runs of
+  frames where a face is found, divided by the eye distance; the output's over the template's;
+- tone flicker: the mean CIELAB colour of the face's skin, its frame-to-frame change (ΔE76); the
+  output's mean change over the template's;
+- the share of frames where a face is found in the output;
+- identity: in sampled frames, whether the output face is closer to the source than to the template's
+  face (an independent judge, dlib), against the same frames swapped one by one as images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from saswap.eval.stability import landmark_jitter
+from saswap.face.masks import face_region_masks
+from saswap.face.types import Face
+
+__all__ = ["VideoStability", "measure_video_stability", "face_track"]
+
+
+@dataclass
+class VideoStability:
+    """Stability figures of one swapped video (see the module docstring)."""
+
+    frames: int
+    found: float
+    jitter_template: float
+    jitter_output: float
+    tone_change_template: float
+    tone_change_output: float
+    closer_video: int = 0
+    closer_images: int = 0
+    sampled: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def jitter_ratio(self) -> float:
+        return self.jitter_output / max(self.jitter_template, 1e-9)
+
+    @property
+    def tone_ratio(self) -> float:
+        return self.tone_change_output / max(self.tone_change_template, 1e-9)
+
+    def to_dict(self) -> dict:
+        return {
+            "frames": self.frames, "found": round(self.found, 4),
+            "jitter_template": round(self.jitter_template, 5), "jitter_output": round(self.jitter_output, 5),
+            "jitter_ratio": round(self.jitter_ratio, 3),
+            "tone_change_template": round(self.tone_change_template, 3),
+            "tone_change_output": round(self.tone_change_output, 3), "tone_ratio": round(self.tone_ratio, 3),
+            "sampled": self.sampled, "closer_video": self.closer_video, "closer_images": self.closer_images,
+        }  # fmt: skip
+
+
+def _main_face(faces: list[Face], previous: Face | None) -> Face | None:
+    if not faces:
+        return None
+    if previous is None:
+        return faces[0]
+    centre = (previous.box[:2] + previous.box[2:]) / 2
+    return min(faces, key=lambda f: np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - centre))
+
+
+def face_track(frames: list[np.ndarray], analyzer) -> list[Face | None]:
+    """The main face of every frame (the largest in the first, then the nearest to the last one seen)."""
+    track: list[Face | None] = []
+    last = None
+    for image in frames:
+        face = _main_face(analyzer(image), last)
+        track.append(face)
+        last = face if face is not None else last
+    return track
+
+
+def _jitter(track: list[Face | None]) -> float:
+    runs, current = [], []
+    for f in track + [None]:
+        if f is None:
+            if len(current) >= 3:
+                runs.append(current)
+            current = []
+        else:
+            current.append(f)
+    values, weights = [], []
+    for run in runs:
+        pts = np.stack([f.landmarks_68 for f in run])
+        scale = np.array([max(f.eye_distance, 1.0) for f in run])
+        values.append(landmark_jitter(pts, scale))
+        weights.append(len(run) - 2)
+    return float(np.average(values, weights=weights)) if values else float("nan")
+
+
+def _skin_tone(image: np.ndarray, face: Face) -> np.ndarray | None:
+    skin = face_region_masks(face.landmarks[:468], image.shape[:2])["skin"] > 0.5
+    if skin.sum() < 50:
+        return None
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    return lab[skin].mean(axis=0)
+
+
+def _tone_change(frames: list[np.ndarray], track: list[Face | None]) -> float:
+    tones = [None if f is None else _skin_tone(img, f) for img, f in zip(frames, track)]
+    steps = [float(np.linalg.norm(a - b)) for a, b in zip(tones[:-1], tones[1:]) if a is not None and b is not None]
+    return float(np.mean(steps)) if steps else float("nan")
+
+
+def measure_video_stability(
+    template: list[np.ndarray],
+    output: list[np.ndarray],
+    analyzer,
+    judge=None,
+    source: tuple[np.ndarray, Face] | None = None,
+    image_swaps: dict[int, np.ndarray] | None = None,
+) -> VideoStability:
+    """Stability of ``output`` (frames of the swapped video) against ``template`` (its frames).
+
+    Args:
+        template, output: the decoded frames, same count.
+        analyzer: face analyzer (used on both, unsmoothed).
+        judge: identity embedder with ``raw(image, face)`` (dlib's) for the identity comparison, optional.
+        source: the source image and its face, for the identity comparison.
+        image_swaps: frame index -> the same template frame swapped as a still image (the sampled frames).
+    """
+    if len(template) != len(output):
+        raise ValueError(f"template has {len(template)} frames, output {len(output)}")
+    t_track = face_track(template, analyzer)
+    o_track = face_track(output, analyzer)
+    found = float(np.mean([f is not None for f in o_track]))
+    result = VideoStability(
+        frames=len(output), found=found,
+        jitter_template=_jitter(t_track), jitter_output=_jitter(o_track),
+        tone_change_template=_tone_change(template, t_track), tone_change_output=_tone_change(output, o_track),
+    )  # fmt: skip
+    if judge is not None and source is not None and image_swaps:
+        src = judge.raw(*source)
+        for i, still in image_swaps.items():
+            tf = t_track[i]
+            if tf is None:
+                continue
+            tgt = judge.raw(template[i], tf)
+            result.sampled += 1
+            for key, image in (("closer_video", output[i]), ("closer_images", still)):
+                faces = analyzer(image)
+                face = _main_face(faces, tf)
+                if face is None:
+                    continue
+                emb = judge.raw(image, face)
+                if np.linalg.norm(emb - src) < np.linalg.norm(emb - tgt):
+                    setattr(result, key, getattr(result, key) + 1)
+    return result

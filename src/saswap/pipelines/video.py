@@ -1,0 +1,597 @@
+"""Video swapping with the template cache: the same data flow as images, streamed frame by frame.
+
+``precompute_template`` analyses a template video once (faces tracked through it, smoothed in both
+directions, each face's alignment and target-only masks) into a template cache file
+(:mod:`saswap.pipelines.cache`). ``swap_video`` reads that analysis back frame by frame beside the
+decoded frames, lets the engine make the face and the compositor compose it, and encodes the result
+(resolution, frame rate, timestamps, rotation and audio of the template kept). Memory does not grow with
+the video's length: frames, analyses and output are streamed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saswap.errors import SaSwapError
+from saswap.pipelines.analysis import FrameAnalysis, TargetFace, smooth_tracks
+from saswap.pipelines.cache import (
+    CacheError,
+    CacheWriter,
+    TemplateCache,
+    cache_path,
+    default_cache_dir,
+    file_sha256,
+    writer_lock,
+)
+
+__all__ = ["SaSwapVideoOutput", "precompute_template", "swap_video", "open_template_cache", "SMOOTHING"]
+
+logger = logging.getLogger(__name__)
+
+#: One-Euro settings of the offline (two-way) smoothing of each track's landmarks.
+SMOOTHING = {"min_cutoff": 3.0, "beta": 5.0}
+#: Tracker settings of the template analysis.
+TRACKING = {"iou_threshold": 0.3, "max_missed": 10, "cut_threshold": 0.5}
+
+
+@dataclass
+class SaSwapVideoOutput:
+    """Result of :meth:`SaSwapPipeline.swap_video`.
+
+    Attributes:
+        path: the written video.
+        frames: frames written.
+        frames_swapped: frames in which at least one face was swapped.
+        faces_swapped: face swaps over all frames.
+        tracks: the track ids that were swapped.
+        cache_path: the template cache used (None when it lived in a temporary folder).
+        cache_hit: whether the template's analysis came from an existing cache.
+        timings: seconds per stage: "analyze_source", "precompute" (building the cache; 0 on a hit),
+            "decode", "analysis" (reading the cache), "engine", "compose" (compose and paste-back),
+            "encode", "total" (wall time). "engine" and "compose" add up the worker threads' time, so with
+            several workers the stages can sum to more than "total".
+        fps: frames written per second of "total".
+    """
+
+    path: Path
+    frames: int
+    frames_swapped: int
+    faces_swapped: int
+    tracks: list[int]
+    cache_path: Path | None
+    cache_hit: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.timings.get("total", 0.0), 1e-9)
+
+
+def _settings(pipe) -> dict[str, Any]:
+    return {**pipe.target_analyzer.config(), "smoothing": SMOOTHING, "tracking": TRACKING}
+
+
+def _progress(total: int | None, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", delete=True)
+        probe.close()
+        return True
+    except OSError:
+        return False
+
+
+def open_template_cache(pipe, template: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
+    """The valid cache of a template under the pipeline's analysis settings, or None.
+
+    A cache file that exists but is unusable (truncated, corrupt, another version) is reported as a
+    warning and None is returned (the caller rebuilds it).
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    video_hash = file_sha256(template)
+    settings = _settings(pipe)
+    path = cache_path(folder, video_hash, settings)
+    if not path.exists():
+        return None
+    try:
+        return TemplateCache.open(path, video_hash, settings)
+    except CacheError as err:
+        logger.warning("%s; rebuilding the template cache", err)
+        return None
+
+
+def precompute_template(
+    pipe,
+    template: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+    force: bool = False,
+    start: float | None = None,
+    end: float | None = None,
+) -> tuple[TemplateCache, bool]:
+    """Analyse a template video once into its cache (or find the valid cache already there).
+
+    Two passes over the video: faces are detected and tracked (shot cuts end tracks), each track is
+    smoothed in both directions, then every face's alignment and target-only data (the engine's 3DMM fit,
+    the compositor's occlusion and person masks) is computed from the smoothed landmarks and streamed to
+    the cache file.
+
+    Args:
+        pipe: a :class:`~saswap.pipelines.image.SaSwapPipeline` (its engine, compositor and analyzer).
+        template: the template video.
+        cache_dir: the cache folder (default: :func:`~saswap.pipelines.cache.default_cache_dir`). A folder
+            that cannot be written falls back to a temporary folder, with a warning.
+        progress: show progress bars.
+        force: rebuild even when a valid cache exists.
+        start, end: analyse only this span (seconds; part of the cache's key). A persistent cache is best
+            made for the whole template, which every trimmed swap can then use.
+
+    Returns:
+        (the opened cache, whether it already existed).
+    """
+    from saswap.videoio import VideoReader, probe_video
+
+    template = Path(template)
+    info = probe_video(template)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not _writable(folder):
+        logger.warning("%s: the cache folder cannot be written; analysing without a persistent cache", folder)
+        folder = Path(tempfile.mkdtemp(prefix="saswap-cache-"))
+    video_hash = file_sha256(template)
+    settings = _settings(pipe)
+    if start is not None or end is not None:
+        settings["span"] = [start, end]
+    path = cache_path(folder, video_hash, settings)
+    with writer_lock(path):
+        if path.exists() and not force:
+            try:
+                return TemplateCache.open(path, video_hash, settings), True
+            except CacheError as err:
+                logger.warning("%s; rebuilding the template cache", err)
+        from saswap.face.temporal import FaceTracker
+
+        tracker = FaceTracker(fps=info.fps, smooth=False, **TRACKING)
+        frames_faces, cuts, stamps = [], [], []
+        expected = _expected_frames(info, start, end)
+        with VideoReader(template, start=start, end=end) as reader, _progress(expected, "analysing template", progress) as bar:
+            for frame in reader:
+                cut = tracker.is_shot_cut(frame.image) and frame.index > 0
+                if cut:
+                    tracker.tracks = []
+                faces = tracker.update(pipe.target_analyzer.detect(frame.image))
+                frames_faces.append(sorted(faces, key=lambda f: -f.area))
+                cuts.append(cut)
+                stamps.append((frame.pts, frame.time))
+                bar.update(1)
+        if not frames_faces:
+            raise SaSwapError(f"{template}: no frames could be decoded")
+        smoothed = smooth_tracks(frames_faces, info.fps, cuts, **SMOOTHING)
+        header = {
+            "video": {"sha256": video_hash, "name": template.name, **info.to_dict()},
+            "settings": settings,
+            "span": [start, end],
+            "cuts": [i for i, c in enumerate(cuts) if c],
+            "frame_tracks": [[f.track_id for f in faces] for faces in smoothed],
+            "tracks": _track_table(smoothed, cuts),
+        }
+        writer = CacheWriter(path, header)
+        try:
+            with VideoReader(template, start=start, end=end) as reader, _progress(len(smoothed), "caching template", progress) as bar:
+                for frame in reader:
+                    i = frame.index
+                    if i >= len(smoothed):
+                        break
+                    analysis = pipe.target_analyzer(frame.image, smoothed[i], index=i, pts=frame.pts, time=frame.time)
+                    analysis.shot_cut = cuts[i]
+                    writer.add(analysis)
+                    bar.update(1)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    return TemplateCache.open(path, video_hash, settings), False
+
+
+def _track_table(frames: list[list], cuts: list[bool]) -> dict[str, dict[str, Any]]:
+    """Per track: first and last frame, frames seen, summed face area, shot number, its largest face's frame."""
+    table: dict[str, dict[str, Any]] = {}
+    shot = 0
+    for t, faces in enumerate(frames):
+        shot += bool(cuts[t])
+        for f in faces:
+            entry = table.setdefault(
+                str(f.track_id), {"first": t, "last": t, "frames": 0, "area": 0.0, "shot": shot, "best": t, "best_area": 0.0}
+            )
+            entry["last"] = t
+            entry["frames"] += 1
+            entry["area"] += f.area
+            if f.area > entry["best_area"]:
+                entry["best"], entry["best_area"] = t, f.area
+    return table
+
+
+def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bool) -> set[int]:
+    """Tracks to swap: every track, or in each shot the ``face_index``-th largest (by summed area; 0 default)."""
+    tracks = header["tracks"]
+    if all_faces:
+        return {int(k) for k in tracks}
+    index = 0 if face_index is None else int(face_index)
+    by_shot: dict[int, list[tuple[float, int]]] = {}
+    for k, v in tracks.items():
+        by_shot.setdefault(v["shot"], []).append((v["area"], int(k)))
+    chosen = set()
+    for members in by_shot.values():
+        members.sort(reverse=True)
+        if index < len(members):
+            chosen.add(members[index][1])
+    if not chosen and tracks:
+        counts = max(len(m) for m in by_shot.values())
+        raise SaSwapError(f"face index {index} out of range: at most {counts} face(s) in any shot of the template")
+    return chosen
+
+
+def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) -> dict[int, float]:
+    """Cosine similarity of each track's largest face to the reference photo's face."""
+    from saswap.face.identity import cosine_similarity, default_embedder
+    from saswap.io import load_image
+    from saswap.pipelines.image import _name
+    from saswap.videoio import VideoReader
+
+    if pipe._embedder is None:
+        pipe._embedder = default_embedder()
+    ref_img = load_image(reference)
+    ref_face = pipe._faces(ref_img, _name(reference, "reference"), "reference")[0]
+    ref = pipe._embedder(ref_img, ref_face)
+    wanted: dict[int, set[int]] = {}
+    for k, v in opened.header["tracks"].items():
+        wanted.setdefault(v["best"], set()).add(int(k))
+    scores: dict[int, float] = {}
+    if not wanted:
+        return scores
+    last = max(wanted)
+    span_start, span_end = opened.header.get("span", [None, None])
+    with VideoReader(template, start=span_start, end=span_end) as reader:
+        for frame, record in zip(reader, opened.frames(0)):
+            for tf in record.faces if frame.index in wanted else ():
+                if tf.face.track_id in wanted[frame.index]:
+                    scores[tf.face.track_id] = cosine_similarity(ref, pipe._embedder(frame.image, tf.face))
+            if frame.index >= last:
+                break
+    return scores
+
+
+def _fade_weights(header: dict[str, Any], chosen: set[int], fade: int) -> Iterator[dict[int, float]]:
+    """Per frame, the weight of each chosen track present: a swap fades in and out over ``fade`` frames
+    where the face is found or lost within a shot (not at a shot cut or the video's ends)."""
+    frame_tracks = header["frame_tracks"]
+    n = len(frame_tracks)
+    cuts = set(header["cuts"])
+    present = [set(ids) & chosen for ids in frame_tracks]
+    # run boundaries per track
+    start: dict[int, int] = {}
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for t in range(n + 1):
+        ids = present[t] if t < n else set()
+        for tid in list(start):
+            if tid not in ids or t in cuts:
+                runs.setdefault(tid, []).append((start.pop(tid), t - 1))
+        for tid in ids:
+            if tid not in start:
+                start[tid] = t
+    weight_at: dict[tuple[int, int], float] = {}
+    for tid, spans in runs.items():
+        for a, b in spans:
+            soft_in = a > 0 and a not in cuts
+            soft_out = b < n - 1 and (b + 1) not in cuts
+            for t in range(a, b + 1):
+                w = 1.0
+                if soft_in and fade > 0:
+                    w = min(w, (t - a + 1) / (fade + 1))
+                if soft_out and fade > 0:
+                    w = min(w, (b - t + 1) / (fade + 1))
+                if w < 1.0:
+                    weight_at[(t, tid)] = w
+    for t in range(n):
+        yield {tid: weight_at.get((t, tid), 1.0) for tid in present[t]}
+
+
+def swap_video(
+    pipe,
+    source,
+    template: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    shape_strength: float = 1.0,
+    face_index: int | None = None,
+    all_faces: bool = False,
+    reference=None,
+    enhance: str | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    codec: str = "libx264",
+    crf: int | None = 18,
+    preset: str | None = "veryfast",
+    fade_frames: int = 5,
+    progress: bool = True,
+    tag: dict[str, Any] | None = None,
+    workers: int = 2,
+    tone_smoothing: float = 0.8,
+) -> SaSwapVideoOutput:
+    """Swap the source's face into a template video (see :meth:`SaSwapPipeline.swap_video`; ``workers``
+    threads make frames, ``tone_smoothing`` is the :class:`ToneStabiliser`'s, 0 switches it off)."""
+    from saswap.engines.base import SourceFace
+    from saswap.provenance import make_tag
+    from saswap.videoio import VIDEO_TAG_KEY, VideoReader, VideoWriter, probe_video
+
+    t0 = time.perf_counter()
+    template, output = Path(template), Path(output)
+    if not 0.0 <= shape_strength <= 1.0:
+        raise SaSwapError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+    if sum(x is not None for x in (face_index, reference)) + bool(all_faces) > 1:
+        raise SaSwapError("choose one of face_index, all_faces and reference")
+    info = probe_video(template)
+    timings = {k: 0.0 for k in ("analyze_source", "precompute", "decode", "analysis", "engine", "compose", "encode")}
+    if isinstance(source, SourceFace):
+        prepared = source
+    else:
+        prepared, _ = pipe.prepare_source(source)
+    timings["analyze_source"] = time.perf_counter() - t0
+
+    tp = time.perf_counter()
+    temp_dir = None
+    if cache:
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    else:
+        temp_dir = tempfile.TemporaryDirectory(prefix="saswap-cache-")
+        folder = Path(temp_dir.name)
+    try:
+        # a persistent cache covers the whole template (every trimmed swap reuses it); a temporary one the span
+        span = {} if cache else {"start": start, "end": end}
+        opened, hit = precompute_template(pipe, template, folder, progress=progress, **span)
+        timings["precompute"] = 0.0 if hit else time.perf_counter() - tp
+        header = opened.header
+        if reference is not None:
+            scores = _reference_scores(pipe, template, opened, reference)
+            # The reference person: the best-matching track, and every track the embedder takes for the same
+            # person (someone who leaves and comes back, or appears in another shot).
+            threshold = getattr(pipe._embedder, "same_person_cosine", 0.5)
+            best = max(scores.values(), default=-1.0)
+            chosen = {tid for tid, s in scores.items() if s >= threshold or s == best}
+            if scores and best < threshold:
+                logger.warning(
+                    "no face of %s matches the reference closely (best cosine %.2f < %.2f); swapping the closest",
+                    template, best, threshold,
+                )
+            logger.info("reference match: tracks %s (best cosine %.3f)", sorted(chosen), best)
+        else:
+            chosen = _select_tracks(header, face_index, all_faces)
+            scores = {}
+        weights = list(_fade_weights(header, chosen, fade_frames))
+        video_tag = tag if tag is not None else make_tag(engine=pipe.engine.name, shape_strength=shape_strength, media="video")
+        metadata = {VIDEO_TAG_KEY: _json(video_tag)}
+        frames = swapped_frames = swapped_faces = 0
+        used: set[int] = set()
+
+        def work(frame, faces, w):
+            """The engine and compose stage of one frame (runs on a worker thread)."""
+            if not faces:
+                return frame, None, None, {}, faces, []
+            out = frame.image.copy()
+            stage: dict[str, float] = {}
+            masks = pipe.swap_frame(
+                out, frame.image, faces, prepared, shape_strength, enhance, stage,
+                weights=[w[tf.face.track_id] for tf in faces],
+            )  # fmt: skip
+            return frame, out, _changed_box(masks), stage, faces, masks
+
+        stabiliser = ToneStabiliser(tone_smoothing) if tone_smoothing > 0 else None
+
+        n_workers = max(1, min(int(workers), 8))
+        pending: deque = deque()
+        frame_cut: dict = {}
+        with VideoReader(template, start=start, end=end) as reader, ThreadPoolExecutor(n_workers) as pool:
+            with VideoWriter(output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata) as writer:
+                records = None
+
+                def drain(limit: int) -> None:
+                    nonlocal frames, swapped_frames, swapped_faces
+                    while len(pending) > limit:
+                        frame, out, box, stage, faces, masks = pending.popleft().result()
+                        timings["engine"] += stage.get("swap", 0.0)
+                        t3 = time.perf_counter()
+                        if stabiliser is not None and box is not None:
+                            cut = frame_cut.get(frame.pts, False)
+                            for tf, mask in zip(faces, masks):
+                                stabiliser(
+                                    tf.face.track_id, frame.index, cut, out, frame.image, mask, tf.transform,
+                                    pipe.engine.crop_size,
+                                )  # fmt: skip
+                        timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
+                        t3 = time.perf_counter()
+                        changed = None
+                        if box is not None:
+                            changed = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
+                        writer.write(out if box is not None else None, frame, box, changed)
+                        timings["encode"] += time.perf_counter() - t3
+                        if box is not None:
+                            swapped_frames += 1
+                            swapped_faces += len(faces)
+                            used.update(tf.face.track_id for tf in faces)
+                        frames += 1
+                        bar.update(1)
+
+                with _progress(_expected_frames(info, start, end), f"swapping {template.name}", progress) as bar:
+                    td = time.perf_counter()
+                    for frame in reader:
+                        t1 = time.perf_counter()
+                        timings["decode"] += t1 - td
+                        if records is None:
+                            records = opened.frames(opened.position_of(frame.pts, frame.index))
+                        analysis: FrameAnalysis | None = next(records, None)
+                        if analysis is None or (
+                            analysis.pts is not None and frame.pts is not None and analysis.pts != frame.pts
+                        ):
+                            raise CacheError(f"{opened.path}: frames of the cache and the video disagree (pts {frame.pts})")
+                        w = weights[analysis.index]
+                        faces: list[TargetFace] = [tf for tf in analysis.faces if tf.face.track_id in w]
+                        if reference is not None and len(faces) > 1:
+                            faces = [max(faces, key=lambda tf: scores.get(tf.face.track_id, -1.0))]
+                        frame_cut[frame.pts] = analysis.shot_cut
+                        timings["analysis"] += time.perf_counter() - t1
+                        # Frames are made on worker threads (OpenCV and numpy release the GIL) and written in order;
+                        # at most two frames per worker are in flight, so memory does not grow with the video.
+                        pending.append(pool.submit(work, frame, faces, w))
+                        drain(2 * n_workers)
+                        td = time.perf_counter()
+                    drain(0)
+                te = time.perf_counter()
+            timings["encode"] += time.perf_counter() - te  # flushing the encoder and muxing on close
+        if frames == 0:
+            raise SaSwapError(f"{template}: no frames between start={start} and end={end}")
+    finally:
+        if temp_dir is not None:
+            temp_dir.cleanup()
+    timings["total"] = time.perf_counter() - t0
+    return SaSwapVideoOutput(
+        path=output,
+        frames=frames,
+        frames_swapped=swapped_frames,
+        faces_swapped=swapped_faces,
+        tracks=sorted(used),
+        cache_path=None if temp_dir is not None else opened.path,
+        cache_hit=hit,
+        timings=timings,
+    )
+
+
+class ToneStabiliser:
+    """Removes tone flicker of a swapped face over time, track by track, in frame order.
+
+    The compose stage matches each frame's face to its target's skin on its own, so small frame-to-frame
+    changes (which boundary samples qualify for the membrane, where the mapped detail falls) make the
+    face's colour flicker at low spatial frequency. What should stay steady along a track is the face's
+    colour *relative to the template's* (the template's own light changes are kept: they are in the
+    target). Per track, that difference is low-passed on a coarse grid in the face's aligned coordinates
+    (which follow the head), smoothed over time with an exponential moving average (restarting at shot
+    cuts and where the track was lost), and each frame's face is shifted by the smoothed minus its own
+    low-pass, inside its mask only. Frames are handled in order, so the result does not depend on how
+    many threads made them.
+
+    Args:
+        smoothing: weight of the past in the moving average, in [0, 1) (0.8: a time constant of ~4.5 frames).
+        grid: side of the coarse grid over the aligned crop.
+        sigma: low-pass of the difference, in grid cells.
+    """
+
+    def __init__(self, smoothing: float = 0.8, grid: int = 48, sigma: float = 2.0) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
+        self.smoothing = float(smoothing)
+        self.grid = int(grid)
+        self.sigma = float(sigma)
+        self._state: dict[int, tuple[int, np.ndarray]] = {}
+
+    def __call__(
+        self,
+        track: int,
+        index: int,
+        cut: bool,
+        out: np.ndarray,
+        template: np.ndarray,
+        mask: np.ndarray,
+        transform: np.ndarray,
+        crop_size: int,
+    ) -> None:
+        """Stabilise one face of frame ``index`` in ``out`` (in place, only where ``mask`` > 0).
+
+        Args:
+            track: the face's track id.
+            index: the frame's index.
+            cut: whether a shot cut precedes the frame.
+            out: the swapped frame, RGB uint8 (H, W, 3), modified in place.
+            template: the template frame.
+            mask: where the swap changed the frame, float32 (H, W).
+            transform: the face's frame -> crop similarity, shape (2, 3); ``crop_size`` its crop's side.
+        """
+        import cv2
+
+        from saswap.face.alignment import invert_affine
+
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if not len(rows):
+            return
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        m = mask[y0:y1, x0:x1]
+        patch = out[y0:y1, x0:x1]
+        diff = (patch.astype(np.float32) - template[y0:y1, x0:x1]) * m[..., None]
+        g = self.grid
+        to_grid = np.asarray(transform, np.float64) * (g / float(crop_size))
+        to_grid[:, 2] += to_grid[:, :2] @ np.array([x0, y0], np.float64)  # from box coordinates
+        d = cv2.warpAffine(diff, to_grid, (g, g), flags=cv2.INTER_LINEAR | cv2.WARP_FILL_OUTLIERS)
+        w = cv2.warpAffine(m, to_grid, (g, g), flags=cv2.INTER_LINEAR)
+        num = cv2.GaussianBlur(d, (0, 0), self.sigma)
+        den = cv2.GaussianBlur(w, (0, 0), self.sigma)[..., None]
+        low = num / np.maximum(den, 1e-3)
+        prev = self._state.get(track)
+        if prev is None or cut or prev[0] != index - 1:
+            smooth = low
+        else:
+            smooth = self.smoothing * prev[1] + (1.0 - self.smoothing) * low
+        self._state[track] = (index, smooth)
+        shift = (smooth - low) * (den > 0.05)
+        if np.abs(shift).max() < 0.05:
+            return
+        back = cv2.warpAffine(
+            shift.astype(np.float32), invert_affine(to_grid), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )  # fmt: skip
+        inside = m > 0
+        patch[inside] = np.clip(patch[inside] + m[inside, None] * back[inside] + 0.5, 0, 255).astype(np.uint8)
+
+
+def _changed_box(masks: list[np.ndarray]) -> tuple[int, int, int, int] | None:
+    """Bounding box (x1, y1, x2, y2, exclusive) of the pixels any mask changed, or None."""
+    if not masks:
+        return None
+    union = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
+    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _expected_frames(info, start: float | None, end: float | None) -> int | None:
+    if not info.frame_count:
+        return None
+    a = max(0.0, start or 0.0)
+    b = min(info.duration, end) if end is not None else info.duration
+    if info.duration <= 0:
+        return info.frame_count
+    return max(0, int(round((b - a) / info.duration * info.frame_count)))
+
+
+def _json(tag: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(tag, sort_keys=True)
+

@@ -1,0 +1,193 @@
+"""Video swapping on real clips (short segments): format kept, template cache used and checked,
+pass-through exact outside the face, the reference person alone swapped, bad input refused."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import data_path
+
+av = pytest.importorskip("av")
+
+
+def _segment(src: Path, dst: Path, end: float) -> Path:
+    """The first ``end`` seconds of ``src`` (video and audio, frames passed through)."""
+    from saswap.videoio import VideoReader, VideoWriter
+
+    with VideoReader(src, end=end) as reader, VideoWriter(dst, like=reader, crf=12) as writer:
+        for frame in reader:
+            writer.write(None, frame)
+    return dst
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def pipe(analyzer, morphable_model):
+    from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+
+    return SaSwapPipeline(GeometricEngine(morphable_model=morphable_model), analyzer)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return _segment(data_path("videos", "liveportrait__d8.mp4"), tmp_path_factory.mktemp("clip") / "d8.mp4", 0.7)
+
+
+@pytest.fixture(scope="module")
+def source(pipe):
+    return pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))[0]
+
+
+def test_swap_video_keeps_the_format_and_tags_the_output(pipe, clip, source, tmp_path):
+    from saswap.videoio import probe_video, read_video_tag
+
+    out = tmp_path / "out.mp4"
+    result = pipe.swap_video(source, clip, out, cache_dir=tmp_path / "cache", progress=False)
+    a, b = probe_video(clip), probe_video(out)
+    assert (b.width, b.height) == (a.width, a.height)
+    assert abs(b.fps - a.fps) < 0.01
+    assert len(_frames(out)) == len(_frames(clip)) == result.frames
+    assert abs(b.duration - a.duration) < 1.5 / a.fps
+    assert b.has_audio and b.audio_codec == a.audio_codec
+    assert result.frames_swapped >= result.frames - 1 and result.tracks == [0]
+    assert not result.cache_hit and result.cache_path is not None and result.cache_path.is_file()
+    tag = read_video_tag(out)
+    assert tag is not None and tag["synthetic"] is True and tag["media"] == "video"
+    first_in, first_out = _frames(clip)[5], _frames(out)[5]
+    assert np.abs(first_in.astype(int) - first_out.astype(int)).max(axis=2).mean() > 1  # the face changed
+    for stage in ("decode", "analysis", "engine", "compose", "encode"):
+        assert result.timings[stage] > 0, stage
+
+
+def test_cache_hit_runs_no_face_analysis(pipe, clip, source, tmp_path, morphable_model):
+    from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+
+    cache_dir = tmp_path / "cache"
+    opened, existed = pipe.precompute(clip, cache_dir, progress=False)
+    assert not existed and len(opened) == len(_frames(clip))
+    calls = pipe.target_analyzer.calls
+    result = pipe.swap_video(source, clip, tmp_path / "a.mp4", cache_dir=cache_dir, progress=False)
+    assert result.cache_hit and pipe.target_analyzer.calls == calls
+    # A new pipeline with a prepared source: the face analyzer is never even loaded.
+    fresh = SaSwapPipeline(GeometricEngine(morphable_model=morphable_model))
+    result = fresh.swap_video(source, clip, tmp_path / "b.mp4", cache_dir=cache_dir, progress=False)
+    assert result.cache_hit and fresh.target_analyzer.calls == 0
+    assert not hasattr(fresh.target_analyzer._analyzer, "backend"), "the face analyzer was loaded"
+    assert np.array_equal(_frames(tmp_path / "a.mp4")[3], _frames(tmp_path / "b.mp4")[3])
+
+
+def test_corrupt_cache_is_detected_and_rebuilt(pipe, clip, source, tmp_path, caplog):
+    cache_dir = tmp_path / "cache"
+    opened, _ = pipe.precompute(clip, cache_dir, progress=False)
+    data = bytearray(opened.path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    opened.path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        result = pipe.swap_video(source, clip, tmp_path / "out.mp4", cache_dir=cache_dir, progress=False)
+    assert "corrupt cache file" in caplog.text and "rebuilding" in caplog.text
+    assert not result.cache_hit and result.frames_swapped >= result.frames - 1
+    again, existed = pipe.precompute(clip, cache_dir, progress=False)
+    assert existed  # the rebuilt cache is valid
+
+
+def test_lossless_output_is_exact_outside_the_face(pipe, clip, source, tmp_path):
+    out = tmp_path / "lossless.mp4"
+    cache_dir = tmp_path / "cache"
+    pipe.swap_video(source, clip, out, cache_dir=cache_dir, crf=0, fade_frames=0, progress=False)
+    opened, _ = pipe.precompute(clip, cache_dir, progress=False)
+    for template, swapped, record in zip(_frames(clip), _frames(out), opened.frames()):
+        diff = np.abs(template.astype(int) - swapped.astype(int)).max(axis=2)
+        # the swapped region: where the same swap of this frame's cached analysis changes anything
+        masks = pipe.swap_frame(template.copy(), template, record, source)
+        # 4:2:0 video shares a chroma sample between 2x2 pixels and the decoder interpolates chroma: pixels
+        # within 2 of a changed one may change too
+        changed = np.logical_or.reduce([m > 0 for m in masks]).astype(np.uint8)
+        outside = cv2.dilate(changed, np.ones((5, 5), np.uint8)) == 0
+        assert outside.mean() > 0.2  # a close-up: the face and what the shape flow moves fill most of it
+        assert diff[outside].max() <= 1, f"frame {record.index}: pixels outside the swapped region changed"
+        assert diff[~outside].max() > 10  # the face itself did change
+
+
+def test_trimming(pipe, clip, source, tmp_path):
+    result = pipe.swap_video(source, clip, tmp_path / "t.mp4", cache_dir=tmp_path / "c", start=0.2, end=0.5, progress=False)
+    fps = 30.0
+    assert abs(result.frames - round(0.3 * fps)) <= 1
+    assert len(_frames(tmp_path / "t.mp4")) == result.frames
+
+
+def test_reference_person_alone_is_swapped_when_someone_else_is_there_first(pipe, tmp_path, source):
+    """Left: one person all along; right: another who enters after 10 frames. With a photo of the second
+    person (a later frame of their clip) as reference, only the right half changes, and nothing changes
+    before they enter."""
+    pytest.importorskip("dlib")
+    from saswap.videoio import VideoReader, VideoWriter
+
+    left = [f for f in _frames(data_path("videos", "liveportrait__d8.mp4"))[:20]]
+    with av.open(str(data_path("videos", "liveportrait__d19.mp4"))) as c:
+        right = [f.to_ndarray(format="rgb24") for _, f in zip(range(20), c.decode(video=0))]
+    template = tmp_path / "two.mp4"
+    with av.open(str(template), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 960, 480, "yuv420p"
+        vs.options = {"crf": "12"}
+        for t in range(20):
+            frame = np.zeros((480, 960, 3), np.uint8)
+            frame[:, :480] = left[t]
+            if t >= 10:
+                frame[:, 480:] = right[t]
+            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    with av.open(str(data_path("videos", "liveportrait__d19.mp4"))) as c:
+        reference = [f.to_ndarray(format="rgb24") for _, f in zip(range(120), c.decode(video=0))][-1]
+    out_path = tmp_path / "swapped.mp4"
+    result = pipe.swap_video(
+        source, template, out_path, reference=reference, crf=0,
+        cache_dir=tmp_path / "cache", progress=False,
+    )  # fmt: skip
+    assert len(result.tracks) == 1
+    before, after = _frames(template), _frames(out_path)
+    for t in range(20):
+        diff = np.abs(before[t].astype(int) - after[t].astype(int)).max(axis=2)
+        assert (diff[:, :470] > 3).mean() < 0.001, f"frame {t}: the other person was swapped"
+        if t < 10:
+            assert (diff > 3).mean() < 0.001, f"frame {t}: changed before the reference person entered"
+    assert sum((np.abs(before[t].astype(int) - after[t].astype(int)).max(axis=2)[:, 480:] > 3).mean() > 0.01 for t in range(12, 20)) >= 7
+    del VideoReader, VideoWriter
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "audio"])
+def test_cli_refuses_bad_videos_before_loading_models(tmp_path, kind, capsys):
+    from saswap.cli import main
+
+    bad = tmp_path / "clip.mp4"
+    if kind == "text":
+        bad.write_text("not a video at all\n")
+    elif kind == "empty":
+        bad.write_bytes(b"")
+    else:
+        with av.open(str(bad), "w") as out:
+            stream = out.add_stream("aac", rate=16000)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for _ in range(10):
+                for p in stream.encode(frame):
+                    out.mux(p)
+            for p in stream.encode():
+                out.mux(p)
+    out = tmp_path / "out.mp4"
+    code = main(["swap", "-s", str(data_path("images", "sberswap__beckham.jpg")), "-t", str(bad), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(bad) in err and err.count("\n") == 1, err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
