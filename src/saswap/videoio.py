@@ -14,6 +14,10 @@ Convention:
     Times are seconds from the start of the video stream (its ``start_time``), so the first frame
     of a file is at about 0 s; ``start``/``end`` of a reader use the same clock.
 
+    YUV -> RGB is swscale's exact conversion (interpolated chroma, correct rounding), not the
+    faster default of ``frame.to_ndarray(format="rgb24")``, which is about 1 level too dark;
+    ``VideoReader(..., exact_rgb=False)`` chooses the fast one.
+
 How the writer keeps the input's properties:
     * Timing: each output frame carries the pts of the input frame it came from (variable frame
       rate kept), in the input's time base; a reader trimmed with ``start`` is shifted so that its
@@ -30,8 +34,9 @@ How the writer keeps the input's properties:
       the codec (AAC into MP4/MOV/MKV), otherwise re-encoded (AAC, or Opus for WebM); only the
       packets inside the reader's ``[start, end)`` are kept, shifted like the video.
     * Pass-through: a frame written with ``image=None`` re-encodes the decoded input frame as it
-      was, and a frame written with a ``box`` changes only that box of the YUV planes, so with
-      ``crf=0`` the output decodes bit-exactly to the input outside the box.
+      was, and a frame written with a ``box`` (and optionally a ``mask``) changes only that box
+      (masked pixels) of the YUV planes, so with ``crf=0`` the output decodes bit-exactly to the
+      input elsewhere.
     * Provenance: ``metadata={"saswap": json}`` is stored under the ``saswap`` key and as the
       standard ``comment`` ``"saswap:{json}"``; :func:`read_video_tag` reads either.
 
@@ -1195,8 +1200,11 @@ class VideoWriter:
 
     def __del__(self) -> None:
         if getattr(self, "_tmp", None) is not None:
-            logger.warning("%s: VideoWriter was never closed; the unfinished video is deleted", self.path)
-            self.abort()
+            try:
+                logger.warning("%s: VideoWriter was never closed; the unfinished video is deleted", self.path)
+                self.abort()
+            except Exception:  # interpreter shutdown: nothing more can be done
+                pass
 
     def __repr__(self) -> str:
         return f"VideoWriter({str(self.path)!r}, {self.width}x{self.height}, {self.fps:.3f} fps, {self.pix_fmt})"

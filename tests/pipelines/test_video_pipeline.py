@@ -191,3 +191,24 @@ def test_cli_refuses_bad_videos_before_loading_models(tmp_path, kind, capsys):
     err = capsys.readouterr().err
     assert code == 2 and str(bad) in err and err.count("\n") == 1, err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_occlusion_masks_are_made_steady_within_a_shot():
+    """A pixel that the per-frame occlusion rules flip for one frame is steadied by its neighbours; a shot
+    cut is not crossed; the frames passed in keep their raw masks."""
+    from test_cache import _face
+
+    from saswap.pipelines.analysis import FrameAnalysis, TargetFace
+    from saswap.pipelines.video import _steady_masks
+
+    def record(i, value, cut=False):
+        occ = np.zeros((8, 8), np.uint8)
+        occ[2:4, 2:4] = value
+        return FrameAnalysis(i, i, i / 30, [TargetFace(_face(0.0), np.eye(2, 3), {"occlusion": occ})], cut)
+
+    frames = [record(0, 1), record(1, 1), record(2, 0), record(3, 1), record(4, 1)]
+    steady = _steady_masks(frames, 2, 2)
+    assert steady.faces[0].data["occlusion"][2, 2] == 1  # the one-frame dropout is filled
+    assert frames[2].faces[0].data["occlusion"][2, 2] == 0  # the raw mask is left for the neighbours
+    frames = [record(0, 1), record(1, 1), record(2, 0, cut=True), record(3, 0), record(4, 0)]
+    assert _steady_masks(frames, 2, 2).faces[0].data["occlusion"][2, 2] == 0  # the earlier shot does not count

@@ -78,8 +78,19 @@ class SaSwapVideoOutput:
         return self.frames / max(self.timings.get("total", 0.0), 1e-9)
 
 
+#: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
+#: caches of the same SaSwap version are rebuilt, not used).
+ANALYSIS_REVISION = 2
+
+
 def _settings(pipe) -> dict[str, Any]:
-    return {**pipe.target_analyzer.config(), "smoothing": SMOOTHING, "tracking": TRACKING}
+    return {
+        **pipe.target_analyzer.config(),
+        "smoothing": SMOOTHING,
+        "tracking": TRACKING,
+        "mask_window": MASK_WINDOW,
+        "revision": ANALYSIS_REVISION,
+    }
 
 
 def _progress(total: int | None, desc: str, enabled: bool):
@@ -195,19 +206,62 @@ def precompute_template(
         writer = CacheWriter(path, header)
         try:
             with VideoReader(template, start=start, end=end) as reader, _progress(len(smoothed), "caching template", progress) as bar:
+                # frames are written MASK_WINDOW frames late, once their neighbours on both sides are known
+                window: list[FrameAnalysis] = []
+                centre = 0  # position in ``window`` of the next frame to write
                 for frame in reader:
                     i = frame.index
                     if i >= len(smoothed):
                         break
                     analysis = pipe.target_analyzer(frame.image, smoothed[i], index=i, pts=frame.pts, time=frame.time)
                     analysis.shot_cut = cuts[i]
-                    writer.add(analysis)
+                    window.append(analysis)
+                    if len(window) - 1 - centre >= MASK_WINDOW:
+                        writer.add(_steady_masks(window, centre, MASK_WINDOW))
+                        centre += 1
+                        if centre > MASK_WINDOW:
+                            window.pop(0)
+                            centre -= 1
                     bar.update(1)
+                while centre < len(window):  # the last frames: fewer neighbours after them
+                    writer.add(_steady_masks(window, centre, MASK_WINDOW))
+                    centre += 1
             writer.close()
         except BaseException:
             writer.abort()
             raise
     return TemplateCache.open(path, video_hash, settings), False
+
+
+#: Occlusion masks are averaged over this many frames on each side (two-way, in the aligned crop).
+MASK_WINDOW = 2
+
+
+def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> FrameAnalysis:
+    """``frames[centre]`` with each face's occlusion mask made steady: the majority over the same track's
+    masks up to ``reach`` frames on either side within its shot, in the aligned crop (which follows the
+    head, so an occluder on the face stays put).
+
+    The colour rules that find occluders decide pixel by pixel and frame by frame; without this their
+    edges flicker (on the talking heads, most of the occluded area's pixels flip within a few frames).
+    The frames in ``frames`` are left as they are (their raw masks serve their neighbours).
+    """
+    record = frames[centre]
+    faces = []
+    for tf in record.faces:
+        masks = []
+        for k in range(max(0, centre - reach), min(len(frames), centre + reach + 1)):
+            lo, hi = min(k, centre), max(k, centre)
+            if any(frames[j].shot_cut for j in range(lo + 1, hi + 1)):
+                continue  # another shot
+            same = [o for o in frames[k].faces if o.face.track_id == tf.face.track_id and "occlusion" in o.data]
+            if same:
+                masks.append(same[0].data["occlusion"])
+        data = dict(tf.data)
+        if "occlusion" in data and len(masks) >= 3:
+            data["occlusion"] = (np.mean(masks, axis=0) >= 0.5).astype(np.uint8)
+        faces.append(TargetFace(tf.face, tf.transform, data))
+    return FrameAnalysis(record.index, record.pts, record.time, faces, record.shot_cut)
 
 
 def _track_table(frames: list[list], cuts: list[bool]) -> dict[str, dict[str, Any]]:
