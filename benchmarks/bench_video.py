@@ -2,7 +2,8 @@
 without the template cache, peak memory against video length, and temporal stability.
 
     python benchmarks/bench_video.py                      # speed + memory on liveportrait__s32.mp4 looped to ~30 s
-    python benchmarks/bench_video.py --stability          # + stability on the talking heads (sampled frames)
+    python benchmarks/bench_video.py --no-speed --memory  # peak memory of the clip x1 against x10
+    python benchmarks/bench_video.py --no-speed --stability   # stability on the talking heads (sampled frames)
 
 Figures go to benchmarks/outputs/video/summary.json; copy them into RESULTS.md.
 """
@@ -118,15 +119,24 @@ def speed(args, out_dir: Path) -> dict:
     wall, peak, out = run(saswap + common + ["-o", str(out_dir / "cached.mp4"), "--cache-dir", str(cache_dir)])
     res["cached"] = {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": out.strip().splitlines()[-2:]}
     res["cached_over_floor_veryfast"] = round(res["cached"]["ratio"] / res["floor_veryfast"], 2)
-    if args.memory:
-        short = out_dir / "s32_once.mp4"
-        loop_video(src, short, 1)
-        long_ = out_dir / "s32_x10.mp4"
-        loop_video(src, long_, 10)
-        for name, clip_ in (("x1", short), ("x10", long_)):
-            run(saswap + ["precompute", str(clip_), "--cache-dir", str(cache_dir), "--quiet"])
-            _, peak, _ = run(saswap + ["swap", "-s", str(source), "-t", str(clip_), "--quiet", "-o", str(out_dir / f"mem_{name}.mp4"), "--cache-dir", str(cache_dir)])
-            res[f"peak_mb_{name}"] = round(peak)
+    return res
+
+
+def memory(args, out_dir: Path) -> dict:
+    """Peak resident memory of a cached swap (and of the precompute) of the clip once and looped 10 times."""
+    src = DATA / "videos" / "liveportrait__s32.mp4"
+    source = DATA / "images" / args.source
+    saswap = [sys.executable, "-m", "saswap"]
+    cache_dir = out_dir / "memory_cache"
+    res = {}
+    for name, loops in (("x1", 1), ("x10", 10)):
+        clip = out_dir / f"s32_{name}.mp4"
+        loop_video(src, clip, loops)
+        _, peak_pre, _ = run(saswap + ["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"])
+        cmd = ["swap", "-s", str(source), "-t", str(clip), "--quiet", "-o", str(out_dir / f"mem_{name}.mp4")]
+        wall, peak, _ = run(saswap + cmd + ["--cache-dir", str(cache_dir)])
+        res[name] = {"peak_mb_swap": round(peak), "peak_mb_precompute": round(peak_pre), "wall_s": round(wall, 1)}
+    res["swap_x10_over_x1"] = round(res["x10"]["peak_mb_swap"] / res["x1"]["peak_mb_swap"], 3)
     return res
 
 
@@ -210,9 +220,11 @@ def main() -> None:
     summary: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     if not args.no_speed:
         summary["speed"] = speed(args, out_dir)
+    if args.memory:
+        summary["memory"] = memory(args, out_dir)
     if args.stability:
         summary["stability"] = stability(args, out_dir)
-    name = "summary.json" if not args.no_speed else "summary_stability.json"
+    name = "summary.json" if not args.no_speed else ("summary_memory.json" if args.memory else "summary_stability.json")
     (out_dir / name).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 

@@ -212,3 +212,43 @@ def test_occlusion_masks_are_made_steady_within_a_shot():
     assert frames[2].faces[0].data["occlusion"][2, 2] == 0  # the raw mask is left for the neighbours
     frames = [record(0, 1), record(1, 1), record(2, 0, cut=True), record(3, 0), record(4, 0)]
     assert _steady_masks(frames, 2, 2).faces[0].data["occlusion"][2, 2] == 0  # the earlier shot does not count
+
+
+def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_path, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with caplog.at_level(logging.WARNING):
+        result = pipe.swap_video(source, clip, tmp_path / "o.mp4", cache_dir=blocker / "cache", progress=False)
+    assert "cannot be written" in caplog.text and result.cache_path is None and not result.cache_hit
+    assert result.frames_swapped >= result.frames - 1 and (tmp_path / "o.mp4").is_file()
+    from saswap.errors import SaSwapError
+
+    with pytest.raises(SaSwapError, match="cannot be created or written"):
+        pipe.precompute(clip, blocker / "cache", progress=False)
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
+    """SIGINT while the output is being written: exit code 130, one line, no output and no temporary file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cmd = [
+        sys.executable, "-m", "saswap", "swap", "-s", str(data_path("images", "sberswap__beckham.jpg")),
+        "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
+        "--start", "0", "--end", "4", "--quiet",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(out_dir.glob(".o.mp4.*")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the swap ended before it could be interrupted"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert list(out_dir.iterdir()) == []

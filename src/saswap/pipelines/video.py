@@ -148,8 +148,8 @@ def precompute_template(
     Args:
         pipe: a :class:`~saswap.pipelines.image.SaSwapPipeline` (its engine, compositor and analyzer).
         template: the template video.
-        cache_dir: the cache folder (default: :func:`~saswap.pipelines.cache.default_cache_dir`). A folder
-            that cannot be written falls back to a temporary folder, with a warning.
+        cache_dir: the cache folder (default: :func:`~saswap.pipelines.cache.default_cache_dir`); one that
+            cannot be written is an error here (a swap falls back to a temporary cache instead).
         progress: show progress bars.
         force: rebuild even when a valid cache exists.
         start, end: analyse only this span (seconds; part of the cache's key). A persistent cache is best
@@ -164,8 +164,7 @@ def precompute_template(
     info = probe_video(template)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not _writable(folder):
-        logger.warning("%s: the cache folder cannot be written; analysing without a persistent cache", folder)
-        folder = Path(tempfile.mkdtemp(prefix="saswap-cache-"))
+        raise SaSwapError(f"{folder}: the template cache folder cannot be created or written")
     video_hash = file_sha256(template)
     settings = _settings(pipe)
     if start is not None or end is not None:
@@ -413,9 +412,11 @@ def swap_video(
 
     tp = time.perf_counter()
     temp_dir = None
-    if cache:
-        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    else:
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if cache and not _writable(folder):
+        logger.warning("%s: the template cache folder cannot be written; swapping without a persistent cache", folder)
+        cache = False
+    if not cache:
         temp_dir = tempfile.TemporaryDirectory(prefix="saswap-cache-")
         folder = Path(temp_dir.name)
     try:
