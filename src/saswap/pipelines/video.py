@@ -113,7 +113,7 @@ def open_template_cache(pipe, template: str | os.PathLike, cache_dir: str | os.P
     """The valid cache of a template under the pipeline's analysis settings, or None.
 
     A cache file that exists but is unusable (truncated, corrupt, another version) is reported as a
-    warning and None is returned (the caller rebuilds it).
+    warning and None is returned (:func:`precompute_template` rebuilds it).
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     video_hash = file_sha256(template)
@@ -124,7 +124,7 @@ def open_template_cache(pipe, template: str | os.PathLike, cache_dir: str | os.P
     try:
         return TemplateCache.open(path, video_hash, settings)
     except CacheError as err:
-        logger.warning("%s; rebuilding the template cache", err)
+        logger.warning("%s; not used", err)
         return None
 
 
