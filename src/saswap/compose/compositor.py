@@ -90,13 +90,20 @@ class Compositor:
     Args:
         occlusion: keep whatever covers the target's face (hands, masks, microphones, glasses, hair).
         silhouette: on a strongly turned target (beyond :data:`PROFILE_YAW`), MediaPipe's person
-            segmentation (shipped in the wheel) decides where the face meets the background.
+            segmentation (shipped in the wheel, 3-5 ms on the crop) decides where the face meets the
+            background: the mesh's outline only approximates a profile's nose, lips and chin, and the
+            background inside it is then neither painted over nor taken as the target's skin tone.
         relight_scale: size of the lighting transfer's low-pass, in eye-corner distances: the target's skin
-            tone and broad lighting are taken at this scale, the face's own shading below it.
-        edge: width of the soft mask edge, in eye-corner distances.
-        membrane: add the smooth colour offset that makes the face meet the target's skin along its border.
+            tone and broad lighting are taken at this scale, the face's own shading (eye sockets,
+            cheekbones: identity) below it.
+        edge: width of the soft mask edge, in eye-corner distances (thin: the membrane already removes
+            colour steps, and every pixel of a wide edge is a mix with the target's face).
+        membrane: after relighting, add the smooth colour offset (a Poisson-style membrane,
+            :func:`~saswap.face.blending.membrane_correction`) that makes the face meet the target's skin
+            exactly along its border: no colour step, and the skin tone follows the target's where the
+            low-pass relighting alone misses it (shading gradients towards the outline).
         membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
-        blend_levels: Laplacian pyramid levels of the blend.
+        blend_levels: Laplacian pyramid levels of the blend (seamless edges).
     """
 
     def __init__(
@@ -180,7 +187,7 @@ class Compositor:
         base = result.base if result.base is not None else target
         mesh_t = face.landmarks[:468].astype(np.float64)
         moved_mesh = mesh_t if result.landmarks is None else np.asarray(result.landmarks, np.float64)[:468]
-        regions = face_region_masks(moved_mesh, shape)
+        regions = result.regions if result.regions is not None else face_region_masks(moved_mesh, shape)
         support = result.support if result.support is not None else np.ones(shape, np.float32)
         src_skin = result.source_skin if result.source_skin is not None else regions["skin"]
 

@@ -56,6 +56,8 @@ class EngineOutput:
         source_skin: where the mapped face shows skin, float32 (S, S) (boundary samples of the tone
             membrane); None: the face region's skin.
         keep: what must stay the target's for its expression (mouth interior, kept lips, eyes), float32 (S, S).
+        regions: :func:`~saswap.face.masks.face_region_masks` of ``landmarks``, when the engine computed
+            them already (the compositor needs them too); None: computed there.
         mask: only for reference engines that blend by themselves (the naive baseline): ``image`` is then
             the finished crop and ``mask`` where it differs from the target; the compositor passes it through.
     """
@@ -69,6 +71,7 @@ class EngineOutput:
     support: np.ndarray | None = None
     source_skin: np.ndarray | None = None
     keep: np.ndarray | None = None
+    regions: dict[str, np.ndarray] | None = None
     mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:

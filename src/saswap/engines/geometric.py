@@ -40,7 +40,14 @@ from saswap.face.colour import masked_blur, shading_detail
 from saswap.face.deform import invert_flow, keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
-from saswap.face.masks import bare_skin_mask, dilate_disk, face_region_masks, glasses_mask, skin_occlusion_mask, triangle_visibility
+from saswap.face.masks import (
+    bare_skin_mask,
+    dilate_disk,
+    face_region_masks,
+    glasses_mask,
+    skin_occlusion_mask,
+    triangle_visibility,
+)
 from saswap.face.morphable import MorphableFit, MorphableModel, fit_morphable, keypoint_motion, project
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
@@ -318,6 +325,7 @@ class GeometricEngine(SwapEngine):
             support=support,
             source_skin=cover * src_skin,
             keep=np.maximum(eyes, mouth),
+            regions=regions,
         )
 
     def _stretch_support(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
