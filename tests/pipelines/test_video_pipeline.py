@@ -252,3 +252,25 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_two_builders_of_one_template_cache_analyse_it_once(pipe, clip, tmp_path):
+    """Two precomputes of the same template at once: the writer lock lets one build the cache while the
+    other waits, then finds the finished file (readers never see a partial one: it is renamed into place)."""
+    import threading
+
+    cache_dir = tmp_path / "cache"
+    results = []
+    calls = pipe.target_analyzer.calls
+
+    def build():
+        results.append(pipe.precompute(clip, cache_dir, progress=False))
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(existed for _, existed in results) == [False, True]
+    assert pipe.target_analyzer.calls - calls == len(_frames(clip))  # analysed once
+    assert [p.suffix for p in cache_dir.iterdir() if not p.name.endswith(".lock")] == [".stc"]
