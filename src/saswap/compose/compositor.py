@@ -125,6 +125,11 @@ class Compositor:
         self.blend_levels = int(blend_levels)
         self._segmenter = None
 
+    def __getstate__(self) -> dict[str, Any]:  # sent to worker processes without the segmentation model
+        state = dict(self.__dict__)
+        state["_segmenter"] = None
+        return state
+
     def config(self) -> dict[str, Any]:
         """The constructor's arguments (JSON-able; part of a template cache's key)."""
         return {
