@@ -274,3 +274,19 @@ def test_two_builders_of_one_template_cache_analyse_it_once(pipe, clip, tmp_path
     assert sorted(existed for _, existed in results) == [False, True]
     assert pipe.target_analyzer.calls - calls == len(_frames(clip))  # analysed once
     assert [p.suffix for p in cache_dir.iterdir() if not p.name.endswith(".lock")] == [".stc"]
+
+
+def test_fades_where_a_face_is_lost_not_at_cuts_or_ends():
+    from saswap.pipelines.video import _fade_weights
+
+    present = [[0]] * 10 + [[]] * 3 + [[0]] * 8  # lost for frames 10-12, back at 13
+    header = {"frame_tracks": present, "cuts": []}
+    w = list(_fade_weights(header, {0}, 3))
+    assert w[0][0] == 1.0 and w[20][0] == 1.0  # no fade at the video's ends
+    assert w[9][0] == 0.25 and w[8][0] == 0.5 and w[7][0] == 0.75 and w[6][0] == 1.0  # fades out
+    assert w[10] == {} and w[12] == {}  # lost: nothing swapped (the frame passes through)
+    assert w[13][0] == 0.25 and w[15][0] == 0.75 and w[16][0] == 1.0  # fades back in
+    cut = list(_fade_weights({"frame_tracks": present, "cuts": [13]}, {0}, 3))
+    assert cut[13][0] == 1.0  # a shot cut: the new shot starts swapped
+    other = list(_fade_weights({"frame_tracks": [[0, 1]] * 5, "cuts": []}, {1}, 3))
+    assert all(set(f) == {1} for f in other)  # only the chosen track
