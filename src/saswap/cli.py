@@ -145,6 +145,13 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     if out.exists() and out.resolve() == Path(args.target).resolve():
         raise SaSwapError(f"{out}: is the target video itself; give another output file")
     probe_video(args.target)  # bad input is reported before any model loads
+    if (args.start is not None and args.start < 0) or (
+        args.start is not None and args.end is not None and args.end <= args.start
+    ):
+        raise SaSwapError(f"--start/--end: need 0 <= start < end, got {args.start} and {args.end}")
+    _load_input(args.source)
+    if args.reference:
+        _load_input(args.reference)
     with _output_folder(out):
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
         source = _pipeline_input(args.source)

@@ -402,6 +402,8 @@ def swap_video(
         raise SaSwapError(f"shape_strength must lie in [0, 1], got {shape_strength}")
     if sum(x is not None for x in (face_index, reference)) + bool(all_faces) > 1:
         raise SaSwapError("choose one of face_index, all_faces and reference")
+    if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
+        raise SaSwapError(f"{template}: need 0 <= start < end, got start={start}, end={end}")
     info = probe_video(template)
     timings = {k: 0.0 for k in ("analyze_source", "precompute", "decode", "analysis", "engine", "compose", "encode")}
     if isinstance(source, SourceFace):
