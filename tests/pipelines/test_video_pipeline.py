@@ -290,4 +290,3 @@ def test_fades_where_a_face_is_lost_not_at_cuts_or_ends():
     assert cut[13][0] == 1.0  # a shot cut: the new shot starts swapped
     other = list(_fade_weights({"frame_tracks": [[0, 1]] * 5, "cuts": []}, {1}, 3))
     assert all(set(f) == {1} for f in other)  # only the chosen track
-
