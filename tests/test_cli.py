@@ -92,6 +92,21 @@ def test_swap_writes_a_tagged_image(tmp_path, capsys):
     assert read_tag(out)["shape_strength"] == 0.5
     assert main(["inspect", str(out)]) == 0
     assert "SYNTHETIC" in capsys.readouterr().out
+    assert main(["inspect", str(data_path("images", "sadtalker__happy.png"))]) == 1  # no tag: exit 1
+    assert "no saswap provenance tag" in capsys.readouterr().out
+
+
+def test_swap_refuses_to_overwrite_its_target(tmp_path, capsys):
+    import shutil
+
+    target = tmp_path / "same.png"
+    shutil.copy(data_path("images", "sadtalker__happy.png"), target)
+    before = target.read_bytes()
+    src = str(data_path("images", "sberswap__beckham.jpg"))
+    assert main(["swap", "-s", src, "-t", str(target), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "is the target itself" in err and "--overwrite" in err
+    assert target.read_bytes() == before
 
 
 @pytest.mark.parametrize("which", ["source", "target"])

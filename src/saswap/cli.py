@@ -142,8 +142,6 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         raise SaSwapError(f"{out}: the target is a video; give a video output ({', '.join(_VIDEO_OUTPUTS)})")
     if out.exists() and out.is_dir():
         raise SaSwapError(f"{out}: is a folder; give a file name")
-    if out.exists() and out.resolve() == Path(args.target).resolve():
-        raise SaSwapError(f"{out}: is the target video itself; give another output file")
     probe_video(args.target)  # bad input is reported before any model loads
     if (args.start is not None and args.start < 0) or (
         args.start is not None and args.end is not None and args.end <= args.start
@@ -191,12 +189,24 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
+    """The output may replace an existing file, but not one of the command's own inputs (unless --overwrite)."""
+    out = Path(args.output)
+    if args.overwrite or not out.exists():
+        return
+    for role in ("source", "target", "reference"):
+        value = getattr(args, role, None)
+        if value and not value.startswith("sample:") and Path(value).exists() and Path(value).resolve() == out.resolve():
+            raise SaSwapError(f"{out}: is the {role} itself; give another output file (or --overwrite to replace it)")
+
+
 def _cmd_swap(args: argparse.Namespace) -> int:
     from saswap.pipelines.image import SaSwapPipeline
     from saswap.provenance import make_tag, save_tagged
 
     if not 0.0 <= args.shape_strength <= 1.0:
         raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
+    _refuse_overwriting_an_input(args)
     if _is_video(args.target):
         return _cmd_swap_video(args)
     if Path(args.output).suffix.lower() in _VIDEO_OUTPUTS:
@@ -294,7 +304,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     else:
         extra = ", ".join(f"{k}={v}" for k, v in sorted(tag.items()) if k not in ("synthetic", "generator", "note"))
         print(f"{args.file}: SYNTHETIC - made with saswap ({extra})")
-    return 0
+    return 0 if tag is not None else 1  # scripts can test files: 0 tagged, 1 not tagged, 2 unreadable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,7 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("swap", help="put the source's face into the target image")
     p.add_argument("--source", "-s", required=True, help="photo of the person whose face is used (or sample:NAME)")
     p.add_argument("--target", "-t", required=True, help="image whose face is replaced (or sample:NAME)")
-    p.add_argument("--output", "-o", required=True, help="output image (.png, .jpg, .webp); tagged as synthetic")
+    p.add_argument(
+        "--output", "-o", required=True,
+        help="output image (.png, .jpg, .webp) or video (.mp4, .mov, .mkv, .webm); tagged as synthetic. An existing "
+        "file is replaced (atomically), except one of the command's own inputs",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="allow the output to replace an input file")
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
     p.add_argument(
@@ -372,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the inference path")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("inspect", help="report whether an image or video carries saswap's synthetic-content tag")
+    p = sub.add_parser(
+        "inspect",
+        help="report whether an image or video carries saswap's synthetic-content tag (exit 0: tagged, 1: not, 2: unreadable)",
+    )
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_inspect)
