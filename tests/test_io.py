@@ -154,3 +154,11 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     existing.chmod(0o604)
     atomic_write_bytes(existing, b"new")
     assert existing.read_bytes() == b"new" and existing.stat().st_mode & 0o777 == 0o604
+
+
+def test_a_url_is_refused_plainly():
+    from saswap.errors import InvalidImageError
+    from saswap.io import load_image
+
+    with pytest.raises(InvalidImageError, match="URLs are not accepted.*download the file first"):
+        load_image("https://example.com/x.jpg")

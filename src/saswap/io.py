@@ -106,6 +106,10 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
         name = "<array>"
         arr = _from_array(image, name)
     elif isinstance(image, (str, os.PathLike)):
+        if isinstance(image, str) and "://" in image:
+            raise InvalidImageError(
+                f"{image}: URLs are not accepted (SaSwap reads local files only); download the file first"
+            )
         path = Path(image)
         name = str(path)
         if not path.exists():
