@@ -169,3 +169,13 @@ def test_a_failed_swap_leaves_no_output_folder_behind(tmp_path, capsys):
     out = tmp_path / "made" / "o.png"
     assert main(["swap", "-s", good, "-t", good, "-o", str(out)]) == 0
     assert out.is_file()
+
+
+def test_verbose_is_accepted_after_the_subcommand(capsys):
+    from saswap.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["inspect", "x.png", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "inspect", "x.png"]).verbose is True
+    assert parser.parse_args(["inspect", "x.png"]).verbose is False
+    assert parser.parse_args(["swap", "-s", "a", "-t", "b", "-o", "c.png", "--verbose"]).verbose is True

@@ -312,8 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"saswap {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and timings")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # -v also after the subcommand (``saswap swap ... -v``); SUPPRESS keeps a -v given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress and timings")
 
-    p = sub.add_parser("analyze", help="find faces, landmarks and head pose in an image")
+    p = sub.add_parser("analyze", parents=[common], help="find faces, landmarks and head pose in an image")
     p.add_argument(
         "image", help="image file (png, jpg, webp, ...), or sample:NAME for a photo shipped in a dependency (sample:t1)"
     )
@@ -325,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_analyze)
 
-    p = sub.add_parser("swap", help="put the source's face into the target image")
+    p = sub.add_parser("swap", parents=[common], help="put the source's face into the target image")
     p.add_argument("--source", "-s", required=True, help="photo of the person whose face is used (or sample:NAME)")
     p.add_argument("--target", "-t", required=True, help="image whose face is replaced (or sample:NAME)")
     p.add_argument(
@@ -356,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_swap)
 
-    p = sub.add_parser("precompute", help="analyse a template video once into its template cache")
+    p = sub.add_parser("precompute", parents=[common], help="analyse a template video once into its template cache")
     p.add_argument("template", help="the template video")
     p.add_argument("--cache-dir", help="cache folder (default: $SASWAP_CACHE or the user cache folder)")
     p.add_argument("--engine", default="saswap-geometric", help="the engine the cache is for (its alignment)")
@@ -365,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute)
 
-    p = sub.add_parser("demo", help="swap faces between photos shipped in installed packages")
+    p = sub.add_parser("demo", parents=[common], help="swap faces between photos shipped in installed packages")
     p.add_argument("--output", "-o", default="saswap-demo", help="folder for the results (default: saswap-demo)")
     p.add_argument("--engine", default="saswap-geometric")
     p.add_argument("--shape-strength", type=float, default=1.0)
@@ -381,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("export", help="export a training checkpoint to the zoo format (+ ONNX)")
+    p = sub.add_parser("export", parents=[common], help="export a training checkpoint to the zoo format (+ ONNX)")
     p.add_argument("checkpoint", help="a .ckpt written by 'saswap train'")
     p.add_argument("output", help="new (or empty) folder for the exported model")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the inference path")
@@ -389,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "inspect",
+        parents=[common],
         help="report whether an image or video carries saswap's synthetic-content tag (exit 0: tagged, 1: not, 2: unreadable)",
     )
     p.add_argument("file")
