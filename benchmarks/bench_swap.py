@@ -78,8 +78,6 @@ def main() -> None:
     if config and args.engine != "geometric":
         parser.error("--config applies to the geometric engine only")
 
-    import inspect
-
     from saswap import SaSwapPipeline
     from saswap.compose import Compositor
     from saswap.engines import GeometricEngine
@@ -87,11 +85,7 @@ def main() -> None:
     from saswap.eval.swap_benchmark import SOURCES, TARGETS, SwapBenchmark, time_swap
     from saswap.io import load_image
 
-    compose_keys = set(inspect.signature(Compositor).parameters) - {"relight_scale"}
-    compose = {k: v for k, v in config.items() if k in compose_keys}
-    engine_config = {k: v for k, v in config.items() if k not in compose_keys}
-    if "relight_scale" in config:
-        compose["relight_scale"] = config["relight_scale"]
+    engine_config, compose = Compositor.split_config(config)
     engine = NaiveSwapEngine() if args.engine == "naive" else GeometricEngine(**engine_config)
     pipe = SaSwapPipeline(engine, compositor=Compositor(**compose))
     tag = "".join(f"_{k}-{v}" for k, v in sorted(config.items()))

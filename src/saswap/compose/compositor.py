@@ -130,6 +130,22 @@ class Compositor:
         state["_segmenter"] = None
         return state
 
+    @classmethod
+    def split_config(cls, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split one engine config (a model folder's ``config``, a benchmark's ``--config``) into the
+        engine's keyword arguments and the compositor's; ``relight_scale`` goes to both.
+
+        Example:
+            >>> Compositor.split_config({"membrane": False, "source_eyes": True, "relight_scale": 1.0})
+            ({'source_eyes': True, 'relight_scale': 1.0}, {'membrane': False, 'relight_scale': 1.0})
+        """
+        import inspect
+
+        keys = set(inspect.signature(cls).parameters)
+        engine = {k: v for k, v in config.items() if k not in keys or k == "relight_scale"}
+        compose = {k: v for k, v in config.items() if k in keys}
+        return engine, compose
+
     def config(self) -> dict[str, Any]:
         """The constructor's arguments (JSON-able; part of a template cache's key)."""
         return {

@@ -130,8 +130,7 @@ class SaSwapPipeline:
         if engine_type == "geometric":
             from saswap.engines.geometric import GeometricEngine
 
-            config = dict(index.get("config", {}))
-            compose = {k: config.pop(k) for k in list(config) if k in _COMPOSE_KEYS}
+            config, compose = Compositor.split_config(index.get("config", {}))
             if compose and "compositor" not in kwargs:
                 kwargs["compositor"] = Compositor(**compose)
             return cls(GeometricEngine(**config), **kwargs)
@@ -382,10 +381,6 @@ class SaSwapPipeline:
 
             self._enhancers[name] = FaceEnhancer.from_pretrained(name)
         return self._enhancers[name]
-
-
-#: Keys of a geometric model folder's ``config`` that belong to the compose stage.
-_COMPOSE_KEYS = ("occlusion", "silhouette", "edge", "membrane", "membrane_scale", "blend_levels")
 
 
 def _looks_like_repo_id(key: str) -> bool:

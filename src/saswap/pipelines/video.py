@@ -35,7 +35,7 @@ from saswap.pipelines.cache import (
     writer_lock,
 )
 
-__all__ = ["SaSwapVideoOutput", "precompute_template", "swap_video", "open_template_cache", "SMOOTHING"]
+__all__ = ["SaSwapVideoOutput", "precompute_template", "swap_video", "ToneStabiliser", "SMOOTHING"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,25 +107,6 @@ def _writable(folder: Path) -> bool:
         return True
     except OSError:
         return False
-
-
-def open_template_cache(pipe, template: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
-    """The valid cache of a template under the pipeline's analysis settings, or None.
-
-    A cache file that exists but is unusable (truncated, corrupt, another version) is reported as a
-    warning and None is returned (:func:`precompute_template` rebuilds it).
-    """
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    video_hash = file_sha256(template)
-    settings = _settings(pipe)
-    path = cache_path(folder, video_hash, settings)
-    if not path.exists():
-        return None
-    try:
-        return TemplateCache.open(path, video_hash, settings)
-    except CacheError as err:
-        logger.warning("%s; not used", err)
-        return None
 
 
 def precompute_template(
@@ -454,7 +435,10 @@ def swap_video(
         n_workers = max(1, min(int(workers), 8))
         pending: deque = deque()
         frame_cut: dict = {}
-        pool = _frame_pool(n_workers)
+        # Threads make the frames beside decoding and encoding on this thread. Measured on 6 s of 720p (s32,
+        # cached): one thread 21.7 s, two 17.9 s; two worker processes 18.8 s (no gain on 2 cores, and a
+        # spawned process re-runs the caller's main module, which a library cannot require to be guarded).
+        pool = ThreadPoolExecutor(n_workers)
         with VideoReader(template, start=start, end=end) as reader, pool:
             with VideoWriter(output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata) as writer:
                 records = None
@@ -463,16 +447,7 @@ def swap_video(
                     nonlocal frames, swapped_frames, swapped_faces
                     while len(pending) > limit:
                         frame, faces, future = pending.popleft()
-                        box, patch, mask_patches, stage = future.result()
-                        out, masks = None, []
-                        if box is not None:  # the frame with its new face(s), from the changed box
-                            x1, y1, x2, y2 = box
-                            out = frame.image.copy()
-                            out[y1:y2, x1:x2] = patch
-                            for m in mask_patches:
-                                full = np.zeros(out.shape[:2], np.float32)
-                                full[y1:y2, x1:x2] = m
-                                masks.append(full)
+                        box, out, masks, stage = future.result()
                         timings["engine"] += stage.get("swap", 0.0)
                         t3 = time.perf_counter()
                         if stabiliser is not None and box is not None:
@@ -518,7 +493,7 @@ def swap_video(
                         # at most two frames per worker are in flight, so memory does not grow with the video.
                         ws = [w[tf.face.track_id] for tf in faces]
                         if not faces:
-                            future = _done((None, None, None, {}))
+                            future = _done((None, None, [], {}))
                         else:
                             future = pool.submit(
                                 _make_frame, pipe, prepared, shape_strength, enhance, frame.image, faces, ws
@@ -556,26 +531,15 @@ def _done(value):
 
 
 def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights):
-    """The engine and compose stage of one frame: (changed box, the box of the new frame, the faces'
-    masks in the box, stage seconds), or Nones when nothing changed."""
+    """The engine and compose stage of one frame (on a worker thread): (the changed box, the new frame,
+    the faces' full-size masks, stage seconds), or Nones when nothing changed."""
     out = image.copy()
     stage: dict[str, float] = {}
     masks = pipe.swap_frame(out, image, faces, source, shape_strength, enhance, stage, weights=weights)
     box = _changed_box(masks)
     if box is None:
-        return None, None, None, stage
-    x1, y1, x2, y2 = box
-    return box, out[y1:y2, x1:x2].copy(), [m[y1:y2, x1:x2].copy() for m in masks], stage
-
-
-def _frame_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads for the engine and compose stage, beside decoding and encoding on the main thread.
-
-    Measured on 720p (s32, cached): two threads 17.9 s, one 21.7 s for 6 s of video. Worker processes
-    would run the numpy and OpenCV work truly in parallel, but a spawned process re-runs the caller's
-    main module, which a library cannot require to be guarded; not used yet.
-    """
-    return ThreadPoolExecutor(workers)
+        return None, None, [], stage
+    return box, out, masks, stage
 
 
 class ToneStabiliser:
