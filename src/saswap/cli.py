@@ -189,6 +189,28 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from saswap.pipelines.batch import BatchSettings, describe, run_batch
+
+    settings = BatchSettings(
+        engine=args.weights or args.engine, shape_strength=args.shape_strength, face_index=args.face_index,
+        all_faces=args.all_faces, reference=args.reference, enhance=args.enhance, codec=args.codec, crf=args.crf,
+        preset=args.preset,
+    )  # fmt: skip
+    report = run_batch(
+        args.sources, args.templates, args.output, settings=settings, backend=args.backend, workers=args.workers,
+        threads=args.threads, ray_address=args.ray_address, cache_dir=args.cache_dir, dry_run=args.dry_run,
+        progress=not args.quiet, echo=lambda line: None,
+    )  # fmt: skip
+    if args.dry_run:
+        for job in report.jobs:
+            state = "done already" if report.status[job.key] == "skipped" else "to do"
+            print(f"{state:12s} {job.source} -> {job.template} => {job.output}")
+    for line in describe(report):
+        print(line)
+    return 0 if report.ok else 1
+
+
 def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
     """The output may replace an existing file, but not one of the command's own inputs (unless --overwrite)."""
     out = Path(args.output)
@@ -307,6 +329,25 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0 if tag is not None else 1  # scripts can test files: 0 tagged, 1 not tagged, 2 unreadable
 
 
+def _cmd_app(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise SaSwapError("the web app needs gradio: pip install 'saswap[app]'")
+    from saswap.app import AppSettings, launch
+
+    settings = AppSettings(
+        templates=Path(args.templates) if args.templates else None,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        engines=tuple(args.engine or ["saswap-geometric"]),
+        enhance=args.enhance,
+        max_video_seconds=args.max_video_seconds,
+        max_upload_mb=args.max_upload_mb,
+    )
+    launch(settings, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="saswap", description="One-shot, shape-aware face swapping with 3D face priors.")
     parser.add_argument("--version", action="version", version=f"saswap {__version__}")
@@ -368,6 +409,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute)
 
+    p = sub.add_parser(
+        "batch", parents=[common],
+        help="swap every source photo into every template (images and videos), resumable, on one machine or Ray",
+        description="Swap every source photo into every template. Outputs go to OUTPUT/<source>/<template>.<ext> with "
+        "a manifest (OUTPUT/manifest.jsonl); running the same command again skips finished jobs and reruns failed "
+        "or interrupted ones. Exit code 0 when every job succeeded, 1 when some failed, 2 on bad arguments.",
+    )  # fmt: skip
+    p.add_argument("--sources", nargs="+", required=True, help="source photos: folders, list files (.txt) or files")
+    p.add_argument("--templates", nargs="+", required=True, help="template videos and images: folders, list files or files")
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--backend", default="ray", choices=("ray", "local"), help="ray (default; needs saswap[batch]) or local (this process)")
+    p.add_argument("--workers", type=int, help="Ray workers, each with its own model copy (default: one per CPU)")
+    p.add_argument("--threads", type=int, help="threads per worker (default: CPUs / workers on a local instance, else 1)")
+    p.add_argument("--ray-address", help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001) instead of starting one")
+    p.add_argument("--cache-dir", help="template cache folder, one every node reaches (default: $SASWAP_CACHE or the user cache folder)")
+    p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
+    p.add_argument("--weights", help="local model folder (overrides --engine)")
+    p.add_argument("--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--face-index", type=int, help="swap only the face with this index (largest first)")
+    group.add_argument("--all-faces", action="store_true", help="swap every face")
+    group.add_argument("--reference", help="swap the face most like the face in this photo")
+    p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    p.add_argument("--crf", type=int, default=18, help="video encoder quality (default 18)")
+    p.add_argument("--preset", default="veryfast", help="video encoder speed preset (default veryfast)")
+    p.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs (to do, or done already) and stop")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_batch)
+
     p = sub.add_parser("demo", parents=[common], help="swap faces between photos shipped in installed packages")
     p.add_argument("--output", "-o", default="saswap-demo", help="folder for the results (default: saswap-demo)")
     p.add_argument("--engine", default="saswap-geometric")
@@ -398,6 +469,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("app", parents=[common], help="start the web app (upload, choose, swap, watch, download; needs saswap[app])")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
+    p.add_argument("--templates", help="folder of template videos; those with a precomputed cache are offered")
+    p.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
+    p.add_argument(
+        "--engine", action="append",
+        help="engine offered in the page (zoo name or model folder; repeat for several; default saswap-geometric)",
+    )  # fmt: skip
+    p.add_argument("--enhance", help="face enhancer for the page's 'enhance' switch (a local ONNX file or folder)")
+    p.add_argument("--max-video-seconds", type=float, default=60.0, help="longest video accepted (default 60)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted, MB (default 50)")
+    p.set_defaults(func=_cmd_app)
     return parser
 
 

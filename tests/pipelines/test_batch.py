@@ -1,0 +1,242 @@
+"""Batch swapping: jobs and outputs, the manifest, resuming, a broken input among good ones, Ray.
+
+The Ray tests run the command line inside a network namespace that holds only loopback (``unshare -n``):
+Ray then uses 127.0.0.1 for its nodes, and nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import data_path
+
+from saswap.cli import main
+from saswap.errors import SaSwapError
+from saswap.pipelines.batch import MANIFEST_NAME, BatchSettings, Manifest, collect_inputs, plan_batch, run_batch
+
+
+def _clip(src: Path, dst: Path, end: float) -> Path:
+    from saswap.videoio import VideoReader, VideoWriter
+
+    with VideoReader(src, end=end) as reader, VideoWriter(dst, like=reader, crf=12) as writer:
+        for frame in reader:
+            writer.write(None, frame)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Two good source photos and a broken one; an image template and a short video template."""
+    root = tmp_path_factory.mktemp("batch-inputs")
+    (root / "src").mkdir()
+    (root / "tpl").mkdir()
+    for name in ("sberswap__beckham.jpg", "face_recognition__obama.jpg"):
+        shutil.copy(data_path("images", name), root / "src" / name)
+    (root / "src" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    shutil.copy(data_path("images", "insightface__1561.jpg"), root / "tpl" / "still.jpg")
+    _clip(data_path("videos", "liveportrait__d8.mp4"), root / "tpl" / "clip.mp4", 0.5)
+    return root
+
+
+def _jobs(out: Path) -> list[dict]:
+    return [r for r in Manifest(out / MANIFEST_NAME).records() if r.get("type") == "job"]
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*.tmp")]
+
+
+def _tag(path: Path) -> dict | None:
+    if path.suffix == ".mp4":
+        from saswap.videoio import read_video_tag
+
+        return read_video_tag(path)
+    from saswap.provenance import read_tag
+
+    return read_tag(path)
+
+
+def test_inputs_from_folders_and_lists_with_unique_output_names(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for folder in (a, b):
+        (folder / "x.jpg").write_bytes(b"x" + folder.name.encode())
+    (a / "notes.md").write_text("not an image")
+    (a / ".hidden.jpg").write_bytes(b"h")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# sources\nb/x.jpg\n\na/x.jpg  # twice: taken once\n")
+    found = collect_inputs([a, listing], "sources", videos=False)
+    assert found == [a / "x.jpg", b / "x.jpg"]
+    jobs = plan_batch(found, [a / "x.jpg"], tmp_path / "out", BatchSettings())
+    assert [j.output.relative_to(tmp_path / "out").as_posix() for j in jobs] == ["x/x.jpg", "x-2/x.jpg"]
+    assert len({j.key for j in jobs}) == 2
+    # the key follows the content and the settings, not the file name
+    again = plan_batch(found, [a / "x.jpg"], tmp_path / "elsewhere", BatchSettings())
+    assert [j.key for j in again] == [j.key for j in jobs]
+    other = plan_batch(found, [a / "x.jpg"], tmp_path / "out", BatchSettings(shape_strength=0.5))
+    assert not {j.key for j in other} & {j.key for j in jobs}
+    with pytest.raises(SaSwapError, match="list.txt, line 2: nope.jpg: no such file"):
+        listing.write_text("b/x.jpg\nnope.jpg\n")
+        collect_inputs([listing], "sources", videos=False)
+    with pytest.raises(SaSwapError, match="no templates found"):
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        collect_inputs([empty], "templates", videos=True)
+
+
+def test_an_output_written_by_a_worker_that_never_reported_is_adopted(tmp_path):
+    """A complete output whose tag names its job (the worker died after the rename) is not redone."""
+    from saswap.provenance import make_tag, save_tagged
+
+    src, tpl = tmp_path / "s.png", tmp_path / "t.png"
+    rng = np.random.default_rng(0)
+    for p in (src, tpl):
+        save_tagged(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), p)
+    (job,) = plan_batch([src], [tpl], tmp_path / "out", BatchSettings())
+    job.output.parent.mkdir(parents=True)
+    save_tagged(np.zeros((8, 8, 3), np.uint8), job.output, make_tag(batch_job="another-job"))
+    report = run_batch(src, tpl, tmp_path / "out", backend="local", dry_run=True, progress=False)
+    assert report.status[job.key] == "planned"
+    save_tagged(np.zeros((8, 8, 3), np.uint8), job.output, make_tag(batch_job=job.key))
+    report = run_batch(src, tpl, tmp_path / "out", backend="local", progress=False)
+    assert report.status[job.key] == "skipped" and report.ok
+    (record,) = _jobs(tmp_path / "out")
+    assert record["status"] == "done" and record["adopted"] is True and record["bytes"] == job.output.stat().st_size
+
+
+def test_local_batch_isolates_a_broken_input_and_resumes(inputs, tmp_path, capsys):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["batch", "--sources", str(inputs / "src"), "--templates", str(inputs / "tpl"), "-o", str(out),
+            "--backend", "local", "--cache-dir", str(cache), "-q"]  # fmt: skip
+    assert main(args) == 1  # one broken source: its jobs fail, the others are done
+    printed = capsys.readouterr().out
+    assert "6 job(s): 4 done, 2 failed" in printed
+    assert printed.count("broken.jpg: corrupt or truncated") == 2
+    records = _jobs(out)
+    assert sorted(r["status"] for r in records) == ["done"] * 4 + ["failed"] * 2
+    for r in records:
+        assert r["saswap"] and r["engine"] == "saswap-geometric" and r["timings"]["job"] > 0
+        if r["status"] == "done":
+            output = Path(r["output"])
+            assert output.is_file() and _tag(output)["batch_job"] == r["job"]
+        else:
+            assert "broken.jpg" in r["error"] and not Path(r["output"]).exists()
+    assert not (out / "broken").exists() and not _temporaries(out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "face_recognition__obama/clip.mp4", "face_recognition__obama/still.jpg", MANIFEST_NAME,
+        "sberswap__beckham/clip.mp4", "sberswap__beckham/still.jpg",
+    ]  # fmt: skip
+    video = next(r for r in records if r["status"] == "done" and r["kind"] == "video")
+    assert video["cache_hit"] is True  # the template stage built the cache the swap then used
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.*") if p.name != MANIFEST_NAME}
+
+    # the same command again: nothing done twice, the failed jobs tried again
+    assert main(args) == 1
+    assert "4 skipped, 2 failed" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    records = _jobs(out)
+    assert sum(r["status"] == "done" for r in records) == 4 and sum(r["status"] == "failed" for r in records) == 4
+
+    # a lost output and a temporary file left by a killed writer: that job alone is redone, the litter removed
+    lost = out / "sberswap__beckham" / "still.jpg"
+    lost.unlink()
+    (lost.parent / ".still.jpg.0badf00d.tmp").write_bytes(b"partial")
+    assert main(args[:-1] + ["--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert plan.count("to do") == 3 and plan.count("done already") == 3
+    assert main(args) == 1
+    assert "1 done, 3 skipped, 2 failed" in capsys.readouterr().out
+    assert lost.is_file() and not _temporaries(out)
+
+
+def test_a_broken_template_fails_its_own_jobs_with_the_single_file_message(inputs, tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    good = inputs / "tpl" / "still.jpg"
+    args = ["batch", "--sources", str(inputs / "src" / "sberswap__beckham.jpg"), "--templates", str(broken), str(good),
+            "-o", str(tmp_path / "out"), "--backend", "local", "--cache-dir", str(tmp_path / "cache"), "-q"]  # fmt: skip
+    assert main(args) == 1
+    printed = capsys.readouterr().out
+    assert "2 job(s): 1 done, 1 failed" in printed
+    (template,) = [r for r in Manifest(tmp_path / "out" / MANIFEST_NAME).records() if r["type"] == "template"]
+    assert template["status"] == "failed"
+    (failed,) = [r for r in _jobs(tmp_path / "out") if r["status"] == "failed"]
+    # the message `saswap swap` prints for the same file
+    assert main(["swap", "-s", args[2], "-t", str(broken), "-o", str(tmp_path / "single.mp4")]) == 2
+    single = capsys.readouterr().err.strip().removeprefix("saswap: error: ")
+    assert failed["error"] == template["error"] == single and "broken.mp4" in single
+    assert main(["batch", "--sources", args[2], "--templates", str(good), "-o", str(tmp_path / "o2"), "--workers", "0"]) == 2
+    assert "workers must be at least 1" in capsys.readouterr().err
+
+
+def _netns_available() -> str | None:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare or ip is not installed"
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace ({probe.stderr.strip() or probe.returncode}); needs root or user namespaces"
+    return None
+
+
+def _in_netns(args: list[str]) -> list[str]:
+    """Run ``args`` in a network namespace with loopback only (so Ray binds 127.0.0.1); exec keeps the pid."""
+    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *args]
+
+
+@pytest.mark.slow
+def test_ray_batch_interrupted_then_resumed_does_every_job_once(inputs, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'saswap[batch]')")
+    why = _netns_available()
+    if why:
+        pytest.skip(why)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    longer = tmp_path / "tpl"
+    longer.mkdir()
+    shutil.copy(inputs / "tpl" / "still.jpg", longer / "still.jpg")
+    _clip(data_path("videos", "liveportrait__d8.mp4"), longer / "clip.mp4", 1.5)
+    cmd = _in_netns([
+        sys.executable, "-m", "saswap", "batch", "--sources", str(inputs / "src"), "--templates", str(longer),
+        "-o", str(out), "--workers", "2", "--threads", "1", "--cache-dir", str(cache), "-q",
+    ])  # fmt: skip
+
+    # first run: interrupted (SIGINT) once the first job is done
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if any(r["status"] == "done" for r in _jobs(out)):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, f"the batch ended before it could be interrupted: {proc.communicate()}"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    first = {r["job"]: r for r in _jobs(out) if r["status"] == "done"}
+    assert 1 <= len(first) < 4
+    assert not _temporaries(out), "an interrupted job left a partial file"
+    stamps = {r["output"]: Path(r["output"]).stat().st_mtime_ns for r in first.values()}
+
+    # second run: resumes; the broken source fails its own jobs only
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"{4 - len(first)} done, {len(first)} skipped, 2 failed" in run.stdout
+    records = _jobs(out)
+    done = [r for r in records if r["status"] == "done"]
+    assert len(done) == 4 and len({r["job"] for r in done}) == 4  # every job done exactly once
+    assert {r["output"]: Path(r["output"]).stat().st_mtime_ns for r in first.values()} == stamps
+    for r in done:
+        assert _tag(Path(r["output"]))["batch_job"] == r["job"]
+        assert len(r["node"]) > 8 and r["pid"] > 0  # a Ray node id and the worker's process
+    failed = [r for r in records if r["status"] == "failed"]
+    assert failed and all("broken.jpg" in r["error"] for r in failed)
+    templates = [r for r in Manifest(out / MANIFEST_NAME).records() if r.get("type") == "template"]
+    assert templates and all(r["status"] == "done" for r in templates)
+    assert not _temporaries(out)
+    assert json.loads((out / MANIFEST_NAME).read_text().splitlines()[-1])["type"] == "job"
