@@ -144,7 +144,8 @@ class BatchReport:
         errors: the error message of each failed job, by key.
         templates: the template records (cache path, hit, node), by template path.
         manifest: the manifest file.
-        timings: seconds: ``templates`` (stage 1), ``swaps`` (stage 2), ``total``.
+        timings: seconds: ``workers`` (starting Ray or joining it, and loading the workers' models),
+            ``templates`` (stage 1), ``swaps`` (stage 2), ``total``.
     """
 
     jobs: list[BatchJob]
@@ -532,6 +533,9 @@ class _Local:
 class _Ray:
     """The Ray backend: ``workers`` actors, each loaded once; dynamic scheduling, a lost worker's job retried."""
 
+    #: seconds a dead worker may take to be restarted by Ray before the batch goes on without it
+    RECOVERY_S = 300
+
     def __init__(
         self, settings: dict[str, Any], cache_dir: str | None, threads: int, workers: int,
         actor_options: dict[str, Any] | None = None,
@@ -575,29 +579,50 @@ class _Ray:
         on_lost: Callable[[Any, str], bool] | None = None,
     ) -> None:  # fmt: skip
         """Run ``method(task)`` on idle actors; ``on_lost(task, why)`` is asked whether to retry a task whose
-        worker died (a restarted actor takes it)."""
+        worker died. A worker that died gets no task until Ray has restarted it (its models loaded again); one
+        that does not come back within ``RECOVERY_S`` is dropped, and when none is left the remaining tasks
+        are reported lost for good."""
         from ray.exceptions import RayActorError, WorkerCrashedError
 
         ray = self.ray
         queue = deque(tasks)
         idle = list(self.actors)
-        inflight: dict[Any, tuple[Any, Any]] = {}
-        self.inflight_tasks = lambda: [t for _, t in inflight.values()]
-        while queue or inflight:
+        inflight: dict[Any, tuple[Any, Any]] = {}  # a task's ref -> (actor, task); a probe's ref -> (actor, None)
+        recovering: dict[Any, float] = {}  # actor -> when it died
+        while queue or any(task is not None for _, task in inflight.values()):
             while queue and idle:
                 actor, task = idle.pop(0), queue.popleft()
                 inflight[getattr(actor, method).remote(task)] = (actor, task)
+            if not inflight:  # every worker gone
+                while queue:
+                    task = queue.popleft()
+                    if on_lost is not None:
+                        on_lost(task, "no worker left")
+                break
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
                 actor, task = inflight.pop(ref)
-                idle.append(actor)
                 try:
                     result = ray.get(ref)
                 except (RayActorError, WorkerCrashedError) as err:
-                    why = f"the worker died ({type(err).__name__})"
-                    if on_lost is not None and on_lost(task, why):
+                    if task is None:  # still restarting: probe again shortly, or give it up
+                        if time.monotonic() - recovering[actor] < self.RECOVERY_S:
+                            time.sleep(0.2)
+                            inflight[actor.ready.remote()] = (actor, None)
+                        else:
+                            logger.warning("a batch worker did not come back within %d s; going on without it", self.RECOVERY_S)
+                            recovering.pop(actor)
+                        continue
+                    recovering[actor] = time.monotonic()
+                    inflight[actor.ready.remote()] = (actor, None)
+                    if on_lost is not None and on_lost(task, f"the worker died ({type(err).__name__})"):
                         queue.appendleft(task)
                     continue
+                if task is None:  # restarted and loaded
+                    recovering.pop(actor, None)
+                    idle.append(actor)
+                    continue
+                idle.append(actor)
                 on_result(task, result)
 
     def close(self) -> None:
@@ -719,6 +744,7 @@ def run_batch(
         say(f"failed: {job.source} -> {job.template}: {error}")
 
     joined = False
+    t0 = time.perf_counter()
     try:
         if backend == "ray":
             if ray_address:
@@ -736,6 +762,7 @@ def run_batch(
             n_workers, n_threads = 1, (max(1, int(threads)) if threads else cpus)
             swap_pool = _Local(settings_dict, cache, n_threads)
         pools.append(swap_pool)
+        report.timings["workers"] = time.perf_counter() - t0
 
         # Stage 1: the template caches, once per video template.
         t1 = time.perf_counter()
@@ -837,7 +864,8 @@ def describe(report: BatchReport) -> Iterable[str]:
     yield f"batch: {n} job(s): " + ", ".join(parts)
     if report.count("done") and report.timings.get("swaps"):
         yield (
-            f"  {report.jobs_per_minute:.1f} jobs per minute; templates {report.timings.get('templates', 0):.1f} s, "
+            f"  {report.jobs_per_minute:.1f} jobs per minute; workers started in {report.timings.get('workers', 0):.1f} s, "
+            f"templates {report.timings.get('templates', 0):.1f} s, "
             f"swaps {report.timings['swaps']:.1f} s, total {report.timings.get('total', 0):.1f} s"
         )
     for job in report.jobs:
