@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,7 +306,7 @@ class SaSwapPipeline:
 
     # -- video ----------------------------------------------------------------------------------
     def precompute(
-        self, template: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, progress: bool = True,
+        self, template: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, progress: bool | Callable = True,
         force: bool = False,
     ):  # fmt: skip
         """Analyse a template video once into its template cache (see :mod:`saswap.pipelines.cache`).
@@ -336,7 +337,7 @@ class SaSwapPipeline:
         crf: int | None = 18,
         preset: str | None = "veryfast",
         fade_frames: int = 5,
-        progress: bool = True,
+        progress: bool | Callable[[str, int, int | None], None] = True,
         workers: int = 2,
     ):
         """Swap the source's face into a template video, streamed frame by frame.
@@ -360,7 +361,9 @@ class SaSwapPipeline:
             start, end: trim the template to this span, in seconds.
             codec, crf, preset: the video encoder and its quality settings.
             fade_frames: length of the fades where a face is lost or found within a shot.
-            progress: show a progress bar (frames per second, ETA).
+            progress: show a progress bar (frames per second, ETA), or a callable called as
+                ``progress(stage, done, total)`` after every frame of each stage instead (an exception it raises
+                stops the swap, and no output is left; see :data:`saswap.pipelines.video.ProgressCallback`).
             workers: threads making frames beside decoding and encoding (results do not depend on it).
 
         Returns:

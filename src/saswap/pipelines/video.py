@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from saswap.pipelines.cache import (
     writer_lock,
 )
 
-__all__ = ["SaSwapVideoOutput", "precompute_template", "swap_video", "ToneStabiliser", "SMOOTHING"]
+__all__ = ["SaSwapVideoOutput", "precompute_template", "swap_video", "ToneStabiliser", "SMOOTHING", "ProgressCallback"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,33 @@ def _settings(pipe) -> dict[str, Any]:
     }
 
 
-def _progress(total: int | None, desc: str, enabled: bool):
+#: A progress callback: called as ``callback(stage, done, total)`` after each frame of each stage ("analysing
+#: template", "caching template", "swapping <name>"); ``total`` is None when the frame count is unknown. An
+#: exception it raises stops the job (outputs are written atomically, so nothing is left).
+ProgressCallback = Callable[[str, int, "int | None"], None]
+
+
+class _CallbackBar:
+    """A tqdm stand-in that reports each update to a :data:`ProgressCallback`."""
+
+    def __init__(self, total: int | None, desc: str, callback: ProgressCallback) -> None:
+        self.total, self.desc, self.callback, self.n = total, desc, callback, 0
+
+    def __enter__(self) -> _CallbackBar:
+        self.callback(self.desc, 0, self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self.callback(self.desc, self.n, self.total)
+
+
+def _progress(total: int | None, desc: str, enabled: bool | ProgressCallback):
+    if callable(enabled):
+        return _CallbackBar(total, desc, enabled)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True, leave=False)
@@ -114,7 +140,7 @@ def precompute_template(
     template: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
     *,
-    progress: bool = True,
+    progress: bool | ProgressCallback = True,
     force: bool = False,
     start: float | None = None,
     end: float | None = None,
@@ -131,7 +157,7 @@ def precompute_template(
         template: the template video.
         cache_dir: the cache folder (default: :func:`~saswap.pipelines.cache.default_cache_dir`); one that
             cannot be written is an error here (a swap falls back to a temporary cache instead).
-        progress: show progress bars.
+        progress: show progress bars, or a :data:`ProgressCallback` to call instead.
         force: rebuild even when a valid cache exists.
         start, end: analyse only this span (seconds; part of the cache's key). A persistent cache is best
             made for the whole template, which every trimmed swap can then use.
@@ -366,7 +392,7 @@ def swap_video(
     crf: int | None = 18,
     preset: str | None = "veryfast",
     fade_frames: int = 5,
-    progress: bool = True,
+    progress: bool | ProgressCallback = True,
     tag: dict[str, Any] | None = None,
     workers: int = 2,
     tone_smoothing: float = 0.8,
