@@ -1,0 +1,781 @@
+"""The SaSwap web app: upload a photo, choose a target image, video or template, swap, watch, download.
+
+Built with Gradio on :class:`~saswap.pipelines.image.SaSwapPipeline`. ``saswap app`` (or :func:`launch`)
+starts it; :func:`build_app` returns the ``gr.Blocks`` page. The same functions are API endpoints for
+``gradio_client``: ``/detect_faces``, ``/swap`` (image or video target, or a template by name) and
+``/templates``.
+
+Privacy: faces are personal data. The app binds to 127.0.0.1 unless told otherwise, makes no network
+request of its own (Gradio's analytics and version check off, no share link, the theme's fonts served
+by the app itself, Hugging Face Hub offline), keeps uploads and results in one temporary folder that is
+removed when it stops, and serves a visitor's files to that visitor only
+(:mod:`saswap.app.isolation`).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio (and huggingface_hub) are imported: no usage analytics, no version check, no telemetry.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from saswap.app.isolation import VisitorFiles, VisitorIsolation, visitor_token  # noqa: E402
+from saswap.app.jobs import Job, JobBoard, JobCancelled  # noqa: E402
+from saswap.app.templates import Template, find_templates  # noqa: E402
+from saswap.errors import SaSwapError  # noqa: E402
+
+__all__ = ["AppSettings", "SaSwapApp", "RunningApp", "build_app", "launch"]
+
+logger = logging.getLogger(__name__)
+
+_LARGEST, _ALL, _REFERENCE = "0", "all", "reference"
+_IMAGE_TYPES = ["image"]
+_TARGET_TYPES = ["image", "video"]
+
+
+@dataclass
+class AppSettings:
+    """What ``saswap app`` is started with.
+
+    Attributes:
+        templates: folder of template videos (those with a precomputed template cache are offered).
+        cache_dir: the template cache folder (default: ``$SASWAP_CACHE`` or the user cache folder).
+        engines: zoo names or model folders offered in the engine choice; the first is the default.
+        enhance: a face enhancer (ONNX file, folder or known name, present locally) for the "enhance"
+            switch; None leaves the switch off.
+        max_video_seconds: longest uploaded video accepted.
+        max_upload_mb: largest uploaded file accepted, in megabytes.
+    """
+
+    templates: Path | None = None
+    cache_dir: Path | None = None
+    engines: tuple[str, ...] = ("saswap-geometric",)
+    enhance: str | None = None
+    max_video_seconds: float = 60.0
+    max_upload_mb: float = 50.0
+
+    def __post_init__(self) -> None:
+        if not self.engines:
+            raise SaSwapError("give at least one engine")
+        if self.max_video_seconds <= 0 or self.max_upload_mb <= 0:
+            raise SaSwapError("--max-video-seconds and --max-upload-mb must be positive")
+        self.engines = tuple(dict.fromkeys(self.engines))
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def _bad(message: str) -> gr.Error:
+    """An error shown in the page (a toast that stays until closed) and returned to API clients."""
+    return gr.Error(message, duration=None, title="Cannot do that", print_exception=False)
+
+
+def _draw_numbered(image: np.ndarray, faces: list, max_side: int = 768) -> np.ndarray:
+    """A copy of ``image``, at most ``max_side`` pixels on its longer side, with each face boxed and numbered
+    (1 = largest)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / float(max(h, w)))
+    out = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else image.copy()
+    thick = max(2, round(max(out.shape[:2]) / 300))
+    for i, face in enumerate(faces):
+        x1, y1, x2, y2 = (np.asarray(face.box, np.float64) * scale).round().astype(int)
+        colour = (255, 196, 0) if i == 0 else (0, 200, 255)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
+        label = str(i + 1)
+        font_scale = max(0.6, min(2.0, (y2 - y1) / 90.0))
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+        ty = max(th + base + 2, y1)
+        cv2.rectangle(out, (x1, ty - th - base - 4), (x1 + tw + 8, ty), colour, -1)
+        cv2.putText(out, label, (x1 + 4, ty - base - 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thick, cv2.LINE_AA)
+    return out
+
+
+def _safe_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or "result"
+    return stem[:60]
+
+
+def _tag_summary(tag: dict[str, Any] | None) -> str:
+    """The tag for the page: a readable line, then the JSON as it is stored in the file."""
+    if tag is None:
+        return "no provenance tag found in the file"
+    details = ", ".join(f"{k} {v}" for k, v in sorted(tag.items()) if k not in ("synthetic", "generator", "note", "app"))
+    return f"SYNTHETIC - made with saswap ({details})\n{json.dumps(tag, sort_keys=True)}"
+
+
+@dataclass
+class _Target:
+    """The chosen target: an uploaded image or video, or a template."""
+
+    kind: str  # "image" or "video"
+    path: str
+    name: str
+    template: bool = False
+
+
+@dataclass
+class _Session:
+    folders: list[Path] = field(default_factory=list)
+
+
+class SaSwapApp:
+    """The app's state and its handlers (one per page event and API endpoint).
+
+    Args:
+        settings: :class:`AppSettings`.
+        workdir: the app's temporary folder (uploads, results, caches of uploaded videos).
+    """
+
+    def __init__(self, settings: AppSettings, workdir: Path) -> None:
+        from saswap.face import FaceAnalyzer
+
+        self.settings = settings
+        self.workdir = Path(workdir)
+        self.files = VisitorFiles(self.workdir / "gradio")
+        self.private = self.workdir / "private"
+        self.private.mkdir(parents=True, exist_ok=True)
+        self.board = JobBoard()
+        self._pipes: dict[str, Any] = {}
+        self._pipe_lock = threading.Lock()
+        self._detector = FaceAnalyzer()
+        self._detect_lock = threading.Lock()
+        self._sessions: dict[str, _Session] = {}
+        self._sessions_lock = threading.Lock()
+        self.templates: list[Template] = []
+        self.templates_skipped: list[str] = []
+        if settings.enhance:
+            from saswap.enhance import FaceEnhancer
+
+            FaceEnhancer.from_pretrained(settings.enhance)  # a missing enhancer fails at start, not on a visitor
+        if settings.templates is not None:
+            self.templates, self.templates_skipped = find_templates(
+                settings.templates, self.pipeline(settings.engines[0]), settings.cache_dir, self.files.public / "thumbs"
+            )
+
+    # -- shared helpers ---------------------------------------------------------------------------
+    def pipeline(self, engine: str):
+        """The pipeline of an engine (loaded once, on first use)."""
+        from saswap.pipelines.image import SaSwapPipeline
+
+        if engine not in self.settings.engines:
+            raise SaSwapError(f"engine {engine!r} is not offered here (choose one of {', '.join(self.settings.engines)})")
+        with self._pipe_lock:
+            if engine not in self._pipes:
+                try:
+                    self._pipes[engine] = SaSwapPipeline.from_pretrained(engine)
+                except SaSwapError as err:
+                    raise SaSwapError(f"the engine {engine!r} cannot be loaded: {err}") from None
+            return self._pipes[engine]
+
+    def _token(self, request: gr.Request | None) -> str | None:
+        if request is None:
+            return None
+        try:
+            cookies = request.cookies
+            token = cookies.get("saswap_visitor") if cookies else None
+        except AttributeError:
+            token = None
+        if token is None:
+            try:
+                token = visitor_token(request.headers.get("cookie"))
+            except AttributeError:
+                token = None
+        return token
+
+    def _session(self, request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "anonymous"
+
+    def _own(self, token: str | None, path: str | None, role: str) -> str:
+        """The path of an input file the visitor may use (uploaded in their session), or an error."""
+        if not path:
+            raise _bad(f"Please upload the {role} first.")
+        path = str(path)
+        name = Path(path).name
+        if not self.files.guarded(path) or not self.files.owns(token, path) or not os.path.isfile(path):
+            raise _bad(f"{name}: this file is not part of your session; upload the {role} again.")
+        size = os.path.getsize(path)
+        if size > self.settings.max_upload_bytes:
+            raise _bad(
+                f"{name}: {size / 1048576:.1f} MB is larger than this app accepts "
+                f"({self.settings.max_upload_mb:g} MB, set with --max-upload-mb)."
+            )
+        return path
+
+    def _clean(self, message: str, names: dict[str, str]) -> str:
+        """An error message for the page: input paths replaced by the file names, no server paths."""
+        for path, name in sorted(names.items(), key=lambda kv: -len(kv[0])):
+            message = message.replace(path, name)
+        return message.replace(str(self.workdir), "…")
+
+    def _new_folder(self, token: str | None, request: gr.Request | None) -> Path:
+        folder = self.files.new_job_folder(token or "anonymous-visitor-without-cookie")
+        with self._sessions_lock:
+            self._sessions.setdefault(self._session(request), _Session()).folders.append(folder)
+        return folder
+
+    def _detect(self, image: np.ndarray) -> list:
+        with self._detect_lock:
+            return self._detector(image)
+
+    def _load_image(self, path: str, role: str) -> np.ndarray:
+        from saswap.io import load_image
+
+        try:
+            return load_image(path)
+        except SaSwapError as err:
+            raise _bad(self._clean(f"The {role} cannot be used: {err}", {path: Path(path).name})) from None
+
+    def _read_target(self, path: str) -> tuple[str, np.ndarray, str]:
+        """(kind, preview frame, one line about it) of an uploaded target, or an error for the page."""
+        from saswap.videoio import VideoReader, is_video_file, probe_video
+
+        name = Path(path).name
+        if is_video_file(path):
+            try:
+                info = probe_video(path)
+            except SaSwapError as err:
+                raise _bad(self._clean(f"The target video cannot be used: {err}", {path: name})) from None
+            limit = self.settings.max_video_seconds
+            if info.duration > limit:
+                raise _bad(
+                    f"{name}: the video is {info.duration:.1f} s long; this app accepts videos up to {limit:g} s "
+                    "(set with --max-video-seconds). Trim it and upload it again."
+                )
+            try:
+                with VideoReader(path) as reader:
+                    first = next(iter(reader), None)
+            except SaSwapError as err:
+                raise _bad(self._clean(f"The target video cannot be used: {err}", {path: name})) from None
+            if first is None:
+                raise _bad(f"{name}: no frame of this video could be decoded.")
+            line = f"video · {info.duration:.1f} s · {info.width}×{info.height} · {info.fps:.0f} fps"
+            return "video", first.image, line
+        image = self._load_image(path, "target")
+        return "image", image, f"image · {image.shape[1]}×{image.shape[0]}"
+
+    def _preview(self, token: str | None, request: gr.Request | None, image: np.ndarray, faces: list) -> str:
+        from saswap.io import save_image
+
+        folder = self._new_folder(token, request)
+        path = folder / "faces.jpg"
+        save_image(_draw_numbered(image, faces), path)
+        return str(path)
+
+    @staticmethod
+    def _face_choices(n: int) -> list[tuple[str, str]]:
+        choices = [("Face 1 (largest)" if n > 1 else "The face found", _LARGEST)]
+        choices += [(f"Face {i + 1}", str(i)) for i in range(1, n)]
+        if n > 1:
+            choices.append(("All faces", _ALL))
+        choices.append(("The person in a reference photo", _REFERENCE))
+        return choices
+
+    # -- page events ------------------------------------------------------------------------------
+    def on_source(self, path: str | None, request: gr.Request):
+        """A source photo was uploaded (or cleared): show the face that will be used."""
+        if not path:
+            return None
+        token = self._token(request)
+        path = self._own(token, path, "source photo")
+        image = self._load_image(path, "source photo")
+        faces = self._detect(image)
+        if not faces:
+            raise _bad(
+                f"{Path(path).name}: no face found in this photo. Use a photo where one face is clearly visible, "
+                "facing the camera."
+            )
+        return self._preview(token, request, image, faces[:1])
+
+    def _target_outputs(self, target: _Target, image: np.ndarray, line: str, token, request):
+        faces = self._detect(image)
+        if not faces:
+            raise _bad(f"{target.name}: no face found in this {'video (first frame)' if target.kind == 'video' else 'image'}.")
+        preview = self._preview(token, request, image, faces)
+        where = " in the first frame" if target.kind == "video" else ""
+        info = f"**{target.name}** — {line} — {len(faces)} face{'s' if len(faces) != 1 else ''} found{where}"
+        choices = self._face_choices(len(faces))
+        return target, preview, info, gr.update(choices=choices, value=_LARGEST)
+
+    def on_target(self, path: str | None, request: gr.Request):
+        """A target image or video was uploaded: show its faces, numbered, and offer them."""
+        if not path:
+            return None, None, "", gr.update(choices=self._face_choices(1), value=_LARGEST)
+        token = self._token(request)
+        path = self._own(token, path, "target")
+        kind, image, line = self._read_target(path)
+        return self._target_outputs(_Target(kind, path, Path(path).name), image, line, token, request)
+
+    def on_template(self, evt: gr.SelectData, request: gr.Request):
+        """A template was picked in the gallery."""
+        from saswap.videoio import VideoReader
+
+        template = self.templates[int(evt.index)]
+        with VideoReader(template.path) as reader:
+            first = next(iter(reader))
+        line = f"template · {template.duration:.1f} s · {template.width}×{template.height}"
+        target = _Target("video", str(template.path), template.name, template=True)
+        return self._target_outputs(target, first.image, line, self._token(request), request)
+
+    def on_choice(self, choice: str):
+        return gr.update(visible=choice == _REFERENCE)
+
+    def on_swap(self, source, target: _Target | None, choice, reference, strength, engine, enhance,
+                request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
+        """Run a swap and stream its progress into the page; the result, its tag and the download at the end."""
+        if target is None:
+            raise _bad("Please upload a target image or video, or pick a template, first.")
+        token = self._token(request)
+        job, kind, out = self._start(token, request, source, target, choice, reference, strength, engine, enhance)
+        is_video = kind == "video"
+        yield (
+            "**Working:** starting…", gr.update(value=None, visible=not is_video), gr.update(value=None, visible=is_video), "",
+            gr.update(value=None, interactive=False),
+        )
+        for line in self._watch(job, progress):
+            yield line, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        path, tag = self._finish(job, out)
+        took = job.result.get("seconds", 0.0)
+        yield (
+            f"**Done** in {took:.1f} s. The file is tagged as synthetic (right); download it with the button.",
+            gr.update(value=path if not is_video else None, visible=not is_video),
+            gr.update(value=path if is_video else None, visible=is_video),
+            _tag_summary(tag),
+            gr.update(value=path, interactive=True),
+        )
+
+    def on_cancel(self, request: gr.Request) -> str:
+        """Stop this session's running job (its partial output is removed)."""
+        stopped = self.board.cancel(self._session(request))
+        return "**Cancelled**; nothing was kept." if stopped else "Nothing is running."
+
+    def on_unload(self, request: gr.Request) -> None:
+        """The visitor closed the page: stop their job and remove their results and previews."""
+        session = self._session(request)
+        self.board.cancel(session)
+        with self._sessions_lock:
+            record = self._sessions.pop(session, None)
+        for folder in record.folders if record else ():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # -- API endpoints ----------------------------------------------------------------------------
+    def api_detect_faces(self, image: str | None, request: gr.Request):
+        """Find the faces of an image: (the image with numbered boxes, a list of faces with box and score)."""
+        token = self._token(request)
+        path = self._own(token, image, "image")
+        kind, frame, _ = self._read_target(path)
+        faces = self._detect(frame)
+        listing = [
+            {"index": i, "box": [round(float(v), 1) for v in f.box], "score": round(float(f.score), 3)}
+            for i, f in enumerate(faces)
+        ]
+        return self._preview(token, request, frame, faces), {"kind": kind, "faces": listing}
+
+    def api_swap(self, source, target, template, faces, reference, shape_strength, engine, enhance,
+                 request: gr.Request, progress: gr.Progress = gr.Progress()):  # fmt: skip
+        """Swap the source's face into an uploaded target image or video, or into a template by name.
+
+        ``faces`` is "0" (the largest face; "1", "2"... the next ones), "all", or "reference" (the face most
+        like the ``reference`` photo's). Yields progress while a video is made; the last output is
+        (the result file, its provenance tag)."""
+        token = self._token(request)
+        if template:
+            match = [t for t in self.templates if t.name == template]
+            if not match:
+                names = ", ".join(t.name for t in self.templates) or "none"
+                raise _bad(f"{template}: no such template (available: {names})")
+            chosen = _Target("video", str(match[0].path), match[0].name, template=True)
+        else:
+            path = self._own(token, target, "target")
+            kind, _, _ = self._read_target(path)
+            chosen = _Target(kind, path, Path(path).name)
+        job, _, out = self._start(token, request, source, chosen, str(faces or _LARGEST), reference, shape_strength,
+                                  engine, enhance)  # fmt: skip
+        for line in self._watch(job, progress):
+            yield None, {"status": line, "stage": job.stage, "done": job.done_frames, "total": job.total_frames}
+        path, tag = self._finish(job, out)
+        yield path, tag
+
+    def api_templates(self) -> list[dict[str, Any]]:
+        """The templates offered: name, duration, size."""
+        return [
+            {"name": t.name, "duration": round(t.duration, 2), "width": t.width, "height": t.height}
+            for t in self.templates
+        ]
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def _start(self, token, request, source, target: _Target, choice, reference, strength, engine, enhance):
+        """Check every input, then start the swap on its own thread: (the job, "image"/"video", the output)."""
+        from saswap.provenance import make_tag
+
+        source = self._own(token, source, "source photo")
+        self._load_image(source, "source photo")
+        if not target.template:
+            self._own(token, target.path, "target")
+        choice = str(choice or _LARGEST)
+        face_index, all_faces, ref = None, False, None
+        if choice == _ALL:
+            all_faces = True
+        elif choice == _REFERENCE:
+            ref = self._own(token, reference, "reference photo")
+            self._load_image(ref, "reference photo")
+        elif choice.isdigit():
+            face_index = int(choice)
+        else:
+            raise _bad(f"faces: {choice!r} is not a face choice (use 0, 1, ..., 'all' or 'reference')")
+        try:
+            strength = float(strength)
+        except (TypeError, ValueError):
+            raise _bad(f"shape strength: {strength!r} is not a number") from None
+        if not 0.0 <= strength <= 1.0:
+            raise _bad(f"shape strength must lie between 0 and 1, got {strength}")
+        engine = engine or self.settings.engines[0]
+        if engine not in self.settings.engines:
+            raise _bad(f"engine {engine!r} is not offered here (choose one of {', '.join(self.settings.engines)})")
+        enhancer = None
+        if enhance:
+            if not self.settings.enhance:
+                raise _bad("Face enhancement is not set up on this server (start the app with --enhance MODEL).")
+            enhancer = self.settings.enhance
+        names = {source: Path(source).name, target.path: target.name}
+        if ref:
+            names[ref] = Path(ref).name
+        folder = self._new_folder(token, request)
+        session = self._session(request)
+        if target.kind == "image":
+            out = folder / f"swapped-{_safe_stem(target.name)}.png"
+        else:
+            out = folder / f"swapped-{_safe_stem(target.name)}.mp4"
+        cache_dir = self.settings.cache_dir if target.template else self.private / "caches" / folder.parent.name
+
+        def work(report) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            report("loading the engine", 0, None)
+            pipe = self.pipeline(engine)
+            report("analysing your photo", 0, None)
+            prepared, _ = pipe.prepare_source(source)
+            if target.kind == "image":
+                report("swapping", 0, 1)
+                result = pipe(prepared, target.path, shape_strength=strength, face_index=face_index,
+                              all_faces=all_faces, reference=ref, enhance=enhancer)  # fmt: skip
+                report("writing", 1, 1)
+                tag = make_tag(engine=pipe.engine.name, shape_strength=strength, faces=len(result.faces), app=True)
+                from saswap.provenance import save_tagged
+
+                save_tagged(result.image, out, tag)
+                return {"seconds": time.perf_counter() - t0, "faces": len(result.faces)}
+            video = pipe.swap_video(
+                prepared, target.path, out, shape_strength=strength, face_index=face_index, all_faces=all_faces,
+                reference=ref, enhance=enhancer, cache=True, cache_dir=cache_dir, progress=report,
+            )  # fmt: skip
+            return {"seconds": time.perf_counter() - t0, "frames": video.frames}
+
+        job = Job(work, folder=folder)
+        job.names = names  # type: ignore[attr-defined]
+        self.board.put(session, job)
+        job.session = session  # type: ignore[attr-defined]
+        return job.start(), target.kind, out
+
+    def _watch(self, job: Job, progress: gr.Progress | None) -> Iterator[str]:
+        """Lines describing the job while it runs (twice a second); the job is cancelled when the watcher
+        is closed (the request was cancelled or the page left)."""
+        try:
+            while not job.wait(0.5):
+                job.poll()
+                if progress is not None and job.total_frames:
+                    try:
+                        progress((job.done_frames, job.total_frames), desc=job.stage, unit="frames")
+                    except Exception:  # noqa: BLE001 - progress display is best effort
+                        pass
+                yield "**Working:** " + job.describe() + " (press Cancel to stop)"
+        finally:
+            if not job.finished:
+                job.cancel()
+
+    def _finish(self, job: Job, out: Path) -> tuple[str, dict[str, Any] | None]:
+        """The result file and the tag read back from it, or the job's error for the page."""
+        from saswap.provenance import read_tag
+        from saswap.videoio import read_video_tag
+
+        self.board.drop(getattr(job, "session", ""), job)
+        if isinstance(job.error, JobCancelled):
+            raise _bad("The swap was cancelled; nothing was kept.")
+        if job.error is not None:
+            if isinstance(job.error, SaSwapError):
+                raise _bad(self._clean(str(job.error), getattr(job, "names", {})))
+            raise _bad(
+                f"Something went wrong ({type(job.error).__name__}); nothing was kept. "
+                "The server's log has the details."
+            )
+        tag = read_video_tag(out) if out.suffix == ".mp4" else read_tag(out)
+        return str(out), tag
+
+    # -- page -------------------------------------------------------------------------------------
+    def blocks(self) -> gr.Blocks:
+        """The page and the API endpoints."""
+        s = self.settings
+        limits = (
+            f"Uploads up to {s.max_upload_mb:g} MB; videos up to {s.max_video_seconds:g} s. Your files stay on "
+            "this server, are visible to you alone, and are deleted when you close the page or the app stops."
+        )
+        with gr.Blocks(title="SaSwap — face swap", analytics_enabled=False, fill_width=False) as demo:
+            gr.Markdown(
+                "# SaSwap face swap\n"
+                "Put the face from **your photo** into a **target** image or video: **1** upload your photo, "
+                "**2** upload a target (or pick a template), **3** choose which face to replace, **4** press "
+                "**Swap faces**. Every result is marked as synthetic inside the file."
+            )
+            target_state = gr.State(None)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=260):
+                    gr.Markdown("### 1 · Your photo")
+                    source = gr.File(
+                        label="Photo with the face to use (JPG, PNG, WebP)", file_types=_IMAGE_TYPES, type="filepath",
+                        height=150, elem_id="source-file",
+                    )  # fmt: skip
+                    source_view = gr.Image(
+                        label="The face that will be used", interactive=False, height=260, elem_id="source-view",
+                        buttons=[],
+                    )  # fmt: skip
+                with gr.Column(scale=1, min_width=260):
+                    gr.Markdown("### 2 · Target")
+                    with gr.Tabs():
+                        with gr.Tab("Upload an image or video"):
+                            target = gr.File(
+                                label="Image or video whose face is replaced", file_types=_TARGET_TYPES,
+                                type="filepath", height=150, elem_id="target-file",
+                            )  # fmt: skip
+                        if self.templates:
+                            with gr.Tab("Pick a template"):
+                                gallery = gr.Gallery(
+                                    value=[(str(t.thumbnail), t.caption) for t in self.templates],
+                                    label="Template videos (ready to use)", columns=3, height=220,
+                                    allow_preview=False, elem_id="templates",
+                                )  # fmt: skip
+                    target_view = gr.Image(
+                        label="Faces found (numbered, 1 = largest)", interactive=False, height=260,
+                        elem_id="target-view", buttons=[],
+                    )  # fmt: skip
+                    target_info = gr.Markdown(elem_id="target-info")
+                with gr.Column(scale=1, min_width=260):
+                    gr.Markdown("### 3 · Options")
+                    choice = gr.Radio(
+                        choices=self._face_choices(1), value=_LARGEST, label="Which face to replace",
+                        elem_id="face-choice",
+                    )  # fmt: skip
+                    reference = gr.File(
+                        label="Reference photo of the person to replace", file_types=_IMAGE_TYPES, type="filepath",
+                        visible=False, height=150, elem_id="reference-file",
+                    )  # fmt: skip
+                    strength = gr.Slider(
+                        0.0, 1.0, value=1.0, step=0.05, label="Face shape",
+                        info="0 keeps the target's face shape, 1 takes the shape of your face", elem_id="strength",
+                    )  # fmt: skip
+                    engine = gr.Dropdown(
+                        choices=list(s.engines), value=s.engines[0], label="Engine", elem_id="engine",
+                        info="saswap-geometric needs no weights and runs on the CPU",
+                    )  # fmt: skip
+                    enhance = gr.Checkbox(
+                        value=False, label="Enhance the face", interactive=bool(s.enhance), elem_id="enhance",
+                        info=(f"sharpen the new face with {Path(s.enhance).name}" if s.enhance
+                              else "off: the server was started without --enhance"),
+                    )  # fmt: skip
+                    with gr.Row():
+                        swap = gr.Button("Swap faces", variant="primary", elem_id="swap")
+                        cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+            gr.Markdown("### 4 · Result")
+            status = gr.Markdown("Upload your photo and a target, then press **Swap faces**.", elem_id="status")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2):
+                    result_image = gr.Image(
+                        label="Result", interactive=False, type="filepath", height=420, elem_id="result-image",
+                        buttons=["download", "fullscreen"],
+                    )  # fmt: skip
+                    result_video = gr.Video(label="Result", interactive=False, visible=False, height=420,
+                                            elem_id="result-video")  # fmt: skip
+                with gr.Column(scale=1, min_width=240):
+                    tag = gr.Textbox(
+                        label="Provenance tag (read back from the result file)", lines=4, interactive=False,
+                        elem_id="tag",
+                    )  # fmt: skip
+                    download = gr.DownloadButton("Download the result", value=None, interactive=False,
+                                                 elem_id="download")  # fmt: skip
+            gr.Markdown(limits, elem_id="limits")
+
+            private = {"api_visibility": "private"}
+            source.change(self.on_source, source, source_view, concurrency_id="detect", **private)
+            target_outputs = [target_state, target_view, target_info, choice]
+            target.change(self.on_target, target, target_outputs, concurrency_id="detect", **private)
+            if self.templates:
+                gallery.select(self.on_template, None, target_outputs, concurrency_id="detect", **private)
+            choice.change(self.on_choice, choice, reference, queue=False, **private)
+            run = swap.click(
+                self.on_swap, [source, target_state, choice, reference, strength, engine, enhance],
+                [status, result_image, result_video, tag, download], concurrency_limit=1, concurrency_id="swap",
+                show_progress_on=[result_image, result_video], **private,
+            )  # fmt: skip
+            cancel.click(self.on_cancel, None, status, cancels=[run], queue=False, **private)
+            demo.unload(self.on_unload)
+
+            # the API: the same functions for scripts (gradio_client)
+            with gr.Column(visible=False):
+                a_image = gr.File(label="image", type="filepath")
+                a_preview = gr.File(label="faces drawn")
+                a_faces = gr.JSON(label="faces")
+                a_source = gr.File(label="source", type="filepath")
+                a_target = gr.File(label="target", type="filepath")
+                a_template = gr.Textbox(label="template")
+                a_choice = gr.Textbox(label="faces", value=_LARGEST)
+                a_reference = gr.File(label="reference", type="filepath")
+                a_strength = gr.Number(label="shape_strength", value=1.0)
+                a_engine = gr.Textbox(label="engine", value=s.engines[0])
+                a_enhance = gr.Checkbox(label="enhance", value=False)
+                a_result = gr.File(label="result")
+                a_tag = gr.JSON(label="tag")
+                a_templates = gr.JSON(label="templates")
+                a_button = gr.Button(visible=False)
+            a_button.click(self.api_detect_faces, a_image, [a_preview, a_faces], api_name="detect_faces",
+                           concurrency_id="detect")  # fmt: skip
+            a_button.click(
+                self.api_swap,
+                [a_source, a_target, a_template, a_choice, a_reference, a_strength, a_engine, a_enhance],
+                [a_result, a_tag], api_name="swap", concurrency_limit=1, concurrency_id="swap",
+            )  # fmt: skip
+            a_button.click(self.api_templates, None, a_templates, api_name="templates", queue=False)
+        demo.queue(default_concurrency_limit=1)
+        return demo
+
+
+def build_app(settings: AppSettings | None = None, workdir: str | os.PathLike | None = None) -> gr.Blocks:
+    """The web app's page (a ``gr.Blocks``); its :class:`SaSwapApp` is ``blocks.saswap``.
+
+    Gradio's upload folder is set to ``workdir/gradio`` (the process's ``GRADIO_TEMP_DIR``). Serve it with
+    :func:`launch`, which adds the visitor isolation and removes ``workdir`` when the app stops.
+
+    Args:
+        settings: :class:`AppSettings` (defaults when None).
+        workdir: the app's temporary folder (a new one when None).
+    """
+    settings = settings or AppSettings()
+    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="saswap-app-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(workdir / "examples")
+    state = SaSwapApp(settings, workdir)
+    demo = state.blocks()
+    demo.saswap = state  # type: ignore[attr-defined]
+    return demo
+
+
+@dataclass
+class RunningApp:
+    """A started app (from :func:`launch` with ``block=False``).
+
+    Attributes:
+        blocks: the Gradio page.
+        url: where it is served.
+        workdir: its temporary folder (removed by :meth:`close`).
+    """
+
+    blocks: gr.Blocks
+    url: str
+    workdir: Path
+
+    def close(self) -> None:
+        """Stop the server, cancel running jobs and remove the temporary folder."""
+        state: SaSwapApp | None = getattr(self.blocks, "saswap", None)
+        if state is not None:
+            state.board.cancel_all()
+        try:
+            self.blocks.close()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def launch(
+    settings: AppSettings | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    *,
+    block: bool = True,
+    quiet: bool = False,
+) -> RunningApp:
+    """Start the web app.
+
+    Args:
+        settings: :class:`AppSettings`.
+        host: the address to bind (127.0.0.1: this computer only; 0.0.0.0: every network interface).
+        port: the TCP port.
+        block: serve until Ctrl-C / SIGTERM, then stop and clean up; with False, return at once (call
+            :meth:`RunningApp.close`).
+        quiet: print nothing.
+
+    Returns:
+        :class:`RunningApp` (after the server stopped, when ``block``).
+    """
+    from starlette.middleware import Middleware
+
+    workdir = Path(tempfile.mkdtemp(prefix="saswap-app-"))
+    try:
+        demo = build_app(settings, workdir)
+        state: SaSwapApp = demo.saswap  # type: ignore[attr-defined]
+        theme = gr.themes.Default(
+            font=[gr.themes.LocalFont("Source Sans Pro"), "ui-sans-serif", "system-ui", "sans-serif"],
+            font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"],
+        )
+        _, url, _ = demo.launch(
+            server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+            quiet=True, show_error=False, max_file_size=state.settings.max_upload_bytes, ssr_mode=False,
+            theme=theme, footer_links=["api", "settings"], enable_monitoring=False, pwa=False, mcp_server=False,
+            app_kwargs={"middleware": [Middleware(VisitorIsolation, files=state.files)]},
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    running = RunningApp(demo, url, workdir)
+    if not block:
+        return running
+    if not quiet:
+        print(f"SaSwap web app on {url} (Ctrl-C to stop)", flush=True)
+        for line in state.templates_skipped:
+            print(f"  template left out: {line}", flush=True)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C and SIGTERM stop the app cleanly (also where a shell started it with SIGINT ignored)
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        running.close()
+        if not quiet:
+            print("SaSwap web app stopped; its temporary files are removed", flush=True)
+    return running
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+

@@ -1,0 +1,349 @@
+"""The web app (``saswap app``): API through gradio_client, visitor isolation, errors, templates, video
+progress / queue / cancel, no outbound network, and a real browser (headless Chromium)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA
+from saswap import cli
+
+pytestmark = pytest.mark.slow
+HERE = Path(__file__).resolve().parent
+
+
+# -- helpers and fixtures -------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_clip(source: Path, out: Path, frames: int) -> Path:
+    """The first ``frames`` frames of a video, re-encoded (a short clip for a quick test)."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(out), "w") as dst:
+        stream = src.streams.video[0]
+        enc = dst.add_stream("libx264", rate=int(round(float(stream.average_rate))))
+        enc.width, enc.height, enc.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= frames:
+                break
+            rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+            for packet in enc.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                dst.mux(packet)
+        for packet in enc.encode():
+            dst.mux(packet)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data() -> Path:
+    if not (DATA / "images").is_dir() or not (DATA / "videos").is_dir():
+        pytest.skip(f"test data folder {DATA} is absent (set SASWAP_TEST_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="module")
+def running(data, tmp_path_factory):
+    """The app on a free port with a template folder (one precomputed 12-frame template, one without a cache),
+    limits of 3 s per video and 2 MB per upload. Its temporary folder must be gone after it stops."""
+    pytest.importorskip("gradio", reason="the web app needs gradio (pip install 'saswap[app]')")
+    from saswap.app import AppSettings, launch
+    from saswap.pipelines.image import SaSwapPipeline
+
+    root = tmp_path_factory.mktemp("app")
+    templates, cache = root / "templates", root / "cache"
+    templates.mkdir()
+    clip = write_clip(data / "videos" / "liveportrait__d5.mp4", templates / "talking.mp4", 12)
+    SaSwapPipeline.from_pretrained("saswap-geometric").precompute(clip, cache, progress=False)
+    write_clip(data / "videos" / "liveportrait__d7.mp4", templates / "no-cache.mp4", 6)
+    settings = AppSettings(templates=templates, cache_dir=cache, max_video_seconds=3.0, max_upload_mb=2.0)
+    app = launch(settings, port=free_port(), block=False)
+    yield app
+    app.close()
+    assert not app.workdir.exists(), "the app's temporary folder outlived it"
+
+
+def client(running, tmp_path=None):
+    from gradio_client import Client
+
+    return Client(running.url, verbose=False, download_files=str(tmp_path) if tmp_path else False)
+
+
+def swap_args(source, target=None, template="", faces="0", reference=None, strength=1.0):
+    from gradio_client import handle_file
+
+    return (
+        handle_file(str(source)), handle_file(str(target)) if target else None, template, faces,
+        handle_file(str(reference)) if reference else None, strength, "saswap-geometric", False,
+    )  # fmt: skip
+
+
+# -- command line ---------------------------------------------------------------------------------
+def test_cli_app_defaults_bind_loopback():
+    args = cli.build_parser().parse_args(["app"])
+    assert (args.host, args.port, args.templates) == ("127.0.0.1", 7860, None)
+    assert (args.max_video_seconds, args.max_upload_mb) == (60.0, 50.0)
+    assert args.func is cli._cmd_app
+
+
+def test_cli_app_without_gradio_says_how_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    assert cli.main(["app"]) == 2
+    assert "pip install 'saswap[app]'" in capsys.readouterr().err
+
+
+# -- API (gradio_client) --------------------------------------------------------------------------
+def test_image_swap_through_the_api_is_tagged(running, data, tmp_path):
+    from saswap.provenance import read_tag
+
+    c = client(running, tmp_path)
+    images = data / "images"
+    result, tag = c.predict(*swap_args(images / "face_recognition__obama.jpg", images / "deepface__img2.jpg"),
+                            api_name="/swap")  # fmt: skip
+    assert tag["synthetic"] is True and tag["generator"] == "saswap" and tag["shape_strength"] == 1.0
+    assert read_tag(result) == tag  # the downloaded file carries the tag shown
+    preview, faces = c.predict(__import__("gradio_client").handle_file(str(images / "insightface__t1.jpg")),
+                               api_name="/detect_faces")  # fmt: skip
+    assert faces["kind"] == "image" and len(faces["faces"]) >= 5 and Path(preview).is_file()
+
+
+def test_one_visitors_files_are_not_reachable_from_another(running, data):
+    import gradio as gr
+    import httpx
+
+    alice, bob = client(running), client(running)
+    images = data / "images"
+    result, _ = alice.predict(*swap_args(images / "face_recognition__obama.jpg", images / "deepface__img2.jpg"),
+                              api_name="/swap")  # fmt: skip
+    url = result["url"]
+    assert result["path"].startswith(str(running.workdir))
+    assert httpx.get(url, cookies=alice.cookies).status_code == 200
+    assert httpx.get(url, cookies=bob.cookies).status_code == 404
+    assert httpx.get(url).status_code == 404  # no cookie at all
+    state = running.blocks.saswap
+    alice_token = alice.cookies["saswap_visitor"]
+    uploads = sorted(state.files._uploads[alice_token])
+    assert uploads, "alice's uploads were not recorded"
+    upload_url = running.url + "gradio_api/file=" + uploads[0]
+    assert httpx.get(upload_url, cookies=bob.cookies).status_code == 404
+    assert httpx.get(upload_url, cookies=alice.cookies).status_code == 200
+    with pytest.raises(gr.Error, match="not part of your session"):  # bob cannot swap with alice's upload either
+        state._own(bob.cookies["saswap_visitor"], uploads[0], "source photo")
+
+
+@pytest.fixture(scope="module")
+def bad_files(data, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (240, 1, 3))
+    Image.fromarray(ramp).save(folder / "no_face.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG " * 20)
+    (folder / "big.png").write_bytes(os.urandom(int(2.5 * 1024 * 1024)))
+    return {"no_face": folder / "no_face.png", "broken": folder / "broken.jpg", "big": folder / "big.png",
+            "long": data / "videos" / "liveportrait__d5.mp4"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "role, bad, message",
+    [
+        ("source", "no_face", "no_face.png: no face found"),
+        ("source", "broken", "broken.jpg"),
+        ("target", "broken", "broken.jpg"),
+        ("target", "long", "liveportrait__d5.mp4: the video is 4.9 s long; this app accepts videos up to 3 s"),
+        ("target", "big", "exceeds the maximum file size of 2097152 bytes"),
+    ],
+)
+def test_bad_input_gives_a_clear_message(running, data, bad_files, role, bad, message):
+    from gradio_client.exceptions import AppError
+
+    good = data / "images" / "face_recognition__obama.jpg"
+    args = swap_args(bad_files[bad], good) if role == "source" else swap_args(good, bad_files[bad])
+    with pytest.raises(Exception) as info:
+        client(running).predict(*args, api_name="/swap")
+    text = str(info.value)
+    assert message in text
+    assert "Traceback" not in text and str(running.workdir) not in text
+    if bad != "big":  # the upload limit is Gradio's own (refused before the app sees the file)
+        assert isinstance(info.value, AppError)
+
+
+def test_templates_are_listed_and_swapped(running, data, tmp_path):
+    from saswap.videoio import probe_video, read_video_tag
+
+    c = client(running, tmp_path)
+    listed = c.predict(api_name="/templates")
+    assert [t["name"] for t in listed] == ["talking.mp4"]  # the one without a cache is left out
+    job = c.submit(*swap_args(data / "images" / "face_recognition__obama.jpg", template="talking.mp4"),
+                   api_name="/swap")  # fmt: skip
+    result, tag = job.result(timeout=120)
+    assert tag["synthetic"] is True and tag["media"] == "video"
+    assert read_video_tag(result) == tag
+    assert probe_video(result).frame_count == 12
+    updates = [o[1] for o in job.outputs()[:-1]]
+    assert any(u["total"] == 12 and u["done"] > 0 for u in updates), updates  # frames done of frames
+
+
+def test_video_progress_queue_and_cancel(running, data, tmp_path):
+    from gradio_client.utils import Status
+
+    clip = write_clip(data / "videos" / "liveportrait__d8.mp4", tmp_path / "clip.mp4", 75)  # 2.5 s
+    images = data / "images"
+    alice, bob = client(running), client(running)
+    long_job = alice.submit(*swap_args(images / "face_recognition__obama.jpg", clip), api_name="/swap")
+    deadline = time.monotonic() + 60
+    while not any(isinstance(o, (list, tuple)) and o[1] and o[1].get("done") for o in long_job.outputs()):
+        assert time.monotonic() < deadline, "no progress reported"
+        time.sleep(0.2)
+    progress = [o[1] for o in long_job.outputs() if o[1]][-1]
+    assert "frames" in progress["status"] and progress["total"]
+    queued = bob.submit(*swap_args(images / "sberswap__mark.jpg", images / "deepface__img2.jpg"), api_name="/swap")
+    seen = None
+    while time.monotonic() < deadline:
+        status = queued.status()
+        if status.code == Status.IN_QUEUE and status.rank is not None:
+            seen = status
+            break
+        time.sleep(0.1)
+    assert seen is not None and seen.queue_size >= 1, "the second request did not wait in the queue"
+    results = running.blocks.saswap.files.results_folder(alice.cookies["saswap_visitor"])
+    long_job.cancel()
+    result, tag = queued.result(timeout=120)  # runs once the first one stopped
+    assert tag["synthetic"] is True
+    deadline = time.monotonic() + 30
+    while list(results.rglob("*.mp4")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(results.rglob("*")), f"a cancelled job left files: {list(results.rglob('*'))}"
+
+
+# -- no network of its own ------------------------------------------------------------------------
+def test_runs_in_a_network_namespace_without_outbound_connections(data, tmp_path):
+    pytest.importorskip("gradio", reason="the web app needs gradio (pip install 'saswap[app]')")
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("unshare / ip are not installed")
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here (unshare -n: {probe.stderr.decode().strip()})")
+    images = data / "images"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "HF_HUB_OFFLINE": "0"}  # the app must go offline by itself
+    script = (
+        f"ip link set lo up && exec {sys.executable} {HERE / 'offline_check.py'} {free_port()} "
+        f"{images / 'face_recognition__obama.jpg'} {images / 'deepface__img2.jpg'}"
+    )
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["page"] == 200 and report["theme"] == 200
+    assert isinstance(report["swap_tag"], dict) and report["swap_tag"]["synthetic"] is True, report["swap_tag"]
+    assert report["outbound"] == [], f"the app tried to reach the network: {report['outbound']}"
+    assert report["exit"] == 0 and report["left"] == []  # SIGTERM stops it and removes its temporary folder
+
+
+# -- a real browser -------------------------------------------------------------------------------
+def _browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip("no Chromium and chromedriver installed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1400"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_browser_image_swap(running, data, bad_files, tmp_path):
+    """Load the page, upload a source and a target, swap, check the result image's file carries the tag,
+    check a bad upload shows its message, and that the page fetched nothing from outside the app.
+    Screenshots go to ``tmp_path/screenshots`` (and ``$SASWAP_APP_SHOTS`` when set)."""
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from saswap.provenance import read_tag
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    driver = _browser()
+    images = data / "images"
+
+    def shot(name: str) -> None:
+        driver.save_screenshot(str(shots / f"{name}.png"))
+        if os.environ.get("SASWAP_APP_SHOTS"):
+            Path(os.environ["SASWAP_APP_SHOTS"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shots / f"{name}.png", Path(os.environ["SASWAP_APP_SHOTS"]) / f"{name}.png")
+
+    def upload(elem_id: str, path: Path) -> None:
+        driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
+
+    try:
+        wait = WebDriverWait(driver, 120)
+        driver.get(running.url)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#swap"))
+        assert "your photo" in driver.find_element(By.TAG_NAME, "body").text.lower()
+        shot("01_page")
+        upload("source-file", images / "face_recognition__obama.jpg")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-view img"))
+        upload("target-file", images / "deepface__img2.jpg")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#target-view img"))
+        wait.until(lambda d: "1 face found" in d.find_element(By.CSS_SELECTOR, "#target-info").text)
+        shot("02_uploaded")
+        driver.find_element(By.CSS_SELECTOR, "#swap").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#result-image img"))
+        wait.until(lambda d: "SYNTHETIC" in d.find_element(By.CSS_SELECTOR, "#tag textarea").get_attribute("value"))
+        shot("03_result")
+        src = driver.find_element(By.CSS_SELECTOR, "#result-image img").get_attribute("src")
+        driver.set_script_timeout(60)
+        encoded = driver.execute_async_script(
+            "const done = arguments[1]; fetch(arguments[0]).then(r => r.arrayBuffer()).then(b => {"
+            " const a = new Uint8Array(b); let s = ''; for (let i = 0; i < a.length; i += 8192)"
+            " s += String.fromCharCode.apply(null, a.subarray(i, i + 8192)); done(btoa(s)); });",
+            src,
+        )  # fmt: skip
+        result = tmp_path / "from_browser.png"
+        result.write_bytes(base64.b64decode(encoded))
+        tag = read_tag(result)
+        assert tag is not None and tag["synthetic"] is True and tag["app"] is True
+        assert httpx.get(src).status_code == 404  # the same URL without the browser's cookie: refused
+
+        driver.get(running.url)  # a fresh page, then a broken file as the source
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-file input[type=file]"))
+        upload("source-file", bad_files["broken"])
+        wait.until(lambda d: "broken.jpg" in d.find_element(By.TAG_NAME, "body").text
+                   and "cannot be used" in d.find_element(By.TAG_NAME, "body").text)  # fmt: skip
+        shot("04_bad_upload")
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "Traceback" not in body
+
+        requested = set()
+        for entry in driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                requested.add(message["params"]["request"]["url"])
+        outside = [u for u in requested if not u.startswith((running.url.rstrip("/"), "data:", "blob:"))]
+        assert requested and outside == [], f"the page fetched from outside the app: {outside}"
+    finally:
+        driver.quit()
+    assert sorted(p.name for p in shots.iterdir()) == ["01_page.png", "02_uploaded.png", "03_result.png",
+                                                       "04_bad_upload.png"]  # fmt: skip
