@@ -139,7 +139,25 @@ def test_demo_runs_on_packaged_photos(tmp_path, capsys):
 
     assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
     files = sorted((tmp_path / "demo").glob("*.png"))
-    assert len(files) == 3 and all(read_tag(f)["demo"] for f in files)
+    assert len(files) == 2 and all(read_tag(f)["demo"] for f in files)
+    assert all(min(Image.open(f).size) >= 512 for f in files)  # big enough to judge (was 112 px)
+
+
+def test_swap_reports_a_broken_input_before_loading_any_model(tmp_path, capsys, monkeypatch):
+    from saswap.pipelines.image import SaSwapPipeline
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models were loaded before the inputs were checked")
+
+    monkeypatch.setattr(SaSwapPipeline, "from_pretrained", classmethod(no_models))
+    good = str(data_path("images", "sadtalker__happy.png"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    for args in (["-s", str(broken), "-t", good], ["-s", good, "-t", str(broken)], ["-s", good, "-t", good, "--reference", str(tmp_path / "none.jpg")]):
+        assert main(["swap", *args, "-o", str(tmp_path / "o.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("broken.png" in err or "none.jpg" in err), err
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_swap_errors_found_by_the_pipeline_name_the_file(tmp_path, capsys):

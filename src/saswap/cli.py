@@ -121,6 +121,13 @@ def _check_output(path: str) -> Path:
     return out
 
 
+def _check_writable(out: Path) -> None:
+    """Fail now, not after the work, when the output's folder cannot be written."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise SaSwapError(f"{out}: cannot write to {folder} (permission denied)")
+
+
 _VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv", ".webm")
 
 
@@ -151,6 +158,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     if args.reference:
         _load_input(args.reference)
     with _output_folder(out):
+        _check_writable(out)
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
         source = _pipeline_input(args.source)
         reference = _pipeline_input(args.reference) if args.reference else None
@@ -224,7 +232,6 @@ def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
 
 def _cmd_swap(args: argparse.Namespace) -> int:
     from saswap.pipelines.image import SaSwapPipeline
-    from saswap.provenance import make_tag, save_tagged
 
     if not 0.0 <= args.shape_strength <= 1.0:
         raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
@@ -237,7 +244,11 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         probe_video(args.target)  # names what is wrong with the target (a broken or audio-only file)
         raise SaSwapError(f"{args.target}: not a video; a video output needs a video target")
     out = _check_output(args.output)
+    for role in ("source", "target", "reference"):  # bad input is reported before any model loads
+        if getattr(args, role, None):
+            _load_input(getattr(args, role))
     with _output_folder(out):
+        _check_writable(out)
         source = _pipeline_input(args.source)
         target = _pipeline_input(args.target)
         reference = _pipeline_input(args.reference) if args.reference else None
@@ -247,8 +258,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
             prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
             all_faces=args.all_faces, reference=reference, enhance=args.enhance,
         )  # fmt: skip
-        tag = make_tag(engine=pipe.engine.name, shape_strength=args.shape_strength, faces=len(result.faces))
-        save_tagged(result.image, out, tag)
+        result.save(out)
     t = result.timings
     print(f"{out}: swapped {len(result.faces)} face(s) in {t['total'] * 1000:.0f} ms (swap {t['swap'] * 1000:.0f} ms)")
     return 0
@@ -256,7 +266,6 @@ def _cmd_swap(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from saswap.pipelines.image import SaSwapPipeline
-    from saswap.provenance import make_tag, save_tagged
     from saswap.samples import load_sample
 
     folder = Path(args.output)
@@ -265,7 +274,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except OSError as err:
         raise SaSwapError(f"{folder}: cannot create the output folder ({err.strerror})") from None
     pipe = SaSwapPipeline.from_pretrained(args.engine)
-    jobs = [("tom_hanks", "astronaut", {}), ("astronaut", "tom_hanks", {}), ("tom_hanks", "t1", {"all_faces": True})]
+    # targets of at least 512 px, so a person can judge the result (the 112-px tom_hanks is a source only)
+    jobs = [("tom_hanks", "astronaut", {}), ("tom_hanks", "t1", {"all_faces": True})]
     for src_name, tgt_name, kwargs in jobs:
         try:
             source, target = load_sample(src_name), load_sample(tgt_name)
@@ -273,9 +283,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             logger.warning("skipping %s -> %s: %s", src_name, tgt_name, err)
             continue
         result = pipe(source, target, shape_strength=args.shape_strength, **kwargs)
-        path = folder / f"{src_name}_into_{tgt_name}.png"
-        save_tagged(result.image, path, make_tag(engine=pipe.engine.name, demo=True))
-        print(f"{path}: {len(result.faces)} face(s), {result.timings['total'] * 1000:.0f} ms")
+        result.provenance["demo"] = True
+        path = result.save(folder / f"{src_name}_into_{tgt_name}.png")
+        h, w = result.image.shape[:2]
+        print(f"{path}: {w}x{h}, {len(result.faces)} face(s), {result.timings['total'] * 1000:.0f} ms")
     return 0
 
 

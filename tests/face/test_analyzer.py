@@ -19,6 +19,7 @@ MUST_FIND = {
     "insightface__image_T1.jpeg": 1,  # rotated 90 degrees
     "insightface__mask.png": 1,  # masked
     "insightface__blur.jpg": 1,
+    "face_recognition__obama_and_biden.jpg": 3,  # the child looking down, ~7% of the short side (3x3 tiles)
 }
 
 
@@ -135,3 +136,15 @@ def test_person_segmenter_separates_a_profile_from_the_background():
     assert 0.0 <= person.min() and person.max() <= 1.0
     assert person[int(0.45 * h), int(0.55 * w)] > 0.9  # her cheek
     assert person[int(0.5 * h), : int(0.05 * w)].max() < 0.1  # the grey wall at the left edge
+
+
+def test_labels_of_faces_side_by_side_do_not_cover_each_other():
+    from saswap.face.draw import _label_place, _overlap
+
+    boxes = [(100, 100, 160, 170), (150, 105, 210, 175), (130, 40, 190, 95)]  # close together, one above
+    placed: list = []
+    for box in boxes:
+        placed.append(_label_place(box, 90, 30, placed, boxes, 400, 300))
+    for a, b in itertools.combinations(placed, 2):
+        assert _overlap(a, b) == 0, (a, b)
+    assert all(0 <= x1 < x2 <= 400 and 0 <= y1 < y2 <= 300 for x1, y1, x2, y2 in placed)

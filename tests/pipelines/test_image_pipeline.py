@@ -97,3 +97,17 @@ def test_modelscope_id_fails_fast_and_clearly():
     with pytest.raises(ModelNotFoundError, match="modelscope"):
         SaSwapPipeline.from_pretrained("modelscope:saswap/saswap-256")
     assert time.perf_counter() - start < 5.0
+
+
+def test_output_save_writes_a_tagged_file_atomically(pipe, tmp_path):
+    from saswap.provenance import read_tag
+
+    out = pipe(data_path("images", "sberswap__beckham.jpg"), data_path("images", "insightface__1561.jpg"), shape_strength=0.5)
+    for name in ("o.png", "o.jpg", "o.webp"):
+        path = out.save(tmp_path / name)
+        tag = read_tag(path)
+        assert tag["synthetic"] and tag["engine"] == "geometric" and tag["shape_strength"] == 0.5 and tag["faces"] == 1
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), out.image)  # PNG: the pixels exactly
+    with pytest.raises(SaSwapError, match="unsupported output format"):
+        out.save(tmp_path / "o.gif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jpg", "o.png", "o.webp"]  # nothing half-written

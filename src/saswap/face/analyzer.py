@@ -56,6 +56,7 @@ class MediaPipeBackend:
             "always" / "never" force it.
         small_face: a face whose box side is below this fraction of the image's shorter side counts
             as small for ``tiling="auto"``.
+        fine_tiling_side: from this shorter side (pixels) on, tiling runs a 3x3 grid besides the 2x2 one.
         rotations: also search the image rotated by 90, 270 and 180 degrees when nothing is found.
         refine: run the mesh a second time on the region its own landmarks give, when that region
             differs clearly from the detector's (profiles, tilted heads).
@@ -68,6 +69,7 @@ class MediaPipeBackend:
         min_score: float = 0.6,
         tiling: Tiling = "auto",
         small_face: float = 0.15,
+        fine_tiling_side: int = 900,
         rotations: bool = True,
         refine: bool = True,
     ) -> None:
@@ -78,6 +80,7 @@ class MediaPipeBackend:
         self.min_score = float(min_score)
         self.tiling = tiling
         self.small_face = float(small_face)
+        self.fine_tiling_side = int(fine_tiling_side)
         self.rotations = bool(rotations)
         self.refine = bool(refine)
         self._detector = BlazeFaceDetector(min_score=min_score)
@@ -106,8 +109,11 @@ class MediaPipeBackend:
         crowded = len(boxes) != 1 or bool((sides < self.small_face * short).any())
         tile = self.tiling == "always" or (self.tiling == "auto" and crowded)
         if tile and short >= 128:
-            tb, ts, tk = self._detect_tiles(image, 2)
-            boxes, scores, kps = np.concatenate([boxes, tb]), np.concatenate([scores, ts]), np.concatenate([kps, tk])
+            # 2x2 tiles, and 3x3 on large photos, where a face of ~7% of the short side (a child looking down
+            # beside two adults in a 2000-px photo) is still too small for the full-range model on 2x2 tiles
+            for grid in (2, 3) if short >= self.fine_tiling_side else (2,):
+                tb, ts, tk = self._detect_tiles(image, grid)
+                boxes, scores, kps = np.concatenate([boxes, tb]), np.concatenate([scores, ts]), np.concatenate([kps, tk])
         keep = nms(boxes, scores)
         return boxes[keep], scores[keep], kps[keep]
 

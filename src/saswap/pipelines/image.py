@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,8 @@ class SaSwapOutput:
         source_face: the source face used (source image coordinates).
         timings: seconds per stage ("analyze_source", "analyze_target", "swap" (the engine), "paste" (compose
             and paste-back), "total").
+        provenance: what :meth:`save` writes into the file's synthetic-media tag besides the standard
+            fields (the engine, the shape strength, the number of faces).
     """
 
     image: np.ndarray
@@ -49,6 +52,23 @@ class SaSwapOutput:
     masks: list[np.ndarray]
     source_face: Face
     timings: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike, quality: int = 95) -> Path:
+        """Write :attr:`image` to ``path`` (.png, .jpg or .webp), atomically, tagged as synthetic.
+
+        Convention:
+            The tag is the JSON object :func:`saswap.provenance.make_tag` makes, with :attr:`provenance`;
+            ``saswap inspect`` and :func:`saswap.provenance.read_tag` read it back.
+
+        Returns:
+            the path written.
+        """
+        from saswap.provenance import make_tag, save_tagged
+
+        path = Path(path)
+        save_tagged(self.image, path, make_tag(**self.provenance), quality=quality)
+        return path
 
 
 def _name(x: ImageInput, role: str) -> str:
@@ -234,7 +254,8 @@ class SaSwapPipeline:
         timings["swap"] = timings["paste"] = 0.0
         masks = self.swap_frame(result_img, target_img, analysis, prepared, shape_strength, enhance, timings)
         timings["total"] = time.perf_counter() - t0
-        return SaSwapOutput(image=result_img, faces=faces, masks=masks, source_face=source_face, timings=timings)
+        provenance = {"engine": self.engine.name, "shape_strength": shape_strength, "faces": len(faces)}
+        return SaSwapOutput(result_img, faces, masks, source_face, timings, provenance)
 
     def swap_crop(
         self,
