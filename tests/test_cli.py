@@ -197,3 +197,16 @@ def test_verbose_is_accepted_after_the_subcommand(capsys):
     assert parser.parse_args(["-v", "inspect", "x.png"]).verbose is True
     assert parser.parse_args(["inspect", "x.png"]).verbose is False
     assert parser.parse_args(["swap", "-s", "a", "-t", "b", "-o", "c.png", "--verbose"]).verbose is True
+
+
+def test_train_prints_each_lightning_line_once_and_no_argv_warning(tmp_path):
+    pytest.importorskip("jsonargparse", reason="training needs the 'train' extra")
+    from conftest import ROOT
+
+    missing = tmp_path / "no-data"
+    cmd = [sys.executable, "-m", "saswap", "train", "fit", "--config", str(ROOT / "recipes" / "debug-tiny.yaml"),
+           "--data.root", str(missing), "--trainer.default_root_dir", str(tmp_path / "run")]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 2 and f"{missing}: training data folder not found" in run.stderr
+    assert run.stderr.count("Seed set to 0") == 1, run.stderr
+    assert "args parameter" not in run.stderr

@@ -295,7 +295,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from saswap.training.cli import train_main
     except ImportError as err:
         raise SaSwapError(f"training needs the 'train' extra: pip install 'saswap[train]' ({err})") from None
-    train_main(args.lightning_args)
+    # Lightning prints its records through its own handler (on the "lightning" logger): do not pass them on
+    # to ours as well, which printed every line twice
+    for name, log in list(logging.root.manager.loggerDict.items()):
+        if isinstance(log, logging.Logger) and name.split(".")[0] in ("lightning", "pytorch_lightning", "lightning_fabric") and log.handlers:
+            log.propagate = False
+    # LightningCLI reads its arguments from sys.argv, as if it were the command itself (given both, it warns)
+    argv = sys.argv
+    sys.argv = [f"{Path(argv[0]).name} train", *args.lightning_args]
+    try:
+        train_main(None)
+    finally:
+        sys.argv = argv
     return 0
 
 
