@@ -210,3 +210,10 @@ def test_train_prints_each_lightning_line_once_and_no_argv_warning(tmp_path):
     assert run.returncode == 2 and f"{missing}: training data folder not found" in run.stderr
     assert run.stderr.count("Seed set to 0") == 1, run.stderr
     assert "args parameter" not in run.stderr
+
+
+def test_verbose_swap_prints_the_stage_timings(tmp_path, capsys):
+    src, tgt = str(data_path("images", "sberswap__beckham.jpg")), str(data_path("images", "insightface__1561.jpg"))
+    assert main(["swap", "-s", src, "-t", tgt, "-o", str(tmp_path / "o.png"), "-v"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(f"{stage} " in lines[1] for stage in ("analyze_target", "swap", "paste", "total"))

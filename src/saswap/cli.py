@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -252,8 +253,10 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         source = _pipeline_input(args.source)
         target = _pipeline_input(args.target)
         reference = _pipeline_input(args.reference) if args.reference else None
+        t0 = time.perf_counter()
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
         prepared, _ = pipe.prepare_source(source)
+        loaded = time.perf_counter() - t0
         result = pipe(
             prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
             all_faces=args.all_faces, reference=reference, enhance=args.enhance,
@@ -261,6 +264,8 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         result.save(out)
     t = result.timings
     print(f"{out}: swapped {len(result.faces)} face(s) in {t['total'] * 1000:.0f} ms (swap {t['swap'] * 1000:.0f} ms)")
+    if args.verbose:
+        print(f"  models loaded and source analysed in {loaded * 1000:.0f} ms; " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in t.items()))
     return 0
 
 
