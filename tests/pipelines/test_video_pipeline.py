@@ -128,9 +128,7 @@ def test_trimming(pipe, clip, source, tmp_path):
 def test_reference_person_alone_is_swapped_when_someone_else_is_there_first(pipe, tmp_path, source):
     """Left: one person all along; right: another who enters after 10 frames. With a photo of the second
     person (a later frame of their clip) as reference, only the right half changes, and nothing changes
-    before they enter."""
-    pytest.importorskip("dlib")
-
+    before they enter. The default embedder (SFace) needs no optional package."""
     left = [f for f in _frames(data_path("videos", "liveportrait__d8.mp4"))[:20]]
     with av.open(str(data_path("videos", "liveportrait__d19.mp4"))) as c:
         right = [f.to_ndarray(format="rgb24") for _, f in zip(range(20), c.decode(video=0))]
@@ -155,7 +153,7 @@ def test_reference_person_alone_is_swapped_when_someone_else_is_there_first(pipe
         source, template, out_path, reference=reference, crf=0,
         cache_dir=tmp_path / "cache", progress=False,
     )  # fmt: skip
-    assert len(result.tracks) == 1
+    assert len(result.tracks) == 1 and pipe._embedder.name == "sface"
     before, after = _frames(template), _frames(out_path)
     for t in range(20):
         diff = np.abs(before[t].astype(int) - after[t].astype(int)).max(axis=2)

