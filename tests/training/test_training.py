@@ -156,6 +156,41 @@ def test_full_recipe_parses(capsys):
     printed = capsys.readouterr().out
     assert "saswap.models.FusionGenerator" in printed and "saswap.losses.ContextualLoss" in printed
     assert "image_size: 256" in printed
+    assert "class_path: saswap.models.SFaceEncoder" in printed and "embed_dim: 128" in printed
+
+
+def test_sface_is_a_frozen_identity_encoder_of_the_system(photo_folder, tmp_path):
+    """The recipes' default encoder in the system: the identity loss is SFace's, gradients reach the
+    generator and never SFace; the generator takes its 128-D embeddings."""
+    from saswap.models import SFaceEncoder
+
+    dm = FacePairsDataModule(
+        str(photo_folder), image_size=64, batch_size=1, same_identity_ratio=0.0, cache_dir=str(tmp_path)
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    torch.manual_seed(0)
+    enc = AttributeEncoder(block_out_channels=(16, 32, 64))
+    system = SaSwapSystem(
+        SFaceEncoder(),
+        enc,
+        FusionGenerator(
+            embed_dim=128, attr_channels=enc.attr_channels, block_out_channels=(32, 16, 16, 16), deform_levels=(1,)
+        ),
+        FlowEstimator(num_keypoints=68, image_size=64, feature_size=16, block_out_channels=(16, 32)),
+        MultiScaleDiscriminator(num_scales=1, block_out_channels=(16,)),
+        occluder_p=0.0,
+        augment=False,
+    ).train()
+    assert not system.identity_encoder.training
+    prepared = system._prepare(batch)
+    assert prepared["source_embed"].shape == (1, 128)
+    total, logs, _ = system.generator_losses(prepared)
+    assert 0 < float(logs["id"].detach()) <= 2
+    total.backward()
+    assert system.generator.to_rgb.weight.grad is not None
+    assert all(p.grad is None for p in system.identity_encoder.parameters())
 
 
 def test_same_identity_pairs_come_from_the_same_video(tmp_path):

@@ -6,6 +6,7 @@ from saswap.models.discriminator import MultiScaleDiscriminator
 from saswap.models.flow_estimator import FlowEstimator
 from saswap.models.fusion_generator import FusionGenerator
 from saswap.models.identity_encoder import IdentityEncoder
+from saswap.models.sface_encoder import SFaceEncoder
 
 __all__ = [
     "AttributeEncoder",
@@ -14,4 +15,5 @@ __all__ = [
     "FusionGenerator",
     "IdentityEncoder",
     "MultiScaleDiscriminator",
+    "SFaceEncoder",
 ]

