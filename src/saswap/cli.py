@@ -163,7 +163,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
         source = _pipeline_input(args.source)
         reference = _pipeline_input(args.reference) if args.reference else None
-        prepared, _ = pipe.prepare_source(source)
+        prepared, _ = pipe.prepare_source(source, force=args.force)
         result = pipe.swap_video(
             prepared, args.target, out, shape_strength=args.shape_strength, face_index=args.face_index,
             all_faces=args.all_faces, reference=reference, enhance=args.enhance, cache=not args.no_cache,
@@ -204,7 +204,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     settings = BatchSettings(
         engine=args.weights or args.engine, shape_strength=args.shape_strength, face_index=args.face_index,
         all_faces=args.all_faces, reference=args.reference, enhance=args.enhance, codec=args.codec, crf=args.crf,
-        preset=args.preset,
+        preset=args.preset, force=args.force,
     )  # fmt: skip
     report = run_batch(
         args.sources, args.templates, args.output, settings=settings, backend=args.backend, workers=args.workers,
@@ -255,7 +255,7 @@ def _cmd_swap(args: argparse.Namespace) -> int:
         reference = _pipeline_input(args.reference) if args.reference else None
         t0 = time.perf_counter()
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
-        prepared, _ = pipe.prepare_source(source)
+        prepared, _ = pipe.prepare_source(source, force=args.force)
         loaded = time.perf_counter() - t0
         result = pipe(
             prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
@@ -415,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
     group.add_argument("--reference", help="swap the target face most like the face in this photo")
     p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    p.add_argument(
+        "--force", action="store_true",
+        help="use a source face turned more than 45 degrees from the camera (the swap breaks; warned from 25)",
+    )  # fmt: skip
     v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
     v.add_argument("--crf", type=int, default=18, help="encoder quality (x264/x265: 0 lossless, 18 default, 51 worst)")
     v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")
@@ -459,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--all-faces", action="store_true", help="swap every face")
     group.add_argument("--reference", help="swap the face most like the face in this photo")
     p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    p.add_argument("--force", action="store_true", help="use source faces turned more than 45 degrees from the camera")
     p.add_argument("--crf", type=int, default=18, help="video encoder quality (default 18)")
     p.add_argument("--preset", default="veryfast", help="video encoder speed preset (default veryfast)")
     p.add_argument("--codec", default="libx264", help="video encoder (default libx264)")

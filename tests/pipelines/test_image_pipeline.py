@@ -113,3 +113,24 @@ def test_output_save_writes_a_tagged_file_atomically(pipe, tmp_path):
     with pytest.raises(SaSwapError, match="unsupported output format"):
         out.save(tmp_path / "o.gif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jpg", "o.png", "o.webp"]  # nothing half-written
+
+
+def test_a_turned_source_is_warned_about_and_a_profile_refused_unless_forced(pipe, caplog):
+    import logging
+
+    from saswap.pipelines.image import SOURCE_TURN_LIMIT, SOURCE_TURN_WARN, source_turn
+
+    profile = data_path("images", "insightface__left_face.jpeg")
+    with pytest.raises(SaSwapError, match=r"left_face.jpeg: the source face is turned 5\d degrees.*frontal photo"):
+        pipe.prepare_source(profile)
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        _, face = pipe.prepare_source(profile, force=True)
+    assert source_turn(face) > SOURCE_TURN_LIMIT and "turned" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        _, face = pipe.prepare_source(data_path("images", "simswap__lcw.jpg"))  # ~34 degrees: a warning only
+    assert SOURCE_TURN_WARN < source_turn(face) < SOURCE_TURN_LIMIT and "lcw.jpg" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        _, face = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))
+    assert source_turn(face) < SOURCE_TURN_WARN and not caplog.text

@@ -82,6 +82,7 @@ class BatchSettings:
             ``reference`` is a photo of the person to swap.
         enhance: face enhancer name or path, or None.
         codec, crf, preset: the video encoder settings.
+        force: use source faces turned beyond ``SOURCE_TURN_LIMIT`` (otherwise their jobs fail).
     """
 
     engine: str = "saswap-geometric"
@@ -93,6 +94,7 @@ class BatchSettings:
     codec: str = "libx264"
     crf: int | None = 18
     preset: str | None = "veryfast"
+    force: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shape_strength <= 1.0:
@@ -451,7 +453,7 @@ class BatchWorker:
 
     def _source(self, path: str):
         if path not in self._sources:
-            self._sources[path] = self.pipe.prepare_source(path)[0]
+            self._sources[path] = self.pipe.prepare_source(path, force=self.settings.force)[0]
             while len(self._sources) > 8:
                 self._sources.popitem(last=False)
         self._sources.move_to_end(path)
