@@ -68,6 +68,20 @@ def test_swap_video_keeps_the_format_and_tags_the_output(pipe, clip, source, tmp
         assert result.timings[stage] > 0, stage
 
 
+def test_frames_made_on_the_main_thread_are_the_same(pipe, clip, source, tmp_path):
+    """workers=0 (one core: frames decoded, made and encoded in turn) writes the frames workers=2 writes."""
+    from saswap.pipelines.video import swap_video
+
+    outs = []
+    for workers, codec_threads in ((2, True), (0, False)):
+        out = tmp_path / f"w{workers}.mp4"
+        swap_video(pipe, source, clip, out, cache_dir=tmp_path / "cache", progress=False, crf=0, workers=workers,
+                   codec_threads=codec_threads)  # fmt: skip
+        outs.append(_frames(out))
+    assert len(outs[0]) == len(outs[1]) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(*outs))
+
+
 def test_cache_hit_runs_no_face_analysis(pipe, clip, source, tmp_path, morphable_model):
     from saswap import SaSwapPipeline
     from saswap.engines import GeometricEngine

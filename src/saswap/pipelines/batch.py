@@ -395,7 +395,8 @@ class BatchWorker:
     Args:
         settings: the batch settings (as a dict of :class:`BatchSettings` fields).
         cache_dir: the template cache folder (every worker must reach it).
-        threads: threads for this worker (torch, OpenCV, and the video frame workers).
+        threads: threads for this worker (torch, OpenCV, the video frame workers, the video codecs). With 1
+            the worker keeps to one core: frames are decoded, made and encoded in turn on one thread.
     """
 
     def __init__(self, settings: dict[str, Any], cache_dir: str | None, threads: int = 1) -> None:
@@ -412,7 +413,6 @@ class BatchWorker:
             pass
         self._pipe = None
         self._sources: OrderedDict[str, Any] = OrderedDict()
-        self._reference = None
 
     @property
     def pipe(self):
@@ -434,7 +434,7 @@ class BatchWorker:
 
     def ready(self) -> dict[str, Any]:
         """Load the models now (so their loading is not counted in the first job) and say where."""
-        _ = self.pipe
+        _ = self.pipe.analyzer
         return self.where()
 
     def precompute(self, template: str) -> dict[str, Any]:
@@ -483,7 +483,8 @@ class BatchWorker:
                     self.pipe, source, spec.template, spec.output, shape_strength=s.shape_strength,
                     face_index=s.face_index, all_faces=s.all_faces, reference=reference, enhance=s.enhance,
                     cache_dir=self.cache_dir, codec=s.codec, crf=s.crf, preset=s.preset, progress=False,
-                    tag={**tag, "media": "video"}, workers=self.threads,
+                    tag={**tag, "media": "video"}, workers=self.threads if self.threads > 1 else 0,
+                    codec_threads=self.threads > 1,
                 )  # fmt: skip
                 timings.update(result.timings)
                 record.update(frames=result.frames, frames_swapped=result.frames_swapped, cache_hit=result.cache_hit)

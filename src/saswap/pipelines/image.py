@@ -419,7 +419,8 @@ class SaSwapPipeline:
             progress: show a progress bar (frames per second, ETA), or a callable called as
                 ``progress(stage, done, total)`` after every frame of each stage instead (an exception it raises
                 stops the swap, and no output is left; see :data:`saswap.pipelines.video.ProgressCallback`).
-            workers: threads making frames beside decoding and encoding (results do not depend on it).
+            workers: threads making frames beside decoding and encoding (results do not depend on it); 0 makes
+                them on the calling thread.
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.

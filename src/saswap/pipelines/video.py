@@ -396,9 +396,11 @@ def swap_video(
     tag: dict[str, Any] | None = None,
     workers: int = 2,
     tone_smoothing: float = 0.8,
+    codec_threads: bool = True,
 ) -> SaSwapVideoOutput:
     """Swap the source's face into a template video (see :meth:`SaSwapPipeline.swap_video`; ``workers``
-    threads make frames, ``tone_smoothing`` is the :class:`ToneStabiliser`'s, 0 switches it off)."""
+    threads make frames, ``tone_smoothing`` is the :class:`ToneStabiliser`'s, 0 switches it off;
+    ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core)."""
     from saswap.engines.base import SourceFace
     from saswap.provenance import make_tag
     from saswap.videoio import VIDEO_TAG_KEY, VideoReader, VideoWriter, probe_video
@@ -458,15 +460,17 @@ def swap_video(
 
         stabiliser = ToneStabiliser(tone_smoothing) if tone_smoothing > 0 else None
 
-        n_workers = max(1, min(int(workers), 8))
+        n_workers = max(0, min(int(workers), 8))  # 0: frames made on this thread (a process meant to use one core)
         pending: deque = deque()
         frame_cut: dict = {}
         # Threads make the frames beside decoding and encoding on this thread. Measured on 6 s of 720p (s32,
         # cached): one thread 21.7 s, two 17.9 s; two worker processes 18.8 s (no gain on 2 cores, and a
         # spawned process re-runs the caller's main module, which a library cannot require to be guarded).
-        pool = ThreadPoolExecutor(n_workers)
-        with VideoReader(template, start=start, end=end) as reader, pool:
-            with VideoWriter(output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata) as writer:
+        pool = ThreadPoolExecutor(max(1, n_workers))
+        with VideoReader(template, start=start, end=end, threads=codec_threads) as reader, pool:
+            with VideoWriter(
+                output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
+            ) as writer:
                 records = None
 
                 def drain(limit: int) -> None:
@@ -520,6 +524,8 @@ def swap_video(
                         ws = [w[tf.face.track_id] for tf in faces]
                         if not faces:
                             future = _done((None, None, [], {}))
+                        elif n_workers == 0:
+                            future = _done(_make_frame(pipe, prepared, shape_strength, enhance, frame.image, faces, ws))
                         else:
                             future = pool.submit(
                                 _make_frame, pipe, prepared, shape_strength, enhance, frame.image, faces, ws
