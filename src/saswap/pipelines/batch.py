@@ -574,7 +574,14 @@ class _Ray:
                 ray.init(num_cpus=num_cpus, **kwargs)
         except Exception as err:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise SaSwapError(f"cannot start or reach {where}: {type(err).__name__}: {err}") from None
+            hint = ""
+            if "auth" in f"{type(err.__cause__).__name__} {err.__cause__}".lower():
+                hint = (
+                    " (the cluster asks for its authentication token: set RAY_AUTH_MODE=token and give the "
+                    "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN, or use --ray-address auto on one of "
+                    "its nodes)"
+                )
+            raise SaSwapError(f"cannot start or reach {where}: {type(err).__name__}: {err}{hint}") from None
         return True
 
     def map(
