@@ -148,3 +148,26 @@ def test_labels_of_faces_side_by_side_do_not_cover_each_other():
     for a, b in itertools.combinations(placed, 2):
         assert _overlap(a, b) == 0, (a, b)
     assert all(0 <= x1 < x2 <= 400 and 0 <= y1 < y2 <= 300 for x1, y1, x2, y2 in placed)
+
+
+def test_library_use_prints_no_native_log_lines():
+    """MediaPipe's C++ notices (absl W0000 lines, TFLite delegates) stay silent in Python use too, and
+    stderr works again afterwards, also when threads analyse at the same time."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, threading
+from saswap.face import FaceAnalyzer
+from saswap.face._mediapipe import PersonSegmenter
+from saswap.io import load_image
+img = load_image({str(data_path("images", "face_recognition__obama.jpg"))!r})
+analyzers = [FaceAnalyzer() for _ in range(2)]
+threads = [threading.Thread(target=a, args=(img,)) for a in analyzers]
+[t.start() for t in threads]; [t.join() for t in threads]
+PersonSegmenter()(img)
+print(len(analyzers[0](img)), "faces", file=sys.stderr, flush=True)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip() == "1 faces", run.stderr

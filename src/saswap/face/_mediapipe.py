@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import contextlib  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -37,6 +38,10 @@ node {
 """
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET = {"depth": 0, "fd": -1, "saved": -1}
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Silence what MediaPipe's C++ core writes to file descriptor 2 while a graph runs.
@@ -45,6 +50,9 @@ def quiet_native_stderr():
     process's stderr, which would bury the one-line messages of the command line. Python-level errors
     are unaffected: they are raised after the descriptor is restored. ``SASWAP_NATIVE_LOGS=1`` keeps
     the native messages (for debugging MediaPipe itself).
+
+    Nested and concurrent uses (threads) share one redirection: the first to enter silences the
+    descriptor, the last to leave restores it.
     """
     if os.environ.get("SASWAP_NATIVE_LOGS"):
         yield
@@ -54,15 +62,22 @@ def quiet_native_stderr():
     except (AttributeError, OSError, ValueError):  # no real stderr (pytest capture, notebooks)
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            sys.stderr.flush()
+            saved = os.dup(fd)
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), fd)
+            _QUIET.update(fd=fd, saved=saved)
+        _QUIET["depth"] += 1
     try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
         yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                os.dup2(_QUIET["saved"], _QUIET["fd"])
+                os.close(_QUIET["saved"])
 
 
 def _import_mediapipe():
@@ -101,6 +116,9 @@ class MeshGraph:
         self._rect_cls = rect_pb2.NormalizedRect
         with quiet_native_stderr():
             self._graph = SolutionBase(graph_config=config, side_inputs={"with_attention": True}, outputs=["landmarks"])
+            # the graph's threads open its models (and log about it) after the constructor returns: one run
+            # on a blank image while the log is silenced (every graph here is stateless: results unchanged)
+            self._graph.process({"image": np.zeros((64, 64, 3), np.uint8), "roi": self._rect_cls(x_center=0.5, y_center=0.5, width=1.0, height=1.0)})
 
     def __call__(self, image: np.ndarray, roi: tuple[float, float, float, float]) -> np.ndarray | None:
         h, w = image.shape[:2]
@@ -132,6 +150,9 @@ class BlazeFaceDetector:
         with quiet_native_stderr():
             self._full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
             self._short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
+            blank = np.zeros((64, 64, 3), np.uint8)  # see MeshGraph: models opened (and their logs) now
+            self._full.process(blank)
+            self._short.process(blank)
 
     def __call__(
         self, image: np.ndarray, x0: float = 0.0, y0: float = 0.0
@@ -177,6 +198,7 @@ class PersonSegmenter:
 
         with quiet_native_stderr():
             self._graph = selfie_segmentation.SelfieSegmentation(model_selection=int(bool(landscape)))
+            self._graph.process(np.zeros((64, 64, 3), np.uint8))  # see MeshGraph
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         with quiet_native_stderr():
