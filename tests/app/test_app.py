@@ -335,6 +335,8 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
         shot("04_bad_upload")
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "Traceback" not in body
+        driver.find_element(By.CSS_SELECTOR, "#swap").click()  # no target yet: said in the status line too
+        wait.until(lambda d: "Please upload a target" in d.find_element(By.CSS_SELECTOR, "#status").text)
 
         requested = set()
         for entry in driver.get_log("performance"):
@@ -343,6 +345,9 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
                 requested.add(message["params"]["request"]["url"])
         outside = [u for u in requested if not u.startswith((running.url.rstrip("/"), "data:", "blob:"))]
         assert requested and outside == [], f"the page fetched from outside the app: {outside}"
+    except Exception:
+        shot("failure")  # what the page showed when the test failed
+        raise
     finally:
         driver.quit()
     assert sorted(p.name for p in shots.iterdir()) == ["01_page.png", "02_uploaded.png", "03_result.png",

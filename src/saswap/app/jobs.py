@@ -22,6 +22,15 @@ __all__ = ["Job", "JobBoard", "JobCancelled"]
 logger = logging.getLogger(__name__)
 
 
+#: The video pipeline's progress stages, as the page words them (the first two only when the video has no
+#: template cache yet).
+_STAGES = {
+    "analysing template": "step 1 of 3, finding the faces in the video",
+    "caching template": "step 2 of 3, preparing the video",
+    "swapping": "swapping the faces",
+}
+
+
 class JobCancelled(SaSwapError):
     """The job was cancelled (by its visitor, or because nobody watched it any more)."""
 
@@ -102,14 +111,31 @@ class Job:
         elapsed = time.monotonic() - self._stage_started
         return elapsed / self.done_frames * max(self.total_frames - self.done_frames, 0)
 
+    @property
+    def label(self) -> str:
+        """The current stage, in the page's words."""
+        if self.stage.startswith("swapping "):
+            return _STAGES["swapping"]
+        return _STAGES.get(self.stage, self.stage)
+
     def describe(self) -> str:
-        """One line for the page: the stage, frames done and the time left."""
+        """One line for the page: the stage, frames done and the time left.
+
+        Example:
+            >>> job = Job(lambda report: None)
+            >>> job.report("caching template", 0, 80)
+            >>> job.describe()
+            'step 2 of 3, preparing the video: 0 / 80 frames (0%)'
+        """
+        label = self.label
         if self.total_frames:
             pct = 100.0 * self.done_frames / self.total_frames
-            text = f"{self.stage}: {self.done_frames} / {self.total_frames} frames ({pct:.0f}%)"
+            text = f"{label}: {self.done_frames} / {self.total_frames} frames ({pct:.0f}%)"
             eta = self.eta()
-            return text + (f", about {eta:.0f} s left" if eta is not None else "")
-        return f"{self.stage}…"
+            if eta is not None:
+                text += f", about {eta:.0f} s left" + ("" if label == _STAGES["swapping"] else " in this step")
+            return text
+        return f"{label}…"
 
     # -- thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -122,7 +148,7 @@ class Job:
             self.result = None
             if self.folder is not None:
                 shutil.rmtree(self.folder, ignore_errors=True)
-            if not isinstance(err, (SaSwapError, ValueError)):
+            if not isinstance(err, SaSwapError):
                 logger.exception("web app job failed")
         finally:
             self._finished.set()

@@ -19,7 +19,7 @@ import os
 # Before gradio (and huggingface_hub) are imported: no usage analytics, no version check, no telemetry.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # the app never downloads: engines and enhancers must be local
 
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -158,6 +158,7 @@ class SaSwapApp:
         self.board = JobBoard()
         self._pipes: dict[str, Any] = {}
         self._pipe_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # the pipelines' models are not thread-safe: one swap at a time
         self._detector = FaceAnalyzer()
         self._detect_lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
@@ -168,9 +169,10 @@ class SaSwapApp:
             from saswap.enhance import FaceEnhancer
 
             FaceEnhancer.from_pretrained(settings.enhance)  # a missing enhancer fails at start, not on a visitor
+        default = self.pipeline(settings.engines[0])  # loaded now: a broken engine fails at start, not on a visitor
         if settings.templates is not None:
             self.templates, self.templates_skipped = find_templates(
-                settings.templates, self.pipeline(settings.engines[0]), settings.cache_dir, self.files.public / "thumbs"
+                settings.templates, default, settings.cache_dir, self.files.public / "thumbs"
             )
 
     # -- shared helpers ---------------------------------------------------------------------------
@@ -189,19 +191,9 @@ class SaSwapApp:
             return self._pipes[engine]
 
     def _token(self, request: gr.Request | None) -> str | None:
-        if request is None:
-            return None
-        try:
-            cookies = request.cookies
-            token = cookies.get("saswap_visitor") if cookies else None
-        except AttributeError:
-            token = None
-        if token is None:
-            try:
-                token = visitor_token(request.headers.get("cookie"))
-            except AttributeError:
-                token = None
-        return token
+        """The visitor's cookie (every request has one: :class:`VisitorIsolation` adds it when missing)."""
+        headers = getattr(request, "headers", None) if request is not None else None
+        return visitor_token(headers.get("cookie")) if headers is not None else None
 
     def _session(self, request: gr.Request | None) -> str:
         return getattr(request, "session_hash", None) or "anonymous"
@@ -342,19 +334,32 @@ class SaSwapApp:
 
     def on_swap(self, source, target: _Target | None, choice, reference, strength, engine, enhance,
                 request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
-        """Run a swap and stream its progress into the page; the result, its tag and the download at the end."""
-        if target is None:
-            raise _bad("Please upload a target image or video, or pick a template, first.")
-        token = self._token(request)
-        job, kind, out = self._start(token, request, source, target, choice, reference, strength, engine, enhance)
+        """Run a swap and stream its progress into the page; the result, its tag and the download at the end.
+        An error is shown twice: as a message that stays until closed, and in the status line (the event itself
+        ends normally, so the status line keeps it)."""
+        keep = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        try:
+            if target is None:
+                raise _bad("Please upload a target image or video, or pick a template, first.")
+            job, kind, out = self._start(self._token(request), request, source, target, choice, reference, strength,
+                                         engine, enhance)  # fmt: skip
+        except gr.Error as err:
+            gr.Warning(err.message, duration=None, title="Not started")
+            yield (f"**Not started:** {err.message}", *keep)
+            return
         is_video = kind == "video"
         yield (
-            "**Working:** starting…", gr.update(value=None, visible=not is_video), gr.update(value=None, visible=is_video), "",
-            gr.update(value=None, interactive=False),
-        )
+            "**Working:** starting…", gr.update(value=None, visible=not is_video),
+            gr.update(value=None, visible=is_video), "", gr.update(value=None, interactive=False),
+        )  # fmt: skip
         for line in self._watch(job, progress):
-            yield line, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        path, tag = self._finish(job, out)
+            yield (line, *keep)
+        try:
+            path, tag = self._finish(job, out)
+        except gr.Error as err:
+            gr.Warning(err.message, duration=None, title="Stopped")
+            yield (f"**Stopped:** {err.message}", *keep)
+            return
         took = job.result.get("seconds", 0.0)
         yield (
             f"**Done** in {took:.1f} s. The file is tagged as synthetic (right); download it with the button.",
@@ -469,16 +474,20 @@ class SaSwapApp:
         cache_dir = self.settings.cache_dir if target.template else self.private / "caches" / folder.parent.name
 
         def work(report) -> dict[str, Any]:
+            with self._run_lock:  # a cancelled job's thread stops at its next frame; the next job waits for it
+                return run(report)
+
+        def run(report) -> dict[str, Any]:
             t0 = time.perf_counter()
             report("loading the engine", 0, None)
             pipe = self.pipeline(engine)
             report("analysing your photo", 0, None)
             prepared, _ = pipe.prepare_source(source)
             if target.kind == "image":
-                report("swapping", 0, 1)
+                report("swapping the face", 0, None)
                 result = pipe(prepared, target.path, shape_strength=strength, face_index=face_index,
                               all_faces=all_faces, reference=ref, enhance=enhancer)  # fmt: skip
-                report("writing", 1, 1)
+                report("writing the result", 0, None)
                 tag = make_tag(engine=pipe.engine.name, shape_strength=strength, faces=len(result.faces), app=True)
                 from saswap.provenance import save_tagged
 
@@ -504,7 +513,7 @@ class SaSwapApp:
                 job.poll()
                 if progress is not None and job.total_frames:
                     try:
-                        progress((job.done_frames, job.total_frames), desc=job.stage, unit="frames")
+                        progress((job.done_frames, job.total_frames), desc=job.label, unit="frames")
                     except Exception:  # noqa: BLE001 - progress display is best effort
                         pass
                 yield "**Working:** " + job.describe() + " (press Cancel to stop)"
@@ -604,7 +613,11 @@ class SaSwapApp:
                         swap = gr.Button("Swap faces", variant="primary", elem_id="swap")
                         cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
             gr.Markdown("### 4 · Result")
-            status = gr.Markdown("Upload your photo and a target, then press **Swap faces**.", elem_id="status")
+            status = gr.Markdown(
+                "Upload your photo and a target, then press **Swap faces**. One swap runs at a time: while another "
+                "visitor's runs, yours waits, and its place in the queue shows on the result.",
+                elem_id="status",
+            )
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2):
                     result_image = gr.Image(
