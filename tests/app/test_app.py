@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -169,13 +170,17 @@ def bad_files(data, tmp_path_factory) -> dict[str, Path]:
         ("target", "broken", "broken.jpg"),
         ("target", "long", "liveportrait__d5.mp4: the video is 4.9 s long; this app accepts videos up to 3 s"),
         ("target", "big", "exceeds the maximum file size of 2097152 bytes"),
+        ("reference", None, "Please upload the reference photo first."),
     ],
 )
 def test_bad_input_gives_a_clear_message(running, data, bad_files, role, bad, message):
     from gradio_client.exceptions import AppError
 
     good = data / "images" / "face_recognition__obama.jpg"
-    args = swap_args(bad_files[bad], good) if role == "source" else swap_args(good, bad_files[bad])
+    if role == "reference":  # "the person in a reference photo" without the photo
+        args = swap_args(good, data / "images" / "insightface__t1.jpg", faces="reference")
+    else:
+        args = swap_args(bad_files[bad], good) if role == "source" else swap_args(good, bad_files[bad])
     with pytest.raises(Exception) as info:
         client(running).predict(*args, api_name="/swap")
     text = str(info.value)
@@ -329,6 +334,12 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
 
         driver.get(running.url)  # a fresh page, then a broken file as the source
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-file input[type=file]"))
+        served = Path(urllib.parse.unquote(src.split("file=", 1)[1]))
+        assert served.is_relative_to(running.workdir)
+        deadline = time.monotonic() + 30  # the old page's session ended: its results are removed
+        while served.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not served.exists(), "a closed page's result was kept"
         upload("source-file", bad_files["broken"])
         wait.until(lambda d: "broken.jpg" in d.find_element(By.TAG_NAME, "body").text
                    and "cannot be used" in d.find_element(By.TAG_NAME, "body").text)  # fmt: skip
