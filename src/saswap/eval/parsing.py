@@ -1,0 +1,241 @@
+"""Acceptance measures of the face parser (issue 13, part 1).
+
+- **occluder kept**: an occluder is kept when fewer than 20% of its pixels change by more than 20
+  levels (:func:`occluder_kept`, on a swap's output); on a parser's mask alone, when fewer than 20% of
+  its pixels are called swappable face (:func:`occluder_kept_by_mask`: the compose stage changes only
+  those);
+- **skin wrongly kept**: the share of visible face skin (labelled swappable, not covered by an
+  occluder) that the parser calls non-swappable (:func:`skin_wrongly_kept`);
+- **per-class IoU** (:func:`confusion_counts`);
+- **ms per 256-px crop** (:func:`ms_per_crop`).
+
+:func:`heldout_cases` builds the evaluation cases: held-out faces (:data:`HELDOUT_FILES`) with one
+held-out occluder kind each (:data:`HELDOUT_OCCLUDER_KINDS`); hands are drawn in the face's own tone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ParsingCase",
+    "ParsingReport",
+    "confusion_counts",
+    "evaluate_parser",
+    "heldout_cases",
+    "ms_per_crop",
+    "occluder_kept",
+    "occluder_kept_by_mask",
+    "skin_wrongly_kept",
+]
+
+
+def occluder_kept(before: np.ndarray, after: np.ndarray, mask: np.ndarray, levels: int = 20, share: float = 0.2) -> bool:
+    """Whether a swap kept an occluder: fewer than ``share`` of its pixels change by more than ``levels``.
+
+    Args:
+        before: the image with the occluder, uint8 (H, W, 3).
+        after: the swap's output, uint8 (H, W, 3).
+        mask: the occluder's pixels, bool (H, W).
+        levels: a pixel changes when a channel differs by more than this.
+        share: the most changed share of the occluder's pixels that still counts as kept.
+
+    Example:
+        >>> a = np.zeros((4, 4, 3), np.uint8); b = a.copy(); b[0, 0] = 200
+        >>> occluder_kept(a, b, np.ones((4, 4), bool))
+        True
+    """
+    if before.shape != after.shape or before.shape[:2] != mask.shape:
+        raise ValueError(f"shapes differ: before {before.shape}, after {after.shape}, mask {mask.shape}")
+    if not mask.any():
+        raise ValueError("the occluder mask is empty")
+    changed = (np.abs(before.astype(np.int16) - after.astype(np.int16)) > levels).any(-1)
+    return float(changed[mask].mean()) < share
+
+
+def occluder_kept_by_mask(keep: np.ndarray, mask: np.ndarray, share: float = 0.2) -> bool:
+    """Whether a parser keeps an occluder: fewer than ``share`` of its pixels are outside ``keep``.
+
+    Args:
+        keep: pixels the swap must leave alone (not swappable face), bool (H, W).
+        mask: the occluder's pixels, bool (H, W).
+        share: the most swappable share of the occluder that still counts as kept.
+
+    Example:
+        >>> keep = np.ones((4, 4), bool); keep[0] = False
+        >>> occluder_kept_by_mask(keep, np.ones((4, 4), bool)), occluder_kept_by_mask(keep, keep)
+        (False, True)
+    """
+    if keep.shape != mask.shape:
+        raise ValueError(f"keep {keep.shape} and mask {mask.shape} differ in shape")
+    if not mask.any():
+        raise ValueError("the occluder mask is empty")
+    return float((~keep[mask]).mean()) < share
+
+
+def skin_wrongly_kept(keep: np.ndarray, visible_face: np.ndarray) -> float:
+    """Share of the visible face (swappable, not occluded) that the parser would keep.
+
+    Example:
+        >>> keep = np.zeros((4, 4), bool); keep[0, :2] = True
+        >>> skin_wrongly_kept(keep, np.ones((4, 4), bool))
+        0.125
+    """
+    if keep.shape != visible_face.shape:
+        raise ValueError(f"keep {keep.shape} and visible_face {visible_face.shape} differ in shape")
+    n = int(visible_face.sum())
+    return float(keep[visible_face].sum()) / n if n else 0.0
+
+
+def confusion_counts(pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class intersection and union counts (for IoU = inter / union), float64 (num_classes,) each.
+
+    Example:
+        >>> i, u = confusion_counts(torch.tensor([[0, 1]]), torch.tensor([[0, 0]]), 2)
+        >>> i.tolist(), u.tolist()
+        ([1.0, 0.0], [2.0, 1.0])
+    """
+    if pred.shape != label.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and label {tuple(label.shape)} differ in shape")
+    valid = label != ignore_index
+    p, t = pred[valid].long(), label[valid].long()
+    inter = torch.bincount(t[p == t], minlength=num_classes)[:num_classes].double()
+    area_p = torch.bincount(p, minlength=num_classes)[:num_classes].double()
+    area_t = torch.bincount(t, minlength=num_classes)[:num_classes].double()
+    return inter, area_p + area_t - inter
+
+
+@dataclass
+class ParsingCase:
+    """One evaluation case: image uint8 (S, S, 3), labels uint8 (S, S), occluder pixels bool (S, S),
+    the occluder's kind, the source file, and whether the occluder is a hand in the face's own tone."""
+
+    image: np.ndarray
+    label: np.ndarray
+    occluded: np.ndarray
+    kind: str
+    source: str
+    skin_toned: bool
+
+
+def heldout_cases(records: Sequence, image_size: int = 256, kinds: Sequence[str] | None = None, seed: int = 0) -> list[ParsingCase]:
+    """One case per held-out face and held-out occluder kind (skin-toned kinds in the face's own tone).
+
+    Args:
+        records: held-out :class:`~saswap.training.parsing_data.ParsingRecord` s.
+        image_size: side of the cases.
+        kinds: occluder kinds (default :data:`~saswap.eval.occluder_kinds.HELDOUT_OCCLUDER_KINDS`).
+        seed: random seed (cases are the same for the same records and seed).
+
+    Returns:
+        the cases whose occluder lands in the crop (an occluder pasted off the image is dropped).
+    """
+    from saswap.eval.occluder_kinds import HELDOUT_OCCLUDER_KINDS, OCCLUDER_KINDS
+    from saswap.training.parsing_data import compose_sample
+
+    kinds = HELDOUT_OCCLUDER_KINDS if kinds is None else tuple(kinds)
+    cases = []
+    for r, rec in enumerate(records):
+        for k, kind in enumerate(kinds):
+            rng = np.random.default_rng((seed, r, k))
+            image, label, occluded, _ = compose_sample(
+                rec, image_size, [kind], rng, occluder_p=1.0, max_occluders=1, jitter=False, photometric=0.5, hand_tone="face"
+            )
+            if occluded.sum() >= 20:
+                cases.append(ParsingCase(image, label, occluded, kind, rec.source, OCCLUDER_KINDS[kind].skin))
+    return cases
+
+
+@dataclass
+class ParsingReport:
+    """Figures of a parser on evaluation cases.
+
+    Attributes:
+        cases: number of cases.
+        occluder_kept: share of occluders kept (:func:`occluder_kept_by_mask`).
+        occluder_kept_by_kind: the same per kind.
+        skin_toned_kept: the same over hands in the face's own tone.
+        skin_wrongly_kept: mean share of visible face the parser would keep.
+        iou: per-class IoU over all cases.
+        miou: mean IoU over the classes present.
+        ms_per_crop: milliseconds per 256-px crop (batch 1, this machine), or None when not measured.
+    """
+
+    cases: int
+    occluder_kept: float
+    occluder_kept_by_kind: dict[str, float]
+    skin_toned_kept: float
+    skin_wrongly_kept: float
+    iou: dict[str, float]
+    miou: float
+    ms_per_crop: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+@torch.no_grad()
+def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch_size: int = 16) -> ParsingReport:
+    """Run a :class:`~saswap.models.FaceParser` (in eval mode) over cases and measure it."""
+    from saswap.models.face_parser import SWAPPABLE_CLASSES
+
+    if not cases:
+        raise ValueError("no evaluation cases")
+    parser.eval()
+    classes = parser.classes
+    swap_idx = [classes.index(c) for c in SWAPPABLE_CLASSES]
+    k = parser.num_classes
+    inter = torch.zeros(k, dtype=torch.float64)
+    union = torch.zeros(k, dtype=torch.float64)
+    kept: dict[str, list[bool]] = {}
+    skin_kept: list[bool] = []
+    wrong: list[float] = []
+    failures: list[str] = []
+    for start in range(0, len(cases), batch_size):
+        chunk = cases[start : start + batch_size]
+        x = torch.from_numpy(np.stack([c.image for c in chunk])).permute(0, 3, 1, 2).float() / 255.0
+        pred = parser(x).argmax(1)
+        i, u = confusion_counts(pred, torch.from_numpy(np.stack([c.label for c in chunk]).astype(np.int64)), k)
+        inter += i
+        union += u
+        for c, p in zip(chunk, pred.numpy()):
+            keep = ~np.isin(p, swap_idx)
+            ok = occluder_kept_by_mask(keep, c.occluded)
+            kept.setdefault(c.kind, []).append(ok)
+            if c.skin_toned:
+                skin_kept.append(ok)
+            if not ok:
+                failures.append(f"{c.source}:{c.kind}")
+            visible = np.isin(c.label, swap_idx) & ~c.occluded
+            wrong.append(skin_wrongly_kept(keep, visible))
+    iou = (inter / union.clamp(min=1)).tolist()
+    present = [j for j in range(k) if union[j] > 0]
+    all_kept = [v for vals in kept.values() for v in vals]
+    return ParsingReport(
+        cases=len(cases),
+        occluder_kept=float(np.mean(all_kept)),
+        occluder_kept_by_kind={kind: float(np.mean(v)) for kind, v in kept.items()},
+        skin_toned_kept=float(np.mean(skin_kept)) if skin_kept else float("nan"),
+        skin_wrongly_kept=float(np.mean(wrong)),
+        iou={classes[j]: iou[j] for j in present},
+        miou=float(np.mean([iou[j] for j in present])),
+        failures=failures,
+    )
+
+
+@torch.no_grad()
+def ms_per_crop(parser: torch.nn.Module, size: int = 256, repeats: int = 20) -> float:
+    """Median milliseconds of one forward pass on a (1, 3, size, size) crop (after 3 warm-up runs)."""
+    parser.eval()
+    x = torch.rand(1, parser.in_channels, size, size)
+    for _ in range(3):
+        parser(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        parser(x)
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.median(times))

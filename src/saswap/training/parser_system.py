@@ -1,0 +1,172 @@
+"""``FaceParserSystem``: the LightningModule that trains a :class:`~saswap.models.FaceParser` with
+cross-entropy + soft dice, AdamW and a cosine schedule, logging per-class IoU and the occluder-kept rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.nn import functional as F
+
+from saswap.models.face_parser import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES, FaceParser
+from saswap.training.parsing_data import IGNORE_INDEX
+
+__all__ = ["FaceParserSystem", "dice_loss", "export_parser"]
+
+
+def dice_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX, eps: float = 1.0) -> torch.Tensor:
+    """Soft dice loss averaged over the classes present in the batch.
+
+    Args:
+        logits: shape (B, K, H, W).
+        label: class indices, shape (B, H, W) (``ignore_index`` pixels are left out).
+        ignore_index: label of ignored pixels.
+        eps: smoothing.
+
+    Returns:
+        scalar in [0, 1].
+
+    Example:
+        >>> label = torch.zeros(1, 4, 4, dtype=torch.long)
+        >>> float(dice_loss(torch.tensor([10.0, -10.0]).view(1, 2, 1, 1).expand(1, 2, 4, 4), label)) < 0.01
+        True
+    """
+    if logits.ndim != 4 or label.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ValueError(f"expected logits (B, K, H, W) and labels (B, H, W), got {tuple(logits.shape)} and {tuple(label.shape)}")
+    valid = (label != ignore_index).unsqueeze(1).float()
+    probs = logits.softmax(1) * valid
+    onehot = F.one_hot(label.clamp(0, logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2).float() * valid
+    inter = (probs * onehot).sum((0, 2, 3))
+    denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    present = onehot.sum((0, 2, 3)) > 0
+    dice = (2 * inter + eps) / (denom + eps)
+    return 1 - dice[present].mean() if present.any() else logits.sum() * 0
+
+
+class FaceParserSystem(L.LightningModule):
+    """Training system of the face parser.
+
+    Args:
+        parser: the network (injected, e.g. by LightningCLI).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        lambda_dice: weight of the dice loss next to cross-entropy.
+        occluder_weight: cross-entropy weight of the occluder, glasses and hair classes (the costly
+            mistake is swapping over them).
+        warmup_steps: linear warm-up steps before the cosine decay over ``trainer.max_steps``.
+    """
+
+    def __init__(
+        self,
+        parser: FaceParser,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        lambda_dice: float = 1.0,
+        occluder_weight: float = 2.0,
+        warmup_steps: int = 50,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.parser = parser
+        weight = torch.ones(parser.num_classes)
+        for name in ("occluder", "glasses", "hair"):
+            if name in parser.classes:
+                weight[parser.classes.index(name)] = occluder_weight
+        self.register_buffer("class_weight", weight, persistent=False)
+        self._reset_counts()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.parser(image)
+
+    def _losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.parser(batch["image"])
+        ce = F.cross_entropy(logits, batch["label"], weight=self.class_weight, ignore_index=IGNORE_INDEX)
+        dice = dice_loss(logits, batch["label"])
+        loss = ce + self.hparams.lambda_dice * dice
+        return loss, logits, {"ce": ce.detach(), "dice": dice.detach()}
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _, parts = self._losses(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()})
+        return loss
+
+    def _reset_counts(self) -> None:
+        k = self.parser.num_classes
+        self._inter = torch.zeros(k, dtype=torch.float64)
+        self._union = torch.zeros(k, dtype=torch.float64)
+        self._occ_kept = [0, 0]
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_counts()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        from saswap.eval.parsing import confusion_counts, occluder_kept_by_mask
+
+        loss, logits, _ = self._losses(batch)
+        self.log("val/loss", loss, prog_bar=True)
+        pred = logits.argmax(1).cpu()
+        inter, union = confusion_counts(pred, batch["label"].cpu(), self.parser.num_classes)
+        self._inter += inter
+        self._union += union
+        swappable = torch.zeros_like(pred, dtype=torch.bool)
+        for name in SWAPPABLE_CLASSES:
+            if name in self.parser.classes:
+                swappable |= pred == self.parser.classes.index(name)
+        for sw, occ in zip(swappable.numpy(), batch["occluded"].cpu().numpy()):
+            if occ.any():
+                self._occ_kept[0] += int(occluder_kept_by_mask(~sw, occ))
+                self._occ_kept[1] += 1
+
+    def on_validation_epoch_end(self) -> None:
+        iou = self._inter / self._union.clamp(min=1)
+        names = self.parser.classes if self.parser.num_classes == len(FACE_PARSER_CLASSES) else None
+        for i in range(self.parser.num_classes):
+            if self._union[i] > 0:
+                self.log(f"val/iou_{names[i] if names else i}", float(iou[i]))
+        present = self._union > 0
+        if present.any():
+            self.log("val/miou", float(iou[present].mean()), prog_bar=True)
+        if self._occ_kept[1]:
+            self.log("val/occluder_kept", self._occ_kept[0] / self._occ_kept[1], prog_bar=True)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parser.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = max(int(self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 1000, 1)
+        warm = max(min(self.hparams.warmup_steps, total // 2), 1)
+
+        def schedule(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            progress = min((step - warm) / max(total - warm, 1), 1.0)
+            return 0.02 + 0.98 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Write a trained system's parser as a ``save_pretrained`` folder (config.json + model.safetensors).
+
+    Args:
+        checkpoint: a ``.ckpt`` written by training this project's :class:`FaceParserSystem` (it holds
+            the pickled, injected parser, so load only checkpoints you made yourself).
+        out_dir: the folder to write; it must not exist or be empty.
+
+    Returns:
+        ``out_dir``.
+    """
+    from saswap.errors import SaSwapError
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise SaSwapError(f"{out}: output folder exists and is not empty")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    parser = ckpt.get("hyper_parameters", {}).get("parser")
+    if not isinstance(parser, FaceParser):
+        raise SaSwapError(f"{checkpoint}: not a FaceParserSystem checkpoint (no FaceParser in its hyper-parameters)")
+    prefix = "parser."
+    parser.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
+    parser.eval().save_pretrained(out)
+    return out

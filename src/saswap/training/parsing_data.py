@@ -1,0 +1,505 @@
+"""Self-labelled face parsing data: aligned face crops of the shared photos and video frames, per-pixel
+labels from the 478-point mesh and the person segmentation, and occluders pasted on the fly with known masks.
+
+Labels (:data:`saswap.models.face_parser.FACE_PARSER_CLASSES`) come from:
+
+- ``skin``: the mesh's camera-facing triangles (:func:`saswap.face.masks.face_region_masks` ``face``),
+  nose and nostrils included;
+- ``eyes``, ``brows``, ``lips``, ``mouth`` (inside the inner lip line): the mesh's regions;
+- ``hair``: MediaPipe's person segmentation outside the face, above the mouth's height in the aligned
+  crop (so ears and hair beside the face count as hair; neck and body below count as background);
+- ``background``: everything else (pixels outside the source image too);
+- ``occluder``, ``glasses``, ``hair``: the pasted occluders' opaque pixels
+  (:mod:`saswap.eval.occluder_kinds`).
+
+Not labelled by hand, so real glasses, hands or beards in a source photo keep the mesh's label (skin or
+eyes); the real occluded photos are held out of training (:data:`HELDOUT_FILES`).
+
+The mesh and segmentation run once per source file; crops and labels are cached as ``.npz`` files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from saswap.errors import SaSwapError
+from saswap.eval.occluder_kinds import (
+    HELDOUT_OCCLUDER_KINDS,
+    OCCLUDER_KINDS,
+    TRAIN_OCCLUDER_KINDS,
+    draw_occluder,
+    paste_rgba,
+)
+from saswap.models.face_parser import FACE_PARSER_CLASSES
+from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS, _frames
+
+__all__ = [
+    "HELDOUT_FILES",
+    "IGNORE_INDEX",
+    "REAL_OCCLUDED_FILES",
+    "FaceParsingDataModule",
+    "FaceParsingDataset",
+    "ParsingRecord",
+    "build_parsing_cache",
+    "label_face",
+    "split_files",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Label of pixels the loss ignores.
+IGNORE_INDEX = 255
+
+#: Source files (by name) held out of training: whole photos and whole videos. The first three are
+#: real occluded photos (a face mask, a microphone, a hand); a person in several files is held out in all of
+#: them (liveportrait's ``d9`` photo and video; sadtalker's three photos of one woman).
+HELDOUT_FILES: frozenset[str] = frozenset(
+    {
+        "insightface__mask.png",
+        "face_recognition__lin-manuel-miranda.png",
+        "insightface__Teresa_Williams_0001_1k.jpg",
+        "face_recognition__obama_partial_face.jpg",
+        "3ddfav2__emma.jpg",
+        "deepface__img2.jpg",
+        "dlib__bald_guys.jpg",
+        "facenet-pytorch__shea_whigham_1.jpg",
+        "gfpgan__Adele_crop.png",
+        "insightface__happy.png",
+        "liveportrait__d9.jpg",
+        "liveportrait__s11.jpg",
+        "sadtalker__sad.png",
+        "sadtalker__happy.png",
+        "sadtalker__happy1.png",
+        "sberswap__beckham.jpg",
+        "simswap__james.jpg",
+        "liveportrait__d9.mp4",
+        "video-retalking__3.mp4",
+        "sadtalker__WDA_AlexandriaOcasioCortez_000.mp4",
+        "facenet-pytorch__video.mp4",
+    }
+)
+
+#: Held-out photos with real occluders (a face mask, a microphone, a hand over the face): their mesh labels
+#: call the occluder skin, so they are looked at (benchmarks/bench_parser.py), not scored against labels.
+REAL_OCCLUDED_FILES: tuple[str, ...] = (
+    "insightface__mask.png",
+    "face_recognition__lin-manuel-miranda.png",
+    "insightface__Teresa_Williams_0001_1k.jpg",
+)
+
+_CLS = {name: i for i, name in enumerate(FACE_PARSER_CLASSES)}
+
+
+def split_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Split source files into (train, held out) by :data:`HELDOUT_FILES`.
+
+    Example:
+        >>> split_files([Path("a.jpg"), Path("insightface__mask.png")])
+        ([PosixPath('a.jpg')], [PosixPath('insightface__mask.png')])
+    """
+    train = [f for f in files if f.name not in HELDOUT_FILES]
+    held = [f for f in files if f.name in HELDOUT_FILES]
+    return train, held
+
+
+def label_face(
+    regions: dict[str, np.ndarray], person: np.ndarray, mouth_y: float, face_dilate: int = 3
+) -> np.ndarray:
+    """Per-pixel class labels of one aligned face crop.
+
+    Args:
+        regions: :func:`saswap.face.masks.face_region_masks` of the crop's mesh, each (S, S).
+        person: person probability from the segmentation, float (S, S) in [0, 1].
+        mouth_y: the mouth's row in the crop; person pixels outside the face above it are hair.
+        face_dilate: person pixels this close to the face (pixels) stay background, not hair (the
+            mesh's outline and the segmentation disagree by a few pixels).
+
+    Returns:
+        uint8 (S, S) of indices into :data:`FACE_PARSER_CLASSES`.
+
+    Example:
+        >>> z = np.zeros((8, 8), np.float32)
+        >>> face = z.copy(); face[2:6, 2:6] = 1
+        >>> regions = {"face": face, "eyes": z, "brows": z, "lips": z, "mouth": z}
+        >>> lab = label_face(regions, np.ones((8, 8), np.float32), mouth_y=4, face_dilate=0)
+        >>> int(lab[3, 3]), int(lab[0, 0]), int(lab[7, 0])  # skin, hair, background
+        (1, 7, 0)
+    """
+    shape = regions["face"].shape
+    if person.shape != shape:
+        raise ValueError(f"person mask {person.shape} and face regions {shape} differ in shape")
+    label = np.zeros(shape, np.uint8)
+    face = regions["face"] > 0.5
+    near = cv2.dilate(face.astype(np.uint8), np.ones((2 * face_dilate + 1,) * 2, np.uint8)) > 0
+    rows = np.arange(shape[0])[:, None] < mouth_y
+    label[(person > 0.5) & ~near & rows] = _CLS["hair"]
+    label[face] = _CLS["skin"]
+    for name in ("brows", "eyes", "lips", "mouth"):  # later ones win (the mouth lies inside the lips)
+        label[regions[name] > 0.5] = _CLS[name]
+    return label
+
+
+@dataclass
+class ParsingRecord:
+    """One cached face: crop (S, S, 3) uint8, labels (S, S) uint8, five keypoints (5, 2) and the mesh
+    (478, 3) in crop pixels, the face's skin tone (3,) uint8, and its source file's name."""
+
+    crop: np.ndarray
+    label: np.ndarray
+    keypoints: np.ndarray
+    mesh: np.ndarray
+    tone: np.ndarray
+    source: str
+
+
+def _cache_file(cache_dir: Path, path: Path, size: int, frames_per_video: int) -> Path:
+    digest = hashlib.sha1(f"{path.resolve()}|{size}|{frames_per_video}|v1".encode()).hexdigest()[:16]
+    return cache_dir / f"{path.stem}_{digest}.npz"
+
+
+def build_parsing_cache(
+    files: Sequence[Path],
+    cache_dir: Path,
+    size: int = 256,
+    frames_per_video: int = 8,
+    max_faces: int = 4,
+    min_eye_distance: float = 30.0,
+) -> list[Path]:
+    """Analyse each file once (mesh + person segmentation) and cache its labelled face crops.
+
+    Args:
+        files: photos and videos.
+        cache_dir: folder of the ``.npz`` files (one per source file; existing ones are reused).
+        size: crop side (FFHQ-style alignment, :func:`saswap.face.alignment.ffhq_transform`).
+        frames_per_video: frames taken evenly from each video.
+        max_faces: largest faces kept per image.
+        min_eye_distance: smaller faces (pixels between the outer eye corners) are skipped.
+
+    Returns:
+        the cache files, one per source file (possibly holding no face).
+    """
+    from tqdm import tqdm
+
+    from saswap.face import FaceAnalyzer
+    from saswap.face._mediapipe import PersonSegmenter
+    from saswap.face.alignment import ffhq_transform, transform_face, warp_face
+    from saswap.face.masks import face_region_masks
+    from saswap.io import load_image
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    outs = [_cache_file(cache_dir, Path(p), size, frames_per_video) for p in files]
+    todo = [(Path(p), o) for p, o in zip(files, outs) if not o.exists()]
+    if not todo:
+        return outs
+    analyzer, segmenter = FaceAnalyzer(), PersonSegmenter()
+    try:
+        for path, out in tqdm(todo, desc="face parsing cache", unit="file"):
+            try:
+                frames = _frames(path, frames_per_video) if path.suffix.lower() in VIDEO_EXTS else [load_image(path)]
+            except Exception as err:  # noqa: BLE001 - a broken file is skipped, not fatal
+                logger.warning("skipping %s: %s", path, err)
+                frames = []
+            arrays: dict[str, list] = {k: [] for k in ("crop", "label", "keypoints", "mesh", "tone")}
+            for frame in frames:
+                person_full = segmenter(frame)
+                for face in analyzer(frame, max_faces=max_faces):
+                    if face.eye_distance < min_eye_distance:
+                        continue
+                    M = ffhq_transform(face.keypoints, size)
+                    crop = warp_face(frame, M, size, border=cv2.BORDER_CONSTANT)
+                    person = warp_face(person_full, M, size, border=cv2.BORDER_CONSTANT)
+                    aligned = transform_face(face, M)
+                    regions = face_region_masks(aligned.landmarks, (size, size))
+                    mouth_y = float(aligned.keypoints[3:5, 1].mean())
+                    label = label_face(regions, person, mouth_y)
+                    skin = regions["reference"] > 0.5
+                    if skin.sum() < 20:
+                        skin = label == _CLS["skin"]
+                    tone = np.median(crop[skin], axis=0) if skin.any() else np.array([200, 150, 120])
+                    arrays["crop"].append(crop)
+                    arrays["label"].append(label)
+                    arrays["keypoints"].append(aligned.keypoints.astype(np.float32))
+                    arrays["mesh"].append(aligned.landmarks.astype(np.float32))
+                    arrays["tone"].append(np.asarray(tone, np.uint8))
+            tmp = out.with_suffix(".tmp.npz")
+            empty = {"crop": (0, size, size, 3), "label": (0, size, size), "keypoints": (0, 5, 2), "mesh": (0, 478, 3)}
+            np.savez_compressed(
+                tmp,
+                **{
+                    k: (np.asarray(v) if v else np.zeros(empty.get(k, (0, 3)), np.float32 if k in ("keypoints", "mesh") else np.uint8))
+                    for k, v in arrays.items()
+                },
+            )
+            tmp.replace(out)
+    finally:
+        analyzer.close()
+        segmenter.close()
+    return outs
+
+
+def load_records(cache_files: Sequence[Path], sources: Sequence[Path]) -> list[ParsingRecord]:
+    """Records of the cached files (``sources[i]`` is the file ``cache_files[i]`` was made from)."""
+    records = []
+    for cache, src in zip(cache_files, sources):
+        with np.load(cache) as z:
+            for i in range(len(z["crop"])):
+                records.append(
+                    ParsingRecord(z["crop"][i], z["label"][i], z["keypoints"][i], z["mesh"][i], z["tone"][i], Path(src).name)
+                )
+    return records
+
+
+def _place(kind: str, keypoints: np.ndarray, label: np.ndarray, size: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Where an occluder of ``kind`` goes on a crop with these keypoints (crop pixels) and labels."""
+    place = OCCLUDER_KINDS[kind].place
+    eyes = keypoints[:2].mean(0)
+    mouth = keypoints[3:5].mean(0)
+    jitter = rng.normal(0, 0.04 * size, 2)
+    if place == "eyes":
+        return tuple(eyes + rng.normal(0, 0.01 * size, 2))
+    if place == "forehead":
+        return tuple(eyes + (eyes - mouth) * rng.uniform(0.3, 0.9) + jitter)
+    if place == "lower":
+        return tuple(mouth + (mouth - eyes) * rng.uniform(0.0, 0.35) + jitter)
+    ys, xs = np.nonzero((label > 0) & (label <= _CLS["mouth"]))
+    if len(xs) == 0:
+        return (size / 2, size / 2)
+    i = int(rng.integers(len(xs)))
+    return (float(xs[i]), float(ys[i]))
+
+
+def _photometric(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Random light (a gradient), colour balance, gamma, blur and noise."""
+    h, w = image.shape[:2]
+    x = image.astype(np.float32) / 255.0
+    gy, gx = np.mgrid[:h, :w].astype(np.float32)
+    ang = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(ang) * (gx / w - 0.5) + np.sin(ang) * (gy / h - 0.5)) * rng.uniform(0, 0.8) * strength
+    x = x * (1 + ramp[..., None]) * (1 + rng.uniform(-0.08, 0.08, 3) * strength)
+    x = np.clip(x, 0, 1) ** np.exp(rng.uniform(-0.3, 0.3) * strength)
+    if rng.random() < 0.3 * strength:
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.4, 1.2)))
+    if rng.random() < 0.5 * strength:
+        x = x + rng.normal(0, rng.uniform(0.005, 0.03), x.shape).astype(np.float32)
+    return np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def compose_sample(
+    record: ParsingRecord,
+    image_size: int,
+    kinds: Sequence[str],
+    rng: np.random.Generator,
+    occluder_p: float = 0.8,
+    max_occluders: int = 2,
+    jitter: bool = True,
+    photometric: float = 1.0,
+    hand_tone: str = "random",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """One training or evaluation sample from a cached face.
+
+    Args:
+        record: the cached face.
+        image_size: output side.
+        kinds: occluder kinds to draw from.
+        rng: random generator.
+        occluder_p: probability of pasting at least one occluder.
+        max_occluders: most occluders pasted.
+        jitter: random flip, rotation (+-10 degrees), scale (0.9-1.1) and shift of the crop.
+        photometric: strength of the random light, colour, blur and noise (0 disables).
+        hand_tone: ``"random"`` (the face's own tone 40% of the time) or ``"face"`` (always the face's own).
+
+    Returns:
+        (image uint8 (S, S, 3), labels uint8 (S, S), occluder pixels bool (S, S) (every pasted
+        occluder, glasses and hair strands included), the kinds pasted).
+    """
+    size = record.crop.shape[0]
+    s = image_size / size
+    M = np.array([[s, 0, 0], [0, s, 0]], np.float64)
+    if jitter:
+        c = image_size / 2
+        R = cv2.getRotationMatrix2D((c, c), float(rng.uniform(-10, 10)), float(rng.uniform(0.9, 1.1)))
+        R[:, 2] += rng.uniform(-0.05, 0.05, 2) * image_size
+        M = np.vstack([R, [0, 0, 1]]) @ np.vstack([M, [0, 0, 1]])
+        M = M[:2]
+        if rng.random() < 0.5:
+            M = np.array([[-1, 0, image_size], [0, 1, 0]], np.float64) @ np.vstack([M, [0, 0, 1]])
+    image = cv2.warpAffine(record.crop, M, (image_size, image_size), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    label = cv2.warpAffine(record.label, M, (image_size, image_size), flags=cv2.INTER_NEAREST, borderValue=0)
+    kps = record.keypoints.astype(np.float64) @ M[:, :2].T + M[:, 2]
+    if M[0, 0] < 0:  # a flip swaps the subject's left and right
+        kps = kps[[1, 0, 2, 4, 3]]
+    occluded = np.zeros(label.shape, bool)
+    pasted: list[str] = []
+    if kinds and rng.random() < occluder_p:
+        for _ in range(int(rng.integers(1, max_occluders + 1))):
+            kind = str(kinds[int(rng.integers(len(kinds)))])
+            tone = tuple(int(v) for v in record.tone)
+            rgba = draw_occluder(kind, rng, image_size, face_tone=tone, tone=tone if hand_tone == "face" else None)
+            image, mask = paste_rgba(image, rgba, _place(kind, kps, label, image_size, rng))
+            label[mask] = _CLS[OCCLUDER_KINDS[kind].label]
+            occluded |= mask
+            pasted.append(kind)
+    if photometric > 0:
+        image = _photometric(image, rng, photometric)
+    return image, label, occluded, pasted
+
+
+class FaceParsingDataset(Dataset):
+    """Cached faces with occluders pasted on the fly.
+
+    Each item: ``image`` float (3, S, S) in [0, 1], ``label`` int64 (S, S) (indices into
+    :data:`FACE_PARSER_CLASSES`), ``occluded`` bool (S, S) (pasted occluders' pixels).
+
+    Args:
+        records: cached faces.
+        image_size: output side S.
+        kinds: occluder kinds to paste (default: :data:`TRAIN_OCCLUDER_KINDS`).
+        length: items per epoch (records are cycled; each item is drawn anew).
+        occluder_p, max_occluders, jitter, photometric, hand_tone: see :func:`compose_sample`.
+        seed: when given, item ``i`` is the same every time (evaluation); else random per call.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ParsingRecord],
+        image_size: int = 128,
+        kinds: Sequence[str] | None = None,
+        length: int | None = None,
+        occluder_p: float = 0.8,
+        max_occluders: int = 2,
+        jitter: bool = True,
+        photometric: float = 1.0,
+        hand_tone: str = "random",
+        seed: int | None = None,
+    ) -> None:
+        if not records:
+            raise SaSwapError("no face records: the cache holds no face (check the data folders)")
+        kinds = TRAIN_OCCLUDER_KINDS if kinds is None else tuple(kinds)
+        unknown = [k for k in kinds if k not in OCCLUDER_KINDS]
+        if unknown:
+            raise SaSwapError(f"unknown occluder kinds {unknown}; choose from {sorted(OCCLUDER_KINDS)}")
+        self.records = list(records)
+        self.image_size = image_size
+        self.kinds = kinds
+        self.length = length or len(self.records)
+        self.kw = dict(occluder_p=occluder_p, max_occluders=max_occluders, jitter=jitter, photometric=photometric, hand_tone=hand_tone)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(None if self.seed is None else (self.seed, index))
+        rec = self.records[index % len(self.records)]
+        image, label, occluded, _ = compose_sample(rec, self.image_size, self.kinds, rng, **self.kw)
+        return {
+            "image": torch.from_numpy(image).permute(2, 0, 1).float() / 255.0,
+            "label": torch.from_numpy(label.astype(np.int64)),
+            "occluded": torch.from_numpy(occluded),
+        }
+
+
+class FaceParsingDataModule(L.LightningDataModule):
+    """Face parsing data: training on :data:`TRAIN_OCCLUDER_KINDS` over the training files, validation on
+    :data:`HELDOUT_OCCLUDER_KINDS` over the held-out files (:data:`HELDOUT_FILES`), fixed seed.
+
+    Args:
+        roots: folders of photos and/or videos (files directly inside).
+        cache_dir: where the labelled crops are cached.
+        image_size: side of the training crops (the cache holds ``cache_size`` crops).
+        cache_size: side of the cached crops.
+        frames_per_video: frames taken evenly from each video.
+        batch_size: batch size.
+        num_workers: data loader workers.
+        epoch_length: training items per epoch.
+        val_per_record: validation samples per held-out face.
+        occluder_p: probability of pasting occluders on a training item.
+        max_occluders: most occluders on one item.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[str] = ("../shared/data/images", "../shared/data/videos"),
+        cache_dir: str = "outputs/cache/face-parser",
+        image_size: int = 128,
+        cache_size: int = 256,
+        frames_per_video: int = 8,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        epoch_length: int = 2000,
+        val_per_record: int = 2,
+        occluder_p: float = 0.8,
+        max_occluders: int = 2,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_set: FaceParsingDataset | None = None
+        self.val_set: FaceParsingDataset | None = None
+
+    def files(self) -> list[Path]:
+        """The source files under ``roots``, sorted."""
+        files: list[Path] = []
+        for root in self.hparams.roots:
+            root = Path(root)
+            if not root.is_dir():
+                raise SaSwapError(f"data folder {root} does not exist (roots are relative to the working directory)")
+            files += sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        if not files:
+            raise SaSwapError(f"no photos or videos in {list(self.hparams.roots)}")
+        return files
+
+    def prepare_data(self) -> None:
+        build_parsing_cache(self.files(), Path(self.hparams.cache_dir), self.hparams.cache_size, self.hparams.frames_per_video)
+
+    def records(self, held_out: bool) -> list[ParsingRecord]:
+        """Cached faces of the training (``held_out=False``) or held-out files."""
+        train, held = split_files(self.files())
+        files = held if held_out else train
+        caches = build_parsing_cache(files, Path(self.hparams.cache_dir), self.hparams.cache_size, self.hparams.frames_per_video)
+        return load_records(caches, files)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        hp = self.hparams
+        train = self.records(False)
+        held = [r for r in self.records(True) if r.source not in REAL_OCCLUDED_FILES]  # their labels miss the occluder
+        logger.info("face parsing data: %d training faces, %d held-out faces", len(train), len(held))
+        self.train_set = FaceParsingDataset(
+            train, hp.image_size, TRAIN_OCCLUDER_KINDS, hp.epoch_length, hp.occluder_p, hp.max_occluders
+        )
+        self.val_set = FaceParsingDataset(
+            held,
+            hp.image_size,
+            HELDOUT_OCCLUDER_KINDS,
+            len(held) * hp.val_per_record,
+            occluder_p=1.0,
+            max_occluders=1,
+            jitter=False,
+            photometric=0.5,
+            seed=0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+            drop_last=True,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.hparams.batch_size, num_workers=0)

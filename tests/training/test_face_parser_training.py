@@ -1,0 +1,189 @@
+"""Face parser training: self-labelled data on real photos, the split, a few steps that lower the loss,
+the recipe through LightningCLI, and the acceptance measures on constructed cases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, data_path
+
+pytest.importorskip("lightning")
+pytest.importorskip("jsonargparse")
+
+from saswap.eval.occluder_kinds import (  # noqa: E402
+    HELDOUT_OCCLUDER_KINDS,
+    OCCLUDER_KINDS,
+    TRAIN_OCCLUDER_KINDS,
+    draw_occluder,
+)
+from saswap.eval.parsing import (  # noqa: E402
+    ParsingCase,
+    confusion_counts,
+    evaluate_parser,
+    heldout_cases,
+    occluder_kept,
+    skin_wrongly_kept,
+)
+from saswap.models import FACE_PARSER_CLASSES, FaceParser  # noqa: E402
+from saswap.training.parser_system import FaceParserSystem, dice_loss  # noqa: E402
+from saswap.training.parsing_data import (  # noqa: E402
+    HELDOUT_FILES,
+    FaceParsingDataset,
+    build_parsing_cache,
+    compose_sample,
+    load_records,
+    split_files,
+)
+
+TRAIN_PHOTO = "face_recognition__obama.jpg"
+HELD_PHOTO = "sberswap__beckham.jpg"
+CLS = {n: i for i, n in enumerate(FACE_PARSER_CLASSES)}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parser_photos")
+    for name in (TRAIN_PHOTO, HELD_PHOTO):
+        os.symlink(data_path("images", name), folder / name)
+    cache = tmp_path_factory.mktemp("parser_cache")
+    files = sorted(folder.iterdir())
+    records = load_records(build_parsing_cache(files, cache, size=128), files)
+    return folder, cache, records
+
+
+def test_split_is_disjoint_and_names_real_occluded_photos():
+    assert not set(HELDOUT_OCCLUDER_KINDS) & set(TRAIN_OCCLUDER_KINDS)
+    assert set(HELDOUT_OCCLUDER_KINDS) | set(TRAIN_OCCLUDER_KINDS) == set(OCCLUDER_KINDS)
+    assert any(OCCLUDER_KINDS[k].skin for k in HELDOUT_OCCLUDER_KINDS)  # a held-out hand
+    for name in ("insightface__mask.png", "face_recognition__lin-manuel-miranda.png", "insightface__Teresa_Williams_0001_1k.jpg"):
+        assert name in HELDOUT_FILES
+    train, held = split_files([Path(TRAIN_PHOTO), Path(HELD_PHOTO)])
+    assert [p.name for p in train] == [TRAIN_PHOTO] and [p.name for p in held] == [HELD_PHOTO]
+
+
+def test_labels_of_a_real_photo(photos):
+    from saswap.face.masks import polygon_mask
+    from saswap.face.topology import region_loop
+
+    _, cache, records = photos
+    rec = next(r for r in records if r.source == TRAIN_PHOTO)
+    assert rec.crop.shape == (128, 128, 3) and rec.label.shape == (128, 128)
+    lips_poly = polygon_mask(rec.mesh[list(region_loop("LIPS")), :2], (128, 128)) > 0
+    lips = rec.label == CLS["lips"]
+    assert lips.sum() > 20 and lips_poly[lips].mean() == 1.0  # the lips lie inside the mesh's lip outline
+    skin = rec.label == CLS["skin"]
+    assert skin.sum() > 0.15 * 128 * 128 and skin[64, 64]  # the face's centre (nose) is skin
+    assert (rec.label == CLS["eyes"]).sum() > 10 and (rec.label == CLS["brows"]).sum() > 10
+    assert rec.label[2, 2] in (CLS["background"], CLS["hair"])
+    assert len(list(cache.glob("*.npz"))) == 2  # one cache file per source
+    # a pasted occluder's pixels are labelled with its class, the rest keeps the mesh's labels
+    rng = np.random.default_rng(0)
+    image, label, occluded, kinds = compose_sample(rec, 128, ["phone"], rng, occluder_p=1.0, max_occluders=1, jitter=False, photometric=0)
+    assert kinds == ["phone"] and occluded.sum() > 100
+    assert (label[occluded] == CLS["occluder"]).all() and np.array_equal(label[~occluded], rec.label[~occluded])
+    assert np.abs(image[occluded].astype(int) - rec.crop[occluded].astype(int)).max() > 0
+    _, label, occluded, _ = compose_sample(rec, 128, ["glasses_frame"], rng, occluder_p=1.0, max_occluders=1, jitter=False, photometric=0)
+    assert (label[occluded] == CLS["glasses"]).all()
+
+
+def test_skin_toned_hands_can_take_the_face_tone():
+    tone = (150, 100, 80)
+    hand = draw_occluder("hand_fist", np.random.default_rng(1), 128, tone=tone)
+    opaque = hand[..., 3] == 255
+    median = np.median(hand[opaque][:, :3], axis=0)
+    assert np.abs(median - np.array(tone)).max() < 25
+    with pytest.raises(KeyError, match="unknown occluder kind"):
+        draw_occluder("umbrella", np.random.default_rng(0), 64)
+
+
+def test_a_few_steps_lower_the_loss(photos):
+    _, _, records = photos
+    ds = FaceParsingDataset(records, image_size=64, length=8, occluder_p=1.0, seed=0)
+    batch = {k: torch.stack([ds[i][k] for i in range(8)]) for k in ("image", "label", "occluded")}
+    assert batch["image"].shape == (8, 3, 64, 64) and batch["label"].max() < len(FACE_PARSER_CLASSES)
+    torch.manual_seed(0)
+    system = FaceParserSystem(FaceParser(block_out_channels=(8, 16, 32)))
+    opt = torch.optim.AdamW(system.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _, _ = system._losses(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.6 * losses[0], losses[::8]
+
+
+def test_dice_loss_errors_and_range():
+    logits = torch.randn(2, 3, 4, 4)
+    label = torch.randint(0, 3, (2, 4, 4))
+    assert 0 <= float(dice_loss(logits, label)) <= 1
+    with pytest.raises(ValueError, match="expected logits"):
+        dice_loss(logits, label[0])
+
+
+def test_recipe_runs_through_lightning_cli(photos, tmp_path):
+    from saswap.training.parser_cli import train_parser_main
+
+    folder, cache, _ = photos
+    cli = train_parser_main(
+        [
+            "fit", "--config", str(ROOT / "recipes" / "face-parser.yaml"),
+            "--data.roots", f"[{folder}]", "--data.cache_dir", str(cache), "--data.cache_size", "128",
+            "--data.image_size", "64", "--data.batch_size", "2", "--data.epoch_length", "4", "--data.num_workers", "0",
+            "--model.parser.init_args.block_out_channels", "[4, 8, 16]",
+            "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+            "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert cli.trainer.global_step == 2
+    metrics = cli.trainer.callback_metrics
+    assert "val/miou" in metrics and 0 <= float(metrics["val/occluder_kept"]) <= 1
+    assert len(cli.datamodule.val_set.records) >= 1 and cli.datamodule.val_set.records[0].source == HELD_PHOTO
+
+
+def test_measures_on_constructed_cases(photos):
+    before = np.zeros((8, 8, 3), np.uint8)
+    mask = np.zeros((8, 8), bool)
+    mask[:4] = True
+    after = before.copy()
+    after[0, :6] = 50  # 6 of the occluder's 32 pixels change: under 20%
+    assert occluder_kept(before, after, mask)
+    after[1] = 50  # 14 of 32 change
+    assert not occluder_kept(before, after, mask)
+    with pytest.raises(ValueError, match="empty"):
+        occluder_kept(before, after, np.zeros((8, 8), bool))
+    assert skin_wrongly_kept(np.zeros((8, 8), bool), ~mask) == 0.0
+    i, u = confusion_counts(torch.tensor([[1, 1, 2]]), torch.tensor([[1, 2, 2]]), 3)
+    assert (i / u.clamp(min=1)).tolist() == [0.0, 0.5, 0.5]
+
+    _, _, records = photos
+    held = [r for r in records if r.source == HELD_PHOTO]
+    cases = heldout_cases(held, image_size=64)
+    assert {c.kind for c in cases} <= set(HELDOUT_OCCLUDER_KINDS) and any(c.skin_toned for c in cases)
+
+    class Oracle(torch.nn.Module):
+        """Answers each case's own labels: every occluder kept, no visible skin kept."""
+
+        classes, num_classes, in_channels = FACE_PARSER_CLASSES, len(FACE_PARSER_CLASSES), 3
+
+        def __init__(self, labels):
+            super().__init__()
+            self.labels = labels
+
+        def forward(self, x):
+            lab = torch.from_numpy(np.stack(self.labels[: len(x)]).astype(np.int64))
+            self.labels = self.labels[len(x) :]
+            return torch.nn.functional.one_hot(lab, self.num_classes).permute(0, 3, 1, 2).float()
+
+    report = evaluate_parser(Oracle([c.label for c in cases]), cases)
+    assert report.cases == len(cases) and report.occluder_kept == 1.0 and report.skin_wrongly_kept == 0.0
+    assert report.miou == 1.0 and report.skin_toned_kept == 1.0
+    # a parser that calls everything skin keeps no occluder and no skin
+    wrong = [ParsingCase(c.image, np.full_like(c.label, CLS["skin"]), c.occluded, c.kind, c.source, c.skin_toned) for c in cases]
+    report = evaluate_parser(Oracle([c.label for c in wrong]), cases)
+    assert report.occluder_kept == 0.0 and report.failures
