@@ -141,6 +141,7 @@ def test_demo_runs_on_packaged_photos(tmp_path, capsys):
     files = sorted((tmp_path / "demo").glob("*.png"))
     assert len(files) == 2 and all(read_tag(f)["demo"] for f in files)
     assert all(min(Image.open(f).size) >= 512 for f in files)  # big enough to judge (was 112 px)
+    assert capsys.readouterr().err.count("turned") <= 1  # each source analysed (and warned about) once
 
 
 def test_swap_reports_a_broken_input_before_loading_any_model(tmp_path, capsys, monkeypatch):

@@ -281,13 +281,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     pipe = SaSwapPipeline.from_pretrained(args.engine)
     # targets of at least 512 px, so a person can judge the result (the 112-px tom_hanks is a source only)
     jobs = [("tom_hanks", "astronaut", {}), ("tom_hanks", "t1", {"all_faces": True})]
+    prepared: dict[str, object] = {}  # each source analysed once (and warned about once)
     for src_name, tgt_name, kwargs in jobs:
         try:
-            source, target = load_sample(src_name), load_sample(tgt_name)
+            if src_name not in prepared:
+                prepared[src_name] = pipe.prepare_source(load_sample(src_name))[0]
+            target = load_sample(tgt_name)
         except SaSwapError as err:
             logger.warning("skipping %s -> %s: %s", src_name, tgt_name, err)
             continue
-        result = pipe(source, target, shape_strength=args.shape_strength, **kwargs)
+        result = pipe(prepared[src_name], target, shape_strength=args.shape_strength, **kwargs)
         result.provenance["demo"] = True
         path = result.save(folder / f"{src_name}_into_{tgt_name}.png")
         h, w = result.image.shape[:2]
