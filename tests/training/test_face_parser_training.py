@@ -144,6 +144,17 @@ def test_recipe_runs_through_lightning_cli(photos, tmp_path):
     metrics = cli.trainer.callback_metrics
     assert "val/miou" in metrics and 0 <= float(metrics["val/occluder_kept"]) <= 1
     assert len(cli.datamodule.val_set.records) >= 1 and cli.datamodule.val_set.records[0].source == HELD_PHOTO
+    # the checkpoint exports to a save_pretrained folder that needs no Lightning
+    from saswap.errors import SaSwapError
+    from saswap.training.parser_system import export_parser
+
+    folder = export_parser(cli.trainer.checkpoint_callback.last_model_path, tmp_path / "exported")
+    loaded = FaceParser.from_pretrained(folder).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), cli.model.parser.eval()(x))
+    with pytest.raises(SaSwapError, match="not empty"):
+        export_parser(cli.trainer.checkpoint_callback.last_model_path, folder)
 
 
 def test_measures_on_constructed_cases(photos):

@@ -161,8 +161,8 @@ class ParsingReport:
         occluder_kept_by_kind: the same per kind.
         skin_toned_kept: the same over hands in the face's own tone.
         skin_wrongly_kept: mean share of visible face the parser would keep.
-        iou: per-class IoU over all cases.
-        miou: mean IoU over the classes present.
+        iou: per-class IoU over all cases, for the classes present in their labels.
+        miou: mean of those IoUs.
         ms_per_crop: milliseconds per 256-px crop (batch 1, this machine), or None when not measured.
     """
 
@@ -190,6 +190,7 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
     k = parser.num_classes
     inter = torch.zeros(k, dtype=torch.float64)
     union = torch.zeros(k, dtype=torch.float64)
+    area = torch.zeros(k, dtype=torch.float64)
     kept: dict[str, list[bool]] = {}
     skin_kept: list[bool] = []
     wrong: list[float] = []
@@ -198,9 +199,11 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
         chunk = cases[start : start + batch_size]
         x = torch.from_numpy(np.stack([c.image for c in chunk])).permute(0, 3, 1, 2).float() / 255.0
         pred = parser(x).argmax(1)
-        i, u = confusion_counts(pred, torch.from_numpy(np.stack([c.label for c in chunk]).astype(np.int64)), k)
+        labels = torch.from_numpy(np.stack([c.label for c in chunk]).astype(np.int64))
+        i, u = confusion_counts(pred, labels, k)
         inter += i
         union += u
+        area += torch.bincount(labels.flatten(), minlength=k)[:k].double()
         for c, p in zip(chunk, pred.numpy()):
             keep = ~np.isin(p, swap_idx)
             ok = occluder_kept_by_mask(keep, c.occluded)
@@ -212,7 +215,7 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
             visible = np.isin(c.label, swap_idx) & ~c.occluded
             wrong.append(skin_wrongly_kept(keep, visible))
     iou = (inter / union.clamp(min=1)).tolist()
-    present = [j for j in range(k) if union[j] > 0]
+    present = [j for j in range(k) if area[j] > 0]  # classes in the labels
     all_kept = [v for vals in kept.values() for v in vals]
     return ParsingReport(
         cases=len(cases),

@@ -96,6 +96,7 @@ class FaceParserSystem(L.LightningModule):
         k = self.parser.num_classes
         self._inter = torch.zeros(k, dtype=torch.float64)
         self._union = torch.zeros(k, dtype=torch.float64)
+        self._area = torch.zeros(k, dtype=torch.float64)
         self._occ_kept = [0, 0]
 
     def on_validation_epoch_start(self) -> None:
@@ -110,6 +111,10 @@ class FaceParserSystem(L.LightningModule):
         inter, union = confusion_counts(pred, batch["label"].cpu(), self.parser.num_classes)
         self._inter += inter
         self._union += union
+        labels = batch["label"].cpu()
+        self._area += torch.bincount(labels[labels != IGNORE_INDEX].flatten(), minlength=self.parser.num_classes)[
+            : self.parser.num_classes
+        ].double()
         swappable = torch.zeros_like(pred, dtype=torch.bool)
         for name in SWAPPABLE_CLASSES:
             if name in self.parser.classes:
@@ -122,10 +127,10 @@ class FaceParserSystem(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         iou = self._inter / self._union.clamp(min=1)
         names = self.parser.classes if self.parser.num_classes == len(FACE_PARSER_CLASSES) else None
+        present = self._area > 0  # classes absent from the labels (e.g. glasses in the held-out kinds) are not scored
         for i in range(self.parser.num_classes):
-            if self._union[i] > 0:
+            if present[i]:
                 self.log(f"val/iou_{names[i] if names else i}", float(iou[i]))
-        present = self._union > 0
         if present.any():
             self.log("val/miou", float(iou[present].mean()), prog_bar=True)
         if self._occ_kept[1]:
@@ -150,8 +155,9 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Write a trained system's parser as a ``save_pretrained`` folder (config.json + model.safetensors).
 
     Args:
-        checkpoint: a ``.ckpt`` written by training this project's :class:`FaceParserSystem` (it holds
-            the pickled, injected parser, so load only checkpoints you made yourself).
+        checkpoint: a ``.ckpt`` written by training this project's :class:`FaceParserSystem` (through
+            LightningCLI its hyper-parameters hold the parser's ``class_path`` and ``init_args``; a
+            system built in Python pickles the parser itself, so load only checkpoints you made).
         out_dir: the folder to write; it must not exist or be empty.
 
     Returns:
@@ -163,8 +169,12 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
     if out.exists() and any(out.iterdir()):
         raise SaSwapError(f"{out}: output folder exists and is not empty")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    parser = ckpt.get("hyper_parameters", {}).get("parser")
-    if not isinstance(parser, FaceParser):
+    spec = ckpt.get("hyper_parameters", {}).get("parser")
+    if isinstance(spec, dict) and str(spec.get("class_path", "")).rsplit(".", 1)[-1] == "FaceParser":
+        parser = FaceParser(**spec.get("init_args", {}))
+    elif isinstance(spec, FaceParser):
+        parser = spec
+    else:
         raise SaSwapError(f"{checkpoint}: not a FaceParserSystem checkpoint (no FaceParser in its hyper-parameters)")
     prefix = "parser."
     parser.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
