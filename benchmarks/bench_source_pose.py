@@ -18,7 +18,6 @@ import json
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,16 +28,6 @@ TARGETS = (
 )  # fmt: skip
 VIDEOS = ("face_recognition__short_hamilton_clip.mp4", "facenet-pytorch__video.mp4")
 BINS = (0, 15, 25, 35, 45, 55, 90)
-
-
-def _fit(img: np.ndarray, cell: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    s = cell / max(h, w)
-    small = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
-    canvas = np.full((cell, cell, 3), 24, np.uint8)
-    y, x = (cell - small.shape[0]) // 2, (cell - small.shape[1]) // 2
-    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
-    return canvas
 
 
 def _crop(img: np.ndarray, box, margin: float = 0.5) -> np.ndarray:
@@ -84,6 +73,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from saswap import SaSwapPipeline
+    from saswap.eval.sheets import fit_cell
     from saswap.face.identity import DlibEmbedder
     from saswap.io import load_image, save_image
 
@@ -97,7 +87,7 @@ def main() -> None:
         prepared, face = pipe.prepare_source(img)
         yaw, pitch, _ = face.pose
         src_embed = judge(img, face)
-        closer, margins, crops = [], [], [_fit(_crop(img, face.box), 128)]
+        closer, margins, crops = [], [], [fit_cell(_crop(img, face.box), 128)]
         for (tname, timg), tface, temb in zip(targets, target_faces, target_embeds):
             out = pipe(prepared, timg)
             oface = pipe.analyzer(out.image)
@@ -109,7 +99,7 @@ def main() -> None:
             d_src, d_tgt = float(np.linalg.norm(oemb - src_embed)), float(np.linalg.norm(oemb - temb))
             closer.append(d_src < d_tgt)
             margins.append(d_tgt - d_src)
-            crops.append(_fit(_crop(out.image, tface.box), 128))
+            crops.append(fit_cell(_crop(out.image, tface.box), 128))
         split = "tune" if int(hashlib.sha256(name.split("#")[0].encode()).hexdigest(), 16) % 2 == 0 else "held-out"
         rows.append({"source": name, "yaw": round(float(yaw), 1), "pitch": round(float(pitch), 1),
                      "closer": float(np.mean(closer)), "margin": float(np.mean(margins)), "split": split})  # fmt: skip

@@ -26,16 +26,11 @@ import numpy as np
 
 
 def contact_sheet(pipe, data: Path, sources, targets, path: Path, cell: int = 192) -> None:
+    from saswap.eval.sheets import fit_cell
     from saswap.io import load_image, save_image
 
     def fit(img):
-        h, w = img.shape[:2]
-        s = cell / max(h, w)
-        small = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
-        canvas = np.full((cell, cell, 3), 24, np.uint8)
-        y, x = (cell - small.shape[0]) // 2, (cell - small.shape[1]) // 2
-        canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
-        return canvas
+        return fit_cell(img, cell)
 
     rows = [
         np.concatenate(
