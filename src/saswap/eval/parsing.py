@@ -159,6 +159,7 @@ class ParsingReport:
         cases: number of cases.
         occluder_kept: share of occluders kept (:func:`occluder_kept_by_mask`).
         occluder_kept_by_kind: the same per kind.
+        occluder_kept_by_source: the same per source file.
         skin_toned_kept: the same over hands in the face's own tone.
         skin_wrongly_kept: mean share of visible face the parser would keep.
         iou: per-class IoU over all cases, for the classes present in their labels.
@@ -169,6 +170,7 @@ class ParsingReport:
     cases: int
     occluder_kept: float
     occluder_kept_by_kind: dict[str, float]
+    occluder_kept_by_source: dict[str, float]
     skin_toned_kept: float
     skin_wrongly_kept: float
     iou: dict[str, float]
@@ -192,6 +194,7 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
     union = torch.zeros(k, dtype=torch.float64)
     area = torch.zeros(k, dtype=torch.float64)
     kept: dict[str, list[bool]] = {}
+    by_source: dict[str, list[bool]] = {}
     skin_kept: list[bool] = []
     wrong: list[float] = []
     failures: list[str] = []
@@ -208,6 +211,7 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
             keep = ~np.isin(p, swap_idx)
             ok = occluder_kept_by_mask(keep, c.occluded)
             kept.setdefault(c.kind, []).append(ok)
+            by_source.setdefault(c.source, []).append(ok)
             if c.skin_toned:
                 skin_kept.append(ok)
             if not ok:
@@ -221,6 +225,7 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
         cases=len(cases),
         occluder_kept=float(np.mean(all_kept)),
         occluder_kept_by_kind={kind: float(np.mean(v)) for kind, v in kept.items()},
+        occluder_kept_by_source={src: float(np.mean(v)) for src, v in sorted(by_source.items())},
         skin_toned_kept=float(np.mean(skin_kept)) if skin_kept else float("nan"),
         skin_wrongly_kept=float(np.mean(wrong)),
         iou={classes[j]: iou[j] for j in present},
