@@ -218,3 +218,16 @@ def test_verbose_swap_prints_the_stage_timings(tmp_path, capsys):
     assert main(["swap", "-s", src, "-t", tgt, "-o", str(tmp_path / "o.png"), "-v"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(f"{stage} " in lines[1] for stage in ("analyze_target", "swap", "paste", "total"))
+
+
+@pytest.mark.parametrize("command,recipe", [("train", "debug-tiny.yaml"), ("train-parser", "face-parser.yaml")])
+def test_lightning_commands_take_their_own_help_and_recipe(command, recipe, capsys):
+    pytest.importorskip("jsonargparse", reason="training needs the 'train' extra")
+    from conftest import ROOT
+
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])  # LightningCLI's help, not "unrecognized arguments"
+    assert exc.value.code == 0 and f"saswap {command}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main([command, "fit", "--config", str(ROOT / "recipes" / recipe), "--print_config"])
+    assert exc.value.code == 0 and "seed_everything" in capsys.readouterr().out

@@ -298,9 +298,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _run_lightning_cli(module: str, function: str, command: str, lightning_args: list[str]) -> int:
+    """Run a LightningCLI entry point (``module.function``) as ``saswap COMMAND ...``."""
+    import importlib
+
     try:
-        from saswap.training.cli import train_main
+        main_fn = getattr(importlib.import_module(module), function)
     except ImportError as err:
         raise SaSwapError(f"training needs the 'train' extra: pip install 'saswap[train]' ({err})") from None
     # Lightning prints its records through its own handler (on the "lightning" logger): do not pass them on
@@ -310,12 +313,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
             log.propagate = False
     # LightningCLI reads its arguments from sys.argv, as if it were the command itself (given both, it warns)
     argv = sys.argv
-    sys.argv = [f"{Path(argv[0]).name} train", *args.lightning_args]
+    sys.argv = [f"saswap {command}", *lightning_args]
     try:
-        train_main(None)
+        main_fn(None)
     finally:
         sys.argv = argv
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    return _run_lightning_cli("saswap.training.cli", "train_main", "train", args.lightning_args)
+
+
+def _cmd_train_parser(args: argparse.Namespace) -> int:
+    return _run_lightning_cli("saswap.training.parser_cli", "train_parser_main", "train-parser", args.lightning_args)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -490,6 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser(
+        "train-parser", add_help=False,
+        help="train the face parser with occlusion (LightningCLI: fit, validate, ...; needs saswap[train])",
+    )  # fmt: skip
+    p.add_argument(
+        "lightning_args", nargs=argparse.REMAINDER, help="arguments for LightningCLI, e.g. fit --config recipes/face-parser.yaml"
+    )
+    p.set_defaults(func=_cmd_train_parser)
+
     p = sub.add_parser("export", parents=[common], help="export a training checkpoint to the zoo format (+ ONNX)")
     p.add_argument("checkpoint", help="a .ckpt written by 'saswap train'")
     p.add_argument("output", help="new (or empty) folder for the exported model")
@@ -559,9 +579,19 @@ class _NativeStderrSilenced:
         os.close(self._saved)
 
 
+_LIGHTNING_COMMANDS = ("train", "train-parser")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if command is not None and argv[command] in _LIGHTNING_COMMANDS:
+        # everything after a LightningCLI command is its own, --help included
+        args = parser.parse_args(argv[: command + 1])
+        args.lightning_args = argv[command + 1 :]
+    else:
+        args = parser.parse_args(argv)
     quiet = not args.verbose and not os.environ.get("SASWAP_NATIVE_LOGS")
     with _NativeStderrSilenced(quiet):
         logging.basicConfig(
