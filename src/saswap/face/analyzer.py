@@ -219,11 +219,7 @@ class FaceAnalyzer:
     def __call__(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
         """Analyse an image (path, PIL image or RGB array); faces sorted by box area, largest first."""
         img = load_image(image)
-        from saswap.face._mediapipe import quiet_native_stderr
-
-        # one silence over the whole call: MediaPipe's graph threads also log between its calls
-        with quiet_native_stderr():
-            faces = sorted(self.backend(img), key=lambda f: -f.area)
+        faces = sorted(self.backend(img), key=lambda f: -f.area)
         return faces if max_faces is None else faces[:max_faces]
 
     analyze = __call__

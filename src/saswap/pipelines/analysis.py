@@ -210,12 +210,9 @@ class TargetAnalyzer:
         self, image: np.ndarray, faces: list[Face] | None = None, index: int = 0, pts: int | None = None, time: float = 0.0
     ) -> FrameAnalysis:
         """Analyse one frame (``faces`` given: describe those instead of detecting)."""
-        from saswap.face._mediapipe import quiet_native_stderr
-
-        with quiet_native_stderr():  # MediaPipe's graph threads log between its calls too
-            if faces is None:
-                faces = self.detect(image)
-            return FrameAnalysis(index, pts, time, [self.describe(image, f) for f in faces])
+        if faces is None:
+            faces = self.detect(image)
+        return FrameAnalysis(index, pts, time, [self.describe(image, f) for f in faces])
 
 
 def smooth_tracks(frames: list[list[Face]], fps: float, cuts: list[bool], **smoother_kwargs) -> list[list[Face]]:

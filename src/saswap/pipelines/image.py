@@ -200,12 +200,9 @@ class SaSwapPipeline:
         A source face turned away from the camera by more than :data:`SOURCE_TURN_WARN` degrees (yaw and
         pitch together) gets a warning; beyond :data:`SOURCE_TURN_LIMIT` it is an error unless ``force``.
         """
-        from saswap.face._mediapipe import quiet_native_stderr
-
         image = load_image(source)
         name = _name(source, "source")
-        with quiet_native_stderr():  # MediaPipe's graph threads log between its calls too
-            faces = self._faces(image, name, "source")
+        faces = self._faces(image, name, "source")
         if not 0 <= face_index < len(faces):
             raise SaSwapError(f"{name}: face index {face_index} out of range ({len(faces)} faces)")
         face = faces[face_index]
@@ -222,9 +219,7 @@ class SaSwapPipeline:
                 "swap loses identity and may tear. A frontal photo gives better results",
                 name, turn, face.pose[0], face.pose[1], SOURCE_TURN_WARN,
             )  # fmt: skip
-        with quiet_native_stderr():
-            prepared = self.engine.prepare_source(image, face)
-        return prepared, face
+        return self.engine.prepare_source(image, face), face
 
     def _select(self, image: np.ndarray, faces: list[Face], name: str, face_index, all_faces, reference) -> list[Face]:
         if sum(x is not None and x is not False for x in (face_index, reference)) + bool(all_faces) > 1:
