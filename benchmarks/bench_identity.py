@@ -56,23 +56,6 @@ HARD = {
 }  # fmt: skip
 
 
-def _frames(path: Path, n: int) -> list[np.ndarray]:
-    import av
-
-    with av.open(str(path)) as c:
-        total = c.streams.video[0].frames or 0
-        images = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)] if total <= 0 else None
-    if images is None:
-        wanted = set(np.linspace(0, total - 1, n).round().astype(int).tolist())
-        images = []
-        with av.open(str(path)) as c:
-            for i, f in enumerate(c.decode(video=0)):
-                if i in wanted:
-                    images.append(f.to_ndarray(format="rgb24"))
-        return images
-    return [images[i] for i in np.linspace(0, len(images) - 1, n).round().astype(int)]
-
-
 def _pick(faces, which):
     if not faces:
         return None
@@ -84,12 +67,13 @@ def _pick(faces, which):
 
 def embed_split(split: dict, data: Path, analyzer, sface, dlib, n_frames: int) -> list[dict]:
     from saswap.io import load_image
+    from saswap.videoio import sample_frames
 
     items = []
     for ident, samples in split.items():
         for kind, name, which in samples:
             path = data / kind / name
-            images = [load_image(path)] if kind == "images" else _frames(path, n_frames)
+            images = [load_image(path)] if kind == "images" else sample_frames(path, n_frames)
             for k, image in enumerate(images):
                 face = _pick(analyzer(image), which if kind == "images" else "largest")
                 if face is None:

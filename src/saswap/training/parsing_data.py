@@ -41,7 +41,8 @@ from saswap.eval.occluder_kinds import (
     paste_rgba,
 )
 from saswap.models.face_parser import FACE_PARSER_CLASSES
-from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS, _frames
+from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS
+from saswap.videoio import sample_frames
 
 __all__ = [
     "HELDOUT_FILES",
@@ -206,7 +207,7 @@ def build_parsing_cache(
     try:
         for path, out in tqdm(todo, desc="face parsing cache", unit="file"):
             try:
-                frames = _frames(path, frames_per_video) if path.suffix.lower() in VIDEO_EXTS else [load_image(path)]
+                frames = sample_frames(path, frames_per_video) if path.suffix.lower() in VIDEO_EXTS else [load_image(path)]
             except Exception as err:  # noqa: BLE001 - a broken file is skipped, not fatal
                 logger.warning("skipping %s: %s", path, err)
                 frames = []
