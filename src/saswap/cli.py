@@ -389,6 +389,24 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_swap_settings(p: argparse.ArgumentParser) -> None:
+    """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement."""
+    p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
+    p.add_argument("--weights", help="local model folder (overrides --engine)")
+    p.add_argument(
+        "--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's"
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--face-index", type=int, help="swap only the target face with this index (largest first)")
+    group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
+    group.add_argument("--reference", help="swap the target face most like the face in this photo")
+    p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    p.add_argument(
+        "--force", action="store_true",
+        help="use a source face turned more than 45 degrees from the camera (the swap breaks; warned from 25)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="saswap", description="One-shot, shape-aware face swapping with 3D face priors.")
     parser.add_argument("--version", action="version", version=f"saswap {__version__}")
@@ -419,20 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file is replaced (atomically), except one of the command's own inputs",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="allow the output to replace an input file")
-    p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
-    p.add_argument("--weights", help="local model folder (overrides --engine)")
-    p.add_argument(
-        "--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's"
-    )
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--face-index", type=int, help="swap only the target face with this index (largest first)")
-    group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
-    group.add_argument("--reference", help="swap the target face most like the face in this photo")
-    p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
-    p.add_argument(
-        "--force", action="store_true",
-        help="use a source face turned more than 45 degrees from the camera (the swap breaks; warned from 25)",
-    )  # fmt: skip
+    _add_swap_settings(p)
     v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
     v.add_argument("--crf", type=int, default=18, help="encoder quality (x264/x265: 0 lossless, 18 default, 51 worst)")
     v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")
@@ -469,15 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="threads per worker (default: CPUs / workers on a local instance, else 1)")
     p.add_argument("--ray-address", help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001) instead of starting one")
     p.add_argument("--cache-dir", help="template cache folder, one every node reaches (default: $SASWAP_CACHE or the user cache folder)")
-    p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
-    p.add_argument("--weights", help="local model folder (overrides --engine)")
-    p.add_argument("--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--face-index", type=int, help="swap only the face with this index (largest first)")
-    group.add_argument("--all-faces", action="store_true", help="swap every face")
-    group.add_argument("--reference", help="swap the face most like the face in this photo")
-    p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
-    p.add_argument("--force", action="store_true", help="use source faces turned more than 45 degrees from the camera")
+    _add_swap_settings(p)
     p.add_argument("--crf", type=int, default=18, help="video encoder quality (default 18)")
     p.add_argument("--preset", default="veryfast", help="video encoder speed preset (default veryfast)")
     p.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
