@@ -198,3 +198,43 @@ def test_measures_on_constructed_cases(photos):
     wrong = [ParsingCase(c.image, np.full_like(c.label, CLS["skin"]), c.occluded, c.kind, c.source, c.skin_toned) for c in cases]
     report = evaluate_parser(Oracle([c.label for c in wrong]), cases)
     assert report.occluder_kept == 0.0 and report.failures
+
+
+def test_non_commercial_files_never_train(tmp_path):
+    for name in ("a.jpg", "b.jpg", HELD_PHOTO):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "MANIFEST.tsv").write_text(
+        "file\tsource_repo\tlicense\n"
+        "a.jpg\tx/y\tMIT\n"
+        "b.jpg\tx/y\tCC-BY-NC-4.0\n"
+        f"{HELD_PHOTO}\tx/y\tCC-BY-NC-4.0\n"
+    )
+    train, held = split_files(sorted(tmp_path.glob("*.jpg")))
+    assert [p.name for p in train] == ["a.jpg"]  # b.jpg is non-commercial
+    assert [p.name for p in held] == [HELD_PHOTO]  # measured on, never trained on
+    # a manifest one folder up names files by their relative path
+    sub = tmp_path / "images"
+    sub.mkdir()
+    (sub / "c.jpg").write_bytes(b"x")
+    (tmp_path / "MANIFEST.tsv").write_text("file\tlicense\nimages/c.jpg\tCC-BY-NC-SA-4.0\n")
+    assert split_files([sub / "c.jpg"]) == ([], [])
+
+
+def test_training_labels_ignore_uncertain_pixels(photos):
+    from saswap.training.parsing_data import IGNORE_INDEX, outline_band, unsure_face_pixels
+
+    rec = photos[2][0]
+    face = np.isin(rec.label, [CLS[c] for c in ("skin", "eyes", "brows", "lips", "mouth")])
+    band = outline_band(rec.label, 2)
+    # a thin band along the face's outline: every band pixel is within 2 px of the outline
+    assert 0 < band.sum() < 0.3 * face.sum()
+    inner = face & ~band
+    assert inner.sum() > 0.6 * face.sum()
+    unsure = unsure_face_pixels(rec.crop, rec.mesh, rec.label)
+    assert not (unsure & ~face).any() and unsure.sum() < 0.5 * face.sum()
+    rng = np.random.default_rng(3)
+    image, label, occluded, kinds = compose_sample(
+        rec, 128, ["phone"], rng, occluder_p=1.0, max_occluders=1, jitter=False, ignore_outline=1
+    )
+    assert (label == IGNORE_INDEX).any()
+    assert (label[occluded] == CLS["occluder"]).all()  # pasted occluders keep their exact labels

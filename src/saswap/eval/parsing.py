@@ -31,6 +31,7 @@ __all__ = [
     "ms_per_crop",
     "occluder_kept",
     "occluder_kept_by_mask",
+    "paste_on_face",
     "skin_wrongly_kept",
 ]
 
@@ -78,6 +79,56 @@ def occluder_kept_by_mask(keep: np.ndarray, mask: np.ndarray, share: float = 0.2
     return float((~keep[mask]).mean()) < share
 
 
+def paste_on_face(
+    image: np.ndarray, face, kind: str, rng: np.random.Generator, tone: tuple[int, int, int] | None = None, size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste an occluder of ``kind`` over a face of a whole photo, where it would go on an aligned crop.
+
+    The occluder is drawn and placed in the face's FFHQ-aligned crop of side ``size``
+    (:func:`~saswap.face.alignment.ffhq_transform`, as for the parser's training), then carried into the
+    photo by the inverse alignment, so it has the same size and place relative to the face at any
+    resolution.
+
+    Args:
+        image: RGB uint8 (H, W, 3).
+        face: the :class:`~saswap.face.types.Face` to cover.
+        kind: a name in :data:`~saswap.eval.occluder_kinds.OCCLUDER_KINDS`.
+        rng: random generator.
+        tone: skin-toned kinds are drawn in exactly this tone (e.g. the face's own); None: random tones.
+        size: side of the aligned crop the occluder is drawn for.
+
+    Returns:
+        (the photo with the occluder, the occluder's opaque pixels bool (H, W)).
+    """
+    import cv2
+
+    from saswap.eval.occluder_kinds import draw_occluder
+    from saswap.face.alignment import ffhq_transform, transform_face
+    from saswap.face.masks import face_region_masks
+    from saswap.training.parsing_data import _place, label_face
+
+    M = ffhq_transform(face.keypoints, size)
+    aligned = transform_face(face, M)
+    regions = face_region_masks(aligned.landmarks[:468].astype(np.float64), (size, size))
+    label = label_face(regions, np.zeros((size, size), np.float32), 0.0)
+    rgba = draw_occluder(kind, rng, size, face_tone=tone, tone=tone)
+    cx, cy = _place(kind, aligned.keypoints, label, size, rng)
+    canvas = np.zeros((size, size, 4), np.uint8)
+    h, w = rgba.shape[:2]
+    x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
+    xs, ys = max(0, x0), max(0, y0)
+    xe, ye = min(size, x0 + w), min(size, y0 + h)
+    if xe > xs and ye > ys:
+        canvas[ys:ye, xs:xe] = rgba[ys - y0 : ye - y0, xs - x0 : xe - x0]
+    H, W = image.shape[:2]
+    a = canvas[..., 3:4].astype(np.float32) / 255.0
+    premult = np.concatenate([canvas[..., :3] * a, a * 255.0], axis=-1)  # no dark fringe where it is resampled
+    back = cv2.warpAffine(premult, M, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=(0, 0, 0, 0))
+    alpha = back[..., 3:4] / 255.0
+    out = np.clip(image * (1 - alpha) + back[..., :3] + 0.5, 0, 255).astype(np.uint8)
+    return out, back[..., 3] >= 128
+
+
 def skin_wrongly_kept(keep: np.ndarray, visible_face: np.ndarray) -> float:
     """Share of the visible face (swappable, not occluded) that the parser would keep.
 
@@ -123,7 +174,9 @@ class ParsingCase:
     skin_toned: bool
 
 
-def heldout_cases(records: Sequence, image_size: int = 256, kinds: Sequence[str] | None = None, seed: int = 0) -> list[ParsingCase]:
+def heldout_cases(
+    records: Sequence, image_size: int = 256, kinds: Sequence[str] | None = None, seed: int = 0, ignore_outline: int = 0
+) -> list[ParsingCase]:
     """One case per held-out face and held-out occluder kind (skin-toned kinds in the face's own tone).
 
     Args:
@@ -131,6 +184,9 @@ def heldout_cases(records: Sequence, image_size: int = 256, kinds: Sequence[str]
         image_size: side of the cases.
         kinds: occluder kinds (default :data:`~saswap.eval.occluder_kinds.HELDOUT_OCCLUDER_KINDS`).
         seed: random seed (cases are the same for the same records and seed).
+        ignore_outline: label the band of this half-width along the visible face's mesh-made outline
+            :data:`~saswap.training.parsing_data.IGNORE_INDEX`, so it is left out of every figure but the
+            occluders kept (the same images either way).
 
     Returns:
         the cases whose occluder lands in the crop (an occluder pasted off the image is dropped).
@@ -144,7 +200,16 @@ def heldout_cases(records: Sequence, image_size: int = 256, kinds: Sequence[str]
         for k, kind in enumerate(kinds):
             rng = np.random.default_rng((seed, r, k))
             image, label, occluded, _ = compose_sample(
-                rec, image_size, [kind], rng, occluder_p=1.0, max_occluders=1, jitter=False, photometric=0.5, hand_tone="face"
+                rec,
+                image_size,
+                [kind],
+                rng,
+                occluder_p=1.0,
+                max_occluders=1,
+                jitter=False,
+                photometric=0.5,
+                hand_tone="face",
+                ignore_outline=ignore_outline,
             )
             if occluded.sum() >= 20:
                 cases.append(ParsingCase(image, label, occluded, kind, rec.source, OCCLUDER_KINDS[kind].skin))
@@ -206,7 +271,7 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
         i, u = confusion_counts(pred, labels, k)
         inter += i
         union += u
-        area += torch.bincount(labels.flatten(), minlength=k)[:k].double()
+        area += torch.bincount(labels[labels < k].flatten(), minlength=k)[:k].double()
         for c, p in zip(chunk, pred.numpy()):
             keep = ~np.isin(p, swap_idx)
             ok = occluder_kept_by_mask(keep, c.occluded)

@@ -20,12 +20,52 @@ from torch.utils.data import DataLoader, Dataset
 from saswap.errors import SaSwapError
 from saswap.videoio import sample_frames
 
-__all__ = ["FacePairsDataModule", "FacePairsDataset", "FaceRecord"]
+__all__ = ["FacePairsDataModule", "FacePairsDataset", "FaceRecord", "non_commercial_files"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+
+
+def _is_non_commercial(licence: str) -> bool:
+    text = licence.upper().replace("_", "-")
+    return "-NC" in text or "NON-COMMERCIAL" in text or "NONCOMMERCIAL" in text
+
+
+def non_commercial_files(files: list[Path]) -> set[Path]:
+    """The files a data folder's ``MANIFEST.tsv`` marks with a non-commercial licence (CC-BY-NC-*, ...).
+
+    A ``MANIFEST.tsv`` (tab-separated, with ``file`` and ``license`` columns; ``file`` relative to the
+    manifest's folder) is looked for in each file's folder and the one above it. SaSwap's weights are
+    Apache-2.0, so its recipes leave such files out of training (they may still be used to measure).
+
+    Example:
+        >>> _is_non_commercial("CC-BY-NC-4.0"), _is_non_commercial("MIT")
+        (True, False)
+    """
+    import csv
+
+    manifests: dict[Path, dict[str, str]] = {}
+    found: set[Path] = set()
+    for f in files:
+        f = Path(f)
+        for folder in (f.parent, f.parent.parent):
+            if folder not in manifests:
+                table: dict[str, str] = {}
+                path = folder / "MANIFEST.tsv"
+                if path.is_file():
+                    with path.open(newline="", encoding="utf-8") as fh:
+                        for row in csv.DictReader(fh, delimiter="\t"):
+                            if row.get("file"):
+                                table[row["file"]] = row.get("license") or row.get("licence") or ""
+                manifests[folder] = table
+            licence = manifests[folder].get(f.relative_to(folder).as_posix())
+            if licence is not None:
+                if _is_non_commercial(licence):
+                    found.add(f)
+                break
+    return found
 
 
 @dataclass
@@ -112,7 +152,8 @@ class FacePairsDataset(Dataset):
 
 
 class FacePairsDataModule(L.LightningDataModule):
-    """Pairs of aligned faces from a folder of images and/or videos.
+    """Pairs of aligned faces from a folder of images and/or videos. Files that a ``MANIFEST.tsv`` marks
+    non-commercial (:func:`non_commercial_files`) are left out.
 
     Args:
         root: the folder (searched recursively).
@@ -162,6 +203,10 @@ class FacePairsDataModule(L.LightningDataModule):
             for p in self.root.rglob("*")
             if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and ".saswap-cache" not in p.parts
         )
+        excluded = non_commercial_files(files)
+        if excluded:  # the project's weights are Apache-2.0
+            logger.info("left out of training (non-commercial licence): %s", ", ".join(sorted(f.name for f in excluded)))
+            files = [f for f in files if f not in excluded]
         if self.hparams.max_files:
             files = files[: self.hparams.max_files]
         if not files:

@@ -41,7 +41,7 @@ from saswap.eval.occluder_kinds import (
     paste_rgba,
 )
 from saswap.models.face_parser import FACE_PARSER_CLASSES
-from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS
+from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS, non_commercial_files
 from saswap.videoio import sample_frames
 
 __all__ = [
@@ -53,6 +53,8 @@ __all__ = [
     "ParsingRecord",
     "build_parsing_cache",
     "label_face",
+    "outline_band",
+    "unsure_face_pixels",
     "split_files",
 ]
 
@@ -102,13 +104,18 @@ _CLS = {name: i for i, name in enumerate(FACE_PARSER_CLASSES)}
 
 
 def split_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """Split source files into (train, held out) by :data:`HELDOUT_FILES`.
+    """Split source files into (train, held out) by :data:`HELDOUT_FILES`. Files that a ``MANIFEST.tsv``
+    beside them marks non-commercial (:func:`~saswap.training.data.non_commercial_files`) never train the
+    Apache-2.0 weights: they are left out of the training set (a held-out one is still measured on).
 
     Example:
         >>> split_files([Path("a.jpg"), Path("insightface__mask.png")])
         ([PosixPath('a.jpg')], [PosixPath('insightface__mask.png')])
     """
-    train = [f for f in files if f.name not in HELDOUT_FILES]
+    excluded = non_commercial_files(list(files))
+    if excluded:
+        logger.info("left out of training (non-commercial licence): %s", ", ".join(sorted(f.name for f in excluded)))
+    train = [f for f in files if f.name not in HELDOUT_FILES and f not in excluded]
     held = [f for f in files if f.name in HELDOUT_FILES]
     return train, held
 
@@ -148,6 +155,65 @@ def label_face(
     for name in ("brows", "eyes", "lips", "mouth"):  # later ones win (the mouth lies inside the lips)
         label[regions[name] > 0.5] = _CLS[name]
     return label
+
+
+def outline_band(label: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within ``radius`` of the outline of the visible face (swappable classes) in mesh-made labels.
+
+    There the mesh's outline and the person segmentation disagree by a few pixels, so training ignores
+    them (:data:`IGNORE_INDEX`); the compose stage takes the face's outline from the mesh anyway and asks
+    the parser only what covers the face inside it. Pasted occluders are labelled after the band is cut, so
+    their outlines, which are exact, stay supervised.
+
+    Args:
+        label: class indices, uint8 (S, S).
+        radius: half-width of the band in pixels (0: no band).
+
+    Returns:
+        bool (S, S).
+
+    Example:
+        >>> lab = np.zeros((7, 7), np.uint8); lab[2:5, 2:5] = 1
+        >>> band = outline_band(lab, 1)
+        >>> bool(band[3, 3]), bool(band[2, 2]), bool(band[1, 1]), bool(band[0, 0])
+        (False, True, True, False)
+    """
+    if radius <= 0:
+        return np.zeros(label.shape, bool)
+    face = np.isin(label, [_CLS[c] for c in ("skin", "eyes", "brows", "lips", "mouth")]).astype(np.uint8)
+    kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
+    return (cv2.dilate(face, kernel) > 0) & ~(cv2.erode(face, kernel, borderType=cv2.BORDER_REPLICATE) > 0)
+
+
+def unsure_face_pixels(crop: np.ndarray, mesh: np.ndarray, label: np.ndarray, grow: int = 2) -> np.ndarray:
+    """Face pixels of a real photo that may be covered by something: where the colour and texture rules of
+    :mod:`saswap.face.masks` see glasses, hair, a hand or an object over the face.
+
+    The mesh labels such pixels face (its real glasses, a fringe, a hand are "skin"); training ignores
+    them, so the parser learns what covers a face only from the pasted occluders, whose masks are known,
+    and is never taught that real glasses are skin. The rules also fire on some shadows and beards: those
+    pixels are left out too, not labelled anything.
+
+    Args:
+        crop: RGB uint8 (S, S, 3).
+        mesh: the crop's 478-point mesh, (478, 3) or (478, 2), crop pixels.
+        label: the crop's labels (:func:`label_face`).
+        grow: the rules' pixels are grown by this many pixels (their outlines are loose).
+
+    Returns:
+        bool (S, S), inside the visible face only.
+    """
+    from saswap.face.masks import face_region_masks, glasses_mask, skin_occlusion_mask
+
+    shape = crop.shape[:2]
+    regions = face_region_masks(np.asarray(mesh, np.float64)[:468], shape)
+    pts = np.asarray(mesh, np.float64)[:, :2]
+    eye = max(float(np.linalg.norm(pts[33] - pts[263])), 1.0)  # outer eye corners of the mesh
+    rules = np.maximum(skin_occlusion_mask(crop, regions), glasses_mask(crop, regions, eye)) > 0.5
+    if grow > 0:
+        rules = cv2.dilate(rules.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0
+    face = np.isin(label, [_CLS[c] for c in ("skin", "eyes", "brows", "lips", "mouth")])
+    return rules & face
 
 
 @dataclass
@@ -306,6 +372,7 @@ def compose_sample(
     jitter: bool = True,
     photometric: float = 1.0,
     hand_tone: str = "random",
+    ignore_outline: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """One training or evaluation sample from a cached face.
 
@@ -319,6 +386,8 @@ def compose_sample(
         jitter: random flip, rotation (+-10 degrees), scale (0.9-1.1) and shift of the crop.
         photometric: strength of the random light, colour, blur and noise (0 disables).
         hand_tone: ``"random"`` (the face's own tone 40% of the time) or ``"face"`` (always the face's own).
+        ignore_outline: pixels within this distance of the visible face's mesh-made outline and not covered
+            by a pasted occluder are labelled :data:`IGNORE_INDEX` (:func:`outline_band`).
 
     Returns:
         (image uint8 (S, S, 3), labels uint8 (S, S), occluder pixels bool (S, S) (every pasted
@@ -340,6 +409,7 @@ def compose_sample(
     kps = record.keypoints.astype(np.float64) @ M[:, :2].T + M[:, 2]
     if M[0, 0] < 0:  # a flip swaps the subject's left and right
         kps = kps[[1, 0, 2, 4, 3]]
+    band = outline_band(label, ignore_outline) if ignore_outline > 0 else None
     occluded = np.zeros(label.shape, bool)
     pasted: list[str] = []
     if kinds and rng.random() < occluder_p:
@@ -351,6 +421,8 @@ def compose_sample(
             label[mask] = _CLS[OCCLUDER_KINDS[kind].label]
             occluded |= mask
             pasted.append(kind)
+    if band is not None:  # after placing the occluders (the same places with or without the band)
+        label[band & ~occluded] = IGNORE_INDEX
     if photometric > 0:
         image = _photometric(image, rng, photometric)
     return image, label, occluded, pasted
@@ -367,7 +439,7 @@ class FaceParsingDataset(Dataset):
         image_size: output side S.
         kinds: occluder kinds to paste (default: :data:`TRAIN_OCCLUDER_KINDS`).
         length: items per epoch (records are cycled; each item is drawn anew).
-        occluder_p, max_occluders, jitter, photometric, hand_tone: see :func:`compose_sample`.
+        occluder_p, max_occluders, jitter, photometric, hand_tone, ignore_outline: see :func:`compose_sample`.
         seed: when given, item ``i`` is the same every time (evaluation); else random per call.
     """
 
@@ -382,6 +454,7 @@ class FaceParsingDataset(Dataset):
         jitter: bool = True,
         photometric: float = 1.0,
         hand_tone: str = "random",
+        ignore_outline: int = 0,
         seed: int | None = None,
     ) -> None:
         if not records:
@@ -394,7 +467,14 @@ class FaceParsingDataset(Dataset):
         self.image_size = image_size
         self.kinds = kinds
         self.length = length or len(self.records)
-        self.kw = dict(occluder_p=occluder_p, max_occluders=max_occluders, jitter=jitter, photometric=photometric, hand_tone=hand_tone)
+        self.kw = dict(
+            occluder_p=occluder_p,
+            max_occluders=max_occluders,
+            jitter=jitter,
+            photometric=photometric,
+            hand_tone=hand_tone,
+            ignore_outline=ignore_outline,
+        )
         self.seed = seed
 
     def __len__(self) -> int:
@@ -427,6 +507,11 @@ class FaceParsingDataModule(L.LightningDataModule):
         val_per_record: validation samples per held-out face.
         occluder_p: probability of pasting occluders on a training item.
         max_occluders: most occluders on one item.
+        ignore_unsure: training labels ignore the face pixels where the colour rules see something over a
+            real photo's face (:func:`unsure_face_pixels`); validation labels keep them.
+        ignore_outline: half-width, in pixels at 256 px (scaled to ``image_size``), of the band along the
+            visible face's mesh-made outline that the training loss ignores (:func:`outline_band`);
+            validation labels keep it.
     """
 
     def __init__(
@@ -442,6 +527,8 @@ class FaceParsingDataModule(L.LightningDataModule):
         val_per_record: int = 2,
         occluder_p: float = 0.8,
         max_occluders: int = 2,
+        ignore_unsure: bool = False,
+        ignore_outline: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -475,10 +562,20 @@ class FaceParsingDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         train = self.records(False)
+        if hp.ignore_unsure:
+            for rec in train:
+                rec.label = rec.label.copy()
+                rec.label[unsure_face_pixels(rec.crop, rec.mesh, rec.label)] = IGNORE_INDEX
         held = [r for r in self.records(True) if r.source not in REAL_OCCLUDED_FILES]  # their labels miss the occluder
         logger.info("face parsing data: %d training faces, %d held-out faces", len(train), len(held))
         self.train_set = FaceParsingDataset(
-            train, hp.image_size, TRAIN_OCCLUDER_KINDS, hp.epoch_length, hp.occluder_p, hp.max_occluders
+            train,
+            hp.image_size,
+            TRAIN_OCCLUDER_KINDS,
+            hp.epoch_length,
+            hp.occluder_p,
+            hp.max_occluders,
+            ignore_outline=int(round(hp.ignore_outline * hp.image_size / 256)) if hp.ignore_outline else 0,
         )
         self.val_set = FaceParsingDataset(
             held,
