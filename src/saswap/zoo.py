@@ -18,7 +18,8 @@ class ZooEntry:
 
     Attributes:
         name: kebab-case name, e.g. ``saswap-256``.
-        engine: engine type (``geometric``, ``saswap``, ``onnx``).
+        engine: engine type (``geometric``, ``saswap``, ``onnx``), or ``parser`` for the face parser (a
+            component of the compose stage, not a swap engine).
         hub_repo: Hugging Face Hub repository with the weights ("" when none are needed).
         modelscope_repo: ModelScope mirror ("" when none).
         revision: pinned revision of the repository.
@@ -100,5 +101,15 @@ register(
         recipe="recipes/debug-tiny.yaml",
         published=False,
         description="a tiny random neural model for tests",
+    )
+)
+register(
+    ZooEntry(
+        name="saswap-face-parser",
+        engine="parser",
+        image_size=256,
+        recipe="recipes/face-parser.yaml",
+        published=True,
+        description="face parser with occlusion (what covers a face), trained by the project; ships inside the package",
     )
 )

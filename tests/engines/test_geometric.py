@@ -116,25 +116,28 @@ def test_profile_target_background_is_not_painted(pipe):
     # A profile's nose, lips and chin meet the background where the mesh's outline only approximates
     # them: the person segmentation keeps the face from being painted over the background there.
     from saswap.face.masks import face_region_masks
+    from saswap.face.parsing import occlusion_method
 
     target = load_image(data_path("images", "insightface__left_face.jpeg"))
     crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
     assert abs(face.pose[0]) >= 35  # a turned target: the rule applies
     background = (pipe.compositor._person(crop) < 0.1) & (face_region_masks(face.landmarks, crop.shape[:2])["face"] > 0.5)
     assert background.sum() > 200  # the mesh's outline does reach over the background
+    # The face parser (the default occlusion) calls that background background, too.
     src = _prepared(pipe, "deepface__img2.jpg")
     changed = {}
-    for silhouette in (True, False):
-        pipe.compositor.silhouette = silhouette
+    for occlusion, silhouette in (("parser", True), ("parser", False), ("rules", True), ("rules", False)):
+        pipe.compositor.silhouette, pipe.compositor.occlusion = silhouette, occlusion_method(occlusion)
         try:
             out = pipe.swap_crop(crop, face, src, shape_strength=0.0)
         finally:
-            pipe.compositor.silhouette = True
-        changed[silhouette] = float(
+            pipe.compositor.silhouette, pipe.compositor.occlusion = True, "saswap-face-parser"
+        changed[occlusion, silhouette] = float(
             (np.abs(out.image.astype(int) - crop.astype(int)).max(axis=2)[background] > 12).mean()
         )
-    assert changed[False] > 0.3  # without it, much of that background is painted
-    assert changed[True] < 0.1
+    assert changed["rules", False] > 0.3  # with neither, much of that background is painted
+    assert changed["rules", True] < 0.1
+    assert changed["parser", False] < 0.1 and changed["parser", True] < 0.1
 
 
 def test_texture_squeezed_in_the_source_is_faded(engine):
@@ -223,8 +226,20 @@ def test_a_black_and_white_source_keeps_its_lit_skin(pipe):
 
     grey = load_image(sample_path("tom_hanks"))
     assert (grey.max(axis=2) - grey.min(axis=2)).max() == 0
+    # The face parser (the default) sees no object there either: it leaves only a sliver of hair at the
+    # cheek's outline.
+    from saswap.face.masks import face_region_masks
+
     src = pipe.engine.prepare_source(grey, pipe.analyzer(grey)[0])
     skin = src.extras["skin"] > 0  # skin minus what was cleaned away
-    assert float(src.extras["occluded"].mean()) < 0.002
-    assert np.array_equal(src.extras["texture"], src.image)
+    around_eyes = face_region_masks(src.face.landmarks, src.image.shape[:2])["eyes_outer"] > 0.5
+    assert around_eyes.sum() > 500 and not (src.extras["occluded"][around_eyes] > 0).any()
+    assert float(src.extras["occluded"].mean()) < 0.02
     assert skin.mean() > 0.2
+    pipe.engine.clean_source = "rules"
+    try:
+        ruled = pipe.engine.prepare_source(grey, pipe.analyzer(grey)[0])
+    finally:
+        pipe.engine.clean_source = "saswap-face-parser"
+    assert float(ruled.extras["occluded"].mean()) < 0.002
+    assert np.array_equal(ruled.extras["texture"], ruled.image)

@@ -6,7 +6,8 @@ target's for expression). The compositor decides what the swap may change and ho
 
 1. **What may change** — the face region of the (moved) face mesh, times the engine's support, minus
    what the engine keeps (mouth interior, eyes), minus what covers the target's face (hands, masks,
-   microphones, glasses frames, hair: :attr:`TargetFace.occlusion`, computed from the target alone), and
+   microphones, glasses frames, hair: ``occlusion``, computed from the target alone by the face parser,
+   :class:`~saswap.face.parsing.FaceParsing`, or by the colour rules of :mod:`saswap.face.masks`), and
    on a strongly turned face minus the background (:attr:`TargetFace.person`).
 2. **Tone and light** — the face's shading detail over the target's local skin colour and lighting
    (:func:`~saswap.face.colour.apply_detail`), then a Poisson-style membrane so the face meets the
@@ -35,7 +36,7 @@ from saswap.face.deform import warp_by_flow
 from saswap.face.masks import dilate_disk, face_region_masks, feather, glasses_mask, skin_occlusion_mask
 from saswap.face.types import Face
 
-__all__ = ["Compositor", "ComposedFace", "paste_back", "is_grey", "border_taper", "PROFILE_YAW"]
+__all__ = ["Compositor", "ComposedFace", "paste_back", "is_grey", "border_taper", "entering_cover", "PROFILE_YAW"]
 
 #: Degrees of yaw beyond which a face counts as turned: the person segmentation then decides where the
 #: face meets the background (the mesh's outline only approximates a profile's nose, lips and chin).
@@ -88,7 +89,12 @@ class Compositor:
     """Masks, tone, boundary correction and blending for every engine.
 
     Args:
-        occlusion: keep whatever covers the target's face (hands, masks, microphones, glasses, hair).
+        occlusion: keep whatever covers the target's face (hands, masks, microphones, glasses, hair), as
+            the face parser sees it (``"parser"`` or True: the shipped ``saswap-face-parser``; or a
+            parser's folder), by the colour and texture rules (``"rules"``), or not at all (``"off"``,
+            False). See :func:`~saswap.face.parsing.occlusion_method`.
+        occlusion_threshold: with a parser, a pixel is covered when the parser's probability that it is
+            not visible face exceeds this (0.5: its most likely reading; higher keeps less of the target).
         silhouette: on a strongly turned target (beyond :data:`PROFILE_YAW`), MediaPipe's person
             segmentation (shipped in the wheel, 3-5 ms on the crop) decides where the face meets the
             background: the mesh's outline only approximates a profile's nose, lips and chin, and the
@@ -108,7 +114,8 @@ class Compositor:
 
     def __init__(
         self,
-        occlusion: bool = True,
+        occlusion: bool | str = "parser",
+        occlusion_threshold: float = 0.5,
         silhouette: bool = True,
         relight_scale: float = 0.6,
         edge: float = 0.03,
@@ -116,7 +123,10 @@ class Compositor:
         membrane_scale: float = 1.0,
         blend_levels: int = 4,
     ) -> None:
-        self.occlusion = bool(occlusion)
+        from saswap.face.parsing import occlusion_method
+
+        self.occlusion = occlusion_method(occlusion)
+        self.occlusion_threshold = float(occlusion_threshold)
         self.silhouette = bool(silhouette)
         self.relight_scale = float(relight_scale)
         self.edge = float(edge)
@@ -147,9 +157,16 @@ class Compositor:
         return engine, compose
 
     def config(self) -> dict[str, Any]:
-        """The constructor's arguments (JSON-able; part of a template cache's key)."""
+        """The constructor's arguments (JSON-able; part of a template cache's key: a parser is named with
+        its weights' digest)."""
+        occlusion = self.occlusion
+        if occlusion not in ("off", "rules"):
+            from saswap.face.parsing import default_face_parsing
+
+            occlusion = f"parser:{default_face_parsing(occlusion).digest}"
         return {
-            "occlusion": self.occlusion,
+            "occlusion": occlusion,
+            "occlusion_threshold": self.occlusion_threshold,
             "silhouette": self.silhouette,
             "relight_scale": self.relight_scale,
             "edge": self.edge,
@@ -163,16 +180,34 @@ class Compositor:
         """What the compositor needs from an aligned target crop alone (cached per template frame).
 
         Returns:
-            ``{"occlusion": uint8 (S, S) 0/1}`` (what covers the face) when ``occlusion`` is on, and
+            ``{"occlusion": uint8 (S, S) 0/1}`` (what covers the face) when ``occlusion`` is on, with a parser
+            also ``{"occluder": uint8 (S, S) 0/1}`` (the part of it that objects in front of the face cover:
+            it stays where it is when the shape flow moves the face), and
             ``{"person": float16 (S, S) in [0, 1]}`` (person-versus-background probability) for a turned face
             when ``silhouette`` is on.
         """
         out: dict[str, np.ndarray] = {}
-        if self.occlusion:
+        if self.occlusion == "rules":
             regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
             eye = max(face.eye_distance, 1.0)
             occluded = np.maximum(skin_occlusion_mask(crop, regions), glasses_mask(crop, regions, eye))
             out["occlusion"] = (occluded > 0.5).astype(np.uint8)
+        elif self.occlusion != "off":
+            from saswap.face.parsing import default_face_parsing
+            from saswap.models.face_parser import SWAPPABLE_CLASSES
+
+            parsing = default_face_parsing(self.occlusion)
+            probs = parsing.probabilities(crop, face.keypoints)
+            covered = 1.0 - probs[..., [parsing.classes.index(c) for c in SWAPPABLE_CLASSES]].sum(-1)
+            objects = probs[..., [parsing.classes.index(c) for c in ("occluder", "glasses")]].sum(-1)
+            glasses = probs[..., parsing.classes.index("glasses")]
+            regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
+            out["occlusion"] = entering_cover(
+                covered > self.occlusion_threshold, regions["face"] > 0.5, glasses > 0.5, 0.05 * max(face.eye_distance, 1.0)
+            ).astype(np.uint8)
+            # covered mostly by objects in front of the face (not hair or background): they do not move with the
+            # face's shape
+            out["occluder"] = ((objects >= 0.5 * covered) & (out["occlusion"] > 0)).astype(np.uint8)
         if self.silhouette and abs(float(face.pose[0])) >= PROFILE_YAW:
             out["person"] = self._person(crop).astype(np.float16)
         return out
@@ -212,12 +247,21 @@ class Compositor:
         support = result.support if result.support is not None else np.ones(shape, np.float32)
         src_skin = result.source_skin if result.source_skin is not None else regions["skin"]
 
-        # 1. what may change: the target's occluders (in the moved geometry) and, on a turned face, its silhouette
+        # 1. what may change: what covers the target's face and, on a turned face, its silhouette. Objects in
+        # front of the face (a hand, a mask, a microphone, glasses) stay where they are in the target; hair and
+        # background move with the head's outline (the shape flow's moved geometry).
         occluded = analysis.get("occlusion")
         occluded = np.zeros(shape, np.float32) if occluded is None else occluded.astype(np.float32)
+        pinned = analysis.get("occluder")
+        pinned = np.zeros(shape, np.float32) if pinned is None or not moving else pinned.astype(np.float32)
+        movable = occluded * (1.0 - pinned)
         if moving:
-            occluded = warp_by_flow(occluded, flow, back)
-        tgt_skin = regions["skin"] * (1.0 - (occluded > 0.5))
+            movable = warp_by_flow(movable, flow, back)
+            covered = np.maximum(warp_by_flow(occluded, flow, back), pinned)
+        else:
+            covered = occluded
+        occluded = np.maximum(movable, pinned)
+        tgt_skin = regions["skin"] * (1.0 - (covered > 0.5))
         person = analysis.get("person")
         if person is not None and self.silhouette and abs(float(face.pose[0])) >= PROFILE_YAW:
             person = person.astype(np.float32)
@@ -267,6 +311,9 @@ class Compositor:
         if moving:
             magnitude = np.hypot(flow[..., 0], flow[..., 1])
             changed = np.maximum(changed, np.clip(magnitude / 0.5, 0, 1) * border)
+            if pinned.any():  # objects in front of the face stay the target's own pixels, unmoved
+                pin = np.clip(cv2.GaussianBlur(pinned, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)[..., None]
+                out = np.clip(out * (1 - pin) + target * pin + 0.5, 0, 255).astype(np.uint8)
         out[changed == 0] = target[changed == 0]  # outside the mask, the crop is the target's
         return ComposedFace(image=out, mask=changed.astype(np.float32))
 
@@ -301,6 +348,43 @@ class Compositor:
         ring = ring & (lightness < 25.0) & (chroma < 10.0)
         offset = membrane_correction(relit, base, ring.astype(np.float32), scale=self.membrane_scale * eye)
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
+
+
+def entering_cover(covered: np.ndarray, face: np.ndarray, glasses: np.ndarray, margin: float) -> np.ndarray:
+    """``covered`` without the islands that lie wholly inside the face: whatever is in front of a face
+    comes in from beyond its outline (a hand with its arm, a microphone, a mask with its straps, hair,
+    glasses with their temples). An island inside the face is the parser taking shading for an object (a
+    nose's shadow), so it stays face; an island mostly of glasses is kept (thin frames may break up).
+
+    Args:
+        covered: bool (H, W), what the parser does not call visible face.
+        face: bool (H, W), the face region of the mesh.
+        glasses: bool (H, W), where the parser sees glasses.
+        margin: pixels; an island must reach this close to the face's outline (or beyond it) to stay.
+
+    Returns:
+        bool (H, W).
+
+    Example:
+        >>> face = np.zeros((20, 20), bool); face[2:18, 2:18] = True
+        >>> cov = np.zeros((20, 20), bool); cov[8:11, 8:11] = True; cov[0:6, 14:17] = True
+        >>> out = entering_cover(cov, face, np.zeros_like(cov), 1.0)
+        >>> bool(out[9, 9]), bool(out[4, 15])
+        (False, True)
+    """
+    n, labels = cv2.connectedComponents(covered.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return covered.astype(bool)
+    filled = np.zeros(face.shape, np.uint8)  # the face with its holes (eyes, mouth) filled: only its outline counts
+    contours, _ = cv2.findContours(face.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    core = cv2.erode(filled, np.ones((2 * int(np.ceil(margin)) + 1,) * 2, np.uint8)) > 0
+    count = np.bincount(labels.ravel(), minlength=n)
+    outside = np.bincount(labels[~core].ravel(), minlength=n)
+    specs = np.bincount(labels[glasses].ravel(), minlength=n)
+    keep = (outside > 0) | (specs * 2 >= count)
+    keep[0] = False
+    return keep[labels]
 
 
 def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray) -> np.ndarray:

@@ -142,7 +142,9 @@ class GeometricEngine(SwapEngine):
             keeps its skin below them, down by this many eye-corner distances per unit of opening
             difference beyond 0.3 (at most 0.3 eye distances): there a wide-open source has the shadow of
             its open mouth. 0 switches it off.
-        clean_source: remove what covers the source's face (its glasses, hair, hands) before mapping.
+        clean_source: remove what covers the source's face (its glasses, hair, hands) before mapping, as
+            the face parser sees it (``"parser"`` or True: the shipped ``saswap-face-parser``, or a parser's
+            folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``).
 
     Occlusion, silhouettes, tone, the boundary membrane and blending belong to the compose stage
     (:class:`~saswap.compose.Compositor`), shared by every engine.
@@ -159,7 +161,7 @@ class GeometricEngine(SwapEngine):
         source_eyes: bool = True,
         min_stretch: float = 0.2,
         chin_reach: float = 0.5,
-        clean_source: bool = True,
+        clean_source: bool | str = "parser",
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -170,12 +172,36 @@ class GeometricEngine(SwapEngine):
         self.source_eyes = bool(source_eyes)
         self.min_stretch = float(min_stretch)
         self.chin_reach = float(chin_reach)
-        self.clean_source = bool(clean_source)
+        from saswap.face.parsing import occlusion_method
+
+        self.clean_source = occlusion_method(clean_source)
         self.triangles = mesh_triangles()
         self.mirror = np.asarray(MESH_MIRROR, np.int64)
 
     def config(self) -> dict:
         return {"name": self.name, "crop_size": self.crop_size, "morphable_model": "3ddfa-bfm-68"}
+
+    def _covered_source(self, crop: np.ndarray, face: Face, regions: dict[str, np.ndarray]) -> np.ndarray:
+        """What covers the source's face (float32 (S, S), 0/1) by :attr:`clean_source`."""
+        shape = crop.shape[:2]
+        if self.clean_source == "off":
+            return np.zeros(shape, np.float32)
+        if self.clean_source != "rules":
+            from saswap.face.parsing import default_face_parsing
+
+            covered = default_face_parsing(self.clean_source).covered(crop, face.keypoints, background=False)
+            return ((covered > 0.5) & (regions["face"] > 0.5)).astype(np.float32)
+        # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
+        # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
+        # and cleaning a shadow would erase the source's identity.
+        # In a black-and-white photo every pixel is "neutral": the colour rules would take lit skin for a
+        # grey object and erase it (a flat patch over a grey source's eye and cheek); its glasses are
+        # still found by their lines.
+        band = cv2.dilate(np.maximum(regions["reference"], regions["eyes_outer"]), np.ones((9, 9), np.uint8))
+        occluded = glasses_mask(crop, regions, face.eye_distance)
+        if not is_grey(crop, regions["face"] > 0.5):
+            occluded = np.maximum(skin_occlusion_mask(crop, regions, neutral_only=True) * band, occluded)
+        return occluded
 
     def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
         """The target's 3DMM fit (its camera and expression drive the jaw motion)."""
@@ -193,16 +219,7 @@ class GeometricEngine(SwapEngine):
         face_c = transform_face(face, M)
         shape = crop.shape[:2]
         regions = face_region_masks(face_c.landmarks, shape)
-        # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
-        # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
-        # and cleaning a shadow would erase the source's identity.
-        # In a black-and-white photo every pixel is "neutral": the colour rules would take lit skin for a
-        # grey object and erase it (a flat patch over a grey source's eye and cheek); its glasses are
-        # still found by their lines.
-        band = cv2.dilate(np.maximum(regions["reference"], regions["eyes_outer"]), np.ones((9, 9), np.uint8))
-        occluded = glasses_mask(crop, regions, face_c.eye_distance) if self.clean_source else np.zeros(shape, np.float32)
-        if self.clean_source and not is_grey(crop, regions["face"] > 0.5):
-            occluded = np.maximum(skin_occlusion_mask(crop, regions, neutral_only=True) * band, occluded)
+        occluded = self._covered_source(crop, face_c, regions)
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
         if occluded.any():

@@ -73,6 +73,8 @@ class FaceParser(nn.Module, SaSwapModelMixin):
         num_classes: output classes; the names are :data:`FACE_PARSER_CLASSES` when it is 9.
         block_out_channels: widths of the stem and of each encoder stage, from fine to coarse.
         act_fn: activation name (see :func:`saswap.models.layers.activation`).
+        image_size: side of the aligned crops it was trained on (recorded in its config; run time
+            (:class:`saswap.face.parsing.FaceParsing`) feeds it crops of this size).
 
     Example:
         >>> parser = FaceParser(block_out_channels=(8, 16, 32))
@@ -88,8 +90,10 @@ class FaceParser(nn.Module, SaSwapModelMixin):
         num_classes: int = len(FACE_PARSER_CLASSES),
         block_out_channels: Sequence[int] = (16, 32, 64, 96, 128),
         act_fn: str = "relu",
+        image_size: int = 256,
     ) -> None:
         super().__init__()
+        self.image_size = int(image_size)
         chans = [int(c) for c in block_out_channels]
         if len(chans) < 2:
             raise ValueError(f"block_out_channels needs at least 2 entries (stem + one stage), got {chans}")
@@ -108,6 +112,21 @@ class FaceParser(nn.Module, SaSwapModelMixin):
         )
         self.head = nn.Conv2d(chans[0], num_classes, 1)
         self.register_buffer("mean", torch.tensor([0.5] * in_channels).view(1, -1, 1, 1), persistent=False)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> FaceParser:
+        """Load weights: ``"saswap-face-parser"`` (shipped inside the package), a ``save_pretrained``
+        folder, or a Hugging Face Hub id.
+
+        Example:
+            >>> FaceParser.from_pretrained("saswap-face-parser").classes[-1]
+            'occluder'
+        """
+        from saswap.face.parsing import DEFAULT_FACE_PARSER, face_parser_path
+
+        if str(pretrained_model_name_or_path) == DEFAULT_FACE_PARSER:
+            pretrained_model_name_or_path = face_parser_path(DEFAULT_FACE_PARSER)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @property
     def classes(self) -> tuple[str, ...]:

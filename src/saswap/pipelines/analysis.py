@@ -189,7 +189,7 @@ class TargetAnalyzer:
             "analyzer": backend,
             "analyzer_options": options,
             "engine": self.engine.config(),
-            "compositor": {k: v for k, v in self.compositor.config().items() if k in ("occlusion", "silhouette")},
+            "compositor": {k: v for k, v in self.compositor.config().items() if k in ("occlusion", "occlusion_threshold", "silhouette")},
         }
 
     def detect(self, image: np.ndarray) -> list[Face]:

@@ -139,6 +139,11 @@ class SaSwapPipeline:
 
         key = str(name_or_path)
         entry = get_entry(key)
+        if entry is not None and entry.engine == "parser":
+            raise ModelNotFoundError(
+                f"{key} is the face parser the compose stage uses (Compositor(occlusion=...)), not a swap engine; "
+                "load it with saswap.models.FaceParser.from_pretrained"
+            )
         if entry is not None and entry.engine == "geometric":
             from saswap.engines.geometric import GeometricEngine
 
@@ -483,6 +488,7 @@ def _snapshot(key: str) -> Path:
 
 
 def _zoo_names() -> list[str]:
-    from saswap.zoo import list_models
+    """Zoo names of swap engines (not of components such as the face parser)."""
+    from saswap.zoo import get_entry, list_models
 
-    return list_models()
+    return [name for name in list_models() if get_entry(name).engine != "parser"]

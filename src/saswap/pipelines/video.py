@@ -244,7 +244,7 @@ MASK_WINDOW = 2
 
 
 def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> FrameAnalysis:
-    """``frames[centre]`` with each face's occlusion mask made steady: the majority over the same track's
+    """``frames[centre]`` with each face's occlusion masks (``occlusion``, ``occluder``) made steady: the majority over the same track's
     masks up to ``reach`` frames on either side within its shot, in the aligned crop (which follows the
     head, so an occluder on the face stays put).
 
@@ -255,17 +255,20 @@ def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> Frame
     record = frames[centre]
     faces = []
     for tf in record.faces:
-        masks = []
-        for k in range(max(0, centre - reach), min(len(frames), centre + reach + 1)):
-            lo, hi = min(k, centre), max(k, centre)
-            if any(frames[j].shot_cut for j in range(lo + 1, hi + 1)):
-                continue  # another shot
-            same = [o for o in frames[k].faces if o.face.track_id == tf.face.track_id and "occlusion" in o.data]
-            if same:
-                masks.append(same[0].data["occlusion"])
         data = dict(tf.data)
-        if "occlusion" in data and len(masks) >= 3:
-            data["occlusion"] = (np.mean(masks, axis=0) >= 0.5).astype(np.uint8)
+        for key in ("occlusion", "occluder"):
+            if key not in data:
+                continue
+            masks = []
+            for k in range(max(0, centre - reach), min(len(frames), centre + reach + 1)):
+                lo, hi = min(k, centre), max(k, centre)
+                if any(frames[j].shot_cut for j in range(lo + 1, hi + 1)):
+                    continue  # another shot
+                same = [o for o in frames[k].faces if o.face.track_id == tf.face.track_id and key in o.data]
+                if same:
+                    masks.append(same[0].data[key])
+            if len(masks) >= 3:
+                data[key] = (np.mean(masks, axis=0) >= 0.5).astype(np.uint8)
         faces.append(TargetFace(tf.face, tf.transform, data))
     return FrameAnalysis(record.index, record.pts, record.time, faces, record.shot_cut)
 

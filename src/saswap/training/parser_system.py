@@ -171,7 +171,11 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     spec = ckpt.get("hyper_parameters", {}).get("parser")
     if isinstance(spec, dict) and str(spec.get("class_path", "")).rsplit(".", 1)[-1] == "FaceParser":
-        parser = FaceParser(**spec.get("init_args", {}))
+        init = dict(spec.get("init_args", {}))
+        trained_at = ckpt.get("datamodule_hyper_parameters", {}).get("image_size")
+        if trained_at and "image_size" not in init:  # the crop size it learned on goes into its config
+            init["image_size"] = int(trained_at)
+        parser = FaceParser(**init)
     elif isinstance(spec, FaceParser):
         parser = spec
     else:

@@ -1,0 +1,166 @@
+"""Face parsing at run time: the project's :class:`~saswap.models.FaceParser` on any aligned face crop.
+
+The parser works on FFHQ-aligned crops (:func:`~saswap.face.alignment.ffhq_transform`) of
+``image_size`` pixels. :class:`FaceParsing` takes a crop in any alignment (the engine's), the face's
+keypoints in it, re-aligns it for the parser and brings the class probabilities back into the crop.
+
+The default weights, ``saswap-face-parser``, ship inside the package (``saswap/weights/face-parser``,
+Apache-2.0, trained by ``recipes/face-parser.yaml``; model card beside them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from saswap.errors import ModelNotFoundError
+
+__all__ = ["DEFAULT_FACE_PARSER", "FaceParsing", "default_face_parsing", "face_parser_path", "occlusion_method"]
+
+#: Zoo name of the face parser shipped inside the package.
+DEFAULT_FACE_PARSER = "saswap-face-parser"
+
+_COVER_CLASSES = ("glasses", "hair", "occluder")
+
+
+def occlusion_method(value: bool | str | os.PathLike | None) -> str:
+    """Normalise an occlusion setting: ``"off"``, ``"rules"`` (the colour and texture rules of
+    :mod:`saswap.face.masks`) or a face parser (:data:`DEFAULT_FACE_PARSER` or a folder).
+
+    ``True`` and ``"parser"`` mean the shipped parser; ``False``, ``None`` and ``"off"`` mean off.
+
+    Example:
+        >>> occlusion_method(True), occlusion_method(False), occlusion_method("rules")
+        ('saswap-face-parser', 'off', 'rules')
+    """
+    if value is None or value is False or str(value).lower() in ("off", "none", "false"):
+        return "off"
+    if value is True or str(value).lower() in ("parser", "true", DEFAULT_FACE_PARSER):
+        return DEFAULT_FACE_PARSER
+    if str(value).lower() == "rules":
+        return "rules"
+    return str(value)
+
+
+def face_parser_path(name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER) -> Path:
+    """The local folder of a face parser: the shipped one for :data:`DEFAULT_FACE_PARSER`, else a folder
+    written by ``FaceParser.save_pretrained`` (``saswap train-parser`` + :func:`export_parser`).
+
+    Raises:
+        ModelNotFoundError: the folder or its weights are missing.
+    """
+    if str(name_or_path) == DEFAULT_FACE_PARSER:
+        from importlib.resources import files
+
+        folder = Path(str(files("saswap") / "weights" / "face-parser"))
+    else:
+        folder = Path(name_or_path)
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{folder}: no face parser there (expected config.json and model.safetensors, as written by "
+            "'saswap train-parser' and saswap.training.parser_system.export_parser)"
+        )
+    return folder
+
+
+class FaceParsing:
+    """A face parser applied to aligned face crops.
+
+    Args:
+        name_or_path: :data:`DEFAULT_FACE_PARSER` (shipped) or a ``save_pretrained`` folder.
+        image_size: side of the parser's FFHQ-aligned input (default: the size it was trained at, from
+            its config).
+
+    The weights load on first use. Calls are thread-safe (one forward pass at a time).
+    """
+
+    def __init__(self, name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER, image_size: int | None = None) -> None:
+        self.folder = face_parser_path(name_or_path)
+        self.name = str(name_or_path)
+        self._image_size = image_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def digest(self) -> str:
+        """First 12 hex digits of the weights' SHA-256 (names the weights in a template cache's key)."""
+        return hashlib.sha256((self.folder / "model.safetensors").read_bytes()).hexdigest()[:12]
+
+    @property
+    def model(self):
+        if self._model is None:
+            from saswap.models import FaceParser
+
+            self._model = FaceParser.from_pretrained(self.folder).eval()
+        return self._model
+
+    @property
+    def image_size(self) -> int:
+        if self._image_size is None:
+            self._image_size = self.model.image_size
+        return self._image_size
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.model.classes
+
+    def probabilities(self, crop: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """Class probabilities of every pixel of a face crop.
+
+        Args:
+            crop: RGB uint8 (H, W, 3).
+            keypoints: the face's five keypoints in the crop, (5, 2).
+
+        Returns:
+            float32 (H, W, K) over :attr:`classes`; pixels the parser's crop does not reach get
+            ``background``.
+        """
+        import torch
+
+        from saswap.face.alignment import ffhq_transform, warp_face
+
+        size = self.image_size
+        M = ffhq_transform(np.asarray(keypoints, np.float64), size)
+        x = warp_face(crop, M, size)
+        with self._lock, torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0
+            probs = self.model(t).softmax(1)[0].permute(1, 2, 0).numpy()
+        h, w = crop.shape[:2]
+        k = probs.shape[-1]
+        out = np.empty((h, w, k), np.float32)
+        for start in range(0, k, 4):  # warpAffine takes up to 4 channels
+            chunk = np.ascontiguousarray(probs[..., start : start + 4])
+            border = [1.0 if self.classes[start + i] == "background" else 0.0 for i in range(chunk.shape[-1])]
+            back = cv2.warpAffine(
+                chunk, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=border + [0.0] * (4 - len(border))
+            )
+            out[..., start : start + 4] = back.reshape(h, w, -1)
+        return out
+
+    def covered(self, crop: np.ndarray, keypoints: np.ndarray, background: bool = True) -> np.ndarray:
+        """Probability that each pixel is *not* visible face (what a swap must leave alone).
+
+        Args:
+            crop, keypoints: see :meth:`probabilities`.
+            background: count background as not-face (True: for the target, where whatever the parser
+                does not call face stays; False: only glasses, hair and occluders, for cleaning a source).
+
+        Returns:
+            float32 (H, W) in [0, 1].
+        """
+        probs = self.probabilities(crop, keypoints)
+        names = _COVER_CLASSES + (("background",) if background else ())
+        idx = [i for i, c in enumerate(self.classes) if c in names]
+        return np.clip(probs[..., idx].sum(-1), 0.0, 1.0)
+
+
+@lru_cache(maxsize=4)
+def default_face_parsing(name_or_path: str = DEFAULT_FACE_PARSER) -> FaceParsing:
+    """One shared :class:`FaceParsing` per parser (its weights load once per process)."""
+    return FaceParsing(name_or_path)
