@@ -8,7 +8,8 @@ Labels (:data:`saswap.models.face_parser.FACE_PARSER_CLASSES`) come from:
 - ``eyes``, ``brows``, ``lips``, ``mouth`` (inside the inner lip line): the mesh's regions;
 - ``hair``: MediaPipe's person segmentation outside the face, above the mouth's height in the aligned
   crop (so ears and hair beside the face count as hair; neck and body below count as background);
-- ``background``: everything else (pixels outside the source image too);
+- ``background``: everything else (pixels beyond the source image's edge too, black in the crop, even where
+  the mesh reaches there);
 - ``occluder``, ``glasses``, ``hair``: the pasted occluders' opaque pixels
   (:mod:`saswap.eval.occluder_kinds`).
 
@@ -230,7 +231,7 @@ class ParsingRecord:
 
 
 def _cache_file(cache_dir: Path, path: Path, size: int, frames_per_video: int) -> Path:
-    digest = hashlib.sha1(f"{path.resolve()}|{size}|{frames_per_video}|v1".encode()).hexdigest()[:16]
+    digest = hashlib.sha1(f"{path.resolve()}|{size}|{frames_per_video}|v2".encode()).hexdigest()[:16]
     return cache_dir / f"{path.stem}_{digest}.npz"
 
 
@@ -290,6 +291,9 @@ def build_parsing_cache(
                     regions = face_region_masks(aligned.landmarks, (size, size))
                     mouth_y = float(aligned.keypoints[3:5, 1].mean())
                     label = label_face(regions, person, mouth_y)
+                    # beyond the photo's edge the crop is black, whatever the mesh says: background
+                    inside = warp_face(np.ones(frame.shape[:2], np.uint8), M, size, border=cv2.BORDER_CONSTANT) > 0
+                    label[~inside] = _CLS["background"]
                     skin = regions["reference"] > 0.5
                     if skin.sum() < 20:
                         skin = label == _CLS["skin"]
