@@ -244,12 +244,12 @@ MASK_WINDOW = 2
 
 
 def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> FrameAnalysis:
-    """``frames[centre]`` with each face's occlusion masks (``occlusion``, ``occluder``) made steady: the majority over the same track's
-    masks up to ``reach`` frames on either side within its shot, in the aligned crop (which follows the
-    head, so an occluder on the face stays put).
+    """``frames[centre]`` with each face's occlusion masks (``occlusion``, ``occluder``) made steady: the
+    majority over the same track's masks up to ``reach`` frames on either side within its shot, in the
+    aligned crop (which follows the head, so an occluder on the face stays put).
 
-    The colour rules that find occluders decide pixel by pixel and frame by frame; without this their
-    edges flicker (on the talking heads, most of the occluded area's pixels flip within a few frames).
+    Occlusion is decided pixel by pixel and frame by frame; without this the masks' edges flicker (with
+    the colour rules, most of the occluded area's pixels flipped within a few frames on the talking heads).
     The frames in ``frames`` are left as they are (their raw masks serve their neighbours).
     """
     record = frames[centre]
