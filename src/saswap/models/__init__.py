@@ -8,6 +8,7 @@ from saswap.models.flow_estimator import FlowEstimator
 from saswap.models.fusion_generator import FusionGenerator
 from saswap.models.identity_encoder import IdentityEncoder
 from saswap.models.sface_encoder import SFaceEncoder
+from saswap.models.tone_harmonizer import ToneHarmonizer
 
 __all__ = [
     "AttributeEncoder",
@@ -19,4 +20,5 @@ __all__ = [
     "IdentityEncoder",
     "MultiScaleDiscriminator",
     "SFaceEncoder",
+    "ToneHarmonizer",
 ]
