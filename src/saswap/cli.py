@@ -329,6 +329,12 @@ def _cmd_train_parser(args: argparse.Namespace) -> int:
     return _run_lightning_cli("saswap.training.parser_cli", "train_parser_main", "train-parser", args.lightning_args)
 
 
+def _cmd_train_harmonizer(args: argparse.Namespace) -> int:
+    return _run_lightning_cli(
+        "saswap.training.harmonizer_cli", "train_harmonizer_main", "train-harmonizer", args.lightning_args
+    )
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
@@ -507,6 +513,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train_parser)
 
+    p = sub.add_parser(
+        "train-harmonizer", add_help=False,
+        help="train the tone and light harmoniser (LightningCLI: fit, validate, ...; needs saswap[train])",
+    )  # fmt: skip
+    p.add_argument(
+        "lightning_args",
+        nargs=argparse.REMAINDER,
+        help="arguments for LightningCLI, e.g. fit --config recipes/tone-harmonizer.yaml",
+    )
+    p.set_defaults(func=_cmd_train_harmonizer)
+
     p = sub.add_parser("export", parents=[common], help="export a training checkpoint to the zoo format (+ ONNX)")
     p.add_argument("checkpoint", help="a .ckpt written by 'saswap train'")
     p.add_argument("output", help="new (or empty) folder for the exported model")
@@ -576,7 +593,7 @@ class _NativeStderrSilenced:
         os.close(self._saved)
 
 
-_LIGHTNING_COMMANDS = ("train", "train-parser")
+_LIGHTNING_COMMANDS = ("train", "train-parser", "train-harmonizer")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

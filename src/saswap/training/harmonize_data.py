@@ -1,0 +1,342 @@
+"""Self-supervised tone harmonisation data (issue 13, part 2): the face parser's cached face crops with the
+colour and light of their visible face changed, to be restored from what surrounds it.
+
+Each sample starts from a real aligned crop (:func:`saswap.training.parsing_data.build_parsing_cache`, the
+same files, cache and held-out split as the face parser; non-commercial files never train). The mask is the
+crop's visible face (:data:`~saswap.models.face_parser.SWAPPABLE_CLASSES`), dilated a little, its edge
+jittered by a smooth random field and softened. Inside the mask the colour and light change
+(:func:`perturb_tone`): per-channel gains (white balance), brightness, gamma, a smooth low-frequency
+shading field (a gradient or a few Gaussian blobs), and a blur or noise that the surroundings do not have.
+The target is the original crop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from saswap.errors import SaSwapError
+from saswap.models.face_parser import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES
+from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS
+from saswap.training.parsing_data import ParsingRecord, build_parsing_cache, load_records, split_files
+
+__all__ = [
+    "ToneHarmonizationDataModule",
+    "ToneHarmonizationDataset",
+    "harmonization_sample",
+    "jittered_face_mask",
+    "perturb_tone",
+    "shading_field",
+]
+
+logger = logging.getLogger(__name__)
+
+_FACE_IDS = [FACE_PARSER_CLASSES.index(c) for c in SWAPPABLE_CLASSES]
+_SKIN_ID = FACE_PARSER_CLASSES.index("skin")
+
+
+def _visible_face(record: ParsingRecord, min_fraction: float = 0.02) -> bool:
+    """Whether the record's visible face covers at least ``min_fraction`` of its crop."""
+    return bool(np.isin(record.label, _FACE_IDS).mean() >= min_fraction)
+
+
+def _smooth_noise(shape: tuple[int, int], rng: np.random.Generator, cells: int) -> np.ndarray:
+    """Smooth random field in [-1, 1]: uniform noise on a ``cells`` x ``cells`` lattice, upsampled bicubically."""
+    coarse = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC), -1, 1)
+
+
+def jittered_face_mask(
+    label: np.ndarray,
+    rng: np.random.Generator | None = None,
+    max_dilate: float = 0.02,
+    edge_jitter: float = 0.015,
+    soften: float = 0.01,
+) -> np.ndarray:
+    """Soft mask of the visible face in a labelled crop, dilated a little with a randomly jittered edge.
+
+    Args:
+        label: class indices (:data:`~saswap.models.face_parser.FACE_PARSER_CLASSES`), uint8 (S, S).
+        rng: random generator; ``None`` gives the plain mask (no dilation or jitter, softened only).
+        max_dilate: largest dilation, a fraction of S (drawn uniformly from 0 to it).
+        edge_jitter: largest shift of the edge by the smooth random field, a fraction of S.
+        soften: Gaussian sigma of the edge's softening, a fraction of S (0: hard edge).
+
+    Returns:
+        float32 (S, S) in [0, 1].
+
+    Example:
+        >>> lab = np.zeros((32, 32), np.uint8); lab[8:24, 8:24] = 1  # skin
+        >>> m = jittered_face_mask(lab, np.random.default_rng(0))
+        >>> float(m[16, 16]), float(m[0, 0]), bool(((m > 0) & (m < 1)).any())
+        (1.0, 0.0, True)
+    """
+    if label.ndim != 2:
+        raise ValueError(f"expected labels of shape (S, S), got {label.shape}")
+    size = label.shape[0]
+    face = np.isin(label, _FACE_IDS).astype(np.float32)
+    if rng is not None:
+        r = int(round(rng.uniform(0, max_dilate) * size))
+        if r > 0:
+            face = cv2.dilate(face, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        # a signed distance to the edge (pixels), moved by a smooth field: the edge wanders, the inside stays
+        inside = cv2.distanceTransform((face > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+        outside = cv2.distanceTransform((face <= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+        shift = _smooth_noise(label.shape, rng, int(rng.integers(3, 8))) * edge_jitter * size
+        face = ((inside - outside + shift) > 0).astype(np.float32)
+    sigma = soften * size
+    if sigma > 0:
+        face = cv2.GaussianBlur(face, (0, 0), sigma)
+    return np.clip(face, 0, 1)
+
+
+def shading_field(size: int, rng: np.random.Generator, strength: float = 0.35) -> np.ndarray:
+    """A smooth, low-frequency multiplicative shading field: a linear gradient or 1-3 Gaussian blobs.
+
+    Args:
+        size: side S.
+        rng: random generator.
+        strength: largest change of brightness (fraction; the field lies in ``[1 - strength, 1 + strength]``).
+
+    Returns:
+        float32 (S, S), positive.
+
+    Example:
+        >>> f = shading_field(64, np.random.default_rng(0))
+        >>> f.shape, bool(0.6 <= f.min() and f.max() <= 1.4)
+        ((64, 64), True)
+    """
+    gy, gx = np.mgrid[:size, :size].astype(np.float32) / size - 0.5
+    if rng.random() < 0.5:
+        ang = rng.uniform(0, 2 * np.pi)
+        field = (np.cos(ang) * gx + np.sin(ang) * gy) * 2 * rng.uniform(-1, 1)
+    else:
+        field = np.zeros((size, size), np.float32)
+        for _ in range(int(rng.integers(1, 4))):
+            cx, cy = rng.uniform(-0.4, 0.4, 2)
+            sigma = rng.uniform(0.12, 0.35)
+            field += rng.uniform(-1, 1) * np.exp(-((gx - cx) ** 2 + (gy - cy) ** 2) / (2 * sigma**2))
+    return (1 + strength * np.clip(field, -1, 1)).astype(np.float32)
+
+
+def perturb_tone(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Change the colour and light of an image inside a soft mask.
+
+    Per-channel gains (white balance, log-normal, sigma 0.08 x strength), brightness (x 0.75-1.3), gamma
+    (exponent e^[-0.3, 0.3]), a shading field (:func:`shading_field`), then, each half of the time, a blur
+    (sigma 0.5-1.5 px) or noise (sigma 0.005-0.025) that the rest of the image does not have. The changed
+    image is blended in by the mask: ``image + mask * (changed - image)``.
+
+    Args:
+        image: RGB float32 (S, S, 3) in [0, 1].
+        mask: float32 (S, S) in [0, 1].
+        rng: random generator.
+        strength: scales every change (0: none).
+
+    Returns:
+        float32 (S, S, 3) in [0, 1].
+
+    Example:
+        >>> x = np.full((32, 32, 3), 0.5, np.float32); m = np.zeros((32, 32), np.float32); m[8:24, 8:24] = 1
+        >>> y = perturb_tone(x, m, np.random.default_rng(1))
+        >>> bool(np.abs(y - x)[m == 1].mean() > 0.01), bool((y[m == 0] == x[m == 0]).all())
+        (True, True)
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
+        raise ValueError(f"expected an image (S, S, 3) and a mask (S, S), got {image.shape} and {mask.shape}")
+    if image.dtype != np.float32:
+        raise TypeError(f"expected a float32 image in [0, 1], got {image.dtype}")
+    s = float(strength)
+    gains = np.exp(rng.normal(0, 0.08 * s, 3)) * np.exp(rng.uniform(np.log(0.75), np.log(1.3)) * s)
+    x = np.clip(image * gains.astype(np.float32), 0, 1) ** np.float32(np.exp(rng.uniform(-0.3, 0.3) * s))
+    x = x * shading_field(image.shape[0], rng, 0.35 * s)[..., None]
+    if rng.random() < 0.5 * min(s, 1.0):
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.5, 1.5)))
+    if rng.random() < 0.5 * min(s, 1.0):
+        x = x + rng.normal(0, rng.uniform(0.005, 0.025), x.shape).astype(np.float32)
+    x = np.clip(x, 0, 1)
+    return (image + mask[..., None] * (x - image)).astype(np.float32)
+
+
+def harmonization_sample(
+    record: ParsingRecord,
+    image_size: int,
+    rng: np.random.Generator,
+    flip: bool = True,
+    strength: float = 1.0,
+    max_dilate: float = 0.02,
+    edge_jitter: float = 0.015,
+) -> dict[str, np.ndarray]:
+    """One self-supervised sample from a cached face.
+
+    Args:
+        record: the cached face (crop and labels).
+        image_size: output side S (the crop is resized by area, the labels by nearest neighbour).
+        rng: random generator.
+        flip: mirror the crop half of the time.
+        strength: strength of the colour and light change (:func:`perturb_tone`).
+        max_dilate, edge_jitter: see :func:`jittered_face_mask`.
+
+    Returns:
+        ``image`` (the changed crop, float32 (S, S, 3)), ``mask`` (float32 (S, S)), ``target`` (the original
+        crop, float32 (S, S, 3)), ``skin`` (bool (S, S), the skin label).
+    """
+    crop, label = record.crop, record.label
+    if crop.shape[0] != image_size:
+        crop = cv2.resize(crop, (image_size, image_size), interpolation=cv2.INTER_AREA)
+        label = cv2.resize(label, (image_size, image_size), interpolation=cv2.INTER_NEAREST)
+    if flip and rng.random() < 0.5:
+        crop, label = crop[:, ::-1], label[:, ::-1]
+    target = np.ascontiguousarray(crop).astype(np.float32) / 255.0
+    label = np.ascontiguousarray(label)
+    mask = jittered_face_mask(label, rng, max_dilate, edge_jitter)
+    image = perturb_tone(target, mask, rng, strength)
+    return {"image": image, "mask": mask, "target": target, "skin": label == _SKIN_ID}
+
+
+class ToneHarmonizationDataset(Dataset):
+    """Cached faces whose visible face changes colour and light on the fly (:func:`harmonization_sample`).
+
+    Each item: ``image`` (the changed crop) and ``target`` (the original) float (3, S, S) in [0, 1], ``mask``
+    float (1, S, S) in [0, 1] (the region to restore), ``skin`` bool (S, S).
+
+    Args:
+        records: cached faces; those whose visible face covers under 2% of the crop are left out.
+        image_size: output side S.
+        length: items per epoch (records are cycled; each item is drawn anew).
+        flip, strength, max_dilate, edge_jitter: see :func:`harmonization_sample`.
+        seed: when given, item ``i`` is the same every time (evaluation); else random per call.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ParsingRecord],
+        image_size: int = 256,
+        length: int | None = None,
+        flip: bool = True,
+        strength: float = 1.0,
+        max_dilate: float = 0.02,
+        edge_jitter: float = 0.015,
+        seed: int | None = None,
+    ) -> None:
+        kept = [r for r in records if _visible_face(r)]
+        if not kept:
+            raise SaSwapError(
+                f"no face records with a visible face ({len(records)} records): the cache holds no usable face "
+                "(check the data folders)"
+            )
+        self.records = kept
+        self.image_size = int(image_size)
+        self.length = length or len(self.records)
+        self.kw = dict(flip=flip, strength=strength, max_dilate=max_dilate, edge_jitter=edge_jitter)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(None if self.seed is None else (self.seed, index))
+        s = harmonization_sample(self.records[index % len(self.records)], self.image_size, rng, **self.kw)
+        return {
+            "image": torch.from_numpy(s["image"]).permute(2, 0, 1).contiguous(),
+            "mask": torch.from_numpy(s["mask"])[None],
+            "target": torch.from_numpy(s["target"]).permute(2, 0, 1).contiguous(),
+            "skin": torch.from_numpy(s["skin"]),
+        }
+
+
+class ToneHarmonizationDataModule(L.LightningDataModule):
+    """Tone harmonisation data: training over the face parser's training files, validation over its held-out
+    files (:data:`~saswap.training.parsing_data.HELDOUT_FILES`) with a fixed seed, no flips and the same
+    changes. The crops are the face parser's cache (the same ``cache_dir``, ``cache_size`` and
+    ``frames_per_video`` reuse it).
+
+    Args:
+        roots: folders of photos and/or videos (files directly inside).
+        cache_dir: where the labelled crops are cached (shared with the face parser).
+        image_size: side of the training crops.
+        cache_size: side of the cached crops.
+        frames_per_video: frames taken evenly from each video.
+        batch_size: batch size.
+        num_workers: data loader workers.
+        epoch_length: training items per epoch.
+        val_per_record: validation samples per held-out face.
+        strength: strength of the colour and light change (:func:`perturb_tone`).
+        max_dilate: largest dilation of the mask, a fraction of the crop side.
+        edge_jitter: largest shift of the mask's edge, a fraction of the crop side.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[str] = ("../shared/data/images", "../shared/data/videos"),
+        cache_dir: str = "outputs/cache/face-parser",
+        image_size: int = 256,
+        cache_size: int = 256,
+        frames_per_video: int = 24,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        epoch_length: int = 2000,
+        val_per_record: int = 1,
+        strength: float = 1.0,
+        max_dilate: float = 0.02,
+        edge_jitter: float = 0.015,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_set: ToneHarmonizationDataset | None = None
+        self.val_set: ToneHarmonizationDataset | None = None
+
+    def files(self) -> list[Path]:
+        """The source files under ``roots``, sorted."""
+        files: list[Path] = []
+        for root in self.hparams.roots:
+            root = Path(root)
+            if not root.is_dir():
+                raise SaSwapError(f"data folder {root} does not exist (roots are relative to the working directory)")
+            files += sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        if not files:
+            raise SaSwapError(f"no photos or videos in {list(self.hparams.roots)}")
+        return files
+
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        build_parsing_cache(self.files(), Path(hp.cache_dir), hp.cache_size, hp.frames_per_video)
+
+    def records(self, held_out: bool) -> list[ParsingRecord]:
+        """Cached faces of the training (``held_out=False``; non-commercial files left out) or held-out files."""
+        hp = self.hparams
+        train, held = split_files(self.files())
+        files = held if held_out else train
+        caches = build_parsing_cache(files, Path(hp.cache_dir), hp.cache_size, hp.frames_per_video)
+        return load_records(caches, files)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        hp = self.hparams
+        train, held = self.records(False), [r for r in self.records(True) if _visible_face(r)]
+        logger.info("tone harmonisation data: %d training faces, %d held-out faces", len(train), len(held))
+        kw = dict(strength=hp.strength, max_dilate=hp.max_dilate, edge_jitter=hp.edge_jitter)
+        self.train_set = ToneHarmonizationDataset(train, hp.image_size, hp.epoch_length, flip=True, **kw)
+        n_val = len(held) * hp.val_per_record
+        self.val_set = ToneHarmonizationDataset(held, hp.image_size, n_val, flip=False, seed=0, **kw)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+            drop_last=True,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.hparams.batch_size, num_workers=0)
