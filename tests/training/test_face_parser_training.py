@@ -150,6 +150,7 @@ def test_recipe_runs_through_lightning_cli(photos, tmp_path):
 
     folder = export_parser(cli.trainer.checkpoint_callback.last_model_path, tmp_path / "exported")
     loaded = FaceParser.from_pretrained(folder).eval()
+    assert loaded.image_size == 64  # the size it was trained at, not the constructor's default
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(loaded(x), cli.model.parser.eval()(x))

@@ -197,10 +197,16 @@ class Compositor:
             from saswap.models.face_parser import SWAPPABLE_CLASSES
 
             parsing = default_face_parsing(self.occlusion)
-            probs = parsing.probabilities(crop, face.keypoints)
-            covered = 1.0 - probs[..., [parsing.classes.index(c) for c in SWAPPABLE_CLASSES]].sum(-1)
-            objects = probs[..., [parsing.classes.index(c) for c in ("occluder", "glasses")]].sum(-1)
-            glasses = probs[..., parsing.classes.index("glasses")]
+            maps = parsing.group_probabilities(
+                crop,
+                face.keypoints,
+                {
+                    "covered": tuple(c for c in parsing.classes if c not in SWAPPABLE_CLASSES),
+                    "objects": ("occluder", "glasses"),
+                    "glasses": ("glasses",),
+                },
+            )
+            covered, objects, glasses = maps["covered"], maps["objects"], maps["glasses"]
             regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
             out["occlusion"] = entering_cover(
                 covered > self.occlusion_threshold, regions["face"] > 0.5, glasses > 0.5, 0.05 * max(face.eye_distance, 1.0)

@@ -110,6 +110,33 @@ class FaceParsing:
     def classes(self) -> tuple[str, ...]:
         return self.model.classes
 
+    def _parse(self, crop: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Softmax probabilities (S, S, K) on the parser's aligned crop, and the crop -> parser transform."""
+        import torch
+
+        from saswap.face.alignment import ffhq_transform, warp_face
+
+        size = self.image_size
+        M = ffhq_transform(np.asarray(keypoints, np.float64), size)
+        x = warp_face(crop, M, size, border=cv2.BORDER_CONSTANT)  # black beyond the edge, as in training
+        with self._lock, torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0
+            probs = self.model(t).softmax(1)[0].permute(1, 2, 0).numpy()
+        return probs, M
+
+    def _back(self, maps: np.ndarray, M: np.ndarray, shape: tuple[int, int], border: list[float]) -> np.ndarray:
+        """Maps (S, S, C) on the parser's crop carried back into a crop of ``shape`` (H, W), C channels."""
+        h, w = shape
+        out = np.empty((h, w, maps.shape[-1]), np.float32)
+        for start in range(0, maps.shape[-1], 4):  # warpAffine takes up to 4 channels
+            chunk = np.ascontiguousarray(maps[..., start : start + 4])
+            values = border[start : start + 4]
+            back = cv2.warpAffine(
+                chunk, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=values + [0.0] * (4 - len(values))
+            )
+            out[..., start : start + 4] = back.reshape(h, w, -1)
+        return out
+
     def probabilities(self, crop: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """Class probabilities of every pixel of a face crop.
 
@@ -121,27 +148,31 @@ class FaceParsing:
             float32 (H, W, K) over :attr:`classes`; pixels the parser's crop does not reach get
             ``background``.
         """
-        import torch
+        probs, M = self._parse(crop, keypoints)
+        border = [1.0 if c == "background" else 0.0 for c in self.classes]
+        return self._back(probs, M, crop.shape[:2], border)
 
-        from saswap.face.alignment import ffhq_transform, warp_face
+    def group_probabilities(
+        self, crop: np.ndarray, keypoints: np.ndarray, groups: dict[str, tuple[str, ...]]
+    ) -> dict[str, np.ndarray]:
+        """Summed probabilities of groups of classes, carried back into the crop (cheaper than
+        :meth:`probabilities`: only one map per group is resampled).
 
-        size = self.image_size
-        M = ffhq_transform(np.asarray(keypoints, np.float64), size)
-        x = warp_face(crop, M, size, border=cv2.BORDER_CONSTANT)  # black beyond the edge, as in training
-        with self._lock, torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0
-            probs = self.model(t).softmax(1)[0].permute(1, 2, 0).numpy()
-        h, w = crop.shape[:2]
-        k = probs.shape[-1]
-        out = np.empty((h, w, k), np.float32)
-        for start in range(0, k, 4):  # warpAffine takes up to 4 channels
-            chunk = np.ascontiguousarray(probs[..., start : start + 4])
-            border = [1.0 if self.classes[start + i] == "background" else 0.0 for i in range(chunk.shape[-1])]
-            back = cv2.warpAffine(
-                chunk, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=border + [0.0] * (4 - len(border))
-            )
-            out[..., start : start + 4] = back.reshape(h, w, -1)
-        return out
+        Args:
+            crop, keypoints: see :meth:`probabilities`.
+            groups: name -> class names summed into it.
+
+        Returns:
+            name -> float32 (H, W) in [0, 1]; beyond the parser's crop a group is 1 when it holds
+            ``background``, else 0.
+        """
+        probs, M = self._parse(crop, keypoints)
+        index = {c: i for i, c in enumerate(self.classes)}
+        names = list(groups)
+        maps = np.stack([probs[..., [index[c] for c in groups[n]]].sum(-1) for n in names], axis=-1)
+        border = [1.0 if "background" in groups[n] else 0.0 for n in names]
+        back = self._back(maps, M, crop.shape[:2], border)
+        return {n: np.clip(back[..., i], 0.0, 1.0) for i, n in enumerate(names)}
 
     def covered(self, crop: np.ndarray, keypoints: np.ndarray, background: bool = True) -> np.ndarray:
         """Probability that each pixel is *not* visible face (what a swap must leave alone).
@@ -154,10 +185,8 @@ class FaceParsing:
         Returns:
             float32 (H, W) in [0, 1].
         """
-        probs = self.probabilities(crop, keypoints)
         names = _COVER_CLASSES + (("background",) if background else ())
-        idx = [i for i, c in enumerate(self.classes) if c in names]
-        return np.clip(probs[..., idx].sum(-1), 0.0, 1.0)
+        return self.group_probabilities(crop, keypoints, {"covered": names})["covered"]
 
 
 @lru_cache(maxsize=4)

@@ -24,8 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from saswap.errors import SaSwapError
 from saswap.models.face_parser import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES
-from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS
-from saswap.training.parsing_data import ParsingRecord, build_parsing_cache, load_records, split_files
+from saswap.training.parsing_data import ParsingRecord, build_parsing_cache, face_records, source_files
 
 __all__ = [
     "ToneHarmonizationDataModule",
@@ -295,15 +294,7 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
 
     def files(self) -> list[Path]:
         """The source files under ``roots``, sorted."""
-        files: list[Path] = []
-        for root in self.hparams.roots:
-            root = Path(root)
-            if not root.is_dir():
-                raise SaSwapError(f"data folder {root} does not exist (roots are relative to the working directory)")
-            files += sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
-        if not files:
-            raise SaSwapError(f"no photos or videos in {list(self.hparams.roots)}")
-        return files
+        return source_files(self.hparams.roots)
 
     def prepare_data(self) -> None:
         hp = self.hparams
@@ -312,10 +303,7 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
     def records(self, held_out: bool) -> list[ParsingRecord]:
         """Cached faces of the training (``held_out=False``; non-commercial files left out) or held-out files."""
         hp = self.hparams
-        train, held = split_files(self.files())
-        files = held if held_out else train
-        caches = build_parsing_cache(files, Path(hp.cache_dir), hp.cache_size, hp.frames_per_video)
-        return load_records(caches, files)
+        return face_records(hp.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video, held_out)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

@@ -173,7 +173,7 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
     if isinstance(spec, dict) and str(spec.get("class_path", "")).rsplit(".", 1)[-1] == "FaceParser":
         init = dict(spec.get("init_args", {}))
         trained_at = ckpt.get("datamodule_hyper_parameters", {}).get("image_size")
-        if trained_at and "image_size" not in init:  # the crop size it learned on goes into its config
+        if trained_at:  # the crop size it learned on goes into its config (LightningCLI fills in the default)
             init["image_size"] = int(trained_at)
         parser = FaceParser(**init)
     elif isinstance(spec, FaceParser):

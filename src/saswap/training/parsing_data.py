@@ -53,6 +53,8 @@ __all__ = [
     "FaceParsingDataset",
     "ParsingRecord",
     "build_parsing_cache",
+    "face_records",
+    "source_files",
     "label_face",
     "outline_band",
     "unsure_face_pixels",
@@ -331,6 +333,33 @@ def load_records(cache_files: Sequence[Path], sources: Sequence[Path]) -> list[P
     return records
 
 
+def source_files(roots: Sequence[str | Path]) -> list[Path]:
+    """The photos and videos directly inside each of ``roots``, sorted per folder.
+
+    Raises:
+        SaSwapError: a folder is missing, or none holds a photo or video.
+    """
+    files: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise SaSwapError(f"data folder {root} does not exist (roots are relative to the working directory)")
+        files += sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+    if not files:
+        raise SaSwapError(f"no photos or videos in {list(roots)}")
+    return files
+
+
+def face_records(
+    roots: Sequence[str | Path], cache_dir: str | Path, cache_size: int, frames_per_video: int, held_out: bool
+) -> list[ParsingRecord]:
+    """The cached, labelled faces of the training files (``held_out=False``; non-commercial files left out,
+    :func:`split_files`) or of the held-out files under ``roots`` (the cache is built where missing)."""
+    train, held = split_files(source_files(roots))
+    files = held if held_out else train
+    return load_records(build_parsing_cache(files, Path(cache_dir), cache_size, frames_per_video), files)
+
+
 def _place(kind: str, keypoints: np.ndarray, label: np.ndarray, size: int, rng: np.random.Generator) -> tuple[float, float]:
     """Where an occluder of ``kind`` goes on a crop with these keypoints (crop pixels) and labels."""
     place = OCCLUDER_KINDS[kind].place
@@ -541,25 +570,15 @@ class FaceParsingDataModule(L.LightningDataModule):
 
     def files(self) -> list[Path]:
         """The source files under ``roots``, sorted."""
-        files: list[Path] = []
-        for root in self.hparams.roots:
-            root = Path(root)
-            if not root.is_dir():
-                raise SaSwapError(f"data folder {root} does not exist (roots are relative to the working directory)")
-            files += sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
-        if not files:
-            raise SaSwapError(f"no photos or videos in {list(self.hparams.roots)}")
-        return files
+        return source_files(self.hparams.roots)
 
     def prepare_data(self) -> None:
         build_parsing_cache(self.files(), Path(self.hparams.cache_dir), self.hparams.cache_size, self.hparams.frames_per_video)
 
     def records(self, held_out: bool) -> list[ParsingRecord]:
         """Cached faces of the training (``held_out=False``) or held-out files."""
-        train, held = split_files(self.files())
-        files = held if held_out else train
-        caches = build_parsing_cache(files, Path(self.hparams.cache_dir), self.hparams.cache_size, self.hparams.frames_per_video)
-        return load_records(caches, files)
+        hp = self.hparams
+        return face_records(hp.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video, held_out)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
