@@ -208,7 +208,12 @@ def test_ray_batch_interrupted_then_resumed_does_every_job_once(inputs, tmp_path
     ])  # fmt: skip
 
     # first run: interrupted (SIGINT) once the first job is done
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Python's own Ctrl-C handling in the child even where this runner was started with SIGINT ignored
+    # (a background job of a non-interactive shell)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         if any(r["status"] == "done" for r in _jobs(out)):

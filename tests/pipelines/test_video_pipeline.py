@@ -251,7 +251,12 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
         "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
         "--start", "0", "--end", "4", "--quiet",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the child gets Python's own Ctrl-C handling even where this runner was started with SIGINT ignored
+    # (a background job of a non-interactive shell)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list(out_dir.glob(".o.mp4.*")):
         time.sleep(0.05)
