@@ -13,6 +13,7 @@ from kornia.color import rgb_to_lab
 from torch.nn import functional as F
 
 from saswap.models.tone_harmonizer import ToneHarmonizer, apply_colour_grid
+from saswap.training.schedules import warmup_cosine
 
 __all__ = [
     "ToneHarmonizerSystem",
@@ -234,16 +235,8 @@ class ToneHarmonizerSystem(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(self.harmonizer.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(int(self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 1000, 1)
-        warm = max(min(self.hparams.warmup_steps, total // 2), 1)
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            progress = min((step - warm) / max(total - warm, 1), 1.0)
-            return 0.02 + 0.98 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        total = int(self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 1000
+        sched = warmup_cosine(opt, self.hparams.warmup_steps, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from saswap.models.face_parser import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES, FaceParser
 from saswap.training.parsing_data import IGNORE_INDEX
+from saswap.training.schedules import warmup_cosine
 
 __all__ = ["FaceParserSystem", "dice_loss", "export_parser"]
 
@@ -138,16 +139,8 @@ class FaceParserSystem(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parser.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = max(int(self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 1000, 1)
-        warm = max(min(self.hparams.warmup_steps, total // 2), 1)
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            progress = min((step - warm) / max(total - warm, 1), 1.0)
-            return 0.02 + 0.98 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        total = int(self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 1000
+        sched = warmup_cosine(opt, self.hparams.warmup_steps, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
