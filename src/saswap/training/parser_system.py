@@ -156,24 +156,6 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
     Returns:
         ``out_dir``.
     """
-    from saswap.errors import SaSwapError
+    from saswap.training.checkpoints import export_submodule
 
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise SaSwapError(f"{out}: output folder exists and is not empty")
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    spec = ckpt.get("hyper_parameters", {}).get("parser")
-    if isinstance(spec, dict) and str(spec.get("class_path", "")).rsplit(".", 1)[-1] == "FaceParser":
-        init = dict(spec.get("init_args", {}))
-        trained_at = ckpt.get("datamodule_hyper_parameters", {}).get("image_size")
-        if trained_at:  # the crop size it learned on goes into its config (LightningCLI fills in the default)
-            init["image_size"] = int(trained_at)
-        parser = FaceParser(**init)
-    elif isinstance(spec, FaceParser):
-        parser = spec
-    else:
-        raise SaSwapError(f"{checkpoint}: not a FaceParserSystem checkpoint (no FaceParser in its hyper-parameters)")
-    prefix = "parser."
-    parser.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
-    parser.eval().save_pretrained(out)
-    return out
+    return export_submodule(checkpoint, out_dir, "parser", FaceParser, "FaceParserSystem")
