@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["ZooEntry", "register", "get_entry", "list_models", "ZOO"]
+__all__ = ["COMPONENTS", "ZooEntry", "register", "get_entry", "list_models", "ZOO"]
+
+#: Zoo engines that are components of the compose stage, not swap engines: engine -> how to use them.
+COMPONENTS = {
+    "parser": "the face parser the compose stage uses (Compositor(occlusion=...)); load it with "
+    "saswap.models.FaceParser.from_pretrained",
+    "harmonizer": "the tone harmoniser the compose stage uses (Compositor(harmonize=...)); load it with "
+    "saswap.models.ToneHarmonizer.from_pretrained",
+}
 
 
 @dataclass(frozen=True)
@@ -18,8 +26,9 @@ class ZooEntry:
 
     Attributes:
         name: kebab-case name, e.g. ``saswap-256``.
-        engine: engine type (``geometric``, ``saswap``, ``onnx``), or ``parser`` for the face parser (a
-            component of the compose stage, not a swap engine).
+        engine: engine type (``geometric``, ``saswap``, ``onnx``), or a component of the compose stage, not a
+            swap engine (:data:`COMPONENTS`: ``parser`` for the face parser, ``harmonizer`` for the tone
+            harmoniser).
         hub_repo: Hugging Face Hub repository with the weights ("" when none are needed).
         modelscope_repo: ModelScope mirror ("" when none).
         revision: pinned revision of the repository.
@@ -111,5 +120,15 @@ register(
         recipe="recipes/face-parser.yaml",
         published=True,
         description="face parser with occlusion (what covers a face), trained by the project; ships inside the package",
+    )
+)
+register(
+    ZooEntry(
+        name="saswap-tone-harmonizer",
+        engine="harmonizer",
+        image_size=256,
+        recipe="recipes/tone-harmonizer.yaml",
+        published=False,
+        description="learned tone and light harmonisation of a swapped face (recipe and code ready; no weights measure better yet)",
     )
 )

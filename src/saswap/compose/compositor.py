@@ -110,6 +110,9 @@ class Compositor:
             low-pass relighting alone misses it (shading gradients towards the outline).
         membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
         blend_levels: Laplacian pyramid levels of the blend (seamless edges).
+        harmonize: after the blend, match the new face's colour and light to what surrounds it with the learned
+            tone harmoniser (``"harmonizer"`` or True: the shipped ``saswap-tone-harmonizer``; or a harmoniser's
+            folder; ``"off"``: no). See :mod:`saswap.compose.harmonizer`.
     """
 
     def __init__(
@@ -122,7 +125,9 @@ class Compositor:
         membrane: bool = True,
         membrane_scale: float = 1.0,
         blend_levels: int = 4,
+        harmonize: bool | str = "off",
     ) -> None:
+        from saswap.compose.harmonizer import harmonize_method
         from saswap.face.parsing import occlusion_method
 
         self.occlusion = occlusion_method(occlusion)
@@ -133,6 +138,7 @@ class Compositor:
         self.membrane = bool(membrane)
         self.membrane_scale = float(membrane_scale)
         self.blend_levels = int(blend_levels)
+        self.harmonize = harmonize_method(harmonize)
         self._segmenter = None
 
     def __getstate__(self) -> dict[str, Any]:  # sent to worker processes without the segmentation model
@@ -164,6 +170,11 @@ class Compositor:
             from saswap.face.parsing import default_face_parsing
 
             occlusion = f"parser:{default_face_parsing(occlusion).digest}"
+        harmonize = self.harmonize
+        if harmonize != "off":
+            from saswap.compose.harmonizer import default_tone_harmonization
+
+            harmonize = f"harmonizer:{default_tone_harmonization(harmonize).digest}"
         return {
             "occlusion": occlusion,
             "occlusion_threshold": self.occlusion_threshold,
@@ -173,6 +184,7 @@ class Compositor:
             "membrane": self.membrane,
             "membrane_scale": self.membrane_scale,
             "blend_levels": self.blend_levels,
+            "harmonize": harmonize,
         }
 
     # -- target-only analysis -----------------------------------------------------------------------
@@ -309,6 +321,12 @@ class Compositor:
         border = border_taper(shape, margin=max(4, shape[0] // 48))
         taper = feather(region, reach / 2) * border
         out = np.clip(base + (blended.astype(np.float32) - base) * taper[..., None] + 0.5, 0, 255).astype(np.uint8)
+        if self.harmonize != "off":
+            # the learned tone match: the new face's colour and light from what surrounds it (the target's hair,
+            # neck, background and whatever stays the target's), a smooth colour transform of its own pixels
+            from saswap.compose.harmonizer import default_tone_harmonization
+
+            out = default_tone_harmonization(self.harmonize)(out, alpha * taper, face.keypoints)
         if is_grey(target, regions["face"] > 0.5):
             # A black-and-white photo stays one: the face's detail carries its own colour ratios.
             out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)

@@ -85,7 +85,9 @@ def _check_mask(image: torch.Tensor, mask: torch.Tensor) -> None:
         raise TypeError(f"mask dtype {mask.dtype} differs from image dtype {image.dtype} (pass a float mask in [0, 1])")
 
 
-def apply_colour_grid(image: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def apply_colour_grid(
+    image: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor | None = None, coords: torch.Tensor | None = None
+) -> torch.Tensor:
     """Apply a bilateral grid of 3x4 affine colour matrices to an image.
 
     Each pixel's matrix is interpolated from the grid (bilinearly over the image plane, linearly over the
@@ -103,6 +105,10 @@ def apply_colour_grid(image: torch.Tensor, grid: torch.Tensor, mask: torch.Tenso
         grid: colour matrices, shape (B, 12, D, Gh, Gw) (channel ``4 * row + col``), the image's dtype.
         mask: optional weight in [0, 1], shape (B, 1, H, W), the image's dtype: the output is then
             ``image + mask * (transformed - image)``.
+        coords: optional, where each pixel lies on the plane the grid spans, shape (B, H, W, 2), (x, y)
+            normalised to [-1, 1] as in ``F.grid_sample(..., align_corners=False)``: a grid predicted on one
+            crop applied to another framing of it (beyond the plane, the edge cells extend). Default: the
+            grid spans this image.
 
     Returns:
         shape (B, 3, H, W).
@@ -130,7 +136,12 @@ def apply_colour_grid(image: torch.Tensor, grid: torch.Tensor, mask: torch.Tenso
     delta = grid - torch.eye(3, 4, dtype=grid.dtype, device=grid.device).reshape(1, 12, 1, 1, 1)
     # bilinear over the image plane, the D x 12 coefficients of a pixel side by side (channels last: fast on CPU)
     delta = delta.transpose(1, 2).reshape(b, d * 12, *grid.shape[-2:]).contiguous(memory_format=torch.channels_last)
-    up = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+    if coords is None:
+        up = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+    else:
+        if coords.shape != (b, h, w, 2):
+            raise ValueError(f"expected coords of shape ({b}, {h}, {w}, 2), got {tuple(coords.shape)}")
+        up = F.grid_sample(delta, coords.to(delta.dtype), mode="bilinear", padding_mode="border", align_corners=False)
     up = up.permute(0, 2, 3, 1).reshape(b, h, w, d, 12)
     # linear over the brightness bins (hat weights)
     pos = (luma(image)[:, 0] * d - 0.5).clamp(0, d - 1).unsqueeze(-1)
@@ -175,9 +186,9 @@ class ToneHarmonizer(nn.Module, SaSwapModelMixin):
 
     The composite crop and the mask of its pasted face are taken to ``work_size`` (area averaging); a
     convolutional encoder (per entry of ``block_out_channels``: a stride-2 and a plain 3x3 convolution)
-    brings them to a ``grid_size`` x ``grid_size`` feature map. A global branch summarises the colours and
-    features inside the mask and around it (masked means and spreads), which is what the face's colour must
-    be matched to, and adds it to every cell. A 1x1 head gives, per cell, ``luma_bins`` 3x4 affine colour
+    brings them, with a band of context just outside the mask (``ring``), to a ``grid_size`` x ``grid_size``
+    feature map. A global branch summarises the colours and features inside the mask, in the band and beyond
+    (masked means and spreads), which is what the face's colour must be matched to, and adds it to every cell. A 1x1 head gives, per cell, ``luma_bins`` 3x4 affine colour
     matrices as a change from the identity, its weights zero at initialisation, so an untrained model
     changes nothing. :meth:`harmonize` applies the grid (:func:`apply_colour_grid`) inside the soft mask.
 
@@ -196,6 +207,10 @@ class ToneHarmonizer(nn.Module, SaSwapModelMixin):
             must be a whole multiple of ``grid_size``.
         act_fn: activation name (see :func:`saswap.models.layers.activation`).
         image_size: side of the aligned crops it was trained on (recorded in its config).
+        ring: width of the context band just outside the mask, a fraction of ``work_size``: the encoder sees
+            it as a third channel, and its colour statistics join the global branch's. What a face's colour
+            must match lies mostly there (the forehead above the face, the temples, the jaw line); the whole
+            outside is mostly hair, background and clothes.
 
     Example:
         >>> model = ToneHarmonizer(grid_size=4, luma_bins=2, block_out_channels=(8, 16), work_size=16)
@@ -214,6 +229,7 @@ class ToneHarmonizer(nn.Module, SaSwapModelMixin):
         work_size: int = 128,
         act_fn: str = "relu",
         image_size: int = 256,
+        ring: float = 0.08,
     ) -> None:
         super().__init__()
         chans = [int(c) for c in block_out_channels]
@@ -231,19 +247,36 @@ class ToneHarmonizer(nn.Module, SaSwapModelMixin):
         self.luma_bins = int(luma_bins)
         self.work_size = int(work_size)
         self.image_size = int(image_size)
-        stages, cin = [], 4  # RGB + mask
+        self.ring = float(ring)
+        self._ring_px = max(1, int(round(self.ring * self.work_size)))
+        stages, cin = [], 5  # RGB + mask + context band
         for cout in chans:
             stages.append(nn.Sequential(_conv_bn(cin, cout, act_fn, stride=2), _conv_bn(cout, cout, act_fn)))
             cin = cout
         self.encoder = nn.Sequential(*stages)
         width = chans[-1]
-        # inside / outside feature means (2 * width) + inside / outside RGB means and spreads (12)
-        self.global_mlp = nn.Sequential(nn.Linear(2 * width + 12, width), activation(act_fn), nn.Linear(width, width))
+        # inside / band / outside feature means (3 * width) + inside / band / outside RGB means and spreads (18)
+        self.global_mlp = nn.Sequential(nn.Linear(3 * width + 18, width), activation(act_fn), nn.Linear(width, width))
         self.local = _conv_bn(width, width, act_fn)
         self.head = nn.Conv2d(width, 12 * self.luma_bins, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        # the same change for every cell, straight from the global summary: a whole-face colour cast is learned
+        # at once, without waiting for the local features to carry it
+        self.global_head = nn.Linear(width, 12 * self.luma_bins)
+        for layer in (self.head, self.global_head):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.register_buffer("identity", torch.eye(3, 4).reshape(1, 12, 1, 1, 1), persistent=False)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> ToneHarmonizer:
+        """Load weights: ``"saswap-tone-harmonizer"`` (to ship inside the package once trained; not yet, see
+        :func:`saswap.compose.harmonizer.tone_harmonizer_path`), a ``save_pretrained`` folder, or a Hugging Face
+        Hub id."""
+        from saswap.compose.harmonizer import DEFAULT_TONE_HARMONIZER, tone_harmonizer_path
+
+        if str(pretrained_model_name_or_path) == DEFAULT_TONE_HARMONIZER:
+            pretrained_model_name_or_path = tone_harmonizer_path(DEFAULT_TONE_HARMONIZER)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The colour grid, shape (B, 12, luma_bins, grid_size, grid_size), of a composite crop (B, 3, H, W) in
@@ -253,14 +286,22 @@ class ToneHarmonizer(nn.Module, SaSwapModelMixin):
         size = (self.work_size, self.work_size)
         x = F.adaptive_avg_pool2d(image, size)
         m = F.adaptive_avg_pool2d(mask, size)
-        feat = F.adaptive_avg_pool2d(self.encoder(torch.cat([x * 2 - 1, m * 2 - 1], dim=1)), self.grid_size)
-        mg = F.adaptive_avg_pool2d(m, self.grid_size)
-        mean_in, mean_out = _masked_mean(x, m), _masked_mean(x, 1 - m)
-        std_in = (_masked_mean(x.square(), m) - mean_in.square()).clamp(min=0).add(1e-6).sqrt()
-        std_out = (_masked_mean(x.square(), 1 - m) - mean_out.square()).clamp(min=0).add(1e-6).sqrt()
-        stats = torch.cat([_masked_mean(feat, mg), _masked_mean(feat, 1 - mg), mean_in, mean_out, std_in, std_out], 1)
-        feat = self.local(feat + self.global_mlp(stats)[:, :, None, None])
-        delta = self.head(feat).view(image.shape[0], 12, self.luma_bins, self.grid_size, self.grid_size)
+        hard = (m > 0.5).to(m.dtype)
+        k = self._ring_px
+        band = F.max_pool2d(hard, 2 * k + 1, 1, k) - hard  # the context just outside the mask
+        rest = (1 - m - band).clamp(min=0)
+        feat = F.adaptive_avg_pool2d(self.encoder(torch.cat([x * 2 - 1, m * 2 - 1, band * 2 - 1], dim=1)), self.grid_size)
+        mg, bg = F.adaptive_avg_pool2d(m, self.grid_size), F.adaptive_avg_pool2d(band, self.grid_size)
+        colour = []
+        for w in (m, band, rest):
+            mean = _masked_mean(x, w)
+            colour += [mean, (_masked_mean(x.square(), w) - mean.square()).clamp(min=0).add(1e-6).sqrt()]
+        stats = torch.cat([_masked_mean(feat, mg), _masked_mean(feat, bg), _masked_mean(feat, (1 - mg - bg).clamp(min=0)), *colour], 1)
+        summary = self.global_mlp(stats)
+        feat = self.local(feat + summary[:, :, None, None])
+        delta = (self.head(feat) + self.global_head(summary)[:, :, None, None]).view(
+            image.shape[0], 12, self.luma_bins, self.grid_size, self.grid_size
+        )
         return self.identity.to(delta.dtype) + delta
 
     def harmonize(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

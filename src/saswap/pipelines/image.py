@@ -135,15 +135,12 @@ class SaSwapPipeline:
         first resolved to a local snapshot; with ``HF_HUB_OFFLINE=1`` only the local cache is used.
         Unpublished zoo names fail at once with a message saying how to train them.
         """
-        from saswap.zoo import get_entry
+        from saswap.zoo import COMPONENTS, get_entry
 
         key = str(name_or_path)
         entry = get_entry(key)
-        if entry is not None and entry.engine == "parser":
-            raise ModelNotFoundError(
-                f"{key} is the face parser the compose stage uses (Compositor(occlusion=...)), not a swap engine; "
-                "load it with saswap.models.FaceParser.from_pretrained"
-            )
+        if entry is not None and entry.engine in COMPONENTS:
+            raise ModelNotFoundError(f"{key} is {COMPONENTS[entry.engine]}; it is not a swap engine")
         if entry is not None and entry.engine == "geometric":
             from saswap.engines.geometric import GeometricEngine
 
@@ -489,6 +486,6 @@ def _snapshot(key: str) -> Path:
 
 def _zoo_names() -> list[str]:
     """Zoo names of swap engines (not of components such as the face parser)."""
-    from saswap.zoo import get_entry, list_models
+    from saswap.zoo import COMPONENTS, get_entry, list_models
 
-    return [name for name in list_models() if get_entry(name).engine != "parser"]
+    return [name for name in list_models() if get_entry(name).engine not in COMPONENTS]
