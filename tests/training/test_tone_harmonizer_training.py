@@ -24,6 +24,7 @@ from saswap.training.harmonize_data import (  # noqa: E402
     harmonization_sample,
     jittered_face_mask,
     perturb_tone,
+    recolour_scene,
 )
 from saswap.training.harmonizer_system import (  # noqa: E402
     ToneHarmonizerSystem,
@@ -66,7 +67,7 @@ def _uint8(x: np.ndarray) -> np.ndarray:
 
 def test_a_sample_changes_the_face_and_nothing_else(photos):
     rec = next(r for r in photos[2] if r.source == TRAIN_PHOTO)
-    s = harmonization_sample(rec, 128, np.random.default_rng(0), flip=False)
+    s = harmonization_sample(rec, 128, np.random.default_rng(0), flip=False, scene=0.0)
     image, mask, target = s["image"], s["mask"], s["target"]
     assert image.shape == target.shape == (128, 128, 3) and mask.shape == (128, 128)
     assert np.array_equal(_uint8(target), rec.crop)  # the target is the original crop
@@ -88,6 +89,24 @@ def test_a_sample_changes_the_face_and_nothing_else(photos):
         perturb_tone(target, mask[:10], np.random.default_rng(0))
 
 
+def test_scene_recolouring_and_an_eroded_mask(photos):
+    """The whole crop is recoloured alike in input and target (a face's tone must be read from its surroundings,
+    not remembered per person); an eroded mask leaves a ring of the face's own skin around it."""
+    rec = next(r for r in photos[2] if r.source == TRAIN_PHOTO)
+    s = harmonization_sample(rec, 128, np.random.default_rng(4), flip=False, max_erode=0.06, min_strength=0.2)
+    crop = rec.crop.astype(np.float32) / 255
+    assert np.abs(s["target"] - crop).mean() > 0.01  # the scene changed...
+    outside = s["mask"] == 0
+    assert np.array_equal(s["image"][outside], s["target"][outside])  # ...alike in input and target
+    face = np.isin(rec.label, [FACE_PARSER_CLASSES.index(c) for c in ("skin", "eyes", "brows", "lips", "mouth")])
+    eroded = [jittered_face_mask(rec.label, np.random.default_rng(i), max_dilate=0.0, max_erode=0.06) for i in range(6)]
+    assert max(float((m[face] < 0.5).mean()) for m in eroded) > 0.1  # some draws leave the face's rim outside
+    near = cv2.dilate(face.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # 4 px beyond the face's edge
+    assert all(float(m[~near].max()) < 0.5 for m in eroded)  # no draw reaches beyond the edge's jitter
+    x = np.random.default_rng(0).uniform(0.1, 0.9, (16, 16, 3)).astype(np.float32)
+    assert np.array_equal(recolour_scene(x, np.random.default_rng(0), 0.0), x)
+
+
 def test_dataset_is_seeded_flips_and_keeps_the_split(photos, tmp_path):
     folder, cache, records = photos
     ds = ToneHarmonizationDataset(records, image_size=64, length=4, seed=3)
@@ -96,7 +115,7 @@ def test_dataset_is_seeded_flips_and_keeps_the_split(photos, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)  # a seeded item is the same every time
     assert not torch.equal(ds[0]["image"], ds[2]["image"])
     rec = records[0]
-    targets = [_uint8(harmonization_sample(rec, 128, np.random.default_rng(i))["target"]) for i in range(8)]
+    targets = [_uint8(harmonization_sample(rec, 128, np.random.default_rng(i), scene=0.0)["target"]) for i in range(8)]
     flips = {bool(np.array_equal(t, rec.crop[:, ::-1])) for t in targets}
     assert all(np.array_equal(t, rec.crop) or np.array_equal(t, rec.crop[:, ::-1]) for t in targets)
     assert flips == {True, False}

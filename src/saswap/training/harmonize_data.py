@@ -7,7 +7,10 @@ crop's visible face (:data:`~saswap.models.face_parser.SWAPPABLE_CLASSES`), dila
 jittered by a smooth random field and softened. Inside the mask the colour and light change
 (:func:`perturb_tone`): per-channel gains (white balance), brightness, gamma, a smooth low-frequency
 shading field (a gradient or a few Gaussian blobs), and a blur or noise that the surroundings do not have.
-The target is the original crop.
+The target is the original crop, first recoloured as a whole (:func:`recolour_scene`, the same change for input
+and target): a face's true colour then cannot be remembered per person from the few people of the training
+files, only read from what surrounds it (without it the model learned the training people's own tones and did
+nothing for held-out faces).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "harmonization_sample",
     "jittered_face_mask",
     "perturb_tone",
+    "recolour_scene",
     "shading_field",
 ]
 
@@ -58,15 +62,18 @@ def jittered_face_mask(
     max_dilate: float = 0.02,
     edge_jitter: float = 0.015,
     soften: float = 0.01,
+    max_erode: float = 0.0,
 ) -> np.ndarray:
     """Soft mask of the visible face in a labelled crop, dilated a little with a randomly jittered edge.
 
     Args:
         label: class indices (:data:`~saswap.models.face_parser.FACE_PARSER_CLASSES`), uint8 (S, S).
         rng: random generator; ``None`` gives the plain mask (no dilation or jitter, softened only).
-        max_dilate: largest dilation, a fraction of S (drawn uniformly from 0 to it).
+        max_dilate: largest dilation, a fraction of S (drawn uniformly from ``-max_erode`` to it).
         edge_jitter: largest shift of the edge by the smooth random field, a fraction of S.
         soften: Gaussian sigma of the edge's softening, a fraction of S (0: hard edge).
+        max_erode: largest erosion, a fraction of S: the mask then leaves a ring of the face's own skin
+            around it, as a swap's mask (the mesh's face region) leaves the target's forehead, temples and jaw.
 
     Returns:
         float32 (S, S) in [0, 1].
@@ -82,9 +89,11 @@ def jittered_face_mask(
     size = label.shape[0]
     face = np.isin(label, _FACE_IDS).astype(np.float32)
     if rng is not None:
-        r = int(round(rng.uniform(0, max_dilate) * size))
+        r = int(round(rng.uniform(-max_erode, max_dilate) * size))
         if r > 0:
             face = cv2.dilate(face, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        elif r < 0:
+            face = cv2.erode(face, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (1 - 2 * r, 1 - 2 * r)))
         # a signed distance to the edge (pixels), moved by a smooth field: the edge wanders, the inside stays
         inside = cv2.distanceTransform((face > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
         outside = cv2.distanceTransform((face <= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
@@ -123,6 +132,36 @@ def shading_field(size: int, rng: np.random.Generator, strength: float = 0.35) -
             sigma = rng.uniform(0.12, 0.35)
             field += rng.uniform(-1, 1) * np.exp(-((gx - cx) ** 2 + (gy - cy) ** 2) / (2 * sigma**2))
     return (1 + strength * np.clip(field, -1, 1)).astype(np.float32)
+
+
+def recolour_scene(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Change the colour of a whole image, as another camera, white balance or light would: per-channel gains
+    (log-normal, sigma 0.12 x strength), brightness (x 0.7-1.35), gamma (exponent e^[-0.25, 0.25]) and
+    saturation (x 0.7-1.3), each scaled by ``strength``.
+
+    Args:
+        image: RGB float32 (S, S, 3) in [0, 1].
+        rng: random generator.
+        strength: scales every change (0: the image unchanged).
+
+    Returns:
+        float32 (S, S, 3) in [0, 1].
+
+    Example:
+        >>> x = np.random.default_rng(0).uniform(0.2, 0.8, (8, 8, 3)).astype(np.float32)
+        >>> bool(np.array_equal(recolour_scene(x, np.random.default_rng(1), 0.0), x))
+        True
+        >>> bool(np.abs(recolour_scene(x, np.random.default_rng(1)) - x).mean() > 0.01)
+        True
+    """
+    s = float(strength)
+    if s == 0:
+        return image
+    gains = np.exp(rng.normal(0, 0.12 * s, 3)) * np.exp(rng.uniform(np.log(0.7), np.log(1.35)) * s)
+    x = np.clip(image * gains.astype(np.float32), 0, 1) ** np.float32(np.exp(rng.uniform(-0.25, 0.25) * s))
+    grey = (x * np.array([0.299, 0.587, 0.114], np.float32)).sum(-1, keepdims=True)
+    x = grey + (x - grey) * np.float32(np.exp(rng.uniform(np.log(0.7), np.log(1.3)) * s))
+    return np.clip(x, 0, 1).astype(np.float32)
 
 
 def perturb_tone(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
@@ -172,6 +211,9 @@ def harmonization_sample(
     strength: float = 1.0,
     max_dilate: float = 0.02,
     edge_jitter: float = 0.015,
+    max_erode: float = 0.0,
+    min_strength: float = 1.0,
+    scene: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """One self-supervised sample from a cached face.
 
@@ -181,11 +223,14 @@ def harmonization_sample(
         rng: random generator.
         flip: mirror the crop half of the time.
         strength: strength of the colour and light change (:func:`perturb_tone`).
-        max_dilate, edge_jitter: see :func:`jittered_face_mask`.
+        max_dilate, edge_jitter, max_erode: see :func:`jittered_face_mask`.
+        min_strength: each sample's strength is drawn uniformly from ``min_strength`` x ``strength`` to
+            ``strength`` (1: always ``strength``; lower: some faces need little change, as most swaps do).
+        scene: strength of the whole crop's recolouring (:func:`recolour_scene`; 0: the original crop).
 
     Returns:
-        ``image`` (the changed crop, float32 (S, S, 3)), ``mask`` (float32 (S, S)), ``target`` (the original
-        crop, float32 (S, S, 3)), ``skin`` (bool (S, S), the skin label).
+        ``image`` (the changed crop, float32 (S, S, 3)), ``mask`` (float32 (S, S)), ``target`` (the crop,
+        recoloured as a whole, float32 (S, S, 3)), ``skin`` (bool (S, S), the skin label).
     """
     crop, label = record.crop, record.label
     if crop.shape[0] != image_size:
@@ -193,10 +238,10 @@ def harmonization_sample(
         label = cv2.resize(label, (image_size, image_size), interpolation=cv2.INTER_NEAREST)
     if flip and rng.random() < 0.5:
         crop, label = crop[:, ::-1], label[:, ::-1]
-    target = np.ascontiguousarray(crop).astype(np.float32) / 255.0
+    target = recolour_scene(np.ascontiguousarray(crop).astype(np.float32) / 255.0, rng, scene)
     label = np.ascontiguousarray(label)
-    mask = jittered_face_mask(label, rng, max_dilate, edge_jitter)
-    image = perturb_tone(target, mask, rng, strength)
+    mask = jittered_face_mask(label, rng, max_dilate, edge_jitter, max_erode=max_erode)
+    image = perturb_tone(target, mask, rng, strength * rng.uniform(min(min_strength, 1.0), 1.0))
     return {"image": image, "mask": mask, "target": target, "skin": label == _SKIN_ID}
 
 
@@ -210,7 +255,8 @@ class ToneHarmonizationDataset(Dataset):
         records: cached faces; those whose visible face covers under 2% of the crop are left out.
         image_size: output side S.
         length: items per epoch (records are cycled; each item is drawn anew).
-        flip, strength, max_dilate, edge_jitter: see :func:`harmonization_sample`.
+        flip, strength, max_dilate, edge_jitter, max_erode, min_strength, scene: see
+            :func:`harmonization_sample`.
         seed: when given, item ``i`` is the same every time (evaluation); else random per call.
     """
 
@@ -224,6 +270,9 @@ class ToneHarmonizationDataset(Dataset):
         max_dilate: float = 0.02,
         edge_jitter: float = 0.015,
         seed: int | None = None,
+        max_erode: float = 0.0,
+        min_strength: float = 1.0,
+        scene: float = 1.0,
     ) -> None:
         kept = [r for r in records if _visible_face(r)]
         if not kept:
@@ -234,7 +283,15 @@ class ToneHarmonizationDataset(Dataset):
         self.records = kept
         self.image_size = int(image_size)
         self.length = length or len(self.records)
-        self.kw = dict(flip=flip, strength=strength, max_dilate=max_dilate, edge_jitter=edge_jitter)
+        self.kw = dict(
+            flip=flip,
+            strength=strength,
+            max_dilate=max_dilate,
+            edge_jitter=edge_jitter,
+            max_erode=max_erode,
+            min_strength=min_strength,
+            scene=scene,
+        )
         self.seed = seed
 
     def __len__(self) -> int:
@@ -270,6 +327,9 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
         strength: strength of the colour and light change (:func:`perturb_tone`).
         max_dilate: largest dilation of the mask, a fraction of the crop side.
         edge_jitter: largest shift of the mask's edge, a fraction of the crop side.
+        max_erode: largest erosion of the mask, a fraction of the crop side (:func:`jittered_face_mask`).
+        min_strength: lowest share of ``strength`` a sample is drawn with (:func:`harmonization_sample`).
+        scene: strength of the whole crop's recolouring (:func:`recolour_scene`).
     """
 
     def __init__(
@@ -286,6 +346,9 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
         strength: float = 1.0,
         max_dilate: float = 0.02,
         edge_jitter: float = 0.015,
+        max_erode: float = 0.04,
+        min_strength: float = 0.2,
+        scene: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -311,7 +374,14 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
         hp = self.hparams
         train, held = self.records(False), [r for r in self.records(True) if _visible_face(r)]
         logger.info("tone harmonisation data: %d training faces, %d held-out faces", len(train), len(held))
-        kw = dict(strength=hp.strength, max_dilate=hp.max_dilate, edge_jitter=hp.edge_jitter)
+        kw = dict(
+            strength=hp.strength,
+            max_dilate=hp.max_dilate,
+            edge_jitter=hp.edge_jitter,
+            max_erode=hp.max_erode,
+            min_strength=hp.min_strength,
+            scene=hp.scene,
+        )
         self.train_set = ToneHarmonizationDataset(train, hp.image_size, hp.epoch_length, flip=True, **kw)
         n_val = len(held) * hp.val_per_record
         self.val_set = ToneHarmonizationDataset(held, hp.image_size, n_val, flip=False, seed=0, **kw)
