@@ -113,6 +113,8 @@ class Compositor:
         harmonize: after the blend, match the new face's colour and light to what surrounds it with the learned
             tone harmoniser (``"harmonizer"`` or True: the shipped ``saswap-tone-harmonizer``; or a harmoniser's
             folder; ``"off"``: no). See :mod:`saswap.compose.harmonizer`.
+        hair_edge: softness of the edge where hair (or background) kept over the face meets the new face: the
+            Gaussian sigma of that edge, in eye-corner distances (0: as sharp as an object's outline).
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class Compositor:
         membrane_scale: float = 1.0,
         blend_levels: int = 4,
         harmonize: bool | str = "off",
+        hair_edge: float = 0.03,
     ) -> None:
         from saswap.compose.harmonizer import harmonize_method
         from saswap.face.parsing import occlusion_method
@@ -139,6 +142,7 @@ class Compositor:
         self.membrane_scale = float(membrane_scale)
         self.blend_levels = int(blend_levels)
         self.harmonize = harmonize_method(harmonize)
+        self.hair_edge = float(hair_edge)
         self._segmenter = None
 
     def __getstate__(self) -> dict[str, Any]:  # sent to worker processes without the segmentation model
@@ -185,6 +189,7 @@ class Compositor:
             "membrane_scale": self.membrane_scale,
             "blend_levels": self.blend_levels,
             "harmonize": harmonize,
+            "hair_edge": self.hair_edge,
         }
 
     # -- target-only analysis -----------------------------------------------------------------------
@@ -303,6 +308,12 @@ class Compositor:
         edge = max(2.0, self.edge * eye)
         face_mask = feather(regions["face"] * support, edge)
         keep_soft = np.clip(cv2.GaussianBlur(keep, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)
+        if self.hair_edge > 0 and movable.any():
+            # hair (and background) kept over the face meets it with a soft edge: strands fade into the new skin
+            # instead of ending in a cut line (objects in front of the face keep their sharp outline)
+            loose = ((movable > 0.5) & (pinned < 0.5)).astype(np.float32)
+            soft = np.clip(cv2.GaussianBlur(loose, (0, 0), max(0.5, self.hair_edge * eye)) * 1.5, 0, 1)
+            keep_soft = np.maximum(keep_soft, soft)
         alpha = face_mask * (1.0 - keep_soft)
         # Beyond the face's outline the relit image is no face (the target's skin colour spread into
         # its hair and background, plus the membrane's extrapolated offset): the blend's coarse bands
