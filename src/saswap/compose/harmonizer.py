@@ -15,9 +15,7 @@ folder you trained (``saswap train-harmonizer`` + ``export_harmonizer``) and the
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import cv2
 import numpy as np
 
 from saswap.errors import ModelNotFoundError
+from saswap.shipped import LazyPretrained, weights_folder
 
 __all__ = [
     "DEFAULT_TONE_HARMONIZER",
@@ -58,27 +57,24 @@ def tone_harmonizer_path(name_or_path: str | os.PathLike = DEFAULT_TONE_HARMONIZ
     folder written by ``ToneHarmonizer.save_pretrained`` (``saswap train-harmonizer`` + ``export_harmonizer``).
 
     Raises:
-        ModelNotFoundError: the folder or its weights are missing.
+        ModelNotFoundError: the folder or its weights are missing (for the default name today: no weights ship).
     """
-    if str(name_or_path) == DEFAULT_TONE_HARMONIZER:
-        from importlib.resources import files
-
-        folder = Path(str(files("saswap") / "weights" / "tone-harmonizer"))
-    else:
-        folder = Path(name_or_path)
-    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
-        if str(name_or_path) == DEFAULT_TONE_HARMONIZER:
-            raise ModelNotFoundError(
-                f"{DEFAULT_TONE_HARMONIZER}: no weights ship yet (no training run has measured better than the compose "
-                "stage's own relighting, see benchmarks/RESULTS.md); train one with 'saswap train-harmonizer fit "
-                "--config recipes/tone-harmonizer.yaml', export it with "
-                "saswap.training.harmonizer_system.export_harmonizer and pass its folder"
-            )
-        raise ModelNotFoundError(
-            f"{folder}: no tone harmoniser there (expected config.json and model.safetensors, as written by "
-            "'saswap train-harmonizer' and saswap.training.harmonizer_system.export_harmonizer)"
+    try:
+        return weights_folder(
+            name_or_path,
+            {DEFAULT_TONE_HARMONIZER: "tone-harmonizer"},
+            "tone harmoniser",
+            "'saswap train-harmonizer' and saswap.training.harmonizer_system.export_harmonizer",
         )
-    return folder
+    except ModelNotFoundError:
+        if str(name_or_path) != DEFAULT_TONE_HARMONIZER:
+            raise
+        raise ModelNotFoundError(
+            f"{DEFAULT_TONE_HARMONIZER}: no weights ship yet (no training run has measured better than the compose "
+            "stage's own relighting, see benchmarks/RESULTS.md); train one with 'saswap train-harmonizer fit "
+            "--config recipes/tone-harmonizer.yaml', export it with "
+            "saswap.training.harmonizer_system.export_harmonizer and pass its folder"
+        ) from None
 
 
 def _plane_coords(M: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:
@@ -92,7 +88,7 @@ def _plane_coords(M: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarra
     return np.stack([(2 * px + 1) / size - 1, (2 * py + 1) / size - 1], axis=-1)
 
 
-class ToneHarmonization:
+class ToneHarmonization(LazyPretrained):
     """A tone harmoniser applied to composed face crops.
 
     Args:
@@ -102,23 +98,12 @@ class ToneHarmonization:
     """
 
     def __init__(self, name_or_path: str | os.PathLike = DEFAULT_TONE_HARMONIZER) -> None:
-        self.folder = tone_harmonizer_path(name_or_path)
-        self.name = str(name_or_path)
-        self._model = None
-        self._lock = threading.Lock()
+        super().__init__(tone_harmonizer_path(name_or_path), str(name_or_path))
 
-    @property
-    def digest(self) -> str:
-        """First 12 hex digits of the weights' SHA-256."""
-        return hashlib.sha256((self.folder / "model.safetensors").read_bytes()).hexdigest()[:12]
+    def _load(self, folder: Path):
+        from saswap.models import ToneHarmonizer
 
-    @property
-    def model(self):
-        if self._model is None:
-            from saswap.models import ToneHarmonizer
-
-            self._model = ToneHarmonizer.from_pretrained(self.folder).eval()
-        return self._model
+        return ToneHarmonizer.from_pretrained(folder)
 
     def __call__(self, crop: np.ndarray, mask: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """Match the colour and light of the new face in a composed crop to what surrounds it.

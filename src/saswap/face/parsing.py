@@ -10,16 +10,14 @@ Apache-2.0, trained by ``recipes/face-parser.yaml``; model card beside them).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from saswap.errors import ModelNotFoundError
+from saswap.shipped import LazyPretrained, weights_folder
 
 __all__ = ["DEFAULT_FACE_PARSER", "FaceParsing", "default_face_parsing", "face_parser_path", "occlusion_method"]
 
@@ -55,21 +53,15 @@ def face_parser_path(name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER) -> P
     Raises:
         ModelNotFoundError: the folder or its weights are missing.
     """
-    if str(name_or_path) == DEFAULT_FACE_PARSER:
-        from importlib.resources import files
-
-        folder = Path(str(files("saswap") / "weights" / "face-parser"))
-    else:
-        folder = Path(name_or_path)
-    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"{folder}: no face parser there (expected config.json and model.safetensors, as written by "
-            "'saswap train-parser' and saswap.training.parser_system.export_parser)"
-        )
-    return folder
+    return weights_folder(
+        name_or_path,
+        {DEFAULT_FACE_PARSER: "face-parser"},
+        "face parser",
+        "'saswap train-parser' and saswap.training.parser_system.export_parser",
+    )
 
 
-class FaceParsing:
+class FaceParsing(LazyPretrained):
     """A face parser applied to aligned face crops.
 
     Args:
@@ -81,24 +73,13 @@ class FaceParsing:
     """
 
     def __init__(self, name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER, image_size: int | None = None) -> None:
-        self.folder = face_parser_path(name_or_path)
-        self.name = str(name_or_path)
+        super().__init__(face_parser_path(name_or_path), str(name_or_path))
         self._image_size = image_size
-        self._model = None
-        self._lock = threading.Lock()
 
-    @property
-    def digest(self) -> str:
-        """First 12 hex digits of the weights' SHA-256 (names the weights in a template cache's key)."""
-        return hashlib.sha256((self.folder / "model.safetensors").read_bytes()).hexdigest()[:12]
+    def _load(self, folder: Path):
+        from saswap.models import FaceParser
 
-    @property
-    def model(self):
-        if self._model is None:
-            from saswap.models import FaceParser
-
-            self._model = FaceParser.from_pretrained(self.folder).eval()
-        return self._model
+        return FaceParser.from_pretrained(folder)
 
     @property
     def image_size(self) -> int:
