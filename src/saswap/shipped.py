@@ -16,7 +16,23 @@ from pathlib import Path
 
 from saswap.errors import ModelNotFoundError
 
-__all__ = ["LazyPretrained", "weights_folder"]
+__all__ = ["LazyPretrained", "model_setting", "weights_folder"]
+
+
+def model_setting(value: bool | str | os.PathLike | None, default: str, aliases: tuple[str, ...] = ()) -> str:
+    """Normalise a setting that names a model or switches it off: ``"off"`` (``False``, ``None``, ``"off"``,
+    ``"none"``, ``"false"``), ``default`` (``True``, ``"true"``, ``default`` or one of ``aliases``), else the
+    value as a string (a folder).
+
+    Example:
+        >>> model_setting(True, "saswap-face-parser"), model_setting(None, "x"), model_setting("p", "x", ("p",))
+        ('saswap-face-parser', 'off', 'x')
+    """
+    if value is None or value is False or str(value).lower() in ("off", "none", "false"):
+        return "off"
+    if value is True or str(value).lower() in (*aliases, "true", default):
+        return default
+    return str(value)
 
 
 def weights_folder(name_or_path: str | os.PathLike, shipped: dict[str, str], what: str, how: str) -> Path:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from saswap.errors import ModelNotFoundError
-from saswap.shipped import LazyPretrained, weights_folder
+from saswap.shipped import LazyPretrained, model_setting, weights_folder
 
 __all__ = [
     "DEFAULT_TONE_HARMONIZER",
@@ -45,11 +45,7 @@ def harmonize_method(value: bool | str | os.PathLike | None) -> str:
         >>> harmonize_method(True), harmonize_method(False), harmonize_method("off")
         ('saswap-tone-harmonizer', 'off', 'off')
     """
-    if value is None or value is False or str(value).lower() in ("off", "none", "false"):
-        return "off"
-    if value is True or str(value).lower() in ("harmonizer", "true", DEFAULT_TONE_HARMONIZER):
-        return DEFAULT_TONE_HARMONIZER
-    return str(value)
+    return model_setting(value, DEFAULT_TONE_HARMONIZER, ("harmonizer",))
 
 
 def tone_harmonizer_path(name_or_path: str | os.PathLike = DEFAULT_TONE_HARMONIZER) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from saswap.shipped import LazyPretrained, weights_folder
+from saswap.shipped import LazyPretrained, model_setting, weights_folder
 
 __all__ = ["DEFAULT_FACE_PARSER", "FaceParsing", "default_face_parsing", "face_parser_path", "occlusion_method"]
 
@@ -37,13 +37,9 @@ def occlusion_method(value: bool | str | os.PathLike | None) -> str:
         >>> occlusion_method(True), occlusion_method(False), occlusion_method("rules")
         ('saswap-face-parser', 'off', 'rules')
     """
-    if value is None or value is False or str(value).lower() in ("off", "none", "false"):
-        return "off"
-    if value is True or str(value).lower() in ("parser", "true", DEFAULT_FACE_PARSER):
-        return DEFAULT_FACE_PARSER
-    if str(value).lower() == "rules":
+    if isinstance(value, str) and value.lower() == "rules":
         return "rules"
-    return str(value)
+    return model_setting(value, DEFAULT_FACE_PARSER, ("parser",))
 
 
 def face_parser_path(name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER) -> Path:
