@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from saswap.face.alignment import invert_affine, transform_points, warp_back
-from saswap.face.blending import membrane_correction, pyramid_blend
+from saswap.face.blending import blend_offset, membrane_correction
 from saswap.face.colour import apply_detail, shading_detail
 from saswap.face.deform import warp_by_flow
 from saswap.face.masks import dilate_disk, face_region_masks, feather, glasses_mask, skin_occlusion_mask
@@ -51,9 +51,12 @@ def is_grey(image: np.ndarray, where: np.ndarray, tolerance: float = 4.0) -> boo
         >>> is_grey(np.full((4, 4, 3), 90, np.uint8), np.ones((4, 4), bool))
         True
     """
-    px = image[where] if where.any() else image.reshape(-1, 3)
-    spread = px.max(axis=1).astype(np.int16) - px.min(axis=1).astype(np.int16)
-    return bool((spread > tolerance).mean() <= 0.01)
+    r, g, b = cv2.split(np.ascontiguousarray(image, np.uint8))
+    spread = cv2.max(cv2.max(cv2.absdiff(r, g), cv2.absdiff(g, b)), cv2.absdiff(r, b))  # max - min of the three
+    coloured = spread > tolerance
+    if where.any():
+        return bool(np.count_nonzero(coloured & where) <= 0.01 * np.count_nonzero(where))
+    return bool(np.count_nonzero(coloured) <= 0.01 * coloured.size)
 
 
 def border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
@@ -320,18 +323,17 @@ class Compositor:
         # would carry it back across the edge as a band of another colour (a moved forehead). There the
         # foreground is the target itself; the holes (eyes, mouth, occluders) keep the relit face.
         relit = np.where((face_mask > 0)[..., None], relit, base)
-        blended, _ = pyramid_blend(relit, base, alpha, levels=self.blend_levels)
-        # The coarse bands must not tint what stays the target's (occluders, mouth interior).
-        blended = np.clip(blended * (1 - keep_soft[..., None]) + base * keep_soft[..., None] + 0.5, 0, 255).astype(
-            np.uint8
-        )
+        offset = blend_offset(relit, base, alpha, levels=self.blend_levels)
         # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
         # distance around the face, fading out, and away from the crop's border.
         reach = max(2.0, 0.25 * eye)
         region = dilate_disk(alpha > 0, reach)
         border = border_taper(shape, margin=max(4, shape[0] // 48))
         taper = feather(region, reach / 2) * border
-        out = np.clip(base + (blended.astype(np.float32) - base) * taper[..., None] + 0.5, 0, 255).astype(np.uint8)
+        # The coarse bands must not tint what stays the target's (occluders, mouth interior) either.
+        weight = (1.0 - keep_soft) * taper
+        out = cv2.add(base.astype(np.float32), cv2.multiply(offset, cv2.merge([weight] * 3)))
+        out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
         if self.harmonize != "off":
             # the learned tone match: the new face's colour and light from what surrounds it (the target's hair,
             # neck, background and whatever stays the target's), a smooth colour transform of its own pixels
@@ -373,14 +375,17 @@ class Compositor:
         inside = (regions["face"] * cover > 0.5).astype(np.uint8)  # the outline only, not the eyes or lips
         band = inside & (dilate_disk(1 - inside, 0.05 * eye) > 0)
         ring = band & (tgt_skin > 0.5) & (src_skin > 0.5) & (keep < 0.5)
-        lab = cv2.cvtColor(base, cv2.COLOR_RGB2LAB).astype(np.float32)
+        lab = cv2.cvtColor(base, cv2.COLOR_RGB2LAB)
         reference = (regions["reference"] > 0.5) & (tgt_skin > 0.5)
-        if reference.sum() < 20:
+        if np.count_nonzero(reference) < 20:
             return relit
-        tone = np.median(lab[reference], axis=0)
-        lightness = np.abs(lab[..., 0] - tone[0]) * (100.0 / 255.0)
-        chroma = np.hypot(lab[..., 1] - tone[1], lab[..., 2] - tone[2])
-        ring = ring & (lightness < 25.0) & (chroma < 10.0)
+        tone = np.median(lab[reference].astype(np.float32), axis=0)
+        where = np.nonzero(ring)  # the colour test only where the ring may be
+        at = lab[where].astype(np.float32)
+        lightness = np.abs(at[:, 0] - tone[0]) * (100.0 / 255.0)
+        chroma = np.hypot(at[:, 1] - tone[1], at[:, 2] - tone[2])
+        ring = np.zeros(ring.shape, bool)
+        ring[where] = (lightness < 25.0) & (chroma < 10.0)
         offset = membrane_correction(relit, base, ring.astype(np.float32), scale=self.membrane_scale * eye)
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
 
@@ -461,10 +466,11 @@ def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np
     M_box = np.asarray(M, np.float64) + np.asarray(M, np.float64)[:, :2] @ shift[:, 2:3] * np.array([[0, 0, 1]])
     mask = np.clip(warp_back(crop_mask.astype(np.float32), M_box, (y1 - y0, x1 - x0)), 0.0, 1.0)
     mask[mask < 1e-3] = 0.0
-    back = warp_back(crop, M_box, (y1 - y0, x1 - x0)).astype(np.float32)
+    back = warp_back(crop, M_box, (y1 - y0, x1 - x0))
     patch = image[y0:y1, x0:x1]
-    blended = patch.astype(np.float32) * (1 - mask[..., None]) + back * mask[..., None]
-    region = mask > 0
-    patch[region] = np.clip(blended[region] + 0.5, 0, 255).astype(np.uint8)
+    region = np.nonzero(mask)  # only where the mask reaches (a fraction of the box)
+    m = mask[region][:, None]
+    blended = patch[region].astype(np.float32) * (1 - m) + back[region].astype(np.float32) * m
+    patch[region] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     full[y0:y1, x0:x1] = mask
     return full

@@ -9,9 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from saswap.face.colour import masked_blur
+from saswap.face.colour import _channels, masked_blur
 
-__all__ = ["membrane_correction", "pyramid_blend"]
+__all__ = ["blend_offset", "membrane_correction", "pyramid_blend"]
 
 
 def pyramid_blend(
@@ -38,22 +38,10 @@ def pyramid_blend(
         >>> bool(out[32, 32, 0] > 190 and ((out != bg).any(axis=2) <= (support > 0)).all())
         True
     """
-    h, w = mask.shape
-    fg = foreground.astype(np.float32)
     bg = background.astype(np.float32)
     m = np.clip(mask.astype(np.float32), 0.0, 1.0)
-    gf, gb, gm = [fg], [bg], [m]
-    for _ in range(levels):
-        gf.append(cv2.pyrDown(gf[-1]))
-        gb.append(cv2.pyrDown(gb[-1]))
-        gm.append(cv2.pyrDown(gm[-1]))
-    out = gf[-1] * gm[-1][..., None] + gb[-1] * (1 - gm[-1][..., None])
-    for lvl in range(levels - 1, -1, -1):
-        size = (gf[lvl].shape[1], gf[lvl].shape[0])
-        lf = gf[lvl] - cv2.pyrUp(gf[lvl + 1], dstsize=size)
-        lb = gb[lvl] - cv2.pyrUp(gb[lvl + 1], dstsize=size)
-        band = lf * gm[lvl][..., None] + lb * (1 - gm[lvl][..., None])
-        out = cv2.pyrUp(out, dstsize=size) + band
+    out, gm = _blend_offset(foreground.astype(np.float32) - bg, m, levels)
+    out += bg
     result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     # Support: where any band's weight reaches (the coarsest mask, expanded back to full size).
     reach = gm[-1]
@@ -63,6 +51,36 @@ def pyramid_blend(
     support[reach < 1e-4] = 0.0
     support = np.maximum(support, (m > 0).astype(np.float32))
     return result, support.astype(np.float32)
+
+
+def _blend_offset(diff: np.ndarray, mask: np.ndarray, levels: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The pyramid blend's change to the background: the Laplacian pyramid of ``diff`` (foreground minus
+    background), each band weighted by the mask's Gaussian pyramid at its level, collapsed. The background's
+    own bands collapse back to itself, so only the difference needs a pyramid. Returns (offset, the mask's pyramid)."""
+    gd, gm = [diff], [mask]
+    for _ in range(levels):
+        gd.append(cv2.pyrDown(gd[-1]))
+        gm.append(cv2.pyrDown(gm[-1]))
+    out = cv2.multiply(gd[-1], _channels(gm[-1], gd[-1]))
+    for lvl in range(levels - 1, -1, -1):
+        size = (gd[lvl].shape[1], gd[lvl].shape[0])
+        band = cv2.subtract(gd[lvl], cv2.pyrUp(gd[lvl + 1], dstsize=size))
+        out = cv2.add(cv2.pyrUp(out, dstsize=size), cv2.multiply(band, _channels(gm[lvl], band)))
+    return out, gm
+
+
+def blend_offset(foreground: np.ndarray, background: np.ndarray, mask: np.ndarray, levels: int = 4) -> np.ndarray:
+    """What :func:`pyramid_blend` adds to ``background``, float32 (H, W, 3), unrounded and unclipped (for a
+    caller that weights it further before rounding once).
+
+    Example:
+        >>> fg = np.full((32, 32, 3), 90, np.uint8); bg = np.full((32, 32, 3), 10, np.uint8)
+        >>> off = blend_offset(fg, bg, np.ones((32, 32), np.float32), levels=2)
+        >>> bool(np.allclose(off, 80.0, atol=1e-3))
+        True
+    """
+    m = np.clip(mask.astype(np.float32), 0.0, 1.0)
+    return _blend_offset(foreground.astype(np.float32) - background.astype(np.float32), m, levels)[0]
 
 
 def membrane_correction(
@@ -123,9 +141,8 @@ def membrane_correction(
     h, w = weight.shape
     half = (max(1, w // 2), max(1, h // 2))
     weight_s = cv2.resize(weight, half, interpolation=cv2.INTER_AREA)
-    diff_s = cv2.resize(diff * weight[..., None], half, interpolation=cv2.INTER_AREA) / np.maximum(
-        weight_s[..., None], 1e-6
-    )
+    diff_s = cv2.resize(cv2.multiply(diff, _channels(weight, diff)), half, interpolation=cv2.INTER_AREA)
+    diff_s = cv2.divide(diff_s, _channels(np.maximum(weight_s, 1e-6), diff_s))
     offset = None
     sigma = float(scale) / 2.0
     if median_far:
@@ -138,8 +155,8 @@ def membrane_correction(
         else:
             # density is the Gaussian-weighted share of boundary samples; a line of samples seen at
             # scale sigma gives about 1 / (sigma * sqrt(2 pi)) per unit of line weight.
-            trust = np.clip(density * sigma * 2.5, 0.0, 1.0)[..., None]
-            offset = trust * mean + (1.0 - trust) * offset
+            trust = _channels(np.clip(density * np.float32(sigma * 2.5), 0.0, 1.0), mean)
+            offset = cv2.add(offset, cv2.multiply(cv2.subtract(mean, offset), trust))
         sigma /= 2.0
     offset = cv2.resize(offset, (w, h), interpolation=cv2.INTER_LINEAR)
     return offset.astype(np.float32)

@@ -30,7 +30,7 @@ def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.n
     h, w = mask.shape[:2]
     m = mask.astype(np.float32)
     img = image.astype(np.float32)
-    weighted = img * (m[..., None] if img.ndim == 3 else m)
+    weighted = cv2.multiply(img, _channels(m, img))
     factor = int(max(1, min(8, sigma // 3)))
     if factor > 1:
         # Reduce the weighted image and the weights, not the image: pixels outside the mask must not
@@ -41,11 +41,19 @@ def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.n
     s = sigma / factor
     num = cv2.GaussianBlur(weighted, (0, 0), s)
     den = cv2.GaussianBlur(m, (0, 0), s)
-    out = num / np.maximum(den[..., None] if img.ndim == 3 else den, 1e-4)
+    out = cv2.divide(num, _channels(np.maximum(den, 1e-4), num))
     if factor > 1:
         out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
         den = cv2.resize(den, (w, h), interpolation=cv2.INTER_LINEAR)
     return out, den
+
+
+def _channels(plane: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A float32 (H, W) plane repeated to the channels of ``like`` (OpenCV's per-element arithmetic is several
+    times faster than numpy's broadcasting over a trailing channel axis)."""
+    if like.ndim == 2 or like.shape[2] == 1:
+        return plane.reshape(like.shape)
+    return cv2.merge([plane] * like.shape[2])
 
 
 def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
@@ -61,19 +69,45 @@ def _to_linear(rgb: np.ndarray) -> np.ndarray:
     return _srgb_to_linear(rgb.astype(np.float32) / 255.0)
 
 
-def _to_srgb(lin: np.ndarray) -> np.ndarray:
+def _encode_srgb(lin: np.ndarray) -> np.ndarray:
+    """Linear RGB in [0, 1] (float32) to sRGB uint8, by the formula."""
     lin = np.clip(lin, 0.0, 1.0)
     x = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.power(lin, 1 / 2.4) - 0.055)
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+#: :func:`_to_srgb` looks its result up in a table of 2**16 bins of linear values: the sRGB level at a bin's
+#: lower and upper end; the few bins across which the level changes are computed by the formula.
+_SRGB_BINS = 1 << 16
+_SRGB_EDGES = np.arange(_SRGB_BINS + 1, dtype=np.float64) / _SRGB_BINS
+_SRGB_LOW = _encode_srgb(np.nextafter(_SRGB_EDGES[:-1].astype(np.float32), np.float32(2)))
+_SRGB_HIGH = _encode_srgb(np.nextafter(_SRGB_EDGES[1:].astype(np.float32), np.float32(-1)))
+
+
+def _to_srgb(lin: np.ndarray) -> np.ndarray:
+    """Linear RGB (float) to sRGB uint8, equal to :func:`_encode_srgb` (a table lookup: the power per pixel is slow).
+
+    Example:
+        >>> x = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32) ** 2
+        >>> bool((_to_srgb(x) == _encode_srgb(x)).all())
+        True
+    """
+    lin = np.asarray(lin, np.float32)
+    index = np.clip(lin * _SRGB_BINS, 0, _SRGB_BINS - 1).astype(np.int32)
+    out = _SRGB_LOW[index]
+    unsure = out != _SRGB_HIGH[index]  # a level boundary inside the bin, or at its ends
+    if unsure.any():
+        out[unsure] = _encode_srgb(lin[unsure])
+    return out
+
+
 def _local_mean(lin: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian mean of ``lin`` over ``mask``; where the mask has nothing nearby, its global mean."""
     mean, weight = masked_blur(lin, mask, sigma)
-    sel = mask > 0.5
-    fallback = lin[sel].mean(axis=0) if sel.any() else lin.reshape(-1, 3).mean(axis=0)
-    a = np.clip(weight / 0.2, 0, 1)[..., None]
-    return a * mean + (1 - a) * fallback
+    sel = (mask > 0.5).astype(np.uint8)
+    fallback = np.array(cv2.mean(lin, mask=sel if sel.any() else None)[:3], np.float32)
+    a = _channels(np.clip(weight * np.float32(5.0), 0, 1), mean)  # weight / 0.2
+    return (mean - fallback) * a + fallback
 
 
 def shading_detail(

@@ -57,11 +57,35 @@ def keypoint_flow(
     return cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _jacobian_det(flow: np.ndarray) -> np.ndarray:
-    """det(I + grad flow) per pixel: the local area change of the map p -> p + flow(p)."""
-    dux, duy = np.gradient(flow[..., 0], axis=1), np.gradient(flow[..., 0], axis=0)
-    dvx, dvy = np.gradient(flow[..., 1], axis=1), np.gradient(flow[..., 1], axis=0)
-    return (1.0 + dux) * (1.0 + dvy) - duy * dvx
+_CENTRAL = np.array([[-0.5, 0.0, 0.5]], np.float32)
+
+
+def _flow_gradients(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flow's derivatives along x and along y, each (H, W, 2) float32: central differences inside and
+    one-sided ones on the outermost rows and columns (as :func:`numpy.gradient`, in two OpenCV filters).
+
+    Example:
+        >>> f = np.random.default_rng(0).random((9, 7, 2), dtype=np.float32)
+        >>> dx, dy = _flow_gradients(f)
+        >>> bool(np.allclose(dx, np.gradient(f, axis=1), atol=1e-6) and np.allclose(dy, np.gradient(f, axis=0), atol=1e-6))
+        True
+    """
+    f = np.ascontiguousarray(flow, np.float32)
+    dx = cv2.filter2D(f, -1, _CENTRAL, borderType=cv2.BORDER_REPLICATE).reshape(f.shape)
+    dy = cv2.filter2D(f, -1, _CENTRAL.T, borderType=cv2.BORDER_REPLICATE).reshape(f.shape)
+    if f.shape[1] > 1:
+        dx[:, 0], dx[:, -1] = f[:, 1] - f[:, 0], f[:, -1] - f[:, -2]
+    if f.shape[0] > 1:
+        dy[0], dy[-1] = f[1] - f[0], f[-1] - f[-2]
+    return dx, dy
+
+
+def _jacobian_det(flow: np.ndarray, scale: float = 1.0, gradients=None) -> np.ndarray:
+    """det(I + grad(scale * flow)) per pixel: the local area change of the map p -> p + scale * flow(p)
+    (``gradients``: :func:`_flow_gradients` of ``flow``, when already computed)."""
+    dx, dy = _flow_gradients(flow) if gradients is None else gradients
+    s = np.float32(scale)
+    return (1.0 + s * dx[..., 0]) * (1.0 + s * dy[..., 1]) - (s * s) * dy[..., 0] * dx[..., 1]
 
 
 def limit_flow_folds(flow: np.ndarray, min_area: float = 0.25) -> np.ndarray:
@@ -76,12 +100,13 @@ def limit_flow_folds(flow: np.ndarray, min_area: float = 0.25) -> np.ndarray:
         >>> bool(_jacobian_det(limit_flow_folds(f)).min() >= 0.25 - 1e-6)
         True
     """
-    if _jacobian_det(flow).min(initial=1.0) >= min_area:
+    gradients = _flow_gradients(flow)  # linear in the flow: computed once for every scale tried
+    if _jacobian_det(flow, 1.0, gradients).min(initial=1.0) >= min_area:
         return flow
     lo, hi = 0.0, 1.0  # the determinant is continuous in the scale and 1 at scale 0
     for _ in range(12):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if _jacobian_det(flow * mid).min() >= min_area else (lo, mid)
+        lo, hi = (mid, hi) if _jacobian_det(flow, mid, gradients).min() >= min_area else (lo, mid)
     return (flow * lo).astype(flow.dtype)
 
 
@@ -99,15 +124,8 @@ def _newton_inverse(flow: np.ndarray, iterations: int) -> np.ndarray:
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     # Jacobian of the flow, stacked as 4 channels so one remap samples it.
-    jac = np.stack(
-        [
-            np.gradient(flow[..., 0], axis=1),
-            np.gradient(flow[..., 0], axis=0),
-            np.gradient(flow[..., 1], axis=1),
-            np.gradient(flow[..., 1], axis=0),
-        ],
-        axis=-1,
-    ).astype(np.float32)
+    dx, dy = _flow_gradients(flow)
+    jac = np.stack([dx[..., 0], dy[..., 0], dx[..., 1], dy[..., 1]], axis=-1)
     px, py = gx.copy(), gy.copy()
 
     def residual(x, y):  # p + flow(p) - q
