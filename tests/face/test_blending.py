@@ -1,11 +1,11 @@
-"""The boundary membrane (the multi-band blend is covered by its doctest and the engine tests)."""
+"""The boundary membrane and the multi-band blend."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from saswap.face.blending import membrane_correction
+from saswap.face.blending import blend_offset, membrane_correction, pyramid_blend
 
 
 def _disk_ring(size: int, radius: int, width: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -68,3 +68,37 @@ def test_membrane_far_from_every_sample_takes_their_median():
         assert abs(off[2, 64, 0] - 40) < 1 and abs(off[56, 61, 0] - 25) < 1
     assert abs(robust[110, 64, 0] - 40) < 3
     assert abs(local[110, 64, 0] - 40) > abs(robust[110, 64, 0] - 40) + 2
+
+
+def _two_pyramid_blend(fg: np.ndarray, bg: np.ndarray, m: np.ndarray, levels: int) -> np.ndarray:
+    """Burt and Adelson's blend as written in the textbook: Laplacian pyramids of both images mixed band by band."""
+    gf, gb, gm = [fg.astype(np.float32)], [bg.astype(np.float32)], [m.astype(np.float32)]
+    for _ in range(levels):
+        gf.append(cv2.pyrDown(gf[-1]))
+        gb.append(cv2.pyrDown(gb[-1]))
+        gm.append(cv2.pyrDown(gm[-1]))
+    out = gf[-1] * gm[-1][..., None] + gb[-1] * (1 - gm[-1][..., None])
+    for lvl in range(levels - 1, -1, -1):
+        size = (gf[lvl].shape[1], gf[lvl].shape[0])
+        lf = gf[lvl] - cv2.pyrUp(gf[lvl + 1], dstsize=size)
+        lb = gb[lvl] - cv2.pyrUp(gb[lvl + 1], dstsize=size)
+        out = cv2.pyrUp(out, dstsize=size) + lf * gm[lvl][..., None] + lb * (1 - gm[lvl][..., None])
+    return out
+
+
+def test_pyramid_blend_equals_the_two_pyramid_blend_on_an_odd_sized_image():
+    # the blend is built on the difference of the two images alone (one pyramid instead of two): the same
+    # result up to rounding, also where the image's sides are odd at some level
+    rng = np.random.default_rng(3)
+    fg = rng.integers(0, 256, (101, 77, 3), dtype=np.uint8)
+    bg = cv2.GaussianBlur(rng.integers(0, 256, (101, 77, 3), dtype=np.uint8), (0, 0), 3)
+    m = np.zeros((101, 77), np.float32)
+    cv2.circle(m, (40, 50), 30, 1.0, -1)
+    m = cv2.GaussianBlur(m, (0, 0), 2)
+    reference = np.clip(_two_pyramid_blend(fg, bg, m, 4) + 0.5, 0, 255).astype(np.uint8)
+    out, support = pyramid_blend(fg, bg, m, levels=4)
+    assert np.abs(out.astype(int) - reference).max() <= 1
+    assert (np.abs(out.astype(int) - reference) > 0).mean() < 0.01
+    offset = blend_offset(fg, bg, m, levels=4)
+    assert np.abs(bg + offset - _two_pyramid_blend(fg, bg, m, 4)).max() < 1e-2
+    assert ((out != bg).any(axis=2) <= (support > 0)).all()

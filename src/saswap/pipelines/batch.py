@@ -395,7 +395,7 @@ class BatchWorker:
     Args:
         settings: the batch settings (as a dict of :class:`BatchSettings` fields).
         cache_dir: the template cache folder (every worker must reach it).
-        threads: threads for this worker (torch, OpenCV, the video frame workers, the video codecs). With 1
+        threads: threads for this worker (torch, OpenCV, BLAS, the video frame workers, the video codecs). With 1
             the worker keeps to one core: frames are decoded, made and encoded in turn on one thread.
     """
 
@@ -407,8 +407,11 @@ class BatchWorker:
             import cv2
             import torch
 
+            from threadpoolctl import threadpool_limits
+
             torch.set_num_threads(self.threads)
             cv2.setNumThreads(self.threads)
+            threadpool_limits(self.threads, user_api="blas")  # for the worker's life (see saswap.pipelines.threads)
         except Exception:  # pragma: no cover - threads are a speed hint only
             pass
         self._pipe = None

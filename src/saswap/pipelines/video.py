@@ -405,6 +405,7 @@ def swap_video(
     threads make frames, ``tone_smoothing`` is the :class:`ToneStabiliser`'s, 0 switches it off;
     ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core)."""
     from saswap.engines.base import SourceFace
+    from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
     from saswap.videoio import VIDEO_TAG_KEY, VideoReader, VideoWriter, probe_video
 
@@ -470,7 +471,8 @@ def swap_video(
         # cached): one thread 21.7 s, two 17.9 s; two worker processes 18.8 s (no gain on 2 cores, and a
         # spawned process re-runs the caller's main module, which a library cannot require to be guarded).
         pool = ThreadPoolExecutor(max(1, n_workers))
-        with VideoReader(template, start=start, end=end, threads=codec_threads) as reader, pool:
+        # the workers (and the codec's threads) use the cores; the maths inside each frame runs on its own thread
+        with blas_threads(1), VideoReader(template, start=start, end=end, threads=codec_threads) as reader, pool:
             with VideoWriter(
                 output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
             ) as writer:
