@@ -28,6 +28,18 @@ def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.n
         True
     """
     h, w = mask.shape[:2]
+    weighted, m, factor = _reduce(image, mask, sigma)
+    out, den = _normalised_blur(weighted, m, sigma / factor)
+    if factor > 1:
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+        den = cv2.resize(den, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out, den
+
+
+def _reduce(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """``image * mask`` and ``mask`` (float32) at the resolution a blur of ``sigma`` pixels is computed at, and
+    the reduction factor (large blurs at up to 1/8 of the size: the result is smooth anyway)."""
+    h, w = mask.shape[:2]
     m = mask.astype(np.float32)
     img = image.astype(np.float32)
     weighted = cv2.multiply(img, _channels(m, img))
@@ -37,15 +49,14 @@ def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.n
         # leak into the means through the area averaging.
         size = (max(1, w // factor), max(1, h // factor))
         m = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
-        weighted = cv2.resize(weighted, size, interpolation=cv2.INTER_AREA)
-    s = sigma / factor
-    num = cv2.GaussianBlur(weighted, (0, 0), s)
-    den = cv2.GaussianBlur(m, (0, 0), s)
-    out = cv2.divide(num, _channels(np.maximum(den, 1e-4), num))
-    if factor > 1:
-        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
-        den = cv2.resize(den, (w, h), interpolation=cv2.INTER_LINEAR)
-    return out, den
+        weighted = cv2.resize(weighted, size, interpolation=cv2.INTER_AREA).reshape(*m.shape, *img.shape[2:])
+    return weighted, m, factor
+
+
+def _normalised_blur(weighted: np.ndarray, m: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    num = cv2.GaussianBlur(weighted, (0, 0), sigma).reshape(weighted.shape)
+    den = cv2.GaussianBlur(m, (0, 0), sigma)
+    return cv2.divide(num, _channels(np.maximum(den, 1e-4), num)).reshape(weighted.shape), den
 
 
 def _channels(plane: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -65,7 +76,7 @@ _LINEAR_LUT = _srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
 
 def _to_linear(rgb: np.ndarray) -> np.ndarray:
     if rgb.dtype == np.uint8:
-        return _LINEAR_LUT[rgb]  # a table lookup: the power function per pixel is slow
+        return cv2.LUT(rgb, _LINEAR_LUT.reshape(1, 256))  # a table lookup: the power function per pixel is slow
     return _srgb_to_linear(rgb.astype(np.float32) / 255.0)
 
 
@@ -76,38 +87,44 @@ def _encode_srgb(lin: np.ndarray) -> np.ndarray:
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-#: :func:`_to_srgb` looks its result up in a table of 2**16 bins of linear values: the sRGB level at a bin's
-#: lower and upper end; the few bins across which the level changes are computed by the formula.
+#: :func:`_to_srgb` looks its result up in a table of 2**16 bins of linear values (the value times 2**16,
+#: rounded): the sRGB level at a bin's lower and upper end; the few bins across which the level changes are
+#: computed by the formula.
 _SRGB_BINS = 1 << 16
-_SRGB_EDGES = np.arange(_SRGB_BINS + 1, dtype=np.float64) / _SRGB_BINS
+_SRGB_EDGES = (np.arange(_SRGB_BINS + 1, dtype=np.float64) - 0.5) / _SRGB_BINS
 _SRGB_LOW = _encode_srgb(np.nextafter(_SRGB_EDGES[:-1].astype(np.float32), np.float32(2)))
 _SRGB_HIGH = _encode_srgb(np.nextafter(_SRGB_EDGES[1:].astype(np.float32), np.float32(-1)))
+_SRGB_LOW[0], _SRGB_HIGH[-1] = 0, 255  # the end bins also hold everything below 0 and above 1
 
 
 def _to_srgb(lin: np.ndarray) -> np.ndarray:
     """Linear RGB (float) to sRGB uint8, equal to :func:`_encode_srgb` (a table lookup: the power per pixel is slow).
 
     Example:
-        >>> x = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32) ** 2
+        >>> x = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32) * 1.2 - 0.1
         >>> bool((_to_srgb(x) == _encode_srgb(x)).all())
         True
     """
     lin = np.asarray(lin, np.float32)
-    index = np.clip(lin * _SRGB_BINS, 0, _SRGB_BINS - 1).astype(np.int32)
-    out = _SRGB_LOW[index]
-    unsure = out != _SRGB_HIGH[index]  # a level boundary inside the bin, or at its ends
+    index = cv2.multiply(lin, float(_SRGB_BINS), dtype=cv2.CV_16U)  # rounded and saturated to the table
+    out = np.take(_SRGB_LOW, index)
+    unsure = out != np.take(_SRGB_HIGH, index)  # a level boundary inside the bin
     if unsure.any():
         out[unsure] = _encode_srgb(lin[unsure])
     return out
 
 
 def _local_mean(lin: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian mean of ``lin`` over ``mask``; where the mask has nothing nearby, its global mean."""
-    mean, weight = masked_blur(lin, mask, sigma)
-    sel = (mask > 0.5).astype(np.uint8)
-    fallback = np.array(cv2.mean(lin, mask=sel if sel.any() else None)[:3], np.float32)
+    """Gaussian mean of ``lin`` (H, W, 3) over ``mask``; where the mask has nothing nearby (its blurred weight
+    below 0.2), fading to its mean over the whole mask. Computed at the blur's reduced resolution, upsampled once."""
+    h, w = mask.shape[:2]
+    weighted, m, factor = _reduce(lin, mask, sigma)
+    total = float(m.sum())
+    fallback = (weighted.reshape(-1, 3).sum(axis=0) / total if total > 0 else lin.reshape(-1, 3).mean(axis=0)).astype(np.float32)
+    mean, weight = _normalised_blur(weighted, m, sigma / factor)
     a = _channels(np.clip(weight * np.float32(5.0), 0, 1), mean)  # weight / 0.2
-    return (mean - fallback) * a + fallback
+    out = (mean - fallback) * a + fallback
+    return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR) if factor > 1 else out
 
 
 def shading_detail(
