@@ -450,14 +450,12 @@ def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np
     """
     h, w = image.shape[:2]
     full = np.zeros((h, w), np.float32)
-    ys, xs = np.nonzero(crop_mask > 1e-3)
-    if not len(xs):
+    bx, by, bw, bh = cv2.boundingRect((crop_mask > 1e-3).view(np.uint8))
+    if bw == 0 or bh == 0:
         return full
     inv = invert_affine(M)
-    corners = transform_points(
-        inv,
-        np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float64),
-    )
+    xa, ya, xb, yb = bx, by, bx + bw - 1, by + bh - 1
+    corners = transform_points(inv, np.array([[xa, ya], [xb, ya], [xb, yb], [xa, yb]], np.float64))
     x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
     x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, [w, h])
     if x1 <= x0 or y1 <= y0:
@@ -468,9 +466,8 @@ def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np
     mask[mask < 1e-3] = 0.0
     back = warp_back(crop, M_box, (y1 - y0, x1 - x0))
     patch = image[y0:y1, x0:x1]
-    region = np.nonzero(mask)  # only where the mask reaches (a fraction of the box)
-    m = mask[region][:, None]
-    blended = patch[region].astype(np.float32) * (1 - m) + back[region].astype(np.float32) * m
-    patch[region] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    # patch + mask * (back - patch), rounded: where the mask is 0 the patch stays as it is
+    step = cv2.multiply(cv2.subtract(back, patch, dtype=cv2.CV_32F), cv2.merge([mask] * 3))
+    patch[...] = np.clip(cv2.add(step, patch, dtype=cv2.CV_32F) + 0.5, 0, 255).astype(np.uint8)
     full[y0:y1, x0:x1] = mask
     return full

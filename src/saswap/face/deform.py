@@ -51,9 +51,11 @@ def keypoint_flow(
     values = np.concatenate([mot, np.zeros_like(ring)])
     rbf = RBFInterpolator(anchors, values, kernel="thin_plate_spline", smoothing=1e-3 * len(anchors))
     gy, gx = np.meshgrid(np.linspace(0, h - 1, grid), np.linspace(0, w - 1, grid), indexing="ij")
-    coarse = rbf(np.stack([gx.ravel(), gy.ravel()], axis=1)).reshape(grid, grid, 2)
     dist = np.linalg.norm(np.stack([gx, gy], -1) - centre, axis=2)
-    coarse *= np.clip((radius - dist) / max(support * 0.5, 1.0), 0.0, 1.0)[..., None]  # exactly zero outside the ring
+    fade = np.clip((radius - dist) / max(support * 0.5, 1.0), 0.0, 1.0)  # exactly zero outside the ring
+    inside = fade > 0  # the spline is evaluated only there
+    coarse = np.zeros((grid, grid, 2))
+    coarse[inside] = rbf(np.stack([gx[inside], gy[inside]], axis=1)) * fade[inside][:, None]
     return cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 

@@ -632,13 +632,14 @@ class ToneStabiliser:
 
         from saswap.face.alignment import invert_affine
 
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if not len(rows):
+        x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
+        if bw == 0 or bh == 0:
             return
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-        m = mask[y0:y1, x0:x1]
+        y1, x1 = y0 + bh, x0 + bw
+        m = np.ascontiguousarray(mask[y0:y1, x0:x1], np.float32)
+        m3 = cv2.merge([m, m, m])
         patch = out[y0:y1, x0:x1]
-        diff = (patch.astype(np.float32) - template[y0:y1, x0:x1]) * m[..., None]
+        diff = cv2.multiply(cv2.subtract(patch, template[y0:y1, x0:x1], dtype=cv2.CV_32F), m3)
         g = self.grid
         to_grid = np.asarray(transform, np.float64) * (g / float(crop_size))
         to_grid[:, 2] += to_grid[:, :2] @ np.array([x0, y0], np.float64)  # from box coordinates
@@ -660,8 +661,9 @@ class ToneStabiliser:
             shift.astype(np.float32), invert_affine(to_grid), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )  # fmt: skip
-        inside = m > 0
-        patch[inside] = np.clip(patch[inside] + m[inside, None] * back[inside] + 0.5, 0, 255).astype(np.uint8)
+        # where the mask is 0 the patch stays as it is (its integer value plus 0.5, floored)
+        moved = cv2.add(cv2.multiply(m3, back.reshape(m3.shape)), patch, dtype=cv2.CV_32F)
+        patch[...] = np.clip(moved + 0.5, 0, 255).astype(np.uint8)
 
 
 def _changed_box(masks: list[np.ndarray]) -> tuple[int, int, int, int] | None:
