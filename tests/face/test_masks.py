@@ -149,3 +149,16 @@ def test_colour_features_agree_across_input_layouts():
     assert feats.dtype == np.float32 and feats.shape == (60, 80, 3)
     assert np.allclose(feats, _colour_features(image.astype(np.float32)), atol=1e-5)
     assert np.allclose(feats[..., 2], image.mean(axis=-1), atol=1e-4)
+
+
+def test_dilation_within_the_mask_box_equals_a_whole_image_dilation():
+    from saswap.face.masks import _dilate_within_box
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # blobs anywhere, at the image's edges too, and empty masks
+        m = np.zeros((97, 83), np.float32)
+        for _ in range(rng.integers(0, 4)):
+            x, y = rng.integers(0, 83), rng.integers(0, 97)
+            m[y : y + rng.integers(1, 9), x : x + rng.integers(1, 9)] = 1
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(rng.integers(1, 8)) + 1,) * 2)
+        assert np.array_equal(_dilate_within_box(m, k), cv2.dilate(m, k))

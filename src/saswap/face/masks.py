@@ -133,7 +133,7 @@ def face_region_masks(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
         polygon_mask(pts[list(region_loop("RIGHT_EYE"))], shape),
     )
     eye_size = max(2, int(round(np.linalg.norm(pts[33] - pts[263]) * 0.06)))
-    eyes_outer = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * eye_size + 1,) * 2))
+    eyes_outer = _dilate_within_box(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * eye_size + 1,) * 2))
     brow_idx = (
         {i for e in _brow_edges("LEFT_EYEBROW") for i in e},
         {i for e in _brow_edges("RIGHT_EYEBROW") for i in e},
@@ -162,6 +162,20 @@ def face_region_masks(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
         "skin": skin,
         "reference": reference,
     }
+
+
+def _dilate_within_box(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``cv2.dilate(mask, kernel)``, computed only over the mask's bounding box grown by the kernel's reach
+    (the eyes are a small part of the crop)."""
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8) if mask.dtype == bool else (mask > 0).astype(np.uint8))
+    if w == 0 or h == 0:
+        return np.zeros_like(mask)
+    ry, rx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    y0, y1 = max(0, y - ry), min(mask.shape[0], y + h + ry)
+    x0, x1 = max(0, x - rx), min(mask.shape[1], x + w + rx)
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = cv2.dilate(np.ascontiguousarray(mask[y0:y1, x0:x1]), kernel)
+    return out
 
 
 def _brow_edges(name: str):
