@@ -467,9 +467,10 @@ def swap_video(
         n_workers = max(0, min(int(workers), 8))  # 0: frames made on this thread (a process meant to use one core)
         pending: deque = deque()
         frame_cut: dict = {}
-        # Threads make the frames beside decoding and encoding on this thread. Measured on 6 s of 720p (s32,
-        # cached): one thread 21.7 s, two 17.9 s; two worker processes 18.8 s (no gain on 2 cores, and a
-        # spawned process re-runs the caller's main module, which a library cannot require to be guarded).
+        # Threads make the frames beside decoding and encoding on this thread. Measured on 3 s of 720p (s32,
+        # cached, 2 cores): one thread 7.0 s, two 5.8 s; earlier, two worker processes were no faster than two
+        # threads (and a spawned process re-runs the caller's main module, which a library cannot require to be
+        # guarded).
         pool = ThreadPoolExecutor(max(1, n_workers))
         # the workers (and the codec's threads) use the cores; the maths inside each frame runs on its own thread
         with blas_threads(1), VideoReader(template, start=start, end=end, threads=codec_threads) as reader, pool:
