@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 from pathlib import Path
 
 import cv2
@@ -83,7 +84,8 @@ def main() -> None:
     engine_config, compose = Compositor.split_config(config)
     engine = NaiveSwapEngine() if args.engine == "naive" else GeometricEngine(**engine_config)
     pipe = SaSwapPipeline(engine, compositor=Compositor(**compose))
-    tag = "".join(f"_{k}-{v}" for k, v in sorted(config.items()))
+    # a setting's value may be a folder (a parser's weights): only its last part, in characters a file name can hold
+    tag = "".join(f"_{k}-{re.sub(r'[^A-Za-z0-9.+-]', '_', Path(str(v)).name or str(v))}" for k, v in sorted(config.items()))
     if args.shape_strength != 1.0:
         tag += f"_strength-{args.shape_strength:g}"
     if tag or args.engine != "geometric":
