@@ -224,6 +224,54 @@ def test_occlusion_masks_are_made_steady_within_a_shot():
     assert _steady_masks(frames, 2, 2).faces[0].data["occlusion"][2, 2] == 0  # the earlier shot does not count
 
 
+def _tone_frames(offsets, light):
+    """A template whose face area's light follows ``light`` and a swapped output whose face is the template's
+    plus a per-frame colour offset (flicker), frame by frame; the face's mask and an identity alignment."""
+    mask = np.zeros((96, 96), np.float32)
+    cv2.circle(mask, (48, 48), 30, 1.0, -1)
+    out, template = [], []
+    for off, lit in zip(offsets, light):
+        t = np.full((96, 96, 3), 100 + lit, np.uint8)
+        o = t.copy()
+        o[mask > 0] = np.clip(t[mask > 0].astype(int) + 20 + off, 0, 255)
+        template.append(t)
+        out.append(o)
+    return out, template, mask
+
+
+def _face_mean(image, mask):
+    return float(image[mask > 0].mean())
+
+
+def test_tone_stabiliser_removes_flicker_without_lag_and_keeps_the_template_light_and_cuts():
+    from saswap.pipelines.video import ToneStabiliser
+
+    rng = np.random.default_rng(0)
+    n = 40
+    offsets = np.round(rng.normal(0, 4, n)).astype(int)  # frame-to-frame flicker of the swapped face
+    light = np.where(np.arange(n) < 20, 0, 30)  # the template's own light steps up at frame 20 (kept)
+    cut_at = 30  # a new shot: the offset of the swap changes there, and must not leak across
+    offsets[cut_at:] += 25
+    out, template, mask = _tone_frames(offsets, light)
+    before = [_face_mean(o, mask) - _face_mean(t, mask) for o, t in zip(out, template)]
+    st = ToneStabiliser(reach=6, grid=16, sigma=1.0)
+    eye = np.eye(2, 3)
+    for i in range(n):
+        st.measure(1, i, i == cut_at, out[i], template[i], mask, eye, 96)
+    for i in range(n):
+        st.apply(1, i, out[i], mask, eye, 96)
+        st.forget(i)
+    after = np.array([_face_mean(o, mask) - _face_mean(t, mask) for o, t in zip(out, template)])
+    inner = [i for i in range(n) if abs(i - cut_at) > 6]
+    assert np.abs(np.diff(after)[inner[:-1]]).mean() < 0.35 * np.abs(np.diff(before)[inner[:-1]]).mean()
+    assert abs(after[:cut_at].mean() - np.mean(before[:cut_at])) < 1.0  # no drift: the mean offset is kept
+    assert after[cut_at:].mean() - after[:cut_at].mean() > 20  # the cut's step is not smoothed away
+    assert abs(after[cut_at - 1] - np.mean(before[cut_at - 7 : cut_at])) < 2.5  # nor blurred across the cut
+    # outside the mask nothing changes, and the template's light step is in the output
+    assert all((o[mask == 0] == t[mask == 0]).all() for o, t in zip(out, template))
+    assert _face_mean(out[25], mask) - _face_mean(out[15], mask) > 20
+
+
 def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_path, caplog):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -398,11 +398,11 @@ def swap_video(
     progress: bool | ProgressCallback = True,
     tag: dict[str, Any] | None = None,
     workers: int = 2,
-    tone_smoothing: float = 0.8,
+    tone_reach: int = 12,
     codec_threads: bool = True,
 ) -> SaSwapVideoOutput:
     """Swap the source's face into a template video (see :meth:`SaSwapPipeline.swap_video`; ``workers``
-    threads make frames, ``tone_smoothing`` is the :class:`ToneStabiliser`'s, 0 switches it off;
+    threads make frames, ``tone_reach`` is the :class:`ToneStabiliser`'s (frames each side), 0 switches it off;
     ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core)."""
     from saswap.engines.base import SourceFace
     from saswap.pipelines.threads import blas_threads
@@ -460,9 +460,11 @@ def swap_video(
         video_tag = tag if tag is not None else make_tag(engine=pipe.engine.name, shape_strength=shape_strength, media="video")
         metadata = {VIDEO_TAG_KEY: _json(video_tag)}
         frames = swapped_frames = swapped_faces = 0
+        reach = max(0, int(tone_reach))
         used: set[int] = set()
 
-        stabiliser = ToneStabiliser(tone_smoothing) if tone_smoothing > 0 else None
+        stabiliser = ToneStabiliser(tone_reach) if tone_reach > 0 else None
+        held: deque = deque()  # frames made and measured, waiting for the stabiliser's lookahead
 
         n_workers = max(0, min(int(workers), 8))  # 0: frames made on this thread (a process meant to use one core)
         pending: deque = deque()
@@ -479,33 +481,47 @@ def swap_video(
             ) as writer:
                 records = None
 
-                def drain(limit: int) -> None:
+                def finish(frame, faces, box, out, masks) -> None:
                     nonlocal frames, swapped_frames, swapped_faces
+                    t3 = time.perf_counter()
+                    if stabiliser is not None and box is not None:
+                        for tf, mask in zip(faces, masks):
+                            stabiliser.apply(tf.face.track_id, frame.index, out, mask, tf.transform, pipe.engine.crop_size)
+                        stabiliser.forget(frame.index)
+                    timings["compose"] += time.perf_counter() - t3
+                    t3 = time.perf_counter()
+                    changed = None
+                    if box is not None:
+                        changed = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
+                    writer.write(out if box is not None else None, frame, box, changed)
+                    timings["encode"] += time.perf_counter() - t3
+                    if box is not None:
+                        swapped_frames += 1
+                        swapped_faces += len(faces)
+                        used.update(tf.face.track_id for tf in faces)
+                    frames += 1
+                    bar.update(1)
+
+                def drain(limit: int, final: bool = False) -> None:
                     while len(pending) > limit:
                         frame, faces, future = pending.popleft()
                         box, out, masks, stage = future.result()
                         timings["engine"] += stage.get("swap", 0.0)
                         t3 = time.perf_counter()
+                        cut = frame_cut.pop(frame.pts, False)
                         if stabiliser is not None and box is not None:
-                            cut = frame_cut.get(frame.pts, False)
                             for tf, mask in zip(faces, masks):
-                                stabiliser(
+                                stabiliser.measure(
                                     tf.face.track_id, frame.index, cut, out, frame.image, mask, tf.transform,
                                     pipe.engine.crop_size,
                                 )  # fmt: skip
                         timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
-                        t3 = time.perf_counter()
-                        changed = None
-                        if box is not None:
-                            changed = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
-                        writer.write(out if box is not None else None, frame, box, changed)
-                        timings["encode"] += time.perf_counter() - t3
-                        if box is not None:
-                            swapped_frames += 1
-                            swapped_faces += len(faces)
-                            used.update(tf.face.track_id for tf in faces)
-                        frames += 1
-                        bar.update(1)
+                        held.append((frame, faces, box, out, masks))
+                        # a frame is written once the stabiliser has seen the frames after it
+                        while held and held[0][0].index + reach <= frame.index:
+                            finish(*held.popleft())
+                    while final and held:  # the end of the video: nothing more to wait for
+                        finish(*held.popleft())
 
                 with _progress(_expected_frames(info, start, end), f"swapping {template.name}", progress) as bar:
                     td = time.perf_counter()
@@ -526,7 +542,8 @@ def swap_video(
                         frame_cut[frame.pts] = analysis.shot_cut
                         timings["analysis"] += time.perf_counter() - t1
                         # Frames are made on worker threads (OpenCV and numpy release the GIL) and written in order;
-                        # at most two frames per worker are in flight, so memory does not grow with the video.
+                        # at most two frames per worker are in flight and the stabiliser holds ``reach`` more, so memory
+                        # does not grow with the video.
                         ws = [w[tf.face.track_id] for tf in faces]
                         if not faces:
                             future = _done((None, None, [], {}))
@@ -539,7 +556,7 @@ def swap_video(
                         pending.append((frame, faces, future))
                         drain(2 * n_workers)
                         td = time.perf_counter()
-                    drain(0)
+                    drain(0, final=True)
                 te = time.perf_counter()
             timings["encode"] += time.perf_counter() - te  # flushing the encoder and muxing on close
         if frames == 0:
@@ -581,33 +598,47 @@ def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights):
 
 
 class ToneStabiliser:
-    """Removes tone flicker of a swapped face over time, track by track, in frame order.
+    """Removes tone flicker of a swapped face over time, track by track, with no lag.
 
     The compose stage matches each frame's face to its target's skin on its own, so small frame-to-frame
     changes (which boundary samples qualify for the membrane, where the mapped detail falls) make the
     face's colour flicker at low spatial frequency. What should stay steady along a track is the face's
     colour *relative to the template's* (the template's own light changes are kept: they are in the
     target). Per track, that difference is low-passed on a coarse grid in the face's aligned coordinates
-    (which follow the head), smoothed over time with an exponential moving average (restarting at shot
-    cuts and where the track was lost), and each frame's face is shifted by the smoothed minus its own
-    low-pass, inside its mask only. Frames are handled in order, so the result does not depend on how
-    many threads made them.
+    (which follow the head) and smoothed over time in both directions: each frame takes the Gaussian-weighted
+    mean over ``reach`` frames before and after it, within its shot and the run of frames where its track is
+    seen. A swap therefore writes a frame once the ``reach`` frames after it are made (:meth:`measure` every
+    frame as it is made, :meth:`apply` ``reach`` frames later); the result does not depend on how many
+    threads made them.
 
     Args:
-        smoothing: weight of the past in the moving average, in [0, 1) (0.8: a time constant of ~4.5 frames).
+        reach: frames on each side of the temporal smoothing (its Gaussian's sigma is half of it).
         grid: side of the coarse grid over the aligned crop.
         sigma: low-pass of the difference, in grid cells.
     """
 
-    def __init__(self, smoothing: float = 0.8, grid: int = 48, sigma: float = 2.0) -> None:
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
-        self.smoothing = float(smoothing)
+    def __init__(self, reach: int = 12, grid: int = 48, sigma: float = 1.0) -> None:
+        if reach < 1:
+            raise ValueError(f"reach must be at least 1 frame, got {reach}")
+        self.reach = int(reach)
         self.grid = int(grid)
         self.sigma = float(sigma)
-        self._state: dict[int, tuple[int, np.ndarray]] = {}
+        self._lows: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # track -> frame -> (low-pass, weight)
+        self._cuts: dict[int, set[int]] = {}  # track -> frames a shot cut precedes
 
-    def __call__(
+    def _geometry(self, mask: np.ndarray, transform: np.ndarray, crop_size: int):
+        """The mask's box (x0, y0, x1, y1), its mask as 3 channels, and the box -> grid affine; None when empty."""
+        import cv2
+
+        x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
+        if bw == 0 or bh == 0:
+            return None
+        m = np.ascontiguousarray(mask[y0 : y0 + bh, x0 : x0 + bw], np.float32)
+        to_grid = np.asarray(transform, np.float64) * (self.grid / float(crop_size))
+        to_grid[:, 2] += to_grid[:, :2] @ np.array([x0, y0], np.float64)  # from box coordinates
+        return (x0, y0, x0 + bw, y0 + bh), m, to_grid
+
+    def measure(
         self,
         track: int,
         index: int,
@@ -618,43 +649,67 @@ class ToneStabiliser:
         transform: np.ndarray,
         crop_size: int,
     ) -> None:
-        """Stabilise one face of frame ``index`` in ``out`` (in place, only where ``mask`` > 0).
+        """Record one face of frame ``index``: the low-pass of ``out`` minus ``template`` inside ``mask``.
 
         Args:
             track: the face's track id.
             index: the frame's index.
             cut: whether a shot cut precedes the frame.
-            out: the swapped frame, RGB uint8 (H, W, 3), modified in place.
+            out: the swapped frame, RGB uint8 (H, W, 3).
             template: the template frame.
             mask: where the swap changed the frame, float32 (H, W).
             transform: the face's frame -> crop similarity, shape (2, 3); ``crop_size`` its crop's side.
         """
         import cv2
 
-        from saswap.face.alignment import invert_affine
-
-        x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
-        if bw == 0 or bh == 0:
+        geometry = self._geometry(mask, transform, crop_size)
+        if geometry is None:
             return
-        y1, x1 = y0 + bh, x0 + bw
-        m = np.ascontiguousarray(mask[y0:y1, x0:x1], np.float32)
+        (x0, y0, x1, y1), m, to_grid = geometry
         m3 = cv2.merge([m, m, m])
-        patch = out[y0:y1, x0:x1]
-        diff = cv2.multiply(cv2.subtract(patch, template[y0:y1, x0:x1], dtype=cv2.CV_32F), m3)
+        diff = cv2.multiply(cv2.subtract(out[y0:y1, x0:x1], template[y0:y1, x0:x1], dtype=cv2.CV_32F), m3)
         g = self.grid
-        to_grid = np.asarray(transform, np.float64) * (g / float(crop_size))
-        to_grid[:, 2] += to_grid[:, :2] @ np.array([x0, y0], np.float64)  # from box coordinates
         d = cv2.warpAffine(diff, to_grid, (g, g), flags=cv2.INTER_LINEAR | cv2.WARP_FILL_OUTLIERS)
         w = cv2.warpAffine(m, to_grid, (g, g), flags=cv2.INTER_LINEAR)
         num = cv2.GaussianBlur(d, (0, 0), self.sigma)
         den = cv2.GaussianBlur(w, (0, 0), self.sigma)[..., None]
-        low = num / np.maximum(den, 1e-3)
-        prev = self._state.get(track)
-        if prev is None or cut or prev[0] != index - 1:
-            smooth = low
-        else:
-            smooth = self.smoothing * prev[1] + (1.0 - self.smoothing) * low
-        self._state[track] = (index, smooth)
+        self._lows.setdefault(track, {})[index] = (num / np.maximum(den, 1e-3), den)
+        if cut:
+            self._cuts.setdefault(track, set()).add(index)
+
+    def smoothed(self, track: int, index: int) -> np.ndarray | None:
+        """The two-way smoothed low-pass of ``track`` at frame ``index`` (None when it was not measured)."""
+        lows = self._lows.get(track, {})
+        if index not in lows:
+            return None
+        cuts = self._cuts.get(track, set())
+        frames = [index]
+        j = index - 1
+        while j >= index - self.reach and j in lows and (j + 1) not in cuts:  # back to the shot's or the run's start
+            frames.append(j)
+            j -= 1
+        j = index + 1
+        while j <= index + self.reach and j in lows and j not in cuts:
+            frames.append(j)
+            j += 1
+        scale = max(self.reach / 2.0, 1e-6)
+        weights = np.exp(-0.5 * ((np.array(frames, np.float64) - index) / scale) ** 2)
+        total = sum(float(wt) * lows[f][0] for wt, f in zip(weights, frames))
+        return (total / float(weights.sum())).astype(np.float32)
+
+    def apply(self, track: int, index: int, out: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int) -> None:
+        """Shift one face of frame ``index`` in ``out`` (in place, only where ``mask`` > 0) by its track's smoothed
+        low-pass minus its own; call once the ``reach`` frames after it are measured (or the video has ended)."""
+        import cv2
+
+        from saswap.face.alignment import invert_affine
+
+        smooth = self.smoothed(track, index)
+        geometry = self._geometry(mask, transform, crop_size)
+        if smooth is None or geometry is None:
+            return
+        (x0, y0, x1, y1), m, to_grid = geometry
+        low, den = self._lows[track][index]
         shift = (smooth - low) * (den > 0.05)
         if np.abs(shift).max() < 0.05:
             return
@@ -662,9 +717,21 @@ class ToneStabiliser:
             shift.astype(np.float32), invert_affine(to_grid), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )  # fmt: skip
+        patch = out[y0:y1, x0:x1]
         # where the mask is 0 the patch stays as it is (its integer value plus 0.5, floored)
-        moved = cv2.add(cv2.multiply(m3, back.reshape(m3.shape)), patch, dtype=cv2.CV_32F)
+        moved = cv2.add(cv2.multiply(cv2.merge([m, m, m]), back.reshape(*m.shape, 3)), patch, dtype=cv2.CV_32F)
         patch[...] = np.clip(moved + 0.5, 0, 255).astype(np.uint8)
+
+    def forget(self, before: int) -> None:
+        """Drop what no frame from ``before`` on needs (frames more than ``reach`` earlier)."""
+        limit = before - self.reach
+        for track in list(self._lows):
+            lows = self._lows[track]
+            for index in [i for i in lows if i < limit]:
+                del lows[index]
+            self._cuts[track] = {i for i in self._cuts.get(track, set()) if i >= limit}
+            if not lows:
+                del self._lows[track]
 
 
 def _changed_box(masks: list[np.ndarray]) -> tuple[int, int, int, int] | None:
