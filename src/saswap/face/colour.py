@@ -120,7 +120,8 @@ def _local_mean(lin: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     h, w = mask.shape[:2]
     weighted, m, factor = _reduce(lin, mask, sigma)
     total = float(m.sum())
-    fallback = (weighted.reshape(-1, 3).sum(axis=0) / total if total > 0 else lin.reshape(-1, 3).mean(axis=0)).astype(np.float32)
+    fallback = weighted.reshape(-1, 3).sum(axis=0) / total if total > 0 else lin.reshape(-1, 3).mean(axis=0)
+    fallback = fallback.astype(np.float32)
     mean, weight = _normalised_blur(weighted, m, sigma / factor)
     a = _channels(np.clip(weight * np.float32(5.0), 0, 1), mean)  # weight / 0.2
     out = (mean - fallback) * a + fallback

@@ -69,7 +69,9 @@ def _flow_gradients(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Example:
         >>> f = np.random.default_rng(0).random((9, 7, 2), dtype=np.float32)
         >>> dx, dy = _flow_gradients(f)
-        >>> bool(np.allclose(dx, np.gradient(f, axis=1), atol=1e-6) and np.allclose(dy, np.gradient(f, axis=0), atol=1e-6))
+        >>> bool(np.allclose(dx, np.gradient(f, axis=1), atol=1e-6))
+        True
+        >>> bool(np.allclose(dy, np.gradient(f, axis=0), atol=1e-6))
         True
     """
     f = np.ascontiguousarray(flow, np.float32)

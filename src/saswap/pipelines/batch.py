@@ -406,7 +406,6 @@ class BatchWorker:
         try:
             import cv2
             import torch
-
             from threadpoolctl import threadpool_limits
 
             torch.set_num_threads(self.threads)

@@ -486,7 +486,9 @@ def swap_video(
                     t3 = time.perf_counter()
                     if stabiliser is not None and box is not None:
                         for tf, mask in zip(faces, masks):
-                            stabiliser.apply(tf.face.track_id, frame.index, out, mask, tf.transform, pipe.engine.crop_size)
+                            stabiliser.apply(
+                                tf.face.track_id, frame.index, out, mask, tf.transform, pipe.engine.crop_size
+                            )
                         stabiliser.forget(frame.index)
                     timings["compose"] += time.perf_counter() - t3
                     t3 = time.perf_counter()
@@ -697,7 +699,9 @@ class ToneStabiliser:
         total = sum(float(wt) * lows[f][0] for wt, f in zip(weights, frames))
         return (total / float(weights.sum())).astype(np.float32)
 
-    def apply(self, track: int, index: int, out: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int) -> None:
+    def apply(
+        self, track: int, index: int, out: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int
+    ) -> None:
         """Shift one face of frame ``index`` in ``out`` (in place, only where ``mask`` > 0) by its track's smoothed
         low-pass minus its own; call once the ``reach`` frames after it are measured (or the video has ended)."""
         import cv2
