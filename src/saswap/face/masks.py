@@ -167,7 +167,7 @@ def face_region_masks(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
 def _dilate_within_box(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """``cv2.dilate(mask, kernel)``, computed only over the mask's bounding box grown by the kernel's reach
     (the eyes are a small part of the crop)."""
-    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8) if mask.dtype == bool else (mask > 0).astype(np.uint8))
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
     if w == 0 or h == 0:
         return np.zeros_like(mask)
     ry, rx = kernel.shape[0] // 2, kernel.shape[1] // 2
