@@ -533,3 +533,26 @@ def test_is_video_file(tmp_path):
     assert not is_video_file(tmp_path / "t.mp4")
     assert not is_video_file(tmp_path / "missing.mp4")
     assert not is_video_file(make_clip(tmp_path / "sound.mp4", video=False, audio_seconds=0.3))
+
+
+def test_every_entry_point_writes_videos_at_one_default_quality():
+    """The swap's default crf is written out where importing PyAV is avoided: all must agree with DEFAULT_CRF."""
+    import inspect
+
+    from saswap.cli import build_parser
+    from saswap.pipelines.batch import BatchSettings
+    from saswap.pipelines.image import SaSwapPipeline
+    from saswap.pipelines.video import swap_video
+    from saswap.videoio import DEFAULT_CRF, VideoWriter
+
+    defaults = {
+        "swap_video": inspect.signature(swap_video).parameters["crf"].default,
+        "SaSwapPipeline.swap_video": inspect.signature(SaSwapPipeline.swap_video).parameters["crf"].default,
+        "VideoWriter": inspect.signature(VideoWriter).parameters["crf"].default,
+        "BatchSettings": BatchSettings.__dataclass_fields__["crf"].default,
+    }
+    parser = build_parser()
+    for command in ("swap", "batch"):
+        sub = next(a for a in parser._subparsers._group_actions if command in a.choices).choices[command]
+        defaults[f"saswap {command} --crf"] = sub.get_default("crf")
+    assert defaults == {k: DEFAULT_CRF for k in defaults}

@@ -75,7 +75,14 @@ __all__ = [
     "VideoWriter",
     "read_video_tag",
     "VIDEO_TAG_KEY",
+    "DEFAULT_CRF",
 ]
+
+#: The encoder quality a swap writes at by default (x264/x265 constant rate factor). A swap re-encodes the whole
+#: template, and the new face is new content to quantise in every frame: at 18 the encoder's frame-to-frame noise
+#: on the face made its skin tone flicker 2.2-2.4x as much as the template's on two talking heads, at 14 1.6-1.7x
+#: (files ~1.9x the size; benchmarks/RESULTS.md).
+DEFAULT_CRF = 14
 
 logger = logging.getLogger(__name__)
 
@@ -776,7 +783,7 @@ class VideoWriter:
         height: int | None = None,
         fps: float | None = None,
         codec: str | None = None,
-        crf: int | None = 18,
+        crf: int | None = DEFAULT_CRF,
         preset: str | None = "veryfast",
         pix_fmt: str = "yuv420p",
         audio: bool = True,

@@ -92,7 +92,7 @@ class BatchSettings:
     reference: str | None = None
     enhance: str | None = None
     codec: str = "libx264"
-    crf: int | None = 18
+    crf: int | None = 14  # saswap.videoio.DEFAULT_CRF (this module does not import PyAV)
     preset: str | None = "veryfast"
     force: bool = False
 

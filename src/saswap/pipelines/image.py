@@ -391,7 +391,7 @@ class SaSwapPipeline:
         start: float | None = None,
         end: float | None = None,
         codec: str = "libx264",
-        crf: int | None = 18,
+        crf: int | None = 14,  # saswap.videoio.DEFAULT_CRF
         preset: str | None = "veryfast",
         fade_frames: int = 5,
         progress: bool | Callable[[str, int, int | None], None] = True,

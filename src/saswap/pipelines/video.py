@@ -392,7 +392,7 @@ def swap_video(
     start: float | None = None,
     end: float | None = None,
     codec: str = "libx264",
-    crf: int | None = 18,
+    crf: int | None = 14,  # saswap.videoio.DEFAULT_CRF (PyAV is imported only when a video is read)
     preset: str | None = "veryfast",
     fade_frames: int = 5,
     progress: bool | ProgressCallback = True,
