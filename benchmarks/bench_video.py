@@ -54,6 +54,8 @@ def floor(path: Path, preset: str) -> float:
     """Wall time of a plain PyAV decode (to RGB) + libx264 encode of the whole video."""
     import av
 
+    from saswap.videoio import DEFAULT_CRF
+
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, av.open(str(path)) as inp:
         stream = inp.streams.video[0]
@@ -61,7 +63,7 @@ def floor(path: Path, preset: str) -> float:
         with av.open(str(Path(tmp) / "floor.mp4"), "w") as out:
             vs = out.add_stream("libx264", rate=stream.average_rate)
             vs.width, vs.height, vs.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
-            vs.options = {"crf": "18", "preset": preset}
+            vs.options = {"crf": str(DEFAULT_CRF), "preset": preset}  # the swap's own default quality
             vs.thread_type = "AUTO"
             for frame in inp.decode(stream):
                 rgb = frame.to_ndarray(format="rgb24")
