@@ -55,7 +55,8 @@ def keypoint_flow(
     fade = np.clip((radius - dist) / max(support * 0.5, 1.0), 0.0, 1.0)  # exactly zero outside the ring
     inside = fade > 0  # the spline is evaluated only there
     coarse = np.zeros((grid, grid, 2))
-    coarse[inside] = rbf(np.stack([gx[inside], gy[inside]], axis=1)) * fade[inside][:, None]
+    if inside.any():
+        coarse[inside] = rbf(np.stack([gx[inside], gy[inside]], axis=1)) * fade[inside][:, None]
     return cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
