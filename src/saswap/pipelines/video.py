@@ -502,7 +502,6 @@ def swap_video(
                         swapped_faces += len(faces)
                         used.update(tf.face.track_id for tf in faces)
                     frames += 1
-                    bar.update(1)
 
                 def drain(limit: int, final: bool = False) -> None:
                     while len(pending) > limit:
@@ -519,6 +518,7 @@ def swap_video(
                                 )  # fmt: skip
                         timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
                         held.append((frame, faces, box, out, masks))
+                        bar.update(1)  # frames made (written once the stabiliser has seen the frames after them)
                         # a frame is written once the stabiliser has seen the frames after it
                         while held and held[0][0].index + reach <= frame.index:
                             finish(*held.popleft())
