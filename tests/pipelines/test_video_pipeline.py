@@ -259,7 +259,7 @@ def test_tone_stabiliser_removes_flicker_without_lag_and_keeps_the_template_ligh
     for i in range(n):
         st.measure(1, i, i == cut_at, out[i], template[i], mask, eye, 96)
     for i in range(n):
-        st.apply(1, i, out[i], mask, eye, 96)
+        st.apply(1, i, out[i])
         st.forget(i)
     after = np.array([_face_mean(o, mask) - _face_mean(t, mask) for o, t in zip(out, template)])
     inner = [i for i in range(n) if abs(i - cut_at) > 6]

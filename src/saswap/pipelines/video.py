@@ -485,10 +485,8 @@ def swap_video(
                     nonlocal frames, swapped_frames, swapped_faces
                     t3 = time.perf_counter()
                     if stabiliser is not None and box is not None:
-                        for tf, mask in zip(faces, masks):
-                            stabiliser.apply(
-                                tf.face.track_id, frame.index, out, mask, tf.transform, pipe.engine.crop_size
-                            )
+                        for tf in faces:
+                            stabiliser.apply(tf.face.track_id, frame.index, out)
                         stabiliser.forget(frame.index)
                     timings["compose"] += time.perf_counter() - t3
                     t3 = time.perf_counter()
@@ -518,8 +516,7 @@ def swap_video(
                                 )  # fmt: skip
                         timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
                         held.append((frame, faces, box, out, masks))
-                        bar.update(1)  # frames made (written once the stabiliser has seen the frames after them)
-                        # a frame is written once the stabiliser has seen the frames after it
+                        bar.update(1)  # frames made; each is written once the stabiliser has seen the frames after it
                         while held and held[0][0].index + reach <= frame.index:
                             finish(*held.popleft())
                     while final and held:  # the end of the video: nothing more to wait for
@@ -625,11 +622,12 @@ class ToneStabiliser:
         self.reach = int(reach)
         self.grid = int(grid)
         self.sigma = float(sigma)
-        self._lows: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # track -> frame -> (low-pass, weight)
+        # track -> frame -> (low-pass, its weight, the face's box in the frame, the mask in it, box -> grid affine)
+        self._lows: dict[int, dict[int, tuple]] = {}
         self._cuts: dict[int, set[int]] = {}  # track -> frames a shot cut precedes
 
     def _geometry(self, mask: np.ndarray, transform: np.ndarray, crop_size: int):
-        """The mask's box (x0, y0, x1, y1), its mask as 3 channels, and the box -> grid affine; None when empty."""
+        """The mask's box (x0, y0, x1, y1), the mask within it, and the box -> grid affine; None when empty."""
         import cv2
 
         x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
@@ -675,7 +673,7 @@ class ToneStabiliser:
         w = cv2.warpAffine(m, to_grid, (g, g), flags=cv2.INTER_LINEAR)
         num = cv2.GaussianBlur(d, (0, 0), self.sigma)
         den = cv2.GaussianBlur(w, (0, 0), self.sigma)[..., None]
-        self._lows.setdefault(track, {})[index] = (num / np.maximum(den, 1e-3), den)
+        self._lows.setdefault(track, {})[index] = (num / np.maximum(den, 1e-3), den, *geometry)
         if cut:
             self._cuts.setdefault(track, set()).add(index)
 
@@ -699,21 +697,18 @@ class ToneStabiliser:
         total = sum(float(wt) * lows[f][0] for wt, f in zip(weights, frames))
         return (total / float(weights.sum())).astype(np.float32)
 
-    def apply(
-        self, track: int, index: int, out: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int
-    ) -> None:
-        """Shift one face of frame ``index`` in ``out`` (in place, only where ``mask`` > 0) by its track's smoothed
-        low-pass minus its own; call once the ``reach`` frames after it are measured (or the video has ended)."""
+    def apply(self, track: int, index: int, out: np.ndarray) -> None:
+        """Shift one face of frame ``index`` in ``out`` (in place, only where its measured mask is > 0) by its
+        track's smoothed low-pass minus its own; call once the ``reach`` frames after it are measured (or the video
+        has ended)."""
         import cv2
 
         from saswap.face.alignment import invert_affine
 
         smooth = self.smoothed(track, index)
-        geometry = self._geometry(mask, transform, crop_size)
-        if smooth is None or geometry is None:
+        if smooth is None:
             return
-        (x0, y0, x1, y1), m, to_grid = geometry
-        low, den = self._lows[track][index]
+        low, den, (x0, y0, x1, y1), m, to_grid = self._lows[track][index]
         shift = (smooth - low) * (den > 0.05)
         if np.abs(shift).max() < 0.05:
             return
@@ -733,9 +728,11 @@ class ToneStabiliser:
             lows = self._lows[track]
             for index in [i for i in lows if i < limit]:
                 del lows[index]
-            self._cuts[track] = {i for i in self._cuts.get(track, set()) if i >= limit}
+            if track in self._cuts:
+                self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
             if not lows:
                 del self._lows[track]
+                self._cuts.pop(track, None)
 
 
 def _changed_box(masks: list[np.ndarray]) -> tuple[int, int, int, int] | None:
