@@ -54,7 +54,7 @@ def floor(path: Path, preset: str) -> float:
     """Wall time of a plain PyAV decode (to RGB) + libx264 encode of the whole video."""
     import av
 
-    from saswap.videoio import DEFAULT_CRF
+    from saswap.videoio import DEFAULT_BFRAMES, DEFAULT_CRF
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, av.open(str(path)) as inp:
@@ -63,7 +63,8 @@ def floor(path: Path, preset: str) -> float:
         with av.open(str(Path(tmp) / "floor.mp4"), "w") as out:
             vs = out.add_stream("libx264", rate=stream.average_rate)
             vs.width, vs.height, vs.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
-            vs.options = {"crf": str(DEFAULT_CRF), "preset": preset}  # the swap's own default quality
+            # the swap's own default quality and frame types
+            vs.options = {"crf": str(DEFAULT_CRF), "preset": preset, "bf": str(DEFAULT_BFRAMES)}
             vs.thread_type = "AUTO"
             for frame in inp.decode(stream):
                 rgb = frame.to_ndarray(format="rgb24")
@@ -173,7 +174,11 @@ def stability(args, out_dir: Path) -> dict:
     rows = {}
     for name in args.clips or TALKING_HEADS:
         clip = out_dir / f"seg_{name}"
-        with VideoReader(DATA / "videos" / name, end=args.seconds) as reader, VideoWriter(clip, like=reader, crf=10) as w:
+        # the template segment as templates usually come: the encoder's own frame types (B-frames too)
+        with (
+            VideoReader(DATA / "videos" / name, end=args.seconds) as reader,
+            VideoWriter(clip, like=reader, crf=10, bframes=None) as w,
+        ):
             for frame in reader:
                 w.write(None, frame)
         out = out_dir / f"swapped_{name}"

@@ -15,15 +15,16 @@ from conftest import data_path
 
 from saswap.errors import InvalidVideoError
 from saswap.videoio import (
+    DEFAULT_BFRAMES,
     VIDEO_TAG_KEY,
     VideoInfo,
     VideoReader,
     VideoWriter,
+    _coded_box,  # the display -> coded box mapping under rotation
     is_video_file,
     probe_video,
     read_video_tag,
 )
-from saswap.videoio import _coded_box  # the display -> coded box mapping under rotation
 
 REAL = ("videos", "liveportrait__d8.mp4")
 
@@ -556,3 +557,29 @@ def test_every_entry_point_writes_videos_at_one_default_quality():
         sub = next(a for a in parser._subparsers._group_actions if command in a.choices).choices[command]
         defaults[f"saswap {command} --crf"] = sub.get_default("crf")
     assert defaults == {k: DEFAULT_CRF for k in defaults}
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_writer_codes_p_frames_only_by_default(tmp_path, codec):
+    """No B-frames by default (their coarser quantisation made a swapped face pump in tone); bframes=None gives
+    the encoder its own choice, which uses them on a real talking head."""
+    import collections
+
+    clip = data_path("videos", "liveportrait__d5.mp4")
+    kinds = {}
+    for bframes in (DEFAULT_BFRAMES, None):
+        out = tmp_path / f"{bframes}.mp4"
+        with VideoReader(clip, end=1.0) as reader, VideoWriter(out, like=reader, codec=codec, bframes=bframes) as writer:
+            for frame in reader:
+                writer.write(frame.image)
+        with av.open(str(out)) as container:
+            kinds[bframes] = collections.Counter(int(f.pict_type) for f in container.decode(video=0))
+    b_frame = int(av.video.frame.PictureType.B)
+    assert DEFAULT_BFRAMES == 0 and kinds[0][b_frame] == 0 and sum(kinds[0].values()) == 30
+    assert kinds[None][b_frame] >= 10
+
+
+def test_writer_rejects_a_bad_bframes_value(tmp_path):
+    with pytest.raises(InvalidVideoError, match="bframes"):
+        VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=25, bframes=-1)
+    assert not list(tmp_path.iterdir())

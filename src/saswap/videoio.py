@@ -76,13 +76,22 @@ __all__ = [
     "read_video_tag",
     "VIDEO_TAG_KEY",
     "DEFAULT_CRF",
+    "DEFAULT_BFRAMES",
 ]
 
 #: The encoder quality a swap writes at by default (x264/x265 constant rate factor). A swap re-encodes the whole
 #: template, and the new face is new content to quantise in every frame: at 18 the encoder's frame-to-frame noise
 #: on the face made its skin tone flicker 2.2-2.4x as much as the template's on two talking heads, at 14 1.6-1.7x
-#: (files ~1.9x the size; benchmarks/RESULTS.md).
+#: (files ~1.9x the size; benchmarks/RESULTS.md). See also :data:`DEFAULT_BFRAMES`.
 DEFAULT_CRF = 14
+
+#: B-frames x264/x265 may use by default (0: P-frames only). B-frames are quantised more coarsely than the
+#: P-frames between them, and on a swapped face, new content in every frame, that alternation of quality
+#: shows as tone pumping: P-frames only took the face skin's frame-to-frame colour change on 18 talking heads
+#: from a median 1.42x the template's to 1.11x at the same crf, for files ~23% larger and ~15% faster encoding
+#: (benchmarks/RESULTS.md; part of it is the encoder smoothing small changes over time, which it does to any
+#: content). None keeps the encoder's own default (up to 3 for x264 and 4 for x265 at most presets).
+DEFAULT_BFRAMES = 0
 
 logger = logging.getLogger(__name__)
 
@@ -702,7 +711,9 @@ def _resolve_codec(codec: str | None, fmt: str, path: Path) -> str:
     return codec
 
 
-def _encoder_options(codec: str, crf: int | None, preset: str | None, threads: bool) -> dict[str, str]:
+def _encoder_options(
+    codec: str, crf: int | None, preset: str | None, threads: bool, bframes: int | None = DEFAULT_BFRAMES
+) -> dict[str, str]:
     opts: dict[str, str] = {}
     if codec in ("libx264", "libx265"):
         if crf is not None:
@@ -713,9 +724,14 @@ def _encoder_options(codec: str, crf: int | None, preset: str | None, threads: b
             params = ["log-level=error"] + (["lossless=1"] if crf == 0 else [])
             if not threads:
                 params.append("pools=1:frame-threads=1")
+            if bframes is not None:
+                params.append(f"bframes={int(bframes)}")
             opts["x265-params"] = ":".join(params)
-        elif not threads:
-            opts["threads"] = "1"
+        else:
+            if not threads:
+                opts["threads"] = "1"
+            if bframes is not None:
+                opts["bf"] = str(int(bframes))
     elif codec == "libvpx-vp9":
         if crf is not None:
             opts.update({"crf": str(min(crf, 63)), "b": "0"})
@@ -756,6 +772,8 @@ class VideoWriter:
         crf: constant rate factor (0 is lossless for libx264, libx265 and VP9; for MPEG-4 it maps to
             the quantiser ``1 + crf // 6``); None keeps the encoder's default.
         preset: speed preset for libx264/libx265 (SVT-AV1: a number, or a x264 name mapped to one).
+        bframes: most consecutive B-frames for libx264/libx265 (:data:`DEFAULT_BFRAMES`, 0: P-frames only, which
+            keeps a swapped face from pumping in tone); None keeps the encoder's default. Other encoders ignore it.
         pix_fmt: output pixel format, 8-bit 4:2:0 by default whatever the input was (odd sizes with
             H.264/H.265 switch to ``yuv444p``, see the module notes).
         audio: copy the ``like`` reader's audio (re-encoded only when the container cannot hold it).
@@ -785,6 +803,7 @@ class VideoWriter:
         codec: str | None = None,
         crf: int | None = DEFAULT_CRF,
         preset: str | None = "veryfast",
+        bframes: int | None = DEFAULT_BFRAMES,
         pix_fmt: str = "yuv420p",
         audio: bool = True,
         metadata: Mapping[str, str] | None = None,
@@ -807,6 +826,10 @@ class VideoWriter:
         codec = _resolve_codec(codec, fmt, self.path)
         if crf is not None and (isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 63):
             raise InvalidVideoError(f"{self.path}: crf must be an integer in [0, 63] or None, got {crf!r}")
+        if bframes is not None and (
+            isinstance(bframes, bool) or not isinstance(bframes, int) or not 0 <= bframes <= 16
+        ):
+            raise InvalidVideoError(f"{self.path}: bframes must be an integer in [0, 16] or None, got {bframes!r}")
         tag = self._metadata(metadata)
 
         # geometry and timing -----------------------------------------------------------------
@@ -886,7 +909,7 @@ class VideoWriter:
             options = {"movflags": "+faststart+use_metadata_tags"} if fmt in ("mp4", "mov") else {}
             self._container = av.open(str(self._tmp), mode="w", format=fmt, options=options)
             self._container.metadata.update(tag)
-            self._setup_video(codec, rate, crf, preset, threads)
+            self._setup_video(codec, rate, crf, preset, bframes, threads)
             self._setup_audio(audio)
         except BaseException as err:
             self.abort()
@@ -910,7 +933,9 @@ class VideoWriter:
             tag.setdefault("comment", f"{VIDEO_TAG_KEY}:{tag[VIDEO_TAG_KEY]}")
         return tag
 
-    def _setup_video(self, codec: str, rate: Fraction, crf: int | None, preset: str | None, threads: bool) -> None:
+    def _setup_video(
+        self, codec: str, rate: Fraction, crf: int | None, preset: str | None, bframes: int | None, threads: bool
+    ) -> None:
         assert self._container is not None
         stream = self._container.add_stream(codec, rate=rate)
         cw, ch = self._coded
@@ -925,7 +950,7 @@ class VideoWriter:
             cc.thread_type = "AUTO"
         else:
             cc.thread_count = 1
-        stream.options = _encoder_options(codec, crf, preset, threads)
+        stream.options = _encoder_options(codec, crf, preset, threads, bframes)
         if codec == "mpeg4" and crf is not None:
             cc.qscale = True
             cc.global_quality = (1 + crf // 6) * 118  # FF_QP2LAMBDA
