@@ -243,3 +243,36 @@ def test_a_black_and_white_source_keeps_its_lit_skin(pipe):
         pipe.engine.clean_source = "saswap-face-parser"
     assert float(ruled.extras["occluded"].mean()) < 0.002
     assert np.array_equal(ruled.extras["texture"], ruled.image)
+
+
+def test_lower_face_motion_is_continuous_in_the_mouth_opening(pipe):
+    """A talking target's mouth crosses the opening difference where the source's lower-face motion is given up
+    (its mouth is another expression): the motion changes gradually across that difference, not by a jump."""
+    from dataclasses import replace
+
+    from saswap.engines.geometric import _MOUTH_BAND, _MOUTH_DIFFERENCE, mouth_openness
+    from saswap.face.morphable import fit_morphable
+
+    src = _prepared(pipe, "deepface__img41.jpg")
+    target = load_image(data_path("images", "face_recognition__obama.jpg"))
+    _, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    fit = fit_morphable(pipe.engine.model, face.landmarks_68)
+    opening_s = mouth_openness(src.face.landmarks)
+
+    def motion_at(difference: float) -> np.ndarray:
+        mesh = face.landmarks.copy()  # the target's inner lower lip moved down to give the opening wanted
+        width = np.linalg.norm(mesh[291, :2] - mesh[61, :2])
+        down = (mesh[152, :2] - mesh[13, :2]) / np.linalg.norm(mesh[152, :2] - mesh[13, :2])
+        mesh[14, :2] = mesh[13, :2] + down * (opening_s + difference) * width
+        moved = replace(face, landmarks=mesh)
+        assert abs(mouth_openness(moved.landmarks) - opening_s - difference) < 1e-6
+        return pipe.engine.sparse_motion(moved, src, 1.0, fit)[1]
+
+    lo, hi = _MOUTH_DIFFERENCE - _MOUTH_BAND, _MOUTH_DIFFERENCE + _MOUTH_BAND
+    differences = np.linspace(lo - 0.02, hi + 0.02, 13)
+    motions = [motion_at(d) for d in differences]
+    steps = [np.abs(b - a).max() for a, b in zip(motions[:-1], motions[1:])]
+    total = np.abs(motions[-1] - motions[0]).max()
+    assert total > 0.5, "the lower face's motion should differ between the same and a different expression"
+    assert max(steps) < 0.3 * total  # spread over the band (a threshold would put it all in one step)
+    assert np.abs(motions[1] - motions[0]).max() < 1e-9 and np.abs(motions[-1] - motions[-2]).max() < 1e-9

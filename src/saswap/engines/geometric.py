@@ -53,7 +53,7 @@ from saswap.face.render import rasterize_triangles, texture_map, triangle_affine
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
 from saswap.face.types import Face
 
-__all__ = ["GeometricEngine", "mouth_openness"]
+__all__ = ["GeometricEngine", "expression_weight", "mouth_openness"]
 
 
 def mouth_openness(mesh: np.ndarray) -> float:
@@ -67,6 +67,19 @@ def mouth_openness(mesh: np.ndarray) -> float:
     pts = np.asarray(mesh, np.float64)[:, :2]
     width = np.linalg.norm(pts[291] - pts[61])
     return float(np.linalg.norm(pts[14] - pts[13]) / max(width, 1e-6))
+
+
+def expression_weight(difference: float) -> float:
+    """How far two mouths count as the same expression, from the difference of their :func:`mouth_openness`:
+    1 below ``_MOUTH_DIFFERENCE - _MOUTH_BAND``, 0 above ``_MOUTH_DIFFERENCE + _MOUTH_BAND``, linear between
+    (a hard threshold made the lower face jump whenever a talking target's mouth crossed it).
+
+    Example:
+        >>> expression_weight(0.0), expression_weight(0.15), expression_weight(0.4)
+        (1.0, 0.5, 0.0)
+    """
+    lo = _MOUTH_DIFFERENCE - _MOUTH_BAND
+    return float(np.clip(1.0 - (difference - lo) / (2.0 * _MOUTH_BAND), 0.0, 1.0))
 
 
 def _fit_from(analysis: dict[str, np.ndarray]) -> MorphableFit:
@@ -109,8 +122,11 @@ def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
 _STABLE_VERTICES, _INNER_VERTICES = _vertex_sets()
 _JAW_VERTICES = np.array(IBUG68_FROM_MESH[:17])
 #: Mouth openings (:func:`mouth_openness`) this far apart count as different expressions: the lower
-#: face then keeps the target's lips and gets no inner-face motion (the source's is its expression).
+#: face then keeps the target's lips and gets no inner-face motion of the source's (that is its expression);
+#: the change is spread over ``_MOUTH_BAND`` on either side (:func:`expression_weight`).
 _MOUTH_DIFFERENCE = 0.15
+#: Half width of the band of opening differences around _MOUTH_DIFFERENCE over which the two treatments mix.
+_MOUTH_BAND = 0.05
 #: Margin kept around the target's lips then, in eye-corner distances per unit of opening difference
 #: (between 0.05 and 0.15).
 _LIPS_MARGIN = 0.3
@@ -309,7 +325,7 @@ class GeometricEngine(SwapEngine):
         if self.min_stretch > 0:
             support = self._stretch_support(ids, affines, eye)
         opening = mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)
-        lips_differ = opening > _MOUTH_DIFFERENCE
+        lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
@@ -320,7 +336,7 @@ class GeometricEngine(SwapEngine):
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         eyes = np.zeros(shape, np.float32) if self.source_eyes else regions["eyes"]
         mouth = regions["mouth"]
-        if lips_differ:
+        if lips_differ > 0.0:
             # The source's lips are stretched around an open mouth the target does not have: mapped onto
             # a closed mouth they would smear teeth and lips, so the target keeps its own lips, with a
             # margin that grows with the difference of opening (what the source's lips were stretched by).
@@ -332,7 +348,7 @@ class GeometricEngine(SwapEngine):
                 # its own skin down towards the chin too, further for wider openings.
                 down = np.ones((reach + 1, 1), np.uint8)
                 kept_lips = cv2.dilate(kept_lips, down, anchor=(0, reach))
-            mouth = np.maximum(mouth, kept_lips.astype(np.float32))
+            mouth = np.maximum(mouth, np.float32(lips_differ) * kept_lips.astype(np.float32))
         return EngineOutput(
             detail=detail,
             base=base,
@@ -370,8 +386,8 @@ class GeometricEngine(SwapEngine):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint motion that gives the target's face the source's shape (crop pixels).
 
-        Two 3D priors work together. The inner face (brows, eye corners, nose, cheeks, forehead; only
-        above the nose's base when the two mouths are opened differently):
+        Two 3D priors work together. The inner face (brows, eye corners, nose, cheeks, forehead; below the
+        nose's base, when the two mouths are opened differently, the motion the rest gives it there):
         MediaPipe's 3D mesh of the source, rigidly aligned in 3D to the target's on expression-stable
         vertices, gives the source's geometry in the target's pose; its projection minus the target's
         vertices is the motion. The jaw contour (the 17 jaw points of the 68-point scheme): the source's
@@ -389,15 +405,9 @@ class GeometricEngine(SwapEngine):
         M = umeyama_similarity(mesh_s[stable], mesh_t[stable])
         aligned = mesh_s @ M[:, :3].T + M[:, 3]
         inner = _INNER_VERTICES
-        if abs(mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)) > _MOUTH_DIFFERENCE:
-            # Different mouth openings: below the nose's base the source's vertices are displaced by its
-            # jaw and mouth (expression, which must stay the target's), so only the upper face moves;
-            # the jaw motion below still covers the lower contour.
-            axis = mesh_t[168, :2] - mesh_t[152, :2]
-            axis /= np.linalg.norm(axis) + 1e-9
-            inner = inner[(mesh_t[inner, :2] - mesh_t[2, :2]) @ axis > 0]
         pts_inner = mesh_t[inner, :2]
         mot_inner = (aligned[inner, :2] - pts_inner) * shape_strength
+        same = expression_weight(abs(mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)))
         # The jaw: the source's own contour (aligned as above), with its expression exchanged for the
         # target's through the 3DMM (source shape with the target's expression minus the source shape
         # with its own, both in the target's camera), so an open or closed jaw stays the target's.
@@ -418,6 +428,25 @@ class GeometricEngine(SwapEngine):
             fused = keypoint_motion(self.model, fit_s, fit_t, 1.0)[:17]
             jaw = trust * jaw + (1.0 - trust) * fused
         jaw = jaw * shape_strength
+        if same < 1.0:
+            # Different mouth openings: below the nose's base the source's vertices are displaced by its jaw and
+            # mouth (expression, which must stay the target's), so there the motion is what the rest of the face
+            # and the jaw make it (a spline through them, evaluated there). In between (openings that differ
+            # by about _MOUTH_DIFFERENCE) the two are mixed, so a talking target whose mouth crosses that
+            # difference from frame to frame is not deformed by jumps.
+            axis = mesh_t[168, :2] - mesh_t[152, :2]
+            axis /= np.linalg.norm(axis) + 1e-9
+            lower = (pts_inner - mesh_t[2, :2]) @ axis <= 0
+            if lower.any() and (~lower).any():
+                from scipy.interpolate import RBFInterpolator
+
+                anchors = np.concatenate([pts_inner[~lower], jaw_t])
+                free = RBFInterpolator(
+                    anchors, np.concatenate([mot_inner[~lower], jaw]), kernel="thin_plate_spline",
+                    smoothing=1e-3 * len(anchors),
+                )(pts_inner[lower])  # fmt: skip
+                mot_inner = mot_inner.copy()
+                mot_inner[lower] = same * mot_inner[lower] + (1.0 - same) * free
         return np.concatenate([pts_inner, jaw_t]), np.concatenate([mot_inner, jaw])
 
     def _rim_triangles(self) -> np.ndarray:
