@@ -93,26 +93,93 @@ def _jacobian_det(flow: np.ndarray, scale: float = 1.0, gradients=None) -> np.nd
     return (1.0 + s * dx[..., 0]) * (1.0 + s * dy[..., 1]) - (s * s) * dy[..., 0] * dx[..., 1]
 
 
-def limit_flow_folds(flow: np.ndarray, min_area: float = 0.25) -> np.ndarray:
-    """``flow`` scaled down, if needed, so the warp it defines shrinks no area below ``min_area``.
+def _fold_free_scale(gradients, target: float) -> np.ndarray:
+    """Per pixel, the largest ``s`` in [0, 1] with det(I + s * grad(flow)) >= ``target`` for every scale up to
+    ``s`` (the flow's own Jacobian there, float32 (H, W)): the first root of ``1 + b s + a s^2 = target``, where
+    ``b`` and ``a`` are the trace and the determinant of the flow's gradient."""
+    dx, dy = gradients
+    b = dx[..., 0] + dy[..., 1]
+    a = dx[..., 0] * dy[..., 1] - dy[..., 0] * dx[..., 1]
+    c = 1.0 - target  # > 0: at s = 0 the determinant is 1
+    s = np.ones(b.shape, np.float32)
+    # pixels whose determinant falls below the target for some scale in (0, 1]: below it at 1, or a parabola
+    # whose lowest point, inside (0, 1), is below it
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dips = (a > 0) & (b < 0) & (-b < 2 * a) & (b * b > 4 * a * c)
+    where = np.nonzero((1.0 + b + a < target) | dips)
+    if not len(where[0]):
+        return s
+    b, a = b[where].astype(np.float64), a[where].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        disc = b * b - 4.0 * a * c
+        root = np.sqrt(np.maximum(disc, 0.0))
+        # the smaller positive root of a s^2 + b s + c (c > 0), written to stay exact as a -> 0
+        first = np.where(b < 0, 2.0 * c / (-b + root), (-b - root) / (2.0 * a))
+        linear = np.abs(a) < 1e-12
+        first = np.where(linear, np.where(b < 0, -c / b, np.inf), first)
+        hit = ((disc >= 0) | linear) & (first > 0) & (first < 1.0)
+    s[where[0][hit], where[1][hit]] = first[hit]
+    return s
+
+
+def limit_flow_folds(flow: np.ndarray, min_area: float = 0.25, reach: float | None = None) -> np.ndarray:
+    """``flow`` weakened where needed, so the warp it defines shrinks no area below ``min_area``.
 
     A map p -> p + flow(p) whose Jacobian determinant reaches zero folds the image over itself
     (content shown twice); keeping it above ``min_area`` keeps the warp one to one, so
     :func:`warp_by_flow` can invert it. Stretching (a determinant above 1) is not limited.
+
+    The flow is scaled down locally, by a smooth map that is 1 away from the folds: the scale each pixel
+    needs, its minimum over ``reach`` pixels around, blurred over half that. Where a face's shape flow
+    folds at one spot (a jaw point moving past a cheek point) the rest keeps its full motion (scaling the
+    whole flow, as before, made the whole face's shape follow every small fold that came and went between
+    video frames). When that is not enough, the whole flow is scaled down further.
+
+    Args:
+        flow: forward flow (H, W, 2).
+        min_area: smallest area change allowed.
+        reach: radius of the local scaling in pixels (default: half the flow's larger side).
 
     Example:
         >>> f = np.zeros((16, 16, 2), np.float32); f[:, 8:, 0] = -12.0  # the right half jumps over the left
         >>> bool(_jacobian_det(limit_flow_folds(f)).min() >= 0.25 - 1e-6)
         True
     """
-    gradients = _flow_gradients(flow)  # linear in the flow: computed once for every scale tried
-    if _jacobian_det(flow, 1.0, gradients).min(initial=1.0) >= min_area:
+    # Aim a little above min_area (the scale map's own gradient changes the determinant too); flows that reach
+    # below that aim are weakened by a scale that goes to 1 as they reach it, so the result is continuous in the flow.
+    target = min_area + 0.1
+    gradients = _flow_gradients(flow)  # linear in the flow
+    if _jacobian_det(flow, 1.0, gradients).min(initial=1.0) >= target:
         return flow
-    lo, hi = 0.0, 1.0  # the determinant is continuous in the scale and 1 at scale 0
+    h, w = flow.shape[:2]
+    r = max(1.0, reach if reach is not None else max(h, w) / 2.0)
+    # the local minimum and its blur on a grid of cells of r / 8 pixels (the scale map is smooth)
+    f = max(1, min(int(r // 8), min(h, w) // 4))
+    small = (max(1, w // f), max(1, h // f))
+    rs = max(1, int(round(r / f)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rs + 1, 2 * rs + 1))
+    scale = np.ones((h, w), np.float32)
+    out = flow
+    for _ in range(4):
+        need = _fold_free_scale(gradients, target)
+        if need.min() >= 1.0:
+            break
+        low = cv2.erode(need, np.ones((f, f), np.uint8)) if f > 1 else need  # no fold lost by the resize
+        low = cv2.resize(low, small, interpolation=cv2.INTER_NEAREST) if f > 1 else low
+        low = cv2.GaussianBlur(cv2.erode(low, kernel, borderType=cv2.BORDER_REPLICATE), (0, 0), rs / 2.0)
+        local = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else low
+        scale *= np.minimum(local, 1.0)
+        out = (flow * scale[..., None]).astype(flow.dtype)
+        gradients = _flow_gradients(out)
+        if _jacobian_det(out, 1.0, gradients).min() >= min_area:
+            return out
+    if _jacobian_det(out, 1.0, gradients).min() >= min_area:
+        return out
+    lo, hi = 0.0, 1.0  # the rest by one global scale: the determinant is continuous in it and 1 at 0
     for _ in range(12):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if _jacobian_det(flow, mid, gradients).min() >= min_area else (lo, mid)
-    return (flow * lo).astype(flow.dtype)
+        lo, hi = (mid, hi) if _jacobian_det(out, mid, gradients).min() >= min_area else (lo, mid)
+    return (out * lo).astype(flow.dtype)
 
 
 def sample_flow(flow: np.ndarray, points: np.ndarray) -> np.ndarray:
