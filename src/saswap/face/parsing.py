@@ -100,7 +100,7 @@ class FaceParsing(LazyPretrained):
         M = ffhq_transform(np.asarray(keypoints, np.float64), size)
         x = warp_face(crop, M, size, border=cv2.BORDER_CONSTANT)  # black beyond the edge, as in training
         with self._lock, torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0  # channels last
+            t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0  # channels-last memory
             probs = self.model(t).softmax(1)[0].permute(1, 2, 0).numpy()
         return probs, M
 
