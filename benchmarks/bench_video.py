@@ -4,6 +4,7 @@ without the template cache, peak memory against video length, and temporal stabi
     python benchmarks/bench_video.py                      # speed + memory on liveportrait__s32.mp4 looped to ~30 s
     python benchmarks/bench_video.py --no-speed --memory  # peak memory of the clip x1 against x10
     python benchmarks/bench_video.py --no-speed --stability   # stability on the talking heads (sampled frames)
+    python benchmarks/bench_video.py --no-speed --stability --crf 0   # the same, swaps written losslessly
 
 Figures go to benchmarks/outputs/video/summary.json; copy them into RESULTS.md.
 """
@@ -182,7 +183,8 @@ def stability(args, out_dir: Path) -> dict:
             for frame in reader:
                 w.write(None, frame)
         out = out_dir / f"swapped_{name}"
-        result = pipe.swap_video(prepared, clip, out, cache_dir=out_dir / "stability_cache", progress=False)
+        quality = {} if args.crf is None else {"crf": args.crf}  # --crf 0: no encoder noise, nor its smoothing
+        result = pipe.swap_video(prepared, clip, out, cache_dir=out_dir / "stability_cache", progress=False, **quality)
         template, output = frames_of(clip), frames_of(out)
         sampled = list(range(0, len(template), args.every))
         stills = {}
@@ -198,6 +200,7 @@ def stability(args, out_dir: Path) -> dict:
     summary = {
         "clips": len(vals),
         "seconds_per_clip": args.seconds,
+        "crf": args.crf,
         "jitter_ratio_max": max(v["jitter_ratio"] for v in vals),
         "jitter_ratio_median": float(np.median([v["jitter_ratio"] for v in vals])),
         "tone_ratio_max": max(v["tone_ratio"] for v in vals),
@@ -221,6 +224,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of each talking head (stability)")
     parser.add_argument("--every", type=int, default=10, help="sample every N-th frame for identity (stability)")
     parser.add_argument("--clips", nargs="*", help="talking heads to measure (default: all)")
+    parser.add_argument(
+        "--crf", type=int, default=None, help="the swaps' crf (stability; default: the swap's own; 0: lossless)"
+    )
     args = parser.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
