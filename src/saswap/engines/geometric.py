@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.interpolate import RBFInterpolator
 
 from saswap.compose.compositor import is_grey
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
@@ -438,8 +439,6 @@ class GeometricEngine(SwapEngine):
             axis /= np.linalg.norm(axis) + 1e-9
             lower = (pts_inner - mesh_t[2, :2]) @ axis <= 0
             if lower.any() and (~lower).any():
-                from scipy.interpolate import RBFInterpolator
-
                 anchors = np.concatenate([pts_inner[~lower], jaw_t])
                 free = RBFInterpolator(
                     anchors, np.concatenate([mot_inner[~lower], jaw]), kernel="thin_plate_spline",

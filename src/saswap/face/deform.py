@@ -162,8 +162,8 @@ def limit_flow_folds(flow: np.ndarray, min_area: float = 0.25, reach: float | No
     out = flow
     for _ in range(4):
         need = _fold_free_scale(gradients, target)
-        if need.min() >= 1.0:
-            break
+        if need.min() >= 1.0:  # the determinant is at least ``target`` everywhere
+            return out
         low = cv2.erode(need, np.ones((f, f), np.uint8)) if f > 1 else need  # no fold lost by the resize
         low = cv2.resize(low, small, interpolation=cv2.INTER_NEAREST) if f > 1 else low
         low = cv2.GaussianBlur(cv2.erode(low, kernel, borderType=cv2.BORDER_REPLICATE), (0, 0), rs / 2.0)
@@ -173,8 +173,6 @@ def limit_flow_folds(flow: np.ndarray, min_area: float = 0.25, reach: float | No
         gradients = _flow_gradients(out)
         if _jacobian_det(out, 1.0, gradients).min() >= min_area:
             return out
-    if _jacobian_det(out, 1.0, gradients).min() >= min_area:
-        return out
     lo, hi = 0.0, 1.0  # the rest by one global scale: the determinant is continuous in it and 1 at 0
     for _ in range(12):
         mid = 0.5 * (lo + hi)
