@@ -100,6 +100,50 @@ def test_cache_hit_runs_no_face_analysis(pipe, clip, source, tmp_path, morphable
     assert np.array_equal(_frames(tmp_path / "a.mp4")[3], _frames(tmp_path / "b.mp4")[3])
 
 
+def test_track_signals_are_smoothed_within_runs_and_restart_at_cuts():
+    from saswap.face.types import Face
+    from saswap.pipelines.video import smooth_track_signals
+
+    class Engine:
+        track_signal_seconds = 0.2
+
+        def track_signals(self, face):
+            return {"opening": float(face.score)}
+
+    def face(value, track):
+        return Face(np.zeros(4, np.float32), value, np.zeros((5, 2)), np.zeros((478, 3)), np.zeros((68, 2)), np.zeros(3),
+                    track_id=track)  # fmt: skip
+
+    values = [0.0, 1.0] * 10 + [5.0] * 10  # a syllable every other frame, then a cut to another shot
+    cuts = [False] * 20 + [True] + [False] * 9
+    frames = [[face(v, 1), face(1.0 - v if i < 20 else 0.0, 2)] for i, v in enumerate(values)]
+    out = smooth_track_signals(Engine(), frames, 30.0, cuts)
+    first = np.array([out[t][1]["opening"] for t in range(20)])
+    assert np.abs(np.diff(first[3:17])).max() < 0.05 and abs(first[3:17].mean() - 0.5) < 0.05  # flicker removed
+    assert [out[t][1]["opening"] for t in range(20, 30)] == pytest.approx([5.0] * 10)  # nothing carried over the cut
+    assert abs(out[10][2]["opening"] - 0.5) < 0.05  # each track on its own
+
+
+def test_the_mouth_rule_reads_the_cached_smoothed_opening(pipe, clip, source, tmp_path):
+    from saswap.engines.geometric import mouth_openness
+    from saswap.face.alignment import warp_face
+
+    opened, _ = pipe.precompute(clip, tmp_path / "cache", progress=False)
+    records = list(opened.frames(0))
+    stored = np.array([r.faces[0].data["mouth_opening"][0] for r in records])
+    measured = np.array([mouth_openness(r.faces[0].face.landmarks) for r in records])
+    assert np.abs(stored - measured).max() > 1e-4  # smoothed, not the frame's own value
+    assert np.abs(np.diff(stored, 2)).mean() < np.abs(np.diff(measured, 2)).mean()
+    # the engine takes the lower face's treatment from the stored opening
+    tf = records[5].faces[0]
+    crop, face = warp_face(_frames(clip)[5], tf.transform, pipe.engine.crop_size), tf.crop_face
+    wide = dict(tf.data, mouth_opening=np.array([1.0], np.float32))  # far from the source's: the mouth rule acts
+    a = pipe.engine.swap(crop, face, source, analysis=tf.data)
+    b = pipe.engine.swap(crop, face, source, analysis=wide)
+    lower = np.asarray(a.landmarks)[[14, 17, 18, 200], :2]
+    assert np.abs(lower - np.asarray(b.landmarks)[[14, 17, 18, 200], :2]).max() > 0.5
+
+
 def test_corrupt_cache_is_detected_and_rebuilt(pipe, clip, source, tmp_path, caplog):
     cache_dir = tmp_path / "cache"
     opened, _ = pipe.precompute(clip, cache_dir, progress=False)

@@ -229,6 +229,14 @@ class GeometricEngine(SwapEngine):
             "fit_keypoints_2d": fit.keypoints_2d, "fit_error": np.array([fit.error]),
         }  # fmt: skip
 
+    def track_signals(self, face: Face) -> dict[str, float]:
+        """The mouth's opening (:func:`mouth_openness`), which decides how the lower face is treated (the mouth
+        rule, :func:`expression_weight`). In a video it is smoothed over a quarter of a second: the rule is
+        about a held expression, and a talking mouth that opens and closes with every syllable moved the lips
+        and chin back and forth between the two treatments (measured: the drawn lips jittered 2-4x as much as
+        the target's own)."""
+        return {"mouth_opening": mouth_openness(face.landmarks)}
+
     # -- source ---------------------------------------------------------------------------------
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
         M = self.alignment(face)
@@ -287,7 +295,9 @@ class GeometricEngine(SwapEngine):
         mesh_t = target_face.landmarks[:468].astype(np.float64)
 
         # 1. shape adaptation: sparse motion from the 3D priors -> dense flow -> warp the target
-        points, motion = self.sparse_motion(target_face, source, shape_strength, _fit_from(analysis))
+        # the target's mouth opening, smoothed over time in a video (see track_signals)
+        opening_t = float(analysis["mouth_opening"][0]) if "mouth_opening" in analysis else None
+        points, motion = self.sparse_motion(target_face, source, shape_strength, _fit_from(analysis), opening_t)
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
         flow = limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye)) if moving else None
         back = invert_flow(flow) if moving else None
@@ -325,7 +335,9 @@ class GeometricEngine(SwapEngine):
         support = cover.astype(np.float32)
         if self.min_stretch > 0:
             support = self._stretch_support(ids, affines, eye)
-        opening = mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)
+        opening = mouth_openness(source.face.landmarks) - (
+            mouth_openness(target_face.landmarks) if opening_t is None else opening_t
+        )
         lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
@@ -383,7 +395,12 @@ class GeometricEngine(SwapEngine):
         return smooth * cover
 
     def sparse_motion(
-        self, target_face: Face, source: SourceFace, shape_strength: float, target_fit: MorphableFit | None = None
+        self,
+        target_face: Face,
+        source: SourceFace,
+        shape_strength: float,
+        target_fit: MorphableFit | None = None,
+        target_opening: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint motion that gives the target's face the source's shape (crop pixels).
 
@@ -397,6 +414,9 @@ class GeometricEngine(SwapEngine):
         the target's. The mouth and eyelids get no motion of their own (they keep
         the target's expression and follow their surroundings through the dense flow).
 
+        ``target_opening`` is the target's mouth opening to compare with the source's (a video's smoothed
+        value, :meth:`track_signals`); measured on ``target_face`` when None.
+
         Returns:
             points (K, 2) and their motion (K, 2); all zero when ``shape_strength`` is 0.
         """
@@ -408,7 +428,9 @@ class GeometricEngine(SwapEngine):
         inner = _INNER_VERTICES
         pts_inner = mesh_t[inner, :2]
         mot_inner = (aligned[inner, :2] - pts_inner) * shape_strength
-        same = expression_weight(abs(mouth_openness(source.face.landmarks) - mouth_openness(target_face.landmarks)))
+        if target_opening is None:
+            target_opening = mouth_openness(target_face.landmarks)
+        same = expression_weight(abs(mouth_openness(source.face.landmarks) - target_opening))
         # The jaw: the source's own contour (aligned as above), with its expression exchanged for the
         # target's through the 3DMM (source shape with the target's expression minus the source shape
         # with its own, both in the target's camera), so an open or closed jaw stays the target's.

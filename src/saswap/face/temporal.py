@@ -72,7 +72,10 @@ class FaceSmoother:
     """Smooths one face's landmarks, keypoints, box and pose over the frames of a video.
 
     Landmark speeds are measured in face sizes (outer-eye-corner distances) per second, so one set
-    of parameters suits small and large faces alike. Pose angles use their own filter (degrees).
+    of parameters suits small and large faces alike. The mesh's depth (its z, in the same units as x and
+    y) is filtered alike: a 3D alignment to the mesh (the geometric engine's shape motion) turns raw depth
+    noise into rotation noise, which a lever arm as long as the face amplifies at the jaw. Pose angles use
+    their own filter (degrees).
 
     Args:
         fps: frame rate of the video.
@@ -85,10 +88,12 @@ class FaceSmoother:
             raise ValueError(f"fps must be positive, got {fps}")
         self.dt = 1.0 / fps
         self._points = OneEuroFilter(min_cutoff, beta)
+        self._depth = OneEuroFilter(min_cutoff, beta)
         self._pose = OneEuroFilter(min_cutoff, beta / 50.0)  # pose speeds in degrees per second
 
     def reset(self) -> None:
         self._points.reset()
+        self._depth.reset()
         self._pose.reset()
 
     def __call__(self, face: Face) -> Face:
@@ -96,9 +101,12 @@ class FaceSmoother:
         packed = np.concatenate(
             [face.landmarks[:, :2], face.landmarks_68, face.keypoints, face.box.reshape(2, 2)], axis=0
         )
-        smooth = self._points(packed, self.dt, scale=max(face.eye_distance, 1.0))
+        scale = max(face.eye_distance, 1.0)
+        smooth = self._points(packed, self.dt, scale=scale)
         landmarks = face.landmarks.copy()
         landmarks[:, :2] = smooth[:n]
+        if landmarks.shape[1] > 2:
+            landmarks[:, 2:] = self._depth(face.landmarks[:, 2:], self.dt, scale=scale)
         return replace(
             face,
             landmarks=landmarks.astype(np.float32),

@@ -21,7 +21,7 @@ import numpy as np
 from saswap.face.alignment import transform_face, warp_face
 from saswap.face.types import Face
 
-__all__ = ["TargetFace", "FrameAnalysis", "TargetAnalyzer", "smooth_tracks"]
+__all__ = ["TargetFace", "FrameAnalysis", "TargetAnalyzer", "smooth_tracks", "track_runs"]
 
 _FACE_ARRAYS = ("box", "keypoints", "landmarks", "landmarks_68", "pose")
 
@@ -215,6 +215,31 @@ class TargetAnalyzer:
         return FrameAnalysis(index, pts, time, [self.describe(image, f) for f in faces])
 
 
+def track_runs(frames: list[list[Face]], cuts: list[bool]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """The runs of every track: stretches of consecutive frames where it is seen, with no shot cut inside.
+
+    Returns:
+        (track id, run number) -> [(frame, position of the face in that frame), ...].
+
+    Example:
+        >>> f = Face(np.zeros(4, np.float32), 1.0, np.zeros((5, 2)), np.zeros((478, 3)), np.zeros((68, 2)),
+        ...          np.zeros(3), track_id=3)
+        >>> track_runs([[f], [f], [], [f], [f]], [False, False, False, False, True])
+        {(3, 0): [(0, 0), (1, 0)], (3, 1): [(3, 0)], (3, 2): [(4, 0)]}
+    """
+    runs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    last_seen: dict[int, int] = {}
+    run_no: dict[int, int] = {}
+    for t, faces in enumerate(frames):
+        for j, f in enumerate(faces):
+            tid = f.track_id
+            if tid not in last_seen or last_seen[tid] != t - 1 or cuts[t]:
+                run_no[tid] = run_no.get(tid, -1) + 1
+            last_seen[tid] = t
+            runs.setdefault((tid, run_no[tid]), []).append((t, j))
+    return runs
+
+
 def smooth_tracks(frames: list[list[Face]], fps: float, cuts: list[bool], **smoother_kwargs) -> list[list[Face]]:
     """Zero-lag smoothing of every track: a One-Euro pass forward, then one backward over its result.
 
@@ -234,19 +259,8 @@ def smooth_tracks(frames: list[list[Face]], fps: float, cuts: list[bool], **smoo
     """
     from saswap.face.temporal import FaceSmoother
 
-    # runs: track id -> list of (frame, position) with no gap and no cut inside
-    runs: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    last_seen: dict[int, int] = {}
-    run_no: dict[int, int] = {}
-    for t, faces in enumerate(frames):
-        for j, f in enumerate(faces):
-            tid = f.track_id
-            if tid not in last_seen or last_seen[tid] != t - 1 or cuts[t]:
-                run_no[tid] = run_no.get(tid, -1) + 1
-            last_seen[tid] = t
-            runs.setdefault((tid, run_no[tid]), []).append((t, j))
     out = [list(faces) for faces in frames]
-    for members in runs.values():
+    for members in track_runs(frames, cuts).values():
         forward = FaceSmoother(fps, **smoother_kwargs)
         fwd = [forward(frames[t][j]) for t, j in members]
         backward = FaceSmoother(fps, **smoother_kwargs)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from saswap.errors import SaSwapError
-from saswap.pipelines.analysis import FrameAnalysis, TargetFace, smooth_tracks
+from saswap.face.types import Face
+from saswap.pipelines.analysis import FrameAnalysis, TargetFace, smooth_tracks, track_runs
 from saswap.pipelines.cache import (
     CacheError,
     CacheWriter,
@@ -80,7 +81,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 2
+ANALYSIS_REVISION = 3
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -89,8 +90,44 @@ def _settings(pipe) -> dict[str, Any]:
         "smoothing": SMOOTHING,
         "tracking": TRACKING,
         "mask_window": MASK_WINDOW,
+        "track_signal_seconds": pipe.engine.track_signal_seconds,
         "revision": ANALYSIS_REVISION,
     }
+
+
+def smooth_track_signals(
+    engine, frames: list[list[Face]], fps: float, cuts: list[bool]
+) -> list[dict[int, dict[str, float]]]:
+    """The engine's :meth:`~saswap.engines.base.SwapEngine.track_signals` of every face, smoothed along its track
+    in both directions (a Gaussian of ``engine.track_signal_seconds``), within a shot and a run where the track is
+    seen without a gap.
+
+    Returns:
+        per frame, track id -> {name: smoothed value}.
+
+    Example:
+        >>> class E:
+        ...     track_signal_seconds = 0.1
+        ...     def track_signals(self, face): return {"x": float(face.score)}
+        >>> def face(score): return Face(np.zeros(4, np.float32), score, np.zeros((5, 2)), np.zeros((478, 3)),
+        ...                              np.zeros((68, 2)), np.zeros(3), track_id=1)
+        >>> out = smooth_track_signals(E(), [[face(0.0)], [face(1.0)], [face(0.0)]], 10.0, [False] * 3)
+        >>> [round(f[1]["x"], 2) for f in out]
+        [0.24, 0.4, 0.24]
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    out: list[dict[int, dict[str, float]]] = [{} for _ in frames]
+    sigma = max(float(engine.track_signal_seconds) * fps, 0.0)
+    for (tid, _), members in track_runs(frames, cuts).items():
+        signals = [engine.track_signals(frames[t][j]) for t, j in members]
+        for name in signals[0]:
+            values = np.array([v[name] for v in signals], np.float64)
+            if sigma > 0 and len(values) > 1:
+                values = gaussian_filter1d(values, sigma, mode="nearest", truncate=3.0)
+            for (t, _), v in zip(members, values):
+                out[t].setdefault(tid, {})[name] = float(v)
+    return out
 
 
 #: A progress callback: called as ``callback(stage, done, total)`` after each frame of each stage ("analysing
@@ -201,6 +238,7 @@ def precompute_template(
         if not frames_faces:
             raise SaSwapError(f"{template}: no frames could be decoded")
         smoothed = smooth_tracks(frames_faces, info.fps, cuts, **SMOOTHING)
+        signals = smooth_track_signals(pipe.engine, smoothed, info.fps, cuts)
         header = {
             "video": {"sha256": video_hash, "name": template.name, **info.to_dict()},
             "settings": settings,
@@ -221,6 +259,9 @@ def precompute_template(
                         break
                     analysis = pipe.target_analyzer(frame.image, smoothed[i], index=i, pts=frame.pts, time=frame.time)
                     analysis.shot_cut = cuts[i]
+                    for tf in analysis.faces:
+                        for name, value in signals[i].get(tf.face.track_id, {}).items():
+                            tf.data[name] = np.array([value], np.float32)
                     window.append(analysis)
                     if len(window) - 1 - centre >= MASK_WINDOW:
                         writer.add(_steady_masks(window, centre, MASK_WINDOW))
