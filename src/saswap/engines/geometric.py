@@ -295,8 +295,10 @@ class GeometricEngine(SwapEngine):
         mesh_t = target_face.landmarks[:468].astype(np.float64)
 
         # 1. shape adaptation: sparse motion from the 3D priors -> dense flow -> warp the target
-        # the target's mouth opening, smoothed over time in a video (see track_signals)
-        opening_t = float(analysis["mouth_opening"][0]) if "mouth_opening" in analysis else None
+        # the target's mouth opening: smoothed over time in a video (see track_signals), else this frame's
+        opening_t = (
+            float(analysis["mouth_opening"][0]) if "mouth_opening" in analysis else mouth_openness(target_face.landmarks)
+        )
         points, motion = self.sparse_motion(target_face, source, shape_strength, _fit_from(analysis), opening_t)
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
         flow = limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye)) if moving else None
@@ -335,9 +337,7 @@ class GeometricEngine(SwapEngine):
         support = cover.astype(np.float32)
         if self.min_stretch > 0:
             support = self._stretch_support(ids, affines, eye)
-        opening = mouth_openness(source.face.landmarks) - (
-            mouth_openness(target_face.landmarks) if opening_t is None else opening_t
-        )
+        opening = mouth_openness(source.face.landmarks) - opening_t
         lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
