@@ -11,7 +11,8 @@ target's for expression). The compositor decides what the swap may change and ho
    on a strongly turned face minus the background (:attr:`TargetFace.person`).
 2. **Tone and light** — the face's shading detail over the target's local skin colour and lighting
    (:func:`~saswap.face.colour.apply_detail`), then a Poisson-style membrane so the face meets the
-   target's skin exactly along its border (:func:`~saswap.face.blending.membrane_correction`).
+   target's skin exactly along its border (:func:`~saswap.face.blending.membrane_correction`) while its
+   cheeks and lower forehead keep the target's skin tone (``tone_anchor``).
 3. **Blend** — a thin soft mask, Laplacian-pyramid blending band by band, the coarse bands' tint kept to
    a band around the face; pixels outside the changed region stay bit-for-bit the target's.
 4. **Paste-back** — :func:`paste_back` puts the composed crop into the frame through the inverse
@@ -31,7 +32,7 @@ import numpy as np
 
 from saswap.face.alignment import invert_affine, transform_points, warp_back
 from saswap.face.blending import blend_offset, membrane_correction
-from saswap.face.colour import apply_detail, shading_detail
+from saswap.face.colour import apply_detail, masked_blur, shading_detail
 from saswap.face.deform import warp_by_flow
 from saswap.face.masks import dilate_disk, face_region_masks, feather, glasses_mask, skin_occlusion_mask
 from saswap.face.types import Face
@@ -112,6 +113,13 @@ class Compositor:
             exactly along its border: no colour step, and the skin tone follows the target's where the
             low-pass relighting alone misses it (shading gradients towards the outline).
         membrane_scale: how far the membrane spreads into the face, in eye-corner distances.
+        tone_anchor: the membrane also holds the face's tone on the target's reference skin (cheeks and lower
+            forehead, where both faces show skin): there its samples are the difference of the two faces'
+            low-passes at ``relight_scale``, so the tone of the face's middle is the target's, and what differs
+            along the outline (a source's beard or shaded jaw there, a target lit from the side) fades out
+            between the outline and the cheeks instead of shifting the whole face. Without it the face's middle
+            took the outline samples' median offset: bearded sources left pale cheeks on pale targets, and
+            side-lit targets came out over-bright (see ``benchmarks/RESULTS.md``).
         blend_levels: Laplacian pyramid levels of the blend (seamless edges).
         harmonize: after the blend, match the new face's colour and light to what surrounds it with the learned
             tone harmoniser (``"harmonizer"`` or True: the shipped ``saswap-tone-harmonizer``; or a harmoniser's
@@ -129,6 +137,7 @@ class Compositor:
         edge: float = 0.03,
         membrane: bool = True,
         membrane_scale: float = 1.0,
+        tone_anchor: bool = True,
         blend_levels: int = 4,
         harmonize: bool | str = "off",
         hair_edge: float = 0.03,
@@ -143,6 +152,7 @@ class Compositor:
         self.edge = float(edge)
         self.membrane = bool(membrane)
         self.membrane_scale = float(membrane_scale)
+        self.tone_anchor = bool(tone_anchor)
         self.blend_levels = int(blend_levels)
         self.harmonize = harmonize_method(harmonize)
         self.hair_edge = float(hair_edge)
@@ -190,6 +200,7 @@ class Compositor:
             "edge": self.edge,
             "membrane": self.membrane,
             "membrane_scale": self.membrane_scale,
+            "tone_anchor": self.tone_anchor,
             "blend_levels": self.blend_levels,
             "harmonize": harmonize,
             "hair_edge": self.hair_edge,
@@ -370,7 +381,11 @@ class Compositor:
         The boundary samples: a band of 0.05 eye distances inside the face's outline where both faces
         show skin, nothing is kept as the target's, and the target's colour is near its own skin tone
         (lightness within 25, chroma within 10 CIELAB units of the median tone of its cheeks and lower
-        forehead), so hair at the outline or a shadowed ear does not count.
+        forehead), so hair at the outline or a shadowed ear does not count. With :attr:`tone_anchor`, the
+        reference skin where both faces show it is sampled too, at low frequency (the difference of the two
+        faces' Gaussian means over it, at the relighting's scale): the offset then interpolates between the
+        outline and the target's tone in the face's middle, and the samples' joint median and spread decide
+        which outline samples are outliers.
         """
         inside = (regions["face"] * cover > 0.5).astype(np.uint8)  # the outline only, not the eyes or lips
         band = inside & (dilate_disk(1 - inside, 0.05 * eye) > 0)
@@ -386,7 +401,19 @@ class Compositor:
         chroma = np.hypot(at[:, 1] - tone[1], at[:, 2] - tone[2])
         ring = np.zeros(ring.shape, bool)
         ring[where] = (lightness < 25.0) & (chroma < 10.0)
-        offset = membrane_correction(relit, base, ring.astype(np.float32), scale=self.membrane_scale * eye)
+        samples, target = ring, base
+        if self.tone_anchor:
+            anchor = reference & (src_skin > 0.5) & (keep < 0.5) & ~ring
+            if np.count_nonzero(anchor) >= 50:
+                weight = anchor.astype(np.float32)
+                sigma = self.relight_scale * eye
+                low_target, _ = masked_blur(base.astype(np.float32), weight, sigma)
+                low_relit, _ = masked_blur(relit.astype(np.float32), weight, sigma)
+                # the membrane measures target - relit at its samples: on the anchors, the low-passes' difference
+                target = base.astype(np.float32)
+                target[anchor] = relit[anchor] + (low_target - low_relit)[anchor]
+                samples = ring | anchor
+        offset = membrane_correction(relit, target, samples.astype(np.float32), scale=self.membrane_scale * eye)
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
 
 
