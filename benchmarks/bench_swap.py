@@ -1,7 +1,7 @@
 """Image-swap acceptance benchmark (identity, attributes, shape, realism, occlusion, speed).
 
 Usage:  python benchmarks/bench_swap.py [--data ../shared/data] [--out benchmarks/outputs]
-            [--engine geometric|naive] [--config '{"occlusion": false}'] [--shape-strength 1.0]
+            [--engine geometric|naive] [--config '{"occlusion": false}'] [--shape-strength 1.0] [--pairs heldout]
 
 Writes ``swap_results.json`` and a contact sheet (sources, targets, outputs) to ``--out``; the
 folder is git-ignored because the photos are not ours to redistribute. Copy the printed figures
@@ -10,7 +10,9 @@ names (mesh warp + CIELAB transfer + ``seamlessClone``, :mod:`saswap.eval.baseli
 ``--config`` passes keyword arguments to the geometric engine (ablations). Any run other than the
 default geometric one writes ``swap_results_<engine>[_config][_strength-S].json`` and its own contact
 sheet; ``--shape-strength`` sets the strength of the identity, pose and realism pairs (the shape and
-expression measurements always compare 0 and 1).
+expression measurements always compare 0 and 1). ``--pairs heldout`` measures the held-out sources and targets
+(``HELDOUT_SOURCES``, ``HELDOUT_TARGETS``: other people, kept out of every tuning) instead, and adds ``_heldout`` to the
+files' names.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def main() -> None:
         "--config", default="{}", help="JSON keyword arguments of the geometric engine and the compositor"
     )
     parser.add_argument("--shape-strength", type=float, default=1.0, help="strength of the identity pairs")
+    parser.add_argument(
+        "--pairs", choices=["bench", "heldout"], default="bench", help="the benchmark's pairs, or the held-out ones"
+    )
     args = parser.parse_args()
     data, out_dir = Path(args.data), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +83,7 @@ def main() -> None:
     from saswap.compose import Compositor
     from saswap.engines import GeometricEngine
     from saswap.eval.baseline import NaiveSwapEngine
-    from saswap.eval.swap_benchmark import SOURCES, TARGETS, SwapBenchmark, time_swap
+    from saswap.eval.swap_benchmark import HELDOUT_SOURCES, HELDOUT_TARGETS, SOURCES, TARGETS, SwapBenchmark, time_swap
     from saswap.io import load_image
 
     engine_config, compose = Compositor.split_config(config)
@@ -90,6 +95,9 @@ def main() -> None:
         tag += f"_strength-{args.shape_strength:g}"
     if tag or args.engine != "geometric":
         tag = f"_{args.engine}{tag}"
+    sources, targets = (HELDOUT_SOURCES, HELDOUT_TARGETS) if args.pairs == "heldout" else (SOURCES, TARGETS)
+    if args.pairs == "heldout":
+        tag += "_heldout"
     portrait = load_image(data / "images" / "face_recognition__obama.jpg")
     frame = np.full((720, 1280, 3), 60, np.uint8)
     frame[4:716, 355:925] = cv2.resize(portrait, (570, 712), interpolation=cv2.INTER_AREA)
@@ -97,9 +105,10 @@ def main() -> None:
     if args.speed_only:
         print(f"speed_720p: {speed}")
         return
-    result = SwapBenchmark(pipe, data).run(shape_strength=args.shape_strength)
+    result = SwapBenchmark(pipe, data).run(sources, targets, shape_strength=args.shape_strength)
     summary = {**result.summary, "speed_720p": speed, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     summary["engine"] = {"name": args.engine, "config": config, "shape_strength": args.shape_strength}
+    summary["pairs_set"] = args.pairs
     (out_dir / f"swap_results{tag}.json").write_text(
         json.dumps(
             {
@@ -113,7 +122,7 @@ def main() -> None:
             default=float,
         )
     )
-    contact_sheet(pipe, data, SOURCES, TARGETS, out_dir / f"contact_sheet{tag}.png")
+    contact_sheet(pipe, data, sources, targets, out_dir / f"contact_sheet{tag}.png")
     for k, v in summary.items():
         print(f"{k}: {v}")
 

@@ -53,3 +53,20 @@ def test_benchmark_summary_reports_margins_per_target():
     a = summary["per_target"]["a"]
     assert (a["closer_to_source"], a["retrieval"]) == (0.5, 0.5) and abs(a["dlib_margin_mean"] - 0.075) < 1e-9
     assert list(summary["per_target"]) == ["a", "b"]
+
+
+def test_the_held_out_pairs_are_other_files_and_other_people():
+    """``bench_swap.py --pairs heldout`` measures files that are not in the benchmark's pairs, nor other photos of the
+    benchmark's people that the shared data holds, and every file exists."""
+    from saswap.eval.swap_benchmark import HELDOUT_SOURCES, HELDOUT_TARGETS, SOURCES, TARGETS
+
+    bench = set(SOURCES) | set(TARGETS)
+    held = set(HELDOUT_SOURCES) | set(HELDOUT_TARGETS)
+    assert len(held) == len(HELDOUT_SOURCES) + len(HELDOUT_TARGETS) == 17
+    assert not held & bench
+    # other photos of benchmark people (the data's manifest names them)
+    same_people = {"face_recognition__obama2.jpg", "face_recognition__obama_partial_face.jpg", "sadtalker__sad.png",
+                   "sadtalker__happy1.png", "face_recognition__obama_and_biden.jpg", "face_recognition__two_people.jpg"}  # fmt: skip
+    assert not held & same_people
+    for name in held:
+        assert data_path("images", name).exists(), name
