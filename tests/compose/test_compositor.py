@@ -66,6 +66,6 @@ def test_the_tone_anchor_keeps_the_targets_skin_tone_in_the_middle_of_the_face(a
             boundary_colour_step(out, o_face) - boundary_colour_step(target, t_face),
         )
     (tone_a, step_a), (tone_f, step_f) = figures["anchored"], figures["free"]
-    assert tone_f > 12.0  # the failure the anchor is for (23.6 and 16.5 ΔE measured)
+    assert tone_f > 12.0  # the failure the anchor is for (23.6 and 16.1 ΔE measured)
     assert tone_a < tone_f - 6.0, figures
     assert step_a < step_f + 1.0, figures

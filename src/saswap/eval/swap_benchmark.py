@@ -30,7 +30,15 @@ from saswap.eval.swap_metrics import (
 from saswap.face.geometry import box_iou
 from saswap.io import load_image
 
-__all__ = ["SOURCES", "TARGETS", "HELDOUT_SOURCES", "HELDOUT_TARGETS", "GLASSES_SOURCES", "SwapBenchmark", "BenchmarkResult"]
+__all__ = [
+    "SOURCES",
+    "TARGETS",
+    "HELDOUT_SOURCES",
+    "HELDOUT_TARGETS",
+    "GLASSES_SOURCES",
+    "SwapBenchmark",
+    "BenchmarkResult",
+]
 
 logger = logging.getLogger(__name__)
 
