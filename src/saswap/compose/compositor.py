@@ -405,13 +405,11 @@ class Compositor:
         if self.tone_anchor:
             anchor = reference & (src_skin > 0.5) & (keep < 0.5) & ~ring
             if np.count_nonzero(anchor) >= 50:
-                weight = anchor.astype(np.float32)
-                sigma = self.relight_scale * eye
-                low_target, _ = masked_blur(base.astype(np.float32), weight, sigma)
-                low_relit, _ = masked_blur(relit.astype(np.float32), weight, sigma)
-                # the membrane measures target - relit at its samples: on the anchors, the low-passes' difference
                 target = base.astype(np.float32)
-                target[anchor] = relit[anchor] + (low_target - low_relit)[anchor]
+                # the membrane measures target - relit at its samples: on the anchors, that difference's Gaussian
+                # mean over them (the difference of the two faces' low-passes, in one blur)
+                low, _ = masked_blur(target - relit, anchor.astype(np.float32), self.relight_scale * eye)
+                target[anchor] = relit[anchor] + low[anchor]
                 samples = ring | anchor
         offset = membrane_correction(relit, target, samples.astype(np.float32), scale=self.membrane_scale * eye)
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
