@@ -276,3 +276,33 @@ def test_lower_face_motion_is_continuous_in_the_mouth_opening(pipe):
     assert total > 0.5, "the lower face's motion should differ between the same and a different expression"
     assert max(steps) < 0.3 * total  # spread over the band (a threshold would put it all in one step)
     assert np.abs(motions[1] - motions[0]).max() < 1e-9 and np.abs(motions[-1] - motions[-2]).max() < 1e-9
+
+
+@pytest.mark.slow
+def test_no_patches_of_the_sources_light_colour_on_the_new_face(pipe, analyzer):
+    """The source's detail brings the hue of its features, not patches of its light's colour: with
+    ``chroma_scale`` (the default) the output's skin is less blotchy than with the detail's colour taken at the
+    relighting's scale (``chroma_scale`` = ``relight_scale``, the engine before), and its tone no further from the
+    target's."""
+    from saswap import SaSwapPipeline
+    from saswap.eval.swap_metrics import chroma_mottling, skin_tone_difference
+
+    assert pipe.engine.chroma_scale == 0.2 < pipe.engine.relight_scale
+    target = load_image(data_path("images", "sadtalker__happy.png"))
+    source = load_image(data_path("images", "simswap__james.jpg"))
+    t_face = analyzer(target)[0]
+    off = SaSwapPipeline(
+        GeometricEngine(morphable_model=pipe.engine.model, chroma_scale=pipe.engine.relight_scale), analyzer
+    )
+    figures = {}
+    for name, p in (("default", pipe), ("off", off)):
+        out = p(source, target).image
+        o_face = analyzer(out)[0]
+        figures[name] = (
+            chroma_mottling(out, o_face) / chroma_mottling(target, t_face),
+            skin_tone_difference(out, o_face, target, t_face),
+        )
+    (mottled, tone), (mottled_off, tone_off) = figures["default"], figures["off"]
+    assert mottled_off > 1.3, figures  # the failure (1.43x the target's measured)
+    assert mottled < mottled_off - 0.12, figures  # 1.22x
+    assert tone < tone_off + 1.0, figures

@@ -38,21 +38,22 @@ def test_jaw_distance_3d_ignores_head_turns_but_sees_a_wider_jaw(analyzer):
 def test_benchmark_summary_reports_margins_per_target():
     from saswap.eval.swap_benchmark import BenchmarkResult, SwapBenchmark
 
-    def pair(target, d_source, d_target, retrieved):
+    def pair(target, d_source, d_target, retrieved, mottling=1.0):
         return {
             "target": target, "target_yaw": 0.0, "found": True, "d_source": d_source, "d_target": d_target,
             "closer_to_source": d_source < d_target, "retrieved": retrieved, "pose_error": [0.0, 0.0, 0.0],
             "boundary_step": 0.0, "boundary_step_target": 0.0, "skin_tone_de": 0.0, "seam": 1.0,
-            "seam_target": 1.0, "outside_diff": 0.0,
+            "seam_target": 1.0, "outside_diff": 0.0, "mottling": 2.0 * mottling, "mottling_target": 2.0,
         }  # fmt: skip
 
-    pairs = [pair("a", 0.4, 0.6, True), pair("a", 0.5, 0.45, False), pair("b", 0.3, 0.7, True)]
+    pairs = [pair("a", 0.4, 0.6, True, 0.9), pair("a", 0.5, 0.45, False, 1.5), pair("b", 0.3, 0.7, True, 1.2)]
     summary = SwapBenchmark.summarise(BenchmarkResult(pairs=pairs))
     assert summary["closer_to_source"] == 2 / 3
     assert abs(summary["dlib_margin_mean"] - (0.2 - 0.05 + 0.4) / 3) < 1e-9
     a = summary["per_target"]["a"]
     assert (a["closer_to_source"], a["retrieval"]) == (0.5, 0.5) and abs(a["dlib_margin_mean"] - 0.075) < 1e-9
     assert list(summary["per_target"]) == ["a", "b"]
+    assert (summary["mottling_ratio_median"], summary["mottling_ratio_max"]) == (1.2, 1.5)
 
 
 def test_the_held_out_pairs_are_other_files_and_other_people():
@@ -70,3 +71,38 @@ def test_the_held_out_pairs_are_other_files_and_other_people():
     assert not held & same_people
     for name in held:
         assert data_path("images", name).exists(), name
+
+
+def test_chroma_mottling_sees_patches_of_another_hue_not_a_cast_or_noise(analyzer):
+    """The benchmark's blotchiness: purple and orange patches a fifth of an eye distance wide on the cheeks and
+    forehead raise it; the same colours spread over the whole image (a cast) or pixel noise hardly move it."""
+    import cv2
+
+    from saswap.eval.swap_metrics import chroma_mottling
+
+    image = load_image(data_path("images", "sadtalker__happy.png"))
+    face = analyzer(image)[0]
+    base = chroma_mottling(image, face)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    eye = face.eye_distance
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]].astype(np.float32)
+    mesh = face.landmarks[:468]
+    patches = np.zeros(image.shape[:2] + (2,), np.float32)
+    rng = np.random.default_rng(0)
+    for k, vertex in enumerate(rng.choice([50, 280, 101, 330, 108, 337, 151, 205, 425], 9, replace=False)):
+        x, y = mesh[vertex, :2]
+        blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (0.1 * eye) ** 2))
+        patches += blob[..., None] * (np.array([12.0, -15.0]) if k % 2 else np.array([10.0, 16.0]))  # purple, orange
+
+    def with_ab(offset):
+        out = lab.copy()
+        out[..., 1:] += offset
+        return cv2.cvtColor(np.clip(out + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+    blotchy = chroma_mottling(with_ab(patches), face)
+    cast = chroma_mottling(with_ab(np.array([8.0, -10.0], np.float32)), face)
+    noise = rng.normal(0, 3, image.shape).astype(np.float32)
+    noisy = chroma_mottling(np.clip(image + noise + 0.5, 0, 255).astype(np.uint8), face)
+    assert blotchy > 1.5 * base, (base, blotchy)
+    assert abs(cast - base) < 0.1 * base, (base, cast)
+    assert abs(noisy - base) < 0.15 * base, (base, noisy)

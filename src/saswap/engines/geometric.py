@@ -159,6 +159,11 @@ class GeometricEngine(SwapEngine):
             keeps its skin below them, down by this many eye-corner distances per unit of opening
             difference beyond 0.3 (at most 0.3 eye distances): there a wide-open source has the shadow of
             its open mouth. 0 switches it off.
+        chroma_scale: size of the low-pass the colour of the source's detail is taken over, in eye-corner
+            distances (its lightness keeps ``relight_scale``): the hue of lips, eyes and moles against the skin
+            around them comes along, patches of another hue in the source's skin (its light's colour, a
+            compressed photo's colour blocks) do not (:func:`~saswap.face.colour.shading_detail`). Chosen on the
+            benchmark's pairs (0.1, 0.2, or ``relight_scale``: off); measured in ``benchmarks/RESULTS.md``.
         clean_source: remove what covers the source's face (its glasses, hair, hands) before mapping, as
             the face parser sees it (``"parser"`` or True: the shipped ``saswap-face-parser``, or a parser's
             folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``).
@@ -179,6 +184,7 @@ class GeometricEngine(SwapEngine):
         min_stretch: float = 0.2,
         chin_reach: float = 0.5,
         clean_source: bool | str = "parser",
+        chroma_scale: float = 0.2,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -189,6 +195,7 @@ class GeometricEngine(SwapEngine):
         self.source_eyes = bool(source_eyes)
         self.min_stretch = float(min_stretch)
         self.chin_reach = float(chin_reach)
+        self.chroma_scale = float(chroma_scale)
         from saswap.face.parsing import occlusion_method
 
         self.clean_source = occlusion_method(clean_source)
@@ -269,7 +276,10 @@ class GeometricEngine(SwapEngine):
                 # turned face then bring their detail, not the other side's lighting).
                 # Its beard or stubble does not enter the skin means (bare skin beside it would turn bright).
                 "detail": shading_detail(
-                    texture, skin * bare_skin_mask(crop, regions), self.relight_scale * face_c.eye_distance
+                    texture,
+                    skin * bare_skin_mask(crop, regions),
+                    self.relight_scale * face_c.eye_distance,
+                    chroma_sigma=self.chroma_scale * face_c.eye_distance,
                 ),
                 "skin": skin,
                 "fit": fit_morphable(self.model, face_c.landmarks_68),

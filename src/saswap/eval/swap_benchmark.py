@@ -19,6 +19,7 @@ from saswap.eval.swap_metrics import (
     MOUTH,
     angle_error,
     boundary_colour_step,
+    chroma_mottling,
     glasses_band_darkness,
     jaw_distance,
     jaw_distance_3d,
@@ -146,6 +147,8 @@ class SwapBenchmark:
                     skin_tone_de=skin_tone_difference(out.image, o_face, t_img, t_face),
                     seam=seam_energy(out.image, mask),
                     seam_target=seam_energy(t_img, mask),
+                    mottling=chroma_mottling(out.image, o_face),
+                    mottling_target=chroma_mottling(t_img, t_face),
                 )
                 res.pairs.append(rec)
         # Expression with shape_strength 0 (the mouth and eyes must stay the target's).
@@ -235,6 +238,7 @@ class SwapBenchmark:
     def summarise(res: BenchmarkResult) -> dict:
         found = [p for p in res.pairs if p.get("found") and "d_source" in p]
         profile = [p for p in found if abs(p["target_yaw"]) > 40]
+        mottled = [p["mottling"] / p["mottling_target"] for p in found if p.get("mottling_target", 0.0) > 0.1]
         pose = np.array([p["pose_error"] for p in found]) if found else np.zeros((0, 3))
         by_target: dict[str, list[dict]] = {}
         for p in found:
@@ -283,6 +287,9 @@ class SwapBenchmark:
             if found
             else None,
             "seam_ratio_max": max((p["seam"] / max(p["seam_target"], 1e-6) for p in found), default=None),
+            # over the targets that have colour (a black-and-white target's output stays grey: 0 over 0)
+            "mottling_ratio_median": float(np.median(mottled)) if mottled else None,
+            "mottling_ratio_max": max(mottled, default=None),
             "outside_diff_max": max((p["outside_diff"] for p in res.pairs), default=None),
             "occluder_changed_max": max((o["changed"] for o in res.occlusion if "changed" in o), default=None),
             "occluder_changed": {f"{o['target']}/{o['kind']}": round(o.get("changed", -1), 3) for o in res.occlusion},

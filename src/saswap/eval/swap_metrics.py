@@ -24,6 +24,7 @@ __all__ = [
     "jaw_distance_3d",
     "boundary_colour_step",
     "skin_tone_difference",
+    "chroma_mottling",
     "seam_energy",
     "outside_difference",
     "glasses_band_darkness",
@@ -121,6 +122,30 @@ def skin_tone_difference(output: np.ndarray, output_face: Face, target: np.ndarr
         return np.median(image[sel], 0).astype(np.uint8)
 
     return float(delta_e(tone(output, output_face), tone(target, target_face)))
+
+
+def chroma_mottling(image: np.ndarray, face: Face, fine: float = 0.05, coarse: float = 0.5) -> float:
+    """How blotchy a face's colour is: the spread of its skin's chroma between two scales.
+
+    CIELAB a* and b* band-passed between Gaussians of ``fine`` and ``coarse`` eye-corner distances (normalised
+    convolution over the face's skin, :func:`~saswap.face.masks.face_region_masks`, so eyes, brows, lips and the
+    background do not count), then the root mean square of that band over the skin, in CIELAB units. Pores
+    and noise lie below the band and the face's light above it; what remains is patches of another hue (purple
+    eye sockets, orange cheeks). Compare an output's value with its target's: real skin under one light has
+    little of it.
+    """
+    from saswap.face.colour import masked_blur
+
+    skin = (face_region_masks(face.landmarks, image.shape[:2])["skin"] > 0.5).astype(np.float32)
+    if skin.sum() < 50:
+        return 0.0
+    eye = max(face.eye_distance, 1.0)
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB).astype(np.float32)
+    ab = (lab[..., 1:] - 128.0).copy()
+    near, _ = masked_blur(ab, skin, max(0.5, fine * eye))
+    far, _ = masked_blur(ab, skin, coarse * eye)
+    band = (near - far)[skin > 0.5]
+    return float(np.sqrt(np.mean(np.sum(band**2, axis=-1))))
 
 
 def seam_energy(image: np.ndarray, mask: np.ndarray) -> float:

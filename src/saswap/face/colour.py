@@ -129,7 +129,12 @@ def _local_mean(lin: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def shading_detail(
-    image: np.ndarray, mask: np.ndarray, sigma: float, max_detail: float = 2.5, min_detail: float = 0.1
+    image: np.ndarray,
+    mask: np.ndarray,
+    sigma: float,
+    max_detail: float = 2.5,
+    min_detail: float = 0.1,
+    chroma_sigma: float | None = None,
 ) -> np.ndarray:
     """An image's detail relative to its own local skin colour: ``linear(image) / skin low-pass``.
 
@@ -137,6 +142,14 @@ def shading_detail(
     ``sigma`` (eye sockets, cheekbones, brows, stubble) and drops its skin tone and broad lighting.
     Computing it in the image's own geometry, before any mapping, means that parts copied from
     elsewhere on the face (a turned face's mirrored side) bring their detail, not their lighting.
+
+    With a smaller ``chroma_sigma`` the detail's colour is taken relative to the skin nearer by:
+    ``linear(image) / near * Y(near) / Y(far)``, ``near`` and ``far`` the skin low-passes at ``chroma_sigma``
+    and ``sigma``, ``Y`` their luminance. Its lightness still follows the shading down from ``sigma`` (the
+    face's shape), but its hue only what differs from the skin within ``chroma_sigma``: the colour of lips,
+    eyes, moles and veins against the skin around them, not patches of another hue (the light's colour, a
+    warm key beside a cool fill, or a compressed photo's colour blocks), which on another face's skin look
+    like bruises.
 
     Args:
         image: RGB uint8 (H, W, 3).
@@ -146,12 +159,33 @@ def shading_detail(
         min_detail: lower bound of the ratio. Dark parts of a face (a black beard, brows, nostrils)
             lie far below the skin's low-pass: bounded at 0.4 they turned into grey blotches on a pale
             target, and the output lost identity (dlib margin on 6x5 pairs +0.02 at 0.4, +0.08 at 0.1).
+        chroma_sigma: scale of the low-pass the detail's colour is taken over, pixels (None, or not below
+            ``sigma``: the same as its lightness).
 
     Returns:
         float32 (H, W, 3), about 1 on plain skin.
+
+    Example:
+        >>> img = np.zeros((64, 64, 3), np.uint8); img[...] = (200, 150, 120)
+        >>> img[:, 32:] = (150, 150, 170)  # the right half lit by a cool light
+        >>> m = np.ones((64, 64), np.float32)
+        >>> hue = lambda d: float(d[32, 48, 2] / d[32, 48, 0])  # blue over red of the detail on the right
+        >>> round(hue(shading_detail(img, m, 32.0)), 2), round(hue(shading_detail(img, m, 32.0, chroma_sigma=2.0)), 2)
+        (1.73, 1.0)
     """
     lin = _to_linear(image)
-    return np.clip(lin / np.maximum(_local_mean(lin, mask, sigma), 1e-4), min_detail, max_detail).astype(np.float32)
+    far = np.maximum(_local_mean(lin, mask, sigma), 1e-4)
+    if chroma_sigma is None or chroma_sigma >= sigma:
+        detail = lin / far
+    else:
+        near = np.maximum(_local_mean(lin, mask, chroma_sigma), 1e-4)
+        detail = lin / near * (_luminance(near) / _luminance(far))[..., None]
+    return np.clip(detail, min_detail, max_detail).astype(np.float32)
+
+
+def _luminance(lin: np.ndarray) -> np.ndarray:
+    """Relative luminance of linear RGB (Rec. 709 primaries), (H, W)."""
+    return lin[..., 0] * 0.2126 + lin[..., 1] * 0.7152 + lin[..., 2] * 0.0722
 
 
 def apply_detail(detail: np.ndarray, target: np.ndarray, target_mask: np.ndarray, sigma: float) -> np.ndarray:
