@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from saswap.face.alignment import transform_points, umeyama_similarity
-from saswap.face.colour import delta_e
+from saswap.face.colour import delta_e, masked_blur
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import face_region_masks
@@ -134,14 +134,12 @@ def chroma_mottling(image: np.ndarray, face: Face, fine: float = 0.05, coarse: f
     eye sockets, orange cheeks). Compare an output's value with its target's: real skin under one light has
     little of it.
     """
-    from saswap.face.colour import masked_blur
-
     skin = (face_region_masks(face.landmarks, image.shape[:2])["skin"] > 0.5).astype(np.float32)
     if skin.sum() < 50:
         return 0.0
     eye = max(face.eye_distance, 1.0)
     lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB).astype(np.float32)
-    ab = (lab[..., 1:] - 128.0).copy()
+    ab = lab[..., 1:] - 128.0
     near, _ = masked_blur(ab, skin, max(0.5, fine * eye))
     far, _ = masked_blur(ab, skin, coarse * eye)
     band = (near - far)[skin > 0.5]
