@@ -134,14 +134,26 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert exc.value.code == 2
 
 
-def test_demo_runs_on_packaged_photos(tmp_path, capsys):
+def test_demo_runs_on_packaged_photos(tmp_path, capsys, monkeypatch):
     from saswap.provenance import read_tag
+    from saswap.videoio import probe_video, read_video_tag, sample_frames
 
+    monkeypatch.setenv("SASWAP_CACHE", str(tmp_path / "cache"))
     assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
     files = sorted((tmp_path / "demo").glob("*.png"))
     assert len(files) == 2 and all(read_tag(f)["demo"] for f in files)
     assert all(min(Image.open(f).size) >= 512 for f in files)  # big enough to judge (was 112 px)
     assert capsys.readouterr().err.count("turned") <= 1  # each source analysed (and warned about) once
+    # the video path too, on a template made from a packaged photo: every frame kept, the faces changed, tagged
+    template, swapped = tmp_path / "demo" / "t1_pan.mp4", tmp_path / "demo" / "tom_hanks_into_t1_pan.mp4"
+    info, out = probe_video(template), probe_video(swapped)
+    assert (out.frame_count, out.width, out.height, out.fps) == (info.frame_count, info.width, info.height, info.fps)
+    assert read_video_tag(swapped)["synthetic"] is True and read_video_tag(template) is None
+    before, after = sample_frames(template, 3), sample_frames(swapped, 3)
+    for a, b in zip(before, after):
+        changed = np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 20
+        assert 0.01 < changed.mean() < 0.3  # the faces, not the whole frame
+    assert "cache hit" not in capsys.readouterr().out  # the first run analysed the template
 
 
 def test_swap_reports_a_broken_input_before_loading_any_model(tmp_path, capsys, monkeypatch):

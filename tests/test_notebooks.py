@@ -31,3 +31,9 @@ def test_notebook_runs(path):
         assert len(namespace["faces"]) == 6
     if "out" in namespace:
         assert namespace["out"].image.shape == namespace["target"].shape
+    if "result" in namespace:  # the video notebook: the swap read the cache built before it, and kept every frame
+        from saswap.videoio import probe_video
+
+        result, template = namespace["result"], namespace["template"]
+        assert result.cache_hit and not namespace["existed"]
+        assert result.frames == result.frames_swapped == probe_video(template).frame_count
