@@ -56,3 +56,32 @@ def test_the_details_hue_follows_the_skin_nearby_and_its_lightness_the_shading()
     assert abs(float(near[mole] @ luma) / float(plain[mole] @ luma) - 1) < 0.1
     # a larger chroma scale (or none) is the plain detail
     assert np.array_equal(shading_detail(image, skin, sigma, chroma_sigma=sigma * 2), plain)
+
+
+def test_a_highlight_on_a_bright_target_keeps_the_skins_hue_instead_of_turning_white():
+    from saswap.face.colour import apply_detail
+
+    size = 64
+    target = np.zeros((size, size, 3), np.uint8)
+    target[...] = (235, 180, 140)  # bright, warm skin: its red is near the top of the range
+    skin = np.ones((size, size), np.float32)
+    detail = np.ones((size, size, 3), np.float32)
+    detail[24:40, 24:40] = 1.8  # a source's highlight (a shiny forehead), grey: it only brightens
+    clipped = apply_detail(detail, target, skin, sigma=8.0)
+    rolled = apply_detail(detail, target, skin, sigma=8.0, highlight_knee=0.8)
+
+    def hue(rgb):  # CIELAB hue angle, degrees
+        lab = cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
+        return float(np.degrees(np.arctan2(lab[2] - 128, lab[1] - 128)))
+
+    def chroma(rgb):
+        lab = cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
+        return float(np.hypot(lab[1] - 128, lab[2] - 128))
+
+    skin_px, hi_clipped, hi_rolled = target[0, 0], clipped[32, 32], rolled[32, 32]
+    # clipped channel by channel, the red saturates while green and blue go on rising: the highlight turns yellow
+    assert hi_clipped[0] == 255 and abs(hue(hi_clipped) - hue(skin_px)) > 10.0
+    assert abs(hue(hi_rolled) - hue(skin_px)) < 3.0 and chroma(hi_rolled) > 0.8 * chroma(skin_px)
+    assert hi_rolled.astype(int).sum() > skin_px.astype(int).sum() + 20  # still a highlight
+    # below the knee nothing changes
+    assert np.array_equal(rolled[:8, :8], clipped[:8, :8])

@@ -126,6 +126,9 @@ class Compositor:
             folder; ``"off"``: no). See :mod:`saswap.compose.harmonizer`.
         hair_edge: softness of the edge where hair (or background) kept over the face meets the new face: the
             Gaussian sigma of that edge, in eye-corner distances (0: as sharp as an object's outline).
+        highlight_knee: where the relit face's brightest channel exceeds this (linear light), the pixel rolls off
+            towards white keeping its hue (:func:`~saswap.face.colour.highlight_roll_off`), instead of each channel
+            clipping (a source's highlight on a bright target turned white or yellow); None clips.
     """
 
     def __init__(
@@ -141,6 +144,7 @@ class Compositor:
         blend_levels: int = 4,
         harmonize: bool | str = "off",
         hair_edge: float = 0.03,
+        highlight_knee: float | None = None,
     ) -> None:
         from saswap.compose.harmonizer import harmonize_method
         from saswap.face.parsing import occlusion_method
@@ -156,6 +160,7 @@ class Compositor:
         self.blend_levels = int(blend_levels)
         self.harmonize = harmonize_method(harmonize)
         self.hair_edge = float(hair_edge)
+        self.highlight_knee = None if highlight_knee is None else float(highlight_knee)
         self._segmenter = None
 
     def __getstate__(self) -> dict[str, Any]:  # sent to worker processes without the segmentation model
@@ -204,6 +209,7 @@ class Compositor:
             "blend_levels": self.blend_levels,
             "harmonize": harmonize,
             "hair_edge": self.hair_edge,
+            "highlight_knee": self.highlight_knee,
         }
 
     # -- target-only analysis -----------------------------------------------------------------------
@@ -312,7 +318,7 @@ class Compositor:
             detail = result.detail
         else:  # a generated face: its own detail over its skin, in its (the target's) geometry
             detail = shading_detail(result.image, regions["skin"], self.relight_scale * eye)
-        relit = apply_detail(detail, base, tgt_skin, sigma=self.relight_scale * eye)
+        relit = apply_detail(detail, base, tgt_skin, sigma=self.relight_scale * eye, highlight_knee=self.highlight_knee)
         kept = result.keep if result.keep is not None else np.zeros(shape, np.float32)
         keep = np.maximum(kept, (occluded > 0.5).astype(np.float32))
         if self.membrane:

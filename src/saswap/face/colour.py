@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["masked_blur", "shading_detail", "apply_detail", "relight", "delta_e"]
+__all__ = ["masked_blur", "shading_detail", "apply_detail", "highlight_roll_off", "relight", "delta_e"]
 
 
 def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +188,9 @@ def _luminance(lin: np.ndarray) -> np.ndarray:
     return lin[..., 0] * 0.2126 + lin[..., 1] * 0.7152 + lin[..., 2] * 0.0722
 
 
-def apply_detail(detail: np.ndarray, target: np.ndarray, target_mask: np.ndarray, sigma: float) -> np.ndarray:
+def apply_detail(
+    detail: np.ndarray, target: np.ndarray, target_mask: np.ndarray, sigma: float, highlight_knee: float | None = None
+) -> np.ndarray:
     """The target's local skin colour and lighting (low-pass over its skin) times ``detail``.
 
     Args:
@@ -196,11 +198,50 @@ def apply_detail(detail: np.ndarray, target: np.ndarray, target_mask: np.ndarray
         target: RGB uint8 (H, W, 3).
         target_mask: where ``target`` shows skin, float (H, W).
         sigma: scale of the low-pass, pixels.
+        highlight_knee: where the product's brightest channel exceeds this (linear light), the pixel rolls off
+            towards white with its hue kept (:func:`highlight_roll_off`) instead of being clipped channel by
+            channel; None clips.
 
     Returns:
         RGB uint8 (H, W, 3).
     """
-    return _to_srgb(_local_mean(_to_linear(target), target_mask, sigma) * detail)
+    lin = _local_mean(_to_linear(target), target_mask, sigma) * detail
+    if highlight_knee is not None:
+        lin = highlight_roll_off(lin, highlight_knee)
+    return _to_srgb(lin)
+
+
+def highlight_roll_off(lin: np.ndarray, knee: float) -> np.ndarray:
+    """Bring linear RGB over 1 back into range without changing its hue.
+
+    Clipping each channel at 1 turns a bright skin highlight white or yellow (its red saturates first while green
+    and blue go on rising). Here, where a pixel's brightest channel ``m`` exceeds ``knee``, the whole pixel is
+    scaled by ``f(m) / m`` with ``f(m) = knee + (1 - knee) (1 - exp(-(m - knee) / (1 - knee)))``: continuous with
+    slope 1 at the knee and below 1 for every ``m``, so the channels keep their ratios. Below the knee nothing changes.
+
+    Args:
+        lin: linear RGB, float32 (H, W, 3) (modified in place and returned).
+        knee: in (0, 1).
+
+    Returns:
+        ``lin``.
+
+    Example:
+        >>> px = np.array([[[1.6, 1.0, 0.6]]], np.float32)  # a highlight: red over range
+        >>> out = highlight_roll_off(px.copy(), 0.8)
+        >>> bool(out.max() < 1.0), bool(np.allclose(out / out[..., :1], px / px[..., :1]))
+        (True, True)
+    """
+    if not 0.0 < knee < 1.0:
+        raise ValueError(f"knee must lie in (0, 1), got {knee}")
+    r, g, b = cv2.split(lin)
+    m = cv2.max(cv2.max(r, g), b)
+    over = m > knee
+    if over.any():
+        mv = m[over]
+        f = knee + (1.0 - knee) * (1.0 - np.exp(-(mv - knee) / (1.0 - knee)))
+        lin[over] *= (f / mv).astype(lin.dtype)[:, None]
+    return lin
 
 
 def relight(
