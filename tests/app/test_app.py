@@ -204,6 +204,7 @@ def test_templates_are_listed_and_swapped(running, data, tmp_path):
     assert probe_video(result).frame_count == 12
     updates = [o[1] for o in job.outputs()[:-1]]
     assert any(u["total"] == 12 and u["done"] > 0 for u in updates), updates  # frames done of frames
+    assert (updates[-1]["done"], updates[-1]["total"]) == (12, 12), updates  # the end state, however fast the swap
 
 
 def test_video_progress_queue_and_cancel(running, data, tmp_path):

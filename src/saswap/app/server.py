@@ -418,6 +418,10 @@ class SaSwapApp:
                                   engine, enhance)  # fmt: skip
         for line in self._watch(job, progress):
             yield None, {"status": line, "stage": job.stage, "done": job.done_frames, "total": job.total_frames}
+        if job.finished and job.error is None and job.total_frames:
+            # the end state too: a short video can finish between two of the watcher's half-second updates
+            line = "**Working:** " + job.describe()
+            yield None, {"status": line, "stage": job.stage, "done": job.done_frames, "total": job.total_frames}
         path, tag = self._finish(job, out)
         yield path, tag
 
