@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -67,16 +68,13 @@ def main() -> None:
     from saswap.compose import Compositor
     from saswap.engines.geometric import GeometricEngine
     from saswap.eval.sheets import fit_cell
+    from saswap.eval.swap_benchmark import output_face
     from saswap.eval.swap_metrics import boundary_colour_step, chroma_mottling, seam_energy, skin_tone_difference
-    from saswap.face.geometry import box_iou
     from saswap.face.identity import DlibEmbedder
     from saswap.io import save_image
 
-    if args.config:
-        engine_kw, compose_kw = Compositor.split_config(json.loads(args.config))
-        pipe = SaSwapPipeline(engine=GeometricEngine(**engine_kw), compositor=Compositor(**compose_kw))
-    else:
-        pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    engine_kw, compose_kw = Compositor.split_config(json.loads(args.config) if args.config else {})
+    pipe = SaSwapPipeline(GeometricEngine(**engine_kw), compositor=Compositor(**compose_kw))
     judge = DlibEmbedder()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,13 +88,11 @@ def main() -> None:
                 if i == j:
                     continue
                 out = pipe(source, image, face_index=index[j])
-                found = pipe.analyzer(out.image)
-                iou = box_iou(target_face.box[None], np.stack([f.box for f in found]))[0] if found else np.zeros(1)
+                face = output_face(pipe.analyzer, out.image, target_face)
                 rec = {"photo": name, "source": i, "target": j, "target_yaw": round(float(target_face.pose[0]), 1)}
-                if not found or iou.max() <= 0.3:
+                if face is None:
                     rows.append({**rec, "found": False})
                     continue
-                face = found[int(np.argmax(iou))]
                 emb = judge.raw(out.image, face)
                 mask = out.masks[0]
                 rec.update(
@@ -131,7 +127,7 @@ def main() -> None:
         "seam_ratio": stats("seam_ratio"),
         "mottling_ratio": stats("mottling_ratio"),
         "config": json.loads(args.config) if args.config else {},
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
     (out_dir / "same_light.json").write_text(json.dumps({"summary": summary, "pairs": rows}, indent=1))
     if sheet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from saswap.face.colour import shading_detail
 
@@ -59,6 +60,7 @@ def test_the_details_hue_follows_the_skin_nearby_and_its_lightness_the_shading()
 
 
 def test_a_highlight_on_a_bright_target_keeps_the_skins_hue_instead_of_turning_white():
+    from saswap.compose import Compositor
     from saswap.face.colour import apply_detail
 
     size = 64
@@ -70,13 +72,16 @@ def test_a_highlight_on_a_bright_target_keeps_the_skins_hue_instead_of_turning_w
     clipped = apply_detail(detail, target, skin, sigma=8.0)
     rolled = apply_detail(detail, target, skin, sigma=8.0, highlight_knee=0.8)
 
-    def hue(rgb):  # CIELAB hue angle, degrees
+    def ab(rgb):  # CIELAB a*, b* of one pixel
         lab = cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
-        return float(np.degrees(np.arctan2(lab[2] - 128, lab[1] - 128)))
+        return lab[1] - 128.0, lab[2] - 128.0
+
+    def hue(rgb):  # degrees
+        a, b = ab(rgb)
+        return float(np.degrees(np.arctan2(b, a)))
 
     def chroma(rgb):
-        lab = cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
-        return float(np.hypot(lab[1] - 128, lab[2] - 128))
+        return float(np.hypot(*ab(rgb)))
 
     skin_px, hi_clipped, hi_rolled = target[0, 0], clipped[32, 32], rolled[32, 32]
     # clipped channel by channel, the red saturates while green and blue go on rising: the highlight turns yellow
@@ -85,3 +90,5 @@ def test_a_highlight_on_a_bright_target_keeps_the_skins_hue_instead_of_turning_w
     assert hi_rolled.astype(int).sum() > skin_px.astype(int).sum() + 20  # still a highlight
     # below the knee nothing changes
     assert np.array_equal(rolled[:8, :8], clipped[:8, :8])
+    with pytest.raises(ValueError, match="highlight_knee"):
+        Compositor(highlight_knee=1.0)

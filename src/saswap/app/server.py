@@ -416,12 +416,14 @@ class SaSwapApp:
             chosen = _Target(kind, path, Path(path).name)
         job, _, out = self._start(token, request, source, chosen, str(faces or _LARGEST), reference, shape_strength,
                                   engine, enhance)  # fmt: skip
+        def update(line: str) -> tuple[None, dict[str, Any]]:
+            return None, {"status": line, "stage": job.stage, "done": job.done_frames, "total": job.total_frames}
+
         for line in self._watch(job, progress):
-            yield None, {"status": line, "stage": job.stage, "done": job.done_frames, "total": job.total_frames}
+            yield update(line)
         if job.finished and job.error is None and job.total_frames:
             # the end state too: a short video can finish between two of the watcher's half-second updates
-            line = "**Working:** " + job.describe()
-            yield None, {"status": line, "stage": job.stage, "done": job.done_frames, "total": job.total_frames}
+            yield update("**Working:** " + job.describe())
         path, tag = self._finish(job, out)
         yield path, tag
 

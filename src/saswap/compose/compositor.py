@@ -160,6 +160,8 @@ class Compositor:
         self.blend_levels = int(blend_levels)
         self.harmonize = harmonize_method(harmonize)
         self.hair_edge = float(hair_edge)
+        if highlight_knee is not None and not 0.0 < highlight_knee < 1.0:
+            raise ValueError(f"highlight_knee must lie in (0, 1) or be None, got {highlight_knee}")
         self.highlight_knee = None if highlight_knee is None else float(highlight_knee)
         self._segmenter = None
 

@@ -39,9 +39,20 @@ __all__ = [
     "GLASSES_SOURCES",
     "SwapBenchmark",
     "BenchmarkResult",
+    "output_face",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def output_face(analyzer, image: np.ndarray, like, min_iou: float = 0.3):
+    """The face of a swapped ``image`` where the target face ``like`` was: the detected face whose box overlaps
+    ``like``'s most, or None when none overlaps it by more than ``min_iou`` (intersection over union)."""
+    faces = analyzer(image)
+    if not faces:
+        return None
+    iou = box_iou(like.box[None], np.stack([f.box for f in faces]))[0]
+    return faces[int(np.argmax(iou))] if iou.max() > min_iou else None
 
 #: Ten sources of different people (varied sex, age, skin tone, facial hair).
 SOURCES = [
@@ -109,11 +120,7 @@ class SwapBenchmark:
         return self._cache[name]
 
     def _output_face(self, image: np.ndarray, like) -> object | None:
-        faces = self.pipe.analyzer(image)
-        if not faces:
-            return None
-        iou = box_iou(like.box[None], np.stack([f.box for f in faces]))[0]
-        return faces[int(np.argmax(iou))] if iou.max() > 0.3 else None
+        return output_face(self.pipe.analyzer, image, like)
 
     def run(
         self, sources=SOURCES, targets=TARGETS, shape_strength: float = 1.0, occluders: bool = True
