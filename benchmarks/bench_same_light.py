@@ -8,7 +8,9 @@ removed, the target's applied). Between two faces of one photo it is not: the ca
 white balance are shared, so every difference of tone, every colour step at the border and every blotch
 the output shows beyond the target's own is the method's. Each group photo of :data:`PHOTOS` (one shot; collages
 left out) with two or more faces of eye-corner distance >= 30 px gives pairs: each of its largest ``--max-faces`` faces into each other
-one (the source face given by ``face_index``, turned sources allowed), one face swapped at a time.
+one, one face swapped at a time. A face turned further than the pipeline accepts as a source
+(``SOURCE_TURN_LIMIT``, 45 degrees: ``prepare_source`` refuses it unless forced) is a target only; the summary lists
+those under ``sources_refused``.
 
 Per pair, with the benchmark's measures (:mod:`saswap.eval.swap_metrics`): skin tone ΔE against the target
 face, the colour step at the upper face border over the target's own, seam and chroma mottling over the
@@ -68,6 +70,7 @@ def main() -> None:
     from saswap.compose import Compositor
     from saswap.engines.geometric import GeometricEngine
     from saswap.eval.sheets import fit_cell
+    from saswap.pipelines.image import SOURCE_TURN_LIMIT, source_turn
     from saswap.eval.swap_benchmark import output_face
     from saswap.eval.swap_metrics import boundary_colour_step, chroma_mottling, seam_energy, skin_tone_difference
     from saswap.face.identity import DlibEmbedder
@@ -79,10 +82,13 @@ def main() -> None:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    rows, sheet = [], []
+    rows, sheet, refused = [], [], []
     for name, image, faces, index in _pairs(pipe, Path(args.data) / "images", PHOTOS, args.max_faces, args.min_eye):
         embeddings = [judge.raw(image, f) for f in faces]
         for i in range(len(faces)):
+            if source_turn(faces[i]) > SOURCE_TURN_LIMIT:  # the pipeline refuses such a source (unless forced)
+                refused.append({"photo": name, "source": i, "turn": round(source_turn(faces[i]), 1)})
+                continue
             source = pipe.engine.prepare_source(image, faces[i])
             for j, target_face in enumerate(faces):
                 if i == j:
@@ -119,6 +125,7 @@ def main() -> None:
     summary = {
         "photos": len({r["photo"] for r in rows}),
         "pairs": len(rows),
+        "sources_refused": refused,
         "found": round(len(done) / max(len(rows), 1), 3),
         "closer_to_source": round(float(np.mean([r["closer_to_source"] for r in done])), 3),
         "skin_tone_de": stats("skin_tone_de"),

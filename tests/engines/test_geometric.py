@@ -306,3 +306,27 @@ def test_no_patches_of_the_sources_light_colour_on_the_new_face(pipe, analyzer):
     assert mottled_off > 1.3, figures  # the failure (1.43x the target's measured)
     assert mottled < mottled_off - 0.12, figures  # 1.22x
     assert tone < tone_off + 1.0, figures
+
+
+def test_a_closed_eye_keeps_the_targets_own_slit(pipe):
+    """Through a closed target eye the source's iris, mapped into a sliver, showed as dark dots on the lid line: an
+    eye that either face shows closed keeps the target's own interior (:func:`source_eye_weight`), an eye both show
+    open takes the source's."""
+    from saswap.engines.geometric import eye_openness, source_eye_weight
+    from saswap.face.masks import face_region_masks
+
+    src = _prepared(pipe, "sberswap__beckham.jpg")
+    assert (eye_openness(src.face.landmarks) > 0.06).all()
+    kept = {}
+    for name in ("insightface__close_eyes.jpeg", "liveportrait__d9.jpg"):
+        target = load_image(data_path("images", name))
+        crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+        opening = eye_openness(face.landmarks)
+        out = pipe.engine.swap(crop, face, src, shape_strength=1.0)
+        lids = face_region_masks(out.landmarks, crop.shape[:2])["eyes"] > 0.5
+        kept[name] = (opening, float((out.keep[lids] > 0.99).mean()))
+    opening, share = kept["insightface__close_eyes.jpeg"]
+    assert (opening < 0.03).all() and share > 0.95
+    opening, share = kept["liveportrait__d9.jpg"]
+    assert (opening > 0.1).all() and share < 0.05
+    assert source_eye_weight(0.2, 0.03) == 0.0 and source_eye_weight(0.045, 0.2) == pytest.approx(0.5)

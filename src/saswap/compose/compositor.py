@@ -248,7 +248,11 @@ class Compositor:
             covered, objects, glasses = maps["covered"], maps["objects"], maps["glasses"]
             regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
             out["occlusion"] = entering_cover(
-                covered > self.occlusion_threshold, regions["face"] > 0.5, glasses > 0.5, 0.05 * max(face.eye_distance, 1.0)
+                covered > self.occlusion_threshold,
+                regions["face"] > 0.5,
+                glasses > 0.5,
+                0.05 * max(face.eye_distance, 1.0),
+                lashes=regions["eyes_outer"] > 0.5,
             ).astype(np.uint8)
             # covered mostly by objects in front of the face (not hair or background): they do not move with the
             # face's shape
@@ -423,17 +427,23 @@ class Compositor:
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
 
 
-def entering_cover(covered: np.ndarray, face: np.ndarray, glasses: np.ndarray, margin: float) -> np.ndarray:
+def entering_cover(
+    covered: np.ndarray, face: np.ndarray, glasses: np.ndarray, margin: float, lashes: np.ndarray | None = None
+) -> np.ndarray:
     """``covered`` without the islands that lie wholly inside the face: whatever is in front of a face
     comes in from beyond its outline (a hand with its arm, a microphone, a mask with its straps, hair,
     glasses with their temples). An island inside the face is the parser taking shading for an object (a
-    nose's shadow), so it stays face; an island mostly of glasses is kept (thin frames may break up).
+    nose's shadow), so it stays face; an island mostly of glasses is kept (thin frames may break up), unless
+    its "glasses" lie along the lid margins, where they are lashes (a closed eye's dark lash line read as a
+    frame: kept in place while the new face's lids moved, it showed as dark dots below them).
 
     Args:
         covered: bool (H, W), what the parser does not call visible face.
         face: bool (H, W), the face region of the mesh.
         glasses: bool (H, W), where the parser sees glasses.
         margin: pixels; an island must reach this close to the face's outline (or beyond it) to stay.
+        lashes: bool (H, W), the lid margins with their lashes (``face_region_masks``' "eyes_outer"), where
+            glasses do not count; None: everywhere they count.
 
     Returns:
         bool (H, W).
@@ -444,6 +454,8 @@ def entering_cover(covered: np.ndarray, face: np.ndarray, glasses: np.ndarray, m
         >>> out = entering_cover(cov, face, np.zeros_like(cov), 1.0)
         >>> bool(out[9, 9]), bool(out[4, 15])
         (False, True)
+        >>> bool(entering_cover(cov, face, cov, 1.0)[9, 9]), bool(entering_cover(cov, face, cov, 1.0, lashes=cov)[9, 9])
+        (True, False)
     """
     n, labels = cv2.connectedComponents(covered.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -454,6 +466,8 @@ def entering_cover(covered: np.ndarray, face: np.ndarray, glasses: np.ndarray, m
     core = cv2.erode(filled, np.ones((2 * int(np.ceil(margin)) + 1,) * 2, np.uint8)) > 0
     count = np.bincount(labels.ravel(), minlength=n)
     outside = np.bincount(labels[~core].ravel(), minlength=n)
+    if lashes is not None:
+        glasses = glasses & ~lashes
     specs = np.bincount(labels[glasses].ravel(), minlength=n)
     keep = (outside > 0) | (specs * 2 >= count)
     keep[0] = False

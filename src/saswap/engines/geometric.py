@@ -46,15 +46,16 @@ from saswap.face.masks import (
     dilate_disk,
     face_region_masks,
     glasses_mask,
+    polygon_mask,
     skin_occlusion_mask,
     triangle_visibility,
 )
 from saswap.face.morphable import MorphableFit, MorphableModel, fit_morphable, keypoint_motion, project
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
-from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles
+from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles, region_loop
 from saswap.face.types import Face
 
-__all__ = ["GeometricEngine", "expression_weight", "mouth_openness"]
+__all__ = ["GeometricEngine", "expression_weight", "eye_openness", "mouth_openness", "source_eye_weight"]
 
 
 def mouth_openness(mesh: np.ndarray) -> float:
@@ -68,6 +69,49 @@ def mouth_openness(mesh: np.ndarray) -> float:
     pts = np.asarray(mesh, np.float64)[:, :2]
     width = np.linalg.norm(pts[291] - pts[61])
     return float(np.linalg.norm(pts[14] - pts[13]) / max(width, 1e-6))
+
+
+def eye_openness(mesh: np.ndarray) -> np.ndarray:
+    """Each eye's opening: the area inside its lid margin over the square of its corner-to-corner width,
+    float64 (2,) (the face's right eye, then its left). About 0.15-0.3 for an open eye, below 0.03 for a
+    closed one (the margin's upper and lower halves then meet).
+
+    Example:
+        >>> from saswap.face.topology import region_loop
+        >>> m = np.zeros((468, 2)); loop = list(region_loop("RIGHT_EYE"))
+        >>> m[loop, 0] = np.linspace(-1, 1, len(loop))  # a margin folded flat: a closed eye
+        >>> float(eye_openness(m)[0])
+        0.0
+    """
+    pts = np.asarray(mesh, np.float64)[:, :2]
+    out = np.zeros(2)
+    for i, (name, a, b) in enumerate(_EYE_CORNERS):
+        loop = pts[list(region_loop(name))]
+        x, y = loop[:, 0], loop[:, 1]
+        area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+        out[i] = area / max(float(np.sum((pts[a] - pts[b]) ** 2)), 1e-12)
+    return out
+
+
+def source_eye_weight(target_opening: float, source_opening: float) -> float:
+    """How much of an eye's interior comes from the source (:func:`eye_openness` of both faces' eye): 1 when both
+    are open, 0 when either is closed, smooth between (``_EYE_CLOSED`` to ``_EYE_OPEN``), so a blink closes
+    the eye over a few frames instead of switching it.
+
+    Through a closed target's slit the source's iris, mapped into a sliver, showed as dark dots on the lid line;
+    a closed source's slit, stretched over an open target's eye, showed lashes smeared across it. There the target
+    keeps its own eye interior.
+
+    Example:
+        >>> source_eye_weight(0.2, 0.25), source_eye_weight(0.02, 0.25), round(source_eye_weight(0.2, 0.045), 3)
+        (1.0, 0.0, 0.5)
+    """
+
+    def ramp(v: float) -> float:
+        t = float(np.clip((v - _EYE_CLOSED) / (_EYE_OPEN - _EYE_CLOSED), 0.0, 1.0))
+        return t * t * (3.0 - 2.0 * t)
+
+    return ramp(target_opening) * ramp(source_opening)
 
 
 def expression_weight(difference: float) -> float:
@@ -134,6 +178,12 @@ _LIPS_MARGIN = 0.3
 #: Opening differences beyond this also shade the chin below the source's lower lip (``chin_reach``).
 _WIDE_OPEN = 0.3
 _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
+#: The lid margins (:func:`eye_openness`) and each eye's corners: the face's right eye, then its left.
+_EYE_CORNERS = (("RIGHT_EYE", 33, 133), ("LEFT_EYE", 362, 263))
+#: Eye openings (:func:`eye_openness`) below which an eye counts as closed, and above which as open: a closed eye
+#: measures 0.01-0.03 in the mesh, an open one 0.15-0.3, a narrowed one (a smile, a squint) about 0.07.
+_EYE_CLOSED = 0.03
+_EYE_OPEN = 0.06
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
 
@@ -357,7 +407,17 @@ class GeometricEngine(SwapEngine):
         moved_mesh = np.concatenate([moved[:468], mesh_t[:, 2:3]], axis=1)
         regions = face_region_masks(moved_mesh, shape)
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        eyes = np.zeros(shape, np.float32) if self.source_eyes else regions["eyes"]
+        if self.source_eyes:
+            # Each eye's interior is the source's while both faces show it open; a closed eye keeps the target's.
+            eyes = np.zeros(shape, np.float32)
+            open_t, open_s = eye_openness(mesh_t), eye_openness(source.face.landmarks)
+            for (name, _, _), o_t, o_s in zip(_EYE_CORNERS, open_t, open_s):
+                w = source_eye_weight(o_t, o_s)
+                if w < 1.0:
+                    lids = polygon_mask(moved[list(region_loop(name))], shape)
+                    eyes = np.maximum(eyes, np.float32(1.0 - w) * lids)
+        else:
+            eyes = regions["eyes"]
         mouth = regions["mouth"]
         if lips_differ > 0.0:
             # The source's lips are stretched around an open mouth the target does not have: mapped onto

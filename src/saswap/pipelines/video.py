@@ -81,7 +81,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 3
+ANALYSIS_REVISION = 4
 
 
 def _settings(pipe) -> dict[str, Any]:
