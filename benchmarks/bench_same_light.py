@@ -70,11 +70,11 @@ def main() -> None:
     from saswap.compose import Compositor
     from saswap.engines.geometric import GeometricEngine
     from saswap.eval.sheets import fit_cell
-    from saswap.pipelines.image import SOURCE_TURN_LIMIT, source_turn
     from saswap.eval.swap_benchmark import output_face
     from saswap.eval.swap_metrics import boundary_colour_step, chroma_mottling, seam_energy, skin_tone_difference
     from saswap.face.identity import DlibEmbedder
     from saswap.io import save_image
+    from saswap.pipelines.image import SOURCE_TURN_LIMIT, source_turn
 
     engine_kw, compose_kw = Compositor.split_config(json.loads(args.config) if args.config else {})
     pipe = SaSwapPipeline(GeometricEngine(**engine_kw), compositor=Compositor(**compose_kw))

@@ -243,3 +243,47 @@ def test_lightning_commands_take_their_own_help_and_recipe(command, recipe, caps
     with pytest.raises(SystemExit) as exc:
         main([command, "fit", "--config", str(ROOT / "recipes" / recipe), "--print_config"])
     assert exc.value.code == 0 and "seed_everything" in capsys.readouterr().out
+
+
+def test_a_stream_is_read_once(tmp_path, capsys):
+    """``--target <(cat photo.jpg)``: a pipe can be read only once, and the check before the swap had emptied it
+    ("the file is empty"). Streams are now copied once into a temporary folder."""
+    import os
+    import threading
+
+    fifo = tmp_path / "target.fifo"
+    os.mkfifo(fifo)
+    photo = data_path("images", "sadtalker__happy.png").read_bytes()
+    feeder = threading.Thread(target=lambda: fifo.write_bytes(photo), daemon=True)
+    feeder.start()
+    out = tmp_path / "out.png"
+    codes = []
+    args = ["swap", "-s", str(data_path("images", "sberswap__beckham.jpg")), "-t", str(fifo), "-o", str(out)]
+    swap = threading.Thread(target=lambda: codes.append(main(args)), daemon=True)
+    swap.start()
+    swap.join(timeout=120)  # reading the pipe a second time would wait for a writer for ever
+    assert codes == [0], capsys.readouterr().err
+    assert Image.open(out).size == Image.open(data_path("images", "sadtalker__happy.png")).size
+
+
+def test_file_system_limits_are_errors_not_tracebacks(tmp_path, capsys):
+    source, target = str(data_path("images", "sberswap__beckham.jpg")), str(data_path("images", "sadtalker__happy.png"))
+    too_long = tmp_path / ("n" * 300 + ".png")
+    assert main(["swap", "-s", source, "-t", target, "-o", str(too_long)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.endswith("File name too long")
+    assert main(["swap", "-s", source, "-t", str(too_long), "-o", str(tmp_path / "o.png")]) == 2
+    assert "cannot be read (File name too long)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_says_what_a_file_is(tmp_path, capsys):
+    folder = tmp_path / "photos.jpg"
+    folder.mkdir()
+    assert main(["inspect", str(folder)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(b"\x00\x00\x00\x20ftypisom" + b"\x00" * 300)
+    assert main(["inspect", str(truncated)]) == 2
+    err = capsys.readouterr().err
+    assert "cut.mp4" in err and "not a readable image" not in err

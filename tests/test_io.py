@@ -162,3 +162,60 @@ def test_a_url_is_refused_plainly():
 
     with pytest.raises(InvalidImageError, match="URLs are not accepted.*download the file first"):
         load_image("https://example.com/x.jpg")
+
+
+def test_a_float_tiff_in_0_1_is_read_as_such(tmp_path):
+    """Scientific and HDR tools write float images in [0, 1]: read as bytes of 0-255 they came out black."""
+    grey = np.linspace(0, 1, 40 * 60, dtype=np.float32).reshape(40, 60)
+    path = _save(Image.fromarray(grey, "F"), tmp_path / "float.tif")
+    img = load_image(path)
+    assert img.shape == (40, 60, 3)
+    assert abs(float(img.mean()) - 127.5) < 2 and img.max() == 255
+
+
+def test_a_photo_above_pils_warning_size_is_read_and_a_bomb_refused(tmp_path, monkeypatch):
+    """PIL warns above ``MAX_IMAGE_PIXELS`` (89 MP: a 108-MP phone photo was refused as "corrupt") and refuses beyond
+    twice that; the limits are lowered here so that small files stand in for both."""
+    path = _save(Image.fromarray(_photo(40, 60)), tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 2,400 pixels: over the warning, under the error
+    assert load_image(path).shape == (40, 60, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # over twice the limit: a decompression bomb
+    with pytest.raises(InvalidImageError, match="big.png"):
+        load_image(path)
+
+
+def test_a_full_disk_leaves_nothing_and_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fd, mode):
+            self._fh = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", Full)
+    with pytest.raises(InvalidImageError, match=r"out\.png: cannot write \(No space left on device\)"):
+        atomic_write_bytes(tmp_path / "out.png", b"x" * 100)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_names_near_the_file_systems_limit(tmp_path):
+    """The temporary file beside an output is ``.NAME.XXXXXXXX.tmp``: for a name of 242-255 bytes it passed the
+    255-byte limit and a valid output was refused; an unreadable or too long input name is a clear error."""
+    from saswap.io import temporary_name
+
+    long = tmp_path / ("n" * 246 + ".png")
+    atomic_write_bytes(long, b"ok")
+    assert long.read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [long.name]
+    assert len(temporary_name("é" * 200, "0a1b2c3d").encode()) <= 255  # cut on a character boundary
+    with pytest.raises(InvalidImageError, match="cannot be read"):
+        load_image(tmp_path / ("x" * 300 + ".jpg"))

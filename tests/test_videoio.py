@@ -583,3 +583,49 @@ def test_writer_rejects_a_bad_bframes_value(tmp_path):
     with pytest.raises(InvalidVideoError, match="bframes"):
         VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=25, bframes=-1)
     assert not list(tmp_path.iterdir())
+
+
+def _avi_with_mp3(path: Path, n: int = 24, fps: int = 24) -> Path:
+    """H.264 with B-frames and MP3 audio in AVI (what some cameras and old tools write)."""
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.options = {"preset": "ultrafast", "bframes": "2"}
+        aus = c.add_stream("libmp3lame", rate=44100)
+        aus.codec_context.layout = "mono"
+        t = np.arange(int(n / fps * 44100)) / 44100
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for k in range(0, len(samples), 1152):
+            frame = av.AudioFrame.from_ndarray(samples[None, k : k + 1152], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, k
+            for p in aus.encode(frame):
+                c.mux(p)
+        for p in aus.encode(None):
+            c.mux(p)
+        for i in range(n):
+            for p in vs.encode(av.VideoFrame.from_ndarray(_pattern(i, 64, 48), format="rgb24")):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+    return path
+
+
+@pytest.mark.skipif("libmp3lame" not in av.codecs_available, reason="this PyAV build has no MP3 encoder")
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_avi_with_b_frames_and_mp3_audio(tmp_path, suffix):
+    """AVI stores no presentation times: the decoder labelled B-frame clips' frames 1, 3, 2, 6, 5, ... (their order
+    was right, their times not); its MP3 audio (decoder "mp3float") was re-encoded with colliding timestamps, which
+    the muxer refused (a traceback). Now the frame count is the clock, MP3 is copied into MP4 and re-encoded (to Opus)
+    for WebM."""
+    clip = _avi_with_mp3(tmp_path / "in.avi")
+    with VideoReader(clip) as reader:
+        stamps = [f.time for f in reader]
+    assert stamps == pytest.approx([i / 24 for i in range(24)], abs=1e-6)
+    out = tmp_path / f"out{suffix}"
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:
+        for frame in reader:
+            writer.write(frame.image, frame)
+    info = probe_video(out)
+    assert info.frame_count == 24 and info.has_audio
+    assert info.audio_codec in (("mp3float", "mp3") if suffix == ".mp4" else ("opus", "libopus"))
+    assert abs(info.duration - 1.0) < 0.1

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from saswap import __version__
-from saswap.errors import SaSwapError
+from saswap.errors import InvalidImageError, InvalidVideoError, SaSwapError
 
 __all__ = ["main", "build_parser"]
 
@@ -138,7 +138,10 @@ def _is_video(arg: str) -> bool:
     from saswap.videoio import is_video_file
 
     path = Path(arg)
-    return path.is_file() and is_video_file(path)
+    try:
+        return path.is_file() and is_video_file(path)
+    except OSError:  # a name too long, an unreadable file: reading it as an image says what is wrong
+        return False
 
 
 def _cmd_swap_video(args: argparse.Namespace) -> int:
@@ -223,7 +226,10 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
     """The output may replace an existing file, but not one of the command's own inputs (unless --overwrite)."""
     out = Path(args.output)
-    if args.overwrite or not out.exists():
+    try:
+        if args.overwrite or not out.exists():
+            return
+    except OSError:  # a name the file system cannot hold: writing it says so
         return
     for role in ("source", "target", "reference"):
         value = getattr(args, role, None)
@@ -231,7 +237,38 @@ def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
             raise SaSwapError(f"{out}: is the {role} itself; give another output file (or --overwrite to replace it)")
 
 
+@contextlib.contextmanager
+def _streams_spooled(args: argparse.Namespace) -> Iterator[None]:
+    """Inputs that are streams, not files (``<(cat photo.jpg)``, a named pipe), copied once into a temporary folder:
+    a stream can be read only once, and the swap reads its inputs more than once (to check them, then to swap)."""
+    import shutil
+    import stat
+    import tempfile
+
+    with contextlib.ExitStack() as stack:
+        for role in ("source", "target", "reference"):
+            value = getattr(args, role, None)
+            if not value or value.startswith("sample:"):
+                continue
+            try:
+                mode = os.stat(value).st_mode
+            except OSError:
+                continue  # missing or unreadable: loading it says so
+            if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="saswap-input-")))
+                copy = folder / Path(value).name
+                with open(value, "rb") as src, open(copy, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                setattr(args, role, str(copy))
+        yield
+
+
 def _cmd_swap(args: argparse.Namespace) -> int:
+    with _streams_spooled(args):
+        return _cmd_swap_files(args)
+
+
+def _cmd_swap_files(args: argparse.Namespace) -> int:
     from saswap.pipelines.image import SaSwapPipeline
 
     if not 0.0 <= args.shape_strength <= 1.0:
@@ -373,6 +410,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _media_container(path: str) -> bool:
+    """Whether a file starts as an MP4/MOV, Matroska/WebM or AVI container does (whatever it holds)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from saswap.provenance import read_tag
 
@@ -381,7 +428,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
         tag = read_video_tag(args.file)
     else:
-        tag = read_tag(args.file)
+        try:
+            tag = read_tag(args.file)
+        except InvalidImageError as err:
+            if not _media_container(args.file):
+                raise
+            # a media container that is no readable video (a truncated MP4, an audio-only file): say what is wrong
+            from saswap.videoio import probe_video
+
+            try:
+                probe_video(args.file)
+            except InvalidVideoError as video_err:
+                raise video_err from None
+            raise err from None
     if args.json:
         print(json.dumps({"file": str(args.file), "saswap": tag}))
     elif tag is None:
@@ -463,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
     v.add_argument("--crf", type=int, default=14, help="encoder quality (x264/x265: 0 lossless, 14 default, 51 worst)")
     v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")
-    v.add_argument("--codec", default="libx264", help="video encoder (default libx264: H.264 mp4)")
+    v.add_argument("--codec", default=None, help="video encoder (default libx264: H.264; libvpx-vp9 for .webm)")
     v.add_argument("--start", type=float, help="start of the span to swap, seconds")
     v.add_argument("--end", type=float, help="end of the span to swap, seconds")
     v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
@@ -499,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_swap_settings(p)
     p.add_argument("--crf", type=int, default=14, help="video encoder quality (default 14)")
     p.add_argument("--preset", default="veryfast", help="video encoder speed preset (default veryfast)")
-    p.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
+    p.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm)")
     p.add_argument("--dry-run", action="store_true", help="list the jobs (to do, or done already) and stop")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_batch)
@@ -636,6 +695,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
         except SaSwapError as err:
             print(f"saswap: error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:  # the file system refused something the checks above did not foresee
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"saswap: error: {where}{err.strerror or err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("saswap: interrupted", file=sys.stderr)

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from saswap.errors import InvalidImageError
 
-__all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "MIN_IMAGE_SIDE"]
+__all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "temporary_name", "MIN_IMAGE_SIDE"]
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
 
@@ -38,7 +38,12 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
-        top = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
+        if mode == "F" and not np.isfinite(arr).all():
+            raise InvalidImageError(f"{name}: float image contains NaN or infinite values")
+        if mode == "F" and arr.max(initial=0.0) <= 1.0:
+            top = 1.0  # a float image in [0, 1] (as scientific and HDR tools write them)
+        else:
+            top = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
         arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
@@ -112,16 +117,21 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
             )
         path = Path(image)
         name = str(path)
-        if not path.exists():
-            raise InvalidImageError(f"{name}: no such file")
-        if path.is_dir():
-            raise InvalidImageError(f"{name}: is a folder, not an image file")
-        data = path.read_bytes()
+        try:
+            if not path.exists():
+                raise InvalidImageError(f"{name}: no such file")
+            if path.is_dir():
+                raise InvalidImageError(f"{name}: is a folder, not an image file")
+            data = path.read_bytes()
+        except OSError as err:  # a name too long, no permission, an I/O error
+            raise InvalidImageError(f"{name}: cannot be read ({err.strerror or err})") from None
         if not data:
             raise InvalidImageError(f"{name}: the file is empty (0 bytes)")
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                # PIL warns above 89 megapixels (a 108-MP phone photo) and refuses beyond twice that (a decompression
+                # bomb): the first is a photo, the second an error
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(io.BytesIO(data)) as img:
                     img.load()  # raises on truncated data instead of returning grey rows
                     arr = _from_pil(img, name)
@@ -130,7 +140,7 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
             if kind is not None:
                 raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None
             raise InvalidImageError(f"{name}: not an image file (or an unsupported image format)") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from None
     else:
         raise InvalidImageError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
@@ -142,6 +152,28 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
     return np.ascontiguousarray(arr)
 
 
+#: Longest file name (bytes) most file systems take.
+_NAME_MAX = 255
+
+
+def temporary_name(name: str, token: str) -> str:
+    """The name of the temporary file a write of ``name`` goes through: ``.NAME.TOKEN.tmp``, with NAME shortened (on
+    a character boundary) when the whole would pass the 255-byte limit of a file name, so that any name that can be
+    written can be written through it.
+
+    Example:
+        >>> temporary_name("out.png", "1a2b3c4d")
+        '.out.png.1a2b3c4d.tmp'
+        >>> len(temporary_name("n" * 250 + ".png", "1a2b3c4d").encode())
+        255
+    """
+    room = _NAME_MAX - len(f"..{token}.tmp".encode())
+    encoded = name.encode()
+    if len(encoded) > room:
+        name = encoded[:room].decode(errors="ignore")
+    return f".{name}.{token}.tmp"
+
+
 def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
     """Create a new, empty temporary file beside ``name`` in ``folder``.
 
@@ -150,7 +182,7 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        tmp = folder / temporary_name(name, secrets.token_hex(4))
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
@@ -184,6 +216,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if path.exists():  # replacing a file keeps its permissions, as writing into it would
             os.chmod(tmp, path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a quota, an I/O error: nothing half-written stays
+        tmp.unlink(missing_ok=True)
+        raise InvalidImageError(f"{path}: cannot write ({err.strerror or err})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

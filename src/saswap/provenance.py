@@ -88,6 +88,8 @@ def read_tag(path: str | os.PathLike) -> dict[str, Any] | None:
         InvalidImageError: the file is missing or not an image.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InvalidImageError(f"{path}: is a folder, not a file")
     if not path.is_file():
         raise InvalidImageError(f"{path}: no such file")
     try:

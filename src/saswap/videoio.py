@@ -610,9 +610,14 @@ class VideoReader:
                 raise InvalidVideoError(f"{self.path}: cannot seek to {self.start} s ({err})") from None
         index = 0
         decoded = 0
+        # AVI stores no presentation times: with B-frames the decoder labels its (display-ordered) frames with
+        # reordered decode times (1, 3, 2, 6, 5, ...). Its frame rate is constant, so the frame count is the clock.
+        counted = self.container.format.name == "avi" and self.start is None
         for frame in self._decoded():
             decoded += 1
             pts = frame.pts
+            if counted and fps > 0:
+                pts = self.origin_pts + int(round((decoded - 1) / (fps * tb)))
             time = float((pts - self.origin_pts) * tb) if pts is not None else (decoded - 1) / fps
             if self.start is not None and time < self.start - eps:
                 continue
@@ -707,7 +712,9 @@ def _resolve_codec(codec: str | None, fmt: str, path: Path) -> str:
             f"{path}: unknown or unavailable video encoder {codec!r}; this PyAV build offers {', '.join(offered)}"
         )
     if fmt == "webm" and codec not in _WEBM_VIDEO:
-        raise InvalidVideoError(f"{path}: WebM holds only VP8, VP9 or AV1 video, not {codec!r}; use codec='libvpx-vp9'")
+        raise InvalidVideoError(
+            f"{path}: WebM holds only VP8, VP9 or AV1 video, not {codec!r}; use --codec libvpx-vp9 (codec='libvpx-vp9')"
+        )
     return codec
 
 
@@ -968,7 +975,9 @@ class VideoWriter:
         src = self._audio_in.streams.audio[0]
         allowed = _AUDIO_COPY[self._format]
         self._audio_src = src
-        self._audio_copy = allowed is None or src.codec_context.name in allowed
+        codec = src.codec_context.codec
+        # the format's name, not its decoder's (an MP3 stream's decoder is "mp3float")
+        self._audio_copy = allowed is None or getattr(codec, "canonical_name", codec.name) in allowed
         if self._audio_copy:
             self._audio_out = self._container.add_stream_from_template(src)
         else:
@@ -1054,8 +1063,12 @@ class VideoWriter:
     def _encode_audio(self, packet: av.Packet) -> None:
         assert self._container is not None
         for frame in packet.decode():
-            if frame.pts is not None:
-                frame.pts -= self._audio_shift
+            if frame.pts is not None and frame.sample_rate:
+                # in samples: the encoder cuts frames to its own size (1,024 for AAC against MP3's 1,152), and in a
+                # coarse input time base (an AVI's, one tick per MP3 frame) the pieces' timestamps collided
+                t = (frame.pts - self._audio_shift) * frame.time_base
+                frame.pts = int(round(t * frame.sample_rate))
+                frame.time_base = Fraction(1, frame.sample_rate)
             self._container.mux(self._audio_out.encode(frame))
 
     def _audio_out_done(self) -> None:

@@ -397,3 +397,16 @@ def test_fades_where_a_face_is_lost_not_at_cuts_or_ends():
     assert cut[13][0] == 1.0  # a shot cut: the new shot starts swapped
     other = list(_fade_weights({"frame_tracks": [[0, 1]] * 5, "cuts": []}, {1}, 3))
     assert all(set(f) == {1} for f in other)  # only the chosen track
+
+
+def test_cli_writes_webm_without_being_told_the_codec(clip, tmp_path, capsys):
+    """The help lists .webm among the outputs, but the default encoder was libx264, which WebM cannot hold: now the
+    codec follows the output (VP9 for .webm) unless --codec says otherwise."""
+    from saswap.cli import main
+    from saswap.videoio import probe_video
+
+    out = tmp_path / "o.webm"
+    args = ["swap", "-s", str(data_path("images", "sberswap__beckham.jpg")), "-t", str(clip), "-o", str(out)]
+    assert main([*args, "--no-cache", "--quiet", "--end", "0.3"]) == 0, capsys.readouterr().err
+    info = probe_video(out)
+    assert info.codec == "vp9" and info.frame_count == len(_frames(out)) >= 8

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import glob
 import hashlib
 import json
 import logging
@@ -81,7 +82,7 @@ class BatchSettings:
         face_index, all_faces, reference: which faces of a template to swap (at most one of them);
             ``reference`` is a photo of the person to swap.
         enhance: face enhancer name or path, or None.
-        codec, crf, preset: the video encoder settings.
+        codec, crf, preset: the video encoder settings (codec None: libx264, libvpx-vp9 for .webm outputs).
         force: use source faces turned beyond ``SOURCE_TURN_LIMIT`` (otherwise their jobs fail).
     """
 
@@ -91,7 +92,7 @@ class BatchSettings:
     all_faces: bool = False
     reference: str | None = None
     enhance: str | None = None
-    codec: str = "libx264"
+    codec: str | None = None
     crf: int | None = 14  # saswap.videoio.DEFAULT_CRF (this module does not import PyAV)
     preset: str | None = "veryfast"
     force: bool = False
@@ -368,8 +369,11 @@ def _adoptable(job: BatchJob) -> bool:
 
 def _remove_temporaries(output: Path) -> None:
     """Temporary files an interrupted write of ``output`` left beside it (``.NAME.XXXXXXXX.tmp``)."""
+    from saswap.io import temporary_name
+
+    stem = temporary_name(output.name, "0" * 8)[: -len(".00000000.tmp")]  # ".NAME", shortened as the write does
     with contextlib.suppress(OSError):
-        for tmp in output.parent.glob(f".{output.name}.*.tmp"):
+        for tmp in output.parent.glob(f"{glob.escape(stem)}.*.tmp"):
             tmp.unlink(missing_ok=True)
 
 

@@ -390,7 +390,7 @@ class SaSwapPipeline:
         cache_dir: str | os.PathLike | None = None,
         start: float | None = None,
         end: float | None = None,
-        codec: str = "libx264",
+        codec: str | None = None,
         crf: int | None = 14,  # saswap.videoio.DEFAULT_CRF
         preset: str | None = "veryfast",
         fade_frames: int = 5,
@@ -416,7 +416,8 @@ class SaSwapPipeline:
             cache: use (and build) the persistent template cache.
             cache_dir: its folder (default: ``$SASWAP_CACHE`` or the platform's cache folder).
             start, end: trim the template to this span, in seconds.
-            codec, crf, preset: the video encoder and its quality settings.
+            codec, crf, preset: the video encoder (None: libx264, libvpx-vp9 for a .webm output) and its quality
+                settings.
             fade_frames: length of the fades where a face is lost or found within a shot.
             progress: show a progress bar (frames per second, ETA), or a callable called as
                 ``progress(stage, done, total)`` after every frame of each stage instead (an exception it raises

@@ -432,7 +432,7 @@ def swap_video(
     cache_dir: str | os.PathLike | None = None,
     start: float | None = None,
     end: float | None = None,
-    codec: str = "libx264",
+    codec: str | None = None,
     crf: int | None = 14,  # saswap.videoio.DEFAULT_CRF (PyAV is imported only when a video is read)
     preset: str | None = "veryfast",
     fade_frames: int = 5,
