@@ -613,14 +613,16 @@ def _avi_with_mp3(path: Path, n: int = 24, fps: int = 24) -> Path:
 @pytest.mark.skipif("libmp3lame" not in av.codecs_available, reason="this PyAV build has no MP3 encoder")
 @pytest.mark.parametrize("suffix", [".mp4", ".webm"])
 def test_avi_with_b_frames_and_mp3_audio(tmp_path, suffix):
-    """AVI stores no presentation times: the decoder labelled B-frame clips' frames 1, 3, 2, 6, 5, ... (their order
-    was right, their times not); its MP3 audio (decoder "mp3float") was re-encoded with colliding timestamps, which
-    the muxer refused (a traceback). Now the frame count is the clock, MP3 is copied into MP4 and re-encoded (to Opus)
-    for WebM."""
+    """AVI stores no presentation times: the decoder labels a B-frame clip's frames (in display order) with decode-order
+    times, late by its reordering delay; its MP3 audio (decoder "mp3float") was re-encoded with colliding timestamps,
+    which the muxer refused (a traceback). Now the labels are put back in order and the delay taken off, MP3 is copied
+    into MP4 and re-encoded (to Opus) for WebM."""
     clip = _avi_with_mp3(tmp_path / "in.avi")
     with VideoReader(clip) as reader:
         stamps = [f.time for f in reader]
     assert stamps == pytest.approx([i / 24 for i in range(24)], abs=1e-6)
+    with VideoReader(clip, start=0.5) as reader:  # a trimmed read: the same clock
+        assert [f.time for f in reader] == pytest.approx([i / 24 for i in range(12, 24)], abs=1e-6)
     out = tmp_path / f"out{suffix}"
     with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:
         for frame in reader:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -239,12 +240,14 @@ def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
 
 @contextlib.contextmanager
 def _streams_spooled(args: argparse.Namespace) -> Iterator[None]:
-    """Inputs that are streams, not files (``<(cat photo.jpg)``, a named pipe), copied once into a temporary folder:
-    a stream can be read only once, and the swap reads its inputs more than once (to check them, then to swap)."""
+    """Inputs that are pipes, not files (``<(cat photo.jpg)``, a named pipe), copied once into a temporary folder:
+    a pipe can be read only once, and the swap reads its inputs more than once (to check them, then to swap).
+    Errors name the argument as given, not the copy."""
     import shutil
     import stat
     import tempfile
 
+    copies: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         for role in ("source", "target", "reference"):
             value = getattr(args, role, None)
@@ -254,13 +257,22 @@ def _streams_spooled(args: argparse.Namespace) -> Iterator[None]:
                 mode = os.stat(value).st_mode
             except OSError:
                 continue  # missing or unreadable: loading it says so
-            if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            if stat.S_ISFIFO(mode):
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="saswap-input-")))
-                copy = folder / Path(value).name
+                copy = folder / (Path(value).name or "input")
                 with open(value, "rb") as src, open(copy, "wb") as dst:
                     shutil.copyfileobj(src, dst)
+                copies[str(copy)] = value
                 setattr(args, role, str(copy))
-        yield
+        try:
+            yield
+        except SaSwapError as err:
+            text = str(err)
+            for copy, value in copies.items():
+                text = text.replace(copy, value)
+            if text == str(err):
+                raise
+            raise type(err)(text) from None
 
 
 def _cmd_swap(args: argparse.Namespace) -> int:
@@ -439,6 +451,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             try:
                 probe_video(args.file)
             except InvalidVideoError as video_err:
+                if "not a video file" in str(video_err):  # an image format PIL cannot read (HEIC, AVIF)
+                    raise err from None
                 raise video_err from None
             raise err from None
     if args.json:
@@ -673,6 +687,15 @@ class _NativeStderrSilenced:
 _LIGHTNING_COMMANDS = ("train", "train-parser", "train-harmonizer")
 
 
+#: What a file system refuses (a full disk, a quota, a read-only mount, no permission, an I/O error, a name too long):
+#: the user's to fix, reported in one line; any other OSError is a bug and keeps its traceback.
+_FILE_SYSTEM_REFUSALS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO", "ENAMETOOLONG", "EFBIG", "EMFILE", "ENFILE")
+    if hasattr(errno, name)
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -696,7 +719,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SaSwapError as err:
             print(f"saswap: error: {err}", file=sys.stderr)
             return 2
-        except OSError as err:  # the file system refused something the checks above did not foresee
+        except OSError as err:
+            if err.errno not in _FILE_SYSTEM_REFUSALS:
+                raise
+            # the file system refused something the checks above did not foresee
             where = f"{err.filename}: " if err.filename else ""
             print(f"saswap: error: {where}{err.strerror or err}", file=sys.stderr)
             return 2

@@ -8,6 +8,7 @@ Convention:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import secrets
@@ -135,6 +136,8 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
                 with Image.open(io.BytesIO(data)) as img:
                     img.load()  # raises on truncated data instead of returning grey rows
                     arr = _from_pil(img, name)
+        except InvalidImageError:
+            raise
         except UnidentifiedImageError:
             kind = next((k for magic, k in _MAGIC if data.startswith(magic)), None)
             if kind is not None:
@@ -157,20 +160,31 @@ _NAME_MAX = 255
 
 
 def temporary_name(name: str, token: str) -> str:
-    """The name of the temporary file a write of ``name`` goes through: ``.NAME.TOKEN.tmp``, with NAME shortened (on
-    a character boundary) when the whole would pass the 255-byte limit of a file name, so that any name that can be
-    written can be written through it.
+    """The name of the temporary file a write of ``name`` goes through: ``.NAME.TOKEN.tmp``. When the whole would
+    pass the 255-byte limit of a file name, NAME is shortened (on a character boundary) and ends in a hash of the
+    full name, so that any name that can be written can be written through it, and two long names that begin
+    alike do not share temporary files.
 
     Example:
         >>> temporary_name("out.png", "1a2b3c4d")
         '.out.png.1a2b3c4d.tmp'
-        >>> len(temporary_name("n" * 250 + ".png", "1a2b3c4d").encode())
+        >>> len(os.fsencode(temporary_name("n" * 250 + ".png", "1a2b3c4d")))
         255
     """
-    room = _NAME_MAX - len(f"..{token}.tmp".encode())
-    encoded = name.encode()
+    room = _NAME_MAX - len(os.fsencode(f"..{token}.tmp"))
+    encoded = os.fsencode(name)  # the bytes the file system sees (names that are not UTF-8 included)
     if len(encoded) > room:
-        name = encoded[:room].decode(errors="ignore")
+        digest = hashlib.sha256(encoded).hexdigest()[:8]
+        head = encoded[: room - 9]
+        while head:  # do not end inside a multi-byte character
+            try:
+                head.decode("utf-8")
+                break
+            except UnicodeDecodeError as err:
+                if err.start < len(head) - 3:  # not UTF-8 at all: cut bytes, as the file system does
+                    break
+                head = head[:-1]
+        name = os.fsdecode(head) + "~" + digest
     return f".{name}.{token}.tmp"
 
 

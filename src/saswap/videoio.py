@@ -47,6 +47,8 @@ included) inside the ``with`` block the temporary file is deleted and no output 
 
 from __future__ import annotations
 
+import collections
+import heapq
 import json
 import logging
 import math
@@ -488,6 +490,32 @@ def _check_range(path: Path, start: float | None, end: float | None) -> None:
         raise InvalidVideoError(f"{path}: start ({start} s) must be before end ({end} s)")
 
 
+#: Frames an AVI's timestamps are put back in order over (more than any encoder's B-frame reordering).
+_REORDER_WINDOW = 16
+
+
+def _display_ordered(frames: Iterator[av.VideoFrame]) -> Iterator[tuple[av.VideoFrame, int | None]]:
+    """Frames (in display order) with their timestamps sorted: each frame takes the smallest label not yet given
+    among the frames decoded so far and the next :data:`_REORDER_WINDOW`.
+
+    Example:
+        >>> class F:  # a decoded frame's pts
+        ...     def __init__(self, pts): self.pts = pts
+        >>> [p for _, p in _display_ordered(iter(F(p) for p in [0, 2, 1, 5, 4, 3, 9, 7, 8]))]
+        [0, 1, 2, 3, 4, 5, 7, 8, 9]
+    """
+    pending: collections.deque = collections.deque()
+    labels: list[int] = []
+    for frame in frames:
+        pending.append(frame)
+        if frame.pts is not None:
+            heapq.heappush(labels, frame.pts)
+        if len(pending) > _REORDER_WINDOW:
+            yield pending.popleft(), heapq.heappop(labels) if labels else None
+    while pending:
+        yield pending.popleft(), heapq.heappop(labels) if labels else None
+
+
 class VideoReader:
     """Decode a video frame by frame, as upright RGB images.
 
@@ -598,6 +626,25 @@ class VideoReader:
                 "%s: decoding stopped after %d frames (corrupt or truncated data: %s)", self.path, count, err
             )
 
+    def _avi_delay(self) -> int:
+        """How much later than the stream's start an AVI's first frame is labelled (its decoder's reordering delay)."""
+        labels = []
+        which = [s.index for s in self.container.streams.video].index(self.stream.index)
+        try:
+            with av.open(str(self.path)) as probe:
+                for frame in probe.decode(probe.streams.video[which]):
+                    if frame.pts is not None:
+                        labels.append(frame.pts)
+                    if len(labels) > _REORDER_WINDOW:
+                        break
+        except (av.error.FFmpegError, ValueError):
+            pass
+        return max(0, min(labels) - self.origin_pts) if labels else 0
+
+    def _labelled(self) -> Iterator[tuple[av.VideoFrame, int | None]]:
+        for frame in self._decoded():
+            yield frame, frame.pts
+
     def _generate(self) -> Iterator[VideoFrame]:
         tb = self.time_base
         fps = self.info.fps
@@ -610,14 +657,18 @@ class VideoReader:
                 raise InvalidVideoError(f"{self.path}: cannot seek to {self.start} s ({err})") from None
         index = 0
         decoded = 0
-        # AVI stores no presentation times: with B-frames the decoder labels its (display-ordered) frames with
-        # reordered decode times (1, 3, 2, 6, 5, ...). Its frame rate is constant, so the frame count is the clock.
-        counted = self.container.format.name == "avi" and self.start is None
-        for frame in self._decoded():
+        # AVI stores no presentation times: with B-frames the decoder labels its frames, which come out in display
+        # order, with the decode order's times (1, 3, 2, 6, 5, ...). The labels are the right times in the wrong
+        # order, so a short window puts them back in order (a dropped frame's gap stays).
+        # The labels are late by the encoder's reordering delay (the first frame is labelled 1 or 2): measured on
+        # the file's first frames, whatever span is read.
+        if self.container.format.name == "avi":
+            delay = self._avi_delay()
+            frames = ((f, None if p is None else p - delay) for f, p in _display_ordered(self._decoded()))
+        else:
+            frames = self._labelled()
+        for frame, pts in frames:
             decoded += 1
-            pts = frame.pts
-            if counted and fps > 0:
-                pts = self.origin_pts + int(round((decoded - 1) / (fps * tb)))
             time = float((pts - self.origin_pts) * tb) if pts is not None else (decoded - 1) / fps
             if self.start is not None and time < self.start - eps:
                 continue
@@ -1063,11 +1114,12 @@ class VideoWriter:
     def _encode_audio(self, packet: av.Packet) -> None:
         assert self._container is not None
         for frame in packet.decode():
-            if frame.pts is not None and frame.sample_rate:
+            if frame.sample_rate:
                 # in samples: the encoder cuts frames to its own size (1,024 for AAC against MP3's 1,152), and in a
                 # coarse input time base (an AVI's, one tick per MP3 frame) the pieces' timestamps collided
-                t = (frame.pts - self._audio_shift) * frame.time_base
-                frame.pts = int(round(t * frame.sample_rate))
+                if frame.pts is not None:
+                    t = (frame.pts - self._audio_shift) * frame.time_base
+                    frame.pts = int(round(t * frame.sample_rate))
                 frame.time_base = Fraction(1, frame.sample_rate)
             self._container.mux(self._audio_out.encode(frame))
 

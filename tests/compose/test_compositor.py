@@ -89,3 +89,10 @@ def test_a_closed_eyes_lash_line_is_not_kept_as_glasses(analyzer):
     assert (seen & lashes).sum() >= 10  # what the parser reads there (else this test tests nothing)
     analysis = pipe.compositor.analyze_target(crop, face)
     assert int(analysis["occlusion"][lashes].sum()) == 0
+    # only the lids of eyes that are not open: glasses in front of open eyes are judged as before
+    from saswap.face.masks import closed_eye_lashes
+
+    assert closed_eye_lashes(face.landmarks, crop.shape[:2]) is not None
+    open_eyes = load_image(data_path("images", "liveportrait__d8.jpg"))
+    _, open_face, _ = pipe.engine.align(open_eyes, pipe.analyzer(open_eyes)[0])
+    assert closed_eye_lashes(open_face.landmarks, crop.shape[:2]) is None

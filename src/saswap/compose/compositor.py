@@ -34,7 +34,14 @@ from saswap.face.alignment import invert_affine, transform_points, warp_back
 from saswap.face.blending import blend_offset, membrane_correction
 from saswap.face.colour import apply_detail, masked_blur, shading_detail
 from saswap.face.deform import warp_by_flow
-from saswap.face.masks import dilate_disk, face_region_masks, feather, glasses_mask, skin_occlusion_mask
+from saswap.face.masks import (
+    closed_eye_lashes,
+    dilate_disk,
+    face_region_masks,
+    feather,
+    glasses_mask,
+    skin_occlusion_mask,
+)
 from saswap.face.types import Face
 
 __all__ = ["Compositor", "ComposedFace", "paste_back", "is_grey", "border_taper", "entering_cover", "PROFILE_YAW"]
@@ -252,7 +259,7 @@ class Compositor:
                 regions["face"] > 0.5,
                 glasses > 0.5,
                 0.05 * max(face.eye_distance, 1.0),
-                lashes=regions["eyes_outer"] > 0.5,
+                lashes=closed_eye_lashes(face.landmarks, crop.shape[:2]),
             ).astype(np.uint8)
             # covered mostly by objects in front of the face (not hair or background): they do not move with the
             # face's shape
@@ -435,15 +442,17 @@ def entering_cover(
     glasses with their temples). An island inside the face is the parser taking shading for an object (a
     nose's shadow), so it stays face; an island mostly of glasses is kept (thin frames may break up), unless
     its "glasses" lie along the lid margins, where they are lashes (a closed eye's dark lash line read as a
-    frame: kept in place while the new face's lids moved, it showed as dark dots below them).
+    frame: kept in place while the new face's lids moved, it showed as dark dots below them; the compose stage
+    passes the lids of the eyes that are not open, :func:`~saswap.face.masks.closed_eye_lashes`, so glasses in
+    front of open eyes are judged as before).
 
     Args:
         covered: bool (H, W), what the parser does not call visible face.
         face: bool (H, W), the face region of the mesh.
         glasses: bool (H, W), where the parser sees glasses.
         margin: pixels; an island must reach this close to the face's outline (or beyond it) to stay.
-        lashes: bool (H, W), the lid margins with their lashes (``face_region_masks``' "eyes_outer"), where
-            glasses do not count; None: everywhere they count.
+        lashes: bool (H, W), the lid margins with their lashes, where glasses do not count; None: everywhere
+            they count.
 
     Returns:
         bool (H, W).

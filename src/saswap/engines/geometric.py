@@ -42,8 +42,12 @@ from saswap.face.deform import invert_flow, keypoint_flow, limit_flow_folds, sam
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import (
+    EYE_CLOSED,
+    EYE_LOOPS,
+    EYE_OPEN,
     bare_skin_mask,
     dilate_disk,
+    eye_openness,
     face_region_masks,
     glasses_mask,
     polygon_mask,
@@ -71,47 +75,26 @@ def mouth_openness(mesh: np.ndarray) -> float:
     return float(np.linalg.norm(pts[14] - pts[13]) / max(width, 1e-6))
 
 
-def eye_openness(mesh: np.ndarray) -> np.ndarray:
-    """Each eye's opening: the area inside its lid margin over the square of its corner-to-corner width,
-    float64 (2,) (the face's right eye, then its left). About 0.15-0.3 for an open eye, below 0.03 for a
-    closed one (the margin's upper and lower halves then meet).
-
-    Example:
-        >>> from saswap.face.topology import region_loop
-        >>> m = np.zeros((468, 2)); loop = list(region_loop("RIGHT_EYE"))
-        >>> m[loop, 0] = np.linspace(-1, 1, len(loop))  # a margin folded flat: a closed eye
-        >>> float(eye_openness(m)[0])
-        0.0
-    """
-    pts = np.asarray(mesh, np.float64)[:, :2]
-    out = np.zeros(2)
-    for i, (name, a, b) in enumerate(_EYE_CORNERS):
-        loop = pts[list(region_loop(name))]
-        x, y = loop[:, 0], loop[:, 1]
-        area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-        out[i] = area / max(float(np.sum((pts[a] - pts[b]) ** 2)), 1e-12)
-    return out
-
-
 def source_eye_weight(target_opening: float, source_opening: float) -> float:
-    """How much of an eye's interior comes from the source (:func:`eye_openness` of both faces' eye): 1 when both
-    are open, 0 when either is closed, smooth between (``_EYE_CLOSED`` to ``_EYE_OPEN``), so a blink closes
-    the eye over a few frames instead of switching it.
+    """How much of an eye's interior comes from the source (:func:`~saswap.face.masks.eye_openness` of both faces'
+    eye): 1 when both are open, 0 when either is closed. On the target's side it is smooth between ``EYE_CLOSED`` and
+    ``EYE_OPEN`` (:mod:`saswap.face.masks`), so a blink closes the eye over a few frames instead of switching it; on
+    the source's side (one photo for every frame) it is a decision at their middle, so a narrowed source eye never
+    lays a faint second iris over the target's.
 
     Through a closed target's slit the source's iris, mapped into a sliver, showed as dark dots on the lid line;
     a closed source's slit, stretched over an open target's eye, showed lashes smeared across it. There the target
     keeps its own eye interior.
 
     Example:
-        >>> source_eye_weight(0.2, 0.25), source_eye_weight(0.02, 0.25), round(source_eye_weight(0.2, 0.045), 3)
+        >>> source_eye_weight(0.2, 0.25), source_eye_weight(0.02, 0.25), round(source_eye_weight(0.045, 0.25), 3)
         (1.0, 0.0, 0.5)
+        >>> source_eye_weight(0.2, 0.05), source_eye_weight(0.2, 0.04)
+        (1.0, 0.0)
     """
-
-    def ramp(v: float) -> float:
-        t = float(np.clip((v - _EYE_CLOSED) / (_EYE_OPEN - _EYE_CLOSED), 0.0, 1.0))
-        return t * t * (3.0 - 2.0 * t)
-
-    return ramp(target_opening) * ramp(source_opening)
+    t = float(np.clip((target_opening - EYE_CLOSED) / (EYE_OPEN - EYE_CLOSED), 0.0, 1.0))
+    source_open = source_opening >= 0.5 * (EYE_CLOSED + EYE_OPEN)
+    return t * t * (3.0 - 2.0 * t) if source_open else 0.0
 
 
 def expression_weight(difference: float) -> float:
@@ -178,12 +161,6 @@ _LIPS_MARGIN = 0.3
 #: Opening differences beyond this also shade the chin below the source's lower lip (``chin_reach``).
 _WIDE_OPEN = 0.3
 _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
-#: The lid margins (:func:`eye_openness`) and each eye's corners: the face's right eye, then its left.
-_EYE_CORNERS = (("RIGHT_EYE", 33, 133), ("LEFT_EYE", 362, 263))
-#: Eye openings (:func:`eye_openness`) below which an eye counts as closed, and above which as open: a closed eye
-#: measures 0.01-0.03 in the mesh, an open one 0.15-0.3, a narrowed one (a smile, a squint) about 0.07.
-_EYE_CLOSED = 0.03
-_EYE_OPEN = 0.06
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
 
@@ -407,15 +384,17 @@ class GeometricEngine(SwapEngine):
         moved_mesh = np.concatenate([moved[:468], mesh_t[:, 2:3]], axis=1)
         regions = face_region_masks(moved_mesh, shape)
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        if self.source_eyes:
+        if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             # Each eye's interior is the source's while both faces show it open; a closed eye keeps the target's.
             eyes = np.zeros(shape, np.float32)
             open_t, open_s = eye_openness(mesh_t), eye_openness(source.face.landmarks)
-            for (name, _, _), o_t, o_s in zip(_EYE_CORNERS, open_t, open_s):
+            for name, o_t, o_s in zip(EYE_LOOPS, open_t, open_s):
                 w = source_eye_weight(o_t, o_s)
                 if w < 1.0:
                     lids = polygon_mask(moved[list(region_loop(name))], shape)
                     eyes = np.maximum(eyes, np.float32(1.0 - w) * lids)
+        elif self.source_eyes:  # no irises in the mesh: no eye interiors were mapped
+            eyes = np.zeros(shape, np.float32)
         else:
             eyes = regions["eyes"]
         mouth = regions["mouth"]
