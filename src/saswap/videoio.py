@@ -641,10 +641,6 @@ class VideoReader:
             pass
         return max(0, min(labels) - self.origin_pts) if labels else 0
 
-    def _labelled(self) -> Iterator[tuple[av.VideoFrame, int | None]]:
-        for frame in self._decoded():
-            yield frame, frame.pts
-
     def _generate(self) -> Iterator[VideoFrame]:
         tb = self.time_base
         fps = self.info.fps
@@ -666,7 +662,7 @@ class VideoReader:
             delay = self._avi_delay()
             frames = ((f, None if p is None else p - delay) for f, p in _display_ordered(self._decoded()))
         else:
-            frames = self._labelled()
+            frames = ((f, f.pts) for f in self._decoded())
         for frame, pts in frames:
             decoded += 1
             time = float((pts - self.origin_pts) * tb) if pts is not None else (decoded - 1) / fps

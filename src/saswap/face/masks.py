@@ -95,9 +95,13 @@ def closed_eye_lashes(mesh: np.ndarray, shape: tuple[int, int]) -> np.ndarray | 
     if not shut:
         return None
     pts = np.asarray(mesh, np.float64)[:, :2]
-    lids = np.maximum.reduce([polygon_mask(pts[list(region_loop(n))], shape) for n in shut])
+    return _lash_band(pts, np.maximum.reduce([polygon_mask(pts[list(region_loop(n))], shape) for n in shut])) > 0.5
+
+
+def _lash_band(pts: np.ndarray, lids: np.ndarray) -> np.ndarray:
+    """The lid polygons ``lids`` grown by the lashes' length (6% of the outer eye corners' distance)."""
     size = max(2, int(round(np.linalg.norm(pts[33] - pts[263]) * 0.06)))
-    return _dilate_within_box(lids, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1,) * 2)) > 0.5
+    return _dilate_within_box(lids, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1,) * 2))
 
 
 def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -183,12 +187,8 @@ def face_region_masks(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
         if mesh.shape[1] >= 3
         else polygon_mask(pts[list(region_loop("FACE_OVAL"))], shape)
     )
-    eyes = np.maximum(
-        polygon_mask(pts[list(region_loop("LEFT_EYE"))], shape),
-        polygon_mask(pts[list(region_loop("RIGHT_EYE"))], shape),
-    )
-    eye_size = max(2, int(round(np.linalg.norm(pts[33] - pts[263]) * 0.06)))
-    eyes_outer = _dilate_within_box(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * eye_size + 1,) * 2))
+    eyes = np.maximum.reduce([polygon_mask(pts[list(region_loop(name))], shape) for name in EYE_LOOPS])
+    eyes_outer = _lash_band(pts, eyes)
     brow_idx = (
         {i for e in _brow_edges("LEFT_EYEBROW") for i in e},
         {i for e in _brow_edges("RIGHT_EYEBROW") for i in e},
