@@ -275,7 +275,8 @@ def test_lower_face_motion_is_continuous_in_the_mouth_opening(pipe):
     total = np.abs(motions[-1] - motions[0]).max()
     assert total > 0.5, "the lower face's motion should differ between the same and a different expression"
     assert max(steps) < 0.3 * total  # spread over the band (a threshold would put it all in one step)
-    assert np.abs(motions[1] - motions[0]).max() < 1e-9 and np.abs(motions[-1] - motions[-2]).max() < 1e-9
+    # outside the band only the lower face's expression exchange moves, with the keypoints it is spread from
+    assert max(steps[0], steps[-1]) < 0.05 * total, (steps, total)
 
 
 @pytest.mark.slow
@@ -306,6 +307,27 @@ def test_no_patches_of_the_sources_light_colour_on_the_new_face(pipe, analyzer):
     assert mottled_off > 1.3, figures  # the failure (1.43x the target's measured)
     assert mottled < mottled_off - 0.12, figures  # 1.22x
     assert tone < tone_off + 1.0, figures
+
+
+def test_the_target_keeps_its_expression_not_the_sources(pipe, morphable_model):
+    """A smiling source into a pouting target: the output's mouth is the target's pout, not the source's smile
+    (before the lower face's expression exchange, three quarters of the difference came along)."""
+    from saswap import SaSwapPipeline
+    from saswap.eval.swap_metrics import expression_distance
+
+    s_img = load_image(data_path("images", "sberswap__beckham.jpg"))
+    t_img = load_image(data_path("images", "liveportrait__d8.jpg"))
+    s_face, t_face = pipe.analyzer(s_img)[0], pipe.analyzer(t_img)[0]
+    gap = expression_distance(s_face, t_face, morphable_model)
+    assert gap > 0.1  # the two expressions differ clearly
+
+    def carried(engine):
+        out = SaSwapPipeline(engine, pipe.analyzer)(engine.prepare_source(s_img, s_face), t_img).image
+        return expression_distance(pipe.analyzer(out)[0], t_face, morphable_model) / gap
+
+    kept = carried(pipe.engine)
+    assert kept < 0.4, f"{kept:.0%} of the source's expression came along"
+    assert carried(GeometricEngine(morphable_model=morphable_model, expression_exchange=0.0)) > kept + 0.3
 
 
 def test_a_closed_eye_keeps_the_targets_own_slit(pipe):

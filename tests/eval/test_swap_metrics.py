@@ -1,4 +1,4 @@
-"""Swap measurements that do not need a swap: the jaw-shape distances."""
+"""Swap measurements that do not need a swap: the jaw-shape and expression distances, the summary."""
 
 from __future__ import annotations
 
@@ -38,15 +38,16 @@ def test_jaw_distance_3d_ignores_head_turns_but_sees_a_wider_jaw(analyzer):
 def test_benchmark_summary_reports_margins_per_target():
     from saswap.eval.swap_benchmark import BenchmarkResult, SwapBenchmark
 
-    def pair(target, d_source, d_target, retrieved, mottling=1.0):
+    def pair(target, d_source, d_target, retrieved, mottling=1.0, expression=0.02):
         return {
             "target": target, "target_yaw": 0.0, "found": True, "d_source": d_source, "d_target": d_target,
             "closer_to_source": d_source < d_target, "retrieved": retrieved, "pose_error": [0.0, 0.0, 0.0],
             "boundary_step": 0.0, "boundary_step_target": 0.0, "skin_tone_de": 0.0, "seam": 1.0,
             "seam_target": 1.0, "outside_diff": 0.0, "mottling": 2.0 * mottling, "mottling_target": 2.0,
+            "expression_error": expression, "expression_gap": 0.1,
         }  # fmt: skip
 
-    pairs = [pair("a", 0.4, 0.6, True, 0.9), pair("a", 0.5, 0.45, False, 1.5), pair("b", 0.3, 0.7, True, 1.2)]
+    pairs = [pair("a", 0.4, 0.6, True, 0.9), pair("a", 0.5, 0.45, False, 1.5, 0.05), pair("b", 0.3, 0.7, True, 1.2)]
     summary = SwapBenchmark.summarise(BenchmarkResult(pairs=pairs))
     assert summary["closer_to_source"] == 2 / 3
     assert abs(summary["dlib_margin_mean"] - (0.2 - 0.05 + 0.4) / 3) < 1e-9
@@ -54,6 +55,25 @@ def test_benchmark_summary_reports_margins_per_target():
     assert (a["closer_to_source"], a["retrieval"]) == (0.5, 0.5) and abs(a["dlib_margin_mean"] - 0.075) < 1e-9
     assert list(summary["per_target"]) == ["a", "b"]
     assert (summary["mottling_ratio_median"], summary["mottling_ratio_max"]) == (1.2, 1.5)
+    assert summary["expression_error_median"] == 0.02 and abs(summary["expression_carried_median"] - 0.2) < 1e-9
+
+
+def test_expression_distance_ignores_pose_and_size_but_sees_a_smile(analyzer, morphable_model):
+    from saswap.eval.swap_metrics import expression_distance
+
+    face = analyzer(load_image(data_path("images", "deepface__img41.jpg")))[0]
+    mesh = face.landmarks[:468].astype(np.float64)
+    centre = mesh.mean(0)
+    a = np.deg2rad(15.0)
+    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    turned = _with_mesh(face, (mesh - centre) @ yaw.T * 1.3 + centre + [40.0, -10.0, 0.0])
+    assert expression_distance(face, face, morphable_model) == 0.0
+    assert expression_distance(turned, face, morphable_model) < 0.015
+    # the mouth's corners drawn out and up by 15% of the eye distance (a smile), nothing else moved
+    smile = mesh.copy()
+    for corner, side in ((48, -1.0), (54, 1.0), (60, -1.0), (64, 1.0)):  # outer and inner corners
+        smile[IBUG68_FROM_MESH[corner], :2] += np.array([side * 0.15, -0.1]) * face.eye_distance
+    assert expression_distance(_with_mesh(face, smile), face, morphable_model) > 0.04
 
 
 def test_the_held_out_pairs_are_other_files_and_other_people():

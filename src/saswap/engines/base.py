@@ -108,16 +108,18 @@ class SwapEngine(ABC):
         cached with the template). Values are arrays; the default needs nothing."""
         return {}
 
-    #: Gaussian sigma, in seconds, over which a video template's :meth:`track_signals` are smoothed.
-    track_signal_seconds: float = 0.25
+    #: Gaussian sigma, in seconds, over which a video template's :meth:`track_signals` are smoothed: one value for
+    #: every signal, or a mapping from a signal's name to its own (signals not named get 0.25).
+    track_signal_seconds: float | dict[str, float] = 0.25
 
-    def track_signals(self, face: Face) -> dict[str, float]:
-        """Numbers the engine reads from a target face that must change slowly in a video (the default: none).
+    def track_signals(self, face: Face) -> dict[str, float | np.ndarray]:
+        """Numbers the engine reads from a target face that must change smoothly in a video (the default: none).
 
         A template's analysis (:func:`~saswap.pipelines.video.precompute_template`) measures them on every frame
         of a track, smooths them over time in both directions (a Gaussian of :attr:`track_signal_seconds`, within
-        a shot and a run where the track is seen) and hands them to :meth:`swap` in ``analysis`` as arrays of
-        one value under the same names. A still image has no such entry: the engine measures them itself."""
+        a shot and a run where the track is seen) and hands them to :meth:`swap` in ``analysis`` under the same
+        names, as arrays (of one value for a number, of the same length for a vector). A still image has no such
+        entry: the engine measures them itself."""
         return {}
 
     def config(self) -> dict[str, Any]:

