@@ -44,7 +44,7 @@ def test_benchmark_summary_reports_margins_per_target():
             "closer_to_source": d_source < d_target, "retrieved": retrieved, "pose_error": [0.0, 0.0, 0.0],
             "boundary_step": 0.0, "boundary_step_target": 0.0, "skin_tone_de": 0.0, "seam": 1.0,
             "seam_target": 1.0, "outside_diff": 0.0, "mottling": 2.0 * mottling, "mottling_target": 2.0,
-            "expression_error": expression, "expression_gap": 0.1,
+            "expression_error": expression, "expression_gap": 0.1, "brows_error": 0.03, "brows_gap": 0.1,
         }  # fmt: skip
 
     pairs = [pair("a", 0.4, 0.6, True, 0.9), pair("a", 0.5, 0.45, False, 1.5, 0.05), pair("b", 0.3, 0.7, True, 1.2)]
@@ -56,6 +56,7 @@ def test_benchmark_summary_reports_margins_per_target():
     assert list(summary["per_target"]) == ["a", "b"]
     assert (summary["mottling_ratio_median"], summary["mottling_ratio_max"]) == (1.2, 1.5)
     assert summary["expression_error_median"] == 0.02 and abs(summary["expression_carried_median"] - 0.2) < 1e-9
+    assert abs(summary["brows_carried_median"] - 0.3) < 1e-9
 
 
 def test_expression_distance_ignores_pose_and_size_but_sees_a_smile(analyzer, morphable_model):

@@ -15,6 +15,7 @@ import numpy as np
 
 from saswap.eval.occluders import face_mask_occluder, hand_occluder, microphone_occluder, paste_occluder
 from saswap.eval.swap_metrics import (
+    BROWS,
     EYES,
     MOUTH,
     angle_error,
@@ -151,6 +152,8 @@ class SwapBenchmark:
                     retrieved=nearest == src,
                     expression_error=expression_distance(o_face, t_face),
                     expression_gap=expression_distance(self._load(src)[1], t_face),
+                    brows_error=expression_distance(o_face, t_face, part=BROWS),
+                    brows_gap=expression_distance(self._load(src)[1], t_face, part=BROWS),
                     pose_error=angle_error(o_face, t_face).tolist(),
                     boundary_step=boundary_colour_step(out.image, o_face),
                     boundary_step_target=boundary_colour_step(t_img, t_face),
@@ -285,6 +288,11 @@ class SwapBenchmark:
                 np.median([p["expression_error"] / max(p["expression_gap"], 1e-6) for p in found])
             )
             if found
+            else None,
+            "brows_carried_median": float(
+                np.median([p["brows_error"] / max(p["brows_gap"], 1e-6) for p in found if "brows_error" in p])
+            )
+            if any("brows_error" in p for p in found)
             else None,
             "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
             "eye_error_median": float(np.median([r["eye_error"] for r in expr])) if expr else None,

