@@ -5,6 +5,7 @@ without the template cache, peak memory against video length, and temporal stabi
     python benchmarks/bench_video.py --no-speed --memory  # peak memory of the clip x1 against x10
     python benchmarks/bench_video.py --no-speed --stability   # stability on the talking heads (sampled frames)
     python benchmarks/bench_video.py --no-speed --stability --crf 0   # the same, swaps written losslessly
+    python benchmarks/bench_video.py --no-speed --stability --config '{"expression_exchange": 0}'   # an ablation
 
 Figures go to benchmarks/outputs/video/summary.json; copy them into RESULTS.md.
 """
@@ -163,7 +164,14 @@ def stability(args, out_dir: Path) -> dict:
     from saswap.io import load_image
     from saswap.videoio import VideoReader, VideoWriter
 
-    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    if args.config:  # an ablation: the geometric engine's and the compositor's keyword arguments
+        from saswap.compose import Compositor
+        from saswap.engines import GeometricEngine
+
+        engine_config, compose = Compositor.split_config(json.loads(args.config))
+        pipe = SaSwapPipeline(GeometricEngine(**engine_config), compositor=Compositor(**compose))
+    else:
+        pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
     src_img = load_image(DATA / "images" / args.source)
     prepared, src_face = pipe.prepare_source(src_img)
     judge = DlibEmbedder()
@@ -209,6 +217,8 @@ def stability(args, out_dir: Path) -> dict:
         "closer_video": sum(v["closer_video"] for v in vals),
         "closer_images": sum(v["closer_images"] for v in vals),
         "sampled": sum(v["sampled"] for v in vals),
+        "expression_carried_median": float(np.median([v["expression_carried"] for v in vals])),
+        "config": json.loads(args.config) if args.config else {},
     }
     return {"summary": summary, "clips": rows}
 
@@ -226,6 +236,9 @@ def main() -> None:
     parser.add_argument("--clips", nargs="*", help="talking heads to measure (default: all)")
     parser.add_argument(
         "--crf", type=int, default=None, help="the swaps' crf (stability; default: the swap's own; 0: lossless)"
+    )
+    parser.add_argument(
+        "--config", default=None, help="stability: JSON keyword arguments of the geometric engine and the compositor"
     )
     args = parser.parse_args()
     out_dir = Path(args.out)

@@ -126,3 +126,17 @@ def test_chroma_mottling_sees_patches_of_another_hue_not_a_cast_or_noise(analyze
     assert blotchy > 1.5 * base, (base, blotchy)
     assert abs(cast - base) < 0.1 * base, (base, cast)
     assert abs(noisy - base) < 0.15 * base, (base, noisy)
+
+
+def test_video_stability_reports_the_share_of_the_expression_carried_over(analyzer):
+    from saswap.eval.video_stability import measure_video_stability
+
+    target = load_image(data_path("images", "liveportrait__d8.jpg"))  # a pout
+    source = load_image(data_path("images", "sberswap__beckham.jpg"))  # a smirk
+    s_face = analyzer(source)[0]
+    # an output that is the template itself carried nothing over; one that is the source, all of it
+    kept = measure_video_stability([target] * 3, [target] * 3, analyzer, source=(source, s_face))
+    carried = measure_video_stability([target] * 3, [source] * 3, analyzer, source=(source, s_face))
+    assert kept.expression_carried == 0.0
+    assert abs(carried.expression_carried - 1.0) < 1e-6
+    assert carried.to_dict()["expression_carried"] == 1.0

@@ -8,7 +8,10 @@ The output and the template are analysed frame by frame with the same face analy
   output's mean change over the template's;
 - the share of frames where a face is found in the output;
 - identity: in sampled frames, whether the output face is closer to the source than to the template's
-  face (an independent judge, dlib), against the same frames swapped one by one as images.
+  face (an independent judge, dlib), against the same frames swapped one by one as images;
+- expression kept: in every frame, how far the output's expression is from the template's
+  (:func:`~saswap.eval.swap_metrics.expression_distance`, the mouth), over how far the source's is: the share of
+  the expression difference the output carried over (median over frames; needs the source's face).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class VideoStability:
     closer_video: int = 0
     closer_images: int = 0
     sampled: int = 0
+    expression_carried: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     @property
@@ -56,6 +60,7 @@ class VideoStability:
             "tone_change_template": round(self.tone_change_template, 3),
             "tone_change_output": round(self.tone_change_output, 3), "tone_ratio": round(self.tone_ratio, 3),
             "sampled": self.sampled, "closer_video": self.closer_video, "closer_images": self.closer_images,
+            "expression_carried": round(self.expression_carried, 3),
         }  # fmt: skip
 
 
@@ -140,6 +145,15 @@ def measure_video_stability(
         jitter_template=_jitter(t_track), jitter_output=_jitter(o_track),
         tone_change_template=_tone_change(template, t_track), tone_change_output=_tone_change(output, o_track),
     )  # fmt: skip
+    if source is not None:
+        from saswap.eval.swap_metrics import expression_distance
+
+        shares = []
+        for o, t in zip(o_track, t_track):
+            if o is not None and t is not None:
+                gap = expression_distance(source[1], t)
+                shares.append(expression_distance(o, t) / max(gap, 1e-6))
+        result.expression_carried = float(np.median(shares)) if shares else float("nan")
     if judge is not None and source is not None and image_swaps:
         src = judge.raw(*source)
         for i, still in image_swaps.items():
