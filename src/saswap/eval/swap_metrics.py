@@ -66,7 +66,8 @@ def expression_distance(a: Face, b: Face, model=None, part: slice = MOUTH) -> fl
         model = _keypoint_model()
     ka = model.keypoint_vertices(None, fit_morphable(model, a.landmarks_68).expr)
     kb = model.keypoint_vertices(None, fit_morphable(model, b.landmarks_68).expr)
-    eye = np.linalg.norm(model.mean[model.keypoints[36]] - model.mean[model.keypoints[45]])
+    mean = model.keypoint_vertices()
+    eye = np.linalg.norm(mean[36] - mean[45])  # the mean face's outer eye corners
     return float(np.linalg.norm((ka - kb)[part], axis=1).mean() / max(eye, 1e-9))
 
 
