@@ -16,13 +16,18 @@ def _with_mesh(face, mesh):
     return dataclasses.replace(face, landmarks=mesh.astype(np.float32), landmarks_68=mesh_to_68(mesh))
 
 
-def test_jaw_distance_3d_ignores_head_turns_but_sees_a_wider_jaw(analyzer):
-    face = analyzer(load_image(data_path("images", "deepface__img41.jpg")))[0]
+def _turned(face, degrees: float):
+    """The same face turned about its vertical axis, scaled by 1.3 and shifted: its mesh, centre and the new face."""
     mesh = face.landmarks[:468].astype(np.float64)
     centre = mesh.mean(0)
-    a = np.deg2rad(20.0)
+    a = np.deg2rad(degrees)
     yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    turned = _with_mesh(face, (mesh - centre) @ yaw.T * 1.3 + centre + [40.0, -10.0, 0.0])
+    return mesh, centre, _with_mesh(face, (mesh - centre) @ yaw.T * 1.3 + centre + [40.0, -10.0, 0.0])
+
+
+def test_jaw_distance_3d_ignores_head_turns_but_sees_a_wider_jaw(analyzer):
+    face = analyzer(load_image(data_path("images", "deepface__img41.jpg")))[0]
+    mesh, centre, turned = _turned(face, 20.0)
     # The same face turned by 20 degrees: in 2D its jaw moves against the inner face, in 3D it does not.
     assert jaw_distance(turned, face) > 0.05
     assert jaw_distance_3d(turned, face) < 1e-6
@@ -63,11 +68,7 @@ def test_expression_distance_ignores_pose_and_size_but_sees_a_smile(analyzer, mo
     from saswap.eval.swap_metrics import expression_distance
 
     face = analyzer(load_image(data_path("images", "deepface__img41.jpg")))[0]
-    mesh = face.landmarks[:468].astype(np.float64)
-    centre = mesh.mean(0)
-    a = np.deg2rad(15.0)
-    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    turned = _with_mesh(face, (mesh - centre) @ yaw.T * 1.3 + centre + [40.0, -10.0, 0.0])
+    mesh, _, turned = _turned(face, 15.0)
     assert expression_distance(face, face, morphable_model) == 0.0
     assert expression_distance(turned, face, morphable_model) < 0.015
     # the mouth's corners drawn out and up by 15% of the eye distance (a smile), nothing else moved
