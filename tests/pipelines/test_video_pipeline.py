@@ -166,6 +166,28 @@ def test_the_mouth_rule_reads_the_cached_smoothed_opening(pipe, clip, source, tm
     assert np.abs(lower - np.asarray(b.landmarks)[[14, 17, 18, 200], :2]).max() > 0.5
 
 
+def test_the_lower_face_follows_the_cached_smoothed_expression(pipe, clip, source, tmp_path):
+    from saswap.face.alignment import warp_face
+    from saswap.face.morphable import fit_morphable
+
+    opened, _ = pipe.precompute(clip, tmp_path / "cache", progress=False)
+    records = list(opened.frames(0))
+    stored = np.stack([r.faces[0].data["expression"] for r in records])
+    fitted = np.stack([fit_morphable(pipe.engine.model, r.faces[0].face.landmarks_68).expr for r in records])
+    assert stored.shape == fitted.shape == (len(records), pipe.engine.model.num_expr)
+    assert np.abs(stored - fitted).max() > 1e-3  # smoothed, not the frame's own fit
+    assert np.abs(np.diff(stored, 2, axis=0)).mean() < np.abs(np.diff(fitted, 2, axis=0)).mean()
+    # the engine's lower face takes the stored expression: another one moves the chin and lips
+    tf = records[5].faces[0]
+    crop, face = warp_face(_frames(clip)[5], tf.transform, pipe.engine.crop_size), tf.crop_face
+    other = dict(tf.data, expression=(tf.data["expression"] + 2.0).astype(np.float32))
+    a = pipe.engine.swap(crop, face, source, analysis=tf.data)
+    b = pipe.engine.swap(crop, face, source, analysis=other)
+    moved = np.abs(np.asarray(a.landmarks)[:, :2] - np.asarray(b.landmarks)[:, :2]).max(axis=1)
+    assert moved[[14, 152]].max() > 2.0, moved[[14, 152]]  # the lower lip and the chin
+    assert moved[[10, 151]].max() < 0.5 * moved[[14, 152]].max()  # the forehead less (through the fold limit)
+
+
 def test_corrupt_cache_is_detected_and_rebuilt(pipe, clip, source, tmp_path, caplog):
     cache_dir = tmp_path / "cache"
     opened, _ = pipe.precompute(clip, cache_dir, progress=False)
