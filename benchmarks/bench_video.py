@@ -217,7 +217,9 @@ def stability(args, out_dir: Path) -> dict:
         "closer_video": sum(v["closer_video"] for v in vals),
         "closer_images": sum(v["closer_images"] for v in vals),
         "sampled": sum(v["sampled"] for v in vals),
-        "expression_carried_median": float(np.median([v["expression_carried"] for v in vals])),
+        "expression_carried_median": float(
+            np.median([v["expression_carried"] for v in vals if v["expression_carried"] is not None])
+        ),
         "config": json.loads(args.config) if args.config else {},
     }
     return {"summary": summary, "clips": rows}

@@ -125,25 +125,32 @@ def test_track_signals_are_smoothed_within_runs_and_restart_at_cuts():
 
 
 def test_vector_track_signals_are_smoothed_by_their_own_reach():
+    from scipy.ndimage import gaussian_filter1d
+
+    from saswap.engines.base import TRACK_SIGNAL_SECONDS
     from saswap.face.types import Face
     from saswap.pipelines.video import smooth_track_signals
 
     class Engine:
-        track_signal_seconds = {"slow": 0.3, "fast": 0.05}
+        track_signal_seconds = {"slow": 0.3, "fast": 0.05}  # "other" is not named: the default reach
 
         def track_signals(self, face):
-            return {"slow": float(face.score), "fast": np.array([face.score, -face.score])}
+            return {"slow": float(face.score), "fast": np.array([face.score, -face.score]), "other": float(face.score)}
 
     rng = np.random.default_rng(0)
     noise = rng.normal(0.0, 1.0, 60)
     frames = [[Face(np.zeros(4, np.float32), v, np.zeros((5, 2)), np.zeros((478, 3)), np.zeros((68, 2)), np.zeros(3),
                     track_id=1)] for v in noise]  # fmt: skip
     out = smooth_track_signals(Engine(), frames, 30.0, [False] * 60)
+
+    def expected(seconds):
+        return gaussian_filter1d(noise, seconds * 30.0, mode="nearest", truncate=3.0)
+
     fast = np.array([out[t][1]["fast"] for t in range(60)])
-    slow = np.array([out[t][1]["slow"] for t in range(60)])
-    assert fast.shape == (60, 2) and np.allclose(fast[:, 1], -fast[:, 0])  # each component on its own
-    # a short reach removes less of the frame-to-frame noise than a long one, and both remove some
-    assert np.std(np.diff(slow)) < np.std(np.diff(fast[:, 0])) < np.std(np.diff(noise))
+    assert fast.shape == (60, 2)
+    assert np.allclose(fast[:, 0], expected(0.05)) and np.allclose(fast[:, 1], -expected(0.05))  # along time
+    assert np.allclose([out[t][1]["slow"] for t in range(60)], expected(0.3))
+    assert np.allclose([out[t][1]["other"] for t in range(60)], expected(TRACK_SIGNAL_SECONDS))
 
 
 def test_the_mouth_rule_reads_the_cached_smoothed_opening(pipe, clip, source, tmp_path):

@@ -6,6 +6,7 @@ match tone, blend nor paste back: the compose stage (:mod:`saswap.compose`) does
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,10 @@ import numpy as np
 from saswap.face.alignment import ffhq_transform, transform_face, warp_face
 from saswap.face.types import Face
 
-__all__ = ["SourceFace", "EngineOutput", "SwapEngine"]
+__all__ = ["SourceFace", "EngineOutput", "SwapEngine", "TRACK_SIGNAL_SECONDS"]
+
+#: How long (Gaussian sigma, seconds) a track signal is smoothed over when its engine names no reach of its own.
+TRACK_SIGNAL_SECONDS = 0.25
 
 
 @dataclass
@@ -109,8 +113,9 @@ class SwapEngine(ABC):
         return {}
 
     #: Gaussian sigma, in seconds, over which a video template's :meth:`track_signals` are smoothed: one value for
-    #: every signal, or a mapping from a signal's name to its own (signals not named get 0.25).
-    track_signal_seconds: float | dict[str, float] = 0.25
+    #: every signal, or a mapping from a signal's name to its own (signals not named get
+    #: :data:`TRACK_SIGNAL_SECONDS`).
+    track_signal_seconds: float | Mapping[str, float] = TRACK_SIGNAL_SECONDS
 
     def track_signals(self, face: Face) -> dict[str, float | np.ndarray]:
         """Numbers the engine reads from a target face that must change smoothly in a video (the default: none).

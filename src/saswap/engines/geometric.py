@@ -32,6 +32,7 @@ How it swaps (all in the aligned crop):
 from __future__ import annotations
 
 import dataclasses
+from types import MappingProxyType
 
 import cv2
 import numpy as np
@@ -280,7 +281,7 @@ class GeometricEngine(SwapEngine):
 
     #: The mouth rule's opening over a quarter of a second; the 3DMM expression the lower face takes from the
     #: target (``expression_exchange``) over 0.07 s: the fit's noise from frame to frame, not the target's speech.
-    track_signal_seconds = {"mouth_opening": 0.25, "expression": 0.07}
+    track_signal_seconds = MappingProxyType({"mouth_opening": 0.25, "expression": 0.07})
 
     def track_signals(self, face: Face) -> dict[str, float | np.ndarray]:
         """The mouth's opening (:func:`mouth_openness`), which decides how the lower face is treated (the mouth
@@ -522,7 +523,7 @@ class GeometricEngine(SwapEngine):
         axis /= np.linalg.norm(axis) + 1e-9
         below_nose = (mesh_t[2, :2] - pts_inner) @ axis / max(float(target_face.eye_distance), 1.0)
         exchange = np.clip(below_nose / _EXCHANGE_FADE + 1.0, 0.0, 1.0) * (self.expression_exchange * trust)
-        if exchange.any():
+        if shape_strength > 0 and exchange.any():
             # The lower face (the source's mesh carries its smile or pout there) takes the target's expression:
             # the keypoints' exchange, interpolated over the inner vertices by a thin-plate spline.
             keypoints_t = mesh_t[np.asarray(IBUG68_FROM_MESH), :2]

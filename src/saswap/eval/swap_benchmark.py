@@ -22,6 +22,7 @@ from saswap.eval.swap_metrics import (
     boundary_colour_step,
     chroma_mottling,
     expression_distance,
+    expression_keypoints,
     glasses_band_darkness,
     jaw_distance,
     jaw_distance_3d,
@@ -31,6 +32,7 @@ from saswap.eval.swap_metrics import (
     skin_tone_difference,
 )
 from saswap.face.geometry import box_iou
+from saswap.face.types import Face
 from saswap.io import load_image
 
 __all__ = [
@@ -95,6 +97,25 @@ class BenchmarkResult:
     summary: dict = field(default_factory=dict)
 
 
+def _expression_kept(output: Face, target: Face, source: Face) -> dict[str, float]:
+    """How far the output's expression is from the target's, on the mouth and the brows
+    (:func:`~saswap.eval.swap_metrics.expression_distance`), and how far the source's was (``*_gap``)."""
+    ko, kt, ks = (expression_keypoints(f.landmarks_68) for f in (output, target, source))
+    return {
+        "expression_error": expression_distance(ko, kt), "expression_gap": expression_distance(ks, kt),
+        "brows_error": expression_distance(ko, kt, part=BROWS), "brows_gap": expression_distance(ks, kt, part=BROWS),
+    }  # fmt: skip
+
+
+def _carried(pair: dict, part: str) -> float:
+    """The share of the source's expression difference from the target that a pair's output carried over."""
+    return pair[f"{part}_error"] / max(pair[f"{part}_gap"], 1e-6)
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
 class SwapBenchmark:
     """Runs swaps and measures them.
 
@@ -150,10 +171,7 @@ class SwapBenchmark:
                     d_target=d_tgt,
                     closer_to_source=d_src < d_tgt,
                     retrieved=nearest == src,
-                    expression_error=expression_distance(o_face, t_face),
-                    expression_gap=expression_distance(self._load(src)[1], t_face),
-                    brows_error=expression_distance(o_face, t_face, part=BROWS),
-                    brows_gap=expression_distance(self._load(src)[1], t_face, part=BROWS),
+                    **_expression_kept(o_face, t_face, self._load(src)[1]),
                     pose_error=angle_error(o_face, t_face).tolist(),
                     boundary_step=boundary_colour_step(out.image, o_face),
                     boundary_step_target=boundary_colour_step(t_img, t_face),
@@ -280,20 +298,11 @@ class SwapBenchmark:
                 for t, group in by_target.items()
             },
             "pose_error_median": np.median(pose, axis=0).tolist() if len(pose) else None,
-            # Expression kept at the benchmark's strength (3DMM expression of the output against the target's,
-            # on the mouth; :func:`~saswap.eval.swap_metrics.expression_distance`), and how different the
-            # source's was: the share of that gap the output carried over.
-            "expression_error_median": float(np.median([p["expression_error"] for p in found])) if found else None,
-            "expression_carried_median": float(
-                np.median([p["expression_error"] / max(p["expression_gap"], 1e-6) for p in found])
-            )
-            if found
-            else None,
-            "brows_carried_median": float(
-                np.median([p["brows_error"] / max(p["brows_gap"], 1e-6) for p in found if "brows_error" in p])
-            )
-            if any("brows_error" in p for p in found)
-            else None,
+            # Expression kept at the benchmark's strength (3DMM expression of the output against the target's;
+            # :func:`_expression_kept`), and the share of the source's difference from it the output carried over.
+            "expression_error_median": _median([p["expression_error"] for p in found if "expression_error" in p]),
+            "expression_carried_median": _median([_carried(p, "expression") for p in found if "expression_error" in p]),
+            "brows_carried_median": _median([_carried(p, "brows") for p in found if "brows_error" in p]),
             "mouth_error_median": float(np.median([r["mouth_error"] for r in expr])) if expr else None,
             "eye_error_median": float(np.median([r["eye_error"] for r in expr])) if expr else None,
             "jaw_ratio_median": float(np.median([r["jaw1"] / max(r["jaw0"], 1e-9) for r in jaws])) if jaws else None,

