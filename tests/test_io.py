@@ -217,5 +217,15 @@ def test_names_near_the_file_systems_limit(tmp_path):
     atomic_write_bytes(long, b"ok")
     assert long.read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [long.name]
     assert len(temporary_name("é" * 200, "0a1b2c3d").encode()) <= 255  # cut on a character boundary
+    # what an interrupted write of a long name leaves is found by the pattern cleanup uses, and only that
+    from saswap.io import temporary_pattern
+
+    left = tmp_path / temporary_name(long.name, "0a1b2c3d")
+    left.write_bytes(b"")
+    other = tmp_path / temporary_name("n" * 246 + ".jpg", "0a1b2c3d")
+    other.write_bytes(b"")
+    assert list(tmp_path.glob(temporary_pattern(long.name))) == [left]
+    left.unlink()
+    other.unlink()
     with pytest.raises(InvalidImageError, match="cannot be read"):
         load_image(tmp_path / ("x" * 300 + ".jpg"))

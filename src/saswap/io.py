@@ -8,6 +8,7 @@ Convention:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import os
@@ -21,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from saswap.errors import InvalidImageError
 
-__all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "temporary_name", "MIN_IMAGE_SIDE"]
+__all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "temporary_name", "temporary_pattern", "MIN_IMAGE_SIDE"]
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
 
@@ -171,7 +172,27 @@ def temporary_name(name: str, token: str) -> str:
         >>> len(os.fsencode(temporary_name("n" * 250 + ".png", "1a2b3c4d")))
         255
     """
-    room = _NAME_MAX - len(os.fsencode(f"..{token}.tmp"))
+    return f"{_temporary_stem(name, len(token))}.{token}.tmp"
+
+
+def temporary_pattern(name: str) -> str:
+    """A glob pattern matching every temporary file a write of ``name`` goes through (:func:`temporary_name`, the
+    8-character tokens of :func:`atomic_write_bytes` and the video writer), to clean up after an interrupted write.
+
+    Example:
+        >>> temporary_pattern("out[1].png")
+        '.out[[]1].png.*.tmp'
+    """
+    return f"{glob.escape(_temporary_stem(name, 2 * _TOKEN_BYTES))}.*.tmp"
+
+
+#: Random bytes of a temporary file's token (written as twice as many hex digits).
+_TOKEN_BYTES = 4
+
+
+def _temporary_stem(name: str, token_length: int) -> str:
+    """``.NAME``, shortened so that ``.NAME.TOKEN.tmp`` fits the file system's limit (see :func:`temporary_name`)."""
+    room = _NAME_MAX - len(os.fsencode(f"..{'0' * token_length}.tmp"))
     encoded = os.fsencode(name)  # the bytes the file system sees (names that are not UTF-8 included)
     if len(encoded) > room:
         digest = hashlib.sha256(encoded).hexdigest()[:8]
@@ -185,7 +206,7 @@ def temporary_name(name: str, token: str) -> str:
                     break
                 head = head[:-1]
         name = os.fsdecode(head) + "~" + digest
-    return f".{name}.{token}.tmp"
+    return f".{name}"
 
 
 def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
@@ -196,7 +217,7 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = folder / temporary_name(name, secrets.token_hex(4))
+        tmp = folder / temporary_name(name, secrets.token_hex(_TOKEN_BYTES))
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

@@ -76,7 +76,7 @@ def test_a_closed_eyes_lash_line_is_not_kept_as_glasses(analyzer):
     place as an object in front of the face while the new face's lids moved, it showed as dark dots below them;
     along the lid margins "glasses" now count as lashes, so nothing there is kept from the target."""
     from saswap import SaSwapPipeline
-    from saswap.face.masks import face_region_masks
+    from saswap.face.masks import closed_eye_lashes, face_region_masks
     from saswap.face.parsing import default_face_parsing
     from saswap.io import load_image
 
@@ -90,8 +90,6 @@ def test_a_closed_eyes_lash_line_is_not_kept_as_glasses(analyzer):
     analysis = pipe.compositor.analyze_target(crop, face)
     assert int(analysis["occlusion"][lashes].sum()) == 0
     # only the lids of eyes that are not open: glasses in front of open eyes are judged as before
-    from saswap.face.masks import closed_eye_lashes
-
     assert closed_eye_lashes(face.landmarks, crop.shape[:2]) is not None
     open_eyes = load_image(data_path("images", "liveportrait__d8.jpg"))
     _, open_face, _ = pipe.engine.align(open_eyes, pipe.analyzer(open_eyes)[0])

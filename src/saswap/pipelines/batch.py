@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import glob
 import hashlib
 import json
 import logging
@@ -369,11 +368,10 @@ def _adoptable(job: BatchJob) -> bool:
 
 def _remove_temporaries(output: Path) -> None:
     """Temporary files an interrupted write of ``output`` left beside it (``.NAME.XXXXXXXX.tmp``)."""
-    from saswap.io import temporary_name
+    from saswap.io import temporary_pattern
 
-    stem = temporary_name(output.name, "0" * 8)[: -len(".00000000.tmp")]  # ".NAME", shortened as the write does
     with contextlib.suppress(OSError):
-        for tmp in output.parent.glob(f"{glob.escape(stem)}.*.tmp"):
+        for tmp in output.parent.glob(temporary_pattern(output.name)):
             tmp.unlink(missing_ok=True)
 
 
