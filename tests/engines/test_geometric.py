@@ -245,6 +245,31 @@ def test_a_black_and_white_source_keeps_its_lit_skin(pipe):
     assert np.array_equal(ruled.extras["texture"], ruled.image)
 
 
+def test_the_sources_own_shading_and_beard_are_not_cleaned_away(pipe):
+    # The parser takes the shadowed side of alex-lacamoire's nose for an object and the soul patch in Iron Man's
+    # goatee for hair; cleaning filled both with smooth skin (a flat nose, a lost goatee). As for a target, only
+    # what enters the face from beyond its outline counts as covering it; the ball in front of Teresa Williams'
+    # face does.
+    from saswap.face.masks import face_region_masks
+
+    def islands(name):
+        image = load_image(data_path("images", name))
+        src = pipe.engine.prepare_source(image, pipe.analyzer(image)[0])
+        face = face_region_masks(src.face.landmarks, src.image.shape[:2])["face"] > 0.5
+        filled = np.zeros(face.shape, np.uint8)
+        contours, _ = cv2.findContours(face.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+        core = cv2.erode(filled, np.ones((2 * int(0.1 * src.face.eye_distance) + 1,) * 2, np.uint8)) > 0
+        n, labels = cv2.connectedComponents((src.extras["occluded"] > 0.5).astype(np.uint8))
+        inner = [k for k in range(1, n) if core[labels == k].all()]
+        return sum(int((labels == k).sum()) for k in inner), int((src.extras["occluded"] > 0.5).sum()), src
+
+    for name in ("face_recognition__alex-lacamoire.png", "simswap__Iron_man.jpg"):
+        assert islands(name)[0] == 0, name
+    _, total, src = islands("insightface__Teresa_Williams_0001_1k.jpg")
+    assert total > 0.01 * src.image.shape[0] * src.image.shape[1]
+
+
 def test_lower_face_motion_is_continuous_in_the_mouth_opening(pipe):
     """A talking target's mouth crosses the opening difference where the source's lower-face motion is given up
     (its mouth is another expression): the motion changes gradually across that difference, not by a jump."""

@@ -19,12 +19,13 @@ import numpy as np
 
 from saswap.shipped import LazyPretrained, model_setting, weights_folder
 
-__all__ = ["DEFAULT_FACE_PARSER", "FaceParsing", "default_face_parsing", "face_parser_path", "occlusion_method"]
+__all__ = ["COVER_CLASSES", "DEFAULT_FACE_PARSER", "FaceParsing", "default_face_parsing", "face_parser_path", "occlusion_method"]
 
 #: Zoo name of the face parser shipped inside the package.
 DEFAULT_FACE_PARSER = "saswap-face-parser"
 
-_COVER_CLASSES = ("glasses", "hair", "occluder")
+#: The classes in front of a face or around it that a source brings along unless cleaned (background aside).
+COVER_CLASSES = ("glasses", "hair", "occluder")
 
 
 def occlusion_method(value: bool | str | os.PathLike | None) -> str:
@@ -165,7 +166,7 @@ class FaceParsing(LazyPretrained):
         Returns:
             float32 (H, W) in [0, 1].
         """
-        names = _COVER_CLASSES + (("background",) if background else ())
+        names = COVER_CLASSES + (("background",) if background else ())
         return self.group_probabilities(crop, keypoints, {"covered": names})["covered"]
 
 
