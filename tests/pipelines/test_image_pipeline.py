@@ -134,3 +134,16 @@ def test_a_turned_source_is_warned_about_and_a_profile_refused_unless_forced(pip
     with caplog.at_level(logging.WARNING, logger="saswap"):
         _, face = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))
     assert source_turn(face) < SOURCE_TURN_WARN and not caplog.text
+
+
+def test_a_small_source_face_is_warned_about(pipe, caplog):
+    # an old photo's face 51 px between the eyes' outer corners: the engine's crop enlarges it 2.4x
+    import logging
+
+    from saswap.pipelines.image import SOURCE_UPSCALE_WARN
+
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        prepared, face = pipe.prepare_source(data_path("images", "gfpgan__10045.png"))
+    upscale = float(np.sqrt(abs(np.linalg.det(prepared.transform[:, :2]))))
+    assert upscale > SOURCE_UPSCALE_WARN and face.eye_distance < 60
+    assert "gfpgan__10045.png: the source face is small" in caplog.text and "enlarged 2.4x" in caplog.text

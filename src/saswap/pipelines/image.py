@@ -79,6 +79,11 @@ class SaSwapOutput:
 SOURCE_TURN_WARN = 25.0
 SOURCE_TURN_LIMIT = 45.0
 
+#: How many times a source face may be enlarged to the engine's working crop before a warning: beyond 2x the crop
+#: holds less than half the detail it could (a small face in a group photo, a thumbnail), and compression blocks and
+#: noise grow with it.
+SOURCE_UPSCALE_WARN = 2.0
+
 
 def source_turn(face: Face) -> float:
     """How far a face is turned from facing the camera, in degrees: ``arccos(cos(yaw) * cos(pitch))``."""
@@ -200,7 +205,8 @@ class SaSwapPipeline:
         """Analyse the source once and let the engine precompute what it needs (reuse it for many targets).
 
         A source face turned away from the camera by more than :data:`SOURCE_TURN_WARN` degrees (yaw and
-        pitch together) gets a warning; beyond :data:`SOURCE_TURN_LIMIT` it is an error unless ``force``.
+        pitch together) gets a warning; beyond :data:`SOURCE_TURN_LIMIT` it is an error unless ``force``. A face
+        the engine must enlarge more than :data:`SOURCE_UPSCALE_WARN` times gets a warning too.
         """
         image = load_image(source)
         name = _name(source, "source")
@@ -221,7 +227,16 @@ class SaSwapPipeline:
                 "swap loses identity and may tear. A frontal photo gives better results",
                 name, turn, face.pose[0], face.pose[1], SOURCE_TURN_WARN,
             )  # fmt: skip
-        return self.engine.prepare_source(image, face), face
+        prepared = self.engine.prepare_source(image, face)
+        upscale = float(np.sqrt(abs(np.linalg.det(np.asarray(prepared.transform, np.float64)[:, :2]))))
+        if upscale > SOURCE_UPSCALE_WARN:
+            logger.warning(
+                "%s: the source face is small (%.0f px between the eyes' outer corners); the engine works on it enlarged "
+                "%.1fx, so its detail comes out soft and its noise and compression blocks grow. A photo with a larger "
+                "face gives sharper results",
+                name, face.eye_distance, upscale,
+            )  # fmt: skip
+        return prepared, face
 
     def _select(self, image: np.ndarray, faces: list[Face], name: str, face_index, all_faces, reference) -> list[Face]:
         if sum(x is not None and x is not False for x in (face_index, reference)) + bool(all_faces) > 1:
