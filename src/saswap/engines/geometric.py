@@ -208,7 +208,9 @@ class GeometricEngine(SwapEngine):
             ``benchmarks/RESULTS.md`` (``expression_carried_median`` of ``bench_swap.py``).
         clean_source: remove what covers the source's face (its glasses, hair, hands) before mapping, as
             the face parser sees it (``"parser"`` or True: the shipped ``saswap-face-parser``, or a parser's
-            folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``).
+            folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``). With the
+            parser, as for a target, only what enters the face from beyond its outline counts (glasses excepted):
+            an island wholly inside it is shading or a beard the parser took for an object, and stays.
 
     Occlusion, silhouettes, tone, the boundary membrane and blending belong to the compose stage
     (:class:`~saswap.compose.Compositor`), shared by every engine.
@@ -255,9 +257,7 @@ class GeometricEngine(SwapEngine):
         if self.clean_source == "off":
             return np.zeros(shape, np.float32)
         if self.clean_source != "rules":
-            from saswap.face.parsing import default_face_parsing
-
-            from saswap.face.parsing import COVER_CLASSES
+            from saswap.face.parsing import COVER_CLASSES, default_face_parsing
 
             maps = default_face_parsing(self.clean_source).group_probabilities(
                 crop, face.keypoints, {"covered": COVER_CLASSES, "glasses": ("glasses",)}

@@ -19,7 +19,14 @@ import numpy as np
 
 from saswap.shipped import LazyPretrained, model_setting, weights_folder
 
-__all__ = ["COVER_CLASSES", "DEFAULT_FACE_PARSER", "FaceParsing", "default_face_parsing", "face_parser_path", "occlusion_method"]
+__all__ = [
+    "COVER_CLASSES",
+    "DEFAULT_FACE_PARSER",
+    "FaceParsing",
+    "default_face_parsing",
+    "face_parser_path",
+    "occlusion_method",
+]
 
 #: Zoo name of the face parser shipped inside the package.
 DEFAULT_FACE_PARSER = "saswap-face-parser"
@@ -161,7 +168,7 @@ class FaceParsing(LazyPretrained):
         Args:
             crop, keypoints: see :meth:`probabilities`.
             background: count background as not-face (True: for the target, where whatever the parser
-                does not call face stays; False: only glasses, hair and occluders, for cleaning a source).
+                does not call face stays; False: only glasses, hair and occluders, :data:`COVER_CLASSES`).
 
         Returns:
             float32 (H, W) in [0, 1].

@@ -80,8 +80,8 @@ SOURCE_TURN_WARN = 25.0
 SOURCE_TURN_LIMIT = 45.0
 
 #: How many times a source face may be enlarged to the engine's working crop before a warning: beyond 2x the crop
-#: holds less than half the detail it could (a small face in a group photo, a thumbnail), and compression blocks and
-#: noise grow with it.
+#: holds less than half the detail along each axis that it could (a quarter by pixel count: a small face in a group
+#: photo, a thumbnail), and compression blocks and noise grow with it.
 SOURCE_UPSCALE_WARN = 2.0
 
 
