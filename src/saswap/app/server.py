@@ -38,7 +38,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from saswap.app.isolation import VisitorFiles, VisitorIsolation, visitor_token  # noqa: E402
-from saswap.app.jobs import Job, JobBoard, JobCancelled  # noqa: E402
+from saswap.app.jobs import Job, JobBoard, JobCancelled, collect_warnings  # noqa: E402
 from saswap.app.templates import Template, find_templates  # noqa: E402
 from saswap.errors import SaSwapError  # noqa: E402
 
@@ -361,8 +361,9 @@ class SaSwapApp:
             yield (f"**Stopped:** {err.message}", *keep)
             return
         took = job.result.get("seconds", 0.0)
+        notes = "".join(f"\n\n**Note:** {note}" for note in job.result.get("notes", []))
         yield (
-            f"**Done** in {took:.1f} s. The file is tagged as synthetic (right); download it with the button.",
+            f"**Done** in {took:.1f} s. The file is tagged as synthetic (right); download it with the button.{notes}",
             gr.update(value=path if not is_video else None, visible=not is_video),
             gr.update(value=path if is_video else None, visible=is_video),
             _tag_summary(tag),
@@ -481,7 +482,10 @@ class SaSwapApp:
 
         def work(report) -> dict[str, Any]:
             with self._run_lock:  # a cancelled job's thread stops at its next frame; the next job waits for it
-                return run(report)
+                with collect_warnings() as notes:  # shown beside the result (a turned or small face in the photo)
+                    result = run(report)
+            result["notes"] = [self._clean(m, names) for m in dict.fromkeys(notes)]
+            return result
 
         def run(report) -> dict[str, Any]:
             t0 = time.perf_counter()
