@@ -332,6 +332,7 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
         tag = read_tag(result)
         assert tag is not None and tag["synthetic"] is True and tag["app"] is True
         assert httpx.get(src).status_code == 404  # the same URL without the browser's cookie: refused
+        assert "Note:" not in driver.find_element(By.CSS_SELECTOR, "#status").text
 
         driver.get(running.url)  # a fresh page, then a broken file as the source
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-file input[type=file]"))
@@ -341,6 +342,21 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
         while served.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not served.exists(), "a closed page's result was kept"
+
+        # a small face in an old photo: the swap's warning is shown under the result, with the file's name only
+        upload("source-file", images / "gfpgan__10045.png")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-view img"))
+        upload("target-file", images / "deepface__img2.jpg")
+        wait.until(lambda d: "1 face found" in d.find_element(By.CSS_SELECTOR, "#target-info").text)
+        driver.find_element(By.CSS_SELECTOR, "#swap").click()
+        wait.until(lambda d: "Done" in d.find_element(By.CSS_SELECTOR, "#status").text)
+        status = driver.find_element(By.CSS_SELECTOR, "#status").text
+        shot("03_note")
+        assert "Note: gfpgan__10045.png: the source face is small" in status, status
+        assert str(running.workdir) not in status and "/tmp" not in status
+
+        driver.get(running.url)  # a fresh page again
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-file input[type=file]"))
         upload("source-file", bad_files["broken"])
         wait.until(lambda d: "broken.jpg" in d.find_element(By.TAG_NAME, "body").text
                    and "cannot be used" in d.find_element(By.TAG_NAME, "body").text)  # fmt: skip
@@ -362,5 +378,5 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
         raise
     finally:
         driver.quit()
-    assert sorted(p.name for p in shots.iterdir()) == ["01_page.png", "02_uploaded.png", "03_result.png",
+    assert sorted(p.name for p in shots.iterdir()) == ["01_page.png", "02_uploaded.png", "03_note.png", "03_result.png",
                                                        "04_bad_upload.png"]  # fmt: skip
