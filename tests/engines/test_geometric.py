@@ -272,7 +272,8 @@ def test_the_sources_own_shading_and_beard_are_not_cleaned_away(pipe):
     def parsed(name, classes):  # the parser's own map of ``classes`` over the source's face, and the cleaned pixels
         src = islands(name)[2]
         face = face_region_masks(src.face.landmarks, src.image.shape[:2])["face"] > 0.5
-        maps = default_face_parsing(pipe.engine.clean_source).group_probabilities(src.image, src.face.keypoints, {"m": classes})
+        parsing = default_face_parsing(pipe.engine.clean_source)
+        maps = parsing.group_probabilities(src.image, src.face.keypoints, {"m": classes})
         return (maps["m"] > 0.5) & face, src.extras["occluded"] > 0.5
 
     # the ball enters the face from its side: its largest island is cleaned whole
