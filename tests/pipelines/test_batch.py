@@ -245,3 +245,22 @@ def test_ray_batch_interrupted_then_resumed_does_every_job_once(inputs, tmp_path
     assert templates and all(r["status"] == "done" for r in templates)
     assert not _temporaries(out)
     assert json.loads((out / MANIFEST_NAME).read_text().splitlines()[-1])["type"] == "job"
+
+
+def test_a_jobs_record_says_what_its_swap_warned_about(inputs, tmp_path):
+    # a small face in an old photo: every job of that source is told, not only the first (its preparation is cached)
+    from saswap.pipelines.batch import BatchJob, BatchWorker
+
+    small = tmp_path / "old.png"
+    shutil.copy(data_path("images", "gfpgan__10045.png"), small)
+    worker = BatchWorker({}, str(tmp_path / "cache"), threads=2)
+    records = [
+        worker.swap(BatchJob(f"{source.stem}/{n}", source, inputs / "tpl" / "still.jpg", tmp_path / source.stem / f"{n}.jpg", "image").to_dict())
+        for source in (small, inputs / "src" / "sberswap__beckham.jpg")
+        for n in ("a", "b")
+    ]  # fmt: skip
+    assert [r["status"] for r in records] == ["done"] * 4
+    for r in records[:2]:
+        assert len(r["warnings"]) == 1 and r["warnings"][0].startswith(f"{small}: the source face is small"), r
+    assert "warnings" not in records[2] and "warnings" not in records[3]
+    assert all("_source_notes" not in r for r in records)

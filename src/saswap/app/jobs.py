@@ -11,14 +11,13 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from saswap.errors import SaSwapError
 
-__all__ = ["Job", "JobBoard", "JobCancelled", "collect_warnings"]
+__all__ = ["Job", "JobBoard", "JobCancelled"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,36 +29,6 @@ _STAGES = {
     "caching template": "step 2 of 3, preparing the video",
     "swapping": "swapping the faces",
 }
-
-
-@contextmanager
-def collect_warnings(name: str = "saswap") -> Iterator[list[str]]:
-    """Within the block, the warnings that logger ``name`` and its children give *on this thread* (their messages,
-    in order), for a page to show beside its result: a source photo turned away from the camera, a small source
-    face, a reference matching no face closely. Other threads' warnings (another visitor's job) are left out; every
-    warning is still logged as usual.
-
-    Example:
-        >>> with collect_warnings() as notes:
-        ...     logging.getLogger("saswap.example").warning("%s: the source face is small", "me.jpg")
-        >>> notes
-        ['me.jpg: the source face is small']
-    """
-    messages: list[str] = []
-    thread = threading.get_ident()
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.thread == thread:
-                messages.append(record.getMessage())
-
-    handler = _Collect(logging.WARNING)
-    target = logging.getLogger(name)
-    target.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        target.removeHandler(handler)
 
 
 class JobCancelled(SaSwapError):

@@ -38,9 +38,10 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from saswap.app.isolation import VisitorFiles, VisitorIsolation, visitor_token  # noqa: E402
-from saswap.app.jobs import Job, JobBoard, JobCancelled, collect_warnings  # noqa: E402
+from saswap.app.jobs import Job, JobBoard, JobCancelled  # noqa: E402
 from saswap.app.templates import Template, find_templates  # noqa: E402
 from saswap.errors import SaSwapError  # noqa: E402
+from saswap.notes import collect_warnings  # noqa: E402
 
 __all__ = ["AppSettings", "SaSwapApp", "RunningApp", "build_app", "launch"]
 

@@ -456,8 +456,13 @@ class BatchWorker:
         return record
 
     def _source(self, path: str):
+        """The prepared source and what preparing it warned about (kept with it: every job of the source is told)."""
         if path not in self._sources:
-            self._sources[path] = self.pipe.prepare_source(path, force=self.settings.force)[0]
+            from saswap.notes import collect_warnings
+
+            with collect_warnings() as notes:
+                prepared = self.pipe.prepare_source(path, force=self.settings.force)[0]
+            self._sources[path] = (prepared, notes)
             while len(self._sources) > 8:
                 self._sources.popitem(last=False)
         self._sources.move_to_end(path)
@@ -468,15 +473,33 @@ class BatchWorker:
         spec = BatchJob.from_dict(job)
         t0 = time.perf_counter()
         record: dict[str, Any] = {"type": "job", **job, **self.where()}
-        s = self.settings
         created = not spec.output.parent.exists()
         timings: dict[str, float] = {}
+        from saswap.notes import collect_warnings
+
+        with collect_warnings() as notes:
+            self._swap(spec, record, timings)
+        if record["status"] != "done":
+            _remove_temporaries(spec.output)
+            if created:
+                with contextlib.suppress(OSError):
+                    spec.output.parent.rmdir()
+        warnings = list(dict.fromkeys(record.pop("_source_notes", []) + notes))
+        if warnings:  # a turned or small source face, a reference matching no face: the job is done, but said so
+            record["warnings"] = warnings
+        timings["job"] = time.perf_counter() - t0
+        record["timings"] = {k: round(float(v), 4) for k, v in timings.items()}
+        return record
+
+    def _swap(self, spec: BatchJob, record: dict[str, Any], timings: dict[str, float]) -> None:
+        """:meth:`swap`'s work: fills ``record`` (``status`` and what the job made, or its ``error``) and ``timings``."""
+        s = self.settings
         try:
             from saswap.provenance import make_tag
 
             spec.output.parent.mkdir(parents=True, exist_ok=True)
             ts = time.perf_counter()
-            source = self._source(str(spec.source))
+            source, record["_source_notes"] = self._source(str(spec.source))
             timings["source"] = time.perf_counter() - ts
             reference = s.reference
             tag = make_tag(engine=self.pipe.engine.name, shape_strength=s.shape_strength, batch_job=spec.key)
@@ -510,14 +533,6 @@ class BatchWorker:
         except Exception as err:
             record.update(status="failed", error=f"{spec.source} -> {spec.template}: {type(err).__name__}: {err}",
                           trace=traceback.format_exc())  # fmt: skip
-        if record["status"] != "done":
-            _remove_temporaries(spec.output)
-            if created:
-                with contextlib.suppress(OSError):
-                    spec.output.parent.rmdir()
-        timings["job"] = time.perf_counter() - t0
-        record["timings"] = {k: round(float(v), 4) for k, v in timings.items()}
-        return record
 
 
 # -- running -------------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""The web app's job helpers that need no web server (``saswap.app.jobs``)."""
+"""Warnings collected per swap (``saswap.notes``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from saswap.app.jobs import collect_warnings
+from saswap.notes import collect_warnings
 
 
 def test_a_jobs_warnings_are_collected_from_its_own_thread_only():
