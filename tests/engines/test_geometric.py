@@ -251,30 +251,31 @@ def test_the_sources_own_shading_and_beard_are_not_cleaned_away(pipe):
     # what enters the face from beyond its outline counts as covering it; the ball in front of Teresa Williams'
     # face does.
     from saswap.face.masks import face_region_masks
+    from saswap.face.parsing import default_face_parsing
 
-    def islands(name):
+    def prepared(name):  # the prepared source, its face region and its cleaned pixels
         image = load_image(data_path("images", name))
         src = pipe.engine.prepare_source(image, pipe.analyzer(image)[0])
         face = face_region_masks(src.face.landmarks, src.image.shape[:2])["face"] > 0.5
+        return src, face, src.extras["occluded"] > 0.5
+
+    def inner_islands(name):  # cleaned pixels in islands lying wholly inside the face (0.1 eye distances in)
+        src, face, cleaned = prepared(name)
         filled = np.zeros(face.shape, np.uint8)
         contours, _ = cv2.findContours(face.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
         core = cv2.erode(filled, np.ones((2 * int(0.1 * src.face.eye_distance) + 1,) * 2, np.uint8)) > 0
-        n, labels = cv2.connectedComponents((src.extras["occluded"] > 0.5).astype(np.uint8))
-        inner = [k for k in range(1, n) if core[labels == k].all()]
-        return sum(int((labels == k).sum()) for k in inner), int((src.extras["occluded"] > 0.5).sum()), src
+        n, labels = cv2.connectedComponents(cleaned.astype(np.uint8))
+        return sum(int((labels == k).sum()) for k in range(1, n) if core[labels == k].all())
 
     for name in ("face_recognition__alex-lacamoire.png", "simswap__Iron_man.jpg"):
-        assert islands(name)[0] == 0, name
-
-    from saswap.face.parsing import default_face_parsing
+        assert inner_islands(name) == 0, name
 
     def parsed(name, classes):  # the parser's own map of ``classes`` over the source's face, and the cleaned pixels
-        src = islands(name)[2]
-        face = face_region_masks(src.face.landmarks, src.image.shape[:2])["face"] > 0.5
+        src, face, cleaned = prepared(name)
         parsing = default_face_parsing(pipe.engine.clean_source)
         maps = parsing.group_probabilities(src.image, src.face.keypoints, {"m": classes})
-        return (maps["m"] > 0.5) & face, src.extras["occluded"] > 0.5
+        return (maps["m"] > 0.5) & face, cleaned
 
     # the ball enters the face from its side: its largest island is cleaned whole
     ball, cleaned = parsed("insightface__Teresa_Williams_0001_1k.jpg", ("glasses", "hair", "occluder"))

@@ -44,7 +44,9 @@ from saswap.face.masks import (
 )
 from saswap.face.types import Face
 
-__all__ = ["Compositor", "ComposedFace", "paste_back", "is_grey", "border_taper", "entering_cover", "PROFILE_YAW"]
+__all__ = [
+    "Compositor", "ComposedFace", "paste_back", "is_grey", "border_taper", "entering_cover", "face_cover", "PROFILE_YAW",
+]
 
 #: Degrees of yaw beyond which a face counts as turned: the person segmentation then decides where the
 #: face meets the background (the mesh's outline only approximates a profile's nose, lips and chin).
@@ -254,13 +256,8 @@ class Compositor:
             )
             covered, objects, glasses = maps["covered"], maps["objects"], maps["glasses"]
             regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
-            out["occlusion"] = entering_cover(
-                covered > self.occlusion_threshold,
-                regions["face"] > 0.5,
-                glasses > 0.5,
-                0.05 * max(face.eye_distance, 1.0),
-                lashes=closed_eye_lashes(face.landmarks, crop.shape[:2]),
-            ).astype(np.uint8)
+            cover = face_cover(covered > self.occlusion_threshold, glasses > 0.5, face, regions["face"] > 0.5)
+            out["occlusion"] = cover.astype(np.uint8)
             # covered mostly by objects in front of the face (not hair or background): they do not move with the
             # face's shape
             out["occluder"] = ((objects >= 0.5 * covered) & (out["occlusion"] > 0)).astype(np.uint8)
@@ -481,6 +478,25 @@ def entering_cover(
     keep = (outside > 0) | (specs * 2 >= count)
     keep[0] = False
     return keep[labels]
+
+
+def face_cover(covered: np.ndarray, glasses: np.ndarray, face: Face, inside: np.ndarray) -> np.ndarray:
+    """What covers a face in its aligned crop, from a parser's maps: :func:`entering_cover` as a target's occlusion
+    and a source's cleaning both use it (islands must reach within 0.05 eye-corner distances of the face's outline;
+    "glasses" along the lids of eyes that are not open count as lashes).
+
+    Args:
+        covered: bool (S, S), what the parser does not call visible face (or, for a source, its covering classes).
+        glasses: bool (S, S), where it sees glasses.
+        face: the face in crop coordinates.
+        inside: bool (S, S), the face region of its mesh.
+
+    Returns:
+        bool (S, S).
+    """
+    shape = covered.shape[:2]
+    margin = 0.05 * max(face.eye_distance, 1.0)
+    return entering_cover(covered, inside, glasses, margin, lashes=closed_eye_lashes(face.landmarks, shape))
 
 
 def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from scipy.interpolate import RBFInterpolator
 
-from saswap.compose.compositor import entering_cover, is_grey
+from saswap.compose.compositor import face_cover, is_grey
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, umeyama_similarity, warp_face
 from saswap.face.colour import masked_blur, shading_detail
@@ -50,7 +50,6 @@ from saswap.face.masks import (
     EYE_LOOPS,
     EYE_OPEN,
     bare_skin_mask,
-    closed_eye_lashes,
     dilate_disk,
     eye_openness,
     face_region_masks,
@@ -266,14 +265,7 @@ class GeometricEngine(SwapEngine):
             # As for a target: what covers a face comes in from beyond its outline (glasses excepted); an island
             # wholly inside it is the parser taking a shadow for an object (a nose's shadowed side), and filling it
             # with smooth skin would erase the source's own shading.
-            covered = entering_cover(
-                maps["covered"] > 0.5,
-                inside,
-                maps["glasses"] > 0.5,
-                0.05 * max(face.eye_distance, 1.0),
-                lashes=closed_eye_lashes(face.landmarks, shape),
-            )
-            return (covered & inside).astype(np.float32)
+            return (face_cover(maps["covered"] > 0.5, maps["glasses"] > 0.5, face, inside) & inside).astype(np.float32)
         # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
         # and cleaning a shadow would erase the source's identity.

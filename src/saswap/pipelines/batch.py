@@ -478,28 +478,30 @@ class BatchWorker:
         from saswap.notes import collect_warnings
 
         with collect_warnings() as notes:
-            self._swap(spec, record, timings)
+            source_notes = self._swap(spec, record, timings)
         if record["status"] != "done":
             _remove_temporaries(spec.output)
             if created:
                 with contextlib.suppress(OSError):
                     spec.output.parent.rmdir()
-        warnings = list(dict.fromkeys(record.pop("_source_notes", []) + notes))
+        warnings = list(dict.fromkeys(source_notes + notes))
         if warnings:  # a turned or small source face, a reference matching no face: the job is done, but said so
             record["warnings"] = warnings
         timings["job"] = time.perf_counter() - t0
         record["timings"] = {k: round(float(v), 4) for k, v in timings.items()}
         return record
 
-    def _swap(self, spec: BatchJob, record: dict[str, Any], timings: dict[str, float]) -> None:
-        """:meth:`swap`'s work: fills ``record`` (``status`` and what the job made, or its ``error``) and ``timings``."""
+    def _swap(self, spec: BatchJob, record: dict[str, Any], timings: dict[str, float]) -> list[str]:
+        """:meth:`swap`'s work: fills ``record`` (``status`` and what the job made, or its ``error``) and ``timings``;
+        returns what preparing its source warned about (also when the prepared source came from the worker's cache)."""
         s = self.settings
+        source_notes: list[str] = []
         try:
             from saswap.provenance import make_tag
 
             spec.output.parent.mkdir(parents=True, exist_ok=True)
             ts = time.perf_counter()
-            source, record["_source_notes"] = self._source(str(spec.source))
+            source, source_notes = self._source(str(spec.source))
             timings["source"] = time.perf_counter() - ts
             reference = s.reference
             tag = make_tag(engine=self.pipe.engine.name, shape_strength=s.shape_strength, batch_job=spec.key)
@@ -533,6 +535,7 @@ class BatchWorker:
         except Exception as err:
             record.update(status="failed", error=f"{spec.source} -> {spec.template}: {type(err).__name__}: {err}",
                           trace=traceback.format_exc())  # fmt: skip
+        return source_notes
 
 
 # -- running -------------------------------------------------------------------------------------
