@@ -176,9 +176,10 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         )  # fmt: skip
     t = result.timings
     hit = "template cache hit" if result.cache_hit else f"template analysed in {t['precompute']:.1f} s"
+    repeats = f"; {result.frames_repeated} repeated frames" if result.frames_repeated else ""
     print(
         f"{out}: {result.frames} frames, face swapped in {result.frames_swapped}, {t['total']:.1f} s "
-        f"({result.fps:.1f} frames/s; {hit})"
+        f"({result.fps:.1f} frames/s; {hit}{repeats})"
     )
     if args.verbose:
         print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))

@@ -227,6 +227,86 @@ def test_lossless_output_is_exact_outside_the_face(pipe, clip, source, tmp_path)
         assert diff[~outside].max() > 10  # the face itself did change
 
 
+def test_repeated_frames_get_their_first_showings_face(pipe, clip, source, tmp_path):
+    """A template converted from a lower frame rate shows some pictures twice: those frames are found, not analysed
+    or swapped again, and written with the same face as the frame they repeat (before, each got a face of its own:
+    it moved by about 1% of the eye distance against a head that stood still)."""
+    from saswap.pipelines.video import swap_video
+    from saswap.videoio import VideoWriter
+
+    frames = _frames(clip)
+    shown = [k for i in range(len(frames)) for k in ([i, i] if i % 4 == 3 else [i])]  # every fourth picture twice
+    template = tmp_path / "pulldown.mp4"
+    h, w = frames[0].shape[:2]
+    with VideoWriter(template, width=w, height=h, fps=30.0, crf=12) as writer:
+        for k in shown:
+            writer.write(frames[k])
+    cache_dir = tmp_path / "cache"
+    opened, _ = pipe.precompute(template, cache_dir, progress=False)
+    records = list(opened.frames())
+    expected = [i for i in range(1, len(shown)) if shown[i] == shown[i - 1]]
+    found = [r.index for r in records if r.repeat_of is not None]
+    # the detector needs a few frames' changes to judge against: none is called a repeat before the eighth frame
+    assert found == [i for i in expected if i >= 8] and len(found) >= 2
+    assert all(records[i].repeat_of == i - 1 for i in found)
+    assert opened.header["repeats"] == len(found)
+    calls = []
+    original = pipe.swap_frame
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    pipe.swap_frame = counting
+    try:
+        out = tmp_path / "out.mp4"
+        result = swap_video(pipe, source, template, out, cache_dir=cache_dir, crf=0, progress=False)
+    finally:
+        del pipe.swap_frame
+    assert len(calls) == len(shown) - len(found) and result.frames == len(shown) and result.frames_repeated == len(found)
+    written, decoded = _frames(out), _frames(template)
+    for i in found:
+        # the face is the one written for the picture's first showing; the rest of the frame is the template's own
+        face = np.abs(written[i].astype(int) - decoded[i].astype(int)).max(axis=2) > 10
+        assert face.mean() > 0.02
+        assert np.abs(written[i].astype(int) - written[i - 1].astype(int))[face].max() <= 2
+    # a swap that starts on a repeat makes that frame from its cached analysis
+    start = found[0] / 30.0 + 0.001
+    trimmed = swap_video(pipe, source, template, tmp_path / "t.mp4", cache_dir=cache_dir, crf=0, start=start,
+                         progress=False)  # fmt: skip
+    first = _frames(tmp_path / "t.mp4")[0]
+    assert trimmed.frames_swapped == trimmed.frames
+    assert np.abs(first.astype(int) - decoded[found[0]].astype(int)).max(axis=2).mean() > 1
+
+
+def test_repeat_detector_tells_a_repeat_from_a_slow_scene():
+    from saswap.pipelines.analysis import RepeatDetector
+
+    image = cv2.resize(cv2.imread(str(data_path("images", "sberswap__beckham.jpg")))[..., ::-1], (320, 320))
+    rng = np.random.default_rng(1)
+
+    def noisy(img):  # a codec's noise: a level or two, everywhere
+        return np.clip(img + rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
+
+    def shifted(dx):
+        return cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, 0]]), (320, 320), borderMode=cv2.BORDER_REFLECT)
+
+    # a slow pan, a quarter of a pixel per frame: every frame changes about as little, none is a repeat
+    d = RepeatDetector()
+    assert not any(d(noisy(shifted(0.25 * t))) for t in range(40))
+    # a pan of 2 pixels per frame where every fifth picture is shown twice: those alone are repeats
+    d = RepeatDetector()
+    xs = [2.0 * (t - t // 5) for t in range(40)]
+    calls = [d(noisy(shifted(x))) for x in xs]
+    assert [t for t, c in enumerate(calls) if c] == [t for t in range(8, 40) if xs[t] == xs[t - 1]]
+    # a slow drift after a repeat ends the run of repeats once it adds up (each frame is judged against the anchor)
+    d = RepeatDetector(min_history=4)
+    for t in range(6):
+        d(noisy(shifted(3.0 * t)))
+    held = [d(noisy(shifted(15.0 + 0.04 * t))) for t in range(1, 30)]
+    assert held[0] and not all(held)
+
+
 def test_trimming(pipe, clip, source, tmp_path):
     result = pipe.swap_video(source, clip, tmp_path / "t.mp4", cache_dir=tmp_path / "c", start=0.2, end=0.5, progress=False)
     fps = 30.0

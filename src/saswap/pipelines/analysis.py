@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import zlib
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from saswap.face.alignment import transform_face, warp_face
 from saswap.face.types import Face
 
-__all__ = ["TargetFace", "FrameAnalysis", "TargetAnalyzer", "smooth_tracks", "track_runs"]
+__all__ = ["TargetFace", "FrameAnalysis", "TargetAnalyzer", "RepeatDetector", "smooth_tracks", "track_runs"]
 
 _FACE_ARRAYS = ("box", "keypoints", "landmarks", "landmarks_68", "pose")
 
@@ -57,6 +58,8 @@ class FrameAnalysis:
         time: seconds from the start of the video.
         faces: the analysed faces, largest first.
         shot_cut: whether a shot cut precedes this frame (smoothing and fades restart there).
+        repeat_of: the index of the earlier frame this one repeats (:class:`RepeatDetector`; its faces are that
+            frame's), or None.
     """
 
     index: int
@@ -64,6 +67,7 @@ class FrameAnalysis:
     time: float
     faces: list[TargetFace]
     shot_cut: bool = False
+    repeat_of: int | None = None
 
     # -- serialisation ------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -87,7 +91,10 @@ class FrameAnalysis:
             for key, value in tf.data.items():
                 arrays[f"{i}/data/{key}"] = np.asarray(value)
             faces.append({"score": float(f.score), "track_id": int(f.track_id), "data": sorted(tf.data)})
-        meta = {"index": self.index, "pts": self.pts, "time": self.time, "shot_cut": self.shot_cut, "faces": faces}
+        meta = {
+            "index": self.index, "pts": self.pts, "time": self.time, "shot_cut": self.shot_cut,
+            "repeat_of": self.repeat_of, "faces": faces,
+        }  # fmt: skip
         return zlib.compress(pack_arrays(meta, arrays), 1)
 
     @classmethod
@@ -102,7 +109,7 @@ class FrameAnalysis:
             )
             data = {key: arrays[f"{i}/data/{key}"] for key in fm["data"]}
             faces.append(TargetFace(face, arrays[f"{i}/transform"], data))
-        return cls(meta["index"], meta["pts"], meta["time"], faces, meta["shot_cut"])
+        return cls(meta["index"], meta["pts"], meta["time"], faces, meta["shot_cut"], meta.get("repeat_of"))
 
 
 def pack_arrays(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
@@ -213,6 +220,73 @@ class TargetAnalyzer:
         if faces is None:
             faces = self.detect(image)
         return FrameAnalysis(index, pts, time, [self.describe(image, f) for f in faces])
+
+
+class RepeatDetector:
+    """Finds the frames of a video that repeat an earlier one (frame-rate conversion: 24 or 25 fps shown at 30
+    repeats every fourth or fifth frame).
+
+    A repeated frame differs from the frame it repeats by the codec's noise alone, and a swap should make the
+    same face for both: swapped one by one, the two copies get slightly different faces (the smoothing moves on
+    through time while the picture does not), and the face flickers at the conversion's cadence while the rest
+    of the picture holds still. Call once per frame, in order; a frame is a repeat of the *anchor*, the last
+    frame that was not a repeat (so slow changes add up and end a run of repeats; they never drift unseen).
+
+    A frame repeats its anchor when, in every block of ``block`` pixels of their luma, the two differ by at most
+    ``noise`` levels on average, and that largest block change is at most ``ratio`` times the median change
+    between consecutive frames over the last ``history`` frames. The second test is what tells a repeat from a
+    slow scene: in a slow scene every frame changes about as little, so none stands out as unchanged. No frame is
+    a repeat before ``min_history`` changes are known (the second test needs them). The first test bounds what a
+    repeat may hide: 8 levels in an 8-pixel block is about a fifth of a pixel of motion at a sharp edge.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(12)]
+        >>> frames.insert(10, frames[9].copy())  # one frame shown twice
+        >>> d = RepeatDetector(min_history=4)
+        >>> [i for i, f in enumerate(frames) if d(f)]
+        [10]
+    """
+
+    def __init__(
+        self, block: int = 8, noise: float = 8.0, ratio: float = 0.25, history: int = 24, min_history: int = 8
+    ) -> None:
+        if block < 1 or noise < 0 or not 0 <= ratio <= 1 or history < 1 or not 1 <= min_history <= history:
+            raise ValueError(f"bad repeat detector settings: {block=}, {noise=}, {ratio=}, {history=}, {min_history=}")
+        self.block, self.noise, self.ratio, self.min_history = int(block), float(noise), float(ratio), int(min_history)
+        self._changes: deque[float] = deque(maxlen=int(history))
+        self._previous: np.ndarray | None = None
+        self._anchor: np.ndarray | None = None
+
+    def change(self, a: np.ndarray, b: np.ndarray) -> float:
+        """The largest mean absolute difference of two luma images over blocks of ``block`` pixels."""
+        import cv2
+
+        h, w = a.shape[:2]
+        size = (max(1, w // self.block), max(1, h // self.block))
+        small = cv2.resize(cv2.absdiff(a, b), size, interpolation=cv2.INTER_AREA)
+        return float(small.max())
+
+    def __call__(self, image: np.ndarray) -> bool:
+        """Whether ``image`` (RGB uint8, the next frame) repeats the anchor."""
+        import cv2
+
+        luma = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        if self._previous is None or self._previous.shape != luma.shape:
+            self._previous = self._anchor = luma
+            self._changes.clear()
+            return False
+        to_anchor = self.change(luma, self._anchor)
+        repeat = (
+            len(self._changes) >= self.min_history
+            and to_anchor <= self.noise
+            and to_anchor <= self.ratio * float(np.median(self._changes))
+        )
+        self._changes.append(to_anchor if self._anchor is self._previous else self.change(luma, self._previous))
+        self._previous = luma
+        if not repeat:
+            self._anchor = luma
+        return bool(repeat)
 
 
 def track_runs(frames: list[list[Face]], cuts: list[bool]) -> dict[tuple[int, int], list[tuple[int, int]]]:

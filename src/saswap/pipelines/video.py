@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from saswap.errors import SaSwapError
 from saswap.face.types import Face
-from saswap.pipelines.analysis import FrameAnalysis, TargetFace, smooth_tracks, track_runs
+from saswap.pipelines.analysis import FrameAnalysis, RepeatDetector, TargetFace, smooth_tracks, track_runs
 from saswap.pipelines.cache import (
     CacheError,
     CacheWriter,
@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 SMOOTHING = {"min_cutoff": 3.0, "beta": 5.0}
 #: Tracker settings of the template analysis.
 TRACKING = {"iou_threshold": 0.3, "max_missed": 10, "cut_threshold": 0.5}
+#: :class:`~saswap.pipelines.analysis.RepeatDetector` settings of the template analysis (None: every frame is
+#: analysed and swapped on its own).
+REPEATS: dict[str, Any] | None = {"block": 8, "noise": 8.0, "ratio": 0.25, "history": 24, "min_history": 8}
 
 
 @dataclass
@@ -58,6 +61,8 @@ class SaSwapVideoOutput:
         tracks: the track ids that were swapped.
         cache_path: the template cache used (None when it lived in a temporary folder).
         cache_hit: whether the template's analysis came from an existing cache.
+        frames_repeated: frames that repeat the picture of the frame before them (frame-rate conversion), written
+            with that frame's face instead of being made again.
         timings: seconds per stage: "analyze_source", "precompute" (building the cache; 0 on a hit),
             "decode", "analysis" (reading the cache), "engine", "compose" (compose and paste-back),
             "encode", "total" (wall time). "engine" and "compose" add up the worker threads' time, so with
@@ -72,6 +77,7 @@ class SaSwapVideoOutput:
     tracks: list[int]
     cache_path: Path | None
     cache_hit: bool
+    frames_repeated: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -81,7 +87,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 5
+ANALYSIS_REVISION = 6
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -89,6 +95,7 @@ def _settings(pipe) -> dict[str, Any]:
         **pipe.target_analyzer.config(),
         "smoothing": SMOOTHING,
         "tracking": TRACKING,
+        "repeats": REPEATS,
         "mask_window": MASK_WINDOW,
         "track_signal_seconds": (
             dict(seconds) if isinstance(seconds := pipe.engine.track_signal_seconds, Mapping) else seconds
@@ -193,7 +200,8 @@ def precompute_template(
     Two passes over the video: faces are detected and tracked (shot cuts end tracks), each track is
     smoothed in both directions, then every face's alignment and target-only data (the engine's 3DMM fit,
     the compositor's occlusion and person masks) is computed from the smoothed landmarks and streamed to
-    the cache file.
+    the cache file. A frame that repeats the picture before it (:class:`~saswap.pipelines.analysis.RepeatDetector`;
+    frame-rate conversion) is neither detected nor analysed: its record is that picture's, marked ``repeat_of``.
 
     Args:
         pipe: a :class:`~saswap.pipelines.image.SaSwapPipeline` (its engine, compositor and analyzer).
@@ -229,55 +237,85 @@ def precompute_template(
         from saswap.face.temporal import FaceTracker
 
         tracker = FaceTracker(fps=info.fps, smooth=False, **TRACKING)
-        frames_faces, cuts, stamps = [], [], []
+        repeats = RepeatDetector(**REPEATS) if REPEATS is not None else None
+        frames_faces, cuts, anchors = [], [], []  # anchors[i]: the frame i repeats, or i
         expected = _expected_frames(info, start, end)
         with VideoReader(template, start=start, end=end) as reader, _progress(expected, "analysing template", progress) as bar:
             for frame in reader:
+                if repeats is not None and repeats(frame.image) and frame.index > 0:
+                    anchors.append(anchors[-1])  # the same picture: the same faces, not detected again
+                    frames_faces.append(frames_faces[-1])
+                    cuts.append(False)
+                    bar.update(1)
+                    continue
                 cut = tracker.is_shot_cut(frame.image) and frame.index > 0
                 if cut:
                     tracker.tracks = []
                 faces = tracker.update(pipe.target_analyzer.detect(frame.image))
                 frames_faces.append(sorted(faces, key=lambda f: -f.area))
                 cuts.append(cut)
-                stamps.append((frame.pts, frame.time))
+                anchors.append(len(anchors))
                 bar.update(1)
         if not frames_faces:
             raise SaSwapError(f"{template}: no frames could be decoded")
-        smoothed = smooth_tracks(frames_faces, info.fps, cuts, **SMOOTHING)
-        signals = smooth_track_signals(pipe.engine, smoothed, info.fps, cuts)
+        # Tracks are smoothed over the distinct pictures alone, so that a repeated frame is not a step in time (its
+        # face is its anchor's); the One-Euro filter's time constants stay in seconds at their mean rate.
+        unique = [i for i, a in enumerate(anchors) if a == i]
+        rate = info.fps * len(unique) / len(anchors)
+        smoothed_u = smooth_tracks([frames_faces[i] for i in unique], rate, [cuts[i] for i in unique], **SMOOTHING)
+        signals_u = smooth_track_signals(pipe.engine, smoothed_u, rate, [cuts[i] for i in unique])
+        position = {i: k for k, i in enumerate(unique)}
+        smoothed = [smoothed_u[position[a]] for a in anchors]
+        signals = [signals_u[position[a]] for a in anchors]
         header = {
             "video": {"sha256": video_hash, "name": template.name, **info.to_dict()},
             "settings": settings,
             "span": [start, end],
             "cuts": [i for i, c in enumerate(cuts) if c],
+            "repeats": len(anchors) - len(unique),
             "frame_tracks": [[f.track_id for f in faces] for faces in smoothed],
             "tracks": _track_table(smoothed, cuts),
         }
         writer = CacheWriter(path, header)
         try:
             with VideoReader(template, start=start, end=end) as reader, _progress(len(smoothed), "caching template", progress) as bar:
-                # frames are written MASK_WINDOW frames late, once their neighbours on both sides are known
+                # Frames are written MASK_WINDOW distinct frames late, once their neighbours on both sides are known;
+                # a repeated frame is its anchor's analysis (steadied the same way), written right after it.
                 window: list[FrameAnalysis] = []
+                followers: list[list] = []  # per frame of ``window``: the (index, pts, time) of the frames repeating it
                 centre = 0  # position in ``window`` of the next frame to write
+
+                def emit(k: int) -> None:
+                    steady = _steady_masks(window, k, MASK_WINDOW)
+                    writer.add(steady)
+                    for index, pts, time_ in followers[k]:
+                        writer.add(replace(steady, index=index, pts=pts, time=time_, repeat_of=steady.index))
+
                 for frame in reader:
                     i = frame.index
                     if i >= len(smoothed):
                         break
+                    if anchors[i] != i:
+                        followers[-1].append((i, frame.pts, frame.time))
+                        bar.update(1)
+                        continue
                     analysis = pipe.target_analyzer(frame.image, smoothed[i], index=i, pts=frame.pts, time=frame.time)
                     analysis.shot_cut = cuts[i]
                     for tf in analysis.faces:
                         for name, value in signals[i].get(tf.face.track_id, {}).items():
                             tf.data[name] = np.asarray(value, np.float32).reshape(-1)
                     window.append(analysis)
-                    if len(window) - 1 - centre >= MASK_WINDOW:
-                        writer.add(_steady_masks(window, centre, MASK_WINDOW))
+                    followers.append([])
+                    if len(window) - 1 - centre >= max(MASK_WINDOW, 1):  # the centre's repeats are known too
+                        emit(centre)
                         centre += 1
                         if centre > MASK_WINDOW:
                             window.pop(0)
+                            followers.pop(0)
                             centre -= 1
                     bar.update(1)
                 while centre < len(window):  # the last frames: fewer neighbours after them
-                    writer.add(_steady_masks(window, centre, MASK_WINDOW))
+                    emit(centre)
                     centre += 1
             writer.close()
         except BaseException:
@@ -506,7 +544,7 @@ def swap_video(
         weights = list(_fade_weights(header, chosen, fade_frames))
         video_tag = tag if tag is not None else make_tag(engine=pipe.engine.name, shape_strength=shape_strength, media="video")
         metadata = {VIDEO_TAG_KEY: _json(video_tag)}
-        frames = swapped_frames = swapped_faces = 0
+        frames = swapped_frames = swapped_faces = repeated = 0
         reach = max(0, int(tone_reach))
         used: set[int] = set()
 
@@ -527,14 +565,21 @@ def swap_video(
                 output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
             ) as writer:
                 records = None
+                made_anchor = None  # the picture (the frame index it first appears at) the last frame made shows
+                last_made: list = [None, None, None, []]  # that picture's frame as written: anchor, box, out, masks
 
-                def finish(frame, faces, box, out, masks) -> None:
-                    nonlocal frames, swapped_frames, swapped_faces
+                def finish(frame, faces, box, out, masks, anchor) -> None:
+                    nonlocal frames, swapped_frames, swapped_faces, repeated
                     t3 = time.perf_counter()
-                    if stabiliser is not None and box is not None:
-                        for tf in faces:
-                            stabiliser.apply(tf.face.track_id, frame.index, out)
-                        stabiliser.forget(frame.index)
+                    if box is _REPEAT:  # the picture of the frame made before it: its face, pasted again
+                        _, box, out, masks = last_made
+                        repeated += 1
+                    else:
+                        if stabiliser is not None and box is not None:
+                            for tf in faces:
+                                stabiliser.apply(tf.face.track_id, frame.index, out)
+                            stabiliser.forget(frame.index)
+                        last_made[:] = [anchor, box, out, masks]
                     timings["compose"] += time.perf_counter() - t3
                     t3 = time.perf_counter()
                     changed = None
@@ -550,19 +595,22 @@ def swap_video(
 
                 def drain(limit: int, final: bool = False) -> None:
                     while len(pending) > limit:
-                        frame, faces, future = pending.popleft()
+                        frame, faces, future, anchor = pending.popleft()
                         box, out, masks, stage = future.result()
                         timings["engine"] += stage.get("swap", 0.0)
                         t3 = time.perf_counter()
                         cut = frame_cut.pop(frame.pts, False)
-                        if stabiliser is not None and box is not None:
+                        if stabiliser is not None and box is _REPEAT:
+                            for tf in faces:
+                                stabiliser.repeat(tf.face.track_id, frame.index, anchor)
+                        elif stabiliser is not None and box is not None:
                             for tf, mask in zip(faces, masks):
                                 stabiliser.measure(
                                     tf.face.track_id, frame.index, cut, out, frame.image, mask, tf.transform,
                                     pipe.engine.crop_size,
                                 )  # fmt: skip
                         timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
-                        held.append((frame, faces, box, out, masks))
+                        held.append((frame, faces, box, out, masks, anchor))
                         bar.update(1)  # frames made; each is written once the stabiliser has seen the frames after it
                         while held and held[0][0].index + reach <= frame.index:
                             finish(*held.popleft())
@@ -590,8 +638,15 @@ def swap_video(
                         # Frames are made on worker threads (OpenCV and numpy release the GIL) and written in order;
                         # at most two frames per worker are in flight and the stabiliser holds ``reach`` more, so memory
                         # does not grow with the video.
+                        # A frame that repeats the picture of the frame made before it (frame-rate conversion) gets the
+                        # same face again, not a new one; a repeat whose picture was not made in this swap (it lies
+                        # before ``start``) is made from its analysis, which is its picture's.
+                        anchor = analysis.index if analysis.repeat_of is None else analysis.repeat_of
                         ws = [w[tf.face.track_id] for tf in faces]
-                        if not faces:
+                        repeat = analysis.repeat_of is not None and analysis.repeat_of == made_anchor
+                        if repeat:
+                            future = _done((_REPEAT, None, [], {}))
+                        elif not faces:
                             future = _done((None, None, [], {}))
                         elif n_workers == 0:
                             future = _done(_make_frame(pipe, prepared, shape_strength, enhance, frame.image, faces, ws))
@@ -599,7 +654,9 @@ def swap_video(
                             future = pool.submit(
                                 _make_frame, pipe, prepared, shape_strength, enhance, frame.image, faces, ws
                             )
-                        pending.append((frame, faces, future))
+                        if not repeat:
+                            made_anchor = anchor
+                        pending.append((frame, faces, future, anchor))
                         drain(2 * n_workers)
                         td = time.perf_counter()
                     drain(0, final=True)
@@ -619,8 +676,13 @@ def swap_video(
         tracks=sorted(used),
         cache_path=None if temp_dir is not None else opened.path,
         cache_hit=hit,
+        frames_repeated=repeated,
         timings=timings,
     )
+
+
+#: Stands for a frame's changed box when the frame repeats the picture of the frame made before it.
+_REPEAT = object()
 
 
 def _done(value):
@@ -723,6 +785,13 @@ class ToneStabiliser:
         self._lows.setdefault(track, {})[index] = (num / np.maximum(den, 1e-3), den, *geometry)
         if cut:
             self._cuts.setdefault(track, set()).add(index)
+
+    def repeat(self, track: int, index: int, anchor: int) -> None:
+        """Record frame ``index`` of ``track`` as a repeat of frame ``anchor`` (the same picture and face, shown
+        again): it counts in its neighbours' smoothing as its anchor does, and is itself written as its anchor was."""
+        lows = self._lows.get(track, {})
+        if anchor in lows:
+            lows[index] = lows[anchor]
 
     def smoothed(self, track: int, index: int) -> np.ndarray | None:
         """The two-way smoothed low-pass of ``track`` at frame ``index`` (None when it was not measured)."""
