@@ -94,3 +94,33 @@ def test_a_closed_eyes_lash_line_is_not_kept_as_glasses(analyzer):
     open_eyes = load_image(data_path("images", "liveportrait__d8.jpg"))
     _, open_face, _ = pipe.engine.align(open_eyes, pipe.analyzer(open_eyes)[0])
     assert closed_eye_lashes(open_face.landmarks, crop.shape[:2]) is None
+
+
+def test_a_blurred_targets_face_is_blurred_as_much(analyzer):
+    """A crisp face on a blurred head gives a swap away. With ``blur_match`` the new face is blurred by what the
+    target's face is blurrier than it (read at both faces' strongest edges, :func:`~saswap.face.blur.edge_blur`):
+    on ``obama`` blurred by a Gaussian of 3 px the output face reads within a quarter of the target's blur, where
+    without it the face stays about as sharp as on the sharp photo. On the sharp photo nothing changes."""
+    import cv2
+
+    from saswap import SaSwapPipeline
+    from saswap.compose import Compositor
+    from saswap.eval.swap_metrics import face_blur
+    from saswap.io import load_image
+
+    assert Compositor().blur_match and Compositor().config()["blur_match"] is True
+    sharp_target = load_image(data_path("images", "face_recognition__obama.jpg"))
+    source = load_image(data_path("images", "sberswap__beckham.jpg"))
+    matched = SaSwapPipeline.from_pretrained("saswap-geometric", analyzer=analyzer)
+    plain = SaSwapPipeline(matched.engine, compositor=Compositor(blur_match=False), analyzer=analyzer)
+    prepared, _ = matched.prepare_source(source)
+    # the sharp photo: its face is not blurrier than the new one, so the output is the same bit for bit
+    assert np.array_equal(matched(prepared, sharp_target).image, plain(prepared, sharp_target).image)
+    target = cv2.GaussianBlur(sharp_target, (0, 0), 3.0)
+    face = analyzer(target)[0]
+    wanted = face_blur(target, face)
+    got = face_blur(matched(prepared, target).image, face)
+    before = face_blur(plain(prepared, target).image, face)
+    assert wanted > 3.0
+    assert before < 0.6 * wanted, (before, wanted)
+    assert abs(got - wanted) < 0.25 * wanted, (got, wanted)

@@ -53,6 +53,13 @@ __all__ = [
 PROFILE_YAW = 35.0
 
 
+def _inner_face(face: np.ndarray, eye: float) -> np.ndarray:
+    """The face region without a band of 0.1 eye-corner distances along its outline (where the face meets hair or
+    background, an edge that is not the face's own), bool."""
+    r = max(1, int(round(0.1 * max(eye, 1.0))))
+    return cv2.erode((np.asarray(face) > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
+
+
 def is_grey(image: np.ndarray, where: np.ndarray, tolerance: float = 4.0) -> bool:
     """Whether ``image`` is black and white over ``where``: its channels differ by at most ``tolerance``
     grey levels in 99% of those pixels (compression leaves a little colour noise in grey photos).
@@ -138,6 +145,10 @@ class Compositor:
         highlight_knee: where the relit face's brightest channel exceeds this (linear light), the pixel rolls off
             towards white keeping its hue (:func:`~saswap.face.colour.highlight_roll_off`), instead of each channel
             clipping (a source's highlight on a bright target turned white or yellow); None clips.
+        blur_match: blur the new face as much as the target's face is blurred (motion blur, a soft or small
+            target face): the blur of each face's strongest edges (:func:`~saswap.face.blur.edge_blur`), the
+            target's measured from the target alone (cached), and the new face blurred by the difference when it is
+            sharper. A face that is softer than its target is left as it is.
     """
 
     def __init__(
@@ -154,6 +165,7 @@ class Compositor:
         harmonize: bool | str = "off",
         hair_edge: float = 0.03,
         highlight_knee: float | None = None,
+        blur_match: bool = True,
     ) -> None:
         from saswap.compose.harmonizer import harmonize_method
         from saswap.face.parsing import occlusion_method
@@ -172,6 +184,7 @@ class Compositor:
         if highlight_knee is not None and not 0.0 < highlight_knee < 1.0:
             raise ValueError(f"highlight_knee must lie in (0, 1) or be None, got {highlight_knee}")
         self.highlight_knee = None if highlight_knee is None else float(highlight_knee)
+        self.blur_match = bool(blur_match)
         self._segmenter = None
 
     def __getstate__(self) -> dict[str, Any]:  # sent to worker processes without the segmentation model
@@ -221,6 +234,7 @@ class Compositor:
             "harmonize": harmonize,
             "hair_edge": self.hair_edge,
             "highlight_knee": self.highlight_knee,
+            "blur_match": self.blur_match,
         }
 
     # -- target-only analysis -----------------------------------------------------------------------
@@ -232,9 +246,11 @@ class Compositor:
             also ``{"occluder": uint8 (S, S) 0/1}`` (the part of it that objects in front of the face cover:
             it stays where it is when the shape flow moves the face), and
             ``{"person": float16 (S, S) in [0, 1]}`` (person-versus-background probability) for a turned face
-            when ``silhouette`` is on.
+            when ``silhouette`` is on, and ``{"blur": float32 (1,)}`` (:func:`~saswap.face.blur.edge_blur` of the
+            visible inner face; NaN when it has too few edges) with ``blur_match``.
         """
         out: dict[str, np.ndarray] = {}
+        regions = None
         if self.occlusion == "rules":
             regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
             eye = max(face.eye_distance, 1.0)
@@ -263,6 +279,14 @@ class Compositor:
             out["occluder"] = ((objects >= 0.5 * covered) & (out["occlusion"] > 0)).astype(np.uint8)
         if self.silhouette and abs(float(face.pose[0])) >= PROFILE_YAW:
             out["person"] = self._person(crop).astype(np.float16)
+        if self.blur_match:
+            from saswap.face.blur import edge_blur
+
+            if regions is None:
+                regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
+            region = _inner_face(regions["face"], face.eye_distance) & (out.get("occlusion", 0) == 0)
+            blur = edge_blur(crop, region)
+            out["blur"] = np.array([np.nan if blur is None else blur], np.float32)
         return out
 
     def _person(self, image: np.ndarray) -> np.ndarray:
@@ -274,7 +298,7 @@ class Compositor:
 
     # -- compose --------------------------------------------------------------------------------------
     def __call__(
-        self, target: np.ndarray, face: Face, analysis: dict[str, np.ndarray], result
+        self, target: np.ndarray, face: Face, analysis: dict[str, np.ndarray], result, scale: float | None = None
     ) -> ComposedFace:
         """Compose an engine's face into the aligned target crop.
 
@@ -283,6 +307,8 @@ class Compositor:
             face: the target face in crop coordinates.
             analysis: from :meth:`analyze_target` for this crop (or read from a template cache).
             result: the engine's :class:`~saswap.engines.base.EngineOutput`.
+            scale: crop pixels per frame pixel of the crop's alignment, when the crop goes back into a frame (the
+                blur match then allows for the resampling of the paste-back); None: the crop is the result.
 
         Returns:
             :class:`ComposedFace`.
@@ -350,6 +376,9 @@ class Compositor:
         # would carry it back across the edge as a band of another colour (a moved forehead). There the
         # foreground is the target itself; the holes (eyes, mouth, occluders) keep the relit face.
         relit = np.where((face_mask > 0)[..., None], relit, base)
+        if self.blur_match and "blur" in analysis:
+            target_blur = float(np.asarray(analysis["blur"]).reshape(-1)[0])
+            relit = self._match_blur(relit, target_blur, regions, covered, keep, eye, scale)
         offset = blend_offset(relit, base, alpha, levels=self.blend_levels)
         # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
         # distance around the face, fading out, and away from the crop's border.
@@ -380,6 +409,38 @@ class Compositor:
                 out = np.clip(out * (1 - pin) + target * pin + 0.5, 0, 255).astype(np.uint8)
         out[changed == 0] = target[changed == 0]  # outside the mask, the crop is the target's
         return ComposedFace(image=out, mask=changed.astype(np.float32))
+
+    def _match_blur(
+        self,
+        relit: np.ndarray,
+        target_blur: float,
+        regions,
+        covered: np.ndarray,
+        keep: np.ndarray,
+        eye: float,
+        scale: float | None,
+    ) -> np.ndarray:
+        """``relit`` blurred by as much as the target's face is blurrier than it (at their strongest edges, over
+        the visible inner face); unchanged when it is as soft already.
+
+        The target's reading was taken on its crop, resampled once from the frame. The new face is resampled
+        once more on its way back into the frame, so it is read after that round trip (``scale``): the output,
+        seen through the same alignment as the target, then reads as the target does.
+        """
+        from saswap.face.blur import edge_blur, extra_blur
+
+        if not np.isfinite(target_blur):
+            return relit
+        region = _inner_face(regions["face"], eye) & (covered < 0.5) & (keep < 0.5)
+        seen = relit
+        if scale is not None and scale > 0 and abs(scale - 1.0) > 0.05:
+            h, w = relit.shape[:2]
+            small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
+            seen = cv2.resize(cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_LINEAR)
+        sigma = extra_blur(target_blur, edge_blur(seen, region))
+        if sigma <= 0:
+            return relit
+        return cv2.GaussianBlur(relit, (0, 0), sigma)
 
     def _match_boundary(
         self,

@@ -23,6 +23,7 @@ from saswap.eval.swap_metrics import (
     chroma_mottling,
     expression_distance,
     expression_keypoints,
+    face_blur,
     glasses_band_darkness,
     jaw_distance,
     jaw_distance_3d,
@@ -180,6 +181,8 @@ class SwapBenchmark:
                     seam_target=seam_energy(t_img, mask),
                     mottling=chroma_mottling(out.image, o_face),
                     mottling_target=chroma_mottling(t_img, t_face),
+                    blur=face_blur(out.image, t_face),
+                    blur_target=face_blur(t_img, t_face),
                 )
                 res.pairs.append(rec)
         # Expression with shape_strength 0 (the mouth and eyes must stay the target's).
@@ -270,6 +273,8 @@ class SwapBenchmark:
         found = [p for p in res.pairs if p.get("found") and "d_source" in p]
         profile = [p for p in found if abs(p["target_yaw"]) > 40]
         mottled = [p["mottling"] / p["mottling_target"] for p in found if p.get("mottling_target", 0.0) > 0.1]
+        # sharpness: the output face's edge blur over the target's (both through the target's landmarks)
+        blurs = [p["blur"] / p["blur_target"] for p in found if p.get("blur") and p.get("blur_target")]
         pose = np.array([p["pose_error"] for p in found]) if found else np.zeros((0, 3))
         by_target: dict[str, list[dict]] = {}
         for p in found:
@@ -326,6 +331,10 @@ class SwapBenchmark:
             # over the targets that have colour (a black-and-white target's output stays grey: 0 over 0)
             "mottling_ratio_median": float(np.median(mottled)) if mottled else None,
             "mottling_ratio_max": max(mottled, default=None),
+            "blur_ratio_median": float(np.median(blurs)) if blurs else None,
+            # pairs whose face is at most 2/3 as blurred as its target's (a crisp face on a soft head)
+            "sharper_than_target": float(np.mean([b < 2 / 3 for b in blurs])) if blurs else None,
+            "softer_than_target": float(np.mean([b > 3 / 2 for b in blurs])) if blurs else None,
             "outside_diff_max": max((p["outside_diff"] for p in res.pairs), default=None),
             "occluder_changed_max": max((o["changed"] for o in res.occlusion if "changed" in o), default=None),
             "occluder_changed": {f"{o['target']}/{o['kind']}": round(o.get("changed", -1), 3) for o in res.occlusion},

@@ -362,7 +362,8 @@ class SaSwapPipeline:
             face_c = tf.crop_face
             result = self.engine.swap(crop, face_c, source, shape_strength=shape_strength, analysis=tf.data)
             tp = time.perf_counter()
-            composed = self.compositor(crop, face_c, tf.data, result)
+            scale = float(np.sqrt(abs(np.linalg.det(np.asarray(tf.transform, np.float64)[:, :2]))))
+            composed = self.compositor(crop, face_c, tf.data, result, scale=scale)
             image = composed.image
             if enhancer is not None:
                 image = enhancer.enhance_crop(image, composed.mask)
