@@ -354,6 +354,16 @@ def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> Frame
                     masks.append(same[0].data[key])
             if len(masks) >= 3:
                 data[key] = (np.mean(masks, axis=0) >= 0.5).astype(np.uint8)
+        if "blur" in data:  # the compositor's reading of the face's blur: the mean over the same frames
+            values = [
+                float(o.data["blur"][0])
+                for k in range(max(0, centre - reach), min(len(frames), centre + reach + 1))
+                if not any(frames[j].shot_cut for j in range(min(k, centre) + 1, max(k, centre) + 1))
+                for o in frames[k].faces
+                if o.face.track_id == tf.face.track_id and "blur" in o.data and np.isfinite(o.data["blur"][0])
+            ]
+            if values:
+                data["blur"] = np.array([np.mean(values)], np.float32)
         faces.append(TargetFace(tf.face, tf.transform, data))
     return FrameAnalysis(record.index, record.pts, record.time, faces, record.shot_cut)
 
