@@ -270,13 +270,28 @@ def test_repeated_frames_get_their_first_showings_face(pipe, clip, source, tmp_p
         face = np.abs(written[i].astype(int) - decoded[i].astype(int)).max(axis=2) > 10
         assert face.mean() > 0.02
         assert np.abs(written[i].astype(int) - written[i - 1].astype(int))[face].max() <= 2
-    # a swap that starts on a repeat makes that frame from its cached analysis
-    start = found[0] / 30.0 + 0.001
-    trimmed = swap_video(pipe, source, template, tmp_path / "t.mp4", cache_dir=cache_dir, crf=0, start=start,
-                         progress=False)  # fmt: skip
+    # A swap that starts on a repeat makes that frame from its cached analysis. The tone stabiliser counts frames
+    # from the swap's start, the cache from the template's: each later repeat still finds its picture's reading.
+    from saswap.pipelines.video import ToneStabiliser
+
+    found_reading = []
+    original_repeat = ToneStabiliser.repeat
+
+    def recording(self, track, index, anchor):
+        found_reading.append(anchor in self._lows.get(track, {}))
+        return original_repeat(self, track, index, anchor)
+
+    ToneStabiliser.repeat = recording
+    try:
+        start = found[0] / 30.0 + 0.001
+        trimmed = swap_video(pipe, source, template, tmp_path / "t.mp4", cache_dir=cache_dir, crf=0, start=start,
+                             progress=False)  # fmt: skip
+    finally:
+        ToneStabiliser.repeat = original_repeat
     first = _frames(tmp_path / "t.mp4")[0]
-    assert trimmed.frames_swapped == trimmed.frames
+    assert trimmed.frames_swapped == trimmed.frames and trimmed.frames_repeated == len(found) - 1
     assert np.abs(first.astype(int) - decoded[found[0]].astype(int)).max(axis=2).mean() > 1
+    assert len(found_reading) == len(found) - 1 and all(found_reading)
 
 
 def test_repeat_detector_tells_a_repeat_from_a_slow_scene():

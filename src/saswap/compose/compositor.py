@@ -53,13 +53,6 @@ __all__ = [
 PROFILE_YAW = 35.0
 
 
-def _inner_face(face: np.ndarray, eye: float) -> np.ndarray:
-    """The face region without a band of 0.1 eye-corner distances along its outline (where the face meets hair or
-    background, an edge that is not the face's own), bool."""
-    r = max(1, int(round(0.1 * max(eye, 1.0))))
-    return cv2.erode((np.asarray(face) > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
-
-
 def is_grey(image: np.ndarray, where: np.ndarray, tolerance: float = 4.0) -> bool:
     """Whether ``image`` is black and white over ``where``: its channels differ by at most ``tolerance``
     grey levels in 99% of those pixels (compression leaves a little colour noise in grey photos).
@@ -280,11 +273,11 @@ class Compositor:
         if self.silhouette and abs(float(face.pose[0])) >= PROFILE_YAW:
             out["person"] = self._person(crop).astype(np.float16)
         if self.blur_match:
-            from saswap.face.blur import edge_blur
+            from saswap.face.blur import blur_region, edge_blur
 
             if regions is None:
                 regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
-            region = _inner_face(regions["face"], face.eye_distance) & (out.get("occlusion", 0) == 0)
+            region = blur_region(regions["face"], face.eye_distance) & (out.get("occlusion", 0) == 0)
             blur = edge_blur(crop, region)
             out["blur"] = np.array([np.nan if blur is None else blur], np.float32)
         return out
@@ -427,11 +420,11 @@ class Compositor:
         once more on its way back into the frame, so it is read after that round trip (``scale``): the output,
         seen through the same alignment as the target, then reads as the target does.
         """
-        from saswap.face.blur import edge_blur, extra_blur
+        from saswap.face.blur import blur_region, edge_blur, extra_blur
 
         if not np.isfinite(target_blur):
             return relit
-        region = _inner_face(regions["face"], eye) & (covered < 0.5) & (keep < 0.5)
+        region = blur_region(regions["face"], eye) & (covered < 0.5) & (keep < 0.5)
         seen = relit
         if scale is not None and scale > 0 and abs(scale - 1.0) > 0.05:
             h, w = relit.shape[:2]

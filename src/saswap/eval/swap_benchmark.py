@@ -332,7 +332,8 @@ class SwapBenchmark:
             "mottling_ratio_median": float(np.median(mottled)) if mottled else None,
             "mottling_ratio_max": max(mottled, default=None),
             "blur_ratio_median": float(np.median(blurs)) if blurs else None,
-            # pairs whose face is at most 2/3 as blurred as its target's (a crisp face on a soft head)
+            "blur_log_ratio_mean": float(np.mean(np.abs(np.log(blurs)))) if blurs else None,
+            # pairs whose face is under 2/3 as blurred as its target's (a crisp face on a soft head)
             "sharper_than_target": float(np.mean([b < 2 / 3 for b in blurs])) if blurs else None,
             "softer_than_target": float(np.mean([b > 3 / 2 for b in blurs])) if blurs else None,
             "outside_diff_max": max((p["outside_diff"] for p in res.pairs), default=None),

@@ -222,16 +222,12 @@ def chroma_mottling(image: np.ndarray, face: Face, fine: float = 0.05, coarse: f
 
 
 def face_blur(image: np.ndarray, face: Face) -> float | None:
-    """How blurred a face is, in the image's pixels: :func:`~saswap.face.blur.edge_blur` over the face region
-    without a band of 0.1 eye-corner distances along its outline (eyes, lashes, brows, nostrils and lips carry its
-    strongest edges). Compare an output's value with its target's, on the same image grid: a swapped face much
+    """How blurred a face is, in the image's pixels: :func:`~saswap.face.blur.edge_blur` over its
+    :func:`~saswap.face.blur.blur_region` (eyes, lashes, brows, nostrils and lips carry its strongest edges). Compare an output's value with its target's, on the same image grid: a swapped face much
     sharper than the head around it gives the swap away."""
-    from saswap.face.blur import edge_blur
+    from saswap.face.blur import blur_region, edge_blur
 
-    face_mask = (face_region_masks(face.landmarks, image.shape[:2])["face"] > 0.5).astype(np.uint8)
-    r = max(1, int(round(0.1 * max(face.eye_distance, 1.0))))
-    inner = cv2.erode(face_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return edge_blur(image, inner)
+    return edge_blur(image, blur_region(face_region_masks(face.landmarks, image.shape[:2])["face"], face.eye_distance))
 
 
 def seam_energy(image: np.ndarray, mask: np.ndarray) -> float:

@@ -224,7 +224,7 @@ class TargetAnalyzer:
 
 class RepeatDetector:
     """Finds the frames of a video that repeat an earlier one (frame-rate conversion: 24 or 25 fps shown at 30
-    repeats every fourth or fifth frame).
+    shows every fourth or fifth picture twice).
 
     A repeated frame differs from the frame it repeats by the codec's noise alone, and a swap should make the
     same face for both: swapped one by one, the two copies get slightly different faces (the smoothing moves on

@@ -45,7 +45,8 @@ SMOOTHING = {"min_cutoff": 3.0, "beta": 5.0}
 #: Tracker settings of the template analysis.
 TRACKING = {"iou_threshold": 0.3, "max_missed": 10, "cut_threshold": 0.5}
 #: :class:`~saswap.pipelines.analysis.RepeatDetector` settings of the template analysis (None: every frame is
-#: analysed and swapped on its own).
+#: analysed and swapped on its own). A repeated frame is written with the face made for the picture's first
+#: showing (as that frame was written: its fade weight and tone correction too).
 REPEATS: dict[str, Any] | None = {"block": 8, "noise": 8.0, "ratio": 0.25, "history": 24, "min_history": 8}
 
 
@@ -87,7 +88,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 6
+ANALYSIS_REVISION = 7
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -289,7 +290,9 @@ def precompute_template(
                     steady = _steady_masks(window, k, MASK_WINDOW)
                     writer.add(steady)
                     for index, pts, time_ in followers[k]:
-                        writer.add(replace(steady, index=index, pts=pts, time=time_, repeat_of=steady.index))
+                        writer.add(
+                            replace(steady, index=index, pts=pts, time=time_, shot_cut=False, repeat_of=steady.index)
+                        )
 
                 for frame in reader:
                     i = frame.index
@@ -331,41 +334,35 @@ MASK_WINDOW = 2
 def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> FrameAnalysis:
     """``frames[centre]`` with each face's occlusion masks (``occlusion``, ``occluder``) made steady: the
     majority over the same track's masks up to ``reach`` frames on either side within its shot, in the
-    aligned crop (which follows the head, so an occluder on the face stays put).
+    aligned crop (which follows the head, so an occluder on the face stays put); and its blur reading
+    (``blur``, :meth:`~saswap.compose.Compositor.analyze_target`) the mean of the same frames' readings.
 
     Occlusion is decided pixel by pixel and frame by frame; without this the masks' edges flicker (with
-    the colour rules, most of the occluded area's pixels flipped within a few frames on the talking heads).
+    the colour rules, most of the occluded area's pixels flipped within a few frames on the talking heads),
+    and the blur added to the new face would follow its reading's noise.
     The frames in ``frames`` are left as they are (their raw masks serve their neighbours).
     """
     record = frames[centre]
     faces = []
     for tf in record.faces:
+        # the same track's face in the frames within ``reach`` of the centre, in its shot
+        same = []
+        for k in range(max(0, centre - reach), min(len(frames), centre + reach + 1)):
+            lo, hi = min(k, centre), max(k, centre)
+            if any(frames[j].shot_cut for j in range(lo + 1, hi + 1)):
+                continue  # another shot
+            same += [o for o in frames[k].faces if o.face.track_id == tf.face.track_id][:1]
         data = dict(tf.data)
         for key in ("occlusion", "occluder"):
-            if key not in data:
-                continue
-            masks = []
-            for k in range(max(0, centre - reach), min(len(frames), centre + reach + 1)):
-                lo, hi = min(k, centre), max(k, centre)
-                if any(frames[j].shot_cut for j in range(lo + 1, hi + 1)):
-                    continue  # another shot
-                same = [o for o in frames[k].faces if o.face.track_id == tf.face.track_id and key in o.data]
-                if same:
-                    masks.append(same[0].data[key])
-            if len(masks) >= 3:
+            masks = [o.data[key] for o in same if key in o.data]
+            if key in data and len(masks) >= 3:
                 data[key] = (np.mean(masks, axis=0) >= 0.5).astype(np.uint8)
-        if "blur" in data:  # the compositor's reading of the face's blur: the mean over the same frames
-            values = [
-                float(o.data["blur"][0])
-                for k in range(max(0, centre - reach), min(len(frames), centre + reach + 1))
-                if not any(frames[j].shot_cut for j in range(min(k, centre) + 1, max(k, centre) + 1))
-                for o in frames[k].faces
-                if o.face.track_id == tf.face.track_id and "blur" in o.data and np.isfinite(o.data["blur"][0])
-            ]
+        if "blur" in data:
+            values = [float(o.data["blur"][0]) for o in same if "blur" in o.data and np.isfinite(o.data["blur"][0])]
             if values:
                 data["blur"] = np.array([np.mean(values)], np.float32)
         faces.append(TargetFace(tf.face, tf.transform, data))
-    return FrameAnalysis(record.index, record.pts, record.time, faces, record.shot_cut)
+    return replace(record, faces=faces)
 
 
 def _track_table(frames: list[list], cuts: list[bool]) -> dict[str, dict[str, Any]]:
@@ -605,14 +602,16 @@ def swap_video(
 
                 def drain(limit: int, final: bool = False) -> None:
                     while len(pending) > limit:
-                        frame, faces, future, anchor = pending.popleft()
+                        frame, faces, future, anchor, index = pending.popleft()
                         box, out, masks, stage = future.result()
                         timings["engine"] += stage.get("swap", 0.0)
                         t3 = time.perf_counter()
                         cut = frame_cut.pop(frame.pts, False)
                         if stabiliser is not None and box is _REPEAT:
+                            # the stabiliser counts frames as the reader does (from ``start``), the cache from the
+                            # template's first frame
                             for tf in faces:
-                                stabiliser.repeat(tf.face.track_id, frame.index, anchor)
+                                stabiliser.repeat(tf.face.track_id, frame.index, frame.index - (index - anchor))
                         elif stabiliser is not None and box is not None:
                             for tf, mask in zip(faces, masks):
                                 stabiliser.measure(
@@ -666,7 +665,7 @@ def swap_video(
                             )
                         if not repeat:
                             made_anchor = anchor
-                        pending.append((frame, faces, future, anchor))
+                        pending.append((frame, faces, future, anchor, analysis.index))
                         drain(2 * n_workers)
                         td = time.perf_counter()
                     drain(0, final=True)
@@ -726,8 +725,8 @@ class ToneStabiliser:
     (which follow the head) and smoothed over time in both directions: each frame takes the Gaussian-weighted
     mean over ``reach`` frames before and after it, within its shot and the run of frames where its track is
     seen. A swap therefore writes a frame once the ``reach`` frames after it are made (:meth:`measure` every
-    frame as it is made, :meth:`apply` ``reach`` frames later); the result does not depend on how many
-    threads made them.
+    frame as it is made, or :meth:`repeat` for a frame that repeats an earlier picture, and :meth:`apply`
+    ``reach`` frames later); the result does not depend on how many threads made them.
 
     Args:
         reach: frames on each side of the temporal smoothing (its Gaussian's sigma is half of it).
