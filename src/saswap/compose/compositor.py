@@ -429,7 +429,8 @@ class Compositor:
         if scale is not None and scale > 0 and abs(scale - 1.0) > 0.05:
             h, w = relit.shape[:2]
             small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
-            seen = cv2.resize(cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_LINEAR)
+            seen = cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR)
+            seen = cv2.resize(seen, (w, h), interpolation=cv2.INTER_LINEAR)
         sigma = extra_blur(target_blur, edge_blur(seen, region))
         if sigma <= 0:
             return relit

@@ -223,8 +223,9 @@ def chroma_mottling(image: np.ndarray, face: Face, fine: float = 0.05, coarse: f
 
 def face_blur(image: np.ndarray, face: Face) -> float | None:
     """How blurred a face is, in the image's pixels: :func:`~saswap.face.blur.edge_blur` over its
-    :func:`~saswap.face.blur.blur_region` (eyes, lashes, brows, nostrils and lips carry its strongest edges). Compare an output's value with its target's, on the same image grid: a swapped face much
-    sharper than the head around it gives the swap away."""
+    :func:`~saswap.face.blur.blur_region` (eyes, lashes, brows, nostrils and lips carry its strongest edges).
+    Compare an output's value with its target's, on the same image grid: a swapped face much sharper than the
+    head around it gives the swap away."""
     from saswap.face.blur import blur_region, edge_blur
 
     return edge_blur(image, blur_region(face_region_masks(face.landmarks, image.shape[:2])["face"], face.eye_distance))

@@ -196,7 +196,11 @@ class TargetAnalyzer:
             "analyzer": backend,
             "analyzer_options": options,
             "engine": self.engine.config(),
-            "compositor": {k: v for k, v in self.compositor.config().items() if k in ("occlusion", "occlusion_threshold", "silhouette", "blur_match")},
+            "compositor": {
+                k: v
+                for k, v in self.compositor.config().items()
+                if k in ("occlusion", "occlusion_threshold", "silhouette", "blur_match")
+            },
         }
 
     def detect(self, image: np.ndarray) -> list[Face]:
