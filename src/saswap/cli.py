@@ -196,8 +196,10 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     size = opened.path.stat().st_size
     minutes = max(info.duration / 60.0, 1e-9)
     state = "already cached" if existed else "cached"
+    repeats = opened.header.get("repeats", 0)
+    repeated = f", {repeats} repeat the picture before them" if repeats else ""
     print(
-        f"{args.template}: {state} in {opened.path} ({len(opened)} frames, {size / 1e6:.1f} MB, "
+        f"{args.template}: {state} in {opened.path} ({len(opened)} frames{repeated}, {size / 1e6:.1f} MB, "
         f"{size / 1e6 / minutes:.0f} MB per minute)"
     )
     return 0

@@ -227,7 +227,7 @@ def test_lossless_output_is_exact_outside_the_face(pipe, clip, source, tmp_path)
         assert diff[~outside].max() > 10  # the face itself did change
 
 
-def test_repeated_frames_get_their_first_showings_face(pipe, clip, source, tmp_path):
+def test_repeated_frames_get_their_first_showings_face(pipe, clip, source, tmp_path, capsys):
     """A template converted from a lower frame rate shows some pictures twice: those frames are found, not analysed
     or swapped again, and written with the same face as the frame they repeat (before, each got a face of its own:
     it moved by about 1% of the eye distance against a head that stood still)."""
@@ -250,6 +250,10 @@ def test_repeated_frames_get_their_first_showings_face(pipe, clip, source, tmp_p
     assert found == [i for i in expected if i >= 8] and len(found) >= 2
     assert all(records[i].repeat_of == i - 1 for i in found)
     assert opened.header["repeats"] == len(found)
+    from saswap.cli import main
+
+    assert main(["precompute", str(template), "--cache-dir", str(tmp_path / "cli-cache"), "--quiet"]) == 0
+    assert f"{len(shown)} frames, {len(found)} repeat the picture before them" in capsys.readouterr().out
     calls = []
     original = pipe.swap_frame
 
