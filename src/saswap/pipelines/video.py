@@ -243,7 +243,7 @@ def precompute_template(
         expected = _expected_frames(info, start, end)
         with VideoReader(template, start=start, end=end) as reader, _progress(expected, "analysing template", progress) as bar:
             for frame in reader:
-                if repeats is not None and repeats(frame.image) and frame.index > 0:
+                if repeats is not None and repeats(frame.image):  # never the first frame
                     anchors.append(anchors[-1])  # the same picture: the same faces, not detected again
                     frames_faces.append(frames_faces[-1])
                     cuts.append(False)
@@ -572,21 +572,21 @@ def swap_video(
                 output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
             ) as writer:
                 records = None
-                made_anchor = None  # the picture (the frame index it first appears at) the last frame made shows
-                last_made: list = [None, None, None, []]  # that picture's frame as written: anchor, box, out, masks
+                made_anchor = None  # the picture (the cache's index of its first showing) the last frame made shows
+                last_made: list = [None, None, []]  # that frame as written: box, out, masks
 
-                def finish(frame, faces, box, out, masks, anchor) -> None:
+                def finish(frame, faces, box, out, masks) -> None:
                     nonlocal frames, swapped_frames, swapped_faces, repeated
                     t3 = time.perf_counter()
                     if box is _REPEAT:  # the picture of the frame made before it: its face, pasted again
-                        _, box, out, masks = last_made
+                        box, out, masks = last_made
                         repeated += 1
                     else:
                         if stabiliser is not None and box is not None:
                             for tf in faces:
                                 stabiliser.apply(tf.face.track_id, frame.index, out)
                             stabiliser.forget(frame.index)
-                        last_made[:] = [anchor, box, out, masks]
+                        last_made[:] = [box, out, masks]
                     timings["compose"] += time.perf_counter() - t3
                     t3 = time.perf_counter()
                     changed = None
@@ -602,16 +602,14 @@ def swap_video(
 
                 def drain(limit: int, final: bool = False) -> None:
                     while len(pending) > limit:
-                        frame, faces, future, anchor, index = pending.popleft()
+                        frame, faces, future, anchor = pending.popleft()
                         box, out, masks, stage = future.result()
                         timings["engine"] += stage.get("swap", 0.0)
                         t3 = time.perf_counter()
                         cut = frame_cut.pop(frame.pts, False)
                         if stabiliser is not None and box is _REPEAT:
-                            # the stabiliser counts frames as the reader does (from ``start``), the cache from the
-                            # template's first frame
                             for tf in faces:
-                                stabiliser.repeat(tf.face.track_id, frame.index, frame.index - (index - anchor))
+                                stabiliser.repeat(tf.face.track_id, frame.index, anchor)
                         elif stabiliser is not None and box is not None:
                             for tf, mask in zip(faces, masks):
                                 stabiliser.measure(
@@ -619,7 +617,7 @@ def swap_video(
                                     pipe.engine.crop_size,
                                 )  # fmt: skip
                         timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
-                        held.append((frame, faces, box, out, masks, anchor))
+                        held.append((frame, faces, box, out, masks))
                         bar.update(1)  # frames made; each is written once the stabiliser has seen the frames after it
                         while held and held[0][0].index + reach <= frame.index:
                             finish(*held.popleft())
@@ -665,7 +663,9 @@ def swap_video(
                             )
                         if not repeat:
                             made_anchor = anchor
-                        pending.append((frame, faces, future, anchor, analysis.index))
+                        # the anchor as the reader and the stabiliser count frames (from ``start``; the cache counts
+                        # from the template's first frame)
+                        pending.append((frame, faces, future, frame.index - (analysis.index - anchor)))
                         drain(2 * n_workers)
                         td = time.perf_counter()
                     drain(0, final=True)
