@@ -220,9 +220,20 @@ def stability(args, out_dir: Path) -> dict:
         "expression_carried_median": float(
             np.median([v["expression_carried"] for v in vals if v["expression_carried"] is not None])
         ),
+        "mouth_sync_median": _median([v["mouth_sync"] for v in vals]),
+        "mouth_sync_min": min((v["mouth_sync"] for v in vals if v["mouth_sync"] is not None), default=None),
+        "jitter_parts_median": {
+            part: _median([v["jitter_parts"].get(part) for v in vals]) for part in vals[0]["jitter_parts"]
+        },
         "config": json.loads(args.config) if args.config else {},
     }
     return {"summary": summary, "clips": rows}
+
+
+def _median(values: list) -> float | None:
+    """The median of the values that are not None (None when there are none)."""
+    kept = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.median(kept)) if kept else None
 
 
 def main() -> None:

@@ -141,3 +141,48 @@ def test_video_stability_reports_the_share_of_the_expression_carried_over(analyz
     assert kept.expression_carried == 0.0
     assert abs(carried.expression_carried - 1.0) < 1e-6
     assert carried.to_dict()["expression_carried"] == 1.0
+
+
+def _talking_track(analyzer, frames: int = 15):
+    """The first frames of a talking head and its face in each (the mouth opens and closes)."""
+    import av
+
+    with av.open(str(data_path("videos", "video-retalking__1.mp4"))) as c:
+        images = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), c.decode(video=0))]
+    return images, [analyzer(im)[0] for im in images]
+
+
+def test_video_stability_reports_lip_sync_and_jitter_by_part(analyzer):
+    from saswap.eval.video_stability import JITTER_PARTS, measure_video_stability
+
+    images, _ = _talking_track(analyzer)
+    same = measure_video_stability(images, images, analyzer)
+    frozen = measure_video_stability(images, [images[0]] * len(images), analyzer)  # a face that does not move
+    assert abs(same.mouth_sync - 1.0) < 1e-9 and frozen.mouth_sync == 0.0
+    assert set(same.jitter_parts) == set(JITTER_PARTS)
+    assert all(abs(v - 1.0) < 1e-9 for v in same.jitter_parts.values())
+    assert all(v == 0.0 for v in frozen.jitter_parts.values())
+    assert frozen.to_dict()["mouth_sync"] == 0.0 and frozen.to_dict()["jitter_parts"]["mouth"] == 0.0
+
+
+def test_mouth_sync_follows_the_opening_and_part_jitter_finds_the_noisy_part(analyzer):
+    import dataclasses
+
+    from saswap.eval.video_stability import mouth_sync, part_jitter
+
+    _, track = _talking_track(analyzer)
+    # the mouth opening played backwards: the output talks, but not in time with the template
+    backwards = mouth_sync(track, track[::-1])
+    assert backwards < 0.5, backwards
+    # noise on the output's mouth points alone: only the mouth reads less steadily than the template
+    rng = np.random.default_rng(0)
+    noisy = []
+    for f in track:
+        lm = f.landmarks_68.copy()
+        lm[48:68] += rng.normal(0, 0.05 * f.eye_distance, (20, 2))
+        noisy.append(dataclasses.replace(f, landmarks_68=lm))
+    parts = part_jitter(track, noisy)
+    assert parts["mouth"] > 2.0, parts
+    assert all(abs(parts[k] - 1.0) < 1e-9 for k in ("jaw", "brows", "nose", "eyes")), parts
+    # an output without a face in most frames has no lip sync to report
+    assert np.isnan(mouth_sync(track, [None] * (len(track) - 3) + track[-3:]))

@@ -11,7 +11,11 @@ The output and the template are analysed frame by frame with the same face analy
   face (an independent judge, dlib), against the same frames swapped one by one as images;
 - expression kept: in every frame, how far the output's expression is from the template's
   (:func:`~saswap.eval.swap_metrics.expression_distance`, the mouth), over how far the source's is: the share of
-  the expression difference the output carried over (median over frames; needs the source's face).
+  the expression difference the output carried over (median over frames; needs the source's face);
+- jitter by part of the face: the jitter ratio of each group of the 68 points (jaw, brows, nose, eyes, mouth),
+  to see where an output's landmarks are read less steadily than the template's;
+- lip sync: the correlation over frames of the output's mouth opening (inner lips, over the eye distance) with
+  the template's, so that a face which keeps its own mouth shut while the template talks shows up.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from saswap.eval.stability import landmark_jitter
 from saswap.face.masks import face_region_masks
 from saswap.face.types import Face
 
-__all__ = ["VideoStability", "measure_video_stability", "face_track"]
+__all__ = ["VideoStability", "measure_video_stability", "face_track", "mouth_sync", "part_jitter", "JITTER_PARTS"]
+
+#: The 68-point scheme's groups the jitter is also reported for.
+JITTER_PARTS = {
+    "jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36), "eyes": slice(36, 48), "mouth": slice(48, 68),
+}  # fmt: skip
 
 
 @dataclass
@@ -42,6 +51,8 @@ class VideoStability:
     closer_images: int = 0
     sampled: int = 0
     expression_carried: float = float("nan")
+    jitter_parts: dict[str, float] = field(default_factory=dict)
+    mouth_sync: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     @property
@@ -61,6 +72,8 @@ class VideoStability:
             "tone_change_output": round(self.tone_change_output, 3), "tone_ratio": round(self.tone_ratio, 3),
             "sampled": self.sampled, "closer_video": self.closer_video, "closer_images": self.closer_images,
             "expression_carried": None if np.isnan(self.expression_carried) else round(self.expression_carried, 3),
+            "jitter_parts": {k: None if np.isnan(v) else round(v, 3) for k, v in self.jitter_parts.items()},
+            "mouth_sync": None if np.isnan(self.mouth_sync) else round(self.mouth_sync, 3),
         }  # fmt: skip
 
 
@@ -84,7 +97,7 @@ def face_track(frames: list[np.ndarray], analyzer) -> list[Face | None]:
     return track
 
 
-def _jitter(track: list[Face | None]) -> float:
+def _jitter(track: list[Face | None], part: slice = slice(None)) -> float:
     runs, current = [], []
     for f in track + [None]:
         if f is None:
@@ -95,11 +108,46 @@ def _jitter(track: list[Face | None]) -> float:
             current.append(f)
     values, weights = [], []
     for run in runs:
-        pts = np.stack([f.landmarks_68 for f in run])
+        pts = np.stack([f.landmarks_68[part] for f in run])
         scale = np.array([max(f.eye_distance, 1.0) for f in run])
         values.append(landmark_jitter(pts, scale))
         weights.append(len(run) - 2)
     return float(np.average(values, weights=weights)) if values else float("nan")
+
+
+def part_jitter(template: list[Face | None], output: list[Face | None]) -> dict[str, float]:
+    """The jitter ratio, output over template, of each group of the 68 points (:data:`JITTER_PARTS`)."""
+    return {name: _jitter(output, part) / max(_jitter(template, part), 1e-9) for name, part in JITTER_PARTS.items()}
+
+
+def _mouth_opening(face: Face) -> float:
+    """The gap between the inner lips (68-point scheme: 61-63 over 67-65), over the eye distance."""
+    lm = np.asarray(face.landmarks_68, np.float64)
+    return float(np.linalg.norm(lm[[61, 62, 63]] - lm[[67, 66, 65]], axis=1).mean() / max(face.eye_distance, 1.0))
+
+
+def mouth_sync(template: list[Face | None], output: list[Face | None], min_spread: float = 0.01) -> float:
+    """Lip sync: the Pearson correlation, over the frames where both show a face, of the output's mouth opening
+    with the template's (inner lips over the eye distance). 1: the mouth opens and closes with the template's.
+
+    NaN when fewer than 5 frames show both faces or the template's mouth hardly moves (its opening's standard
+    deviation under ``min_spread`` eye distances: nothing to follow).
+
+    Example:
+        >>> mouth_sync([None] * 3, [None] * 3)
+        nan
+    """
+    pairs = [
+        (_mouth_opening(t), _mouth_opening(o)) for t, o in zip(template, output) if t is not None and o is not None
+    ]
+    if len(pairs) < 5:
+        return float("nan")
+    t, o = np.array(pairs).T
+    if t.std() < min_spread:
+        return float("nan")
+    if o.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(t, o)[0, 1])
 
 
 def _skin_tone(image: np.ndarray, face: Face) -> np.ndarray | None:
@@ -144,7 +192,9 @@ def measure_video_stability(
         frames=len(output), found=found,
         jitter_template=_jitter(t_track), jitter_output=_jitter(o_track),
         tone_change_template=_tone_change(template, t_track), tone_change_output=_tone_change(output, o_track),
+        mouth_sync=mouth_sync(t_track, o_track),
     )  # fmt: skip
+    result.jitter_parts = part_jitter(t_track, o_track)
     if source is not None:
         from saswap.eval.swap_metrics import expression_distance, expression_keypoints
 
