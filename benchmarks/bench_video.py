@@ -220,6 +220,10 @@ def stability(args, out_dir: Path) -> dict:
         "expression_carried_median": float(
             np.median([v["expression_carried"] for v in vals if v["expression_carried"] is not None])
         ),
+        "tone_ratio_template_region_median": _median([v["tone_ratio_template_region"] for v in vals]),
+        "tone_ratio_template_region_max": max(
+            (v["tone_ratio_template_region"] for v in vals if v["tone_ratio_template_region"] is not None), default=None
+        ),
         "mouth_sync_median": _median([v["mouth_sync"] for v in vals]),
         "mouth_sync_min": min((v["mouth_sync"] for v in vals if v["mouth_sync"] is not None), default=None),
         "jitter_parts_median": {

@@ -6,6 +6,10 @@ The output and the template are analysed frame by frame with the same face analy
   frames where a face is found, divided by the eye distance; the output's over the template's;
 - tone flicker: the mean CIELAB colour of the face's skin, its frame-to-frame change (ΔE76); the
   output's mean change over the template's;
+- the same tone flicker measured on the output's pixels inside the *template's* face region (its own landmarks
+  in each frame): the output's detected landmarks jitter more than the template's on some clips, and the skin
+  region that moves with them takes in more or less of brows, stubble and shadow from frame to frame; this
+  reading keeps the region fixed to the face the swap replaced, so it follows the pixels alone;
 - the share of frames where a face is found in the output;
 - identity: in sampled frames, whether the output face is closer to the source than to the template's
   face (an independent judge, dlib), against the same frames swapped one by one as images;
@@ -53,6 +57,7 @@ class VideoStability:
     expression_carried: float = float("nan")
     jitter_parts: dict[str, float] = field(default_factory=dict)
     mouth_sync: float = float("nan")
+    tone_change_output_fixed: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     @property
@@ -62,6 +67,11 @@ class VideoStability:
     @property
     def tone_ratio(self) -> float:
         return self.tone_change_output / max(self.tone_change_template, 1e-9)
+
+    @property
+    def tone_ratio_fixed(self) -> float:
+        """The output's tone flicker inside the template's face region, over the template's."""
+        return self.tone_change_output_fixed / max(self.tone_change_template, 1e-9)
 
     def to_dict(self) -> dict:
         return {
@@ -74,6 +84,7 @@ class VideoStability:
             "expression_carried": None if np.isnan(self.expression_carried) else round(self.expression_carried, 3),
             "jitter_parts": {k: None if np.isnan(v) else round(v, 3) for k, v in self.jitter_parts.items()},
             "mouth_sync": None if np.isnan(self.mouth_sync) else round(self.mouth_sync, 3),
+            "tone_ratio_template_region": None if np.isnan(self.tone_ratio_fixed) else round(self.tone_ratio_fixed, 3),
         }  # fmt: skip
 
 
@@ -192,7 +203,7 @@ def measure_video_stability(
         frames=len(output), found=found,
         jitter_template=_jitter(t_track), jitter_output=_jitter(o_track),
         tone_change_template=_tone_change(template, t_track), tone_change_output=_tone_change(output, o_track),
-        mouth_sync=mouth_sync(t_track, o_track),
+        mouth_sync=mouth_sync(t_track, o_track), tone_change_output_fixed=_tone_change(output, t_track),
     )  # fmt: skip
     result.jitter_parts = part_jitter(t_track, o_track)
     if source is not None:
