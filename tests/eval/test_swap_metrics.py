@@ -172,10 +172,8 @@ def test_video_stability_reports_lip_sync_and_jitter_by_part(analyzer):
         np.clip(im.astype(np.int16) + (6 if i % 2 else 0), 0, 255).astype(np.uint8) for i, im in enumerate(images)
     ]
     flickering = measure_video_stability(images, flicker, analyzer)
-    assert flickering.tone_ratio > 2.0 and flickering.tone_ratio_fixed > 2.0, (
-        flickering.tone_ratio,
-        flickering.tone_ratio_fixed,
-    )
+    ratios = (flickering.tone_ratio, flickering.tone_ratio_fixed)
+    assert min(ratios) > 2.0, ratios
 
 
 def test_mouth_sync_follows_the_opening_and_part_jitter_finds_the_noisy_part(analyzer):
