@@ -199,17 +199,18 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
 def stability(args, out_dir: Path) -> dict:
     """Swap the first ``--seconds`` of each talking head and measure it against its template.
 
-    Every run measures the same frames. Until 2026-12-04 the first seconds of each clip were re-encoded into a
-    template segment first (crf 10), but libx264, as PyAV ships it, writes slightly different pixels for the same
-    input from one process to the next (up to 10 levels; `liveportrait__d7`'s tone ratio read 1.18 or 1.27 by the
-    clips measured before it). Now the template is the clip itself, trimmed by the swap (``end``), its frames as they
-    were encoded, and each clip is swapped and measured in a process of its own (``--one-clip``)."""
+    The template is the clip itself, trimmed by the swap (``end``), its frames as they were encoded (not re-encoded:
+    libx264 as PyAV ships it can write different pixels for the same input from one process to the next), and each
+    clip is swapped and measured in a process of its own (``--one-clip``), so a clip's figures do not depend on the
+    clips measured before it (see ``benchmarks/RESULTS.md``, stop 31)."""
     rows = {}
     for name in args.clips or TALKING_HEADS:
         row_file = out_dir / f"row_{name}.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--no-speed", "--stability", "--one-clip", name]
-        cmd += ["--out", str(out_dir), "--source", args.source, "--seconds", str(args.seconds), "--every", str(args.every)]
-        cmd += ([] if args.crf is None else ["--crf", str(args.crf)]) + ([] if not args.config else ["--config", args.config])
+        cmd += ["--out", str(out_dir), "--source", args.source]
+        cmd += ["--seconds", str(args.seconds), "--every", str(args.every)]
+        cmd += [] if args.crf is None else ["--crf", str(args.crf)]
+        cmd += [] if not args.config else ["--config", args.config]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         rows[name] = json.loads(row_file.read_text())
         print(name, json.dumps(rows[name]), flush=True)
@@ -244,7 +245,7 @@ def stability(args, out_dir: Path) -> dict:
 
 
 def _median(values: list) -> float | None:
-    """The median of the values that are not None (None when there are none)."""
+    """The median of the values that are not None or NaN (None when there are none)."""
     kept = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.median(kept)) if kept else None
 

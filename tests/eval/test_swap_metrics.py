@@ -179,9 +179,13 @@ def test_video_stability_reports_lip_sync_and_jitter_by_part(analyzer):
 def test_mouth_sync_follows_the_opening_and_part_jitter_finds_the_noisy_part(analyzer):
     import dataclasses
 
-    from saswap.eval.video_stability import mouth_sync, part_jitter
+    from saswap.eval.video_stability import _mouth_opening, mouth_sync, part_jitter
 
     _, track = _talking_track(analyzer)
+    # the inner lips' gap: closed in frame 1, open in frame 6 of this clip
+    assert _mouth_opening(track[1]) < 0.01 < 0.1 < _mouth_opening(track[6])
+    # a template whose mouth stands still has no lip sync to follow
+    assert np.isnan(mouth_sync([track[1]] * 10, track[:10]))
     # the mouth opening played backwards: the output talks, but not in time with the template
     backwards = mouth_sync(track, track[::-1])
     assert backwards < 0.5, backwards

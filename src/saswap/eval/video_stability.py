@@ -6,8 +6,8 @@ The output and the template are analysed frame by frame with the same face analy
   frames where a face is found, divided by the eye distance; the output's over the template's;
 - tone flicker: the mean CIELAB colour of the face's skin, its frame-to-frame change (ΔE76); the
   output's mean change over the template's;
-- the same tone flicker measured on the output's pixels inside the *template's* face region (its own landmarks
-  in each frame): the output's detected landmarks jitter more than the template's on some clips, and the skin
+- the same tone flicker measured on the output's pixels inside the *template's* face region (the template's
+  landmarks in each frame): the output's detected landmarks jitter more than the template's on some clips, and the skin
   region that moves with them takes in more or less of brows, stubble and shadow from frame to frame; this
   reading keeps the region fixed to the face the swap replaced, so it follows the pixels alone;
 - the share of frames where a face is found in the output;
@@ -35,7 +35,8 @@ from saswap.face.types import Face
 
 __all__ = ["VideoStability", "measure_video_stability", "face_track", "mouth_sync", "part_jitter", "JITTER_PARTS"]
 
-#: The 68-point scheme's groups the jitter is also reported for.
+#: The 68-point scheme's groups the jitter is also reported for (:data:`~saswap.face.landmarks.IBUG68_GROUPS`, both
+#: brows, both eyes and the two lip contours taken together).
 JITTER_PARTS = {
     "jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36), "eyes": slice(36, 48), "mouth": slice(48, 68),
 }  # fmt: skip
@@ -142,7 +143,8 @@ def mouth_sync(template: list[Face | None], output: list[Face | None], min_sprea
     with the template's (inner lips over the eye distance). 1: the mouth opens and closes with the template's.
 
     NaN when fewer than 5 frames show both faces or the template's mouth hardly moves (its opening's standard
-    deviation under ``min_spread`` eye distances: nothing to follow).
+    deviation under ``min_spread`` eye distances: nothing to follow); 0 when the template's mouth moves and the
+    output's does not.
 
     Example:
         >>> mouth_sync([None] * 3, [None] * 3)
