@@ -58,7 +58,7 @@ class VideoStability:
     expression_carried: float = float("nan")
     jitter_parts: dict[str, float] = field(default_factory=dict)
     mouth_sync: float = float("nan")
-    tone_change_output_fixed: float = float("nan")
+    tone_change_output_template_region: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     @property
@@ -70,11 +70,12 @@ class VideoStability:
         return self.tone_change_output / max(self.tone_change_template, 1e-9)
 
     @property
-    def tone_ratio_fixed(self) -> float:
+    def tone_ratio_template_region(self) -> float:
         """The output's tone flicker inside the template's face region, over the template's."""
-        return self.tone_change_output_fixed / max(self.tone_change_template, 1e-9)
+        return self.tone_change_output_template_region / max(self.tone_change_template, 1e-9)
 
     def to_dict(self) -> dict:
+        region = self.tone_ratio_template_region
         return {
             "frames": self.frames, "found": round(self.found, 4),
             "jitter_template": round(self.jitter_template, 5), "jitter_output": round(self.jitter_output, 5),
@@ -85,7 +86,7 @@ class VideoStability:
             "expression_carried": None if np.isnan(self.expression_carried) else round(self.expression_carried, 3),
             "jitter_parts": {k: None if np.isnan(v) else round(v, 3) for k, v in self.jitter_parts.items()},
             "mouth_sync": None if np.isnan(self.mouth_sync) else round(self.mouth_sync, 3),
-            "tone_ratio_template_region": None if np.isnan(self.tone_ratio_fixed) else round(self.tone_ratio_fixed, 3),
+            "tone_ratio_template_region": None if np.isnan(region) else round(region, 3),
         }  # fmt: skip
 
 
@@ -133,7 +134,9 @@ def part_jitter(template: list[Face | None], output: list[Face | None]) -> dict[
 
 
 def _mouth_opening(face: Face) -> float:
-    """The gap between the inner lips (68-point scheme: 61-63 over 67-65), over the eye distance."""
+    """The gap between the inner lips (68-point scheme: 61-63 over 67-65), over the eye distance. Read from the 68
+    points any analyser backend gives, not with the geometric engine's own mesh-based
+    :func:`~saswap.engines.geometric.mouth_openness`: the benchmark reads the output as a judge would."""
     lm = np.asarray(face.landmarks_68, np.float64)
     return float(np.linalg.norm(lm[[61, 62, 63]] - lm[[67, 66, 65]], axis=1).mean() / max(face.eye_distance, 1.0))
 
@@ -205,7 +208,8 @@ def measure_video_stability(
         frames=len(output), found=found,
         jitter_template=_jitter(t_track), jitter_output=_jitter(o_track),
         tone_change_template=_tone_change(template, t_track), tone_change_output=_tone_change(output, o_track),
-        mouth_sync=mouth_sync(t_track, o_track), tone_change_output_fixed=_tone_change(output, t_track),
+        mouth_sync=mouth_sync(t_track, o_track),
+        tone_change_output_template_region=_tone_change(output, t_track),
     )  # fmt: skip
     result.jitter_parts = part_jitter(t_track, o_track)
     if source is not None:
