@@ -114,16 +114,40 @@ def speed(args, out_dir: Path) -> dict:
     res: dict = {"clip": f"{src.name} x{args.loops}", "duration_s": round(duration, 2)}
     for preset in ("ultrafast", "veryfast"):
         res[f"floor_{preset}"] = round(floor(clip, preset) / duration, 3)
-    common = ["swap", "-s", str(source), "-t", str(clip), "--quiet"]
+    common = ["swap", "-s", str(source), "-t", str(clip), "--quiet", "--workers", str(args.workers[0])]
     wall, peak, out = run(saswap + common + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"])
-    res["no_cache"] = {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": out.strip().splitlines()[-2:]}
+    res["no_cache"] = {
+        "ratio": round(wall / duration, 3),
+        "wall_s": round(wall, 1),
+        "peak_mb": round(peak),
+        "log": out.strip().splitlines()[-2:],
+    }
     wall, peak, out = run(saswap + ["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"])
-    res["precompute"] = {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": out.strip().splitlines()[-1:]}
+    res["precompute"] = {
+        "ratio": round(wall / duration, 3),
+        "wall_s": round(wall, 1),
+        "peak_mb": round(peak),
+        "log": out.strip().splitlines()[-1:],
+    }
     size = sum(p.stat().st_size for p in cache_dir.glob("*.stc"))
     res["cache_mb_per_minute_720p"] = round(size / 1e6 / (duration / 60.0), 1)
     wall, peak, out = run(saswap + common + ["-o", str(out_dir / "cached.mp4"), "--cache-dir", str(cache_dir)])
-    res["cached"] = {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": out.strip().splitlines()[-2:]}
+    res["cached"] = {
+        "ratio": round(wall / duration, 3),
+        "wall_s": round(wall, 1),
+        "peak_mb": round(peak),
+        "log": out.strip().splitlines()[-2:],
+    }
     res["cached_over_floor_veryfast"] = round(res["cached"]["ratio"] / res["floor_veryfast"], 2)
+    res["workers"] = args.workers[0]
+    for workers in args.workers[1:]:  # more frame workers, for a machine with more cores (same output)
+        cmd = common[:-1] + [str(workers), "-o", str(out_dir / f"cached_w{workers}.mp4"), "--cache-dir", str(cache_dir)]
+        wall, peak, out = run(saswap + cmd)
+        res[f"cached_workers_{workers}"] = {
+            "ratio": round(wall / duration, 3),
+            "wall_s": round(wall, 1),
+            "peak_mb": round(peak),
+        }
     return res
 
 
@@ -255,6 +279,13 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "outputs" / "video"))
     parser.add_argument("--source", default="sberswap__beckham.jpg")
     parser.add_argument("--loops", type=int, default=5, help="times the 6-s clip is looped (5: 30 s)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="speed: frame workers of the swaps (the first for all; each further count one more cached swap)",
+    )
     parser.add_argument("--memory", action="store_true", help="also peak memory of the clip x1 against x10")
     parser.add_argument("--stability", action="store_true", help="temporal stability on the talking heads")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed runs")
