@@ -153,6 +153,43 @@ def test_texture_squeezed_in_the_source_is_faded(engine):
     assert support[60, 30] == 0.0  # uncovered pixels take nothing
 
 
+def test_the_sources_silhouette_is_not_stretched_over_a_turned_targets_cheek(pipe, morphable_model):
+    # Beckham is turned a little to his left; liveportrait__s32 turns the other way, so the thin band along his
+    # far cheek's silhouette (skin mixed with the grey-blue background) was stretched over her near cheek: a
+    # bluish streak in every frame of the swap. That band now fades where the target magnifies it.
+    from conftest import read_video
+
+    from saswap.face.parsing import default_face_parsing
+
+    img = load_image(data_path("images", "sberswap__beckham.jpg"))
+    face_s = pipe.analyzer(img)[0]
+    src = pipe.engine.prepare_source(img, face_s)
+    rim = src.extras["rim"]
+    background = default_face_parsing(pipe.engine.clean_source).group_probabilities(
+        src.image, src.face.keypoints, {"b": ("background",)}
+    )["b"]
+    assert rim[background > 0.5].max() == 0.0  # the background takes nothing
+    assert (rim > 0.99).mean() > 0.3 and ((rim > 0.01) & (rim < 0.99)).sum() > 500  # the face, and its band
+
+    frames, _ = read_video(data_path("videos", "liveportrait__s32.mp4"), limit=91)
+    crop, face, _ = pipe.engine.align(frames[90], pipe.analyzer(frames[90])[0])
+    analysis = {**pipe.engine.analyze_target(crop, face), **pipe.compositor.analyze_target(crop, face)}
+    off = GeometricEngine(morphable_model=morphable_model, source_rim=0.0)
+    src_off = off.prepare_source(img, face_s)
+    on_, off_ = (e.swap(crop, face, s, analysis=analysis) for e, s in ((pipe.engine, src), (off, src_off)))
+    faded = (off_.support - on_.support) > 0.25
+    assert faded.sum() > 1000  # the streak's pixels: the target's own skin shows through now
+    assert np.median(np.nonzero(faded)[1]) > np.median(np.nonzero(on_.support > 0.5)[1])  # on her near (right) cheek
+    assert (on_.support - off_.support).max() < 1e-6  # it only ever takes source texture away
+
+    # a frontal target does not stretch the band: nothing moves
+    target = load_image(data_path("images", "face_recognition__obama.jpg"))
+    crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    analysis = {**pipe.engine.analyze_target(crop, face), **pipe.compositor.analyze_target(crop, face)}
+    on_, off_ = (e.swap(crop, face, s, analysis=analysis) for e, s in ((pipe.engine, src), (off, src_off)))
+    assert (np.abs(off_.support - on_.support) > 0.25).sum() < 0.01 * (on_.support > 0.5).sum()
+
+
 def test_no_shadow_of_an_open_mouth_on_a_closed_mouths_chin(pipe):
     # A wide-open source (d19) on a closed-mouth target: below the target's lower lip the source has the
     # dark shadow of its open mouth; the target keeps its own skin there.

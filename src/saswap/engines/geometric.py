@@ -210,6 +210,11 @@ class GeometricEngine(SwapEngine):
             folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``). With the
             parser, as for a target, only what enters the face from beyond its outline counts (glasses excepted):
             an island wholly inside it is shading or a beard the parser took for an object, and stays.
+        source_rim: the band along the source's silhouette against the background, in eye-corner distances, whose
+            texture fades out where the target stretches it (from 1.5 to 3 times the typical scale in one
+            direction): its pixels mix skin with the background behind it, and a target turned the other way
+            stretched them into a bluish streak over its near cheek. Needs the face parser (``clean_source``); 0
+            switches it off. Measured in ``benchmarks/RESULTS.md``.
 
     Occlusion, silhouettes, tone, the boundary membrane and blending belong to the compose stage
     (:class:`~saswap.compose.Compositor`), shared by every engine.
@@ -229,6 +234,7 @@ class GeometricEngine(SwapEngine):
         clean_source: bool | str = "parser",
         chroma_scale: float = 0.2,
         expression_exchange: float = 1.0,
+        source_rim: float = 0.05,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -241,6 +247,7 @@ class GeometricEngine(SwapEngine):
         self.chin_reach = float(chin_reach)
         self.chroma_scale = float(chroma_scale)
         self.expression_exchange = float(expression_exchange)
+        self.source_rim = float(source_rim)
         from saswap.face.parsing import occlusion_method
 
         self.clean_source = occlusion_method(clean_source)
@@ -250,22 +257,28 @@ class GeometricEngine(SwapEngine):
     def config(self) -> dict:
         return {"name": self.name, "crop_size": self.crop_size, "morphable_model": "3ddfa-bfm-68"}
 
-    def _covered_source(self, crop: np.ndarray, face: Face, regions: dict[str, np.ndarray]) -> np.ndarray:
-        """What covers the source's face (float32 (S, S), 0/1) by :attr:`clean_source`."""
+    def _covered_source(
+        self, crop: np.ndarray, face: Face, regions: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """What covers the source's face (float32 (S, S), 0/1) by :attr:`clean_source`, and the face parser's
+        probability of background (None without the parser)."""
         shape = crop.shape[:2]
         if self.clean_source == "off":
-            return np.zeros(shape, np.float32)
+            return np.zeros(shape, np.float32), None
         if self.clean_source != "rules":
             from saswap.face.parsing import COVER_CLASSES, default_face_parsing
 
             maps = default_face_parsing(self.clean_source).group_probabilities(
-                crop, face.keypoints, {"covered": COVER_CLASSES, "glasses": ("glasses",)}
+                crop,
+                face.keypoints,
+                {"covered": COVER_CLASSES, "glasses": ("glasses",), "background": ("background",)},
             )
             inside = regions["face"] > 0.5
             # As for a target: what covers a face comes in from beyond its outline (glasses excepted); an island
             # wholly inside it is the parser taking a shadow for an object (a nose's shadowed side), and filling it
             # with smooth skin would erase the source's own shading.
-            return (face_cover(maps["covered"] > 0.5, maps["glasses"] > 0.5, face, inside) & inside).astype(np.float32)
+            cover = face_cover(maps["covered"] > 0.5, maps["glasses"] > 0.5, face, inside) & inside
+            return cover.astype(np.float32), maps["background"]
         # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
         # and cleaning a shadow would erase the source's identity.
@@ -276,7 +289,7 @@ class GeometricEngine(SwapEngine):
         occluded = glasses_mask(crop, regions, face.eye_distance)
         if not is_grey(crop, regions["face"] > 0.5):
             occluded = np.maximum(skin_occlusion_mask(crop, regions, neutral_only=True) * band, occluded)
-        return occluded
+        return occluded, None
 
     def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
         """The target's 3DMM fit (its camera and expression drive the jaw motion)."""
@@ -310,7 +323,7 @@ class GeometricEngine(SwapEngine):
         face_c = transform_face(face, M)
         shape = crop.shape[:2]
         regions = face_region_masks(face_c.landmarks, shape)
-        occluded = self._covered_source(crop, face_c, regions)
+        occluded, background = self._covered_source(crop, face_c, regions)
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
         if occluded.any():
@@ -344,8 +357,18 @@ class GeometricEngine(SwapEngine):
                 "fit": fit_morphable(self.model, face_c.landmarks_68),
                 "visibility": triangle_visibility(face_c.landmarks, self.triangles),
                 "occluded": occluded,
+                "rim": self._source_rim(background, face_c.eye_distance),
             },
         )
+
+    def _source_rim(self, background: np.ndarray | None, eye: float) -> np.ndarray | None:
+        """How far each source pixel lies inside its face's silhouette against the background, float32 (S, S) in
+        [0, 1]: 0 on the background, 1 beyond ``source_rim`` eye-corner distances from it (None when off)."""
+        if background is None or self.source_rim <= 0:
+            return None
+        outside = (background < 0.5).astype(np.uint8)
+        dist = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+        return np.clip(dist / max(1.0, self.source_rim * eye), 0.0, 1.0).astype(np.float32)
 
     # -- swap -----------------------------------------------------------------------------------
     def swap(
@@ -409,6 +432,13 @@ class GeometricEngine(SwapEngine):
         support = cover.astype(np.float32)
         if self.min_stretch > 0:
             support = self._stretch_support(ids, affines, eye)
+        rim = source.extras.get("rim")
+        if rim is not None:
+            # The source's pixels at its silhouette mix skin with the background behind it; a turned target
+            # stretches that band over its near cheek (a bluish streak): the target's own skin shows there.
+            # Only where the target magnifies it: at a frontal target's outline the band stays (its shape).
+            rim_t = cv2.remap(rim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+            support = support * (1.0 - self._magnified(ids, affines, eye) * (1.0 - rim_t))
         opening = mouth_openness(source.face.landmarks) - opening_t
         lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
@@ -457,6 +487,19 @@ class GeometricEngine(SwapEngine):
             keep=np.maximum(eyes, mouth),
             regions=regions,
         )
+
+    def _magnified(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
+        """Where the target stretches the source's texture, float32 (H, W) in [0, 1]: 0 up to 1.5 times its
+        typical scale in one direction, 1 from 3 times."""
+        cover = ids >= 0
+        if not cover.any():
+            return np.zeros(ids.shape, np.float32)
+        sv = np.linalg.svd(affines[:, :, :2], compute_uv=False)  # source pixels per target pixel
+        typical = float(np.median(np.sqrt(np.abs(sv[:, 0] * sv[:, 1]))[ids[cover]]))
+        stretch = typical / np.maximum(sv[:, 1], 1e-9)
+        weight = np.clip((stretch - 1.5) / 1.5, 0.0, 1.0).astype(np.float32)
+        per_pixel = np.where(cover, weight[np.maximum(ids, 0)], 0.0).astype(np.float32)
+        return cv2.GaussianBlur(per_pixel, (0, 0), max(1.0, 0.05 * eye))
 
     def _stretch_support(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
         """How much of the source's texture each pixel may take, float (H, W) in [0, 1].
