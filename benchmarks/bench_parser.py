@@ -23,10 +23,10 @@ of the face box the parser keeps.
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import json
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA
+
 from saswap import cli
 
 pytestmark = pytest.mark.slow

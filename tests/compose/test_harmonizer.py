@@ -122,10 +122,11 @@ def test_compositor_names_the_weights(tmp_path):
 def test_a_swap_with_a_harmoniser_changes_only_the_new_face(tmp_path, analyzer):
     """Through the pipeline: the harmoniser's transform (here: the face 30% darker) applies where the compose stage
     put the new face, and every pixel the swap leaves alone stays the target's."""
+    from conftest import data_path
+
     from saswap import SaSwapPipeline
     from saswap.compose import Compositor
     from saswap.io import load_image
-    from conftest import data_path
 
     _small(tmp_path, head_bias=-0.3)
     target = load_image(data_path("images", "face_recognition__obama.jpg"))

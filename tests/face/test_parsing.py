@@ -6,10 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import data_path
 
 from saswap.errors import ModelNotFoundError
-from saswap.face.parsing import DEFAULT_FACE_PARSER, FaceParsing, default_face_parsing, face_parser_path, occlusion_method
-from conftest import data_path
+from saswap.face.parsing import (
+    DEFAULT_FACE_PARSER,
+    FaceParsing,
+    default_face_parsing,
+    face_parser_path,
+    occlusion_method,
+)
 
 
 def test_shipped_weights_card_and_zoo_entry():

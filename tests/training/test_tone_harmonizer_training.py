@@ -5,7 +5,6 @@ and the export, and the ``saswap train-harmonizer`` command."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
