@@ -168,6 +168,8 @@ _WIDE_OPEN = 0.3
 #: above the nose's base.
 _EXCHANGE_FADE = 0.3
 _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
+#: What lies beyond a source's silhouette (``source_rim``): pixels next to it mix its skin with them.
+_RIM_CLASSES = ("background", "hair")
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
 
@@ -210,9 +212,9 @@ class GeometricEngine(SwapEngine):
             folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``). With the
             parser, as for a target, only what enters the face from beyond its outline counts (glasses excepted):
             an island wholly inside it is shading or a beard the parser took for an object, and stays.
-        source_rim: the band along the source's silhouette against the background, in eye-corner distances, whose
-            texture fades out where the target stretches it (from 1.5 to 3 times the typical scale in one
-            direction): its pixels mix skin with the background behind it, and a target turned the other way
+        source_rim: the band along the source's silhouette against the background or its hair, in eye-corner
+            distances, whose texture fades out where the target stretches it (from 1.5 to 3 times the typical scale
+            in one direction): its pixels mix skin with what lies beyond it, and a target turned the other way
             stretched them into a bluish streak over its near cheek. Needs the face parser (``clean_source``); 0
             switches it off. Measured in ``benchmarks/RESULTS.md``.
 
@@ -261,7 +263,7 @@ class GeometricEngine(SwapEngine):
         self, crop: np.ndarray, face: Face, regions: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """What covers the source's face (float32 (S, S), 0/1) by :attr:`clean_source`, and the face parser's
-        probability of background (None without the parser)."""
+        probability of what lies beyond its silhouette, background or hair (None without the parser)."""
         shape = crop.shape[:2]
         if self.clean_source == "off":
             return np.zeros(shape, np.float32), None
@@ -271,14 +273,14 @@ class GeometricEngine(SwapEngine):
             maps = default_face_parsing(self.clean_source).group_probabilities(
                 crop,
                 face.keypoints,
-                {"covered": COVER_CLASSES, "glasses": ("glasses",), "background": ("background",)},
+                {"covered": COVER_CLASSES, "glasses": ("glasses",), "beyond": _RIM_CLASSES},
             )
             inside = regions["face"] > 0.5
             # As for a target: what covers a face comes in from beyond its outline (glasses excepted); an island
             # wholly inside it is the parser taking a shadow for an object (a nose's shadowed side), and filling it
             # with smooth skin would erase the source's own shading.
             cover = face_cover(maps["covered"] > 0.5, maps["glasses"] > 0.5, face, inside) & inside
-            return cover.astype(np.float32), maps["background"]
+            return cover.astype(np.float32), maps["beyond"]
         # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
         # and cleaning a shadow would erase the source's identity.
@@ -323,7 +325,7 @@ class GeometricEngine(SwapEngine):
         face_c = transform_face(face, M)
         shape = crop.shape[:2]
         regions = face_region_masks(face_c.landmarks, shape)
-        occluded, background = self._covered_source(crop, face_c, regions)
+        occluded, beyond = self._covered_source(crop, face_c, regions)
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
         if occluded.any():
@@ -357,16 +359,16 @@ class GeometricEngine(SwapEngine):
                 "fit": fit_morphable(self.model, face_c.landmarks_68),
                 "visibility": triangle_visibility(face_c.landmarks, self.triangles),
                 "occluded": occluded,
-                "rim": self._source_rim(background, face_c.eye_distance),
+                "rim": self._source_rim(beyond, face_c.eye_distance),
             },
         )
 
-    def _source_rim(self, background: np.ndarray | None, eye: float) -> np.ndarray | None:
-        """How far each source pixel lies inside its face's silhouette against the background, float32 (S, S) in
-        [0, 1]: 0 on the background, 1 beyond ``source_rim`` eye-corner distances from it (None when off)."""
-        if background is None or self.source_rim <= 0:
+    def _source_rim(self, beyond: np.ndarray | None, eye: float) -> np.ndarray | None:
+        """How far each source pixel lies inside its face's silhouette against the background or its hair, float32
+        (S, S) in [0, 1]: 0 there, 1 from ``source_rim`` eye-corner distances in (None when off)."""
+        if beyond is None or self.source_rim <= 0:
             return None
-        outside = (background < 0.5).astype(np.uint8)
+        outside = (beyond < 0.5).astype(np.uint8)
         dist = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
         return np.clip(dist / max(1.0, self.source_rim * eye), 0.0, 1.0).astype(np.float32)
 
@@ -434,8 +436,8 @@ class GeometricEngine(SwapEngine):
             support = self._stretch_support(ids, affines, eye)
         rim = source.extras.get("rim")
         if rim is not None:
-            # The source's pixels at its silhouette mix skin with the background behind it; a turned target
-            # stretches that band over its near cheek (a bluish streak): the target's own skin shows there.
+            # The source's pixels at its silhouette mix skin with the background or hair beyond it; a turned
+            # target stretches that band over its near cheek (a bluish streak): the target's own skin shows there.
             # Only where the target magnifies it: at a frontal target's outline the band stays (its shape).
             rim_t = cv2.remap(rim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
             support = support * (1.0 - self._magnified(ids, affines, eye) * (1.0 - rim_t))
