@@ -114,40 +114,24 @@ def speed(args, out_dir: Path) -> dict:
     res: dict = {"clip": f"{src.name} x{args.loops}", "duration_s": round(duration, 2)}
     for preset in ("ultrafast", "veryfast"):
         res[f"floor_{preset}"] = round(floor(clip, preset) / duration, 3)
-    common = ["swap", "-s", str(source), "-t", str(clip), "--quiet", "--workers", str(args.workers[0])]
-    wall, peak, out = run(saswap + common + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"])
-    res["no_cache"] = {
-        "ratio": round(wall / duration, 3),
-        "wall_s": round(wall, 1),
-        "peak_mb": round(peak),
-        "log": out.strip().splitlines()[-2:],
-    }
-    wall, peak, out = run(saswap + ["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"])
-    res["precompute"] = {
-        "ratio": round(wall / duration, 3),
-        "wall_s": round(wall, 1),
-        "peak_mb": round(peak),
-        "log": out.strip().splitlines()[-1:],
-    }
+
+    def timed(cmd: list[str], lines: int) -> dict:
+        wall, peak, out = run(saswap + cmd)
+        log = out.strip().splitlines()[-lines:]
+        return {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": log}
+
+    base = ["swap", "-s", str(source), "-t", str(clip), "--quiet"]
+    workers = ["--workers", str(args.workers[0])]
+    res["no_cache"] = timed(base + workers + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"], 2)
+    res["precompute"] = timed(["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"], 1)
     size = sum(p.stat().st_size for p in cache_dir.glob("*.stc"))
     res["cache_mb_per_minute_720p"] = round(size / 1e6 / (duration / 60.0), 1)
-    wall, peak, out = run(saswap + common + ["-o", str(out_dir / "cached.mp4"), "--cache-dir", str(cache_dir)])
-    res["cached"] = {
-        "ratio": round(wall / duration, 3),
-        "wall_s": round(wall, 1),
-        "peak_mb": round(peak),
-        "log": out.strip().splitlines()[-2:],
-    }
+    res["cached"] = timed(base + workers + ["-o", str(out_dir / "cached.mp4"), "--cache-dir", str(cache_dir)], 2)
     res["cached_over_floor_veryfast"] = round(res["cached"]["ratio"] / res["floor_veryfast"], 2)
     res["workers"] = args.workers[0]
-    for workers in args.workers[1:]:  # more frame workers, for a machine with more cores (same output)
-        cmd = common[:-1] + [str(workers), "-o", str(out_dir / f"cached_w{workers}.mp4"), "--cache-dir", str(cache_dir)]
-        wall, peak, out = run(saswap + cmd)
-        res[f"cached_workers_{workers}"] = {
-            "ratio": round(wall / duration, 3),
-            "wall_s": round(wall, 1),
-            "peak_mb": round(peak),
-        }
+    for n in args.workers[1:]:  # more frame workers, for a machine with more cores (the same output)
+        cmd = base + ["--workers", str(n), "-o", str(out_dir / f"cached_w{n}.mp4"), "--cache-dir", str(cache_dir)]
+        res[f"cached_workers_{n}"] = timed(cmd, 2)
     return res
 
 

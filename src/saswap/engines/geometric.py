@@ -432,15 +432,16 @@ class GeometricEngine(SwapEngine):
         # outline on its far side (nose, lips, chin against the background) is only approximate, and the
         # person segmentation decides there (below).
         support = cover.astype(np.float32)
-        if self.min_stretch > 0:
-            support = self._stretch_support(ids, affines, eye)
         rim = source.extras.get("rim")
+        squeeze = self._squeeze(ids, affines) if self.min_stretch > 0 or rim is not None else None
+        if self.min_stretch > 0:
+            support = self._stretch_support(ids, affines, eye, squeeze)
         if rim is not None:
             # The source's pixels at its silhouette mix skin with the background or hair beyond it; a turned
             # target stretches that band over its near cheek (a bluish streak): the target's own skin shows there.
             # Only where the target magnifies it: at a frontal target's outline the band stays (its shape).
             rim_t = cv2.remap(rim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
-            support = support * (1.0 - self._magnified(ids, affines, eye) * (1.0 - rim_t))
+            support = support * (1.0 - self._magnified(ids, affines, eye, squeeze) * (1.0 - rim_t))
         opening = mouth_openness(source.face.landmarks) - opening_t
         lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
@@ -490,38 +491,51 @@ class GeometricEngine(SwapEngine):
             regions=regions,
         )
 
-    def _magnified(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
-        """Where the target stretches the source's texture, float32 (H, W) in [0, 1]: 0 up to 1.5 times its
-        typical scale in one direction, 1 from 3 times."""
+    @staticmethod
+    def _squeeze(ids: np.ndarray, affines: np.ndarray) -> np.ndarray | None:
+        """Per triangle, the source's scale in its most squeezed direction over the typical scale of the covered
+        triangles (source pixels per target pixel; 1: as the rest of the face, 0.25: stretched 4 times by the
+        target); None when nothing is covered."""
         cover = ids >= 0
         if not cover.any():
-            return np.zeros(ids.shape, np.float32)
+            return None
         sv = np.linalg.svd(affines[:, :, :2], compute_uv=False)  # source pixels per target pixel
         typical = float(np.median(np.sqrt(np.abs(sv[:, 0] * sv[:, 1]))[ids[cover]]))
-        stretch = typical / np.maximum(sv[:, 1], 1e-9)
-        weight = np.clip((stretch - 1.5) / 1.5, 0.0, 1.0).astype(np.float32)
-        per_pixel = np.where(cover, weight[np.maximum(ids, 0)], 0.0).astype(np.float32)
+        return sv[:, 1] / max(typical, 1e-9)
+
+    @staticmethod
+    def _spread(ids: np.ndarray, weight: np.ndarray, eye: float) -> np.ndarray:
+        """A per-triangle weight over the pixels each triangle covers (0 elsewhere), softened over 0.05 eye-corner
+        distances; float32 (H, W)."""
+        per_pixel = np.where(ids >= 0, weight.astype(np.float32)[np.maximum(ids, 0)], 0.0).astype(np.float32)
         return cv2.GaussianBlur(per_pixel, (0, 0), max(1.0, 0.05 * eye))
 
-    def _stretch_support(self, ids: np.ndarray, affines: np.ndarray, eye: float) -> np.ndarray:
+    def _magnified(
+        self, ids: np.ndarray, affines: np.ndarray, eye: float, squeeze: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Where the target stretches the source's texture, float32 (H, W) in [0, 1]: 0 up to 1.5 times its
+        typical scale in one direction, 1 from 3 times (``squeeze``: :meth:`_squeeze`, if already computed)."""
+        squeeze = self._squeeze(ids, affines) if squeeze is None else squeeze
+        if squeeze is None:
+            return np.zeros(ids.shape, np.float32)
+        return self._spread(ids, np.clip((1.0 / np.maximum(squeeze, 1e-9) - 1.5) / 1.5, 0.0, 1.0), eye)
+
+    def _stretch_support(
+        self, ids: np.ndarray, affines: np.ndarray, eye: float, squeeze: np.ndarray | None = None
+    ) -> np.ndarray:
         """How much of the source's texture each pixel may take, float (H, W) in [0, 1].
 
         A triangle the source shows at a grazing angle (its rim, or the side of a frontal face mapped
         onto a turned target's near cheek) is squeezed in the source: its texture, stretched back out, shows
         streaks of whatever lies at the source's outline (hair, ear, background). Its share falls to
         zero where the source is squeezed to ``min_stretch`` of the typical scale in one direction, and
-        the target's own skin shows there.
+        the target's own skin shows there (``squeeze``: :meth:`_squeeze`, if already computed).
         """
         cover = ids >= 0
-        if not cover.any():
+        squeeze = self._squeeze(ids, affines) if squeeze is None else squeeze
+        if squeeze is None:
             return cover.astype(np.float32)
-        sv = np.linalg.svd(affines[:, :, :2], compute_uv=False)  # source pixels per target pixel
-        area = np.sqrt(np.abs(sv[:, 0] * sv[:, 1]))
-        typical = float(np.median(area[ids[cover]]))
-        weight = np.clip(sv[:, 1] / max(typical, 1e-9) / self.min_stretch - 1.0, 0.0, 1.0).astype(np.float32)
-        per_pixel = np.where(cover, weight[np.maximum(ids, 0)], 0.0).astype(np.float32)
-        smooth = cv2.GaussianBlur(per_pixel, (0, 0), max(1.0, 0.05 * eye))
-        return smooth * cover
+        return self._spread(ids, np.clip(squeeze / self.min_stretch - 1.0, 0.0, 1.0), eye) * cover
 
     def sparse_motion(
         self,
