@@ -544,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--end", type=float, help="end of the span to swap, seconds")
     v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
     v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
-    v.add_argument("--workers", type=int, default=2, help="threads making frames (default 2; 0: on the main thread; results do not change)")
+    v.add_argument("--workers", type=int, default=2, help="threads making frames (default 2; 0: on the main thread; results do not change; more than 2 gain little: for many cores run several swaps, e.g. saswap batch)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_swap)
 
