@@ -163,6 +163,16 @@ class Compositor:
         from saswap.compose.harmonizer import harmonize_method
         from saswap.face.parsing import occlusion_method
 
+        for name, value in (("relight_scale", relight_scale), ("membrane_scale", membrane_scale)):
+            if not value > 0:
+                raise ValueError(f"{name} must be above 0, got {value}")
+        for name, value in (("edge", edge), ("hair_edge", hair_edge), ("blend_levels", blend_levels)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be 0 or above, got {value}")
+        if not 0.0 < occlusion_threshold < 1.0:
+            raise ValueError(f"occlusion_threshold must lie in (0, 1), got {occlusion_threshold}")
+        if highlight_knee is not None and not 0.0 < highlight_knee < 1.0:
+            raise ValueError(f"highlight_knee must lie in (0, 1) or be None, got {highlight_knee}")
         self.occlusion = occlusion_method(occlusion)
         self.occlusion_threshold = float(occlusion_threshold)
         self.silhouette = bool(silhouette)
@@ -174,16 +184,6 @@ class Compositor:
         self.blend_levels = int(blend_levels)
         self.harmonize = harmonize_method(harmonize)
         self.hair_edge = float(hair_edge)
-        for name, value in (("relight_scale", relight_scale), ("membrane_scale", membrane_scale)):
-            if not value > 0:
-                raise ValueError(f"{name} must be above 0, got {value}")
-        for name, value in (("edge", edge), ("hair_edge", hair_edge), ("blend_levels", blend_levels)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be 0 or above, got {value}")
-        if not 0.0 < occlusion_threshold < 1.0:
-            raise ValueError(f"occlusion_threshold must lie in (0, 1), got {occlusion_threshold}")
-        if highlight_knee is not None and not 0.0 < highlight_knee < 1.0:
-            raise ValueError(f"highlight_knee must lie in (0, 1) or be None, got {highlight_knee}")
         self.highlight_knee = None if highlight_knee is None else float(highlight_knee)
         self.blur_match = bool(blur_match)
         self._segmenter = None
