@@ -2,6 +2,7 @@
 without the template cache, peak memory against video length, and temporal stability.
 
     python benchmarks/bench_video.py                      # speed + memory on liveportrait__s32.mp4 looped to ~30 s
+    python benchmarks/bench_video.py --workers 2 p8 t8      # also cached swaps with 8 worker processes / threads
     python benchmarks/bench_video.py --no-speed --memory  # peak memory of the clip x1 against x10
     python benchmarks/bench_video.py --no-speed --stability   # stability on the talking heads (one process per clip)
     python benchmarks/bench_video.py --no-speed --stability --crf 0   # the same, swaps written losslessly
@@ -77,20 +78,37 @@ def floor(path: Path, preset: str) -> float:
     return time.perf_counter() - t0
 
 
-def run(cmd: list[str]) -> tuple[float, float, str]:
-    """Run a command; (wall seconds, peak resident memory in MB (VmHWM, polled), its output)."""
+def _status_mb(pid: int, key: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def run(cmd: list[str], peaks: dict | None = None) -> tuple[float, float, str]:
+    """Run a command; (wall seconds, peak resident memory in MB (VmHWM, polled), its output). ``peaks`` gets
+    ``"all"``: the peak of the command's and its child processes' (frame workers') resident memory summed."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = [0.0]
+    peak = [0.0, 0.0]
 
     def poll() -> None:
         while proc.poll() is None:
-            try:
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]) / 1024.0)
-            except OSError:
-                pass
+            peak[0] = max(peak[0], _status_mb(proc.pid, "VmHWM:"))
+            peak[1] = max(peak[1], sum(_status_mb(p, "VmRSS:") for p in [proc.pid, *_children(proc.pid)]))
             time.sleep(0.1)
 
     watcher = threading.Thread(target=poll, daemon=True)
@@ -98,39 +116,59 @@ def run(cmd: list[str]) -> tuple[float, float, str]:
     out, _ = proc.communicate()
     watcher.join()
     wall = time.perf_counter() - t0
+    if peaks is not None:
+        peaks["all"] = peak[1]
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
     return wall, peak[0], out
+
+
+def _workers(spec: str) -> list[str]:
+    """``--workers`` entries: N (the swap's own choice of threads or processes), tN (threads), pN (processes)."""
+    kind = {"t": "threads", "p": "processes"}.get(spec[:1], "auto")
+    return ["--workers", spec.lstrip("tp"), "--worker-kind", kind]
 
 
 def speed(args, out_dir: Path) -> dict:
     src = DATA / "videos" / "liveportrait__s32.mp4"
     source = DATA / "images" / args.source
     clip = out_dir / "s32_loop.mp4"
-    duration = loop_video(src, clip, args.loops)
     saswap = [sys.executable, "-m", "saswap", "-v"]
     cache_dir = out_dir / "cache"
-    shutil.rmtree(cache_dir, ignore_errors=True)
+    if args.reuse:  # the looped clip and its cache made by an earlier run (elsewhere): cached swaps alone
+        shutil.copy(Path(args.reuse) / "s32_loop.mp4", clip)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        shutil.copytree(Path(args.reuse) / "cache", cache_dir)
+        from saswap.videoio import probe_video
+
+        duration = float(probe_video(clip).duration)
+    else:
+        duration = loop_video(src, clip, args.loops)
+        shutil.rmtree(cache_dir, ignore_errors=True)
     res: dict = {"clip": f"{src.name} x{args.loops}", "duration_s": round(duration, 2)}
     for preset in ("ultrafast", "veryfast"):
         res[f"floor_{preset}"] = round(floor(clip, preset) / duration, 3)
 
     def timed(cmd: list[str], lines: int) -> dict:
-        wall, peak, out = run(saswap + cmd)
+        peaks: dict = {}
+        wall, peak, out = run(saswap + cmd, peaks)
         log = out.strip().splitlines()[-lines:]
-        return {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak), "log": log}
+        # peak_mb: the command's own process; peak_mb_with_workers: with its frame worker processes (resident, summed)
+        return {"ratio": round(wall / duration, 3), "wall_s": round(wall, 1), "peak_mb": round(peak),
+                "peak_mb_with_workers": round(peaks["all"]), "log": log}  # fmt: skip
 
     base = ["swap", "-s", str(source), "-t", str(clip), "--quiet"]
-    workers = ["--workers", str(args.workers[0])]
-    res["no_cache"] = timed(base + workers + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"], 2)
-    res["precompute"] = timed(["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"], 1)
+    workers = _workers(args.workers[0])
+    if not args.reuse:
+        res["no_cache"] = timed(base + workers + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"], 2)
+        res["precompute"] = timed(["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"], 1)
     size = sum(p.stat().st_size for p in cache_dir.glob("*.stc"))
     res["cache_mb_per_minute_720p"] = round(size / 1e6 / (duration / 60.0), 1)
     res["cached"] = timed(base + workers + ["-o", str(out_dir / "cached.mp4"), "--cache-dir", str(cache_dir)], 2)
     res["cached_over_floor_veryfast"] = round(res["cached"]["ratio"] / res["floor_veryfast"], 2)
     res["workers"] = args.workers[0]
     for n in args.workers[1:]:  # more frame workers, for a machine with more cores (the same output)
-        cmd = base + ["--workers", str(n), "-o", str(out_dir / f"cached_w{n}.mp4"), "--cache-dir", str(cache_dir)]
+        cmd = base + _workers(n) + ["-o", str(out_dir / f"cached_w{n}.mp4"), "--cache-dir", str(cache_dir)]
         res[f"cached_workers_{n}"] = timed(cmd, 2)
     return res
 
@@ -265,10 +303,13 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=5, help="times the 6-s clip is looped (5: 30 s)")
     parser.add_argument(
         "--workers",
-        type=int,
         nargs="+",
-        default=[2],
-        help="speed: frame workers of the swaps (the first for all; each further count one more cached swap)",
+        default=["2"],
+        help="speed: frame workers of the swaps (the first for all; each further count one more cached swap): N, "
+        "or tN threads, pN processes",
+    )
+    parser.add_argument(
+        "--reuse", default=None, help="speed: a folder with s32_loop.mp4 and cache/ from an earlier run; cached swaps only"
     )
     parser.add_argument("--memory", action="store_true", help="also peak memory of the clip x1 against x10")
     parser.add_argument("--stability", action="store_true", help="temporal stability on the talking heads")

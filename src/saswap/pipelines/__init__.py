@@ -1,4 +1,4 @@
-"""Pipelines: image swapping (video and the template cache to come)."""
+"""Pipelines: image and video swapping, the template cache, batch jobs."""
 
 from saswap.pipelines.image import SaSwapOutput, SaSwapPipeline
 

@@ -341,6 +341,7 @@ class SaSwapPipeline:
         enhance: str | None = None,
         timings: dict[str, float] | None = None,
         weights: list[float] | None = None,
+        make_faces: Callable[[list[tuple]], list[tuple]] | None = None,
     ) -> list[np.ndarray]:
         """Swap the source into the analysed faces of one frame, writing into ``out`` in place.
 
@@ -353,32 +354,35 @@ class SaSwapPipeline:
             enhance: face enhancer name or path (off when None).
             timings: accumulates seconds under "swap" (engine) and "paste" (compose + paste-back).
             weights: per face, how much of the swap shows (fades in video), 1 by default.
+            make_faces: makes the faces elsewhere (a frame worker process): called with one
+                ``(crop, crop_face, data, scale)`` per face, returns what :func:`make_face` returns for each
+                (with this pipeline's engine, compositor, ``source``, ``shape_strength`` and ``enhance``).
 
         Returns:
             per face, the full-size mask of where ``out`` changed.
         """
         faces = analysis.faces if isinstance(analysis, FrameAnalysis) else analysis
-        enhancer = self._get_enhancer(enhance) if enhance else None
+        tw = time.perf_counter()
+        jobs = [
+            (warp_face(frame, tf.transform, self.engine.crop_size), tf.crop_face, tf.data, _crop_scale(tf.transform))
+            for tf in faces
+        ]
+        if timings is not None and faces:
+            timings["swap"] = timings.get("swap", 0.0) + time.perf_counter() - tw
+        if make_faces is None:
+            enhancer = self._get_enhancer(enhance) if enhance else None
+            made = [make_face(self.engine, self.compositor, enhancer, *job, source, shape_strength) for job in jobs]
+        else:
+            made = make_faces(jobs)
         masks = []
-        for k, tf in enumerate(faces):
-            ts = time.perf_counter()
-            crop = warp_face(frame, tf.transform, self.engine.crop_size)
-            face_c = tf.crop_face
-            result = self.engine.swap(crop, face_c, source, shape_strength=shape_strength, analysis=tf.data)
+        for k, (tf, (image, mask, swap_s, compose_s)) in enumerate(zip(faces, made)):
             tp = time.perf_counter()
-            scale = float(np.sqrt(abs(np.linalg.det(np.asarray(tf.transform, np.float64)[:, :2]))))
-            composed = self.compositor(crop, face_c, tf.data, result, scale=scale)
-            image = composed.image
-            if enhancer is not None:
-                image = enhancer.enhance_crop(image, composed.mask)
-            mask = composed.mask
             if weights is not None and weights[k] < 1.0:
                 mask = mask * np.float32(max(weights[k], 0.0))
             masks.append(paste_back(out, image, mask, tf.transform))
-            te = time.perf_counter()
             if timings is not None:
-                timings["swap"] = timings.get("swap", 0.0) + tp - ts
-                timings["paste"] = timings.get("paste", 0.0) + te - tp
+                timings["swap"] = timings.get("swap", 0.0) + swap_s
+                timings["paste"] = timings.get("paste", 0.0) + compose_s + time.perf_counter() - tp
         return masks
 
     # -- video ----------------------------------------------------------------------------------
@@ -415,7 +419,8 @@ class SaSwapPipeline:
         preset: str | None = "veryfast",
         fade_frames: int = 5,
         progress: bool | Callable[[str, int, int | None], None] = True,
-        workers: int = 2,
+        workers: int | None = None,
+        processes: bool | None = None,
     ):
         """Swap the source's face into a template video, streamed frame by frame.
 
@@ -442,8 +447,12 @@ class SaSwapPipeline:
             progress: show a progress bar (frames per second, ETA), or a callable called as
                 ``progress(stage, done, total)`` after every frame of each stage instead (an exception it raises
                 stops the swap, and no output is left; see :data:`saswap.pipelines.video.ProgressCallback`).
-            workers: threads making frames beside decoding and encoding (results do not depend on it); 0 makes
-                them on the calling thread.
+            workers: frame workers beside decoding and encoding (results do not depend on it); 0 makes the frames
+                on the calling thread, decoding and encoding them in turn. None (default): 2 on a machine with up to
+                2 cores, else one per core but one, at most 8 (:func:`~saswap.pipelines.video.default_workers`).
+            processes: the workers are separate processes (:class:`~saswap.pipelines.workers.FrameWorkers`, each
+                with a copy of the engine; for machines with many cores) rather than threads, whose gain stops at
+                about two; None (default): processes for more than 2 workers, where the engine can be sent to them.
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.
@@ -454,7 +463,7 @@ class SaSwapPipeline:
             self, source, template, output, shape_strength=shape_strength, face_index=face_index,
             all_faces=all_faces, reference=reference, enhance=enhance, cache=cache, cache_dir=cache_dir,
             start=start, end=end, codec=codec, crf=crf, preset=preset, fade_frames=fade_frames, progress=progress,
-            workers=workers,
+            workers=workers, processes=processes,
         )  # fmt: skip
 
     def _get_enhancer(self, name: str):
@@ -463,6 +472,41 @@ class SaSwapPipeline:
 
             self._enhancers[name] = FaceEnhancer.from_pretrained(name)
         return self._enhancers[name]
+
+
+def make_face(
+    engine: SwapEngine,
+    compositor: Compositor,
+    enhancer,
+    crop: np.ndarray,
+    crop_face: Face,
+    data: dict[str, np.ndarray],
+    scale: float,
+    source: SourceFace,
+    shape_strength: float,
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The engine and compose stage of one aligned target face (what a frame worker runs).
+
+    Args:
+        crop: the target's aligned crop, RGB uint8; ``crop_face`` its face in crop coordinates, ``data`` its
+            target-only arrays (:attr:`TargetFace.data`), ``scale`` the frame -> crop scale.
+        enhancer: a :class:`~saswap.enhance.FaceEnhancer` or None.
+
+    Returns:
+        (the composed crop, its blend mask (float32, crop size), the engine's seconds, the compose stage's).
+    """
+    ts = time.perf_counter()
+    result = engine.swap(crop, crop_face, source, shape_strength=shape_strength, analysis=data)
+    tp = time.perf_counter()
+    composed = compositor(crop, crop_face, data, result, scale=scale)
+    image = composed.image
+    if enhancer is not None:
+        image = enhancer.enhance_crop(image, composed.mask)
+    return image, composed.mask, tp - ts, time.perf_counter() - tp
+
+
+def _crop_scale(transform: np.ndarray) -> float:
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(transform, np.float64)[:, :2]))))
 
 
 def _looks_like_repo_id(key: str) -> bool:

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from saswap.pipelines.cache import (
     file_sha256,
     writer_lock,
 )
+from saswap.pipelines.overlap import InOrder, Prefetch
 
 __all__ = ["SaSwapVideoOutput", "precompute_template", "swap_video", "ToneStabiliser", "SMOOTHING", "ProgressCallback"]
 
@@ -489,13 +491,15 @@ def swap_video(
     fade_frames: int = 5,
     progress: bool | ProgressCallback = True,
     tag: dict[str, Any] | None = None,
-    workers: int = 2,
+    workers: int | None = None,
+    processes: bool | None = None,
     tone_reach: int = 12,
     codec_threads: bool = True,
 ) -> SaSwapVideoOutput:
     """Swap the source's face into a template video (see :meth:`SaSwapPipeline.swap_video`; ``workers``
-    threads make frames, ``tone_reach`` is the :class:`ToneStabiliser`'s (frames each side), 0 switches it off;
-    ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core)."""
+    threads, or with ``processes`` worker processes, make frames; ``tone_reach`` is the :class:`ToneStabiliser`'s
+    (frames each side), 0 switches it off; ``codec_threads=False`` decodes and encodes on one thread each, for a
+    process meant to use one core)."""
     from saswap.engines.base import SourceFace
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
@@ -558,16 +562,16 @@ def swap_video(
         stabiliser = ToneStabiliser(tone_reach) if tone_reach > 0 else None
         held: deque = deque()  # frames made and measured, waiting for the stabiliser's lookahead
 
-        n_workers = max(0, min(int(workers), 8))  # 0: frames made on this thread (a process meant to use one core)
+        n_workers, remote = _frame_workers(pipe, prepared, shape_strength, enhance, workers, processes)
         pending: deque = deque()
         frame_cut: dict = {}
-        # Threads make the frames beside decoding and encoding on this thread. Measured on 3 s of 720p (s32,
-        # cached, 2 cores): one thread 7.0 s, two 5.8 s; earlier, two worker processes were no faster than two
-        # threads (and a spawned process re-runs the caller's main module, which a library cannot require to be
-        # guarded).
+        # Threads make the frames beside decoding and encoding on this thread (with ``processes``, each thread
+        # hands its frame's faces to a worker process). Measured on 3 s of 720p (s32, cached, 2 cores): one
+        # thread 7.0 s, two 5.8 s; two worker processes were no faster than two threads there.
         pool = ThreadPoolExecutor(max(1, n_workers))
+        make_faces = remote.make_faces if remote is not None else None
         # the workers (and the codec's threads) use the cores; the maths inside each frame runs on its own thread
-        with blas_threads(1), VideoReader(template, start=start, end=end, threads=codec_threads) as reader, pool:
+        with remote or nullcontext(), blas_threads(1), VideoReader(template, start=start, end=end, threads=codec_threads) as reader, pool:
             with VideoWriter(
                 output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
             ) as writer:
@@ -588,12 +592,7 @@ def swap_video(
                             stabiliser.forget(frame.index)
                         last_made[:] = [box, out, masks]
                     timings["compose"] += time.perf_counter() - t3
-                    t3 = time.perf_counter()
-                    changed = None
-                    if box is not None:
-                        changed = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
-                    writer.write(out if box is not None else None, frame, box, changed)
-                    timings["encode"] += time.perf_counter() - t3
+                    encode.submit(out, frame, box, masks)
                     if box is not None:
                         swapped_frames += 1
                         swapped_faces += len(faces)
@@ -624,9 +623,24 @@ def swap_video(
                     while final and held:  # the end of the video: nothing more to wait for
                         finish(*held.popleft())
 
-                with _progress(_expected_frames(info, start, end), f"swapping {template.name}", progress) as bar:
+                def write(out, frame, box, masks) -> None:
+                    t3 = time.perf_counter()
+                    changed = None
+                    if box is not None:
+                        changed = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
+                    writer.write(out if box is not None else None, frame, box, changed)
+                    timings["encode"] += time.perf_counter() - t3
+
+                # With frame workers, decoding runs ahead and encoding behind on threads of their own (frames stay in
+                # order); with none (one core), all in turn on this thread.
+                overlap = n_workers > 0 and codec_threads
+                with (
+                    _progress(_expected_frames(info, start, end), f"swapping {template.name}", progress) as bar,
+                    Prefetch(reader) if overlap else nullcontext(reader) as decoded,
+                    InOrder(write) if overlap else _Now(write) as encode,
+                ):
                     td = time.perf_counter()
-                    for frame in reader:
+                    for frame in decoded:
                         t1 = time.perf_counter()
                         timings["decode"] += t1 - td
                         if records is None:
@@ -659,7 +673,7 @@ def swap_video(
                             future = _done(_make_frame(pipe, prepared, shape_strength, enhance, frame.image, faces, ws))
                         else:
                             future = pool.submit(
-                                _make_frame, pipe, prepared, shape_strength, enhance, frame.image, faces, ws
+                                _make_frame, pipe, prepared, shape_strength, enhance, frame.image, faces, ws, make_faces
                             )
                         if not repeat:
                             made_anchor = anchor
@@ -690,6 +704,19 @@ def swap_video(
     )
 
 
+class _Now:
+    """:class:`~saswap.pipelines.overlap.InOrder`'s interface, each call made at once on the calling thread."""
+
+    def __init__(self, fn) -> None:
+        self.submit = fn
+
+    def __enter__(self) -> _Now:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 #: Stands for a frame's changed box when the frame repeats the picture of the frame made before it.
 _REPEAT = object()
 
@@ -702,12 +729,47 @@ def _done(value):
     return future
 
 
-def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights):
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Frame workers of a video swap by default: 2 on up to 2 cores (threads), else one per core but one, at most 8
+    (processes). Measured with ``benchmarks/bench_video.py`` (``benchmarks/RESULTS.md``): on 2 cores two threads
+    make 20% more frames than one and two processes no more than two threads; on 16 cores 8 and 12 processes make
+    the same 60 frames a second (the swap's own process is the limit there), 2 threads 20."""
+    cores = _cores()
+    return 2 if cores <= 2 else min(cores - 1, 8)
+
+
+def _frame_workers(pipe, source, shape_strength, enhance, workers, processes):
+    """How a video swap makes its frames: (worker threads, :class:`~saswap.pipelines.workers.FrameWorkers` or None).
+
+    ``workers`` None: :func:`default_workers`. ``processes`` None chooses processes for more than 2 workers, where
+    threads stop helping, unless the engine or the compositor cannot be sent to another process."""
+    from saswap.pipelines.workers import FrameWorkers, picklable
+
+    n = max(0, int(default_workers() if workers is None else workers))
+    if processes is None:
+        processes = n > 2 and picklable(pipe.engine, pipe.compositor)
+        if n > 2 and not processes:
+            logger.warning("the %s engine cannot be sent to worker processes; making frames on threads", pipe.engine.name)
+    if not processes or n == 0:
+        return min(n, 8), None  # 0: frames made on this thread (a process meant to use one core)
+    n = min(n, 64)
+    return n, FrameWorkers(n, pipe.engine, pipe.compositor, source, shape_strength, enhance)
+
+
+def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, make_faces=None):
     """The engine and compose stage of one frame (on a worker thread): (the changed box, the new frame,
     the faces' full-size masks, stage seconds), or Nones when nothing changed."""
     out = image.copy()
     stage: dict[str, float] = {}
-    masks = pipe.swap_frame(out, image, faces, source, shape_strength, enhance, stage, weights=weights)
+    masks = pipe.swap_frame(out, image, faces, source, shape_strength, enhance, stage, weights=weights, make_faces=make_faces)
     box = _changed_box(masks)
     if box is None:
         return None, None, [], stage

@@ -1,0 +1,251 @@
+"""Frame workers in separate processes, for a video swap on a machine with many cores.
+
+A video swap makes its frames on worker threads beside decoding and encoding. NumPy, SciPy and OpenCV release the
+interpreter's lock inside their calls, but the engine and compose stage run enough Python between those calls that
+threads stop helping after about two: on a 16-core machine one swap made about 23 frames a second with 2, 8 or 15
+threads. :class:`FrameWorkers` runs the per-face work (:func:`saswap.pipelines.image.make_face`: the engine and the
+compose stage on the aligned crop) in separate Python processes instead; warping the crop out of the frame and
+pasting the result back stay in the calling process, so a worker receives and returns a crop-sized message per face,
+never a whole frame.
+
+The workers are started as ``python -c "...; saswap.pipelines.workers.main()"`` and fed pickled messages over their standard input
+and output. This is not :mod:`multiprocessing`: its spawned processes re-import the caller's main module, which would
+require every script that swaps a video to guard its entry point (``if __name__ == "__main__":``); forked ones are
+unsafe once threads (the codecs', OpenCV's) are running. Each worker holds its own copy of the engine, the compositor
+and the prepared source, sent once when it starts; the results are the same as on threads (the same code on the same
+inputs, every worker's linear algebra and OpenCV on one thread). Only the pipeline's own processes read these messages
+(pickle is not safe for data from elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import traceback
+from typing import IO, Any
+
+from saswap.errors import SaSwapError
+
+__all__ = ["FrameWorkers", "picklable"]
+
+logger = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<Q")
+#: Environment variable through which a worker learns its parent's ``sys.path`` (the package may be run from a
+#: source tree the worker's interpreter would not otherwise find).
+_PATH_VAR = "SASWAP_WORKER_PATH"
+#: A worker's first lines: its parent's module path, then :func:`main`.
+_BOOT = (
+    "import os, sys; sys.path[:0] = [p for p in os.environ['SASWAP_WORKER_PATH'].split(os.pathsep) if p not in sys.path]; "
+    "from saswap.pipelines.workers import main; sys.exit(main())"
+)
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _send(stream: IO[bytes], obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _recv(stream: IO[bytes]) -> Any:
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError
+    (size,) = _HEADER.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+def picklable(*objects: Any) -> bool:
+    """Whether ``objects`` can be sent to a worker process (an engine defined in a script's main module, or one
+    holding an ONNX Runtime session, cannot)."""
+    try:
+        pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - any failure means: not in a process
+        return False
+    return True
+
+
+class _RemoteTraceback(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class FrameWorkers:
+    """``n`` worker processes that make faces (engine + compose stage) for one source.
+
+    :meth:`make_faces` is what :meth:`SaSwapPipeline.swap_frame`'s ``make_faces`` takes; it may be called from
+    ``n`` threads at once, each call taking an idle worker. Use it as a context manager (or call :meth:`close`):
+    the workers exit when their input closes, also when this process dies.
+
+    Args:
+        n: worker processes.
+        engine, compositor: the pipeline's (pickled into each worker once).
+        source: the prepared :class:`~saswap.engines.base.SourceFace`.
+        shape_strength: as for the swap.
+        enhance: face enhancer name or path (loaded in each worker), or None.
+        threads: threads of each worker's BLAS, OpenMP and OpenCV.
+
+    Raises:
+        SaSwapError: a worker could not start or load what it was sent.
+    """
+
+    def __init__(
+        self, n: int, engine, compositor, source, shape_strength: float = 1.0, enhance: str | None = None,
+        threads: int = 1,
+    ) -> None:  # fmt: skip
+        if n < 1:
+            raise ValueError(f"FrameWorkers needs at least one worker, got {n}")
+        env = dict(os.environ)
+        env[_PATH_VAR] = os.pathsep.join(p for p in sys.path if p)
+        env.update({name: str(max(1, int(threads))) for name in _THREAD_VARS})
+        options: dict[str, Any] = (
+            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
+        )  # Ctrl-C reaches the swap, which closes the workers; not the workers themselves
+        self._procs: list[subprocess.Popen] = []
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        init = {"engine": engine, "compositor": compositor, "source": source, "shape_strength": shape_strength,
+                "enhance": enhance, "threads": max(1, int(threads))}  # fmt: skip
+        try:
+            for _ in range(int(n)):
+                self._procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _BOOT],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        env=env,
+                        **options,
+                    )  # fmt: skip
+                )
+            for proc in self._procs:  # all of them start (import) at once; each reads its message when ready
+                _send(proc.stdin, init)
+            for proc in self._procs:
+                self._reply(proc)
+                self._idle.put(proc)
+        except BaseException:
+            self.close()
+            raise
+
+    def _reply(self, proc: subprocess.Popen) -> Any:
+        try:
+            message = _recv(proc.stdout)
+        except (EOFError, OSError):
+            code = proc.wait(timeout=10)
+            raise SaSwapError(
+                f"a frame worker process (pid {proc.pid}) exited with code {code}; its error is printed above"
+            ) from None
+        if message[0] == "error":
+            _, text, error = message
+            if error is None:
+                raise SaSwapError(f"a frame worker process failed:\n{text}")
+            raise error from _RemoteTraceback(text)
+        return message[1]
+
+    def make_faces(self, jobs: list[tuple]) -> list[tuple]:
+        """Make one face per job ``(crop, crop_face, data, scale)``; returns what
+        :func:`~saswap.pipelines.image.make_face` returns for each."""
+        proc = self._idle.get()
+        try:
+            try:
+                _send(proc.stdin, jobs)
+            except OSError:
+                pass  # the worker is gone: its exit code is reported below
+            return self._reply(proc)
+        finally:
+            self._idle.put(proc)
+
+    def close(self) -> None:
+        """Stop the workers (each finishes the face it is making), killing any that does not exit within 10 s."""
+        for proc in self._procs:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self._procs = []
+
+    def __enter__(self) -> FrameWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _error(exc: BaseException) -> tuple[str, str, BaseException | None]:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - an exception that does not survive pickling is sent as text
+        return "error", text, None
+    return "error", text, exc
+
+
+def _serve(inp: IO[bytes], out: IO[bytes]) -> int:
+    try:
+        init = _recv(inp)
+    except EOFError:
+        return 0
+    try:
+        import cv2
+
+        from saswap.pipelines.image import make_face
+
+        cv2.setNumThreads(init["threads"])
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(init["threads"])
+        engine, compositor, source = init["engine"], init["compositor"], init["source"]
+        shape_strength = init["shape_strength"]
+        enhancer = None
+        if init["enhance"]:
+            from saswap.enhance import FaceEnhancer
+
+            enhancer = FaceEnhancer.from_pretrained(init["enhance"])
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        _send(out, _error(exc))
+        return 1
+    _send(out, ("ok", os.getpid()))
+    while True:
+        try:
+            jobs = _recv(inp)
+        except EOFError:
+            return 0
+        try:
+            made = [make_face(engine, compositor, enhancer, *job, source, shape_strength) for job in jobs]
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            _send(out, _error(exc))
+            continue
+        _send(out, ("ok", made))
+
+
+def main() -> int:
+    """A worker's entry point: messages on standard input, replies on standard output (anything else the worker
+    prints goes to standard error)."""
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        return _serve(sys.stdin.buffer, out)
+    except BrokenPipeError:  # the parent went away
+        return 0

@@ -1,0 +1,110 @@
+"""Frame workers in separate processes (for machines with many cores): the same frames as threads, errors raised
+in the caller with the worker's traceback, a dead worker reported, an engine that cannot be sent left on threads."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import data_path
+
+from saswap.io import load_image
+
+av = pytest.importorskip("av")
+
+
+@pytest.fixture(scope="module")
+def pipe(analyzer, morphable_model):
+    from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+
+    return SaSwapPipeline(GeometricEngine(morphable_model=morphable_model), analyzer)
+
+
+@pytest.fixture(scope="module")
+def source(pipe):
+    return pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))[0]
+
+
+@pytest.fixture(scope="module")
+def target(pipe):
+    """A target frame and its analysis."""
+    image = load_image(data_path("images", "facenet-pytorch__shea_whigham_1.jpg"))
+    return image, pipe.target_analyzer(image)
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_frames_made_in_worker_processes_are_those_made_on_threads(pipe, source, tmp_path):
+    from saswap.pipelines.video import swap_video
+    from saswap.videoio import VideoReader, VideoWriter
+
+    clip = tmp_path / "d8.mp4"
+    with VideoReader(data_path("videos", "liveportrait__d8.mp4"), end=0.5) as reader, VideoWriter(clip, like=reader) as w:
+        for frame in reader:
+            w.write(None, frame)
+    outs, results = [], []
+    for processes in (False, True):
+        out = tmp_path / f"p{processes}.mp4"
+        results.append(
+            swap_video(pipe, source, clip, out, cache_dir=tmp_path / "cache", progress=False, crf=0, workers=2,
+                       processes=processes)  # fmt: skip
+        )
+        outs.append(_frames(out))
+    assert len(outs[0]) == len(outs[1]) == results[1].frames > 0
+    assert results[1].frames_swapped == results[0].frames_swapped > 0
+    assert all(np.array_equal(a, b) for a, b in zip(*outs))
+    assert results[1].timings["engine"] > 0 and results[1].timings["compose"] > 0  # the workers' stage times
+
+
+def test_a_worker_error_is_raised_in_the_caller_and_the_worker_goes_on(pipe, source, target):
+    from saswap.pipelines.workers import FrameWorkers
+
+    image, analysis = target
+    tf = analysis.faces[0]
+    out = image.copy()
+    with FrameWorkers(1, pipe.engine, pipe.compositor, source) as workers:
+        bad = [(np.zeros((7, 7, 3), np.uint8), tf.crop_face, tf.data, 1.0)]  # a crop of the wrong size
+        with pytest.raises(Exception) as err:
+            workers.make_faces(bad)
+        assert "make_face" in str(err.value.__cause__)  # the worker's traceback comes along
+        masks = pipe.swap_frame(out, image, analysis, source, make_faces=workers.make_faces)
+    local = image.copy()
+    assert np.array_equal(masks[0], pipe.swap_frame(local, image, analysis, source)[0])
+    assert np.array_equal(out, local) and not np.array_equal(out, image)
+
+
+def test_a_dead_worker_is_reported_and_closing_ends_them_all(pipe, source, target):
+    from saswap.errors import SaSwapError
+    from saswap.pipelines.workers import FrameWorkers
+
+    image, analysis = target
+    workers = FrameWorkers(2, pipe.engine, pipe.compositor, source)
+    procs = list(workers._procs)
+    assert all(p.poll() is None for p in procs)
+    procs[0].kill()
+    procs[0].wait()
+    with pytest.raises(SaSwapError, match="exited"):
+        for _ in range(2):  # one of the two calls meets the dead worker
+            pipe.swap_frame(image.copy(), image, analysis, source, make_faces=workers.make_faces)
+    workers.close()
+    assert all(p.poll() is not None for p in procs)
+
+
+def test_an_engine_that_cannot_be_sent_makes_its_frames_on_threads(pipe, source, caplog):
+    from saswap import SaSwapPipeline
+    from saswap.pipelines.video import _frame_workers
+
+    engine = copy.copy(pipe.engine)
+    engine.hook = lambda: None  # not picklable
+    other = SaSwapPipeline(engine, pipe.analyzer, pipe.compositor)
+    with caplog.at_level(logging.WARNING, logger="saswap.pipelines.video"):
+        assert _frame_workers(other, source, 1.0, None, 4, None) == (4, None)
+    assert "cannot be sent to worker processes" in caplog.text
+    assert _frame_workers(pipe, source, 1.0, None, 2, None) == (2, None)  # two: threads, by choice
