@@ -108,3 +108,25 @@ def test_an_engine_that_cannot_be_sent_makes_its_frames_on_threads(pipe, source,
         assert _frame_workers(other, source, 1.0, None, 4, None) == (4, None)
     assert "cannot be sent to worker processes" in caplog.text
     assert _frame_workers(pipe, source, 1.0, None, 2, None) == (2, None)  # two: threads, by choice
+
+
+def test_an_engine_on_a_gpu_makes_its_frames_on_threads(pipe, source):
+    from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+    from saswap.pipelines.video import _frame_workers
+
+    class OnGpu(GeometricEngine):
+        on_cpu = False
+
+    engine = OnGpu.__new__(OnGpu)
+    engine.__dict__.update(pipe.engine.__dict__)
+    other = SaSwapPipeline(engine, pipe.analyzer, pipe.compositor)
+    assert _frame_workers(other, source, 1.0, None, 6, None) == (6, None)
+
+
+def test_default_workers_follow_the_cores(monkeypatch):
+    from saswap.pipelines import video
+
+    for cores, expected in ((1, 2), (2, 2), (4, 3), (16, 8), (64, 8)):
+        monkeypatch.setattr(video, "_cores", lambda cores=cores: cores)
+        assert video.default_workers() == expected

@@ -479,8 +479,21 @@ def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_
         pipe.precompute(clip, blocker / "cache", progress=False)
 
 
-def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
-    """SIGINT while the output is being written: exit code 130, one line, no output and no temporary file."""
+def _frame_worker_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"saswap.pipelines.workers" in (entry / "cmdline").read_bytes():
+                pids.add(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
+    """SIGINT while the output is being written: exit code 130, one line, no output and no temporary file, and no
+    frame worker process left running."""
     import signal
     import subprocess
     import sys
@@ -488,10 +501,11 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
+    before = _frame_worker_pids()
     cmd = [
         sys.executable, "-m", "saswap", "swap", "-s", str(data_path("images", "sberswap__beckham.jpg")),
         "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
-        "--start", "0", "--end", "4", "--quiet",
+        "--start", "0", "--end", "4", "--quiet", "--workers", "2", "--worker-kind", kind,
     ]  # fmt: skip
     # the child gets Python's own Ctrl-C handling even where this runner was started with SIGINT ignored
     # (a background job of a non-interactive shell)
@@ -504,11 +518,18 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
         time.sleep(0.05)
     assert proc.poll() is None, "the swap ended before it could be interrupted"
     time.sleep(0.5)
+    if Path("/proc").is_dir():
+        assert len(_frame_worker_pids() - before) == (2 if kind == "processes" else 0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(out_dir.iterdir()) == []
+    if Path("/proc").is_dir():
+        deadline = time.time() + 10
+        while _frame_worker_pids() - before and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _frame_worker_pids() - before, "frame worker processes were left running"
 
 
 def test_two_builders_of_one_template_cache_analyse_it_once(pipe, clip, tmp_path):

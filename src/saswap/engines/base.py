@@ -94,6 +94,12 @@ class SwapEngine(ABC):
     name: str = "engine"
     crop_size: int = 256
 
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the engine computes on the CPU (a video swap then makes frames in worker processes on many
+        cores, each with a copy of the engine; an engine on a GPU makes them on threads)."""
+        return True
+
     def alignment(self, face: Face) -> np.ndarray:
         """The image -> crop similarity for a face, shape (2, 3)."""
         return ffhq_transform(face.keypoints, self.crop_size)

@@ -57,6 +57,10 @@ class SaSwapEngine(SwapEngine):
     def _param(self) -> torch.Tensor:
         return next(self.generator.parameters())
 
+    @property
+    def on_cpu(self) -> bool:
+        return self._param().device.type == "cpu"
+
     @torch.no_grad()
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
         crop, face_c, M = self.align(image, face)

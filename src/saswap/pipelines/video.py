@@ -38,7 +38,10 @@ from saswap.pipelines.cache import (
 )
 from saswap.pipelines.overlap import InOrder, Prefetch
 
-__all__ = ["SaSwapVideoOutput", "precompute_template", "swap_video", "ToneStabiliser", "SMOOTHING", "ProgressCallback"]
+__all__ = [
+    "SaSwapVideoOutput", "precompute_template", "swap_video", "default_workers", "ToneStabiliser", "SMOOTHING",
+    "ProgressCallback",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -750,14 +753,16 @@ def _frame_workers(pipe, source, shape_strength, enhance, workers, processes):
     """How a video swap makes its frames: (worker threads, :class:`~saswap.pipelines.workers.FrameWorkers` or None).
 
     ``workers`` None: :func:`default_workers`. ``processes`` None chooses processes for more than 2 workers, where
-    threads stop helping, unless the engine or the compositor cannot be sent to another process."""
+    threads stop helping, unless the engine computes on a GPU or it or the compositor cannot be sent to another
+    process."""
     from saswap.pipelines.workers import FrameWorkers, picklable
 
     n = max(0, int(default_workers() if workers is None else workers))
     if processes is None:
-        processes = n > 2 and picklable(pipe.engine, pipe.compositor)
-        if n > 2 and not processes:
+        processes = n > 2 and getattr(pipe.engine, "on_cpu", True)
+        if processes and not picklable(pipe.engine, pipe.compositor):
             logger.warning("the %s engine cannot be sent to worker processes; making frames on threads", pipe.engine.name)
+            processes = False
     if not processes or n == 0:
         return min(n, 8), None  # 0: frames made on this thread (a process meant to use one core)
     n = min(n, 64)
