@@ -1189,8 +1189,7 @@ class VideoWriter:
             m = changed if i == 0 else _block_any(changed, sx, sy)[:ph, :pw]
             if nb > 1:
                 m = np.repeat(m, nb, axis=1)
-            region = dst[py : py + ph, px * nb : (px + pw) * nb]
-            region[m] = src[m]
+            np.copyto(dst[py : py + ph, px * nb : (px + pw) * nb], src, where=m)
         out.colorspace, out.color_range = base.colorspace, base.color_range
         out.color_primaries, out.color_trc = base.color_primaries, base.color_trc
         return out

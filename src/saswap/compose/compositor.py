@@ -45,7 +45,8 @@ from saswap.face.masks import (
 from saswap.face.types import Face
 
 __all__ = [
-    "Compositor", "ComposedFace", "paste_back", "is_grey", "border_taper", "entering_cover", "face_cover", "PROFILE_YAW",
+    "Compositor", "ComposedFace", "paste_back", "place_back", "blend_placed", "is_grey", "border_taper", "entering_cover",
+    "face_cover", "PROFILE_YAW",
 ]
 
 #: Degrees of yaw beyond which a face counts as turned: the person segmentation then decides where the
@@ -583,23 +584,44 @@ def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np
         >>> int(frame[4, 4, 0]), int(frame[0, 0, 0]), float(m.sum())
         (200, 0, 4.0)
     """
-    h, w = image.shape[:2]
-    full = np.zeros((h, w), np.float32)
+    return blend_placed(image, place_back(crop, crop_mask, M, image.shape[:2]))
+
+
+#: A composed crop warped back into frame coordinates: (x0, y0, the crop there (uint8), its mask (float32)).
+Placed = tuple[int, int, np.ndarray, np.ndarray]
+
+
+def place_back(crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray, frame_size: tuple[int, int]) -> Placed | None:
+    """The first half of :func:`paste_back`: the composed crop and its mask warped back into the frame, within the
+    bounding box of the mask's footprint (None when nothing shows). Needs only the frame's size, so a frame worker
+    can do it: the blend (:func:`blend_placed`) is left to the frame's owner."""
+    h, w = frame_size
     bx, by, bw, bh = cv2.boundingRect((crop_mask > 1e-3).view(np.uint8))
     if bw == 0 or bh == 0:
-        return full
+        return None
     inv = invert_affine(M)
     xa, ya, xb, yb = bx, by, bx + bw - 1, by + bh - 1
     corners = transform_points(inv, np.array([[xa, ya], [xb, ya], [xb, yb], [xa, yb]], np.float64))
     x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
     x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, [w, h])
     if x1 <= x0 or y1 <= y0:
-        return full
+        return None
     shift = np.array([[0, 0, x0], [0, 0, y0]], np.float64)
     M_box = np.asarray(M, np.float64) + np.asarray(M, np.float64)[:, :2] @ shift[:, 2:3] * np.array([[0, 0, 1]])
     mask = np.clip(warp_back(crop_mask.astype(np.float32), M_box, (y1 - y0, x1 - x0)), 0.0, 1.0)
     mask[mask < 1e-3] = 0.0
     back = warp_back(crop, M_box, (y1 - y0, x1 - x0))
+    return int(x0), int(y0), back, mask
+
+
+def blend_placed(image: np.ndarray, placed: Placed | None) -> np.ndarray:
+    """The second half of :func:`paste_back`: blend what :func:`place_back` made into ``image`` in place; returns the
+    full-size mask, float32 (H, W)."""
+    full = np.zeros(image.shape[:2], np.float32)
+    if placed is None:
+        return full
+    x0, y0, back, mask = placed
+    y1, x1 = y0 + mask.shape[0], x0 + mask.shape[1]
     patch = image[y0:y1, x0:x1]
     # patch + mask * (back - patch), rounded: where the mask is 0 the patch stays as it is
     step = cv2.multiply(cv2.subtract(back, patch, dtype=cv2.CV_32F), cv2.merge([mask] * 3))

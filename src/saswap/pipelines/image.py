@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from saswap.compose.compositor import ComposedFace, Compositor, paste_back
+from saswap.compose.compositor import ComposedFace, Compositor, Placed, blend_placed, place_back
 from saswap.engines.base import SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
 from saswap.face.alignment import warp_face
@@ -355,8 +355,9 @@ class SaSwapPipeline:
             timings: accumulates seconds under "swap" (engine) and "paste" (compose + paste-back).
             weights: per face, how much of the swap shows (fades in video), 1 by default.
             make_faces: makes the faces elsewhere (a frame worker process): called with one
-                ``(crop, crop_face, data, scale)`` per face, returns what :func:`make_face` returns for each
-                (with this pipeline's engine, compositor, ``source``, ``shape_strength`` and ``enhance``).
+                ``(crop, crop_face, data, transform, frame_size, weight)`` per face, returns what :func:`make_face`
+                returns for each (with this pipeline's engine, compositor, ``source``, ``shape_strength`` and
+                ``enhance``).
 
         Returns:
             per face, the full-size mask of where ``out`` changed.
@@ -364,8 +365,11 @@ class SaSwapPipeline:
         faces = analysis.faces if isinstance(analysis, FrameAnalysis) else analysis
         tw = time.perf_counter()
         jobs = [
-            (warp_face(frame, tf.transform, self.engine.crop_size), tf.crop_face, tf.data, _crop_scale(tf.transform))
-            for tf in faces
+            (
+                warp_face(frame, tf.transform, self.engine.crop_size), tf.crop_face, tf.data, tf.transform,
+                frame.shape[:2], 1.0 if weights is None else float(weights[k]),
+            )  # fmt: skip
+            for k, tf in enumerate(faces)
         ]
         if timings is not None and faces:
             timings["swap"] = timings.get("swap", 0.0) + time.perf_counter() - tw
@@ -375,11 +379,9 @@ class SaSwapPipeline:
         else:
             made = make_faces(jobs)
         masks = []
-        for k, (tf, (image, mask, swap_s, compose_s)) in enumerate(zip(faces, made)):
+        for placed, swap_s, compose_s in made:
             tp = time.perf_counter()
-            if weights is not None and weights[k] < 1.0:
-                mask = mask * np.float32(max(weights[k], 0.0))
-            masks.append(paste_back(out, image, mask, tf.transform))
+            masks.append(blend_placed(out, placed))
             if timings is not None:
                 timings["swap"] = timings.get("swap", 0.0) + swap_s
                 timings["paste"] = timings.get("paste", 0.0) + compose_s + time.perf_counter() - tp
@@ -481,32 +483,37 @@ def make_face(
     crop: np.ndarray,
     crop_face: Face,
     data: dict[str, np.ndarray],
-    scale: float,
+    transform: np.ndarray,
+    frame_size: tuple[int, int],
+    weight: float,
     source: SourceFace,
     shape_strength: float,
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The engine and compose stage of one aligned target face (what a frame worker runs).
+) -> tuple[Placed | None, float, float]:
+    """The engine and compose stage of one aligned target face, up to its placing back into the frame (what a frame
+    worker runs; the frame's owner blends it in with :func:`~saswap.compose.compositor.blend_placed`).
 
     Args:
         crop: the target's aligned crop, RGB uint8; ``crop_face`` its face in crop coordinates, ``data`` its
-            target-only arrays (:attr:`TargetFace.data`), ``scale`` the frame -> crop scale.
+            target-only arrays (:attr:`TargetFace.data`), ``transform`` the frame -> crop similarity.
+        frame_size: (H, W) of the frame.
+        weight: how much of the swap shows (a fade in video), in [0, 1].
         enhancer: a :class:`~saswap.enhance.FaceEnhancer` or None.
 
     Returns:
-        (the composed crop, its blend mask (float32, crop size), the engine's seconds, the compose stage's).
+        (what :func:`~saswap.compose.compositor.place_back` returns, the engine's seconds, the compose stage's).
     """
     ts = time.perf_counter()
     result = engine.swap(crop, crop_face, source, shape_strength=shape_strength, analysis=data)
     tp = time.perf_counter()
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(transform, np.float64)[:, :2]))))
     composed = compositor(crop, crop_face, data, result, scale=scale)
-    image = composed.image
+    image, mask = composed.image, composed.mask
     if enhancer is not None:
-        image = enhancer.enhance_crop(image, composed.mask)
-    return image, composed.mask, tp - ts, time.perf_counter() - tp
-
-
-def _crop_scale(transform: np.ndarray) -> float:
-    return float(np.sqrt(abs(np.linalg.det(np.asarray(transform, np.float64)[:, :2]))))
+        image = enhancer.enhance_crop(image, mask)
+    if weight < 1.0:
+        mask = mask * np.float32(max(weight, 0.0))
+    placed = place_back(image, mask, transform, frame_size)
+    return placed, tp - ts, time.perf_counter() - tp
 
 
 def _looks_like_repo_id(key: str) -> bool:

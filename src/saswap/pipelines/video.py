@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -582,6 +583,8 @@ def swap_video(
                 made_anchor = None  # the picture (the cache's index of its first showing) the last frame made shows
                 last_made: list = [None, None, []]  # that frame as written: box, out, masks
 
+                finish_s = [0.0]
+
                 def finish(frame, faces, box, out, masks) -> None:
                     nonlocal frames, swapped_frames, swapped_faces, repeated
                     t3 = time.perf_counter()
@@ -594,7 +597,7 @@ def swap_video(
                                 stabiliser.apply(tf.face.track_id, frame.index, out)
                             stabiliser.forget(frame.index)
                         last_made[:] = [box, out, masks]
-                    timings["compose"] += time.perf_counter() - t3
+                    finish_s[0] += time.perf_counter() - t3  # (on its own thread with workers: summed at the end)
                     encode.submit(out, frame, box, masks)
                     if box is not None:
                         swapped_frames += 1
@@ -605,7 +608,7 @@ def swap_video(
                 def drain(limit: int, final: bool = False) -> None:
                     while len(pending) > limit:
                         frame, faces, future, anchor = pending.popleft()
-                        box, out, masks, stage = future.result()
+                        box, out, masks, stage, readings = future.result()
                         timings["engine"] += stage.get("swap", 0.0)
                         t3 = time.perf_counter()
                         cut = frame_cut.pop(frame.pts, False)
@@ -613,18 +616,15 @@ def swap_video(
                             for tf in faces:
                                 stabiliser.repeat(tf.face.track_id, frame.index, anchor)
                         elif stabiliser is not None and box is not None:
-                            for tf, mask in zip(faces, masks):
-                                stabiliser.measure(
-                                    tf.face.track_id, frame.index, cut, out, frame.image, mask, tf.transform,
-                                    pipe.engine.crop_size,
-                                )  # fmt: skip
+                            for tf, reading in zip(faces, readings):
+                                stabiliser.record(tf.face.track_id, frame.index, cut, reading)
                         timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
                         held.append((frame, faces, box, out, masks))
                         bar.update(1)  # frames made; each is written once the stabiliser has seen the frames after it
                         while held and held[0][0].index + reach <= frame.index:
-                            finish(*held.popleft())
+                            finishing.submit(*held.popleft())
                     while final and held:  # the end of the video: nothing more to wait for
-                        finish(*held.popleft())
+                        finishing.submit(*held.popleft())
 
                 def write(out, frame, box, masks) -> None:
                     t3 = time.perf_counter()
@@ -634,20 +634,25 @@ def swap_video(
                     writer.write(out if box is not None else None, frame, box, changed)
                     timings["encode"] += time.perf_counter() - t3
 
-                # With frame workers, decoding runs ahead and encoding behind on threads of their own (frames stay in
-                # order); with none (one core), all in turn on this thread.
+                # With frame workers, decoding and reading the cache run ahead, and the tone stabiliser's shift and
+                # encoding behind, on threads of their own (frames stay in order); with none (one core), all in turn on
+                # this thread.
                 overlap = n_workers > 0 and codec_threads
                 with (
                     _progress(_expected_frames(info, start, end), f"swapping {template.name}", progress) as bar,
                     Prefetch(reader) if overlap else nullcontext(reader) as decoded,
                     InOrder(write) if overlap else _Now(write) as encode,
+                    InOrder(finish) if overlap else _Now(finish) as finishing,
+                    ExitStack() as later,
                 ):
                     td = time.perf_counter()
                     for frame in decoded:
                         t1 = time.perf_counter()
                         timings["decode"] += t1 - td
-                        if records is None:
+                        if records is None:  # the cache is read ahead too (unpacking a frame's masks takes a while)
                             records = opened.frames(opened.position_of(frame.pts, frame.index))
+                            if overlap:
+                                records = iter(later.enter_context(Prefetch(records, ahead=8)))
                         analysis: FrameAnalysis | None = next(records, None)
                         if analysis is None or (
                             analysis.pts is not None and frame.pts is not None and analysis.pts != frame.pts
@@ -669,15 +674,15 @@ def swap_video(
                         ws = [w[tf.face.track_id] for tf in faces]
                         repeat = analysis.repeat_of is not None and analysis.repeat_of == made_anchor
                         if repeat:
-                            future = _done((_REPEAT, None, [], {}))
+                            future = _done((_REPEAT, None, [], {}, []))
                         elif not faces:
-                            future = _done((None, None, [], {}))
-                        elif n_workers == 0:
-                            future = _done(_make_frame(pipe, prepared, shape_strength, enhance, frame.image, faces, ws))
+                            future = _done((None, None, [], {}, []))
                         else:
-                            future = pool.submit(
-                                _make_frame, pipe, prepared, shape_strength, enhance, frame.image, faces, ws, make_faces
-                            )
+                            make = (pipe, prepared, shape_strength, enhance, frame.image, faces, ws, stabiliser)
+                            if n_workers == 0:
+                                future = _done(_make_frame(*make))
+                            else:
+                                future = pool.submit(_make_frame, *make, make_faces)
                         if not repeat:
                             made_anchor = anchor
                         # the anchor as the reader and the stabiliser count frames (from ``start``; the cache counts
@@ -686,6 +691,7 @@ def swap_video(
                         drain(2 * n_workers)
                         td = time.perf_counter()
                     drain(0, final=True)
+                timings["compose"] += finish_s[0]
                 te = time.perf_counter()
             timings["encode"] += time.perf_counter() - te  # flushing the encoder and muxing on close
         if frames == 0:
@@ -769,16 +775,22 @@ def _frame_workers(pipe, source, shape_strength, enhance, workers, processes):
     return n, FrameWorkers(n, pipe.engine, pipe.compositor, source, shape_strength, enhance)
 
 
-def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, make_faces=None):
+def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, stabiliser=None, make_faces=None):
     """The engine and compose stage of one frame (on a worker thread): (the changed box, the new frame,
-    the faces' full-size masks, stage seconds), or Nones when nothing changed."""
+    the faces' full-size masks, stage seconds, the faces' :meth:`ToneStabiliser.reading`), or Nones when nothing
+    changed."""
     out = image.copy()
     stage: dict[str, float] = {}
     masks = pipe.swap_frame(out, image, faces, source, shape_strength, enhance, stage, weights=weights, make_faces=make_faces)
     box = _changed_box(masks)
     if box is None:
-        return None, None, [], stage
-    return box, out, masks, stage
+        return None, None, [], stage, []
+    t = time.perf_counter()
+    readings = []
+    if stabiliser is not None:
+        readings = [stabiliser.reading(out, image, m, tf.transform, pipe.engine.crop_size) for tf, m in zip(faces, masks)]
+    stage["paste"] = stage.get("paste", 0.0) + time.perf_counter() - t
+    return box, out, masks, stage, readings
 
 
 class ToneStabiliser:
@@ -810,6 +822,8 @@ class ToneStabiliser:
         # track -> frame -> (low-pass, its weight, the face's box in the frame, the mask in it, box -> grid affine)
         self._lows: dict[int, dict[int, tuple]] = {}
         self._cuts: dict[int, set[int]] = {}  # track -> frames a shot cut precedes
+        # a video swap records frames on one thread and applies and forgets them on another
+        self._lock = threading.Lock()
 
     def _geometry(self, mask: np.ndarray, transform: np.ndarray, crop_size: int):
         """The mask's box (x0, y0, x1, y1), the mask within it, and the box -> grid affine; None when empty."""
@@ -845,11 +859,18 @@ class ToneStabiliser:
             mask: where the swap changed the frame, float32 (H, W).
             transform: the face's frame -> crop similarity, shape (2, 3); ``crop_size`` its crop's side.
         """
+        self.record(track, index, cut, self.reading(out, template, mask, transform, crop_size))
+
+    def reading(
+        self, out: np.ndarray, template: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int
+    ) -> tuple | None:
+        """What :meth:`measure` records for one face, computed apart from the track's record (a frame worker
+        thread can compute it; :meth:`record` then files it, in any order). None when the mask is empty."""
         import cv2
 
         geometry = self._geometry(mask, transform, crop_size)
         if geometry is None:
-            return
+            return None
         (x0, y0, x1, y1), m, to_grid = geometry
         m3 = cv2.merge([m, m, m])
         diff = cv2.multiply(cv2.subtract(out[y0:y1, x0:x1], template[y0:y1, x0:x1], dtype=cv2.CV_32F), m3)
@@ -858,35 +879,46 @@ class ToneStabiliser:
         w = cv2.warpAffine(m, to_grid, (g, g), flags=cv2.INTER_LINEAR)
         num = cv2.GaussianBlur(d, (0, 0), self.sigma)
         den = cv2.GaussianBlur(w, (0, 0), self.sigma)[..., None]
-        self._lows.setdefault(track, {})[index] = (num / np.maximum(den, 1e-3), den, *geometry)
-        if cut:
-            self._cuts.setdefault(track, set()).add(index)
+        return (num / np.maximum(den, 1e-3), den, *geometry)
+
+    def record(self, track: int, index: int, cut: bool, reading: tuple | None) -> None:
+        """File a face's :meth:`reading` for frame ``index`` of ``track`` (see :meth:`measure`)."""
+        if reading is None:
+            return
+        with self._lock:
+            self._lows.setdefault(track, {})[index] = reading
+            if cut:
+                self._cuts.setdefault(track, set()).add(index)
 
     def repeat(self, track: int, index: int, anchor: int) -> None:
         """Record frame ``index`` of ``track`` as a repeat of frame ``anchor`` (the same picture and face, shown
         again): it counts in its neighbours' smoothing as its anchor does, and is itself written as its anchor was."""
-        lows = self._lows.get(track, {})
-        if anchor in lows:
-            lows[index] = lows[anchor]
+        with self._lock:
+            lows = self._lows.get(track, {})
+            # (a swap's anchor is the last frame it made, and only the frames made after it, none here, forget it)
+            if anchor in lows:
+                lows[index] = lows[anchor]
 
     def smoothed(self, track: int, index: int) -> np.ndarray | None:
         """The two-way smoothed low-pass of ``track`` at frame ``index`` (None when it was not measured)."""
-        lows = self._lows.get(track, {})
-        if index not in lows:
-            return None
-        cuts = self._cuts.get(track, set())
-        frames = [index]
-        j = index - 1
-        while j >= index - self.reach and j in lows and (j + 1) not in cuts:  # back to the shot's or the run's start
-            frames.append(j)
-            j -= 1
-        j = index + 1
-        while j <= index + self.reach and j in lows and j not in cuts:
-            frames.append(j)
-            j += 1
+        with self._lock:
+            lows = self._lows.get(track, {})
+            if index not in lows:
+                return None
+            cuts = self._cuts.get(track, set())
+            frames = [index]
+            j = index - 1
+            while j >= index - self.reach and j in lows and (j + 1) not in cuts:  # back to the shot's or the run's start
+                frames.append(j)
+                j -= 1
+            j = index + 1
+            while j <= index + self.reach and j in lows and j not in cuts:
+                frames.append(j)
+                j += 1
+            found = [lows[f][0] for f in frames]
         scale = max(self.reach / 2.0, 1e-6)
         weights = np.exp(-0.5 * ((np.array(frames, np.float64) - index) / scale) ** 2)
-        total = sum(float(wt) * lows[f][0] for wt, f in zip(weights, frames))
+        total = sum(float(wt) * low for wt, low in zip(weights, found))
         return (total / float(weights.sum())).astype(np.float32)
 
     def apply(self, track: int, index: int, out: np.ndarray) -> None:
@@ -900,7 +932,8 @@ class ToneStabiliser:
         smooth = self.smoothed(track, index)
         if smooth is None:
             return
-        low, den, (x0, y0, x1, y1), m, to_grid = self._lows[track][index]
+        with self._lock:
+            low, den, (x0, y0, x1, y1), m, to_grid = self._lows[track][index]
         shift = (smooth - low) * (den > 0.05)
         if np.abs(shift).max() < 0.05:
             return
@@ -916,15 +949,16 @@ class ToneStabiliser:
     def forget(self, before: int) -> None:
         """Drop what no frame from ``before`` on needs (frames more than ``reach`` earlier)."""
         limit = before - self.reach
-        for track in list(self._lows):
-            lows = self._lows[track]
-            for index in [i for i in lows if i < limit]:
-                del lows[index]
-            if track in self._cuts:
-                self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
-            if not lows:
-                del self._lows[track]
-                self._cuts.pop(track, None)
+        with self._lock:
+            for track in list(self._lows):
+                lows = self._lows[track]
+                for index in [i for i in lows if i < limit]:
+                    del lows[index]
+                if track in self._cuts:
+                    self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
+                if not lows:
+                    del self._lows[track]
+                    self._cuts.pop(track, None)
 
 
 def _changed_box(masks: list[np.ndarray]) -> tuple[int, int, int, int] | None:
