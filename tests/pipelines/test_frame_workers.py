@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import data_path
 
+from saswap.engines import GeometricEngine
 from saswap.io import load_image
 
 av = pytest.importorskip("av")
@@ -70,10 +71,10 @@ def test_a_worker_error_is_raised_in_the_caller_and_the_worker_goes_on(pipe, sou
     tf = analysis.faces[0]
     out = image.copy()
     with FrameWorkers(1, pipe.engine, pipe.compositor, source) as workers:
-        bad = [(np.zeros((7, 7, 3), np.uint8), tf.crop_face, tf.data, 1.0)]  # a crop of the wrong size
-        with pytest.raises(Exception) as err:
+        bad = [(np.zeros((7, 7, 3), np.uint8), tf.crop_face, tf.data, tf.transform, image.shape[:2], 1.0)]  # too small
+        with pytest.raises(ValueError, match=r"expects an aligned RGB uint8 crop of shape \(384, 384, 3\)") as err:
             workers.make_faces(bad)
-        assert "make_face" in str(err.value.__cause__)  # the worker's traceback comes along
+        assert "engine.swap(" in str(err.value.__cause__)  # the worker's traceback comes along
         masks = pipe.swap_frame(out, image, analysis, source, make_faces=workers.make_faces)
     local = image.copy()
     assert np.array_equal(masks[0], pipe.swap_frame(local, image, analysis, source)[0])
@@ -104,24 +105,55 @@ def test_an_engine_that_cannot_be_sent_makes_its_frames_on_threads(pipe, source,
     engine = copy.copy(pipe.engine)
     engine.hook = lambda: None  # not picklable
     other = SaSwapPipeline(engine, pipe.analyzer, pipe.compositor)
-    with caplog.at_level(logging.WARNING, logger="saswap.pipelines.video"):
+    with caplog.at_level(logging.INFO, logger="saswap.pipelines.video"):
         assert _frame_workers(other, source, 1.0, None, 4, None) == (4, None)
     assert "cannot be sent to worker processes" in caplog.text
     assert _frame_workers(pipe, source, 1.0, None, 2, None) == (2, None)  # two: threads, by choice
 
 
-def test_an_engine_on_a_gpu_makes_its_frames_on_threads(pipe, source):
+class _OnGpu(GeometricEngine):
+    on_cpu = False
+
+
+class _Picklable(GeometricEngine):
+    pass
+
+
+def test_an_engine_on_a_gpu_makes_its_frames_on_threads(pipe, source, caplog):
     from saswap import SaSwapPipeline
-    from saswap.engines import GeometricEngine
     from saswap.pipelines.video import _frame_workers
+    from saswap.pipelines.workers import picklable
 
-    class OnGpu(GeometricEngine):
-        on_cpu = False
-
-    engine = OnGpu.__new__(OnGpu)
+    engine = _OnGpu.__new__(_OnGpu)
     engine.__dict__.update(pipe.engine.__dict__)
+    assert picklable(engine)  # so the GPU alone decides
     other = SaSwapPipeline(engine, pipe.analyzer, pipe.compositor)
-    assert _frame_workers(other, source, 1.0, None, 6, None) == (6, None)
+    with caplog.at_level(logging.INFO, logger="saswap.pipelines.video"):
+        assert _frame_workers(other, source, 1.0, None, 6, None) == (6, None)
+    assert "cannot be sent" not in caplog.text
+
+
+def test_an_engine_class_from_the_main_module_is_not_sent_to_workers(pipe, source, monkeypatch, caplog):
+    """A script's or a notebook's own engine class pickles by reference to ``__main__``, which a worker does not have."""
+    import sys
+
+    from saswap import SaSwapPipeline
+    from saswap.errors import SaSwapError
+    from saswap.pipelines.video import _frame_workers
+    from saswap.pipelines.workers import FrameWorkers, picklable
+
+    engine = _Picklable.__new__(_Picklable)
+    engine.__dict__.update(pipe.engine.__dict__)
+    assert picklable(engine)
+    monkeypatch.setattr(_Picklable, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "_Picklable", _Picklable, raising=False)
+    assert not picklable(engine)
+    other = SaSwapPipeline(engine, pipe.analyzer, pipe.compositor)
+    with caplog.at_level(logging.INFO, logger="saswap.pipelines.video"):
+        assert _frame_workers(other, source, 1.0, None, 4, None) == (4, None)
+    assert "cannot be sent to worker processes" in caplog.text
+    with pytest.raises(SaSwapError, match="main module"):
+        FrameWorkers(1, engine, pipe.compositor, source)
 
 
 def test_default_workers_follow_the_cores(monkeypatch):
@@ -130,3 +162,30 @@ def test_default_workers_follow_the_cores(monkeypatch):
     for cores, expected in ((1, 2), (2, 2), (4, 3), (16, 8), (64, 8)):
         monkeypatch.setattr(video, "_cores", lambda cores=cores: cores)
         assert video.default_workers() == expected
+
+
+def test_a_call_broken_off_retires_its_worker(pipe, source, target, monkeypatch):
+    """A reply that cannot be read leaves the worker out of step (its next reply would answer this job): it is never
+    asked again."""
+    import pickle
+
+    from saswap.errors import SaSwapError
+    from saswap.pipelines import workers as module
+    from saswap.pipelines.workers import FrameWorkers
+
+    image, analysis = target
+    tf = analysis.faces[0]
+    job = [(np.zeros((384, 384, 3), np.uint8), tf.crop_face, tf.data, tf.transform, image.shape[:2], 1.0)]
+    with FrameWorkers(1, pipe.engine, pipe.compositor, source) as workers:
+        proc = workers._procs[0]
+
+        def garbled(stream):
+            raise pickle.UnpicklingError("garbled")
+
+        monkeypatch.setattr(module, "_recv", garbled)
+        with pytest.raises(pickle.UnpicklingError):
+            workers.make_faces(job)
+        monkeypatch.undo()
+        with pytest.raises(SaSwapError, match="stopped in the middle"):
+            workers.make_faces(job)
+        assert proc.wait(timeout=10) != 0  # killed

@@ -479,15 +479,24 @@ def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_
         pipe.precompute(clip, blocker / "cache", progress=False)
 
 
-def _frame_worker_pids() -> set[int]:
+def _frame_worker_pids(parent: int) -> set[int]:
+    """The frame worker processes ``parent`` started (Linux)."""
     pids = set()
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if b"saswap.pipelines.workers" in (entry / "cmdline").read_bytes():
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"saswap.pipelines.workers" in (entry / "cmdline").read_bytes():
                 pids.add(int(entry.name))
-        except OSError:
+        except (OSError, IndexError, ValueError):
             pass
     return pids
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @pytest.mark.parametrize("kind", ["threads", "processes"])
@@ -501,7 +510,6 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    before = _frame_worker_pids()
     cmd = [
         sys.executable, "-m", "saswap", "swap", "-s", str(data_path("images", "sberswap__beckham.jpg")),
         "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
@@ -518,18 +526,18 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
         time.sleep(0.05)
     assert proc.poll() is None, "the swap ended before it could be interrupted"
     time.sleep(0.5)
+    workers = _frame_worker_pids(proc.pid) if Path("/proc").is_dir() else set()
     if Path("/proc").is_dir():
-        assert len(_frame_worker_pids() - before) == (2 if kind == "processes" else 0)
+        assert len(workers) == (2 if kind == "processes" else 0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(out_dir.iterdir()) == []
-    if Path("/proc").is_dir():
-        deadline = time.time() + 10
-        while _frame_worker_pids() - before and time.time() < deadline:
-            time.sleep(0.1)
-        assert not _frame_worker_pids() - before, "frame worker processes were left running"
+    deadline = time.time() + 10
+    while any(_running(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers), "frame worker processes were left running"
 
 
 def test_two_builders_of_one_template_cache_analyse_it_once(pipe, clip, tmp_path):

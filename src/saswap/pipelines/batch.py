@@ -513,7 +513,7 @@ class BatchWorker:
                     face_index=s.face_index, all_faces=s.all_faces, reference=reference, enhance=s.enhance,
                     cache_dir=self.cache_dir, codec=s.codec, crf=s.crf, preset=s.preset, progress=False,
                     tag={**tag, "media": "video"}, workers=self.threads if self.threads > 1 else 0,
-                    codec_threads=self.threads > 1,
+                    processes=False, codec_threads=self.threads > 1,  # each batch worker is a process already
                 )  # fmt: skip
                 timings.update(result.timings)
                 record.update(frames=result.frames, frames_swapped=result.frames_swapped, cache_hit=result.cache_hit)

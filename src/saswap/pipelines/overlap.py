@@ -19,6 +19,19 @@ __all__ = ["InOrder", "Prefetch"]
 _END = object()
 
 
+def _join(thread: threading.Thread) -> None:
+    """Wait for ``thread`` to end, also through a Ctrl-C (raised once it has ended): what it reads from or writes to
+    is closed right after."""
+    interrupted = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
 class Prefetch:
     """Iterates ``items`` on a thread of its own, up to ``ahead`` items ahead of the consumer.
 
@@ -32,11 +45,11 @@ class Prefetch:
         [0, 10, 20, 30, 40]
     """
 
-    def __init__(self, items: Iterable, ahead: int = 4) -> None:
+    def __init__(self, items: Iterable, ahead: int = 4, name: str = "saswap-prefetch") -> None:
         self._items = items
         self._queue: queue.Queue = queue.Queue(max(1, int(ahead)))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="saswap-decode", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():
@@ -72,7 +85,7 @@ class Prefetch:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        _join(self._thread)
 
 
 class InOrder:
@@ -92,12 +105,12 @@ class InOrder:
         [0, 1, 2, 3]
     """
 
-    def __init__(self, fn: Callable[..., Any], behind: int = 8) -> None:
+    def __init__(self, fn: Callable[..., Any], behind: int = 4, name: str = "saswap-in-order") -> None:
         self._fn = fn
         self._queue: queue.Queue = queue.Queue(max(1, int(behind)))
         self._error: BaseException | None = None
         self._dropped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="saswap-encode", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -129,7 +142,7 @@ class InOrder:
             self._dropped.set()
         if self._thread.is_alive():
             self._queue.put(_END)
-            self._thread.join()
+            _join(self._thread)
         if not drop:
             self._raise()
 

@@ -637,12 +637,12 @@ def swap_video(
                 # With frame workers, decoding and reading the cache run ahead, and the tone stabiliser's shift and
                 # encoding behind, on threads of their own (frames stay in order); with none (one core), all in turn on
                 # this thread.
-                overlap = n_workers > 0 and codec_threads
+                overlap = remote is not None and codec_threads
                 with (
                     _progress(_expected_frames(info, start, end), f"swapping {template.name}", progress) as bar,
-                    Prefetch(reader) if overlap else nullcontext(reader) as decoded,
-                    InOrder(write) if overlap else _Now(write) as encode,
-                    InOrder(finish) if overlap else _Now(finish) as finishing,
+                    Prefetch(reader, name="saswap-decode") if overlap else nullcontext(reader) as decoded,
+                    InOrder(write, name="saswap-encode") if overlap else _Now(write) as encode,
+                    InOrder(finish, name="saswap-tone") if overlap else _Now(finish) as finishing,
                     ExitStack() as later,
                 ):
                     td = time.perf_counter()
@@ -652,7 +652,7 @@ def swap_video(
                         if records is None:  # the cache is read ahead too (unpacking a frame's masks takes a while)
                             records = opened.frames(opened.position_of(frame.pts, frame.index))
                             if overlap:
-                                records = iter(later.enter_context(Prefetch(records, ahead=8)))
+                                records = iter(later.enter_context(Prefetch(records, ahead=4, name="saswap-cache")))
                         analysis: FrameAnalysis | None = next(records, None)
                         if analysis is None or (
                             analysis.pts is not None and frame.pts is not None and analysis.pts != frame.pts
@@ -665,8 +665,9 @@ def swap_video(
                         frame_cut[frame.pts] = analysis.shot_cut
                         timings["analysis"] += time.perf_counter() - t1
                         # Frames are made on worker threads (OpenCV and numpy release the GIL) and written in order;
-                        # at most two frames per worker are in flight and the stabiliser holds ``reach`` more, so memory
-                        # does not grow with the video.
+                        # at most two frames per worker are in flight, the stabiliser holds ``reach`` more, and with
+                        # worker processes about 4 more are decoded ahead and 8 wait to be shifted and encoded, so
+                        # memory does not grow with the video.
                         # A frame that repeats the picture of the frame made before it (frame-rate conversion) gets the
                         # same face again, not a new one; a repeat whose picture was not made in this swap (it lies
                         # before ``start``) is made from its analysis, which is its picture's.
@@ -739,18 +740,26 @@ def _done(value):
 
 
 def _cores() -> int:
-    """The CPU cores this process may run on."""
+    """The CPU cores this process may use: its CPU affinity, within the container's CPU quota (cgroup v2) if any."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def default_workers() -> int:
     """Frame workers of a video swap by default: 2 on up to 2 cores (threads), else one per core but one, at most 8
     (processes). Measured with ``benchmarks/bench_video.py`` (``benchmarks/RESULTS.md``): on 2 cores two threads
-    make 20% more frames than one and two processes no more than two threads; on 16 cores 8 and 12 processes make
-    the same 60 frames a second (the swap's own process is the limit there), 2 threads 20."""
+    make 20% more frames than one, and two processes about 10% more than two threads on a 30-s clip (less on short
+    ones: each process takes about a second to start); on 16 cores 8 and 12 processes make the same 60 frames a
+    second (the swap's own process is the limit there), 2 threads 20."""
     cores = _cores()
     return 2 if cores <= 2 else min(cores - 1, 8)
 
@@ -759,20 +768,27 @@ def _frame_workers(pipe, source, shape_strength, enhance, workers, processes):
     """How a video swap makes its frames: (worker threads, :class:`~saswap.pipelines.workers.FrameWorkers` or None).
 
     ``workers`` None: :func:`default_workers`. ``processes`` None chooses processes for more than 2 workers, where
-    threads stop helping, unless the engine computes on a GPU or it or the compositor cannot be sent to another
-    process."""
+    threads stop helping, unless the engine computes on a GPU, it or the compositor cannot be sent to another
+    process, or the workers do not start (threads then, with a note in the log); True insists (an error then)."""
     from saswap.pipelines.workers import FrameWorkers, picklable
 
     n = max(0, int(default_workers() if workers is None else workers))
-    if processes is None:
+    chosen = processes is None
+    if chosen:
         processes = n > 2 and getattr(pipe.engine, "on_cpu", True)
         if processes and not picklable(pipe.engine, pipe.compositor):
-            logger.warning("the %s engine cannot be sent to worker processes; making frames on threads", pipe.engine.name)
+            logger.info("the engine or the compositor cannot be sent to worker processes; making frames on threads")
             processes = False
     if not processes or n == 0:
         return min(n, 8), None  # 0: frames made on this thread (a process meant to use one core)
     n = min(n, 64)
-    return n, FrameWorkers(n, pipe.engine, pipe.compositor, source, shape_strength, enhance)
+    try:
+        return n, FrameWorkers(n, pipe.engine, pipe.compositor, source, shape_strength, enhance)
+    except (SaSwapError, OSError) as err:
+        if not chosen:
+            raise
+        logger.warning("frame worker processes did not start (%s); making frames on threads", err)
+        return min(n, 8), None
 
 
 def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, stabiliser=None, make_faces=None):

@@ -4,9 +4,9 @@ A video swap makes its frames on worker threads beside decoding and encoding. Nu
 interpreter's lock inside their calls, but the engine and compose stage run enough Python between those calls that
 threads stop helping after about two: on a 16-core machine one swap made about 23 frames a second with 2, 8 or 15
 threads. :class:`FrameWorkers` runs the per-face work (:func:`saswap.pipelines.image.make_face`: the engine and the
-compose stage on the aligned crop) in separate Python processes instead; warping the crop out of the frame and
-pasting the result back stay in the calling process, so a worker receives and returns a crop-sized message per face,
-never a whole frame.
+compose stage on the aligned crop, and the result warped back into frame coordinates) in separate Python processes
+instead; cutting the crop out of the frame and blending the result in stay in the calling process, so a worker receives
+and returns a face-sized message per face, never a whole frame.
 
 The workers are started as ``python -c "...; saswap.pipelines.workers.main()"`` and fed pickled messages over their standard input
 and output. This is not :mod:`multiprocessing`: its spawned processes re-import the caller's main module, which would
@@ -48,8 +48,10 @@ _BOOT = (
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def _send(stream: IO[bytes], obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+def _send(stream: IO[bytes], obj: Any, data: bytes | None = None) -> None:
+    """Send ``obj`` (or its pickle ``data``, made once for several workers)."""
+    if data is None:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)))
     stream.write(data)
     stream.flush()
@@ -67,13 +69,29 @@ def _recv(stream: IO[bytes]) -> Any:
 
 
 def picklable(*objects: Any) -> bool:
-    """Whether ``objects`` can be sent to a worker process (an engine defined in a script's main module, or one
-    holding an ONNX Runtime session, cannot)."""
+    """Whether ``objects`` can be sent to a worker process: they pickle, and nothing in them is defined in the
+    caller's main module (a script's or a notebook's own engine class: a worker's main module is not the caller's).
+    An engine holding an ONNX Runtime session does not pickle."""
     try:
-        pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - any failure means: not in a process
         return False
-    return True
+    return not _uses_main(data)
+
+
+def _uses_main(data: bytes) -> bool:
+    """Whether a pickle refers to anything in ``__main__``."""
+    import pickletools
+
+    strings: list[str] = []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL" and str(arg).split(" ", 1)[0] in ("__main__", "__mp_main__"):
+            return True
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(str(arg))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2 and strings[-2] in ("__main__", "__mp_main__"):
+            return True
+    return False
 
 
 class _RemoteTraceback(Exception):
@@ -118,8 +136,12 @@ class FrameWorkers:
         )  # Ctrl-C reaches the swap, which closes the workers; not the workers themselves
         self._procs: list[subprocess.Popen] = []
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._broken: set[int] = set()  # workers out of step with their messages (a call broken off): never used again
         init = {"engine": engine, "compositor": compositor, "source": source, "shape_strength": shape_strength,
                 "enhance": enhance, "threads": max(1, int(threads))}  # fmt: skip
+        data = pickle.dumps(init, protocol=pickle.HIGHEST_PROTOCOL)  # once for all of them
+        if _uses_main(data):
+            raise SaSwapError("the engine or the compositor is defined in the main module: it cannot be sent to a worker")
         try:
             for _ in range(int(n)):
                 self._procs.append(
@@ -132,39 +154,52 @@ class FrameWorkers:
                     )  # fmt: skip
                 )
             for proc in self._procs:  # all of them start (import) at once; each reads its message when ready
-                _send(proc.stdin, init)
+                try:
+                    _send(proc.stdin, None, data)
+                except OSError:
+                    pass  # the worker is gone: its exit code is reported below
             for proc in self._procs:
-                self._reply(proc)
+                _result(self._reply(proc))
                 self._idle.put(proc)
         except BaseException:
             self.close()
             raise
 
-    def _reply(self, proc: subprocess.Popen) -> Any:
+    def _reply(self, proc: subprocess.Popen) -> tuple:
+        """The worker's next message (raises when it has none: it exited)."""
         try:
-            message = _recv(proc.stdout)
+            return _recv(proc.stdout)
         except (EOFError, OSError):
-            code = proc.wait(timeout=10)
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
             raise SaSwapError(
                 f"a frame worker process (pid {proc.pid}) exited with code {code}; its error is printed above"
             ) from None
-        if message[0] == "error":
-            _, text, error = message
-            if error is None:
-                raise SaSwapError(f"a frame worker process failed:\n{text}")
-            raise error from _RemoteTraceback(text)
-        return message[1]
 
     def make_faces(self, jobs: list[tuple]) -> list[tuple]:
-        """Make one face per job ``(crop, crop_face, data, scale)``; returns what
-        :func:`~saswap.pipelines.image.make_face` returns for each."""
+        """Make one face per job ``(crop, crop_face, data, transform, frame_size, weight)``; returns what
+        :func:`~saswap.pipelines.image.make_face` returns for each. An error the worker raised is raised here with
+        the worker's traceback as its cause; the worker goes on."""
         proc = self._idle.get()
         try:
+            if proc.pid in self._broken:
+                raise SaSwapError(f"a frame worker process (pid {proc.pid}) was stopped in the middle of a face")
             try:
-                _send(proc.stdin, jobs)
-            except OSError:
-                pass  # the worker is gone: its exit code is reported below
-            return self._reply(proc)
+                try:
+                    _send(proc.stdin, jobs)
+                except OSError:
+                    pass  # the worker is gone: its exit code is reported by _reply
+                message = self._reply(proc)
+            except BaseException:
+                # interrupted between the job and its reply, or no reply: the worker's next reply would answer this
+                # job, so it is never asked again
+                self._broken.add(proc.pid)
+                proc.kill()
+                raise
+            return _result(message)
         finally:
             self._idle.put(proc)
 
@@ -192,6 +227,16 @@ class FrameWorkers:
         self.close()
 
 
+def _result(message: tuple) -> Any:
+    """A worker's reply: its value, or the error it reports, raised with its traceback as the cause."""
+    if message[0] == "error":
+        _, text, error = message
+        if error is None:  # an exception that does not pickle: its traceback as text
+            raise SaSwapError(f"a frame worker process failed:\n{text}")
+        raise error from _RemoteTraceback(text)
+    return message[1]
+
+
 def _error(exc: BaseException) -> tuple[str, str, BaseException | None]:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
@@ -206,6 +251,9 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> int:
         init = _recv(inp)
     except EOFError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - what was sent does not load here: reported to the parent
+        _send(out, _error(exc))
+        return 1
     try:
         import cv2
 
@@ -244,7 +292,10 @@ def main() -> int:
     if hasattr(signal, "SIGINT"):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    if sys.stderr is not None:  # (none under pythonw)
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    else:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     try:
         return _serve(sys.stdin.buffer, out)
     except BrokenPipeError:  # the parent went away
