@@ -44,6 +44,71 @@ def test_clear_errors(tmp_path):
     assert occlusion_method(str(tmp_path)) == str(tmp_path)
 
 
+class _Torch(FaceParsing):
+    backend = "torch"
+
+
+def test_the_shipped_onnx_copy_is_the_shipped_weights(analyzer):
+    """The parser runs in ONNX Runtime (no torch import at start-up); its ONNX copy was made from the shipped weights
+    and gives their probabilities."""
+    from saswap.face.parsing import ONNX_DIGEST_KEY, ONNX_FILE
+    from saswap.io import load_image
+
+    folder = face_parser_path()
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(folder / ONNX_FILE)).metadata_props}
+    import hashlib
+
+    assert meta[ONNX_DIGEST_KEY] == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    image = load_image(data_path("images", "face_recognition__obama.jpg"))
+    face = analyzer(image)[0]
+    parsing = FaceParsing()
+    assert parsing.backend == "onnx"
+    a, b = parsing.probabilities(image, face.keypoints), _Torch().probabilities(image, face.keypoints)
+    assert np.abs(a - b).max() < 1e-4 and (a.argmax(-1) == b.argmax(-1)).mean() > 0.9999
+
+
+def test_an_onnx_copy_is_written_and_a_stale_one_refused(tmp_path):
+    from saswap.face.parsing import ONNX_FILE, write_onnx
+    from saswap.models import FaceParser
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    keypoints = np.array([[33, 40], [63, 40], [48, 55], [36, 70], [60, 70]], np.float64)
+    folders = []
+    for seed in (0, 1):
+        import torch
+
+        torch.manual_seed(seed)
+        folder = tmp_path / f"p{seed}"
+        FaceParser(block_out_channels=(4, 8), image_size=32).eval().save_pretrained(folder)
+        folders.append(folder)
+    write_onnx(folders[0])
+    parsing = FaceParsing(folders[0])
+    assert parsing.backend == "onnx" and parsing.image_size == 32
+    assert np.abs(parsing.probabilities(crop, keypoints) - _Torch(folders[0]).probabilities(crop, keypoints)).max() < 1e-5
+    (folders[1] / ONNX_FILE).write_bytes((folders[0] / ONNX_FILE).read_bytes())  # another parser's copy
+    with pytest.raises(ModelNotFoundError, match="was not made from"):
+        FaceParsing(folders[1]).probabilities(crop, keypoints)
+
+
+def test_a_cached_swap_starts_without_torch(tmp_path):
+    """Preparing the source (face analysis, the parser's source cleaning) and swapping from a template cache import
+    no torch (about a second of start-up)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from saswap import SaSwapPipeline; p = SaSwapPipeline(); "
+        f"p.prepare_source({str(data_path('images', 'sberswap__beckham.jpg'))!r}); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_probabilities_on_a_real_face(analyzer):
     from saswap.face.masks import face_region_masks
     from saswap.io import load_image
@@ -94,5 +159,5 @@ def test_cache_key_names_the_method_and_weights():
     from saswap.compose import Compositor
 
     a, b = Compositor(occlusion="parser").config()["occlusion"], Compositor(occlusion="rules").config()["occlusion"]
-    assert a.startswith("parser:") and len(a) == len("parser:") + 12 and b == "rules"
+    assert a.startswith("parser:") and len(a.split(":")[1]) == 12 and a.split(":")[2] in ("onnx", "torch") and b == "rules"
     assert Compositor(occlusion=False).config()["occlusion"] == "off"

@@ -154,6 +154,10 @@ def test_recipe_runs_through_lightning_cli(photos, tmp_path):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(loaded(x), cli.model.parser.eval()(x))
+    from saswap.face.parsing import FaceParsing
+
+    assert (folder / "model.onnx").is_file() and FaceParsing(folder).backend == "onnx"  # what runs at swap time
+    assert FaceParsing(folder).image_size == 64
     with pytest.raises(SaSwapError, match="not empty"):
         export_parser(cli.trainer.checkpoint_callback.last_model_path, folder)
 

@@ -212,12 +212,13 @@ class Compositor:
 
     def config(self) -> dict[str, Any]:
         """The constructor's arguments (JSON-able; part of a template cache's key: a parser is named with
-        its weights' digest)."""
+        its weights' digest and what runs them, ONNX Runtime or torch)."""
         occlusion = self.occlusion
         if occlusion not in ("off", "rules"):
             from saswap.face.parsing import default_face_parsing
 
-            occlusion = f"parser:{default_face_parsing(occlusion).digest}"
+            parsing = default_face_parsing(occlusion)
+            occlusion = f"parser:{parsing.digest}:{parsing.backend}"
         harmonize = self.harmonize
         if harmonize != "off":
             from saswap.compose.harmonizer import default_tone_harmonization

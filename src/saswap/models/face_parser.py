@@ -9,26 +9,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from saswap.face.parsing import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES
 from saswap.models.hub import SaSwapModelMixin
 from saswap.models.layers import activation
 
 __all__ = ["FaceParser", "FACE_PARSER_CLASSES", "SWAPPABLE_CLASSES"]
 
-#: The parser's classes, in the order of its output channels.
-FACE_PARSER_CLASSES: tuple[str, ...] = (
-    "background",
-    "skin",
-    "eyes",
-    "brows",
-    "lips",
-    "mouth",
-    "glasses",
-    "hair",
-    "occluder",
-)
-
-#: The classes a swap may change (the visible face); everything else must stay as it is.
-SWAPPABLE_CLASSES: tuple[str, ...] = ("skin", "eyes", "brows", "lips", "mouth")
 
 
 def _conv_bn(cin: int, cout: int, act: str, stride: int = 1) -> nn.Sequential:

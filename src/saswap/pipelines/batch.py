@@ -405,6 +405,9 @@ class BatchWorker:
         self.settings = BatchSettings(**settings)
         self.cache_dir = cache_dir
         self.threads = max(1, int(threads))
+        from saswap.face.parsing import set_threads
+
+        set_threads(self.threads)  # the face parser's ONNX Runtime sessions
         try:
             import cv2
             import torch

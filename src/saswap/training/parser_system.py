@@ -145,7 +145,8 @@ class FaceParserSystem(L.LightningModule):
 
 
 def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Write a trained system's parser as a ``save_pretrained`` folder (config.json + model.safetensors).
+    """Write a trained system's parser as a ``save_pretrained`` folder (config.json + model.safetensors, and its ONNX
+    copy model.onnx, :func:`saswap.face.parsing.write_onnx`).
 
     Args:
         checkpoint: a ``.ckpt`` written by training this project's :class:`FaceParserSystem` (through
@@ -156,6 +157,9 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
     Returns:
         ``out_dir``.
     """
+    from saswap.face.parsing import write_onnx
     from saswap.training.checkpoints import export_submodule
 
-    return export_submodule(checkpoint, out_dir, "parser", FaceParser, "FaceParserSystem")
+    folder = export_submodule(checkpoint, out_dir, "parser", FaceParser, "FaceParserSystem")
+    write_onnx(folder)  # what FaceParsing runs (ONNX Runtime), made from these weights
+    return folder
