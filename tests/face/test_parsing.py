@@ -93,15 +93,16 @@ def test_an_onnx_copy_is_written_and_a_stale_one_refused(tmp_path):
         FaceParsing(folders[1]).probabilities(crop, keypoints)
 
 
-def test_a_cached_swap_starts_without_torch(tmp_path):
-    """Preparing the source (face analysis, the parser's source cleaning) and swapping from a template cache import
-    no torch (about a second of start-up)."""
+def test_swaps_start_without_torch(tmp_path):
+    """Preparing the source (face analysis, the parser's source cleaning), a swap from a template cache and an image
+    swap (the target's parsing too) import no torch (about a second of start-up)."""
     import subprocess
     import sys
 
     code = (
         "import sys; from saswap import SaSwapPipeline; p = SaSwapPipeline(); "
-        f"p.prepare_source({str(data_path('images', 'sberswap__beckham.jpg'))!r}); "
+        f"s, _ = p.prepare_source({str(data_path('images', 'sberswap__beckham.jpg'))!r}); "
+        f"p(s, {str(data_path('images', 'face_recognition__obama.jpg'))!r}); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -260,8 +260,7 @@ class Compositor:
             occluded = np.maximum(skin_occlusion_mask(crop, regions), glasses_mask(crop, regions, eye))
             out["occlusion"] = (occluded > 0.5).astype(np.uint8)
         elif self.occlusion != "off":
-            from saswap.face.parsing import default_face_parsing
-            from saswap.models.face_parser import SWAPPABLE_CLASSES
+            from saswap.face.parsing import SWAPPABLE_CLASSES, default_face_parsing
 
             parsing = default_face_parsing(self.occlusion)
             maps = parsing.group_probabilities(
