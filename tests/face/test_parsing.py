@@ -66,7 +66,12 @@ def test_the_shipped_onnx_copy_is_the_shipped_weights(analyzer):
     parsing = FaceParsing()
     assert parsing.backend == "onnx"
     a, b = parsing.probabilities(image, face.keypoints), _Torch().probabilities(image, face.keypoints)
+    from saswap.face.parsing import _OnnxParser
+
+    assert isinstance(parsing.model, _OnnxParser) and not isinstance(_Torch().model, _OnnxParser)
     assert np.abs(a - b).max() < 1e-4 and (a.argmax(-1) == b.argmax(-1)).mean() > 0.9999
+    # another input size than the copy was made for: torch
+    assert FaceParsing(image_size=128).backend == "torch" and FaceParsing(image_size=256).backend == "onnx"
 
 
 def test_an_onnx_copy_is_written_and_a_stale_one_refused(tmp_path):
@@ -77,14 +82,22 @@ def test_an_onnx_copy_is_written_and_a_stale_one_refused(tmp_path):
     crop = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
     keypoints = np.array([[33, 40], [63, 40], [48, 55], [36, 70], [60, 70]], np.float64)
     folders = []
-    for seed in (0, 1):
-        import torch
+    import torch
 
-        torch.manual_seed(seed)
-        folder = tmp_path / f"p{seed}"
-        FaceParser(block_out_channels=(4, 8), image_size=32).eval().save_pretrained(folder)
-        folders.append(folder)
+    with torch.random.fork_rng():
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            folder = tmp_path / f"p{seed}"
+            FaceParser(block_out_channels=(4, 8), image_size=32).eval().save_pretrained(folder)
+            folders.append(folder)
+    assert FaceParsing(folders[0]).backend == "torch"  # no copy yet
     write_onnx(folders[0])
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folders[0] / ONNX_FILE).stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file
+    assert sorted(p.name for p in folders[0].iterdir()) == ["README.md", "config.json", ONNX_FILE, "model.safetensors"]
     parsing = FaceParsing(folders[0])
     assert parsing.backend == "onnx" and parsing.image_size == 32
     assert np.abs(parsing.probabilities(crop, keypoints) - _Torch(folders[0]).probabilities(crop, keypoints)).max() < 1e-5
@@ -94,8 +107,10 @@ def test_an_onnx_copy_is_written_and_a_stale_one_refused(tmp_path):
 
 
 def test_swaps_start_without_torch(tmp_path):
-    """Preparing the source (face analysis, the parser's source cleaning), a swap from a template cache and an image
-    swap (the target's parsing too) import no torch (about a second of start-up)."""
+    """Preparing the source (face analysis, the parser's source cleaning), an image swap and a video swap with its
+    template analysed on the way (the target's parsing too; a cached swap parses nothing) import no torch (about a
+    second of start-up)."""
+    import os
     import subprocess
     import sys
 
@@ -103,9 +118,12 @@ def test_swaps_start_without_torch(tmp_path):
         "import sys; from saswap import SaSwapPipeline; p = SaSwapPipeline(); "
         f"s, _ = p.prepare_source({str(data_path('images', 'sberswap__beckham.jpg'))!r}); "
         f"p(s, {str(data_path('images', 'face_recognition__obama.jpg'))!r}); "
+        f"p.swap_video(s, {str(data_path('videos', 'liveportrait__d8.mp4'))!r}, {str(tmp_path / 'o.mp4')!r}, "
+        "cache=False, end=0.2, progress=False); "
         "print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -160,5 +178,6 @@ def test_cache_key_names_the_method_and_weights():
     from saswap.compose import Compositor
 
     a, b = Compositor(occlusion="parser").config()["occlusion"], Compositor(occlusion="rules").config()["occlusion"]
-    assert a.startswith("parser:") and len(a.split(":")[1]) == 12 and a.split(":")[2] in ("onnx", "torch") and b == "rules"
+    assert a.startswith("parser:") and len(a.split(":")[1]) == 12 and a.split(":")[2] == FaceParsing().backend
+    assert b == "rules"
     assert Compositor(occlusion=False).config()["occlusion"] == "off"

@@ -189,3 +189,16 @@ def test_a_call_broken_off_retires_its_worker(pipe, source, target, monkeypatch)
         with pytest.raises(SaSwapError, match="stopped in the middle"):
             workers.make_faces(job)
         assert proc.wait(timeout=10) != 0  # killed
+
+
+def test_two_workers_are_processes_on_a_long_video_only(pipe, source):
+    from saswap.pipelines.video import PROCESSES_FROM_FRAMES, _frame_workers
+
+    assert _frame_workers(pipe, source, 1.0, None, 2, None, PROCESSES_FROM_FRAMES - 1) == (2, None)
+    assert _frame_workers(pipe, source, 1.0, None, 2, None, None) == (2, None)  # length unknown
+    assert _frame_workers(pipe, source, 1.0, None, 2, False, 10**6) == (2, None)
+    n, workers = _frame_workers(pipe, source, 1.0, None, 2, None, PROCESSES_FROM_FRAMES)
+    try:
+        assert n == 2 and workers is not None and len(workers._procs) == 2
+    finally:
+        workers.close()

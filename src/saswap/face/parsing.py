@@ -26,6 +26,8 @@ __all__ = [
     "FACE_PARSER_CLASSES",
     "SWAPPABLE_CLASSES",
     "FaceParsing",
+    "ONNX_DIGEST_KEY",
+    "ONNX_FILE",
     "write_onnx",
     "set_threads",
     "default_face_parsing",
@@ -119,13 +121,19 @@ class FaceParsing(LazyPretrained):
 
     @property
     def backend(self) -> str:
-        """``"onnx"`` where the folder holds :data:`ONNX_FILE` and ONNX Runtime is installed, else ``"torch"`` (the
-        two agree within 1e-5 in the logits; a template cache records which one made its masks)."""
-        import importlib.util
+        """``"onnx"`` where the folder holds :data:`ONNX_FILE`, ONNX Runtime imports and no other ``image_size`` was
+        asked for (the ONNX copy takes the size it was made for), else ``"torch"``; once loaded, what was loaded.
+        The two agree within 1e-5 in the probabilities; a template cache's key records which one made its masks."""
+        if self._model is not None:
+            return "onnx" if isinstance(self._model, _OnnxParser) else "torch"
+        if not (self.folder / ONNX_FILE).is_file() or not _onnxruntime_imports():
+            return "torch"
+        if self._image_size is not None:
+            import json
 
-        if (self.folder / ONNX_FILE).is_file() and importlib.util.find_spec("onnxruntime") is not None:
-            return "onnx"
-        return "torch"
+            if int(json.loads((self.folder / "config.json").read_text()).get("image_size", 256)) != self._image_size:
+                return "torch"
+        return "onnx"
 
     def _load(self, folder: Path):
         if self.backend == "onnx":
@@ -155,8 +163,7 @@ class FaceParsing(LazyPretrained):
         M = ffhq_transform(np.asarray(keypoints, np.float64), size)
         x = warp_face(crop, M, size, border=cv2.BORDER_CONSTANT)  # black beyond the edge, as in training
         if isinstance(self.model, _OnnxParser):
-            with self._lock:
-                return self.model.probabilities(x), M
+            return self.model.probabilities(x, self._lock), M
         import torch
 
         with self._lock, torch.inference_mode():
@@ -240,18 +247,22 @@ class _OnnxParser:
         from saswap.errors import ModelNotFoundError
 
         config = json.loads((folder / "config.json").read_text())
-        self.image_size = int(config["image_size"])
+        self.image_size = int(config.get("image_size", 256))  # FaceParser's default
         n = int(config.get("num_classes", len(FACE_PARSER_CLASSES)))
         self.classes = FACE_PARSER_CLASSES if n == len(FACE_PARSER_CLASSES) else tuple(f"class_{i}" for i in range(n))
         options = ort.SessionOptions()
-        if _THREADS is not None:
-            options.intra_op_num_threads = _THREADS
         options.inter_op_num_threads = 1
+        if _THREADS is not None:  # a share of the cores (a batch worker): its threads sleep between calls, not spin
+            options.intra_op_num_threads = _THREADS
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = folder / ONNX_FILE
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - any failure to load names the file
-            raise ModelNotFoundError(f"{path}: not a loadable ONNX model ({err})") from None
+            raise ModelNotFoundError(f"{path}: not a loadable ONNX model ({err}); write it again or remove it") from None
+        shape = self.session.get_inputs()[0].shape
+        if list(shape[-2:]) != [self.image_size, self.image_size]:
+            raise ModelNotFoundError(f"{path} takes {shape}, its config.json says image_size {self.image_size}")
         made_from = self.session.get_modelmeta().custom_metadata_map.get(ONNX_DIGEST_KEY)
         digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
         if made_from != digest:
@@ -264,10 +275,12 @@ class _OnnxParser:
     def eval(self) -> _OnnxParser:
         return self
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Softmax probabilities (S, S, K) of an aligned RGB uint8 crop (S, S, 3), as the torch model gives them."""
+    def probabilities(self, x: np.ndarray, lock) -> np.ndarray:
+        """Softmax probabilities (S, S, K) of an aligned RGB uint8 crop (S, S, 3), as the torch model gives them
+        (the network run under ``lock``: one at a time)."""
         t = np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32) / np.float32(255.0)
-        logits = self.session.run(None, {self.input: t})[0][0]
+        with lock:
+            logits = self.session.run(None, {self.input: t})[0][0]
         e = np.exp(logits - logits.max(axis=0, keepdims=True))
         return np.ascontiguousarray((e / e.sum(axis=0, keepdims=True)).transpose(1, 2, 0), np.float32)
 
@@ -281,40 +294,41 @@ def write_onnx(folder: str | os.PathLike) -> Path:
         the ONNX file's path.
     """
     import io
-    import tempfile
     import warnings
 
     import onnx
     import torch
 
+    from saswap.io import atomic_write_bytes
     from saswap.models import FaceParser
 
-    folder = Path(folder)
+    folder = face_parser_path(folder)
     model = FaceParser.from_pretrained(folder).eval()
     x = torch.zeros(1, 3, model.image_size, model.image_size)
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the tracer's notes on the input-size check, a constant for a fixed size
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (x,), buffer, opset_version=17, input_names=["image"], output_names=["logits"], dynamo=False
-        )
+        names = {"opset_version": 17, "input_names": ["image"], "output_names": ["logits"]}
+        try:
+            torch.onnx.export(model, (x,), buffer, dynamo=False, **names)
+        except TypeError:  # a torch without the ``dynamo`` choice (before 2.5): the tracing exporter anyway
+            torch.onnx.export(model, (x,), buffer, **names)
     proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key = ONNX_DIGEST_KEY
     entry.value = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     target = folder / ONNX_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{ONNX_FILE}.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(proto.SerializeToString())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file (mkstemp makes it private)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, proto.SerializeToString())
     return target
+
+
+@lru_cache(maxsize=1)
+def _onnxruntime_imports() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install (a missing runtime library) as well as none: torch then
+        return False
+    return True
 
 
 @lru_cache(maxsize=4)

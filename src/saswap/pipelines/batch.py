@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from collections import OrderedDict, deque
@@ -410,10 +411,10 @@ class BatchWorker:
         set_threads(self.threads)  # the face parser's ONNX Runtime sessions
         try:
             import cv2
-            import torch
             from threadpoolctl import threadpool_limits
 
-            torch.set_num_threads(self.threads)
+            if "torch" in sys.modules:  # not imported for it: the geometric engine's swaps need no torch (see pipe)
+                sys.modules["torch"].set_num_threads(self.threads)
             cv2.setNumThreads(self.threads)
             threadpool_limits(self.threads, user_api="blas")  # for the worker's life (see saswap.pipelines.threads)
         except Exception:  # pragma: no cover - threads are a speed hint only
@@ -427,6 +428,8 @@ class BatchWorker:
             from saswap.pipelines.image import SaSwapPipeline
 
             self._pipe = SaSwapPipeline.from_pretrained(self.settings.engine)
+            if "torch" in sys.modules:  # an engine that needs torch (the neural one): its share of the threads
+                sys.modules["torch"].set_num_threads(self.threads)
         return self._pipe
 
     def where(self) -> dict[str, Any]:

@@ -454,7 +454,8 @@ class SaSwapPipeline:
                 2 cores, else one per core but one, at most 8 (:func:`~saswap.pipelines.video.default_workers`).
             processes: the workers are separate processes (:class:`~saswap.pipelines.workers.FrameWorkers`, each
                 with a copy of the engine; for machines with many cores) rather than threads, whose gain stops at
-                about two; None (default): processes for more than 2 workers, where the engine can be sent to them.
+                about two; None (default): processes for more than 2 workers, and for 2 on a video of 300 frames
+                or more (a process takes about a second to start), where the engine can be sent to them.
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.

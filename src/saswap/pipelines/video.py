@@ -566,7 +566,9 @@ def swap_video(
         stabiliser = ToneStabiliser(tone_reach) if tone_reach > 0 else None
         held: deque = deque()  # frames made and measured, waiting for the stabiliser's lookahead
 
-        n_workers, remote = _frame_workers(pipe, prepared, shape_strength, enhance, workers, processes)
+        n_workers, remote = _frame_workers(
+            pipe, prepared, shape_strength, enhance, workers, processes, _expected_frames(info, start, end)
+        )
         pending: deque = deque()
         frame_cut: dict = {}
         # Threads make the frames beside decoding and encoding on this thread (with ``processes``, each thread
@@ -755,27 +757,34 @@ def _cores() -> int:
 
 
 def default_workers() -> int:
-    """Frame workers of a video swap by default: 2 on up to 2 cores (threads), else one per core but one, at most 8
-    (processes). Measured with ``benchmarks/bench_video.py`` (``benchmarks/RESULTS.md``): on 2 cores two threads
-    make 20% more frames than one, and two processes about 10% more than two threads on a 30-s clip (less on short
-    ones: each process takes about a second to start); on 16 cores 8 and 12 processes make the same 60 frames a
-    second (the swap's own process is the limit there), 2 threads 20."""
+    """Frame workers of a video swap by default: 2 on up to 2 cores, else one per core but one, at most 8 (processes;
+    see :func:`_frame_workers` for when 2 are processes). Measured with ``benchmarks/bench_video.py``
+    (``benchmarks/RESULTS.md``): on 2 cores two threads make 20% more frames than one, and two processes 6-12% more
+    than two threads on a 30-s clip (but each takes about a second to start); on 16 cores 8 and 12 processes make the
+    same 60 frames a second (the swap's own process is the limit there), 2 threads 20."""
     cores = _cores()
     return 2 if cores <= 2 else min(cores - 1, 8)
 
 
-def _frame_workers(pipe, source, shape_strength, enhance, workers, processes):
+#: Frames from which two workers are processes rather than threads by default: a process takes about a second to
+#: start, and two made a 30-s clip 6-12% faster than two threads on the 2-core VM (three comparisons, stop 33).
+PROCESSES_FROM_FRAMES = 300
+
+
+def _frame_workers(pipe, source, shape_strength, enhance, workers, processes, frames=None):
     """How a video swap makes its frames: (worker threads, :class:`~saswap.pipelines.workers.FrameWorkers` or None).
 
     ``workers`` None: :func:`default_workers`. ``processes`` None chooses processes for more than 2 workers, where
-    threads stop helping, unless the engine computes on a GPU, it or the compositor cannot be sent to another
-    process, or the workers do not start (threads then, with a note in the log); True insists (an error then)."""
+    threads stop helping, and for 2 when the video has at least :data:`PROCESSES_FROM_FRAMES` ``frames``, unless the
+    engine computes on a GPU, it or the compositor cannot be sent to another process, or the workers do not start
+    (threads then, with a note in the log); True insists (an error then)."""
     from saswap.pipelines.workers import FrameWorkers, picklable
 
     n = max(0, int(default_workers() if workers is None else workers))
     chosen = processes is None
     if chosen:
-        processes = n > 2 and getattr(pipe.engine, "on_cpu", True)
+        long = frames is not None and frames >= PROCESSES_FROM_FRAMES
+        processes = (n > 2 or (n == 2 and long)) and getattr(pipe.engine, "on_cpu", True)
         if processes and not picklable(pipe.engine, pipe.compositor):
             logger.info("the engine or the compositor cannot be sent to worker processes; making frames on threads")
             processes = False

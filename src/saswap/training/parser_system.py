@@ -3,6 +3,7 @@ cross-entropy + soft dice, AdamW and a cosine schedule, logging per-class IoU an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,8 @@ from torch.nn import functional as F
 from saswap.models.face_parser import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES, FaceParser
 from saswap.training.parsing_data import IGNORE_INDEX
 from saswap.training.schedules import warmup_cosine
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FaceParserSystem", "dice_loss", "export_parser"]
 
@@ -161,5 +164,11 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
     from saswap.training.checkpoints import export_submodule
 
     folder = export_submodule(checkpoint, out_dir, "parser", FaceParser, "FaceParserSystem")
-    write_onnx(folder)  # what FaceParsing runs (ONNX Runtime), made from these weights
+    try:
+        write_onnx(folder)  # what FaceParsing runs (ONNX Runtime), made from these weights
+    except Exception as err:  # noqa: BLE001 - the folder works without it (on torch)
+        logger.warning(
+            "%s: the ONNX copy could not be written (%s); the parser runs on torch. Retry with "
+            "saswap.face.parsing.write_onnx(%r)", folder, err, str(folder),
+        )  # fmt: skip
     return folder
