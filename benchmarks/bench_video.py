@@ -174,20 +174,30 @@ def speed(args, out_dir: Path) -> dict:
 
 
 def memory(args, out_dir: Path) -> dict:
-    """Peak resident memory of a cached swap (and of the precompute) of the clip once and looped 10 times."""
+    """Peak resident memory of a cached swap (and of the precompute) of the clip once and looped 10 times, with two
+    frame threads and with two frame worker processes (the swap's default picks threads for the short clip and
+    processes for the long one: each kind is compared with itself)."""
     src = DATA / "videos" / "liveportrait__s32.mp4"
     source = DATA / "images" / args.source
     saswap = [sys.executable, "-m", "saswap"]
     cache_dir = out_dir / "memory_cache"
-    res = {}
+    res: dict = {}
     for name, loops in (("x1", 1), ("x10", 10)):
         clip = out_dir / f"s32_{name}.mp4"
         loop_video(src, clip, loops)
         _, peak_pre, _ = run(saswap + ["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"])
-        cmd = ["swap", "-s", str(source), "-t", str(clip), "--quiet", "-o", str(out_dir / f"mem_{name}.mp4")]
-        wall, peak, _ = run(saswap + cmd + ["--cache-dir", str(cache_dir)])
-        res[name] = {"peak_mb_swap": round(peak), "peak_mb_precompute": round(peak_pre), "wall_s": round(wall, 1)}
-    res["swap_x10_over_x1"] = round(res["x10"]["peak_mb_swap"] / res["x1"]["peak_mb_swap"], 3)
+        res[name] = {"peak_mb_precompute": round(peak_pre)}
+        for kind in ("threads", "processes"):
+            cmd = ["swap", "-s", str(source), "-t", str(clip), "--quiet", "-o", str(out_dir / f"mem_{name}_{kind}.mp4")]
+            cmd += ["--workers", "2", "--worker-kind", kind, "--cache-dir", str(cache_dir)]
+            peaks: dict = {}
+            wall, peak, _ = run(saswap + cmd, peaks)
+            # peak_mb: the swap's own process; with_workers: its frame worker processes' resident memory added
+            res[name][kind] = {"peak_mb": round(peak), "peak_mb_with_workers": round(peaks["all"]), "wall_s": round(wall, 1)}
+    for kind in ("threads", "processes"):
+        res[f"{kind}_x10_over_x1"] = round(
+            res["x10"][kind]["peak_mb_with_workers"] / res["x1"][kind]["peak_mb_with_workers"], 3
+        )
     return res
 
 
