@@ -170,6 +170,9 @@ def speed(args, out_dir: Path) -> dict:
     for n in args.workers[1:]:  # more frame workers, for a machine with more cores (the same output)
         cmd = base + _workers(n) + ["-o", str(out_dir / f"cached_w{n}.mp4"), "--cache-dir", str(cache_dir)]
         res[f"cached_workers_{n}"] = timed(cmd, 2)
+    for key, run_ in res.items():  # a cache made with other settings (or another SaSwap) is rebuilt: not a cache hit
+        if key.startswith("cached") and isinstance(run_, dict) and "template cache hit" not in run_["log"][0]:
+            raise SystemExit(f"{key}: the template cache was not hit ({run_['log'][0]}); make it again (no --reuse)")
     return res
 
 
