@@ -16,7 +16,7 @@ from pathlib import Path
 
 from saswap.errors import ModelNotFoundError
 
-__all__ = ["LazyPretrained", "model_setting", "weights_folder"]
+__all__ = ["LazyPretrained", "model_setting", "weights_folder", "weights_sha256"]
 
 
 def model_setting(value: bool | str | os.PathLike | None, default: str, aliases: tuple[str, ...] = ()) -> str:
@@ -62,6 +62,11 @@ def weights_folder(name_or_path: str | os.PathLike, shipped: dict[str, str], wha
     return folder
 
 
+def weights_sha256(folder: Path) -> str:
+    """The SHA-256 (hex) of a ``save_pretrained`` folder's ``model.safetensors``."""
+    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()
+
+
 class LazyPretrained:
     """A ``save_pretrained`` folder whose model loads on first use; subclasses implement :meth:`_load`.
 
@@ -82,7 +87,7 @@ class LazyPretrained:
     @property
     def digest(self) -> str:
         """First 12 hex digits of the weights' SHA-256 (names the weights in a cache key or a config)."""
-        return hashlib.sha256((self.folder / "model.safetensors").read_bytes()).hexdigest()[:12]
+        return weights_sha256(self.folder)[:12]
 
     @property
     def model(self):

@@ -42,9 +42,19 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-def test_frames_made_in_worker_processes_are_those_made_on_threads(pipe, source, tmp_path):
+def test_frames_made_in_worker_processes_are_those_made_on_threads(pipe, source, tmp_path, monkeypatch):
     from saswap.pipelines.video import swap_video
+    from saswap.pipelines.workers import FrameWorkers
     from saswap.videoio import VideoReader, VideoWriter
+
+    calls = []
+    real = FrameWorkers.make_faces
+
+    def counted(self, jobs):
+        calls.append(len(jobs))
+        return real(self, jobs)
+
+    monkeypatch.setattr(FrameWorkers, "make_faces", counted)
 
     clip = tmp_path / "d8.mp4"
     with VideoReader(data_path("videos", "liveportrait__d8.mp4"), end=0.5) as reader, VideoWriter(clip, like=reader) as w:
@@ -58,6 +68,8 @@ def test_frames_made_in_worker_processes_are_those_made_on_threads(pipe, source,
                        processes=processes)  # fmt: skip
         )
         outs.append(_frames(out))
+        # threads make no call on worker processes; with processes every swapped frame's faces go to them
+        assert len(calls) == (results[-1].frames_swapped if processes else 0)
     assert len(outs[0]) == len(outs[1]) == results[1].frames > 0
     assert results[1].frames_swapped == results[0].frames_swapped > 0
     assert all(np.array_equal(a, b) for a, b in zip(*outs))

@@ -74,3 +74,20 @@ def test_in_order_drops_what_is_left_when_the_block_fails():
         gate.set()
         raise KeyboardInterrupt
     assert len(done) <= 1  # at most the call under way
+
+
+def test_in_order_without_a_thread_calls_at_once():
+    done = []
+
+    def write(x):
+        if x == 2:
+            raise OSError("disk full")
+        done.append((x, threading.current_thread() is threading.main_thread()))
+
+    with InOrder(write, thread=False) as encode:
+        encode.submit(0)
+        assert done == [(0, True)]  # made in submit, on the caller's thread
+        encode.submit(1)
+        with pytest.raises(OSError, match="disk full"):
+            encode.submit(2)
+    assert done == [(0, True), (1, True)]

@@ -25,6 +25,7 @@ __all__ = [
     "warp_face",
     "warp_back",
     "transform_face",
+    "transform_scale",
 ]
 
 #: ArcFace's five-point template for 112x112 crops (insightface ``arcface_dst``), ArcFace keypoint order.
@@ -177,6 +178,17 @@ def warp_back(crop: np.ndarray, M: np.ndarray, out_shape: tuple[int, int]) -> np
     )
 
 
+def transform_scale(M: np.ndarray) -> float:
+    """The scale of a similarity (or the mean scale of an affine map), crop pixels per image pixel for a crop's
+    ``M``.
+
+    Example:
+        >>> transform_scale(np.array([[2.0, 0, 5], [0, 2.0, 1]]))
+        2.0
+    """
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(M, np.float64)[:, :2]))))
+
+
 def transform_face(face: Face, M: np.ndarray) -> Face:
     """The same face in the coordinates of a crop made with the similarity ``M``.
 
@@ -184,7 +196,7 @@ def transform_face(face: Face, M: np.ndarray) -> Face:
     box becomes the bounding box of the transformed corners.
     """
     M = np.asarray(M, np.float64)
-    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    scale = transform_scale(M)
     x1, y1, x2, y2 = face.box
     corners = transform_points(M, np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]))
     landmarks = face.landmarks.astype(np.float64).copy()

@@ -10,7 +10,6 @@ Apache-2.0, trained by ``recipes/face-parser.yaml``; model card beside them).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from saswap.shipped import LazyPretrained, model_setting, weights_folder
+from saswap.shipped import LazyPretrained, model_setting, weights_folder, weights_sha256
 
 __all__ = [
     "COVER_CLASSES",
@@ -264,8 +263,7 @@ class _OnnxParser:
         if list(shape[-2:]) != [self.image_size, self.image_size]:
             raise ModelNotFoundError(f"{path} takes {shape}, its config.json says image_size {self.image_size}")
         made_from = self.session.get_modelmeta().custom_metadata_map.get(ONNX_DIGEST_KEY)
-        digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
-        if made_from != digest:
+        if made_from != weights_sha256(folder):
             raise ModelNotFoundError(
                 f"{path} was not made from the {folder / 'model.safetensors'} beside it; write it again "
                 "(saswap.face.parsing.write_onnx) or remove it"
@@ -316,7 +314,7 @@ def write_onnx(folder: str | os.PathLike) -> Path:
     proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key = ONNX_DIGEST_KEY
-    entry.value = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    entry.value = weights_sha256(folder)
     target = folder / ONNX_FILE
     atomic_write_bytes(target, proto.SerializeToString())
     return target

@@ -16,7 +16,6 @@ from saswap.models.layers import activation
 __all__ = ["FaceParser", "FACE_PARSER_CLASSES", "SWAPPABLE_CLASSES"]
 
 
-
 def _conv_bn(cin: int, cout: int, act: str, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), activation(act))
 

@@ -20,7 +20,7 @@ import numpy as np
 from saswap.compose.compositor import ComposedFace, Compositor, Placed, blend_placed, place_back
 from saswap.engines.base import SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
-from saswap.face.alignment import warp_face
+from saswap.face.alignment import transform_scale, warp_face
 from saswap.face.analyzer import FaceAnalyzer
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image
@@ -232,7 +232,7 @@ class SaSwapPipeline:
                 name, turn, face.pose[0], face.pose[1], SOURCE_TURN_WARN,
             )  # fmt: skip
         prepared = self.engine.prepare_source(image, face)
-        upscale = float(np.sqrt(abs(np.linalg.det(np.asarray(prepared.transform, np.float64)[:, :2]))))
+        upscale = transform_scale(prepared.transform)
         if upscale > SOURCE_UPSCALE_WARN:
             logger.warning(
                 "%s: the source face is small (%.0f px between the eyes' outer corners); the engine works on it enlarged "
@@ -506,8 +506,7 @@ def make_face(
     ts = time.perf_counter()
     result = engine.swap(crop, crop_face, source, shape_strength=shape_strength, analysis=data)
     tp = time.perf_counter()
-    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(transform, np.float64)[:, :2]))))
-    composed = compositor(crop, crop_face, data, result, scale=scale)
+    composed = compositor(crop, crop_face, data, result, scale=transform_scale(transform))
     image, mask = composed.image, composed.mask
     if enhancer is not None:
         image = enhancer.enhance_crop(image, mask)

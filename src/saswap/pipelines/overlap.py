@@ -94,7 +94,8 @@ class InOrder:
 
     :meth:`close` (or leaving the ``with`` block without an exception) waits for every call; leaving it with an
     exception drops the calls not yet made. An exception raised by ``fn`` is raised by the next :meth:`submit`
-    or by :meth:`close`, and no later call is made.
+    or by :meth:`close`, and no later call is made. With ``thread=False`` each call is made at once, in
+    :meth:`submit`, on the caller's thread (for a process meant to use one core).
 
     Example:
         >>> out = []
@@ -105,13 +106,18 @@ class InOrder:
         [0, 1, 2, 3]
     """
 
-    def __init__(self, fn: Callable[..., Any], behind: int = 4, name: str = "saswap-in-order") -> None:
+    def __init__(
+        self, fn: Callable[..., Any], behind: int = 4, name: str = "saswap-in-order", thread: bool = True
+    ) -> None:
         self._fn = fn
         self._queue: queue.Queue = queue.Queue(max(1, int(behind)))
         self._error: BaseException | None = None
         self._dropped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        if thread:
+            self._thread.start()
+        else:
+            self.submit = fn  # type: ignore[method-assign]
 
     def _run(self) -> None:
         while True:

@@ -577,7 +577,12 @@ def swap_video(
         pool = ThreadPoolExecutor(max(1, n_workers))
         make_faces = remote.make_faces if remote is not None else None
         # the workers (and the codec's threads) use the cores; the maths inside each frame runs on its own thread
-        with remote or nullcontext(), blas_threads(1), VideoReader(template, start=start, end=end, threads=codec_threads) as reader, pool:
+        with (
+            remote or nullcontext(),
+            blas_threads(1),
+            VideoReader(template, start=start, end=end, threads=codec_threads) as reader,
+            pool,
+        ):
             with VideoWriter(
                 output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
             ) as writer:
@@ -643,8 +648,8 @@ def swap_video(
                 with (
                     _progress(_expected_frames(info, start, end), f"swapping {template.name}", progress) as bar,
                     Prefetch(reader, name="saswap-decode") if overlap else nullcontext(reader) as decoded,
-                    InOrder(write, name="saswap-encode") if overlap else _Now(write) as encode,
-                    InOrder(finish, name="saswap-tone") if overlap else _Now(finish) as finishing,
+                    InOrder(write, name="saswap-encode", thread=overlap) as encode,
+                    InOrder(finish, name="saswap-tone", thread=overlap) as finishing,
                     ExitStack() as later,
                 ):
                     td = time.perf_counter()
@@ -714,19 +719,6 @@ def swap_video(
         frames_repeated=repeated,
         timings=timings,
     )
-
-
-class _Now:
-    """:class:`~saswap.pipelines.overlap.InOrder`'s interface, each call made at once on the calling thread."""
-
-    def __init__(self, fn) -> None:
-        self.submit = fn
-
-    def __enter__(self) -> _Now:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 #: Stands for a frame's changed box when the frame repeats the picture of the frame made before it.
