@@ -573,7 +573,7 @@ def swap_video(
         frame_cut: dict = {}
         # Threads make the frames beside decoding and encoding on this thread (with ``processes``, each thread
         # hands its frame's faces to a worker process). Measured on 3 s of 720p (s32, cached, 2 cores): one
-        # thread 7.0 s, two 5.8 s; on 30 s, two worker processes 6-12% faster than two threads (stop 33).
+        # thread 7.0 s, two 5.8 s; on 30 s, two worker processes 0-12% faster than two threads (four runs, stop 33).
         pool = ThreadPoolExecutor(max(1, n_workers))
         make_faces = remote.make_faces if remote is not None else None
         # the workers (and the codec's threads) use the cores; the maths inside each frame runs on its own thread
@@ -751,7 +751,7 @@ def _cores() -> int:
 def default_workers() -> int:
     """Frame workers of a video swap by default: 2 on up to 2 cores, else one per core but one, at most 8 (processes;
     see :func:`_frame_workers` for when 2 are processes). Measured with ``benchmarks/bench_video.py``
-    (``benchmarks/RESULTS.md``): on 2 cores two threads make 20% more frames than one, and two processes 6-12% more
+    (``benchmarks/RESULTS.md``): on 2 cores two threads make 20% more frames than one, and two processes 0-12% more
     than two threads on a 30-s clip (but each takes about a second to start); on 16 cores 8 and 12 processes make the
     same 60 frames a second (the swap's own process is the limit there), 2 threads 20."""
     cores = _cores()
@@ -759,7 +759,7 @@ def default_workers() -> int:
 
 
 #: Frames from which two workers are processes rather than threads by default: a process takes about a second to
-#: start, and two made a 30-s clip 6-12% faster than two threads on the 2-core VM (three comparisons, stop 33).
+#: start, and two made a 30-s clip 0-12% faster than two threads on the 2-core VM (four runs, stop 33).
 PROCESSES_FROM_FRAMES = 300
 
 
