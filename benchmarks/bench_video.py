@@ -3,6 +3,7 @@ without the template cache, peak memory against video length, and temporal stabi
 
     python benchmarks/bench_video.py                      # speed + memory on liveportrait__s32.mp4 looped to ~30 s
     python benchmarks/bench_video.py --workers 2 p8 t8      # also cached swaps with 8 worker processes / threads
+    python benchmarks/bench_video.py --analysis-workers 2 0 # template analysis with 2 worker processes; also with none
     python benchmarks/bench_video.py --no-speed --memory  # peak memory of the clip x1 against x10
     python benchmarks/bench_video.py --no-speed --stability   # stability on the talking heads (one process per clip)
     python benchmarks/bench_video.py --no-speed --stability --crf 0   # the same, swaps written losslessly
@@ -135,16 +136,14 @@ def speed(args, out_dir: Path) -> dict:
     clip = out_dir / "s32_loop.mp4"
     saswap = [sys.executable, "-m", "saswap", "-v"]
     cache_dir = out_dir / "cache"
-    if args.reuse:  # the looped clip and its cache made by an earlier run (elsewhere): cached swaps alone
+    if args.reuse:  # the looped clip made by an earlier run (elsewhere): not looped again
         shutil.copy(Path(args.reuse) / "s32_loop.mp4", clip)
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        shutil.copytree(Path(args.reuse) / "cache", cache_dir)
         from saswap.videoio import probe_video
 
         duration = float(probe_video(clip).duration)
     else:
         duration = loop_video(src, clip, args.loops)
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    shutil.rmtree(cache_dir, ignore_errors=True)
     res: dict = {"clip": f"{src.name} x{args.loops}", "duration_s": round(duration, 2)}
     for preset in ("ultrafast", "veryfast"):
         res[f"floor_{preset}"] = round(floor(clip, preset) / duration, 3)
@@ -159,9 +158,15 @@ def speed(args, out_dir: Path) -> dict:
 
     base = ["swap", "-s", str(source), "-t", str(clip), "--quiet"]
     workers = _workers(args.workers[0])
-    if not args.reuse:
-        res["no_cache"] = timed(base + workers + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"], 2)
-        res["precompute"] = timed(["precompute", str(clip), "--cache-dir", str(cache_dir), "--quiet"], 1)
+    analysis = [] if args.analysis_workers[0] == "auto" else ["--analysis-workers", args.analysis_workers[0]]
+    res["no_cache"] = timed(base + workers + analysis + ["-o", str(out_dir / "nocache.mp4"), "--no-cache"], 2)
+    pre = ["precompute", str(clip), "--quiet"]
+    res["precompute"] = timed(pre + ["--cache-dir", str(cache_dir)] + (analysis and ["--workers", analysis[1]]), 1)
+    res["analysis_workers"] = args.analysis_workers[0]
+    for n in args.analysis_workers[1:]:  # the template's analysis with other worker counts (the same cache)
+        other = out_dir / f"cache_a{n}"
+        shutil.rmtree(other, ignore_errors=True)
+        res[f"precompute_workers_{n}"] = timed(pre + ["--cache-dir", str(other), "--workers", n], 1)
     size = sum(p.stat().st_size for p in cache_dir.glob("*.stc"))
     res["cache_mb_per_minute_720p"] = round(size / 1e6 / (duration / 60.0), 1)
     res["cached"] = timed(base + workers + ["-o", str(out_dir / "cached.mp4"), "--cache-dir", str(cache_dir)], 2)
@@ -172,7 +177,7 @@ def speed(args, out_dir: Path) -> dict:
         res[f"cached_workers_{n}"] = timed(cmd, 2)
     for key, run_ in res.items():  # a cache made with other settings (or another SaSwap) is rebuilt: not a cache hit
         if key.startswith("cached") and isinstance(run_, dict) and "template cache hit" not in run_["log"][0]:
-            raise SystemExit(f"{key}: the template cache was not hit ({run_['log'][0]}); make it again (no --reuse)")
+            raise SystemExit(f"{key}: the template cache was not hit ({run_['log'][0]})")
     return res
 
 
@@ -322,8 +327,13 @@ def main() -> None:
         "or tN threads, pN processes",
     )
     parser.add_argument(
-        "--reuse", default=None, help="speed: a folder with s32_loop.mp4 and cache/ from an earlier run; cached swaps only"
+        "--analysis-workers",
+        nargs="+",
+        default=["auto"],
+        help="speed: template analysis worker processes (the first for the uncached swap and the precompute; each "
+        "further count one more precompute): N or auto",
     )
+    parser.add_argument("--reuse", default=None, help="speed: a folder with s32_loop.mp4 from an earlier run (not looped again)")
     parser.add_argument("--memory", action="store_true", help="also peak memory of the clip x1 against x10")
     parser.add_argument("--stability", action="store_true", help="temporal stability on the talking heads")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed runs")

@@ -174,6 +174,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec, crf=args.crf,
             preset=args.preset, progress=not args.quiet, workers=args.workers,
             processes={"auto": None, "threads": False, "processes": True}[args.worker_kind],
+            analysis_workers=args.analysis_workers,
         )  # fmt: skip
     t = result.timings
     hit = "template cache hit" if result.cache_hit else f"template analysed in {t['precompute']:.1f} s"
@@ -193,7 +194,9 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
 
     info = probe_video(args.template)
     pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
-    opened, existed = pipe.precompute(args.template, args.cache_dir, progress=not args.quiet, force=args.force)
+    opened, existed = pipe.precompute(
+        args.template, args.cache_dir, progress=not args.quiet, force=args.force, workers=args.workers
+    )
     size = opened.path.stat().st_size
     minutes = max(info.duration / 60.0, 1e-9)
     state = "already cached" if existed else "cached"
@@ -547,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
     v.add_argument("--workers", type=int, default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
     v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
+    v.add_argument("--analysis-workers", type=int, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on up to 2 cores, else one per core but one, at most 8; 0: none; the cache does not change)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_swap)
 
@@ -556,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="saswap-geometric", help="the engine the cache is for (its alignment)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
+    p.add_argument("--workers", type=int, default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on up to 2 cores, else one per core but one, at most 8; 0: none; the cache does not change)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute)
 

@@ -203,6 +203,20 @@ class TargetAnalyzer:
             },
         }
 
+    def analyzer_spec(self) -> tuple[str, dict[str, Any]] | None:
+        """How to make this face analyzer again in another process: ``(backend, keyword arguments)`` for
+        :class:`~saswap.face.FaceAnalyzer`, or None when it cannot be (another backend, or a caller's own analyzer).
+        Reading it never loads the analyzer."""
+        from saswap.face.analyzer import FaceAnalyzer, MediaPipeBackend
+
+        if self._analyzer is FaceAnalyzer:  # the default, not loaded yet
+            return "mediapipe", {}
+        backend = getattr(self._analyzer, "backend", None)
+        if type(self._analyzer) is not FaceAnalyzer or type(backend) is not MediaPipeBackend:
+            return None
+        keys = ("min_score", "tiling", "small_face", "fine_tiling_side", "rotations", "refine")
+        return "mediapipe", {k: getattr(backend, k) for k in keys}
+
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces of a frame, largest first (the face analyzer's only use)."""
         self.calls += 1

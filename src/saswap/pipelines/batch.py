@@ -452,7 +452,7 @@ class BatchWorker:
         t0 = time.perf_counter()
         record: dict[str, Any] = {"type": "template", "template": template, **self.where()}
         try:
-            opened, hit = self.pipe.precompute(template, self.cache_dir, progress=False)
+            opened, hit = self.pipe.precompute(template, self.cache_dir, progress=False, workers=0)  # a process already
             record.update(status="done", cache=str(opened.path), hit=bool(hit), frames=len(opened))
         except SaSwapError as err:
             record.update(status="failed", error=str(err))
@@ -519,7 +519,7 @@ class BatchWorker:
                     face_index=s.face_index, all_faces=s.all_faces, reference=reference, enhance=s.enhance,
                     cache_dir=self.cache_dir, codec=s.codec, crf=s.crf, preset=s.preset, progress=False,
                     tag={**tag, "media": "video"}, workers=self.threads if self.threads > 1 else 0,
-                    processes=False, codec_threads=self.threads > 1,  # each batch worker is a process already
+                    processes=False, analysis_workers=0, codec_threads=self.threads > 1,  # each batch worker is a process already
                 )  # fmt: skip
                 timings.update(result.timings)
                 record.update(frames=result.frames, frames_swapped=result.frames_swapped, cache_hit=result.cache_hit)

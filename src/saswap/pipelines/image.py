@@ -390,16 +390,20 @@ class SaSwapPipeline:
     # -- video ----------------------------------------------------------------------------------
     def precompute(
         self, template: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, progress: bool | Callable = True,
-        force: bool = False,
+        force: bool = False, workers: int | None = None,
     ):  # fmt: skip
         """Analyse a template video once into its template cache (see :mod:`saswap.pipelines.cache`).
+
+        ``workers``: processes that detect and describe the faces beside this one (the cache does not depend on it;
+        0: none); None: for a video of 300 frames or more, 2 on up to 2 cores, else one per core but one, at most 8
+        (:func:`~saswap.pipelines.video.default_analysis_workers`).
 
         Returns:
             (the opened :class:`~saswap.pipelines.cache.TemplateCache`, whether a valid one already existed).
         """
         from saswap.pipelines.video import precompute_template
 
-        return precompute_template(self, template, cache_dir, progress=progress, force=force)
+        return precompute_template(self, template, cache_dir, progress=progress, force=force, workers=workers)
 
     def swap_video(
         self,
@@ -423,6 +427,7 @@ class SaSwapPipeline:
         progress: bool | Callable[[str, int, int | None], None] = True,
         workers: int | None = None,
         processes: bool | None = None,
+        analysis_workers: int | None = None,
     ):
         """Swap the source's face into a template video, streamed frame by frame.
 
@@ -456,6 +461,7 @@ class SaSwapPipeline:
                 with a copy of the engine; for machines with many cores) rather than threads, whose gain stops at
                 about two; None (default): processes for more than 2 workers, and for 2 on a video of 300 frames
                 or more (a process takes about a second to start), where the engine can be sent to them.
+            analysis_workers: processes that analyse a template not yet cached (see :meth:`precompute`).
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.
@@ -466,7 +472,7 @@ class SaSwapPipeline:
             self, source, template, output, shape_strength=shape_strength, face_index=face_index,
             all_faces=all_faces, reference=reference, enhance=enhance, cache=cache, cache_dir=cache_dir,
             start=start, end=end, codec=codec, crf=crf, preset=preset, fade_frames=fade_frames, progress=progress,
-            workers=workers, processes=processes,
+            workers=workers, processes=processes, analysis_workers=analysis_workers,
         )  # fmt: skip
 
     def _get_enhancer(self, name: str):

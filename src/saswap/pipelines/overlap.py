@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["InOrder", "Prefetch"]
+__all__ = ["InOrder", "Prefetch", "ordered_map"]
 
 _END = object()
 
@@ -157,3 +158,39 @@ class InOrder:
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(drop=exc_type is not None)
+
+
+def ordered_map(fn: Callable[[Any], Any], items: Iterable, threads: int, ahead: int | None = None) -> Iterator[tuple]:
+    """``(item, fn(item))`` for each item, in order, with ``fn`` run on ``threads`` threads, at most ``ahead``
+    (default: twice ``threads``) items in flight; ``threads`` 0 runs each call on the caller's thread, when its
+    item is reached.
+
+    ``items`` is iterated on the caller's thread, one item at a time as room frees up, so a generator that reads a
+    video or keeps state in frame order stays in order. Closing the iterator early (an exception in the loop) waits
+    for the calls in flight and drops the rest; an exception raised by ``fn`` is raised where its item's result is due.
+
+    Example:
+        >>> [r for _, r in ordered_map(lambda x: x * x, range(6), threads=3)]
+        [0, 1, 4, 9, 16, 25]
+    """
+    if threads <= 0:
+        for item in items:
+            yield item, fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    ahead = max(1, int(ahead) if ahead is not None else 2 * int(threads))
+    pending: deque = deque()
+    with ThreadPoolExecutor(int(threads), thread_name_prefix="saswap-map") as pool:
+        try:
+            for item in items:
+                pending.append((item, pool.submit(fn, item)))
+                if len(pending) >= ahead:
+                    first, future = pending.popleft()
+                    yield first, future.result()
+            while pending:
+                first, future = pending.popleft()
+                yield first, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()

@@ -15,6 +15,11 @@ unsafe once threads (the codecs', OpenCV's) are running. Each worker holds its o
 and the prepared source, sent once when it starts; the results are the same as on threads (the same code on the same
 inputs, every worker's linear algebra and OpenCV on one thread). Only the pipeline's own processes read these messages
 (pickle is not safe for data from elsewhere).
+
+:class:`AnalysisWorkers` does the same for a template's analysis (:func:`~saswap.pipelines.video.precompute_template`):
+each worker holds its own face analyzer, engine and compositor, and detects the faces of a frame, or describes the
+faces it is given (alignment, 3D fit, occlusion and person masks); tracking, smoothing and the cache's writing stay
+in the calling process, in frame order.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import IO, Any
 
 from saswap.errors import SaSwapError
 
-__all__ = ["FrameWorkers", "picklable"]
+__all__ = ["AnalysisWorkers", "FrameWorkers", "picklable"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,31 +108,19 @@ class _RemoteTraceback(Exception):
         return self.text
 
 
-class FrameWorkers:
-    """``n`` worker processes that make faces (engine + compose stage) for one source.
+class _Workers:
+    """``n`` worker processes, each holding what ``init`` sends it (its ``role``: what it does with a message).
 
-    :meth:`make_faces` is what :meth:`SaSwapPipeline.swap_frame`'s ``make_faces`` takes; it may be called from
-    ``n`` threads at once, each call taking an idle worker. Use it as a context manager (or call :meth:`close`):
-    the workers exit when their input closes, also when this process dies.
-
-    Args:
-        n: worker processes.
-        engine, compositor: the pipeline's (pickled into each worker once).
-        source: the prepared :class:`~saswap.engines.base.SourceFace`.
-        shape_strength: as for the swap.
-        enhance: face enhancer name or path (loaded in each worker), or None.
-        threads: threads of each worker's BLAS, OpenMP and OpenCV.
+    :meth:`_call` may be called from ``n`` threads at once, each call taking an idle worker. Use it as a context
+    manager (or call :meth:`close`): the workers exit when their input closes, also when this process dies.
 
     Raises:
         SaSwapError: a worker could not start or load what it was sent.
     """
 
-    def __init__(
-        self, n: int, engine, compositor, source, shape_strength: float = 1.0, enhance: str | None = None,
-        threads: int = 1,
-    ) -> None:  # fmt: skip
+    def __init__(self, n: int, init: dict[str, Any], threads: int = 1) -> None:
         if n < 1:
-            raise ValueError(f"FrameWorkers needs at least one worker, got {n}")
+            raise ValueError(f"{type(self).__name__} needs at least one worker, got {n}")
         env = dict(os.environ)
         env[_PATH_VAR] = os.pathsep.join(p for p in sys.path if p)
         env.update({name: str(max(1, int(threads))) for name in _THREAD_VARS})
@@ -137,9 +130,7 @@ class FrameWorkers:
         self._procs: list[subprocess.Popen] = []
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._broken: set[int] = set()  # workers out of step with their messages (a call broken off): never used again
-        init = {"engine": engine, "compositor": compositor, "source": source, "shape_strength": shape_strength,
-                "enhance": enhance, "threads": max(1, int(threads))}  # fmt: skip
-        data = pickle.dumps(init, protocol=pickle.HIGHEST_PROTOCOL)  # once for all of them
+        data = pickle.dumps({**init, "threads": max(1, int(threads))}, protocol=pickle.HIGHEST_PROTOCOL)  # once for all
         if _uses_main(data):
             raise SaSwapError("the engine or the compositor is defined in the main module: it cannot be sent to a worker")
         try:
@@ -176,35 +167,36 @@ class FrameWorkers:
                 proc.kill()
                 code = proc.wait()
             raise SaSwapError(
-                f"a frame worker process (pid {proc.pid}) exited with code {code}; its error is printed above"
+                f"a {self._what} process (pid {proc.pid}) exited with code {code}; its error is printed above"
             ) from None
 
-    def make_faces(self, jobs: list[tuple]) -> list[tuple]:
-        """Make one face per job ``(crop, crop_face, data, transform, frame_size, weight)``; returns what
-        :func:`~saswap.pipelines.image.make_face` returns for each. An error the worker raised is raised here with
-        the worker's traceback as its cause; the worker goes on."""
+    _what = "worker"
+
+    def _call(self, message: Any) -> Any:
+        """Send ``message`` to an idle worker and return its reply's value. An error the worker raised is raised here
+        with the worker's traceback as its cause; the worker goes on."""
         proc = self._idle.get()
         try:
             if proc.pid in self._broken:
-                raise SaSwapError(f"a frame worker process (pid {proc.pid}) was stopped in the middle of a face")
+                raise SaSwapError(f"a {self._what} process (pid {proc.pid}) was stopped in the middle of a job")
             try:
                 try:
-                    _send(proc.stdin, jobs)
+                    _send(proc.stdin, message)
                 except OSError:
                     pass  # the worker is gone: its exit code is reported by _reply
-                message = self._reply(proc)
+                reply = self._reply(proc)
             except BaseException:
                 # interrupted between the job and its reply, or no reply: the worker's next reply would answer this
                 # job, so it is never asked again
                 self._broken.add(proc.pid)
                 proc.kill()
                 raise
-            return _result(message)
+            return _result(reply)
         finally:
             self._idle.put(proc)
 
     def close(self) -> None:
-        """Stop the workers (each finishes the face it is making), killing any that does not exit within 10 s."""
+        """Stop the workers (each finishes the job it is doing), killing any that does not exit within 10 s."""
         for proc in self._procs:
             try:
                 proc.stdin.close()
@@ -220,11 +212,73 @@ class FrameWorkers:
                 proc.stdout.close()
         self._procs = []
 
-    def __enter__(self) -> FrameWorkers:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class FrameWorkers(_Workers):
+    """``n`` worker processes that make faces (engine + compose stage) for one source.
+
+    :meth:`make_faces` is what :meth:`SaSwapPipeline.swap_frame`'s ``make_faces`` takes; it may be called from
+    ``n`` threads at once, each call taking an idle worker. Use it as a context manager (or call :meth:`close`):
+    the workers exit when their input closes, also when this process dies.
+
+    Args:
+        n: worker processes.
+        engine, compositor: the pipeline's (pickled into each worker once).
+        source: the prepared :class:`~saswap.engines.base.SourceFace`.
+        shape_strength: as for the swap.
+        enhance: face enhancer name or path (loaded in each worker), or None.
+        threads: threads of each worker's BLAS, OpenMP and OpenCV.
+
+    Raises:
+        SaSwapError: a worker could not start or load what it was sent.
+    """
+
+    _what = "frame worker"
+
+    def __init__(
+        self, n: int, engine, compositor, source, shape_strength: float = 1.0, enhance: str | None = None,
+        threads: int = 1,
+    ) -> None:  # fmt: skip
+        init = {"role": "faces", "engine": engine, "compositor": compositor, "source": source,
+                "shape_strength": shape_strength, "enhance": enhance}  # fmt: skip
+        super().__init__(n, init, threads)
+
+    def make_faces(self, jobs: list[tuple]) -> list[tuple]:
+        """Make one face per job ``(crop, crop_face, data, transform, frame_size, weight)``; returns what
+        :func:`~saswap.pipelines.image.make_face` returns for each. An error the worker raised is raised here with
+        the worker's traceback as its cause; the worker goes on."""
+        return self._call(jobs)
+
+
+class AnalysisWorkers(_Workers):
+    """``n`` worker processes that analyse a template's frames (:class:`~saswap.pipelines.analysis.TargetAnalyzer`):
+    each with its own face analyzer (made from ``analyzer``: the backend's name and its keyword arguments, see
+    :meth:`~saswap.pipelines.analysis.TargetAnalyzer.analyzer_spec`), engine and compositor.
+
+    :meth:`detect` and :meth:`analyse` may be called from ``n`` threads at once. The results are those of the calling
+    process's own analyzer on the same frame (the same code and models; every worker's maths on ``threads`` threads).
+
+    Raises:
+        SaSwapError: a worker could not start or load what it was sent.
+    """
+
+    _what = "template analysis worker"
+
+    def __init__(self, n: int, engine, compositor, analyzer: tuple[str, dict[str, Any]], threads: int = 1) -> None:
+        super().__init__(n, {"role": "analysis", "engine": engine, "compositor": compositor, "analyzer": analyzer}, threads)
+
+    def detect(self, image) -> list:
+        """The faces of a frame, largest first (:meth:`TargetAnalyzer.detect`)."""
+        return self._call(("detect", image))
+
+    def analyse(self, image, faces: list, index: int = 0, pts: int | None = None, time: float = 0.0):
+        """The :class:`~saswap.pipelines.analysis.FrameAnalysis` of a frame whose faces are given."""
+        return self._call(("analyse", image, faces, index, pts, time))
 
 
 def _result(message: tuple) -> Any:
@@ -246,6 +300,51 @@ def _error(exc: BaseException) -> tuple[str, str, BaseException | None]:
     return "error", text, exc
 
 
+def _faces_role(init: dict[str, Any]):
+    """A frame worker's job handler: engine + compose stage per face."""
+    from saswap.pipelines.image import make_face
+
+    engine, compositor, source = init["engine"], init["compositor"], init["source"]
+    shape_strength = init["shape_strength"]
+    enhancer = None
+    if init["enhance"]:
+        from saswap.enhance import FaceEnhancer
+
+        enhancer = FaceEnhancer.from_pretrained(init["enhance"])
+
+    def handle(jobs: list[tuple]) -> list[tuple]:
+        return [make_face(engine, compositor, enhancer, *job, source, shape_strength) for job in jobs]
+
+    return handle
+
+
+def _analysis_role(init: dict[str, Any]):
+    """A template analysis worker's job handler: ``("detect", image)`` or ``("analyse", image, faces, index, pts,
+    time)``."""
+    from functools import partial
+
+    from saswap.face.analyzer import FaceAnalyzer
+    from saswap.face.parsing import set_threads
+    from saswap.pipelines.analysis import TargetAnalyzer
+
+    set_threads(init["threads"])
+    backend, kwargs = init["analyzer"]
+    analyzer = TargetAnalyzer(init["engine"], init["compositor"], partial(FaceAnalyzer, backend, **kwargs))
+    analyzer.analyzer  # noqa: B018 - loaded now: a model that does not load is reported when the worker starts
+
+    def handle(message: tuple) -> Any:
+        kind, image, *rest = message
+        if kind == "detect":
+            return analyzer.detect(image)
+        faces, index, pts, time_ = rest
+        return analyzer(image, faces, index=index, pts=pts, time=time_)
+
+    return handle
+
+
+_ROLES = {"faces": _faces_role, "analysis": _analysis_role}
+
+
 def _serve(inp: IO[bytes], out: IO[bytes]) -> int:
     try:
         init = _recv(inp)
@@ -257,33 +356,25 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> int:
     try:
         import cv2
 
-        from saswap.pipelines.image import make_face
-
         cv2.setNumThreads(init["threads"])
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(init["threads"])
-        engine, compositor, source = init["engine"], init["compositor"], init["source"]
-        shape_strength = init["shape_strength"]
-        enhancer = None
-        if init["enhance"]:
-            from saswap.enhance import FaceEnhancer
-
-            enhancer = FaceEnhancer.from_pretrained(init["enhance"])
+        handle = _ROLES[init["role"]](init)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         _send(out, _error(exc))
         return 1
     _send(out, ("ok", os.getpid()))
     while True:
         try:
-            jobs = _recv(inp)
+            message = _recv(inp)
         except EOFError:
             return 0
         try:
-            made = [make_face(engine, compositor, enhancer, *job, source, shape_strength) for job in jobs]
+            value = handle(message)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
             _send(out, _error(exc))
             continue
-        _send(out, ("ok", made))
+        _send(out, ("ok", value))
 
 
 def main() -> int:
