@@ -7,6 +7,7 @@ without the template cache, peak memory against video length, and temporal stabi
     python benchmarks/bench_video.py --no-speed --memory  # peak memory of the clip x1 against x10
     python benchmarks/bench_video.py --no-speed --stability   # stability on the talking heads (one process per clip)
     python benchmarks/bench_video.py --no-speed --stability --crf 0   # the same, swaps written losslessly
+    python benchmarks/bench_video.py --no-speed --stability --sources sberswap__beckham.jpg sberswap__murakami.jpg
     python benchmarks/bench_video.py --no-speed --stability --config '{"expression_exchange": 0}'   # an ablation
 
 Figures go to benchmarks/outputs/video/summary.json; copy them into RESULTS.md.
@@ -163,7 +164,7 @@ def speed(args, out_dir: Path) -> dict:
     pre = ["precompute", str(clip), "--quiet"]
     res["precompute"] = timed(pre + ["--cache-dir", str(cache_dir)] + (analysis and ["--workers", analysis[1]]), 1)
     res["analysis_workers"] = args.analysis_workers[0]
-    for n in args.analysis_workers[1:]:  # the template's analysis with other worker counts (the same cache)
+    for n in args.analysis_workers[1:]:  # the template's analysis with other worker counts (timed alone)
         other = out_dir / f"cache_a{n}"
         shutil.rmtree(other, ignore_errors=True)
         res[f"precompute_workers_{n}"] = timed(pre + ["--cache-dir", str(other), "--workers", n], 1)
@@ -266,34 +267,51 @@ def stability(args, out_dir: Path) -> dict:
     The template is the clip itself, trimmed by the swap (``end``), its frames as they were encoded (not re-encoded:
     libx264 as PyAV ships it can write different pixels for the same input from one process to the next), and each
     clip is swapped and measured in a process of its own (``--one-clip``), so a clip's figures do not depend on the
-    clips measured before it (see ``benchmarks/RESULTS.md``, stop 31)."""
-    rows = {}
-    for name in args.clips or TALKING_HEADS:
-        row_file = out_dir / f"row_{name}.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--no-speed", "--stability", "--one-clip", name]
-        cmd += ["--out", str(out_dir), "--source", args.source]
-        cmd += ["--seconds", str(args.seconds), "--every", str(args.every)]
-        cmd += [] if args.crf is None else ["--crf", str(args.crf)]
-        cmd += [] if not args.config else ["--config", args.config]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        rows[name] = json.loads(row_file.read_text())
-        print(name, json.dumps(rows[name]), flush=True)
-    vals = list(rows.values())
-    summary = {
+    clips measured before it (see ``benchmarks/RESULTS.md``, stop 31). With ``--sources``, every clip is swapped with
+    each source (its rows in a folder of its own), and the summary pools them (per source as well)."""
+    sources = args.sources or [args.source]
+    rows: dict = {}
+    for source in sources:
+        folder = out_dir if len(sources) == 1 else out_dir / Path(source).stem
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in args.clips or TALKING_HEADS:
+            row_file = folder / f"row_{name}.json"
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--no-speed", "--stability", "--one-clip", name]
+            cmd += ["--out", str(folder), "--source", source]
+            cmd += ["--seconds", str(args.seconds), "--every", str(args.every)]
+            cmd += [] if args.crf is None else ["--crf", str(args.crf)]
+            cmd += [] if not args.config else ["--config", args.config]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            key = name if len(sources) == 1 else f"{source}:{name}"
+            rows[key] = json.loads(row_file.read_text())
+            print(key, json.dumps(rows[key]), flush=True)
+    summary = _stability_summary(list(rows.values()), args)
+    if len(sources) > 1:
+        summary["sources"] = sources
+        summary["per_source"] = {
+            source: _stability_summary([v for k, v in rows.items() if k.startswith(source + ":")], args)
+            for source in sources
+        }
+    return {"summary": summary, "clips": rows}
+
+
+def _stability_summary(vals: list[dict], args) -> dict:
+    """Medians, extremes and counts over rows of the stability benchmark (one per clip, or per clip and source)."""
+    return {
         "clips": len(vals),
         "seconds_per_clip": args.seconds,
         "crf": args.crf,
         "jitter_ratio_max": max(v["jitter_ratio"] for v in vals),
         "jitter_ratio_median": float(np.median([v["jitter_ratio"] for v in vals])),
+        "jitter_within_bar": sum(v["jitter_ratio"] <= 1.1 for v in vals),
         "tone_ratio_max": max(v["tone_ratio"] for v in vals),
         "tone_ratio_median": float(np.median([v["tone_ratio"] for v in vals])),
+        "tone_within_bar": sum(v["tone_ratio"] <= 1.2 for v in vals),
         "found_min": min(v["found"] for v in vals),
         "closer_video": sum(v["closer_video"] for v in vals),
         "closer_images": sum(v["closer_images"] for v in vals),
         "sampled": sum(v["sampled"] for v in vals),
-        "expression_carried_median": float(
-            np.median([v["expression_carried"] for v in vals if v["expression_carried"] is not None])
-        ),
+        "expression_carried_median": _median([v["expression_carried"] for v in vals]),
         "tone_ratio_template_region_median": _median([v["tone_ratio_template_region"] for v in vals]),
         "tone_ratio_template_region_max": max(
             (v["tone_ratio_template_region"] for v in vals if v["tone_ratio_template_region"] is not None), default=None
@@ -305,7 +323,6 @@ def stability(args, out_dir: Path) -> dict:
         },
         "config": json.loads(args.config) if args.config else {},
     }
-    return {"summary": summary, "clips": rows}
 
 
 def _median(values: list) -> float | None:
@@ -318,6 +335,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "outputs" / "video"))
     parser.add_argument("--source", default="sberswap__beckham.jpg")
+    parser.add_argument(
+        "--sources", nargs="+", default=None, help="stability: swap every clip with each of these sources (pooled figures)"
+    )
     parser.add_argument("--loops", type=int, default=5, help="times the 6-s clip is looped (5: 30 s)")
     parser.add_argument(
         "--workers",
@@ -330,8 +350,8 @@ def main() -> None:
         "--analysis-workers",
         nargs="+",
         default=["auto"],
-        help="speed: template analysis worker processes (the first for the uncached swap and the precompute; each "
-        "further count one more precompute): N or auto",
+        help="speed: template analysis worker processes: the first (N or auto) for the uncached swap and the precompute, "
+        "each further count N one more precompute",
     )
     parser.add_argument("--reuse", default=None, help="speed: a folder with s32_loop.mp4 from an earlier run (not looped again)")
     parser.add_argument("--memory", action="store_true", help="also peak memory of the clip x1 against x10")

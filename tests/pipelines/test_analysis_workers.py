@@ -20,10 +20,37 @@ def pipe(analyzer, morphable_model):
     return SaSwapPipeline(GeometricEngine(morphable_model=morphable_model), analyzer)
 
 
-def test_a_template_analysed_by_workers_gives_the_cache_of_one_process(pipe, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """12 frames of one talking head, its last frame shown twice more (a repeat), then a cut to another person."""
+    import cv2
+
+    from saswap.videoio import VideoReader, VideoWriter
+
+    path = tmp_path_factory.mktemp("clip") / "cut.mp4"
+    with VideoReader(data_path("videos", "liveportrait__d8.mp4"), end=0.4) as d8:
+        first = [frame.image for frame in d8][:12]
+    with VideoReader(data_path("videos", "video-retalking__1.mp4"), end=0.3) as other:
+        second = [cv2.resize(frame.image, (480, 480), interpolation=cv2.INTER_AREA) for frame in other]
+    with VideoWriter(path, width=480, height=480, fps=30, crf=0) as writer:
+        for image in first + [first[-1]] * 2 + second:
+            writer.write(image)
+    return path, len(first) + 2 + len(second)
+
+
+def test_a_template_analysed_by_workers_gives_the_cache_of_one_process(pipe, clip, tmp_path, monkeypatch):
+    clip, frames = clip
     from saswap.pipelines.video import precompute_template
     from saswap.pipelines.workers import AnalysisWorkers
 
+    started = []
+    real_init = AnalysisWorkers.__init__
+
+    def recorded(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.extend(self._procs)
+
+    monkeypatch.setattr(AnalysisWorkers, "__init__", recorded)
     calls = {"detect": 0, "analyse": 0}
     for name in calls:
         real = getattr(AnalysisWorkers, name)
@@ -34,27 +61,33 @@ def test_a_template_analysed_by_workers_gives_the_cache_of_one_process(pipe, tmp
 
         monkeypatch.setattr(AnalysisWorkers, name, counted)
 
-    clip = data_path("videos", "liveportrait__d8.mp4")
     caches, detected = [], []
     for workers in (0, 2):
         before = pipe.target_analyzer.calls
-        opened, hit = precompute_template(pipe, clip, tmp_path / f"w{workers}", progress=False, end=0.6, workers=workers)
+        opened, hit = precompute_template(pipe, clip, tmp_path / f"w{workers}", progress=False, workers=workers)
         assert not hit
         detected.append(pipe.target_analyzer.calls - before)
         caches.append(list(opened.frames()))
+    assert len(started) == 2 and all(proc.poll() is not None for proc in started)  # started, and gone afterwards
     assert calls["detect"] == detected[1] == detected[0] > 0  # every detection went to the workers, and is counted
+    assert opened.header["repeats"] >= 1  # the frame shown again was found (and not analysed again)
     assert calls["analyse"] == len(caches[1]) - opened.header["repeats"]
     one, many = caches
-    assert len(one) == len(many) > 10
-    assert [f.shot_cut for f in one] == [f.shot_cut for f in many]
+    assert len(one) == len(many) == frames
+    assert [f.shot_cut for f in one] == [f.shot_cut for f in many] and sum(f.shot_cut for f in one) == 1
+    assert [f.repeat_of for f in one] == [f.repeat_of for f in many]
+    assert len({f.faces[0].face.track_id for f in many}) == 2  # a new track after the cut
     for a, b in zip(one, many):
         assert (a.index, a.pts, a.repeat_of, len(a.faces)) == (b.index, b.pts, b.repeat_of, len(b.faces))
         for fa, fb in zip(a.faces, b.faces):
             assert np.array_equal(fa.face.landmarks, fb.face.landmarks) and fa.face.track_id == fb.face.track_id
             assert np.array_equal(fa.transform, fb.transform)
             assert sorted(fa.data) == sorted(fb.data)
-            for key in fa.data:  # masks exactly; the 3D fit's linear algebra up to rounding (one BLAS thread there)
-                assert np.allclose(fa.data[key], fb.data[key], rtol=0, atol=1e-9), key
+            for key in fa.data:  # masks exactly; the 3D fit's linear algebra up to rounding (one BLAS thread there);
+                # the blur reading (pixels) varies by up to ~2e-4 from one analysis to the next even in one process
+                # (benchmarks/RESULTS.md, stop 33)
+                tolerance = 1e-3 if key == "blur" else 1e-9
+                assert np.allclose(fa.data[key], fb.data[key], rtol=0, atol=tolerance), key
 
 
 def test_an_analyzer_that_cannot_be_made_again_stays_in_this_process(pipe, caplog):
@@ -73,10 +106,26 @@ def test_an_analyzer_that_cannot_be_made_again_stays_in_this_process(pipe, caplo
     assert _analysis_workers(pipe, None, 100) == (0, None)  # a short video: not worth starting them
 
 
+def test_workers_that_do_not_start_fall_back_to_this_process_when_chosen(pipe, monkeypatch, caplog):
+    from saswap.errors import SaSwapError
+    from saswap.pipelines import video
+    from saswap.pipelines.workers import AnalysisWorkers
+
+    monkeypatch.setattr(video, "_cores", lambda: 4)
+    with pytest.raises(SaSwapError, match="could not start: unknown face analysis backend"):
+        AnalysisWorkers(1, pipe.engine, pipe.compositor, ("no-such-backend", {}))
+    monkeypatch.setattr(type(pipe.target_analyzer), "analyzer_spec", lambda self: ("no-such-backend", {}))
+    with caplog.at_level(logging.WARNING, logger="saswap.pipelines.video"):
+        assert video._analysis_workers(pipe, None, 1000) == (0, None)
+    assert "did not start" in caplog.text
+    with pytest.raises(SaSwapError, match="could not start"):
+        video._analysis_workers(pipe, 2)
+
+
 def test_default_analysis_workers_follow_the_cores_and_the_length(monkeypatch):
     from saswap.pipelines import video
 
-    for cores, expected in ((1, 2), (2, 2), (4, 3), (16, 8)):
+    for cores, expected in ((1, 0), (2, 2), (4, 3), (16, 8)):
         monkeypatch.setattr(video, "_cores", lambda cores=cores: cores)
         assert video.default_analysis_workers(1000) == expected
         assert video.default_analysis_workers(video.PROCESSES_FROM_FRAMES - 1) == 0

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -221,8 +221,8 @@ def precompute_template(
         start, end: analyse only this span (seconds; part of the cache's key). A persistent cache is best
             made for the whole template, which every trimmed swap can then use.
         workers: worker processes that detect and describe the faces (:class:`~saswap.pipelines.workers.AnalysisWorkers`;
-            tracking, smoothing and writing stay here, in frame order, so the cache does not change with it); 0
-            analyses in this process; None: :func:`default_analysis_workers`.
+            tracking, smoothing and writing stay here, in frame order, so the analysis is the same up to floating-point
+            rounding); 0 analyses in this process; None: :func:`default_analysis_workers`.
 
     Returns:
         (the opened cache, whether it already existed).
@@ -269,8 +269,12 @@ def precompute_template(
             frame, repeat, _ = item
             return None if repeat else detect(frame.image)
 
-        with VideoReader(template, start=start, end=end) as reader, _progress(expected, "analysing template", progress) as bar:
-            for (frame, repeat, cut), found in ordered_map(detected, scanned(reader), threads):
+        with (
+            VideoReader(template, start=start, end=end) as reader,
+            _progress(expected, "analysing template", progress) as bar,
+            closing(ordered_map(detected, scanned(reader), threads)) as results,  # closed before the reader
+        ):
+            for (frame, repeat, cut), found in results:
                 if repeat:
                     anchors.append(anchors[-1])  # the same picture: the same faces, not detected again
                     frames_faces.append(frames_faces[-1])
@@ -316,7 +320,11 @@ def precompute_template(
             return describe(frame.image, smoothed[i], index=i, pts=frame.pts, time=frame.time)
 
         try:
-            with VideoReader(template, start=start, end=end) as reader, _progress(len(smoothed), "caching template", progress) as bar:
+            with (
+                VideoReader(template, start=start, end=end) as reader,
+                _progress(len(smoothed), "caching template", progress) as bar,
+                closing(ordered_map(described, reader, threads)) as results,
+            ):
                 # Frames are written MASK_WINDOW distinct frames late, once their neighbours on both sides are known;
                 # a repeated frame is its anchor's analysis (steadied the same way), written right after it.
                 window: list[FrameAnalysis] = []
@@ -331,7 +339,7 @@ def precompute_template(
                             replace(steady, index=index, pts=pts, time=time_, shot_cut=False, repeat_of=steady.index)
                         )
 
-                for frame, analysis in ordered_map(described, reader, threads):
+                for frame, analysis in results:
                     i = frame.index
                     if i >= len(smoothed):
                         break
@@ -825,15 +833,15 @@ def _frame_workers(pipe, source, shape_strength, enhance, workers, processes, fr
 
 
 def default_analysis_workers(frames: int | None = None) -> int:
-    """Worker processes of a template's analysis by default: none for a video of fewer than
+    """Worker processes of a template's analysis by default: none on one core or for a video of fewer than
     :data:`PROCESSES_FROM_FRAMES` ``frames`` (a worker takes a second or two to start and load its models), else 2 on
-    up to 2 cores and one per core but one, at most 8, on more. On the 2-core VM, 6 s of 720p (180 frames) analysed in
+    2 cores and one per core but one, at most 8, on more. On the 2-core VM, 6 s of 720p (180 frames) analysed in
     7.3 s here and in 5.6-5.9 s with two workers, their start included (the analysis in one process keeps only about
     1.6 cores busy)."""
-    if frames is not None and frames < PROCESSES_FROM_FRAMES:
-        return 0
     cores = _cores()
-    return 2 if cores <= 2 else min(cores - 1, 8)
+    if cores < 2 or (frames is not None and frames < PROCESSES_FROM_FRAMES):
+        return 0
+    return 2 if cores == 2 else min(cores - 1, 8)
 
 
 def _analysis_workers(pipe, workers: int | None, frames: int | None = None):
@@ -848,13 +856,16 @@ def _analysis_workers(pipe, workers: int | None, frames: int | None = None):
     if n == 0:
         return 0, None
     spec = pipe.target_analyzer.analyzer_spec()
-    if spec is None or not picklable(pipe.engine, pipe.compositor):
+    if spec is None or not getattr(pipe.engine, "on_cpu", True) or not picklable(pipe.engine, pipe.compositor):
         if not chosen:
             raise SaSwapError(
                 "the template's analysis cannot run in worker processes: its face analyzer, engine or compositor "
-                "cannot be made again there (use workers=0)"
+                "cannot be made again there, or the engine is on a GPU (analyse with 0 workers)"
             )
-        logger.info("the face analyzer, the engine or the compositor cannot be sent to worker processes; analysing here")
+        logger.info(
+            "the face analyzer, the engine or the compositor cannot be sent to worker processes (or the engine is on "
+            "a GPU); analysing here"
+        )
         return 0, None
     n = min(n, 64)
     try:

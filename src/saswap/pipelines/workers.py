@@ -130,6 +130,7 @@ class _Workers:
         self._procs: list[subprocess.Popen] = []
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._broken: set[int] = set()  # workers out of step with their messages (a call broken off): never used again
+        self._stopped: set[int] = set()  # those of them stopped here (the others had exited by themselves)
         data = pickle.dumps({**init, "threads": max(1, int(threads))}, protocol=pickle.HIGHEST_PROTOCOL)  # once for all
         if _uses_main(data):
             raise SaSwapError("the engine or the compositor is defined in the main module: it cannot be sent to a worker")
@@ -150,7 +151,11 @@ class _Workers:
                 except OSError:
                     pass  # the worker is gone: its exit code is reported below
             for proc in self._procs:
-                _result(self._reply(proc))
+                message = self._reply(proc)  # (it exited: raised here)
+                try:
+                    _result(message, self._what)
+                except Exception as err:  # what the worker raised loading what it was sent (a model, a class)
+                    raise SaSwapError(f"a {self._what} process (pid {proc.pid}) could not start: {err}") from err
                 self._idle.put(proc)
         except BaseException:
             self.close()
@@ -170,7 +175,8 @@ class _Workers:
                 f"a {self._what} process (pid {proc.pid}) exited with code {code}; its error is printed above"
             ) from None
 
-    _what = "worker"
+    _what = "worker"  # what the messages call a worker
+    _job = "job"  # and what it makes
 
     def _call(self, message: Any) -> Any:
         """Send ``message`` to an idle worker and return its reply's value. An error the worker raised is raised here
@@ -178,7 +184,9 @@ class _Workers:
         proc = self._idle.get()
         try:
             if proc.pid in self._broken:
-                raise SaSwapError(f"a {self._what} process (pid {proc.pid}) was stopped in the middle of a job")
+                if proc.pid in self._stopped:
+                    raise SaSwapError(f"a {self._what} process (pid {proc.pid}) was stopped in the middle of a {self._job}")
+                raise SaSwapError(f"a {self._what} process (pid {proc.pid}) exited with code {proc.poll()}")
             try:
                 try:
                     _send(proc.stdin, message)
@@ -189,9 +197,11 @@ class _Workers:
                 # interrupted between the job and its reply, or no reply: the worker's next reply would answer this
                 # job, so it is never asked again
                 self._broken.add(proc.pid)
-                proc.kill()
+                if proc.poll() is None:  # still running, out of step: stopped here
+                    self._stopped.add(proc.pid)
+                    proc.kill()
                 raise
-            return _result(reply)
+            return _result(reply, self._what)
         finally:
             self._idle.put(proc)
 
@@ -239,6 +249,7 @@ class FrameWorkers(_Workers):
     """
 
     _what = "frame worker"
+    _job = "face"
 
     def __init__(
         self, n: int, engine, compositor, source, shape_strength: float = 1.0, enhance: str | None = None,
@@ -261,13 +272,15 @@ class AnalysisWorkers(_Workers):
     :meth:`~saswap.pipelines.analysis.TargetAnalyzer.analyzer_spec`), engine and compositor.
 
     :meth:`detect` and :meth:`analyse` may be called from ``n`` threads at once. The results are those of the calling
-    process's own analyzer on the same frame (the same code and models; every worker's maths on ``threads`` threads).
+    process's own analyzer on the same frame up to floating-point rounding (the same code and models; every worker's
+    maths on ``threads`` threads, so a least-squares fit may differ in its last digits).
 
     Raises:
         SaSwapError: a worker could not start or load what it was sent.
     """
 
     _what = "template analysis worker"
+    _job = "frame"
 
     def __init__(self, n: int, engine, compositor, analyzer: tuple[str, dict[str, Any]], threads: int = 1) -> None:
         super().__init__(n, {"role": "analysis", "engine": engine, "compositor": compositor, "analyzer": analyzer}, threads)
@@ -281,12 +294,12 @@ class AnalysisWorkers(_Workers):
         return self._call(("analyse", image, faces, index, pts, time))
 
 
-def _result(message: tuple) -> Any:
+def _result(message: tuple, what: str = "worker") -> Any:
     """A worker's reply: its value, or the error it reports, raised with its traceback as the cause."""
     if message[0] == "error":
         _, text, error = message
         if error is None:  # an exception that does not pickle: its traceback as text
-            raise SaSwapError(f"a frame worker process failed:\n{text}")
+            raise SaSwapError(f"a {what} process failed:\n{text}")
         raise error from _RemoteTraceback(text)
     return message[1]
 
