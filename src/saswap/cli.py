@@ -165,6 +165,8 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     with _output_folder(out):
         _check_writable(out)
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+        if args.device:
+            pipe.to(args.device)
         source = _pipeline_input(args.source)
         reference = _pipeline_input(args.reference) if args.reference else None
         prepared, _ = pipe.prepare_source(source, force=args.force)
@@ -311,6 +313,8 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
         reference = _pipeline_input(args.reference) if args.reference else None
         t0 = time.perf_counter()
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+        if args.device:
+            pipe.to(args.device)
         prepared, _ = pipe.prepare_source(source, force=args.force)
         loaded = time.perf_counter() - t0
         result = pipe(
@@ -540,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="allow the output to replace an input file")
     _add_swap_settings(p)
+    p.add_argument(
+        "--device", default=None,
+        help="where the engine computes, as torch names it (cuda, cuda:1, mps; default: the CPU); face analysis and "
+        "the compose stage stay on the CPU",
+    )  # fmt: skip
     v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
     v.add_argument("--crf", type=int, default=14, help="encoder quality (x264/x265: 0 lossless, 14 default, 51 worst)")
     v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")

@@ -123,3 +123,20 @@ def test_onnx_engine_from_a_model_folder(tmp_path):
     )
     pipe = SaSwapPipeline.from_pretrained(tmp_path)
     assert pipe.engine.name == "onnx" and pipe.engine.crop_size == 128
+
+
+def test_onnx_engine_moves_to_a_provider_that_exists(tmp_path):
+    import onnxruntime as ort
+
+    from saswap.engines import OnnxSwapEngine
+    from saswap.errors import SaSwapError
+
+    _tiny_swapper(tmp_path / "swapper.onnx", np.eye(512))
+    engine = OnnxSwapEngine(tmp_path / "swapper.onnx", embedder=None)
+    assert engine.to("cpu") is engine and engine.device == "cpu" and engine.on_cpu
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(SaSwapError, match="cannot run on 'cuda:1' here"):
+            engine.to("cuda:1")
+        assert engine.device == "cpu"  # left where it was
+    with pytest.raises(SaSwapError, match="cannot run on 'tpu'"):
+        engine.to("tpu")

@@ -117,3 +117,61 @@ def test_cli_swaps_with_the_exported_weights(exported, tmp_path, capsys):
     ]
     assert main([*args, "-o", str(out), "--engine", "saswap", "--weights", str(folder)]) == 0
     assert read_tag(out)["engine"] == "saswap"
+
+
+def test_the_neural_engine_moves_between_devices_and_reads_its_cached_fit(exported, analyzer, monkeypatch):
+    """``pipe.to(device)`` moves the networks (a device torch cannot use is a clear error, the engine left on the CPU);
+    the target's 3DMM fit is part of its analysis (a template cache's), and the swap reads it instead of fitting again."""
+    from saswap import SaSwapPipeline
+    from saswap.engines import neural
+    from saswap.errors import SaSwapError
+    from saswap.io import load_image
+
+    _, out = exported
+    pipe = SaSwapPipeline.from_pretrained(out, analyzer=analyzer)
+    assert pipe.to("cpu") is pipe and pipe.device == "cpu" and pipe.engine.on_cpu
+    if not torch.cuda.is_available():
+        with pytest.raises(SaSwapError, match="cannot move to 'cuda'"):
+            pipe.to("cuda")
+        assert pipe.device == "cpu"
+    target = load_image(data_path("images", "sadtalker__happy.png"))
+    analysis = pipe.target_analyzer(target)
+    assert {"fit_shape", "fit_expr", "fit_rotation"} <= set(analysis.faces[0].data)
+    fits = []
+    real = neural.fit_morphable
+    monkeypatch.setattr(neural, "fit_morphable", lambda *a, **k: fits.append(1) or real(*a, **k))
+    source = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))[0]
+    fits.clear()
+    out_image = target.copy()
+    pipe.swap_frame(out_image, target, analysis, source)
+    assert fits == [] and not np.array_equal(out_image, target)  # swapped, from the cached fit alone
+
+
+def test_engines_that_compute_on_the_cpu_alone_refuse_another_device():
+    from saswap import SaSwapPipeline
+    from saswap.errors import SaSwapError
+
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    assert pipe.to("cpu").device == "cpu"
+    with pytest.raises(SaSwapError, match="computes on the CPU only"):
+        pipe.to("cuda:0")
+
+
+def test_the_neural_engine_sends_its_analysis_without_the_networks(exported, analyzer):
+    """A template's analysis workers get a stand-in with the alignment and the 3DMM fit, not the networks."""
+    import pickle
+
+    from saswap import SaSwapPipeline
+    from saswap.io import load_image
+
+    _, out = exported
+    pipe = SaSwapPipeline.from_pretrained(out, analyzer=analyzer)
+    view = pipe.engine.for_analysis()
+    sent = pickle.dumps(view)
+    assert b"torch" not in sent and len(sent) < len(pickle.dumps(pipe.engine))
+    target = load_image(data_path("images", "sadtalker__happy.png"))
+    face = analyzer(target)[0]
+    assert np.array_equal(view.alignment(face), pipe.engine.alignment(face)) and view.crop_size == pipe.engine.crop_size
+    crop, face_c, _ = pipe.engine.align(target, face)
+    a, b = view.analyze_target(crop, face_c), pipe.engine.analyze_target(crop, face_c)
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)

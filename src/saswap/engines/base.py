@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from saswap.errors import SaSwapError
 from saswap.face.alignment import ffhq_transform, transform_face, warp_face
 from saswap.face.types import Face
 
@@ -100,6 +101,22 @@ class SwapEngine(ABC):
         cores, each with a copy of the engine; an engine on a GPU makes them on threads)."""
         return True
 
+    @property
+    def device(self) -> str:
+        """Where the engine computes (``"cpu"``, ``"cuda:0"``, ...)."""
+        return "cpu"
+
+    def to(self, device: str) -> SwapEngine:
+        """Compute on ``device`` (as torch names it: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); returns the engine.
+        An engine that computes on the CPU alone accepts ``"cpu"`` only.
+
+        Raises:
+            SaSwapError: the engine cannot compute there.
+        """
+        if str(device).split(":", 1)[0] != "cpu":
+            raise SaSwapError(f"the {self.name} engine computes on the CPU only; it cannot move to {device!r}")
+        return self
+
     def alignment(self, face: Face) -> np.ndarray:
         """The image -> crop similarity for a face, shape (2, 3)."""
         return ffhq_transform(face.keypoints, self.crop_size)
@@ -112,6 +129,12 @@ class SwapEngine(ABC):
     @abstractmethod
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
         """Precompute everything the engine needs from the source image and its face."""
+
+    def for_analysis(self):
+        """What a template's analysis needs of this engine (``crop_size``, :meth:`alignment`, :meth:`analyze_target`),
+        as an object to send to analysis worker processes: the engine itself by default; an engine with large
+        networks (or on a GPU) returns a light stand-in that computes the same analysis on the CPU."""
+        return self
 
     def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
         """What the engine needs from an aligned target crop alone (computed once per template frame and

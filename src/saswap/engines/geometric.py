@@ -58,7 +58,15 @@ from saswap.face.masks import (
     skin_occlusion_mask,
     triangle_visibility,
 )
-from saswap.face.morphable import MorphableFit, MorphableModel, fit_morphable, keypoint_motion, project
+from saswap.face.morphable import (
+    MorphableFit,
+    MorphableModel,
+    fit_from_analysis,
+    fit_morphable,
+    fit_to_analysis,
+    keypoint_motion,
+    project,
+)
 from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 from saswap.face.topology import MESH_MIRROR, eye_triangles, mesh_triangles, region_loop
 from saswap.face.types import Face
@@ -112,15 +120,6 @@ def expression_weight(difference: float) -> float:
     """
     lo = _MOUTH_DIFFERENCE - _MOUTH_BAND
     return float(np.clip(1.0 - (difference - lo) / (2.0 * _MOUTH_BAND), 0.0, 1.0))
-
-
-def _fit_from(analysis: dict[str, np.ndarray]) -> MorphableFit:
-    """The target's 3DMM fit from :meth:`GeometricEngine.analyze_target`'s arrays."""
-    return MorphableFit(
-        shape=analysis["fit_shape"], expr=analysis["fit_expr"], scale=float(analysis["fit_scale"][0]),
-        rotation=analysis["fit_rotation"], translation=analysis["fit_translation"],
-        keypoints_2d=analysis["fit_keypoints_2d"], error=float(analysis["fit_error"][0]),
-    )  # fmt: skip
 
 
 def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
@@ -304,12 +303,7 @@ class GeometricEngine(SwapEngine):
 
     def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
         """The target's 3DMM fit (its camera and expression drive the jaw motion)."""
-        fit = fit_morphable(self.model, face.landmarks_68)
-        return {
-            "fit_shape": fit.shape, "fit_expr": fit.expr, "fit_scale": np.array([fit.scale]),
-            "fit_rotation": fit.rotation, "fit_translation": fit.translation,
-            "fit_keypoints_2d": fit.keypoints_2d, "fit_error": np.array([fit.error]),
-        }  # fmt: skip
+        return fit_to_analysis(fit_morphable(self.model, face.landmarks_68))
 
     #: The mouth rule's opening over a quarter of a second; the 3DMM expression the lower face takes from the
     #: target (``expression_exchange``) over 0.07 s: the fit's noise from frame to frame, not the target's speech.
@@ -402,7 +396,7 @@ class GeometricEngine(SwapEngine):
         opening_t = (
             float(analysis["mouth_opening"][0]) if "mouth_opening" in analysis else mouth_openness(target_face.landmarks)
         )
-        fit_t = _fit_from(analysis)
+        fit_t = fit_from_analysis(analysis)
         if "expression" in analysis:  # a video's, smoothed along the track (see track_signals)
             fit_t = dataclasses.replace(fit_t, expr=np.asarray(analysis["expression"], np.float64))
         points, motion = self.sparse_motion(target_face, source, shape_strength, fit_t, opening_t)

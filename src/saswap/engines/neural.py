@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
-from saswap.errors import ModelNotFoundError
+from saswap.errors import ModelNotFoundError, SaSwapError
 from saswap.face.alignment import ARCFACE_TEMPLATE_112, umeyama_similarity, warp_face
-from saswap.face.morphable import MorphableModel, fit_morphable, keypoint_motion
+from saswap.face.morphable import MorphableModel, fit_from_analysis, fit_morphable, fit_to_analysis, keypoint_motion
 from saswap.face.types import Face
 
 __all__ = ["SaSwapEngine"]
@@ -61,6 +61,35 @@ class SaSwapEngine(SwapEngine):
     def on_cpu(self) -> bool:
         return self._param().device.type == "cpu"
 
+    @property
+    def device(self) -> str:
+        return str(self._param().device)
+
+    def to(self, device: str) -> SaSwapEngine:
+        """Move the networks to ``device`` (``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``); returns the engine.
+
+        Raises:
+            SaSwapError: torch cannot use that device here (no GPU, a build without CUDA).
+        """
+        try:
+            target = torch.device(device)
+            for module in (self.identity_encoder, self.attribute_encoder, self.generator, self.flow_estimator):
+                module.to(target)
+        except (RuntimeError, AssertionError, AttributeError) as err:  # torch's "no CUDA", "not compiled with ..."
+            for module in (self.identity_encoder, self.attribute_encoder, self.generator, self.flow_estimator):
+                module.to("cpu")
+            raise SaSwapError(f"the SaSwap engine cannot move to {device!r}: {err}") from err
+        return self
+
+    def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        """The target's 3DMM fit (its keypoint motion drives the flow estimator), computed once per template frame."""
+        return fit_to_analysis(fit_morphable(self.model, face.landmarks_68))
+
+    def for_analysis(self) -> _NeuralAnalysis:
+        """The alignment and the 3DMM fit without the networks (sent to a template's analysis workers)."""
+        return _NeuralAnalysis(self.crop_size, self.model)
+
+
     @torch.no_grad()
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
         crop, face_c, M = self.align(image, face)
@@ -90,7 +119,10 @@ class SaSwapEngine(SwapEngine):
     ) -> EngineOutput:
         self._check_crop(target, shape_strength)
         size = self.crop_size
-        fit_t = fit_morphable(self.model, target_face.landmarks_68)
+        # the target's fit from its analysis (a template's cache), else made here
+        fit_t = fit_from_analysis(analysis) if analysis and "fit_shape" in analysis else fit_morphable(
+            self.model, target_face.landmarks_68
+        )
         motion = keypoint_motion(self.model, source.extras["fit"], fit_t, 1.0)
         p = self._param()
         x = torch.from_numpy(target).permute(2, 0, 1)[None].to(p) / 127.5 - 1
@@ -100,3 +132,19 @@ class SaSwapEngine(SwapEngine):
         y = self.generator(torch.from_numpy(source.embedding).to(p), attrs, flow, shape_strength)
         out = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu().numpy()
         return EngineOutput(image=out)
+
+
+class _NeuralAnalysis:
+    """What a template's analysis needs of :class:`SaSwapEngine`: its crop size, alignment and target fit."""
+
+    name = "saswap"
+
+    def __init__(self, crop_size: int, model: MorphableModel) -> None:
+        self.crop_size = int(crop_size)
+        self.model = model
+
+    def alignment(self, face: Face) -> np.ndarray:
+        return SwapEngine.alignment(self, face)
+
+    def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        return SaSwapEngine.analyze_target(self, crop, face)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
-from saswap.errors import ModelNotFoundError
+from saswap.errors import ModelNotFoundError, SaSwapError
 from saswap.face.alignment import ARCFACE_TEMPLATE_112, umeyama_similarity
 from saswap.face.types import Face
 
@@ -63,6 +63,7 @@ class OnnxSwapEngine(SwapEngine):
         self.emap = numpy_helper.to_array(graph.initializer[-1])
         if self.emap.shape != (512, 512):
             raise ModelNotFoundError(f"{path}: last initializer has shape {self.emap.shape}, expected (512, 512)")
+        self.path = path
         self.session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
         inputs = self.session.get_inputs()
         if len(inputs) != 2:
@@ -71,6 +72,39 @@ class OnnxSwapEngine(SwapEngine):
         size = inputs[0].shape[2]
         self.crop_size = int(size) if isinstance(size, int) else 128
         self.embedder = embedder
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.session.get_providers()[0] == "CPUExecutionProvider"
+
+    @property
+    def device(self) -> str:
+        provider = self.session.get_providers()[0]
+        if provider == "CUDAExecutionProvider":
+            options = self.session.get_provider_options().get(provider, {})
+            return f"cuda:{options.get('device_id', 0)}"
+        return "cpu" if provider == "CPUExecutionProvider" else provider
+
+    def to(self, device: str) -> OnnxSwapEngine:
+        """Run the swapper on ``device``: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` with ONNX Runtime's CUDA provider
+        (the ``onnxruntime-gpu`` package); returns the engine.
+
+        Raises:
+            SaSwapError: that provider is not available here.
+        """
+        import onnxruntime as ort
+
+        kind, _, index = str(device).partition(":")
+        if kind == "cpu":
+            providers: list = ["CPUExecutionProvider"]
+        elif kind == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers = [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+        else:
+            raise SaSwapError(
+                f"the ONNX engine cannot run on {device!r} here (providers available: {ort.get_available_providers()})"
+            )
+        self.session = ort.InferenceSession(str(self.path), providers=providers)
+        return self
 
     def alignment(self, face: Face) -> np.ndarray:
         # insightface's norm_crop for sizes divisible by 128: the ArcFace template scaled, shifted 8 px per 128.

