@@ -131,18 +131,27 @@ class _Picklable(GeometricEngine):
     pass
 
 
-def test_an_engine_on_a_gpu_makes_its_frames_on_threads(pipe, source, caplog):
+def test_an_engine_on_a_gpu_stays_here_and_the_workers_compose(pipe, source, target, caplog):
+    """An engine on a GPU is not copied into worker processes (it need not even pickle): it makes the faces on the
+    calling threads, and the workers run the compose stage alone; the frames are the same."""
     from saswap import SaSwapPipeline
     from saswap.pipelines.video import _frame_workers
-    from saswap.pipelines.workers import picklable
 
     engine = _OnGpu.__new__(_OnGpu)
     engine.__dict__.update(pipe.engine.__dict__)
-    assert picklable(engine)  # so the GPU alone decides
+    engine.hook = lambda: None  # does not pickle: never sent
     other = SaSwapPipeline(engine, pipe.analyzer, pipe.compositor)
+    image, analysis = target
     with caplog.at_level(logging.INFO, logger="saswap.pipelines.video"):
-        assert _frame_workers(other, source, 1.0, None, 6, None) == (6, None)
+        n, workers = _frame_workers(other, source, 1.0, None, 3, None)
     assert "cannot be sent" not in caplog.text
+    assert n == 3 and workers is not None and workers._engine_here
+    with workers:
+        out = image.copy()
+        masks = other.swap_frame(out, image, analysis, source, make_faces=workers.make_faces)
+    local = image.copy()
+    assert np.array_equal(masks[0], pipe.swap_frame(local, image, analysis, source)[0])
+    assert np.array_equal(out, local) and not np.array_equal(out, image)
 
 
 def test_an_engine_class_from_the_main_module_is_not_sent_to_workers(pipe, source, monkeypatch, caplog):

@@ -531,6 +531,25 @@ def make_face(
     """
     ts = time.perf_counter()
     result = engine.swap(crop, crop_face, source, shape_strength=shape_strength, analysis=data)
+    engine_s = time.perf_counter() - ts
+    placed, _, compose_s = compose_face(compositor, enhancer, crop, crop_face, data, transform, frame_size, weight, result)
+    return placed, engine_s, compose_s
+
+
+def compose_face(
+    compositor: Compositor,
+    enhancer,
+    crop: np.ndarray,
+    crop_face: Face,
+    data: dict[str, np.ndarray],
+    transform: np.ndarray,
+    frame_size: tuple[int, int],
+    weight: float,
+    result,
+) -> tuple[Placed | None, float, float]:
+    """The compose stage of one face the engine made (``result``, its :class:`~saswap.engines.base.EngineOutput`), up
+    to its placing back into the frame: what a frame worker runs when the engine computes elsewhere (on a GPU, in the
+    frame's owner). Returns what :func:`make_face` returns, with 0 engine seconds."""
     tp = time.perf_counter()
     composed = compositor(crop, crop_face, data, result, scale=transform_scale(transform))
     image, mask = composed.image, composed.mask
@@ -539,7 +558,7 @@ def make_face(
     if weight < 1.0:
         mask = mask * np.float32(max(weight, 0.0))
     placed = place_back(image, mask, transform, frame_size)
-    return placed, tp - ts, time.perf_counter() - tp
+    return placed, 0.0, time.perf_counter() - tp
 
 
 def _looks_like_repo_id(key: str) -> bool:

@@ -808,23 +808,26 @@ def _frame_workers(pipe, source, shape_strength, enhance, workers, processes, fr
 
     ``workers`` None: :func:`default_workers`. ``processes`` None chooses processes for more than 2 workers, where
     threads stop helping, and for 2 when the video has at least :data:`PROCESSES_FROM_FRAMES` ``frames``, unless the
-    engine computes on a GPU, it or the compositor cannot be sent to another process, or the workers do not start
-    (threads then, with a note in the log); True insists (an error then)."""
+    engine or the compositor cannot be sent to another process, or the workers do not start (threads then, with a
+    note in the log); True insists (an error then). An engine on a GPU stays in this process, one copy its threads
+    share, and the worker processes run the compose stage alone (``engine_here``)."""
     from saswap.pipelines.workers import FrameWorkers, picklable
 
     n = max(0, int(default_workers() if workers is None else workers))
+    here = not getattr(pipe.engine, "on_cpu", True)  # on a GPU: the engine is not copied into the workers
+    sent = (pipe.compositor,) if here else (pipe.engine, pipe.compositor)
     chosen = processes is None
     if chosen:
         long = frames is not None and frames >= PROCESSES_FROM_FRAMES
-        processes = (n > 2 or (n == 2 and long)) and getattr(pipe.engine, "on_cpu", True)
-        if processes and not picklable(pipe.engine, pipe.compositor):
+        processes = n > 2 or (n == 2 and long)
+        if processes and not picklable(*sent):
             logger.info("the engine or the compositor cannot be sent to worker processes; making frames on threads")
             processes = False
     if not processes or n == 0:
         return min(n, 8), None  # 0: frames made on this thread (a process meant to use one core)
     n = min(n, 64)
     try:
-        return n, FrameWorkers(n, pipe.engine, pipe.compositor, source, shape_strength, enhance)
+        return n, FrameWorkers(n, pipe.engine, pipe.compositor, source, shape_strength, enhance, engine_here=here)
     except (SaSwapError, OSError) as err:
         if not chosen:
             raise

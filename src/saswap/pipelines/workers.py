@@ -243,6 +243,8 @@ class FrameWorkers(_Workers):
         shape_strength: as for the swap.
         enhance: face enhancer name or path (loaded in each worker), or None.
         threads: threads of each worker's BLAS, OpenMP and OpenCV.
+        engine_here: keep the engine in this process (an engine on a GPU: one copy, its device shared by the threads
+            that call :meth:`make_faces`) and send the workers only the compose stage, with each face the engine made.
 
     Raises:
         SaSwapError: a worker could not start or load what it was sent.
@@ -253,17 +255,33 @@ class FrameWorkers(_Workers):
 
     def __init__(
         self, n: int, engine, compositor, source, shape_strength: float = 1.0, enhance: str | None = None,
-        threads: int = 1,
+        threads: int = 1, engine_here: bool = False,
     ) -> None:  # fmt: skip
-        init = {"role": "faces", "engine": engine, "compositor": compositor, "source": source,
-                "shape_strength": shape_strength, "enhance": enhance}  # fmt: skip
+        self._engine_here = bool(engine_here)
+        if engine_here:  # the engine stays in this process (on a GPU); the workers compose
+            self._engine, self._source, self._strength = engine, source, shape_strength
+            init = {"role": "compose", "compositor": compositor, "enhance": enhance}
+        else:
+            init = {"role": "faces", "engine": engine, "compositor": compositor, "source": source,
+                    "shape_strength": shape_strength, "enhance": enhance}  # fmt: skip
         super().__init__(n, init, threads)
 
     def make_faces(self, jobs: list[tuple]) -> list[tuple]:
         """Make one face per job ``(crop, crop_face, data, transform, frame_size, weight)``; returns what
-        :func:`~saswap.pipelines.image.make_face` returns for each. An error the worker raised is raised here with
-        the worker's traceback as its cause; the worker goes on."""
-        return self._call(jobs)
+        :func:`~saswap.pipelines.image.make_face` returns for each. With ``engine_here`` the engine makes the faces on
+        the calling thread and the workers compose them. An error the worker raised is raised here with the worker's
+        traceback as its cause; the worker goes on."""
+        if not self._engine_here:
+            return self._call(jobs)
+        import time
+
+        made, seconds = [], []
+        for crop, crop_face, data, *_ in jobs:
+            t = time.perf_counter()
+            made.append(self._engine.swap(crop, crop_face, self._source, shape_strength=self._strength, analysis=data))
+            seconds.append(time.perf_counter() - t)
+        composed = self._call([(*job, result) for job, result in zip(jobs, made)])
+        return [(placed, engine_s, compose_s) for (placed, _, compose_s), engine_s in zip(composed, seconds)]
 
 
 class AnalysisWorkers(_Workers):
@@ -356,7 +374,24 @@ def _analysis_role(init: dict[str, Any]):
     return handle
 
 
-_ROLES = {"faces": _faces_role, "analysis": _analysis_role}
+def _compose_role(init: dict[str, Any]):
+    """A frame worker's job handler when the engine computes in the calling process: the compose stage per face."""
+    from saswap.pipelines.image import compose_face
+
+    compositor = init["compositor"]
+    enhancer = None
+    if init["enhance"]:
+        from saswap.enhance import FaceEnhancer
+
+        enhancer = FaceEnhancer.from_pretrained(init["enhance"])
+
+    def handle(jobs: list[tuple]) -> list[tuple]:
+        return [compose_face(compositor, enhancer, *job) for job in jobs]
+
+    return handle
+
+
+_ROLES = {"faces": _faces_role, "analysis": _analysis_role, "compose": _compose_role}
 
 
 def _serve(inp: IO[bytes], out: IO[bytes]) -> int:
