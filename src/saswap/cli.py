@@ -546,8 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_swap_settings(p)
     p.add_argument(
         "--device", default=None,
-        help="where the engine computes, as torch names it (cuda, cuda:1, mps; default: the CPU); face analysis and "
-        "the compose stage stay on the CPU",
+        help="where the engine computes (cuda, cuda:1; mps for the neural engine; default: the CPU); face analysis "
+        "and the compose stage stay on the CPU",
     )  # fmt: skip
     v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
     v.add_argument("--crf", type=int, default=14, help="encoder quality (x264/x265: 0 lossless, 14 default, 51 worst)")
@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
     v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
     v.add_argument("--workers", type=int, default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
-    v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
+    v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores; with the engine on a GPU, the compose stage alone); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
     v.add_argument("--analysis-workers", type=int, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on up to 2 cores, else one per core but one, at most 8; 0: none; the same analysis, up to rounding)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_swap)

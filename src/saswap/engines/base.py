@@ -16,7 +16,7 @@ from saswap.errors import SaSwapError
 from saswap.face.alignment import ffhq_transform, transform_face, warp_face
 from saswap.face.types import Face
 
-__all__ = ["SourceFace", "EngineOutput", "SwapEngine", "TRACK_SIGNAL_SECONDS"]
+__all__ = ["SourceFace", "EngineOutput", "SwapEngine", "MorphableAnalysis", "TRACK_SIGNAL_SECONDS"]
 
 #: How long (Gaussian sigma, seconds) a track signal is smoothed over when its engine names no reach of its own.
 TRACK_SIGNAL_SECONDS = 0.25
@@ -98,7 +98,8 @@ class SwapEngine(ABC):
     @property
     def on_cpu(self) -> bool:
         """Whether the engine computes on the CPU (a video swap then makes frames in worker processes on many
-        cores, each with a copy of the engine; an engine on a GPU makes them on threads)."""
+        cores, each with a copy of the engine; an engine on a GPU stays in the swap's process, and the worker processes
+        run the compose stage alone)."""
         return True
 
     @property
@@ -187,3 +188,22 @@ class SwapEngine(ABC):
             )
         if shape_strength is not None and not 0.0 <= shape_strength <= 1.0:
             raise ValueError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+
+
+class MorphableAnalysis:
+    """What a template's analysis needs of an engine whose target data is the 3DMM fit alone (the neural engine): its
+    crop size, the FFHQ-style alignment and the fit (:func:`~saswap.face.morphable.fit_to_analysis`). Light and free of
+    torch, it is what :meth:`SwapEngine.for_analysis` sends to analysis worker processes for such an engine."""
+
+    def __init__(self, name: str, crop_size: int, model) -> None:
+        self.name = name
+        self.crop_size = int(crop_size)
+        self.model = model
+
+    def alignment(self, face: Face) -> np.ndarray:
+        return ffhq_transform(face.keypoints, self.crop_size)
+
+    def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        from saswap.face.morphable import fit_morphable, fit_to_analysis
+
+        return fit_to_analysis(fit_morphable(self.model, face.landmarks_68))

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
+from saswap.engines.base import EngineOutput, MorphableAnalysis, SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError, SaSwapError
 from saswap.face.alignment import ARCFACE_TEMPLATE_112, umeyama_similarity, warp_face
-from saswap.face.morphable import MorphableModel, fit_from_analysis, fit_morphable, fit_to_analysis, keypoint_motion
+from saswap.face.morphable import MorphableModel, fit_from_analysis, fit_morphable, keypoint_motion
 from saswap.face.types import Face
 
 __all__ = ["SaSwapEngine"]
@@ -71,24 +71,28 @@ class SaSwapEngine(SwapEngine):
         Raises:
             SaSwapError: torch cannot use that device here (no GPU, a build without CUDA).
         """
+        modules = (self.identity_encoder, self.attribute_encoder, self.generator, self.flow_estimator)
+        before = self._param().device
         try:
             target = torch.device(device)
-            for module in (self.identity_encoder, self.attribute_encoder, self.generator, self.flow_estimator):
+            for module in modules:
                 module.to(target)
-        except (RuntimeError, AssertionError, AttributeError) as err:  # torch's "no CUDA", "not compiled with ..."
-            for module in (self.identity_encoder, self.attribute_encoder, self.generator, self.flow_estimator):
-                module.to("cpu")
+        except (RuntimeError, AssertionError, AttributeError) as err:  # torch's "no CUDA", "not compiled with ...", OOM
+            for module in modules:  # back where they were, all of them
+                module.to(before)
             raise SaSwapError(f"the SaSwap engine cannot move to {device!r}: {err}") from err
         return self
 
     def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
         """The target's 3DMM fit (its keypoint motion drives the flow estimator), computed once per template frame."""
-        return fit_to_analysis(fit_morphable(self.model, face.landmarks_68))
+        return self.for_analysis().analyze_target(crop, face)
 
-    def for_analysis(self) -> _NeuralAnalysis:
+    def for_analysis(self) -> MorphableAnalysis:
         """The alignment and the 3DMM fit without the networks (sent to a template's analysis workers)."""
-        return _NeuralAnalysis(self.crop_size, self.model)
+        return MorphableAnalysis(self.name, self.crop_size, self.model)
 
+    def config(self) -> dict:
+        return {"name": self.name, "crop_size": self.crop_size, "morphable_model": "3ddfa-bfm-68"}
 
     @torch.no_grad()
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
@@ -132,19 +136,3 @@ class SaSwapEngine(SwapEngine):
         y = self.generator(torch.from_numpy(source.embedding).to(p), attrs, flow, shape_strength)
         out = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu().numpy()
         return EngineOutput(image=out)
-
-
-class _NeuralAnalysis:
-    """What a template's analysis needs of :class:`SaSwapEngine`: its crop size, alignment and target fit."""
-
-    name = "saswap"
-
-    def __init__(self, crop_size: int, model: MorphableModel) -> None:
-        self.crop_size = int(crop_size)
-        self.model = model
-
-    def alignment(self, face: Face) -> np.ndarray:
-        return SwapEngine.alignment(self, face)
-
-    def analyze_target(self, crop: np.ndarray, face: Face) -> dict[str, np.ndarray]:
-        return SaSwapEngine.analyze_target(self, crop, face)

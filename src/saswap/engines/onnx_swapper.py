@@ -95,15 +95,21 @@ class OnnxSwapEngine(SwapEngine):
         import onnxruntime as ort
 
         kind, _, index = str(device).partition(":")
+        available = ort.get_available_providers()
         if kind == "cpu":
             providers: list = ["CPUExecutionProvider"]
-        elif kind == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        elif kind == "cuda" and "CUDAExecutionProvider" in available and (index == "" or index.isdigit()):
             providers = [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
         else:
-            raise SaSwapError(
-                f"the ONNX engine cannot run on {device!r} here (providers available: {ort.get_available_providers()})"
-            )
-        self.session = ort.InferenceSession(str(self.path), providers=providers)
+            raise SaSwapError(f"the ONNX engine cannot run on {device!r} here (providers available: {available})")
+        try:
+            session = ort.InferenceSession(str(self.path), providers=providers)
+        except Exception as err:  # noqa: BLE001 - ONNX Runtime's own errors (no such GPU, a broken CUDA install)
+            raise SaSwapError(f"the ONNX engine cannot run on {device!r}: {err}") from err
+        if kind == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+            # ONNX Runtime falls back to the CPU when the CUDA libraries do not load: say so, keep the old session
+            raise SaSwapError(f"the ONNX engine cannot run on {device!r}: ONNX Runtime's CUDA provider did not load")
+        self.session = session
         return self
 
     def alignment(self, face: Face) -> np.ndarray:

@@ -124,8 +124,8 @@ class SaSwapPipeline:
 
     def to(self, device: str) -> SaSwapPipeline:
         """Move the engine to ``device`` (``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``), as in diffusers; returns the
-        pipeline. Face analysis and the compose stage stay on the CPU. A video swap with the engine on a GPU makes its
-        frames on threads (the engine is not copied into worker processes).
+        pipeline. Face analysis and the compose stage stay on the CPU. A video swap with the engine on a GPU keeps it in
+        its own process (one copy on the device) and runs the compose stage in worker processes.
 
         Raises:
             SaSwapError: the engine cannot compute there (the geometric engine computes on the CPU alone; no GPU).

@@ -32,6 +32,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import traceback
 from typing import IO, Any
 
@@ -230,7 +231,8 @@ class _Workers:
 
 
 class FrameWorkers(_Workers):
-    """``n`` worker processes that make faces (engine + compose stage) for one source.
+    """``n`` worker processes that make faces (engine + compose stage; with ``engine_here``, the compose stage alone)
+    for one source.
 
     :meth:`make_faces` is what :meth:`SaSwapPipeline.swap_frame`'s ``make_faces`` takes; it may be called from
     ``n`` threads at once, each call taking an idle worker. Use it as a context manager (or call :meth:`close`):
@@ -238,7 +240,7 @@ class FrameWorkers(_Workers):
 
     Args:
         n: worker processes.
-        engine, compositor: the pipeline's (pickled into each worker once).
+        engine, compositor: the pipeline's (pickled into each worker once; the engine not, with ``engine_here``).
         source: the prepared :class:`~saswap.engines.base.SourceFace`.
         shape_strength: as for the swap.
         enhance: face enhancer name or path (loaded in each worker), or None.
@@ -260,6 +262,9 @@ class FrameWorkers(_Workers):
         self._engine_here = bool(engine_here)
         if engine_here:  # the engine stays in this process (on a GPU); the workers compose
             self._engine, self._source, self._strength = engine, source, shape_strength
+            # one face at a time on the device: concurrent calls gain nothing there (measured: eight threads at once
+            # waited on each other) and some backends (MPS) do not allow them
+            self._engine_lock = threading.Lock()
             init = {"role": "compose", "compositor": compositor, "enhance": enhance}
         else:
             init = {"role": "faces", "engine": engine, "compositor": compositor, "source": source,
@@ -278,7 +283,8 @@ class FrameWorkers(_Workers):
         made, seconds = [], []
         for crop, crop_face, data, *_ in jobs:
             t = time.perf_counter()
-            made.append(self._engine.swap(crop, crop_face, self._source, shape_strength=self._strength, analysis=data))
+            with self._engine_lock:
+                made.append(self._engine.swap(crop, crop_face, self._source, shape_strength=self._strength, analysis=data))
             seconds.append(time.perf_counter() - t)
         composed = self._call([(*job, result) for job, result in zip(jobs, made)])
         return [(placed, engine_s, compose_s) for (placed, _, compose_s), engine_s in zip(composed, seconds)]
