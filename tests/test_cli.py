@@ -109,6 +109,14 @@ def test_swap_refuses_to_overwrite_its_target(tmp_path, capsys):
     assert target.read_bytes() == before
 
 
+def test_swap_on_a_device_the_engine_cannot_use_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "o.png"
+    src, target = str(data_path("images", "sberswap__beckham.jpg")), str(data_path("images", "sadtalker__happy.png"))
+    assert main(["swap", "-s", src, "-t", target, "-o", str(out), "--device", "cuda"]) == 2
+    assert "computes on the CPU only; it cannot move to 'cuda'" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("which", ["source", "target"])
 def test_swap_no_face_exit_2_and_no_output(tmp_path, capsys, which):
     blank = tmp_path / "blank.png"
