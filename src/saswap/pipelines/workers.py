@@ -33,6 +33,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from typing import IO, Any
 
@@ -278,8 +279,6 @@ class FrameWorkers(_Workers):
         traceback as its cause; the worker goes on."""
         if not self._engine_here:
             return self._call(jobs)
-        import time
-
         made, seconds = [], []
         for crop, crop_face, data, *_ in jobs:
             t = time.perf_counter()
@@ -338,17 +337,22 @@ def _error(exc: BaseException) -> tuple[str, str, BaseException | None]:
     return "error", text, exc
 
 
+def _enhancer(name: str | None):
+    """The face enhancer a worker loads (None: none)."""
+    if not name:
+        return None
+    from saswap.enhance import FaceEnhancer
+
+    return FaceEnhancer.from_pretrained(name)
+
+
 def _faces_role(init: dict[str, Any]):
     """A frame worker's job handler: engine + compose stage per face."""
     from saswap.pipelines.image import make_face
 
     engine, compositor, source = init["engine"], init["compositor"], init["source"]
     shape_strength = init["shape_strength"]
-    enhancer = None
-    if init["enhance"]:
-        from saswap.enhance import FaceEnhancer
-
-        enhancer = FaceEnhancer.from_pretrained(init["enhance"])
+    enhancer = _enhancer(init["enhance"])
 
     def handle(jobs: list[tuple]) -> list[tuple]:
         return [make_face(engine, compositor, enhancer, *job, source, shape_strength) for job in jobs]
@@ -385,11 +389,7 @@ def _compose_role(init: dict[str, Any]):
     from saswap.pipelines.image import compose_face
 
     compositor = init["compositor"]
-    enhancer = None
-    if init["enhance"]:
-        from saswap.enhance import FaceEnhancer
-
-        enhancer = FaceEnhancer.from_pretrained(init["enhance"])
+    enhancer = _enhancer(init["enhance"])
 
     def handle(jobs: list[tuple]) -> list[tuple]:
         return [compose_face(compositor, enhancer, *job) for job in jobs]
