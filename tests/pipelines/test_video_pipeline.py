@@ -589,3 +589,38 @@ def test_cli_writes_webm_without_being_told_the_codec(clip, tmp_path, capsys):
     assert main([*args, "--no-cache", "--quiet", "--end", "0.3"]) == 0, capsys.readouterr().err
     info = probe_video(out)
     assert info.codec == "vp9" and info.frame_count == len(_frames(out)) >= 8
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes in /proc")
+def test_ctrl_c_while_analysis_workers_run_leaves_no_cache_and_no_worker(tmp_path):
+    """SIGINT while template analysis workers run: exit code 130, no cache file, no worker left running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    cmd = [
+        sys.executable, "-m", "saswap", "precompute", str(data_path("videos", "facenet-pytorch__video.mp4")),
+        "--cache-dir", str(cache), "--workers", "2", "--quiet",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.time() + 120
+    workers: set[int] = set()
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+        workers = _frame_worker_pids(proc.pid)
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers load their models and take frames
+    assert proc.poll() is None and len(workers) == 2, "the analysis ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert list(cache.glob("*.stc")) == []  # nothing half-written
+    deadline = time.time() + 10
+    while any(_running(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers), "analysis worker processes were left running"
