@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
     v.add_argument("--workers", type=int, default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
     v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores; with the engine on a GPU, the compose stage alone); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
-    v.add_argument("--analysis-workers", type=int, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on up to 2 cores, else one per core but one, at most 8; 0: none; the same analysis, up to rounding)")
+    v.add_argument("--analysis-workers", type=int, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_swap)
 
@@ -569,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="saswap-geometric", help="the engine the cache is for (its alignment)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
-    p.add_argument("--workers", type=int, default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on up to 2 cores, else one per core but one, at most 8; 0: none; the same analysis, up to rounding)")
+    p.add_argument("--workers", type=int, default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute)
 

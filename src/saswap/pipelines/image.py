@@ -415,8 +415,8 @@ class SaSwapPipeline:
         """Analyse a template video once into its template cache (see :mod:`saswap.pipelines.cache`).
 
         ``workers``: processes that detect and describe the faces beside this one (the cache does not depend on it;
-        0: none); None: for a video of 300 frames or more, 2 on up to 2 cores, else one per core but one, at most 8
-        (:func:`~saswap.pipelines.video.default_analysis_workers`).
+        0: none); None: for a video of 300 frames or more, 2 on 2 cores, else one per core but one, at most 8, and none
+        on one core (:func:`~saswap.pipelines.video.default_analysis_workers`).
 
         Returns:
             (the opened :class:`~saswap.pipelines.cache.TemplateCache`, whether a valid one already existed).
