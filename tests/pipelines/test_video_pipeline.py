@@ -492,6 +492,28 @@ def _frame_worker_pids(parent: int) -> set[int]:
     return pids
 
 
+def _interruptible(cmd: list[str]):
+    """``cmd`` started with Python's own Ctrl-C handling, even where this runner was started with SIGINT ignored (a
+    background job of a non-interactive shell)."""
+    import signal
+    import subprocess
+
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+
+
+def _gone(pids: set[int], seconds: float = 10.0) -> bool:
+    """Whether the processes ``pids`` have all ended (waiting up to ``seconds``)."""
+    import time
+
+    deadline = time.time() + seconds
+    while any(_running(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    return not any(_running(pid) for pid in pids)
+
+
 def _running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -504,7 +526,6 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
     """SIGINT while the output is being written: exit code 130, one line, no output and no temporary file, and no
     frame worker process left running."""
     import signal
-    import subprocess
     import sys
     import time
 
@@ -515,12 +536,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
         "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
         "--start", "0", "--end", "4", "--quiet", "--workers", "2", "--worker-kind", kind,
     ]  # fmt: skip
-    # the child gets Python's own Ctrl-C handling even where this runner was started with SIGINT ignored
-    # (a background job of a non-interactive shell)
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    proc = _interruptible(cmd)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list(out_dir.glob(".o.mp4.*")):
         time.sleep(0.05)
@@ -534,10 +550,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(out_dir.iterdir()) == []
-    deadline = time.time() + 10
-    while any(_running(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(_running(pid) for pid in workers), "frame worker processes were left running"
+    assert _gone(workers), "frame worker processes were left running"
 
 
 def test_two_builders_of_one_template_cache_analyse_it_once(pipe, clip, tmp_path):
@@ -595,7 +608,6 @@ def test_cli_writes_webm_without_being_told_the_codec(clip, tmp_path, capsys):
 def test_ctrl_c_while_analysis_workers_run_leaves_no_cache_and_no_worker(tmp_path):
     """SIGINT while template analysis workers run: exit code 130, no cache file, no worker left running."""
     import signal
-    import subprocess
     import sys
     import time
 
@@ -604,10 +616,7 @@ def test_ctrl_c_while_analysis_workers_run_leaves_no_cache_and_no_worker(tmp_pat
         sys.executable, "-m", "saswap", "precompute", str(data_path("videos", "facenet-pytorch__video.mp4")),
         "--cache-dir", str(cache), "--workers", "2", "--quiet",
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    proc = _interruptible(cmd)
     deadline = time.time() + 120
     workers: set[int] = set()
     while time.time() < deadline and proc.poll() is None and len(workers) < 2:
@@ -620,7 +629,4 @@ def test_ctrl_c_while_analysis_workers_run_leaves_no_cache_and_no_worker(tmp_pat
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(cache.glob("*.stc")) == []  # nothing half-written
-    deadline = time.time() + 10
-    while any(_running(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(_running(pid) for pid in workers), "analysis worker processes were left running"
+    assert _gone(workers), "analysis worker processes were left running"
