@@ -152,6 +152,9 @@ def test_an_engine_on_a_gpu_stays_here_and_the_workers_compose(pipe, source, tar
     local = image.copy()
     assert np.array_equal(masks[0], pipe.swap_frame(local, image, analysis, source)[0])
     assert np.array_equal(out, local) and not np.array_equal(out, image)
+    # threads when asked for, and none for a process meant to use one core: no worker process is started
+    assert _frame_workers(other, source, 1.0, None, 4, False) == (4, None)
+    assert _frame_workers(other, source, 1.0, None, 0, None) == (0, None)
 
 
 def test_an_engine_class_from_the_main_module_is_not_sent_to_workers(pipe, source, monkeypatch, caplog):
