@@ -145,6 +145,10 @@ def test_the_neural_engine_moves_between_devices_and_reads_its_cached_fit(export
     out_image = target.copy()
     pipe.swap_frame(out_image, target, analysis, source)
     assert fits == [] and not np.array_equal(out_image, target)  # swapped, from the cached fit alone
+    tf = analysis.faces[0]
+    crop = pipe.engine.align(target, tf.face)[0]
+    pipe.engine.swap(crop, tf.crop_face, source, 1.0, {})  # an analysis without the fit (an older cache): fitted here
+    assert fits == [1]
 
 
 def test_engines_that_compute_on_the_cpu_alone_refuse_another_device():
