@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -374,7 +374,7 @@ class SaSwapPipeline:
             enhance: face enhancer name or path (off when None).
             timings: accumulates seconds under "swap" (engine) and "paste" (compose + paste-back).
             weights: per face, how much of the swap shows (fades in video), 1 by default.
-            make_faces: makes the faces elsewhere (a frame worker process): called with one
+            make_faces: makes the faces elsewhere (a frame worker process): called with one :class:`FaceJob`
                 ``(crop, crop_face, data, transform, frame_size, weight)`` per face, returns what :func:`make_face`
                 returns for each (with this pipeline's engine, compositor, ``source``, ``shape_strength`` and
                 ``enhance``).
@@ -385,7 +385,7 @@ class SaSwapPipeline:
         faces = analysis.faces if isinstance(analysis, FrameAnalysis) else analysis
         tw = time.perf_counter()
         jobs = [
-            (
+            FaceJob(
                 warp_face(frame, tf.transform, self.engine.crop_size), tf.crop_face, tf.data, tf.transform,
                 frame.shape[:2], 1.0 if weights is None else float(weights[k]),
             )  # fmt: skip
@@ -395,7 +395,7 @@ class SaSwapPipeline:
             timings["swap"] = timings.get("swap", 0.0) + time.perf_counter() - tw
         if make_faces is None:
             enhancer = self._get_enhancer(enhance) if enhance else None
-            made = [make_face(self.engine, self.compositor, enhancer, *job, source, shape_strength) for job in jobs]
+            made = [make_face(self.engine, self.compositor, enhancer, job, source, shape_strength) for job in jobs]
         else:
             made = make_faces(jobs)
         masks = []
@@ -503,61 +503,58 @@ class SaSwapPipeline:
         return self._enhancers[name]
 
 
+class FaceJob(NamedTuple):
+    """One aligned target face to swap, as a frame's owner hands it to the engine and compose stage (a tuple, so it
+    travels to a frame worker process as it is).
+
+    Attributes:
+        crop: the target's aligned crop, RGB uint8.
+        crop_face: its face in crop coordinates.
+        data: its target-only arrays (:attr:`TargetFace.data`).
+        transform: the frame -> crop similarity.
+        frame_size: (H, W) of the frame.
+        weight: how much of the swap shows (a fade in video), in [0, 1].
+    """
+
+    crop: np.ndarray
+    crop_face: Face
+    data: dict[str, np.ndarray]
+    transform: np.ndarray
+    frame_size: tuple[int, int]
+    weight: float
+
+
 def make_face(
-    engine: SwapEngine,
-    compositor: Compositor,
-    enhancer,
-    crop: np.ndarray,
-    crop_face: Face,
-    data: dict[str, np.ndarray],
-    transform: np.ndarray,
-    frame_size: tuple[int, int],
-    weight: float,
-    source: SourceFace,
-    shape_strength: float,
+    engine: SwapEngine, compositor: Compositor, enhancer, job: FaceJob, source: SourceFace, shape_strength: float
 ) -> tuple[Placed | None, float, float]:
     """The engine and compose stage of one aligned target face, up to its placing back into the frame (what a frame
     worker runs; the frame's owner blends it in with :func:`~saswap.compose.compositor.blend_placed`).
 
     Args:
-        crop: the target's aligned crop, RGB uint8; ``crop_face`` its face in crop coordinates, ``data`` its
-            target-only arrays (:attr:`TargetFace.data`), ``transform`` the frame -> crop similarity.
-        frame_size: (H, W) of the frame.
-        weight: how much of the swap shows (a fade in video), in [0, 1].
         enhancer: a :class:`~saswap.enhance.FaceEnhancer` or None.
 
     Returns:
         (what :func:`~saswap.compose.compositor.place_back` returns, the engine's seconds, the compose stage's).
     """
     ts = time.perf_counter()
-    result = engine.swap(crop, crop_face, source, shape_strength=shape_strength, analysis=data)
+    result = engine.swap(job.crop, job.crop_face, source, shape_strength=shape_strength, analysis=job.data)
     engine_s = time.perf_counter() - ts
-    placed, _, compose_s = compose_face(compositor, enhancer, crop, crop_face, data, transform, frame_size, weight, result)
+    placed, _, compose_s = compose_face(compositor, enhancer, job, result)
     return placed, engine_s, compose_s
 
 
-def compose_face(
-    compositor: Compositor,
-    enhancer,
-    crop: np.ndarray,
-    crop_face: Face,
-    data: dict[str, np.ndarray],
-    transform: np.ndarray,
-    frame_size: tuple[int, int],
-    weight: float,
-    result,
-) -> tuple[Placed | None, float, float]:
+def compose_face(compositor: Compositor, enhancer, job: FaceJob, result) -> tuple[Placed | None, float, float]:
     """The compose stage of one face the engine made (``result``, its :class:`~saswap.engines.base.EngineOutput`), up
     to its placing back into the frame: what a frame worker runs when the engine computes elsewhere (on a GPU, in the
     frame's owner). Returns what :func:`make_face` returns, with 0 engine seconds."""
     tp = time.perf_counter()
-    composed = compositor(crop, crop_face, data, result, scale=transform_scale(transform))
+    composed = compositor(job.crop, job.crop_face, job.data, result, scale=transform_scale(job.transform))
     image, mask = composed.image, composed.mask
     if enhancer is not None:
         image = enhancer.enhance_crop(image, mask)
-    if weight < 1.0:
-        mask = mask * np.float32(max(weight, 0.0))
-    placed = place_back(image, mask, transform, frame_size)
+    if job.weight < 1.0:
+        mask = mask * np.float32(max(job.weight, 0.0))
+    placed = place_back(image, mask, job.transform, job.frame_size)
     return placed, 0.0, time.perf_counter() - tp
 
 

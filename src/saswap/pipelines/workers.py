@@ -348,14 +348,14 @@ def _enhancer(name: str | None):
 
 def _faces_role(init: dict[str, Any]):
     """A frame worker's job handler: engine + compose stage per face."""
-    from saswap.pipelines.image import make_face
+    from saswap.pipelines.image import FaceJob, make_face
 
     engine, compositor, source = init["engine"], init["compositor"], init["source"]
     shape_strength = init["shape_strength"]
     enhancer = _enhancer(init["enhance"])
 
     def handle(jobs: list[tuple]) -> list[tuple]:
-        return [make_face(engine, compositor, enhancer, *job, source, shape_strength) for job in jobs]
+        return [make_face(engine, compositor, enhancer, FaceJob(*job), source, shape_strength) for job in jobs]
 
     return handle
 
@@ -386,13 +386,13 @@ def _analysis_role(init: dict[str, Any]):
 
 def _compose_role(init: dict[str, Any]):
     """A frame worker's job handler when the engine computes in the calling process: the compose stage per face."""
-    from saswap.pipelines.image import compose_face
+    from saswap.pipelines.image import FaceJob, compose_face
 
     compositor = init["compositor"]
     enhancer = _enhancer(init["enhance"])
 
     def handle(jobs: list[tuple]) -> list[tuple]:
-        return [compose_face(compositor, enhancer, *job) for job in jobs]
+        return [compose_face(compositor, enhancer, FaceJob(*job), result) for *job, result in jobs]
 
     return handle
 
