@@ -841,10 +841,9 @@ def default_analysis_workers(frames: int | None = None) -> int:
     2 cores and one per core but one, at most 8, on more. On the 2-core VM, 6 s of 720p (180 frames) analysed in
     7.3 s here and in 5.6-5.9 s with two workers, their start included (the analysis in one process keeps only about
     1.6 cores busy)."""
-    cores = _cores()
-    if cores < 2 or (frames is not None and frames < PROCESSES_FROM_FRAMES):
+    if _cores() < 2 or (frames is not None and frames < PROCESSES_FROM_FRAMES):
         return 0
-    return 2 if cores == 2 else min(cores - 1, 8)
+    return default_workers()  # as many as make frames
 
 
 def _analysis_workers(pipe, workers: int | None, frames: int | None = None):
