@@ -112,7 +112,9 @@ def test_a_blurred_targets_face_is_blurred_as_much(analyzer):
     sharp_target = load_image(data_path("images", "face_recognition__obama.jpg"))
     source = load_image(data_path("images", "sberswap__beckham.jpg"))
     matched = SaSwapPipeline.from_pretrained("saswap-geometric", analyzer=analyzer)
-    plain = SaSwapPipeline(matched.engine, compositor=Compositor(blur_match=False), analyzer=analyzer)
+    plain = SaSwapPipeline(
+        matched.engine, compositor=Compositor(blur_match=False, texture_match=False), analyzer=analyzer
+    )  # nor its skin texture lowered (which softens it too)
     prepared, _ = matched.prepare_source(source)
     # the sharp photo: its face is not blurrier than the new one, so the output is the same bit for bit
     assert np.array_equal(matched(prepared, sharp_target).image, plain(prepared, sharp_target).image)
@@ -124,3 +126,34 @@ def test_a_blurred_targets_face_is_blurred_as_much(analyzer):
     assert wanted > 3.0
     assert before < 0.6 * wanted, (before, wanted)
     assert abs(got - wanted) < 0.25 * wanted, (got, wanted)
+
+
+def test_the_new_faces_skin_texture_is_lowered_to_a_smooth_targets(analyzer):
+    """A source photo's crisp pores and stubble on a smooth target read as pasted on (and, in a video, make a landmark
+    detector read the face less steadily). With ``texture_match`` the new face's fine skin texture
+    (:func:`~saswap.face.blur.fine_texture`) moves most of the way down to the smooth ``sadtalker__happy``'s; on
+    ``obama``, whose skin shows more texture than the new face, nothing changes bit for bit."""
+    from saswap import SaSwapPipeline
+    from saswap.compose import Compositor
+    from saswap.face.blur import TEXTURE_SCALE, blur_region, fine_texture
+    from saswap.face.masks import face_region_masks
+    from saswap.io import load_image
+
+    def skin_texture(image, face):
+        regions = face_region_masks(face.landmarks[:468].astype(np.float64), image.shape[:2])
+        return fine_texture(image, blur_region(regions["skin"], face.eye_distance), TEXTURE_SCALE * face.eye_distance)
+
+    assert Compositor().texture_match and Compositor().config()["texture_match"] is True
+    source = load_image(data_path("images", "sberswap__beckham.jpg"))
+    matched = SaSwapPipeline.from_pretrained("saswap-geometric", analyzer=analyzer)
+    plain = SaSwapPipeline(matched.engine, compositor=Compositor(texture_match=False), analyzer=analyzer)
+    prepared, _ = matched.prepare_source(source)
+    textured = load_image(data_path("images", "face_recognition__obama.jpg"))
+    assert np.array_equal(matched(prepared, textured).image, plain(prepared, textured).image)
+    smooth = load_image(data_path("images", "sadtalker__happy.png"))
+    face = analyzer(smooth)[0]
+    wanted = skin_texture(smooth, face)
+    got = skin_texture(matched(prepared, smooth).image, face)
+    before = skin_texture(plain(prepared, smooth).image, face)
+    assert before > 1.5 * wanted, (before, wanted)
+    assert wanted * 0.9 < got < wanted + 0.5 * (before - wanted), (got, wanted, before)

@@ -143,6 +143,13 @@ class Compositor:
             target face): the blur of each face's strongest edges (:func:`~saswap.face.blur.edge_blur`), the
             target's measured from the target alone (cached), and the new face blurred by the difference when it is
             sharper. A face that is softer than its target is left as it is.
+        texture_match: lower the new face's fine skin texture (pores, stubble, grain:
+            :func:`~saswap.face.blur.fine_texture` below :data:`~saswap.face.blur.TEXTURE_SCALE` eye-corner distances)
+            to its target's, over the skin only (eyes, brows and lips keep their detail), never raising it. A source
+            photo's crisp pores on a smooth target (a soft photo, a beauty filter, a compressed video) read as
+            pasted on; in a video, a face with more texture than its template is also read less steadily by a
+            landmark detector (sharpening a template alone raised its measured jitter 1.3-1.6x, see
+            ``benchmarks/RESULTS.md``). The target's reading is cached with its analysis.
     """
 
     def __init__(
@@ -160,6 +167,7 @@ class Compositor:
         hair_edge: float = 0.03,
         highlight_knee: float | None = None,
         blur_match: bool = True,
+        texture_match: bool = True,
     ) -> None:
         from saswap.compose.harmonizer import harmonize_method
         from saswap.face.parsing import occlusion_method
@@ -187,6 +195,7 @@ class Compositor:
         self.hair_edge = float(hair_edge)
         self.highlight_knee = None if highlight_knee is None else float(highlight_knee)
         self.blur_match = bool(blur_match)
+        self.texture_match = bool(texture_match)
         self._segmenter = None
 
     def __getstate__(self) -> dict[str, Any]:  # sent to worker processes without the segmentation model
@@ -238,6 +247,7 @@ class Compositor:
             "hair_edge": self.hair_edge,
             "highlight_knee": self.highlight_knee,
             "blur_match": self.blur_match,
+            "texture_match": self.texture_match,
         }
 
     # -- target-only analysis -----------------------------------------------------------------------
@@ -249,8 +259,10 @@ class Compositor:
             also ``{"occluder": uint8 (S, S) 0/1}`` (the part of it that objects in front of the face cover:
             it stays where it is when the shape flow moves the face), and
             ``{"person": float16 (S, S) in [0, 1]}`` (person-versus-background probability) for a turned face
-            when ``silhouette`` is on, and ``{"blur": float32 (1,)}`` (:func:`~saswap.face.blur.edge_blur` of the
-            visible inner face; NaN when it has too few edges) with ``blur_match``.
+            when ``silhouette`` is on, ``{"blur": float32 (1,)}`` (:func:`~saswap.face.blur.edge_blur` of the
+            visible inner face; NaN when it has too few edges) with ``blur_match``, and ``{"texture": float32
+            (1,)}`` (:func:`~saswap.face.blur.fine_texture` of the visible skin; NaN when too little of it shows)
+            with ``texture_match``.
         """
         out: dict[str, np.ndarray] = {}
         regions = None
@@ -289,6 +301,15 @@ class Compositor:
             region = blur_region(regions["face"], face.eye_distance) & (out.get("occlusion", 0) == 0)
             blur = edge_blur(crop, region)
             out["blur"] = np.array([np.nan if blur is None else blur], np.float32)
+        if self.texture_match:
+            from saswap.face.blur import TEXTURE_SCALE, blur_region, fine_texture
+
+            if regions is None:
+                regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
+            eye = max(face.eye_distance, 1.0)
+            region = blur_region(regions["skin"], eye) & (out.get("occlusion", 0) == 0)
+            texture = fine_texture(crop, region, TEXTURE_SCALE * eye)
+            out["texture"] = np.array([np.nan if texture is None else texture], np.float32)
         return out
 
     def _person(self, image: np.ndarray) -> np.ndarray:
@@ -381,6 +402,9 @@ class Compositor:
         if self.blur_match and "blur" in analysis:
             target_blur = float(np.asarray(analysis["blur"]).reshape(-1)[0])
             relit = self._match_blur(relit, target_blur, regions, covered, keep, eye, scale)
+        if self.texture_match and "texture" in analysis:
+            target_texture = float(np.asarray(analysis["texture"]).reshape(-1)[0])
+            relit = self._match_texture(relit, target_texture, regions, covered, keep, eye, scale)
         offset = blend_offset(relit, base, alpha, levels=self.blend_levels)
         # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
         # distance around the face, fading out, and away from the crop's border.
@@ -444,6 +468,44 @@ class Compositor:
         if sigma <= 0:
             return relit
         return cv2.GaussianBlur(relit, (0, 0), sigma)
+
+    def _match_texture(
+        self,
+        relit: np.ndarray,
+        target_texture: float,
+        regions,
+        covered: np.ndarray,
+        keep: np.ndarray,
+        eye: float,
+        scale: float | None,
+    ) -> np.ndarray:
+        """``relit`` with its skin's fine texture lowered to the target's reading (:func:`~saswap.face.blur.fine_texture`
+        of the target's visible skin), over the skin alone, with a soft edge; unchanged where it shows no more
+        texture than the target.
+
+        Both are read in the aligned crop. As in :meth:`_match_blur`, the new face is read after the round trip its
+        paste-back makes (``scale``), so that texture the resampling removes anyway is not removed twice.
+        """
+        from saswap.face.blur import TEXTURE_SCALE, blur_region, fine_texture, texture_gain
+
+        if not np.isfinite(target_texture):
+            return relit
+        sigma = max(0.5, TEXTURE_SCALE * eye)
+        skin = regions["skin"] > 0.5
+        region = blur_region(skin, eye) & (covered < 0.5) & (keep < 0.5)
+        seen = relit
+        if scale is not None and scale > 0 and abs(scale - 1.0) > 0.05:
+            h, w = relit.shape[:2]
+            small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
+            seen = cv2.resize(cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_LINEAR)
+        gain = texture_gain(target_texture, fine_texture(seen, region, sigma))
+        if gain >= 0.999:
+            return relit
+        image = relit.astype(np.float32)
+        low = cv2.GaussianBlur(image, (0, 0), sigma)
+        weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 2.0 * sigma) * np.float32(1.0 - gain)
+        out = cv2.subtract(image, cv2.multiply(cv2.subtract(image, low), cv2.merge([weight] * 3)))
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     def _match_boundary(
         self,

@@ -7,6 +7,10 @@ away. :func:`edge_blur` reads the blur of an image's strongest edges with the gr
 sigma s, blurred again with a known ``sigma0``, has its gradient divided by R = sqrt(s^2 + sigma0^2) / s, so
 s = sigma0 / sqrt(R^2 - 1). It needs no model and no threshold tuned to a picture: the median over the strongest
 edges of a region (in a face: eyes, lashes, brows, nostrils, lips).
+
+Skin carries a texture of its own below the edges' scale (pores, stubble, fine wrinkles, a camera's grain, or none
+after a beauty filter or a video's compression): :func:`fine_texture` reads how much of it a face's skin shows, and
+:func:`texture_gain` how far a new face's must be lowered to read as its target's.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["blur_region", "edge_blur", "extra_blur"]
+__all__ = ["blur_region", "edge_blur", "extra_blur", "fine_texture", "texture_gain", "TEXTURE_SCALE"]
+
+#: Scale of the fine texture band (:func:`fine_texture`), in eye-corner distances: about 2.5 px in a 384-px aligned crop
+#: (pores, stubble, grain; not the shading of wrinkles and features, which is identity).
+TEXTURE_SCALE = 0.02
 
 
 def _aligned(shape: tuple[int, ...]) -> np.ndarray:
@@ -122,3 +130,50 @@ def extra_blur(target: float | None, image: float | None, least: float = 1.0) ->
         return 0.0
     excess = target * target - image * image - least * least
     return float(np.sqrt(excess)) if excess > 0 else 0.0
+
+
+def fine_texture(image: np.ndarray, region: np.ndarray, sigma: float, min_pixels: int = 200) -> float | None:
+    """How much fine texture ``image`` shows inside ``region``: the mean absolute difference of its grey levels from
+    their Gaussian low-pass of ``sigma`` pixels (levels 0-255).
+
+    Args:
+        image: RGB or grey, uint8 or float (levels 0-255).
+        region: where to read, (H, W), non-zero inside (a face's visible skin, its features left out).
+        sigma: the low-pass's Gaussian sigma, pixels (the band read is what lies below it).
+        min_pixels: fewer pixels than this in ``region`` give None.
+
+    Returns:
+        the reading, or None.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> smooth = np.full((64, 64), 128.0, np.float32)
+        >>> grainy = smooth + rng.normal(0, 6, (64, 64)).astype(np.float32)
+        >>> region = np.ones((64, 64), bool)
+        >>> fine_texture(smooth, region, 2.0), round(fine_texture(grainy, region, 2.0))
+        (0.0, 5)
+    """
+    inside = np.asarray(region) > 0
+    if int(inside.sum()) < min_pixels:
+        return None
+    image = image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
+    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    aligned = _aligned(grey.shape)  # the same rounding whatever the input's place in memory (see _aligned)
+    np.copyto(aligned, grey, casting="unsafe")
+    low = _aligned(grey.shape)
+    cv2.GaussianBlur(aligned, (0, 0), max(float(sigma), 0.5), dst=low)
+    return float(np.abs(aligned - low)[inside].mean())
+
+
+def texture_gain(target: float | None, image: float | None, floor: float = 0.3) -> float:
+    """The factor that brings an image's fine texture reading (:func:`fine_texture`) down to a target's: ``target /
+    image``, at most 1 (texture is never added: noise drawn onto a face is not its skin) and at least ``floor`` (a
+    face is never made waxy); 1 when a reading is missing.
+
+    Example:
+        >>> texture_gain(2.0, 4.0), texture_gain(5.0, 4.0), texture_gain(0.1, 4.0), texture_gain(None, 4.0)
+        (0.5, 1.0, 0.3, 1.0)
+    """
+    if target is None or image is None or not np.isfinite(target) or not image > 0:
+        return 1.0
+    return float(np.clip(target / image, floor, 1.0))

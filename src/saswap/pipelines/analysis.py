@@ -199,7 +199,7 @@ class TargetAnalyzer:
             "compositor": {
                 k: v
                 for k, v in self.compositor.config().items()
-                if k in ("occlusion", "occlusion_threshold", "silhouette", "blur_match")
+                if k in ("occlusion", "occlusion_threshold", "silhouette", "blur_match", "texture_match")
             },
         }
 

@@ -378,12 +378,12 @@ MASK_WINDOW = 2
 def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> FrameAnalysis:
     """``frames[centre]`` with each face's occlusion masks (``occlusion``, ``occluder``) made steady: the
     majority over the same track's masks up to ``reach`` frames on either side within its shot, in the
-    aligned crop (which follows the head, so an occluder on the face stays put); and its blur reading
-    (``blur``, :meth:`~saswap.compose.Compositor.analyze_target`) the mean of the same frames' readings.
+    aligned crop (which follows the head, so an occluder on the face stays put); and its blur and texture readings
+    (``blur``, ``texture``, :meth:`~saswap.compose.Compositor.analyze_target`) the means of the same frames' readings.
 
     Occlusion is decided pixel by pixel and frame by frame; without this the masks' edges flicker (with
     the colour rules, most of the occluded area's pixels flipped within a few frames on the talking heads),
-    and the blur added to the new face would follow its reading's noise.
+    and the blur added to the new face (or the texture taken from it) would follow its reading's noise.
     The frames in ``frames`` are left as they are (their raw masks serve their neighbours).
     """
     record = frames[centre]
@@ -401,10 +401,11 @@ def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> Frame
             masks = [o.data[key] for o in same if key in o.data]
             if key in data and len(masks) >= 3:
                 data[key] = (np.mean(masks, axis=0) >= 0.5).astype(np.uint8)
-        if "blur" in data:
-            values = [float(o.data["blur"][0]) for o in same if "blur" in o.data and np.isfinite(o.data["blur"][0])]
-            if values:
-                data["blur"] = np.array([np.mean(values)], np.float32)
+        for key in ("blur", "texture"):
+            if key in data:
+                values = [float(o.data[key][0]) for o in same if key in o.data and np.isfinite(o.data[key][0])]
+                if values:
+                    data[key] = np.array([np.mean(values)], np.float32)
         faces.append(TargetFace(tf.face, tf.transform, data))
     return replace(record, faces=faces)
 
