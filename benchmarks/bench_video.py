@@ -316,6 +316,8 @@ def _stability_summary(vals: list[dict], args) -> dict:
         "tone_ratio_template_region_max": max(
             (v["tone_ratio_template_region"] for v in vals if v["tone_ratio_template_region"] is not None), default=None
         ),
+        "texture_ratio_median": _median([v.get("texture_ratio") for v in vals]),
+        "texture_ratio_max": max((v["texture_ratio"] for v in vals if v.get("texture_ratio") is not None), default=None),
         "mouth_sync_median": _median([v["mouth_sync"] for v in vals]),
         "mouth_sync_min": min((v["mouth_sync"] for v in vals if v["mouth_sync"] is not None), default=None),
         "jitter_parts_median": {

@@ -177,6 +177,11 @@ def test_video_stability_reports_lip_sync_and_jitter_by_part(analyzer):
     flickering = measure_video_stability(images, flicker, analyzer)
     ratios = (flickering.tone_ratio, flickering.tone_ratio_template_region)
     assert min(ratios) > 2.0, ratios
+    # skin texture: the template's own over itself, and a grainier output's above it
+    assert abs(same.texture_ratio - 1.0) < 1e-9 and same.to_dict()["texture_ratio"] == 1.0
+    rng = np.random.default_rng(0)
+    grain = [np.clip(im + rng.normal(0, 4, im.shape[:2])[..., None], 0, 255).astype(np.uint8) for im in images]
+    assert measure_video_stability(images, grain, analyzer).texture_ratio > 1.5
 
 
 def test_mouth_sync_follows_the_opening_and_part_jitter_finds_the_noisy_part(analyzer):

@@ -19,7 +19,11 @@ The output and the template are analysed frame by frame with the same face analy
 - jitter by part of the face: the jitter ratio of each group of the 68 points (jaw, brows, nose, eyes, mouth),
   to see where an output's landmarks are read less steadily than the template's;
 - lip sync: the correlation over frames of the output's mouth opening (inner lips, over the eye distance) with
-  the template's, so that a face which keeps its own mouth shut while the template talks shows up.
+  the template's, so that a face which keeps its own mouth shut while the template talks shows up;
+- skin texture: the output's fine skin texture (:func:`~saswap.face.blur.fine_texture`) over the template's, in
+  the template's skin region (median over every 10th frame). A landmark detector reads a face with more texture
+  less steadily: sharpening a steady template alone raised its measured jitter 1.3-1.6x (``benchmarks/RESULTS.md``),
+  so a jitter ratio above 1 with a texture ratio well above 1 is partly the detector's reading of the new skin.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class VideoStability:
     jitter_parts: dict[str, float] = field(default_factory=dict)
     mouth_sync: float = float("nan")
     tone_change_output_template_region: float = float("nan")
+    texture_ratio: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     @property
@@ -87,6 +92,7 @@ class VideoStability:
             "jitter_parts": {k: None if np.isnan(v) else round(v, 3) for k, v in self.jitter_parts.items()},
             "mouth_sync": None if np.isnan(self.mouth_sync) else round(self.mouth_sync, 3),
             "tone_ratio_template_region": None if np.isnan(region) else round(region, 3),
+            "texture_ratio": None if np.isnan(self.texture_ratio) else round(self.texture_ratio, 3),
         }  # fmt: skip
 
 
@@ -182,6 +188,23 @@ def _tone_change(frames: list[np.ndarray], track: list[Face | None]) -> float:
     return float(np.mean(steps)) if steps else float("nan")
 
 
+def _texture_ratio(template: list[np.ndarray], output: list[np.ndarray], track: list[Face | None], every: int = 10) -> float:
+    """The output's fine skin texture over the template's, in the template's skin region: the median over every
+    ``every``-th frame where the template's face was found."""
+    from saswap.face.blur import TEXTURE_SCALE, blur_region, fine_texture
+
+    ratios = []
+    for t, o, face in list(zip(template, output, track))[::every]:
+        if face is None or o.shape[:2] != t.shape[:2]:
+            continue
+        eye = max(face.eye_distance, 1.0)
+        region = blur_region(face_region_masks(face.landmarks[:468], t.shape[:2])["skin"], eye)
+        a, b = fine_texture(t, region, TEXTURE_SCALE * eye), fine_texture(o, region, TEXTURE_SCALE * eye)
+        if a is not None and b is not None and a > 0:
+            ratios.append(b / a)
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
 def measure_video_stability(
     template: list[np.ndarray],
     output: list[np.ndarray],
@@ -212,6 +235,7 @@ def measure_video_stability(
         tone_change_output_template_region=_tone_change(output, t_track),
     )  # fmt: skip
     result.jitter_parts = part_jitter(t_track, o_track)
+    result.texture_ratio = _texture_ratio(template, output, t_track)
     if source is not None:
         from saswap.eval.swap_metrics import expression_distance, expression_keypoints
 
