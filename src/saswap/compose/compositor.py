@@ -491,21 +491,30 @@ class Compositor:
         if not np.isfinite(target_texture):
             return relit
         sigma = max(0.5, TEXTURE_SCALE * eye)
-        skin = regions["skin"] > 0.5
-        region = blur_region(skin, eye) & (covered < 0.5) & (keep < 0.5)
+        skin = (regions["skin"] > 0.5).astype(np.uint8)
+        x, y, w, h = cv2.boundingRect(skin)
+        if w == 0 or h == 0:
+            return relit
+        # Everything below happens within the skin's box and a margin wider than the two blurs' kernels (OpenCV cuts
+        # a Gaussian at 4 sigma): the same result as over the whole crop, in a fraction of the time.
+        pad = int(np.ceil(8.0 * sigma)) + 2
+        H, W = skin.shape
+        box = (slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad)))
         seen = relit
         if scale is not None and scale > 0 and abs(scale - 1.0) > 0.05:
-            h, w = relit.shape[:2]
-            small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
-            seen = cv2.resize(cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_LINEAR)
-        gain = texture_gain(target_texture, fine_texture(seen, region, sigma))
+            small = (max(8, int(round(W / scale))), max(8, int(round(H / scale))))
+            seen = cv2.resize(cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR), (W, H), interpolation=cv2.INTER_LINEAR)
+        region = blur_region(skin[box], eye) & (covered[box] < 0.5) & (keep[box] < 0.5)
+        gain = texture_gain(target_texture, fine_texture(seen[box], region, sigma))
         if gain >= 0.999:
             return relit
-        image = relit.astype(np.float32)
+        image = relit[box].astype(np.float32)
         low = cv2.GaussianBlur(image, (0, 0), sigma)
-        weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 2.0 * sigma) * np.float32(1.0 - gain)
-        out = cv2.subtract(image, cv2.multiply(cv2.subtract(image, low), cv2.merge([weight] * 3)))
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        weight = cv2.GaussianBlur(skin[box].astype(np.float32), (0, 0), 2.0 * sigma) * np.float32(1.0 - gain)
+        moved = cv2.subtract(image, cv2.multiply(cv2.subtract(image, low), cv2.merge([weight] * 3)))
+        out = relit.copy()
+        out[box] = np.clip(moved + 0.5, 0, 255).astype(np.uint8)
+        return out
 
     def _match_boundary(
         self,
