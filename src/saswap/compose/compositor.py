@@ -148,7 +148,7 @@ class Compositor:
             to its target's, over the skin only (eyes, brows and lips keep their detail), never raising it. A source
             photo's crisp pores on a smooth target (a soft photo, a beauty filter, a compressed video) read as
             pasted on; in a video, a face with more texture than its template is also read less steadily by a
-            landmark detector (sharpening a template alone raised its measured jitter 1.3-1.6x, see
+            landmark detector (sharpening a template alone raised its measured jitter 1.2-1.7x, see
             ``benchmarks/RESULTS.md``). The target's reading is cached with its analysis.
     """
 

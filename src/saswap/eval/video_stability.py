@@ -22,7 +22,7 @@ The output and the template are analysed frame by frame with the same face analy
   the template's, so that a face which keeps its own mouth shut while the template talks shows up;
 - skin texture: the output's fine skin texture (:func:`~saswap.face.blur.fine_texture`) over the template's, in
   the template's skin region (median over every 10th frame). A landmark detector reads a face with more texture
-  less steadily: sharpening a steady template alone raised its measured jitter 1.3-1.6x (``benchmarks/RESULTS.md``),
+  less steadily: sharpening a steady template alone raised its measured jitter 1.2-1.7x (``benchmarks/RESULTS.md``),
   so a jitter ratio above 1 with a texture ratio well above 1 is partly the detector's reading of the new skin.
 """
 

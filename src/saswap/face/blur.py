@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["blur_region", "edge_blur", "extra_blur", "fine_texture", "texture_gain", "TEXTURE_SCALE"]
 
-#: Scale of the fine texture band (:func:`fine_texture`), in eye-corner distances: about 2.5 px in a 384-px aligned crop
+#: Scale of the fine texture band (:func:`fine_texture`), in eye-corner distances: about 2.7 px in a 384-px aligned crop
 #: (pores, stubble, grain; not the shading of wrinkles and features, which is identity).
 TEXTURE_SCALE = 0.02
 
