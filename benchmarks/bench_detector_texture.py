@@ -30,6 +30,7 @@ CLIPS = ["liveportrait__d5.mp4", "liveportrait__d7.mp4", "liveportrait__d18.mp4"
 
 
 def sharpen(image: np.ndarray, amount: float, sigma: float = 2.0) -> np.ndarray:
+    """An unsharp mask: ``image + amount * (image - its Gaussian low-pass of sigma px)``, RGB uint8 in and out."""
     x = image.astype(np.float32)
     return np.clip(x + amount * (x - cv2.GaussianBlur(x, (0, 0), sigma)) + 0.5, 0, 255).astype(np.uint8)
 

@@ -152,8 +152,51 @@ def test_the_new_faces_skin_texture_is_lowered_to_a_smooth_targets(analyzer):
     assert np.array_equal(matched(prepared, textured).image, plain(prepared, textured).image)
     smooth = load_image(data_path("images", "sadtalker__happy.png"))
     face = analyzer(smooth)[0]
+    crop, crop_face, _ = matched.engine.align(smooth, face)  # the target's reading is part of its analysis
+    assert "texture" in matched.compositor.analyze_target(crop, crop_face)
+    assert "texture" not in plain.compositor.analyze_target(crop, crop_face)
     wanted = skin_texture(smooth, face)
     got = skin_texture(matched(prepared, smooth).image, face)
     before = skin_texture(plain(prepared, smooth).image, face)
     assert before > 1.5 * wanted, (before, wanted)
     assert wanted * 0.9 < got < wanted + 0.5 * (before - wanted), (got, wanted, before)
+
+
+def test_the_texture_match_works_within_the_skins_box_as_over_the_whole_crop():
+    """:meth:`Compositor._match_texture` works within the skin's bounding box and a margin; the result is the same as
+    the plain whole-crop computation (a reference written out here), for a box at the crop's border and inside it, and
+    with the paste-back's round trip (``scale``). A target as textured as the new face changes nothing; no skin either."""
+    import cv2
+
+    from saswap.compose import Compositor
+    from saswap.face.blur import TEXTURE_SCALE, blur_region, fine_texture, texture_gain
+
+    def reference(relit, target_texture, skin, covered, keep, eye, scale):
+        sigma = max(0.5, TEXTURE_SCALE * eye)
+        seen = relit
+        if scale is not None and abs(scale - 1.0) > 0.05:
+            h, w = relit.shape[:2]
+            small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
+            seen = cv2.resize(cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_LINEAR)
+        region = blur_region(skin, eye) & (covered < 0.5) & (keep < 0.5)
+        gain = texture_gain(target_texture, fine_texture(seen, region, sigma))
+        image = relit.astype(np.float32)
+        low = cv2.GaussianBlur(image, (0, 0), sigma)
+        weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 2.0 * sigma)[..., None] * (1.0 - gain)
+        return np.clip(image - weight * (image - low) + 0.5, 0, 255).astype(np.uint8)
+
+    rng = np.random.default_rng(0)
+    relit = np.clip(rng.normal(150, 25, (160, 160, 3)), 0, 255).astype(np.uint8)
+    none = np.zeros((160, 160), np.float32)
+    compositor = Compositor(occlusion="off")
+    for centre, scale in (((80, 80), None), ((20, 140), None), ((80, 80), 1.6)):
+        skin = np.zeros((160, 160), np.uint8)
+        cv2.ellipse(skin, centre, (40, 55), 0, 0, 360, 1, -1)
+        regions = {"skin": skin.astype(np.float32)}
+        got = compositor._match_texture(relit, 3.0, regions, none, none, 100.0, scale)
+        want = reference(relit, 3.0, skin, none, none, 100.0, scale)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # float sums in another order at most
+        assert (got != relit).any() and (got[skin == 0] == relit[skin == 0]).mean() > 0.5
+    assert compositor._match_texture(relit, 1e3, regions, none, none, 100.0, None) is relit  # rougher target
+    empty = {"skin": none}
+    assert compositor._match_texture(relit, 3.0, empty, none, none, 100.0, None) is relit

@@ -397,7 +397,7 @@ def test_cli_refuses_bad_videos_before_loading_models(tmp_path, kind, capsys):
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
-def test_occlusion_masks_are_made_steady_within_a_shot():
+def test_occlusion_masks_and_readings_are_made_steady_within_a_shot():
     """A pixel that the per-frame occlusion rules flip for one frame is steadied by its neighbours; a shot
     cut is not crossed; the frames passed in keep their raw masks."""
     from test_cache import _face
@@ -416,6 +416,16 @@ def test_occlusion_masks_are_made_steady_within_a_shot():
     assert frames[2].faces[0].data["occlusion"][2, 2] == 0  # the raw mask is left for the neighbours
     frames = [record(0, 1), record(1, 1), record(2, 0, cut=True), record(3, 0), record(4, 0)]
     assert _steady_masks(frames, 2, 2).faces[0].data["occlusion"][2, 2] == 0  # the earlier shot does not count
+
+    # the blur and texture readings: the mean of the same frames' readings, NaN left out
+    def reading(i, blur, texture):
+        data = {"blur": np.array([blur], np.float32), "texture": np.array([texture], np.float32)}
+        return FrameAnalysis(i, i, i / 30, [TargetFace(_face(0.0), np.eye(2, 3), data)], False)
+
+    frames = [reading(0, 1.0, 2.0), reading(1, 2.0, np.nan), reading(2, 3.0, 4.0), reading(3, 4.0, 6.0)]
+    steady = _steady_masks(frames, 1, 1).faces[0].data
+    assert float(steady["blur"][0]) == 2.0 and float(steady["texture"][0]) == 3.0
+    assert np.isnan(frames[1].faces[0].data["texture"][0])  # the raw reading is left for the neighbours
 
 
 def _tone_frames(offsets, light):

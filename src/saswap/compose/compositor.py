@@ -145,7 +145,8 @@ class Compositor:
             sharper. A face that is softer than its target is left as it is.
         texture_match: lower the new face's fine skin texture (pores, stubble, grain:
             :func:`~saswap.face.blur.fine_texture` below :data:`~saswap.face.blur.TEXTURE_SCALE` eye-corner distances)
-            to its target's, over the skin only (eyes, brows and lips keep their detail), never raising it. A source
+            to its target's, over the skin (eyes, brows and lips keep their detail but for a soft band along their
+            edges), never raising it. A source
             photo's crisp pores on a smooth target (a soft photo, a beauty filter, a compressed video) read as
             pasted on; in a video, a face with more texture than its template is also read less steadily by a
             landmark detector (sharpening a template alone raised its measured jitter 1.2-1.7x, see
@@ -473,15 +474,16 @@ class Compositor:
         self,
         relit: np.ndarray,
         target_texture: float,
-        regions,
+        regions: dict[str, np.ndarray],
         covered: np.ndarray,
         keep: np.ndarray,
         eye: float,
         scale: float | None,
     ) -> np.ndarray:
         """``relit`` with its skin's fine texture lowered to the target's reading (:func:`~saswap.face.blur.fine_texture`
-        of the target's visible skin), over the skin alone, with a soft edge; unchanged where it shows no more
-        texture than the target.
+        of the target's visible skin), over the skin, with a soft edge (about 2 x 0.02 eye-corner distances, so the
+        outermost pixels of the brows, lids and lips lose up to half as much of their fine detail as the skin does);
+        unchanged where it shows no more texture than the target.
 
         Both are read in the aligned crop. As in :meth:`_match_blur`, the new face is read after the round trip its
         paste-back makes (``scale``), so that texture the resampling removes anyway is not removed twice.
@@ -495,9 +497,10 @@ class Compositor:
         x, y, w, h = cv2.boundingRect(skin)
         if w == 0 or h == 0:
             return relit
-        # Everything below happens within the skin's box and a margin wider than the two blurs' kernels (OpenCV cuts
-        # a Gaussian at 4 sigma): the same result as over the whole crop, in a fraction of the time.
-        pad = int(np.ceil(8.0 * sigma)) + 2
+        # Everything below happens within the skin's box and a margin wider than the weight's blur (OpenCV cuts a
+        # Gaussian at 4 sigma: 8 sigma for the weight's) plus the low-pass under it (4 sigma): the same result as over
+        # the whole crop, in a fraction of the time.
+        pad = int(np.ceil(12.0 * sigma)) + 2
         H, W = skin.shape
         box = (slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad)))
         seen = relit

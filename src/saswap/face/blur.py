@@ -136,8 +136,12 @@ def fine_texture(image: np.ndarray, region: np.ndarray, sigma: float, min_pixels
     """How much fine texture ``image`` shows inside ``region``: the mean absolute difference of its grey levels from
     their Gaussian low-pass of ``sigma`` pixels (levels 0-255).
 
+    Convention:
+        Levels 0-255 whatever the dtype; RGB is converted to grey (ITU-R BT.601 weights, OpenCV's); the low-pass
+        replicates the image's border by reflection (OpenCV's default).
+
     Args:
-        image: RGB or grey, uint8 or float (levels 0-255).
+        image: RGB (H, W, 3) or grey (H, W), uint8 or float.
         region: where to read, (H, W), non-zero inside (a face's visible skin, its features left out).
         sigma: the low-pass's Gaussian sigma, pixels (the band read is what lies below it).
         min_pixels: fewer pixels than this in ``region`` give None.
@@ -154,6 +158,8 @@ def fine_texture(image: np.ndarray, region: np.ndarray, sigma: float, min_pixels
         (0.0, 5)
     """
     inside = np.asarray(region) > 0
+    if image.ndim not in (2, 3) or inside.shape != image.shape[:2]:
+        raise ValueError(f"region {inside.shape} must have the image's height and width, image {image.shape}")
     if int(inside.sum()) < min_pixels:
         return None
     image = image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
@@ -169,6 +175,14 @@ def texture_gain(target: float | None, image: float | None, floor: float = 0.3) 
     """The factor that brings an image's fine texture reading (:func:`fine_texture`) down to a target's: ``target /
     image``, at most 1 (texture is never added: noise drawn onto a face is not its skin) and at least ``floor`` (a
     face is never made waxy); 1 when a reading is missing.
+
+    Args:
+        target: the target's reading (None or NaN: none).
+        image: the image's reading (None or not above 0: none).
+        floor: the least factor.
+
+    Returns:
+        the factor, in [``floor``, 1].
 
     Example:
         >>> texture_gain(2.0, 4.0), texture_gain(5.0, 4.0), texture_gain(0.1, 4.0), texture_gain(None, 4.0)
