@@ -459,13 +459,7 @@ class Compositor:
         if not np.isfinite(target_blur):
             return relit
         region = blur_region(regions["face"], eye) & (covered < 0.5) & (keep < 0.5)
-        seen = relit
-        if scale is not None and scale > 0 and abs(scale - 1.0) > 0.05:
-            h, w = relit.shape[:2]
-            small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
-            seen = cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR)
-            seen = cv2.resize(seen, (w, h), interpolation=cv2.INTER_LINEAR)
-        sigma = extra_blur(target_blur, edge_blur(seen, region))
+        sigma = extra_blur(target_blur, edge_blur(_after_paste_back(relit, scale), region))
         if sigma <= 0:
             return relit
         return cv2.GaussianBlur(relit, (0, 0), sigma)
@@ -503,12 +497,8 @@ class Compositor:
         pad = int(np.ceil(12.0 * sigma)) + 2
         H, W = skin.shape
         box = (slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad)))
-        seen = relit
-        if scale is not None and scale > 0 and abs(scale - 1.0) > 0.05:
-            small = (max(8, int(round(W / scale))), max(8, int(round(H / scale))))
-            seen = cv2.resize(cv2.resize(relit, small, interpolation=cv2.INTER_LINEAR), (W, H), interpolation=cv2.INTER_LINEAR)
         region = blur_region(skin[box], eye) & (covered[box] < 0.5) & (keep[box] < 0.5)
-        gain = texture_gain(target_texture, fine_texture(seen[box], region, sigma))
+        gain = texture_gain(target_texture, fine_texture(_after_paste_back(relit, scale)[box], region, sigma))
         if gain >= 0.999:
             return relit
         image = relit[box].astype(np.float32)
@@ -567,6 +557,23 @@ class Compositor:
                 samples = ring | anchor
         offset = membrane_correction(relit, target, samples.astype(np.float32), scale=self.membrane_scale * eye)
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
+
+
+def _after_paste_back(image: np.ndarray, scale: float | None) -> np.ndarray:
+    """``image`` (an aligned crop) as it reads after the round trip of its paste-back: resampled to the frame's scale
+    (``scale``: crop pixels per frame pixel) and back, bilinearly; itself when the scale is None or within 5% of 1.
+    What the blur and texture matches read, so that detail the paste-back removes anyway is not removed twice.
+
+    Example:
+        >>> img = np.zeros((32, 32, 3), np.uint8); img[:, ::2] = 255  # the finest stripes
+        >>> _after_paste_back(img, None) is img, int(_after_paste_back(img, 2.0).std()) < int(img.std())
+        (True, True)
+    """
+    if scale is None or not scale > 0 or abs(scale - 1.0) <= 0.05:
+        return image
+    h, w = image.shape[:2]
+    small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
+    return cv2.resize(cv2.resize(image, small, interpolation=cv2.INTER_LINEAR), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def entering_cover(

@@ -44,6 +44,16 @@ def _aligned(shape: tuple[int, ...]) -> np.ndarray:
     return buf[start : start + n].view(np.float32).reshape(shape)
 
 
+def _aligned_grey(image: np.ndarray) -> np.ndarray:
+    """``image`` (RGB or grey, uint8 or float, levels 0-255) as a float32 grey copy in a 64-byte aligned buffer (see
+    :func:`_aligned`)."""
+    image = image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
+    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    aligned = _aligned(grey.shape)  # the same rounding whatever the input's place in memory
+    np.copyto(aligned, grey, casting="unsafe")
+    return aligned
+
+
 def _gradient(grey: np.ndarray) -> np.ndarray:
     """The gradient magnitude of a float32 image, every array OpenCV touches 64-byte aligned (see :func:`_aligned`)."""
     gx, gy, mag = _aligned(grey.shape), _aligned(grey.shape), _aligned(grey.shape)
@@ -92,11 +102,7 @@ def edge_blur(
         >>> round(sharp, 1), round(soft, 1)
         (0.8, 3.5)
     """
-    image = image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
-    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    aligned = _aligned(grey.shape)  # the same rounding whatever the input's place in memory
-    np.copyto(aligned, grey, casting="unsafe")
-    grey = aligned
+    grey = _aligned_grey(image)
     g1 = _gradient(grey)
     inside = np.asarray(region) > 0
     values = g1[inside]
@@ -162,13 +168,10 @@ def fine_texture(image: np.ndarray, region: np.ndarray, sigma: float, min_pixels
         raise ValueError(f"region {inside.shape} must have the image's height and width, image {image.shape}")
     if int(inside.sum()) < min_pixels:
         return None
-    image = image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
-    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    aligned = _aligned(grey.shape)  # the same rounding whatever the input's place in memory (see _aligned)
-    np.copyto(aligned, grey, casting="unsafe")
+    grey = _aligned_grey(image)
     low = _aligned(grey.shape)
-    cv2.GaussianBlur(aligned, (0, 0), max(float(sigma), 0.5), dst=low)
-    return float(np.abs(aligned - low)[inside].mean())
+    cv2.GaussianBlur(grey, (0, 0), max(float(sigma), 0.5), dst=low)
+    return float(np.abs(grey - low)[inside].mean())
 
 
 def texture_gain(target: float | None, image: float | None, floor: float = 0.3) -> float:

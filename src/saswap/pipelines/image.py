@@ -536,11 +536,17 @@ def make_face(
     Returns:
         (what :func:`~saswap.compose.compositor.place_back` returns, the engine's seconds, the compose stage's).
     """
-    ts = time.perf_counter()
-    result = engine.swap(job.crop, job.crop_face, source, shape_strength=shape_strength, analysis=job.data)
-    engine_s = time.perf_counter() - ts
+    result, engine_s = engine_face(engine, job, source, shape_strength)
     placed, _, compose_s = compose_face(compositor, enhancer, job, result)
     return placed, engine_s, compose_s
+
+
+def engine_face(engine: SwapEngine, job: FaceJob, source: SourceFace, shape_strength: float):
+    """The engine's face for one job (its :class:`~saswap.engines.base.EngineOutput`) and the seconds it took: the
+    first half of :func:`make_face`, which a frame's owner runs itself when the engine computes on a GPU."""
+    ts = time.perf_counter()
+    result = engine.swap(job.crop, job.crop_face, source, shape_strength=shape_strength, analysis=job.data)
+    return result, time.perf_counter() - ts
 
 
 def compose_face(compositor: Compositor, enhancer, job: FaceJob, result) -> tuple[Placed | None, float, float]:

@@ -33,7 +33,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from typing import IO, Any
 
@@ -279,12 +278,14 @@ class FrameWorkers(_Workers):
         traceback as its cause; the worker goes on."""
         if not self._engine_here:
             return self._call(jobs)
+        from saswap.pipelines.image import FaceJob, engine_face
+
         made, seconds = [], []
-        for crop, crop_face, data, *_ in jobs:
-            t = time.perf_counter()
+        for job in jobs:
             with self._engine_lock:
-                made.append(self._engine.swap(crop, crop_face, self._source, shape_strength=self._strength, analysis=data))
-            seconds.append(time.perf_counter() - t)
+                result, engine_s = engine_face(self._engine, FaceJob(*job), self._source, self._strength)
+            made.append(result)
+            seconds.append(engine_s)
         composed = self._call([(*job, result) for job, result in zip(jobs, made)])
         return [(placed, engine_s, compose_s) for (placed, _, compose_s), engine_s in zip(composed, seconds)]
 
