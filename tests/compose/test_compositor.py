@@ -71,6 +71,36 @@ def test_the_tone_anchor_keeps_the_targets_skin_tone_in_the_middle_of_the_face(a
     assert step_a < step_f + 1.0, figures
 
 
+@pytest.mark.slow
+def test_the_composed_face_hands_over_what_its_membrane_added(analyzer):
+    """A video swap smooths the boundary membrane's offset along each track (``ToneStabiliser``), so the compose stage
+    hands it over with the face: the crop averaged down twice, zero wherever the crop did not change, and what the
+    membrane added where the new face shows; None with the membrane off."""
+    import cv2
+
+    from saswap import SaSwapPipeline
+    from saswap.compose import Compositor
+    from saswap.compose.compositor import BOUNDARY_REDUCTION
+    from saswap.io import load_image
+
+    target = load_image(data_path("images", "simswap__zhoujielun.jpg"))
+    source = load_image(data_path("images", "simswap__james.jpg"))
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric", analyzer=analyzer)
+    bare = SaSwapPipeline(pipe.engine, compositor=Compositor(membrane=False), analyzer=analyzer)
+    prepared, _ = pipe.prepare_source(source)
+    crop, face, _ = pipe.engine.align(target, analyzer(target)[0])
+    out = pipe.swap_crop(crop, face, prepared)
+    size = crop.shape[0] // BOUNDARY_REDUCTION
+    assert BOUNDARY_REDUCTION == 2 and out.boundary.shape == (size, size, 3) and out.boundary.dtype == np.float32
+    unchanged = cv2.resize((out.mask > 0).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) == 0
+    assert unchanged.any() and not out.boundary[unchanged].any()
+    # the bearded source on a pale target: the membrane lifts the new face, by several levels in the face's middle
+    x0, y0, x1, y1 = (np.asarray(face.box) / BOUNDARY_REDUCTION).astype(int)
+    middle = out.boundary[(y0 + y1) // 2 - 4 : (y0 + y1) // 2 + 4, (x0 + x1) // 2 - 4 : (x0 + x1) // 2 + 4]
+    assert np.abs(middle).mean() > 2.0
+    assert bare.swap_crop(crop, face, prepared).boundary is None
+
+
 def test_a_closed_eyes_lash_line_is_not_kept_as_glasses(analyzer):
     """On ``insightface__close_eyes`` the parser reads part of a closed eye's dark lash line as glasses. Kept in
     place as an object in front of the face while the new face's lids moved, it showed as dark dots below them;

@@ -476,6 +476,47 @@ def test_tone_stabiliser_removes_flicker_without_lag_and_keeps_the_template_ligh
     assert _face_mean(out[25], mask) - _face_mean(out[15], mask) > 20
 
 
+def test_tone_stabiliser_smooths_the_membrane_offset_and_leaves_the_rest_of_the_face():
+    """With the compose stage's membrane offset (``boundary``, the crop averaged down twice), the stabiliser smooths
+    that offset along the track and nothing else: the face's flicker goes, while what the template does under the
+    new face (its light, a feature that moves) passes through untouched, and the offset's shape lands where the
+    crop had it."""
+    from saswap.pipelines.video import ToneStabiliser
+
+    rng = np.random.default_rng(1)
+    n, size = 30, 96
+    noise = np.round(rng.normal(0, 4, n))
+    light = np.where(np.arange(n) < 15, 0, 30)
+    mask = np.zeros((size, size), np.float32)
+    cv2.circle(mask, (48, 48), 30, 1.0, -1)
+    left = (np.arange(size) < 48).astype(np.float32)[None, :].repeat(size, 0)  # the offset on the face's left half
+    out, template, before = [], [], []
+    st = ToneStabiliser(reach=6)
+    for i in range(n):
+        t = np.full((size, size, 3), 90 + light[i], np.uint8)
+        cv2.circle(t, (40 + i, 60), 3, (20, 20, 20), -1)  # a feature of the template that moves
+        offset = (10.0 + noise[i]) * left * mask  # what the membrane added this frame
+        o = np.clip(t.astype(np.float32) + 20 * mask[..., None] + offset[..., None] + 0.5, 0, 255).astype(np.uint8)
+        template.append(t)
+        out.append(o)
+        before.append(o.copy())
+        boundary = cv2.resize(np.repeat(offset[..., None], 3, axis=2), (size // 2, size // 2), interpolation=cv2.INTER_AREA)
+        boundary = boundary.astype(np.float32)
+        st.measure(1, i, False, o, t, mask, np.eye(2, 3), size, boundary=boundary)
+    for i in range(n):
+        st.apply(1, i, out[i])
+    near = [np.arange(max(0, i - 6), min(n, i + 7)) for i in range(n)]  # the reach, cut at the video's ends
+    smooth = np.array([np.average(noise[k], weights=np.exp(-0.5 * ((k - i) / 3.0) ** 2)) for i, k in enumerate(near)])
+    for i in range(n):
+        shift = out[i].astype(int) - before[i].astype(int)
+        # inside the left half the face moves by the smoothed offset minus its own; the right half and everything
+        # outside the mask stay as they were (the template's light and its moving feature included)
+        assert abs(np.median(shift[30:66, 24:44, 0]) - (smooth[i] - noise[i])) <= 1.0
+        assert np.abs(shift[30:66, 53:72]).max() <= 1 and (shift[mask == 0] == 0).all()
+    steps = np.abs(np.diff([int(out[i][48, 30, 0]) - int(template[i][48, 30, 0]) for i in range(n)]))
+    assert steps.mean() < 0.4 * np.abs(np.diff(noise)).mean()
+
+
 def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_path, caplog):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -362,6 +362,7 @@ class SaSwapPipeline:
         timings: dict[str, float] | None = None,
         weights: list[float] | None = None,
         make_faces: Callable[[list[tuple]], list[tuple]] | None = None,
+        boundaries: list | None = None,
     ) -> list[np.ndarray]:
         """Swap the source into the analysed faces of one frame, writing into ``out`` in place.
 
@@ -378,6 +379,8 @@ class SaSwapPipeline:
                 ``(crop, crop_face, data, transform, frame_size, weight)`` per face, returns what :func:`make_face`
                 returns for each (with this pipeline's engine, compositor, ``source``, ``shape_strength`` and
                 ``enhance``).
+            boundaries: when a list, each face's boundary membrane offset is appended to it
+                (:attr:`~saswap.compose.ComposedFace.boundary`, None without one): a video swap smooths it over time.
 
         Returns:
             per face, the full-size mask of where ``out`` changed.
@@ -399,9 +402,11 @@ class SaSwapPipeline:
         else:
             made = make_faces(jobs)
         masks = []
-        for placed, swap_s, compose_s in made:
+        for placed, swap_s, compose_s, boundary in made:
             tp = time.perf_counter()
             masks.append(blend_placed(out, placed))
+            if boundaries is not None:
+                boundaries.append(boundary)
             if timings is not None:
                 timings["swap"] = timings.get("swap", 0.0) + swap_s
                 timings["paste"] = timings.get("paste", 0.0) + compose_s + time.perf_counter() - tp
@@ -534,11 +539,12 @@ def make_face(
         enhancer: a :class:`~saswap.enhance.FaceEnhancer` or None.
 
     Returns:
-        (what :func:`~saswap.compose.compositor.place_back` returns, the engine's seconds, the compose stage's).
+        (what :func:`~saswap.compose.compositor.place_back` returns, the engine's seconds, the compose stage's, the
+        boundary membrane's offset on its grid: :attr:`~saswap.compose.ComposedFace.boundary`).
     """
     result, engine_s = engine_face(engine, job, source, shape_strength)
-    placed, _, compose_s = compose_face(compositor, enhancer, job, result)
-    return placed, engine_s, compose_s
+    placed, _, compose_s, boundary = compose_face(compositor, enhancer, job, result)
+    return placed, engine_s, compose_s, boundary
 
 
 def engine_face(engine: SwapEngine, job: FaceJob, source: SourceFace, shape_strength: float):
@@ -549,7 +555,7 @@ def engine_face(engine: SwapEngine, job: FaceJob, source: SourceFace, shape_stre
     return result, time.perf_counter() - ts
 
 
-def compose_face(compositor: Compositor, enhancer, job: FaceJob, result) -> tuple[Placed | None, float, float]:
+def compose_face(compositor: Compositor, enhancer, job: FaceJob, result) -> tuple[Placed | None, float, float, Any]:
     """The compose stage of one face the engine made (``result``, its :class:`~saswap.engines.base.EngineOutput`), up
     to its placing back into the frame: what a frame worker runs when the engine computes elsewhere (on a GPU, in the
     frame's owner). Returns what :func:`make_face` returns, with 0 engine seconds."""
@@ -561,7 +567,7 @@ def compose_face(compositor: Compositor, enhancer, job: FaceJob, result) -> tupl
     if job.weight < 1.0:
         mask = mask * np.float32(max(job.weight, 0.0))
     placed = place_back(image, mask, job.transform, job.frame_size)
-    return placed, 0.0, time.perf_counter() - tp
+    return placed, 0.0, time.perf_counter() - tp, composed.boundary
 
 
 def _looks_like_repo_id(key: str) -> bool:

@@ -887,14 +887,21 @@ def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, st
     changed."""
     out = image.copy()
     stage: dict[str, float] = {}
-    masks = pipe.swap_frame(out, image, faces, source, shape_strength, enhance, stage, weights=weights, make_faces=make_faces)
+    boundaries: list = []
+    masks = pipe.swap_frame(
+        out, image, faces, source, shape_strength, enhance, stage, weights=weights, make_faces=make_faces,
+        boundaries=boundaries,
+    )  # fmt: skip
     box = _changed_box(masks)
     if box is None:
         return None, None, [], stage, []
     t = time.perf_counter()
     readings = []
     if stabiliser is not None:
-        readings = [stabiliser.reading(out, image, m, tf.transform, pipe.engine.crop_size) for tf, m in zip(faces, masks)]
+        readings = [
+            stabiliser.reading(out, image, m, tf.transform, pipe.engine.crop_size, b)
+            for tf, m, b in zip(faces, masks, boundaries)
+        ]
     stage["paste"] = stage.get("paste", 0.0) + time.perf_counter() - t
     return box, out, masks, stage, readings
 
@@ -902,21 +909,26 @@ def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, st
 class ToneStabiliser:
     """Removes tone flicker of a swapped face over time, track by track, with no lag.
 
-    The compose stage matches each frame's face to its target's skin on its own, so small frame-to-frame
-    changes (which boundary samples qualify for the membrane, where the mapped detail falls) make the
-    face's colour flicker at low spatial frequency. What should stay steady along a track is the face's
-    colour *relative to the template's* (the template's own light changes are kept: they are in the
-    target). Per track, that difference is low-passed on a coarse grid in the face's aligned coordinates
-    (which follow the head) and smoothed over time in both directions: each frame takes the Gaussian-weighted
-    mean over ``reach`` frames before and after it, within its shot and the run of frames where its track is
-    seen. A swap therefore writes a frame once the ``reach`` frames after it are made (:meth:`measure` every
+    The compose stage matches each frame's face to its target's skin on its own, and nearly all of what then
+    flickers is its boundary membrane (:attr:`~saswap.compose.ComposedFace.boundary`): the offset that makes the
+    face meet the target's skin along its outline is decided anew in every frame from which samples along the
+    outline qualify and what they read (on ``video-retalking__1`` the compose stage alone flickers 3.6x the
+    template's skin tone, 1.1x with the membrane off; ``benchmarks/RESULTS.md``). Per track, that offset is smoothed
+    over time in the face's aligned coordinates (which follow the head): each frame takes the Gaussian-weighted mean
+    over ``reach`` frames before and after it, within its shot and the run of frames where its track is seen. Only the
+    membrane's own part of the face changes, so the template's light changes and its features' motion are left as
+    they are.
+
+    Where a face has no membrane reading (the membrane off, an engine that blends by itself), what is smoothed is
+    the face's colour *relative to the template's*, low-passed on a coarse grid of ``grid`` cells over the aligned
+    crop. A swap therefore writes a frame once the ``reach`` frames after it are made (:meth:`measure` every
     frame as it is made, or :meth:`repeat` for a frame that repeats an earlier picture, and :meth:`apply`
     ``reach`` frames later); the result does not depend on how many threads made them.
 
     Args:
         reach: frames on each side of the temporal smoothing (its Gaussian's sigma is half of it).
-        grid: side of the coarse grid over the aligned crop.
-        sigma: low-pass of the difference, in grid cells.
+        grid: side of the coarse grid over the aligned crop (for faces without a membrane reading).
+        sigma: low-pass of the difference, in grid cells (the same).
     """
 
     def __init__(self, reach: int = 12, grid: int = 48, sigma: float = 1.0) -> None:
@@ -931,15 +943,22 @@ class ToneStabiliser:
         # a video swap records frames on one thread and applies and forgets them on another
         self._lock = threading.Lock()
 
-    def _geometry(self, mask: np.ndarray, transform: np.ndarray, crop_size: int):
-        """The mask's box (x0, y0, x1, y1), the mask within it, and the box -> grid affine; None when empty."""
+    def _geometry(self, mask: np.ndarray, transform: np.ndarray, crop_size: int, reduction: int | None = None):
+        """The mask's box (x0, y0, x1, y1), the mask within it, and the box -> grid affine; None when empty.
+
+        ``reduction``: the grid is the crop averaged down this many times in blocks (cell ``j`` the mean of crop
+        pixels ``r j`` to ``r j + r - 1``), not :attr:`grid` cells sampled over it."""
         import cv2
 
         x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
         if bw == 0 or bh == 0:
             return None
         m = np.ascontiguousarray(mask[y0 : y0 + bh, x0 : x0 + bw], np.float32)
-        to_grid = np.asarray(transform, np.float64) * (self.grid / float(crop_size))
+        if reduction is None:
+            to_grid = np.asarray(transform, np.float64) * (self.grid / float(crop_size))
+        else:
+            to_grid = np.asarray(transform, np.float64) / float(reduction)
+            to_grid[:, 2] -= (reduction - 1) / (2.0 * reduction)  # a block's centre
         to_grid[:, 2] += to_grid[:, :2] @ np.array([x0, y0], np.float64)  # from box coordinates
         return (x0, y0, x0 + bw, y0 + bh), m, to_grid
 
@@ -953,8 +972,11 @@ class ToneStabiliser:
         mask: np.ndarray,
         transform: np.ndarray,
         crop_size: int,
+        boundary: np.ndarray | None = None,
     ) -> None:
-        """Record one face of frame ``index``: the low-pass of ``out`` minus ``template`` inside ``mask``.
+        """Record one face of frame ``index``: its ``boundary`` (the compose stage's membrane offset,
+        :attr:`~saswap.compose.ComposedFace.boundary`), or without one the low-pass of ``out`` minus ``template``
+        inside ``mask``.
 
         Args:
             track: the face's track id.
@@ -964,16 +986,29 @@ class ToneStabiliser:
             template: the template frame.
             mask: where the swap changed the frame, float32 (H, W).
             transform: the face's frame -> crop similarity, shape (2, 3); ``crop_size`` its crop's side.
+            boundary: the face's membrane offset on its grid (crop coordinates), or None.
         """
-        self.record(track, index, cut, self.reading(out, template, mask, transform, crop_size))
+        self.record(track, index, cut, self.reading(out, template, mask, transform, crop_size, boundary))
 
     def reading(
-        self, out: np.ndarray, template: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int
+        self,
+        out: np.ndarray,
+        template: np.ndarray,
+        mask: np.ndarray,
+        transform: np.ndarray,
+        crop_size: int,
+        boundary: np.ndarray | None = None,
     ) -> tuple | None:
         """What :meth:`measure` records for one face, computed apart from the track's record (a frame worker
         thread can compute it; :meth:`record` then files it, in any order). None when the mask is empty."""
         import cv2
 
+        if boundary is not None:
+            reduction = max(1, int(round(crop_size / float(boundary.shape[1]))))
+            geometry = self._geometry(mask, transform, crop_size, reduction)
+            if geometry is None:
+                return None
+            return (np.asarray(boundary, np.float32), np.ones((*boundary.shape[:2], 1), np.float32), *geometry)
         geometry = self._geometry(mask, transform, crop_size)
         if geometry is None:
             return None
