@@ -99,6 +99,12 @@ def test_the_composed_face_hands_over_what_its_membrane_added(analyzer):
     middle = out.boundary[(y0 + y1) // 2 - 4 : (y0 + y1) // 2 + 4, (x0 + x1) // 2 - 4 : (x0 + x1) // 2 + 4]
     assert np.abs(middle).mean() > 2.0
     assert bare.swap_crop(crop, face, prepared).boundary is None
+    # into a black-and-white photo, which stays one, what shows of the membrane is grey too
+    grey = load_image(data_path("images", "sberswap__target5.png"))
+    crop, face, _ = pipe.engine.align(grey, analyzer(grey)[0])
+    out = pipe.swap_crop(crop, face, prepared)
+    assert (out.image[..., 0] == out.image[..., 2]).all() and np.abs(out.boundary).max() > 1.0
+    assert np.array_equal(out.boundary[..., 0], out.boundary[..., 1]) and np.array_equal(out.boundary[..., 0], out.boundary[..., 2])
 
 
 def test_a_closed_eyes_lash_line_is_not_kept_as_glasses(analyzer):

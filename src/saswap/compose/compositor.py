@@ -438,7 +438,8 @@ class Compositor:
             from saswap.compose.harmonizer import default_tone_harmonization
 
             out = default_tone_harmonization(self.harmonize)(out, alpha * taper, face.keypoints)
-        if is_grey(target, regions["face"] > 0.5):
+        grey = is_grey(target, regions["face"] > 0.5)
+        if grey:
             # A black-and-white photo stays one: the face's detail carries its own colour ratios.
             out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
 
@@ -453,6 +454,8 @@ class Compositor:
         boundary = None
         if membrane is not None:
             membrane = cv2.multiply(membrane, cv2.merge([alpha.astype(np.float32)] * 3))
+            if grey:  # what shows of it in a black-and-white output is its grey
+                membrane = cv2.merge([cv2.cvtColor(membrane, cv2.COLOR_RGB2GRAY)] * 3)
             small = (max(1, shape[1] // BOUNDARY_REDUCTION), max(1, shape[0] // BOUNDARY_REDUCTION))
             boundary = cv2.resize(membrane, small, interpolation=cv2.INTER_AREA)
         return ComposedFace(image=out, mask=changed.astype(np.float32), boundary=boundary)

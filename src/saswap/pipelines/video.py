@@ -921,7 +921,9 @@ class ToneStabiliser:
 
     Where a face has no membrane reading (the membrane off, an engine that blends by itself), what is smoothed is
     the face's colour *relative to the template's*, low-passed on a coarse grid of ``grid`` cells over the aligned
-    crop. A swap therefore writes a frame once the ``reach`` frames after it are made (:meth:`measure` every
+    crop.
+
+    A swap writes a frame once the ``reach`` frames after it are made (:meth:`measure` every
     frame as it is made, or :meth:`repeat` for a frame that repeats an earlier picture, and :meth:`apply`
     ``reach`` frames later); the result does not depend on how many threads made them.
 
