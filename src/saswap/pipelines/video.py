@@ -993,14 +993,9 @@ class ToneStabiliser:
         self.record(track, index, cut, self.reading(out, template, mask, transform, crop_size, boundary))
 
     def reading(
-        self,
-        out: np.ndarray,
-        template: np.ndarray,
-        mask: np.ndarray,
-        transform: np.ndarray,
-        crop_size: int,
+        self, out: np.ndarray, template: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int,
         boundary: np.ndarray | None = None,
-    ) -> tuple | None:
+    ) -> tuple | None:  # fmt: skip
         """What :meth:`measure` records for one face, computed apart from the track's record (a frame worker
         thread can compute it; :meth:`record` then files it, in any order). None when the mask is empty."""
         import cv2
