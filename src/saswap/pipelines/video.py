@@ -1005,7 +1005,7 @@ class ToneStabiliser:
             geometry = self._geometry(mask, transform, crop_size, reduction)
             if geometry is None:
                 return None
-            return (np.asarray(boundary, np.float32), np.ones((*boundary.shape[:2], 1), np.float32), *geometry)
+            return (np.asarray(boundary, np.float32), None, *geometry)  # defined over the whole crop: no weight
         geometry = self._geometry(mask, transform, crop_size)
         if geometry is None:
             return None
@@ -1072,7 +1072,7 @@ class ToneStabiliser:
             return
         with self._lock:
             low, den, (x0, y0, x1, y1), m, to_grid = self._lows[track][index]
-        shift = (smooth - low) * (den > 0.05)
+        shift = smooth - low if den is None else (smooth - low) * (den > 0.05)
         if np.abs(shift).max() < 0.05:
             return
         back = cv2.warpAffine(

@@ -287,7 +287,10 @@ class FrameWorkers(_Workers):
             made.append(result)
             seconds.append(engine_s)
         composed = self._call([(*job, result) for job, result in zip(jobs, made)])
-        return [(placed, engine_s, compose_s, boundary) for (placed, _, compose_s, boundary), engine_s in zip(composed, seconds)]
+        return [
+            (placed, engine_s, compose_s, boundary)
+            for (placed, _, compose_s, boundary), engine_s in zip(composed, seconds)
+        ]
 
 
 class AnalysisWorkers(_Workers):
