@@ -223,7 +223,7 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
     """Swap the first ``--seconds`` of one talking head and measure it against its template (one process per clip:
     see :func:`stability`)."""
     from saswap import SaSwapPipeline
-    from saswap.eval.video_stability import measure_video_stability
+    from saswap.eval.video_stability import DlibLandmarks, measure_video_stability
     from saswap.face.identity import DlibEmbedder
     from saswap.io import load_image
     from saswap.videoio import VideoReader
@@ -257,7 +257,8 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
             stills[i] = pipe(prepared, template[i]).image
         except Exception:  # noqa: BLE001 - no face in that frame: not sampled
             pass
-    m = measure_video_stability(template, output, pipe.analyzer, judge, (src_img, src_face), stills)
+    # the jitter also read by an independent detector (dlib's), beside the swap's own analyzer (MediaPipe)
+    m = measure_video_stability(template, output, pipe.analyzer, judge, (src_img, src_face), stills, DlibLandmarks())
     return {**m.to_dict(), "fps": round(result.fps, 2)}
 
 
@@ -304,6 +305,13 @@ def _stability_summary(vals: list[dict], args) -> dict:
         "jitter_ratio_max": max(v["jitter_ratio"] for v in vals),
         "jitter_ratio_median": float(np.median([v["jitter_ratio"] for v in vals])),
         "jitter_within_bar": sum(v["jitter_ratio"] <= 1.1 for v in vals),
+        "jitter_ratio_dlib_median": _median([v.get("jitter_ratio_dlib") for v in vals]),
+        "jitter_ratio_dlib_max": max(
+            (v["jitter_ratio_dlib"] for v in vals if v.get("jitter_ratio_dlib") is not None), default=None
+        ),
+        "jitter_dlib_within_bar": sum(
+            v.get("jitter_ratio_dlib") is not None and v["jitter_ratio_dlib"] <= 1.1 for v in vals
+        ),
         "tone_ratio_max": max(v["tone_ratio"] for v in vals),
         "tone_ratio_median": float(np.median([v["tone_ratio"] for v in vals])),
         "tone_within_bar": sum(v["tone_ratio"] <= 1.2 for v in vals),

@@ -209,3 +209,31 @@ def test_mouth_sync_follows_the_opening_and_part_jitter_finds_the_noisy_part(ana
     assert all(abs(parts[k] - 1.0) < 1e-9 for k in ("jaw", "brows", "nose", "eyes")), parts
     # an output without a face in most frames has no lip sync to report
     assert np.isnan(mouth_sync(track, [None] * (len(track) - 3) + track[-3:]))
+
+
+def test_an_independent_detector_reads_the_jitter_of_a_shaken_video(analyzer, dlib_models):
+    """dlib's 68 points as a second reading of the jitter: the template against itself reads 1 by both detectors;
+    the same frames of a steady head, each shifted by a random half pixel, read less steadily by both; the figures
+    reach the benchmark's row."""
+    import av
+    import cv2
+
+    from saswap.eval.video_stability import DlibLandmarks, measure_video_stability
+
+    with av.open(str(data_path("videos", "liveportrait__d5.mp4"))) as c:  # a steady head
+        images = [f.to_ndarray(format="rgb24") for _, f in zip(range(30), c.decode(video=0))]
+    rng = np.random.default_rng(0)
+    shaken = [
+        cv2.warpAffine(im, np.float32([[1, 0, dx], [0, 1, dy]]), im.shape[1::-1], borderMode=cv2.BORDER_REFLECT101)
+        for im, (dx, dy) in zip(images, rng.normal(0, 0.5, (len(images), 2)))
+    ]
+    reader = DlibLandmarks()
+    points = reader.track(images)
+    assert all(p is not None and p.shape == (68, 2) for p in points)
+    same = measure_video_stability(images, images, analyzer, landmarks68=reader)
+    moved = measure_video_stability(images, shaken, analyzer, landmarks68=reader)
+    assert abs(same.jitter_ratio_dlib - 1.0) < 1e-9 and same.to_dict()["jitter_ratio_dlib"] == 1.0
+    assert moved.jitter_ratio_dlib > 1.2 and moved.jitter_ratio > 1.2, (moved.jitter_ratio_dlib, moved.jitter_ratio)
+    assert set(moved.to_dict()["jitter_parts_dlib"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
+    # without the reader nothing of it is reported
+    assert "jitter_ratio_dlib" not in measure_video_stability(images, images, analyzer).to_dict()

