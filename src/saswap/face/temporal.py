@@ -77,24 +77,57 @@ class FaceSmoother:
     noise into rotation noise, which a lever arm as long as the face amplifies at the jaw. Pose angles use
     their own filter (degrees).
 
+    With ``rigid``, a face mesh's points are smoothed in two parts. The head's motion in the image (a similarity:
+    position, size and roll) is fitted to the expression-stable vertices (:data:`~saswap.face.geometry.POSE_VERTICES`)
+    in every frame and smoothed on its own; every point is smoothed in the face's own frame, where the head's motion
+    no longer counts as its speed. Without this, a turning or nodding head raised the One-Euro cut-off of every point
+    (``beta``) and let the detector's noise through while it moved; a mouth that opens still raises its own points'
+    cut-off, so speech is followed as before.
+
     Args:
         fps: frame rate of the video.
         min_cutoff: One-Euro cut-off at rest, Hz.
         beta: One-Euro speed coefficient, per face size per second.
+        rigid: smooth the head's motion and the points in the face's frame apart (needs the 468-point mesh; a face
+            without it is smoothed as a whole).
     """
 
-    def __init__(self, fps: float = 30.0, min_cutoff: float = 3.0, beta: float = 5.0) -> None:
+    def __init__(self, fps: float = 30.0, min_cutoff: float = 3.0, beta: float = 5.0, rigid: bool = False) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.dt = 1.0 / fps
+        self.rigid = bool(rigid)
         self._points = OneEuroFilter(min_cutoff, beta)
+        self._head = OneEuroFilter(min_cutoff, beta)  # ``rigid``: two anchor points that carry the head's similarity
         self._depth = OneEuroFilter(min_cutoff, beta)
         self._pose = OneEuroFilter(min_cutoff, beta / 50.0)  # pose speeds in degrees per second
+        self._reference: tuple[np.ndarray, float] | None = None  # ``rigid``: the first face's stable vertices, size
 
     def reset(self) -> None:
         self._points.reset()
+        self._head.reset()
         self._depth.reset()
         self._pose.reset()
+        self._reference = None
+
+    def _smooth_rigid(self, packed: np.ndarray, mesh: np.ndarray, scale: float) -> np.ndarray:
+        """``packed`` smoothed as the head's similarity (fitted to ``mesh``'s stable vertices) applied to the points
+        smoothed in the face's frame (the frame of the first face this smoother saw)."""
+        from saswap.face.alignment import invert_affine, transform_points, umeyama_similarity
+        from saswap.face.geometry import POSE_VERTICES
+
+        mesh = np.asarray(mesh, np.float64)
+        stable = mesh[list(POSE_VERTICES)]
+        if self._reference is None:
+            eyes = float(np.linalg.norm(mesh[263] - mesh[33]))  # the outer eye corners: the face's size there
+            self._reference = (stable.copy(), max(eyes, 1.0))
+        reference, size = self._reference
+        to_frame = umeyama_similarity(reference, stable)
+        local = self._points(transform_points(invert_affine(to_frame), packed), self.dt, scale=size)
+        # the head's similarity, smoothed through two anchor points a face size apart about the face's centre
+        anchors = reference.mean(0) + np.array([[-0.5 * size, 0.0], [0.5 * size, 0.0]])
+        moved = self._head(transform_points(to_frame, anchors), self.dt, scale=scale)
+        return transform_points(umeyama_similarity(anchors, moved), local)
 
     def __call__(self, face: Face) -> Face:
         n, m = len(face.landmarks), len(face.landmarks_68)
@@ -102,7 +135,14 @@ class FaceSmoother:
             [face.landmarks[:, :2], face.landmarks_68, face.keypoints, face.box.reshape(2, 2)], axis=0
         )
         scale = max(face.eye_distance, 1.0)
-        smooth = self._points(packed, self.dt, scale=scale)
+        smooth = None
+        if self.rigid and n >= 468:
+            try:
+                smooth = self._smooth_rigid(packed, face.landmarks[:468, :2], scale)
+            except ValueError:  # a degenerate mesh (its stable vertices on one point): smoothed as a whole
+                smooth = None
+        if smooth is None:
+            smooth = self._points(packed, self.dt, scale=scale)
         landmarks = face.landmarks.copy()
         landmarks[:, :2] = smooth[:n]
         if landmarks.shape[1] > 2:

@@ -46,8 +46,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: One-Euro settings of the offline (two-way) smoothing of each track's landmarks.
-SMOOTHING = {"min_cutoff": 3.0, "beta": 5.0}
+#: One-Euro settings of the offline (two-way) smoothing of each track's landmarks; ``rigid``: the head's motion and the
+#: points in the face's frame are smoothed apart (:class:`~saswap.face.temporal.FaceSmoother`; stop 37, measured in
+#: ``benchmarks/RESULTS.md``).
+SMOOTHING = {"min_cutoff": 3.0, "beta": 5.0, "rigid": True}
 #: Tracker settings of the template analysis.
 TRACKING = {"iou_threshold": 0.3, "max_missed": 10, "cut_threshold": 0.5}
 #: :class:`~saswap.pipelines.analysis.RepeatDetector` settings of the template analysis (None: every frame is
