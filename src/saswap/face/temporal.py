@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from saswap.face.geometry import box_iou
+from saswap.face.geometry import POSE_VERTICES, box_iou
 from saswap.face.types import Face
 
 __all__ = ["OneEuroFilter", "FaceSmoother", "FaceTracker"]
@@ -102,6 +102,7 @@ class FaceSmoother:
         self._depth = OneEuroFilter(min_cutoff, beta)
         self._pose = OneEuroFilter(min_cutoff, beta / 50.0)  # pose speeds in degrees per second
         self._reference: tuple[np.ndarray, float] | None = None  # ``rigid``: the first face's stable vertices, size
+        self._was_rigid = False  # whether the last face was smoothed in two parts
 
     def reset(self) -> None:
         self._points.reset()
@@ -109,12 +110,12 @@ class FaceSmoother:
         self._depth.reset()
         self._pose.reset()
         self._reference = None
+        self._was_rigid = False
 
     def _smooth_rigid(self, packed: np.ndarray, mesh: np.ndarray, scale: float) -> np.ndarray:
         """``packed`` smoothed as the head's similarity (fitted to ``mesh``'s stable vertices) applied to the points
         smoothed in the face's frame (the frame of the first face this smoother saw)."""
         from saswap.face.alignment import invert_affine, transform_points, umeyama_similarity
-        from saswap.face.geometry import POSE_VERTICES
 
         mesh = np.asarray(mesh, np.float64)
         stable = mesh[list(POSE_VERTICES)]
@@ -135,13 +136,17 @@ class FaceSmoother:
             [face.landmarks[:, :2], face.landmarks_68, face.keypoints, face.box.reshape(2, 2)], axis=0
         )
         scale = max(face.eye_distance, 1.0)
-        smooth = None
-        if self.rigid and n >= 468:
-            try:
-                smooth = self._smooth_rigid(packed, face.landmarks[:468, :2], scale)
-            except ValueError:  # a degenerate mesh (its stable vertices on one point): smoothed as a whole
-                smooth = None
-        if smooth is None:
+        # a face without the mesh, or a degenerate one (its stable vertices on one point), is smoothed as a whole; the
+        # point filter's state is in the face's frame or in the image, so a change between the two restarts it
+        rigid = self.rigid and n >= 468 and float(np.ptp(face.landmarks[list(POSE_VERTICES), :2], axis=0).max()) > 1e-3
+        if rigid != self._was_rigid:
+            self._points.reset()
+            self._head.reset()
+            self._reference = None
+            self._was_rigid = rigid
+        if rigid:
+            smooth = self._smooth_rigid(packed, face.landmarks[:468, :2], scale)
+        else:
             smooth = self._points(packed, self.dt, scale=scale)
         landmarks = face.landmarks.copy()
         landmarks[:, :2] = smooth[:n]
