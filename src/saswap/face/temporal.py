@@ -20,6 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from saswap.face.geometry import POSE_VERTICES, box_iou
 from saswap.face.types import Face
 
+_STABLE = np.array(POSE_VERTICES)  # the mesh's expression-stable vertices (``FaceSmoother(rigid=True)``)
+
 __all__ = ["OneEuroFilter", "FaceSmoother", "FaceTracker"]
 
 
@@ -118,7 +120,7 @@ class FaceSmoother:
         from saswap.face.alignment import invert_affine, transform_points, umeyama_similarity
 
         mesh = np.asarray(mesh, np.float64)
-        stable = mesh[list(POSE_VERTICES)]
+        stable = mesh[_STABLE]
         if self._reference is None:
             eyes = float(np.linalg.norm(mesh[263] - mesh[33]))  # the outer eye corners: the face's size there
             self._reference = (stable.copy(), max(eyes, 1.0))
@@ -138,7 +140,7 @@ class FaceSmoother:
         scale = max(face.eye_distance, 1.0)
         # a face without the mesh, or a degenerate one (its stable vertices on one point), is smoothed as a whole; the
         # point filter's state is in the face's frame or in the image, so a change between the two restarts it
-        rigid = self.rigid and n >= 468 and float(np.ptp(face.landmarks[list(POSE_VERTICES), :2], axis=0).max()) > 1e-3
+        rigid = self.rigid and n >= 468 and float(np.ptp(face.landmarks[_STABLE, :2], axis=0).max()) > 1e-3
         if rigid != self._was_rigid:
             self._points.reset()
             self._head.reset()
