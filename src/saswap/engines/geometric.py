@@ -429,7 +429,7 @@ class GeometricEngine(SwapEngine):
         ids = rasterize_triangles(moved, tris, shape, depth=depth, subset=front)
         src_pts = source.face.landmarks[:, :2].astype(np.float64)
         affines = triangle_affines(moved[tris], src_pts[src_idx])
-        map_x, map_y, cover = texture_map(ids, affines)
+        map_x, map_y, cover = texture_map(ids, affines, src_pts[src_idx])
         # Texture the source shows at a grazing angle (a frontal source's side on a turned target's near
         # cheek, a source's rim) fades out where it is squeezed; on a strongly turned target the mesh's
         # outline on its far side (nose, lips, chin against the background) is only approximate, and the

@@ -70,18 +70,46 @@ def triangle_affines(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
     return out
 
 
-def texture_map(ids: np.ndarray, affines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def texture_map(
+    ids: np.ndarray, affines: np.ndarray, src: np.ndarray | None = None, margin: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sampling maps for ``cv2.remap``: for each pixel covered by triangle t, ``affines[t] @ [x, y, 1]``.
+
+    A pixel the rasteriser gives to a triangle lies up to half a pixel outside it, and a sliver's affine map (a
+    triangle squeezed to a fraction of a pixel) carries that half pixel tens of pixels away in the source: one
+    pixel of a nostril's or an eye's colour in the cheek (seen as a dark speck, several pixels wide once a crop
+    is enlarged into a large face). With ``src``, each pixel's source position is kept within ``margin`` pixels
+    of its triangle's box in the source.
+
+    Args:
+        ids: triangle index per pixel (-1 where none), (H, W) (:func:`rasterize_triangles`).
+        affines: per-triangle maps, (F, 2, 3) (:func:`triangle_affines`).
+        src: the triangles' source corners, (F, 3, 2), or None (no bound).
+        margin: how far beyond a triangle's source box a position may lie, pixels.
 
     Returns:
         map_x, map_y (H, W) float32 (-1 outside), and the coverage mask (H, W) bool.
+
+    Example:
+        >>> tri = np.array([[[0, 0], [4, 0], [0, 0.1]]])  # a sliver, mapped onto a normal triangle
+        >>> src = np.array([[[0, 0], [4, 0], [0, 4.0]]])
+        >>> ids = np.zeros((3, 5), np.int32)  # the rasteriser gave it pixels two rows below it
+        >>> mx, my, _ = texture_map(ids, triangle_affines(tri, src), src)
+        >>> float(my.max()), float(texture_map(ids, triangle_affines(tri, src))[1].max())
+        (5.0, 80.0)
     """
     h, w = ids.shape
     cover = ids >= 0
     ys, xs = np.nonzero(cover)
-    m = affines[ids[ys, xs]]  # (N, 2, 3)
+    t = ids[ys, xs]
+    m = affines[t]  # (N, 2, 3)
     sx = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
     sy = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    if src is not None:
+        src = np.asarray(src, np.float64)
+        lo, hi = src.min(axis=1) - margin, src.max(axis=1) + margin  # (F, 2)
+        sx = np.clip(sx, lo[t, 0], hi[t, 0])
+        sy = np.clip(sy, lo[t, 1], hi[t, 1])
     map_x = np.full((h, w), -1, np.float32)
     map_y = np.full((h, w), -1, np.float32)
     map_x[ys, xs] = sx
