@@ -236,3 +236,42 @@ def test_the_texture_match_works_within_the_skins_box_as_over_the_whole_crop():
     assert compositor._match_texture(relit, 1e3, regions, none, none, 100.0, None) is relit  # rougher target
     empty = {"skin": none}
     assert compositor._match_texture(relit, 3.0, empty, none, none, 100.0, None) is relit
+
+
+@pytest.mark.slow
+def test_a_smooth_new_face_gets_its_targets_grain(analyzer):
+    """A new face smoother than the photo around it reads as pasted on. With ``fine_detail`` (the default) grain is
+    added over its skin, at two scales:
+
+    - ``liveportrait__s2`` is a 2048-px photo whose face is twice as large as the engine's aligned crop: the new face
+      came back enlarged, smooth in a grainy picture; grain finer than a crop pixel brings its finest texture most of
+      the way back to the photo's;
+    - ``deepface__img2``'s smooth skin on ``obama``, whose face is about the crop's size: grain within the crop.
+
+    The grain changes no tone (it averages to zero), is the same on every run, and changes only pixels of the swapped
+    region; a source as textured as its target (beckham on obama) gets none."""
+    from saswap import SaSwapPipeline
+    from saswap.compose import Compositor
+    from saswap.eval.swap_metrics import skin_grain
+    from saswap.io import load_image
+
+    assert Compositor().fine_detail and Compositor().config()["fine_detail"] is True
+    grainy = SaSwapPipeline.from_pretrained("saswap-geometric", analyzer=analyzer)
+    plain = SaSwapPipeline(grainy.engine, compositor=Compositor(fine_detail=False), analyzer=analyzer)
+    textured, _ = grainy.prepare_source(load_image(data_path("images", "sberswap__beckham.jpg")))
+    smooth, _ = grainy.prepare_source(load_image(data_path("images", "deepface__img2.jpg")))
+    obama = load_image(data_path("images", "face_recognition__obama.jpg"))
+    assert np.array_equal(grainy(textured, obama).image, plain(textured, obama).image)
+    for source, name, least in ((textured, "liveportrait__s2.jpg", 0.6), (smooth, "face_recognition__obama.jpg", 0.15)):
+        target = obama if name.startswith("face_recognition") else load_image(data_path("images", name))
+        face = analyzer(target)[0]
+        with_grain, without = grainy(source, target), plain(source, target)
+        wanted = skin_grain(target, face)
+        got, before = skin_grain(with_grain.image, face), skin_grain(without.image, face)
+        assert before < 0.35 * wanted, (name, before, wanted)
+        assert before + least * (wanted - before) < got < 1.1 * wanted, (name, got, before, wanted)
+        assert np.array_equal(grainy(source, target).image, with_grain.image)
+        changed = (with_grain.image != without.image).any(-1)
+        assert changed.sum() > 5_000 and (without.masks[0][changed] > 0).all()
+        step = with_grain.image.astype(np.float32) - without.image.astype(np.float32)
+        assert abs(float(step[changed].mean())) < 0.3  # no tone moves

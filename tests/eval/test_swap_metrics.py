@@ -237,3 +237,28 @@ def test_an_independent_detector_reads_the_jitter_of_a_shaken_video(analyzer, dl
     assert set(moved.to_dict()["jitter_parts_dlib"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
     # without the reader nothing of it is reported
     assert "jitter_ratio_dlib" not in measure_video_stability(images, images, analyzer).to_dict()
+
+
+def test_skin_grain_sees_the_finest_skin_texture_not_the_features(analyzer):
+    """The benchmark's reading of a face's finest skin texture: a face enlarged from a coarser grid reads much lower
+    than the photo, fine noise over its skin reads higher, and the same noise over its eyes and lips alone (which the
+    reading leaves out) hardly moves it."""
+    import cv2
+
+    from saswap.eval.swap_metrics import skin_grain
+    from saswap.face.masks import face_region_masks
+
+    image = load_image(data_path("images", "liveportrait__s2.jpg"))  # a large, grainy black-and-white face
+    face = analyzer(image)[0]
+    base = skin_grain(image, face)
+    h, w = image.shape[:2]
+    soft = cv2.resize(cv2.resize(image, (w // 3, h // 3), interpolation=cv2.INTER_AREA), (w, h))
+    noise = np.random.default_rng(0).normal(0, 6, image.shape).astype(np.float32)
+    noisy = np.clip(image + noise + 0.5, 0, 255).astype(np.uint8)
+    regions = face_region_masks(face.landmarks[:468], image.shape[:2])
+    features = np.maximum.reduce([regions[k] for k in ("eyes", "brows", "lips")]) > 0.5
+    featured = np.where(features[..., None], noisy, image)
+    assert base > 2.0
+    assert skin_grain(soft, face) < 0.4 * base
+    assert skin_grain(noisy, face) > 1.3 * base
+    assert abs(skin_grain(featured, face) - base) < 0.02 * base

@@ -24,13 +24,14 @@ Everything the compositor needs from the target alone (occlusion and person mask
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
-from saswap.face.alignment import invert_affine, transform_points, warp_back
+from saswap.face.alignment import invert_affine, transform_points, transform_scale, warp_back
 from saswap.face.blending import blend_offset, membrane_correction
 from saswap.face.colour import apply_detail, masked_blur, shading_detail
 from saswap.face.deform import warp_by_flow
@@ -90,6 +91,38 @@ def border_taper(shape: tuple[int, int], margin: int) -> np.ndarray:
 #: video kept part of that flicker (``video-retalking__1``: 0.102 against 0.087 ΔE per frame; 0.090 at full size).
 BOUNDARY_REDUCTION = 2
 
+#: The paste-back adds grain finer than a crop pixel (:attr:`Compositor.fine_detail`) when the crop has fewer pixels per
+#: frame pixel than this (the frame is more than 25% sharper than the crop).
+FINE_DETAIL_SCALE = 0.8
+
+#: The compose stage adds grain (:attr:`Compositor.fine_detail`) where the new face's fine texture (its robust spread)
+#: is under this share of its target's.
+FINE_DETAIL_RATIO = 0.9
+#: The grain's finest scale, crop pixels (its noise is blurred this much first): blobs about a pore's size rather than
+#: single-pixel noise.
+GRAIN_INNER = 0.6
+
+
+@functools.lru_cache(maxsize=8)
+def face_grain(shape: tuple[int, int], sigma: float, inner: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Grain for a face: white noise of a fixed ``seed``, blurred by a Gaussian of ``inner`` pixels (0: not), less its
+    Gaussian low-pass of ``sigma`` pixels, scaled to a mean absolute value of 1; float32 ``shape``, read-only (cached). Drawn in a face's aligned coordinates, it stays on the
+    face from frame to frame, as pores do, and carries nothing of any photo (no edge of a target's glasses, wrinkles or
+    moles).
+
+    Example:
+        >>> g = face_grain((64, 64), 2.0)
+        >>> round(float(np.abs(g).mean()), 3), bool(abs(float(g.mean())) < 0.05), g is face_grain((64, 64), 2.0)
+        (1.0, True, True)
+    """
+    noise = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    if inner > 0:
+        noise = cv2.GaussianBlur(noise, (0, 0), inner)
+    band = cv2.subtract(noise, cv2.GaussianBlur(noise, (0, 0), max(float(sigma), 0.5)))
+    band /= np.float32(max(float(np.abs(band).mean()), 1e-6))
+    band.setflags(write=False)
+    return band
+
 
 @dataclass
 class ComposedFace:
@@ -104,11 +137,14 @@ class ComposedFace:
             the engine blends by itself. A video swap smooths it along each face's track
             (:class:`~saswap.pipelines.video.ToneStabiliser`): the membrane is decided frame by frame from the
             samples along the face's outline, and is most of what would otherwise flicker.
+        fine: where the paste-back adds grain finer than a crop pixel, float32 (S, S) in [0, 1], at most ``mask``;
+            None when the crop is about as sharp as the frame (:attr:`Compositor.fine_detail`).
     """
 
     image: np.ndarray
     mask: np.ndarray
     boundary: np.ndarray | None = None
+    fine: np.ndarray | None = None
 
 
 class Compositor:
@@ -163,6 +199,17 @@ class Compositor:
             pasted on; in a video, a face with more texture than its template is also read less steadily by a
             landmark detector (sharpening a template alone raised its measured jitter 1.2-1.7x, see
             ``benchmarks/RESULTS.md``). The target's reading is cached with its analysis.
+        fine_detail: give a new face that is smoother than its target the target's grain (the raising half of
+            ``texture_match``, which only lowers). A smooth source photo (a beauty filter, a soft or small face) on a
+            textured target, or any face drawn in the aligned crop and enlarged into a target face larger than the
+            crop (a high-resolution photo or video), reads as pasted on: a smooth face in a sharp picture. Grain is
+            added over the new face's skin, away from its features, at two scales: within the crop, up to the target's
+            robust spread of the fine band (:meth:`_raise_texture`, with ``texture_match``'s reading), and, where the frame is more than 25% sharper
+            than the crop, finer than a crop pixel, as strong as the frame's own detail of that band (:func:`fine_band`,
+            at the paste-back). The grain is noise of a fixed seed drawn in the face's aligned coordinates
+            (:func:`face_grain`): it moves with the face like pores, is the same in every frame of a video, and
+            carries nothing of the target's pixels (copying the target's own fine band brought the edges of its
+            glasses along). Measured in ``benchmarks/RESULTS.md``.
     """
 
     def __init__(
@@ -181,6 +228,7 @@ class Compositor:
         highlight_knee: float | None = None,
         blur_match: bool = True,
         texture_match: bool = True,
+        fine_detail: bool = True,
     ) -> None:
         from saswap.compose.harmonizer import harmonize_method
         from saswap.face.parsing import occlusion_method
@@ -209,6 +257,7 @@ class Compositor:
         self.highlight_knee = None if highlight_knee is None else float(highlight_knee)
         self.blur_match = bool(blur_match)
         self.texture_match = bool(texture_match)
+        self.fine_detail = bool(fine_detail)
         self._segmenter = None
 
     def __getstate__(self) -> dict[str, Any]:  # sent to worker processes without the segmentation model
@@ -261,6 +310,7 @@ class Compositor:
             "highlight_knee": self.highlight_knee,
             "blur_match": self.blur_match,
             "texture_match": self.texture_match,
+            "fine_detail": self.fine_detail,
         }
 
     # -- target-only analysis -----------------------------------------------------------------------
@@ -420,7 +470,7 @@ class Compositor:
             relit = self._match_blur(relit, target_blur, regions, covered, keep, eye, scale)
         if self.texture_match and "texture" in analysis:
             target_texture = float(np.asarray(analysis["texture"]).reshape(-1)[0])
-            relit = self._match_texture(relit, target_texture, regions, covered, keep, eye, scale)
+            relit = self._match_texture(relit, target_texture, regions, covered, keep, eye, scale, base)
         offset = blend_offset(relit, base, alpha, levels=self.blend_levels)
         # The coarse bands spill a faint tint beyond the face: keep it to a band of a quarter eye
         # distance around the face, fading out, and away from the crop's border.
@@ -451,6 +501,9 @@ class Compositor:
                 pin = np.clip(cv2.GaussianBlur(pinned, (0, 0), edge * 0.15 + 0.5) * 1.5, 0, 1)[..., None]
                 out = np.clip(out * (1 - pin) + target * pin + 0.5, 0, 255).astype(np.uint8)
         out[changed == 0] = target[changed == 0]  # outside the mask, the crop is the target's
+        fine = None
+        if self.fine_detail and scale is not None and 0.0 < scale < FINE_DETAIL_SCALE:
+            fine = np.minimum(self._fine_weight(regions, alpha, eye), changed)
         boundary = None
         if membrane is not None:
             membrane = cv2.multiply(membrane, cv2.merge([alpha.astype(np.float32)] * 3))
@@ -458,7 +511,16 @@ class Compositor:
                 membrane = cv2.merge([cv2.cvtColor(membrane, cv2.COLOR_RGB2GRAY)] * 3)
             small = (max(1, shape[1] // BOUNDARY_REDUCTION), max(1, shape[0] // BOUNDARY_REDUCTION))
             boundary = cv2.resize(membrane, small, interpolation=cv2.INTER_AREA)
-        return ComposedFace(image=out, mask=changed.astype(np.float32), boundary=boundary)
+        return ComposedFace(image=out, mask=changed.astype(np.float32), boundary=boundary, fine=fine)
+
+    def _fine_weight(self, regions: dict[str, np.ndarray], alpha: np.ndarray, eye: float) -> np.ndarray:
+        """Where the paste-back adds grain finer than the crop (:attr:`fine_detail`), float32 (S, S) in [0, 1]: the new
+        face's skin, shrunk by 0.04 eye-corner distances from the features and feathered, times its blend weight
+        ``alpha`` (nothing over what stays the target's)."""
+        margin = max(1.0, 0.04 * eye)
+        r = int(np.ceil(margin))
+        skin = cv2.erode((regions["skin"] > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        return cv2.multiply(cv2.GaussianBlur(skin.astype(np.float32), (0, 0), margin / 2.0), alpha.astype(np.float32))
 
     def _match_blur(
         self,
@@ -496,6 +558,7 @@ class Compositor:
         keep: np.ndarray,
         eye: float,
         scale: float | None,
+        base: np.ndarray | None = None,
     ) -> np.ndarray:
         """``relit`` with its skin's fine texture lowered to the target's reading (:func:`~saswap.face.blur.fine_texture`
         of the target's visible skin), over the skin, with a soft edge (about 2 x 0.02 eye-corner distances, so the
@@ -521,8 +584,11 @@ class Compositor:
         H, W = skin.shape
         box = (slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad)))
         region = blur_region(skin[box], eye) & (covered[box] < 0.5) & (keep[box] < 0.5)
-        gain = texture_gain(target_texture, fine_texture(_after_paste_back(relit, scale)[box], region, sigma))
+        reading = fine_texture(_after_paste_back(relit, scale)[box], region, sigma)
+        gain = texture_gain(target_texture, reading)
         if gain >= 0.999:
+            if self.fine_detail and base is not None and reading is not None:
+                return self._raise_texture(relit, base, regions, region, box, sigma, eye, scale)
             return relit
         image = relit[box].astype(np.float32)
         low = cv2.GaussianBlur(image, (0, 0), sigma)
@@ -530,6 +596,39 @@ class Compositor:
         moved = cv2.subtract(image, cv2.multiply(cv2.subtract(image, low), cv2.merge([weight] * 3)))
         out = relit.copy()
         out[box] = np.clip(moved + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+    def _raise_texture(
+        self, relit: np.ndarray, base: np.ndarray, regions: dict[str, np.ndarray], region: np.ndarray, box,
+        sigma: float, eye: float, scale: float | None,
+    ) -> np.ndarray:  # fmt: skip
+        """``relit`` with grain added over its skin, away from the features, where its fine texture is smoother than
+        the target's (``base``, the target in the new face's geometry). Both are read as the robust spread (1.4826
+        median absolute value) of their grey band below ``sigma`` over ``region``: pores and grain, not the edges of
+        wrinkles or features. The grain (:func:`face_grain` of the crop's size) stays fixed in the face's aligned
+        coordinates, so it moves with the face like pores and a video's frames carry the same; it is grey, with the
+        spread that brings the new face's up to the target's: ``sqrt(target² - new²)``."""
+        def spread(image):
+            grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+            band = cv2.subtract(grey, cv2.GaussianBlur(grey, (0, 0), sigma))
+            return 1.4826 * float(np.median(np.abs(band[region])))
+
+        skin = (regions["skin"][box] > 0.5).astype(np.uint8)
+        margin = max(1.0, 0.04 * eye)
+        r = int(np.ceil(margin))
+        skin = cv2.erode(skin, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        if np.count_nonzero(region) < 100 or np.count_nonzero((skin > 0) & region) < 100:
+            return relit
+        wanted, own = spread(base[box]), spread(_after_paste_back(relit, scale)[box])
+        if not own < FINE_DETAIL_RATIO * wanted:
+            return relit
+        grain = face_grain(relit.shape[:2], sigma, GRAIN_INNER)[box]
+        unit = 1.4826 * float(np.median(np.abs(grain[region])))
+        amount = float(np.sqrt(wanted**2 - own**2)) / max(unit, 1e-6)
+        weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), margin / 2.0)
+        added = cv2.multiply(grain, weight, scale=amount)
+        out = relit.copy()
+        out[box] = np.clip(cv2.add(relit[box].astype(np.float32), cv2.merge([added] * 3)) + 0.5, 0, 255).astype(np.uint8)
         return out
 
     def _match_boundary(
@@ -691,14 +790,29 @@ def paste_back(image: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray, M: np
     return blend_placed(image, place_back(crop, crop_mask, M, image.shape[:2]))
 
 
-#: A composed crop warped back into frame coordinates: (x0, y0, the crop there (uint8), its mask (float32)).
-Placed = tuple[int, int, np.ndarray, np.ndarray]
+class Placed(NamedTuple):
+    """A composed crop warped back into frame coordinates, within the bounding box of its mask's footprint."""
+
+    x0: int
+    y0: int
+    image: np.ndarray  #: the crop there, uint8 (h, w, 3)
+    mask: np.ndarray  #: its blend weight, float32 (h, w)
+    fine: np.ndarray | None = None  #: where grain finer than the crop is added (:attr:`ComposedFace.fine`)
+    grain: np.ndarray | None = None  #: that grain, float32 (h, w), robust spread 1 over ``fine``'s core
+    scale: float = 1.0  #: crop pixels per frame pixel
 
 
-def place_back(crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray, frame_size: tuple[int, int]) -> Placed | None:
+def place_back(
+    crop: np.ndarray,
+    crop_mask: np.ndarray,
+    M: np.ndarray,
+    frame_size: tuple[int, int],
+    fine: np.ndarray | None = None,
+) -> Placed | None:
     """The first half of :func:`paste_back`: the composed crop and its mask warped back into the frame, within the
     bounding box of the mask's footprint (None when nothing shows). Needs only the frame's size, so a frame worker
-    can do it: the blend (:func:`blend_placed`) is left to the frame's owner."""
+    can do it: the blend (:func:`blend_placed`) is left to the frame's owner. ``fine``: the crop's
+    :attr:`ComposedFace.fine`, warped back alike."""
     h, w = frame_size
     bx, by, bw, bh = cv2.boundingRect((crop_mask > 1e-3).view(np.uint8))
     if bw == 0 or bh == 0:
@@ -715,20 +829,73 @@ def place_back(crop: np.ndarray, crop_mask: np.ndarray, M: np.ndarray, frame_siz
     mask = np.clip(warp_back(crop_mask.astype(np.float32), M_box, (y1 - y0, x1 - x0)), 0.0, 1.0)
     mask[mask < 1e-3] = 0.0
     back = warp_back(crop, M_box, (y1 - y0, x1 - x0))
-    return int(x0), int(y0), back, mask
+    scale = transform_scale(M)
+    grain = None
+    if fine is not None:
+        fine = np.minimum(np.clip(warp_back(fine.astype(np.float32), M_box, (y1 - y0, x1 - x0)), 0.0, 1.0), mask)
+        grain = _frame_grain(crop.shape[:2], M_box, (y1 - y0, x1 - x0), scale, fine > 0.5)
+        if grain is None:
+            fine = None
+    return Placed(int(x0), int(y0), back, mask, fine, grain, scale)
+
+
+def _frame_grain(
+    crop_shape: tuple[int, int], M_box: np.ndarray, size: tuple[int, int], scale: float, core: np.ndarray
+) -> np.ndarray | None:
+    """Grain finer than a crop pixel, in a frame box (``M_box``: box -> crop): :func:`face_grain` drawn on a grid
+    ``ceil(1 / scale)`` times finer than the crop (at most 4), so it stays on the face in the crop's coordinates,
+    warped into the box, less what the crop can hold (:func:`fine_band`), scaled to a robust spread (1.4826 median
+    absolute value) of 1 over ``core``; None when ``scale`` is not below 1 or the core has under 100 pixels."""
+    if not 0.0 < scale < 1.0 or np.count_nonzero(core) < 100:
+        return None
+    f = min(4, int(np.ceil(1.0 / scale)))
+    fine_grid = face_grain((crop_shape[0] * f, crop_shape[1] * f), 0.5 * f)
+    to_grid = np.asarray(M_box, np.float64) * f
+    drawn = cv2.warpAffine(
+        fine_grid, to_grid, (size[1], size[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+    )  # fmt: skip
+    grain = fine_band(drawn, scale)
+    spread = 1.4826 * float(np.median(np.abs(grain[core])))
+    return grain / np.float32(max(spread, 1e-6)) if spread > 1e-6 else None
+
+
+def fine_band(image: np.ndarray, scale: float) -> np.ndarray:
+    """The detail of ``image`` finer than a grid with ``scale`` of its pixels per pixel (``scale`` < 1): the image minus
+    its round trip through that grid (averaged down, bilinear up), float32 of the image's shape ((H, W) or (H, W, C)). What a face keeps of its frame's
+    sharpness when it is drawn in a coarser aligned crop and enlarged back is the image less this band.
+
+    Example:
+        >>> img = np.zeros((16, 16, 3), np.uint8); img[:, ::2] = 200  # stripes one pixel wide
+        >>> band = fine_band(img, 0.5)
+        >>> bool(abs(float(band.mean())) < 1.0), bool(band.std() > 90)  # the stripes, around zero
+        (True, True)
+    """
+    h, w = image.shape[:2]
+    small = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    low = cv2.resize(cv2.resize(image, small, interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.subtract(image, low, dtype=cv2.CV_32F)
 
 
 def blend_placed(image: np.ndarray, placed: Placed | None) -> np.ndarray:
     """The second half of :func:`paste_back`: blend what :func:`place_back` made into ``image`` in place; returns the
-    full-size mask, float32 (H, W)."""
+    full-size mask, float32 (H, W). With :attr:`Placed.grain`, grain finer than the crop is added where
+    :attr:`Placed.fine` says, as strong as the frame's own detail of that band there (its robust spread, 1.4826 median
+    absolute value of :func:`fine_band` in grey, over ``fine``'s core)."""
     full = np.zeros(image.shape[:2], np.float32)
     if placed is None:
         return full
-    x0, y0, back, mask = placed
+    x0, y0, back, mask = placed.x0, placed.y0, placed.image, placed.mask
     y1, x1 = y0 + mask.shape[0], x0 + mask.shape[1]
     patch = image[y0:y1, x0:x1]
+    added = None
+    if placed.grain is not None and placed.fine is not None:
+        band = fine_band(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), placed.scale)
+        spread = 1.4826 * float(np.median(np.abs(band[placed.fine > 0.5])))
+        added = cv2.merge([cv2.multiply(placed.grain, placed.fine, scale=spread)] * 3)
     # patch + mask * (back - patch), rounded: where the mask is 0 the patch stays as it is
     step = cv2.multiply(cv2.subtract(back, patch, dtype=cv2.CV_32F), cv2.merge([mask] * 3))
+    if added is not None:
+        step = cv2.add(step, added)
     patch[...] = np.clip(cv2.add(step, patch, dtype=cv2.CV_32F) + 0.5, 0, 255).astype(np.uint8)
     full[y0:y1, x0:x1] = mask
     return full

@@ -30,6 +30,7 @@ from saswap.eval.swap_metrics import (
     landmark_error,
     outside_difference,
     seam_energy,
+    skin_grain,
     skin_tone_difference,
 )
 from saswap.face.geometry import box_iou
@@ -183,6 +184,8 @@ class SwapBenchmark:
                     mottling_target=chroma_mottling(t_img, t_face),
                     blur=face_blur(out.image, t_face),
                     blur_target=face_blur(t_img, t_face),
+                    grain=skin_grain(out.image, t_face),
+                    grain_target=skin_grain(t_img, t_face),
                 )
                 res.pairs.append(rec)
         # Expression with shape_strength 0 (the mouth and eyes must stay the target's).
@@ -275,6 +278,8 @@ class SwapBenchmark:
         mottled = [p["mottling"] / p["mottling_target"] for p in found if p.get("mottling_target", 0.0) > 0.1]
         # sharpness: the output face's edge blur over the target's (both through the target's landmarks)
         blurs = [p["blur"] / p["blur_target"] for p in found if p.get("blur") and p.get("blur_target")]
+        # fine skin texture: the output's over the target's (both through the target's landmarks)
+        grains = [p["grain"] / p["grain_target"] for p in found if p.get("grain") and p.get("grain_target")]
         pose = np.array([p["pose_error"] for p in found]) if found else np.zeros((0, 3))
         by_target: dict[str, list[dict]] = {}
         for p in found:
@@ -336,6 +341,9 @@ class SwapBenchmark:
             # pairs whose face is under 2/3 as blurred as its target's (a crisp face on a soft head)
             "sharper_than_target": float(np.mean([b < 2 / 3 for b in blurs])) if blurs else None,
             "softer_than_target": float(np.mean([b > 3 / 2 for b in blurs])) if blurs else None,
+            "grain_ratio_median": float(np.median(grains)) if grains else None,
+            # pairs whose skin shows under 2/3 of its target's finest texture (a smooth face in a sharp picture)
+            "smoother_than_target": float(np.mean([g < 2 / 3 for g in grains])) if grains else None,
             "outside_diff_max": max((p["outside_diff"] for p in res.pairs), default=None),
             "occluder_changed_max": max((o["changed"] for o in res.occlusion if "changed" in o), default=None),
             "occluder_changed": {f"{o['target']}/{o['kind']}": round(o.get("changed", -1), 3) for o in res.occlusion},

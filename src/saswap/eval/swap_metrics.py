@@ -31,6 +31,7 @@ __all__ = [
     "jaw_distance",
     "jaw_distance_3d",
     "boundary_colour_step",
+    "skin_grain",
     "skin_tone_difference",
     "chroma_mottling",
     "face_blur",
@@ -229,6 +230,19 @@ def face_blur(image: np.ndarray, face: Face) -> float | None:
     from saswap.face.blur import blur_region, edge_blur
 
     return edge_blur(image, blur_region(face_region_masks(face.landmarks, image.shape[:2])["face"], face.eye_distance))
+
+
+def skin_grain(image: np.ndarray, face: Face, sigma: float = 1.0) -> float | None:
+    """The finest texture of a face's skin, in the image's pixels: :func:`~saswap.face.blur.fine_texture` below
+    ``sigma`` pixels (pores, grain, noise) over its skin, features and 0.04 eye-corner distances around them left
+    out. Compare an output's value with its target's, through the same landmarks: a face much smoother than the
+    picture around it (a face drawn at a coarser resolution and enlarged) gives the swap away."""
+    from saswap.face.blur import fine_texture
+
+    skin = (face_region_masks(face.landmarks, image.shape[:2])["skin"] > 0.5).astype(np.uint8)
+    r = max(1, int(round(0.04 * face.eye_distance)))
+    skin = cv2.erode(skin, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return fine_texture(image, skin, sigma)
 
 
 def seam_energy(image: np.ndarray, mask: np.ndarray) -> float:

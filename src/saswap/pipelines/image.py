@@ -566,7 +566,7 @@ def compose_face(compositor: Compositor, enhancer, job: FaceJob, result) -> tupl
         image = enhancer.enhance_crop(image, mask)
     if job.weight < 1.0:
         mask = mask * np.float32(max(job.weight, 0.0))
-    placed = place_back(image, mask, job.transform, job.frame_size)
+    placed = place_back(image, mask, job.transform, job.frame_size, composed.fine)
     return placed, 0.0, time.perf_counter() - tp, composed.boundary
 
 
