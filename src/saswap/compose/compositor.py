@@ -95,9 +95,6 @@ BOUNDARY_REDUCTION = 2
 #: frame pixel than this (the frame is more than 25% sharper than the crop).
 FINE_DETAIL_SCALE = 0.8
 
-#: The compose stage adds grain (:attr:`Compositor.fine_detail`) where the new face's fine texture (its robust spread)
-#: is under this share of its target's.
-FINE_DETAIL_RATIO = 0.9
 #: The grain's finest scale, crop pixels (its noise is blurred this much first): blobs about a pore's size rather than
 #: single-pixel noise.
 GRAIN_INNER = 0.6
@@ -620,7 +617,7 @@ class Compositor:
         if np.count_nonzero(region) < 100 or np.count_nonzero((skin > 0) & region) < 100:
             return relit
         wanted, own = spread(base[box]), spread(_after_paste_back(relit, scale)[box])
-        if not own < FINE_DETAIL_RATIO * wanted:
+        if not own < wanted:  # (the amount below grows from 0 there: no step from frame to frame in a video)
             return relit
         grain = face_grain(relit.shape[:2], sigma, GRAIN_INNER)[box]
         unit = 1.4826 * float(np.median(np.abs(grain[region])))
