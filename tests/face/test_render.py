@@ -13,7 +13,8 @@ def test_a_slivers_pixels_sample_within_its_source_triangle():
     from saswap.face.render import rasterize_triangles, texture_map, triangle_affines
 
     rng = np.random.default_rng(0)
-    dst = np.array([[[2.0, 2.0], [30.0, 3.0], [4.0, 28.0]], [[30.3, 3.0], [30.6, 30.0], [30.45, 16.0]]])  # 2nd: a sliver
+    # the second triangle is a sliver, a third of a pixel wide
+    dst = np.array([[[2.0, 2.0], [30.0, 3.0], [4.0, 28.0]], [[30.3, 3.0], [30.6, 30.0], [30.45, 16.0]]])
     src = np.array([[[5.0, 5.0], [40.0, 6.0], [6.0, 38.0]], [[40.0, 6.0], [70.0, 40.0], [55.0, 20.0]]])
     src = src + rng.normal(0, 0.1, src.shape)
     ids = rasterize_triangles(dst.reshape(-1, 2), np.arange(6).reshape(2, 3), (40, 40))

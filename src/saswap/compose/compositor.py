@@ -103,9 +103,9 @@ GRAIN_INNER = 0.6
 @functools.lru_cache(maxsize=8)
 def face_grain(shape: tuple[int, int], sigma: float, inner: float = 0.0, seed: int = 0) -> np.ndarray:
     """Grain for a face: white noise of a fixed ``seed``, blurred by a Gaussian of ``inner`` pixels (0: not), less its
-    Gaussian low-pass of ``sigma`` pixels, scaled to a mean absolute value of 1; float32 ``shape``, read-only (cached). Drawn in a face's aligned coordinates, it stays on the
-    face from frame to frame, as pores do, and carries nothing of any photo (no edge of a target's glasses, wrinkles or
-    moles).
+    Gaussian low-pass of ``sigma`` pixels, scaled to a mean absolute value of 1; float32 ``shape``, read-only (cached).
+    Drawn in a face's aligned coordinates, it stays on the face from frame to frame, as pores do, and carries nothing
+    of any photo (no edge of a target's glasses, wrinkles or moles).
 
     Example:
         >>> g = face_grain((64, 64), 2.0)
@@ -201,12 +201,12 @@ class Compositor:
             textured target, or any face drawn in the aligned crop and enlarged into a target face larger than the
             crop (a high-resolution photo or video), reads as pasted on: a smooth face in a sharp picture. Grain is
             added over the new face's skin, away from its features, at two scales: within the crop, up to the target's
-            robust spread of the fine band (:meth:`_raise_texture`, with ``texture_match``'s reading), and, where the frame is more than 25% sharper
-            than the crop, finer than a crop pixel, as strong as the frame's own detail of that band (:func:`fine_band`,
-            at the paste-back). The grain is noise of a fixed seed drawn in the face's aligned coordinates
-            (:func:`face_grain`): it moves with the face like pores, is the same in every frame of a video, and
-            carries nothing of the target's pixels (copying the target's own fine band brought the edges of its
-            glasses along). Measured in ``benchmarks/RESULTS.md``.
+            robust spread of the fine band (:meth:`_raise_texture`, with ``texture_match``'s reading), and, where the
+            frame is more than 25% sharper than the crop, finer than a crop pixel, as strong as the frame's own detail
+            of that band (:func:`fine_band`, at the paste-back). The grain is noise of a fixed seed drawn in the
+            face's aligned coordinates (:func:`face_grain`): it moves with the face like pores, is the same in every
+            frame of a video, and carries nothing of the target's pixels (copying the target's own fine band brought
+            the edges of its glasses along). Measured in ``benchmarks/RESULTS.md``.
     """
 
     def __init__(
@@ -516,8 +516,9 @@ class Compositor:
         ``alpha`` (nothing over what stays the target's)."""
         margin = max(1.0, 0.04 * eye)
         r = int(np.ceil(margin))
-        skin = cv2.erode((regions["skin"] > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
-        return cv2.multiply(cv2.GaussianBlur(skin.astype(np.float32), (0, 0), margin / 2.0), alpha.astype(np.float32))
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        skin = cv2.erode((regions["skin"] > 0.5).astype(np.uint8), disk).astype(np.float32)
+        return cv2.multiply(cv2.GaussianBlur(skin, (0, 0), margin / 2.0), alpha.astype(np.float32))
 
     def _match_blur(
         self,
@@ -619,13 +620,15 @@ class Compositor:
         wanted, own = spread(base[box]), spread(_after_paste_back(relit, scale)[box])
         if not own < wanted:  # (the amount below grows from 0 there: no step from frame to frame in a video)
             return relit
-        grain = face_grain(relit.shape[:2], sigma, GRAIN_INNER)[box]
+        # (its band's scale rounded to a tenth of a pixel: a video's faces, whose size drifts, share one grain)
+        grain = face_grain(relit.shape[:2], round(sigma, 1), GRAIN_INNER)[box]
         unit = 1.4826 * float(np.median(np.abs(grain[region])))
         amount = float(np.sqrt(wanted**2 - own**2)) / max(unit, 1e-6)
         weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), margin / 2.0)
         added = cv2.multiply(grain, weight, scale=amount)
         out = relit.copy()
-        out[box] = np.clip(cv2.add(relit[box].astype(np.float32), cv2.merge([added] * 3)) + 0.5, 0, 255).astype(np.uint8)
+        raised = cv2.add(relit[box].astype(np.float32), cv2.merge([added] * 3))
+        out[box] = np.clip(raised + 0.5, 0, 255).astype(np.uint8)
         return out
 
     def _match_boundary(
@@ -848,9 +851,8 @@ def _frame_grain(
     f = min(4, int(np.ceil(1.0 / scale)))
     fine_grid = face_grain((crop_shape[0] * f, crop_shape[1] * f), 0.5 * f)
     to_grid = np.asarray(M_box, np.float64) * f
-    drawn = cv2.warpAffine(
-        fine_grid, to_grid, (size[1], size[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
-    )  # fmt: skip
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # to_grid maps the box onto the grid
+    drawn = cv2.warpAffine(fine_grid, to_grid, (size[1], size[0]), flags=flags, borderMode=cv2.BORDER_REFLECT)
     grain = fine_band(drawn, scale)
     spread = 1.4826 * float(np.median(np.abs(grain[core])))
     return grain / np.float32(max(spread, 1e-6)) if spread > 1e-6 else None
@@ -858,8 +860,9 @@ def _frame_grain(
 
 def fine_band(image: np.ndarray, scale: float) -> np.ndarray:
     """The detail of ``image`` finer than a grid with ``scale`` of its pixels per pixel (``scale`` < 1): the image minus
-    its round trip through that grid (averaged down, bilinear up), float32 of the image's shape ((H, W) or (H, W, C)). What a face keeps of its frame's
-    sharpness when it is drawn in a coarser aligned crop and enlarged back is the image less this band.
+    its round trip through that grid (averaged down, bilinear up), float32 of the image's shape ((H, W) or (H, W, C)).
+    What a face keeps of its frame's sharpness when it is drawn in a coarser aligned crop and enlarged back is the
+    image less this band.
 
     Example:
         >>> img = np.zeros((16, 16, 3), np.uint8); img[:, ::2] = 200  # stripes one pixel wide
