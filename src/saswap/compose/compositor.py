@@ -121,6 +121,21 @@ def face_grain(shape: tuple[int, int], sigma: float, inner: float = 0.0, seed: i
     return band
 
 
+def _robust_spread(values: np.ndarray) -> float:
+    """1.4826 times the median absolute value: a noise's standard deviation, which edges and outliers hardly move."""
+    return 1.4826 * float(np.median(np.abs(values)))
+
+
+def _inner_skin(skin: np.ndarray, eye: float) -> tuple[np.ndarray, np.ndarray]:
+    """A skin mask shrunk by 0.04 eye-corner distances from the features (bool) and that, feathered (float32): where
+    grain goes (:attr:`Compositor.fine_detail`), with no edge of an eye, brow, lip or nostril in it."""
+    margin = max(1.0, 0.04 * eye)
+    r = int(np.ceil(margin))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    inner = cv2.erode((skin > 0.5).astype(np.uint8), disk)
+    return inner > 0, cv2.GaussianBlur(inner.astype(np.float32), (0, 0), margin / 2.0)
+
+
 @dataclass
 class ComposedFace:
     """The composed crop.
@@ -514,11 +529,7 @@ class Compositor:
         """Where the paste-back adds grain finer than the crop (:attr:`fine_detail`), float32 (S, S) in [0, 1]: the new
         face's skin, shrunk by 0.04 eye-corner distances from the features and feathered, times its blend weight
         ``alpha`` (nothing over what stays the target's)."""
-        margin = max(1.0, 0.04 * eye)
-        r = int(np.ceil(margin))
-        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        skin = cv2.erode((regions["skin"] > 0.5).astype(np.uint8), disk).astype(np.float32)
-        return cv2.multiply(cv2.GaussianBlur(skin, (0, 0), margin / 2.0), alpha.astype(np.float32))
+        return cv2.multiply(_inner_skin(regions["skin"], eye)[1], alpha.astype(np.float32))
 
     def _match_blur(
         self,
@@ -582,11 +593,12 @@ class Compositor:
         H, W = skin.shape
         box = (slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad)))
         region = blur_region(skin[box], eye) & (covered[box] < 0.5) & (keep[box] < 0.5)
-        reading = fine_texture(_after_paste_back(relit, scale)[box], region, sigma)
+        seen = _after_paste_back(relit, scale)[box]
+        reading = fine_texture(seen, region, sigma)
         gain = texture_gain(target_texture, reading)
         if gain >= 0.999:
             if self.fine_detail and base is not None and reading is not None:
-                return self._raise_texture(relit, base, regions, region, box, sigma, eye, scale)
+                return self._raise_texture(relit, seen, base[box], regions, region, box, sigma, eye)
             return relit
         image = relit[box].astype(np.float32)
         low = cv2.GaussianBlur(image, (0, 0), sigma)
@@ -597,34 +609,29 @@ class Compositor:
         return out
 
     def _raise_texture(
-        self, relit: np.ndarray, base: np.ndarray, regions: dict[str, np.ndarray], region: np.ndarray, box,
-        sigma: float, eye: float, scale: float | None,
+        self, relit: np.ndarray, seen: np.ndarray, base: np.ndarray, regions: dict[str, np.ndarray],
+        region: np.ndarray, box, sigma: float, eye: float,
     ) -> np.ndarray:  # fmt: skip
-        """``relit`` with grain added over its skin, away from the features, where its fine texture is smoother than
-        the target's (``base``, the target in the new face's geometry). Both are read as the robust spread (1.4826
+        """``relit`` with grain added over its skin, away from the features, where its fine texture (``seen``: within
+        ``box``, as it reads after the paste-back) is smoother than the target's (``base``: within ``box``, the target in
+        the new face's geometry). Both are read as the robust spread (1.4826
         median absolute value) of their grey band below ``sigma`` over ``region``: pores and grain, not the edges of
         wrinkles or features. The grain (:func:`face_grain` of the crop's size) stays fixed in the face's aligned
         coordinates, so it moves with the face like pores and a video's frames carry the same; it is grey, with the
         spread that brings the new face's up to the target's: ``sqrt(target² - new²)``."""
         def spread(image):
             grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
-            band = cv2.subtract(grey, cv2.GaussianBlur(grey, (0, 0), sigma))
-            return 1.4826 * float(np.median(np.abs(band[region])))
+            return _robust_spread(cv2.subtract(grey, cv2.GaussianBlur(grey, (0, 0), sigma))[region])
 
-        skin = (regions["skin"][box] > 0.5).astype(np.uint8)
-        margin = max(1.0, 0.04 * eye)
-        r = int(np.ceil(margin))
-        skin = cv2.erode(skin, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-        if np.count_nonzero(region) < 100 or np.count_nonzero((skin > 0) & region) < 100:
+        inner, weight = _inner_skin(regions["skin"][box], eye)
+        if np.count_nonzero(region) < 100 or np.count_nonzero(inner & region) < 100:
             return relit
-        wanted, own = spread(base[box]), spread(_after_paste_back(relit, scale)[box])
+        wanted, own = spread(base), spread(seen)
         if not own < wanted:  # (the amount below grows from 0 there: no step from frame to frame in a video)
             return relit
         # (its band's scale rounded to a tenth of a pixel: a video's faces, whose size drifts, share one grain)
         grain = face_grain(relit.shape[:2], round(sigma, 1), GRAIN_INNER)[box]
-        unit = 1.4826 * float(np.median(np.abs(grain[region])))
-        amount = float(np.sqrt(wanted**2 - own**2)) / max(unit, 1e-6)
-        weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), margin / 2.0)
+        amount = float(np.sqrt(wanted**2 - own**2)) / max(_robust_spread(grain[region]), 1e-6)
         added = cv2.multiply(grain, weight, scale=amount)
         out = relit.copy()
         raised = cv2.add(relit[box].astype(np.float32), cv2.merge([added] * 3))
@@ -854,7 +861,7 @@ def _frame_grain(
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # to_grid maps the box onto the grid
     drawn = cv2.warpAffine(fine_grid, to_grid, (size[1], size[0]), flags=flags, borderMode=cv2.BORDER_REFLECT)
     grain = fine_band(drawn, scale)
-    spread = 1.4826 * float(np.median(np.abs(grain[core])))
+    spread = _robust_spread(grain[core])
     return grain / np.float32(max(spread, 1e-6)) if spread > 1e-6 else None
 
 
@@ -890,7 +897,7 @@ def blend_placed(image: np.ndarray, placed: Placed | None) -> np.ndarray:
     added = None
     if placed.grain is not None and placed.fine is not None:
         band = fine_band(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), placed.scale)
-        spread = 1.4826 * float(np.median(np.abs(band[placed.fine > 0.5])))
+        spread = _robust_spread(band[placed.fine > 0.5])
         added = cv2.merge([cv2.multiply(placed.grain, placed.fine, scale=spread)] * 3)
     # patch + mask * (back - patch), rounded: where the mask is 0 the patch stays as it is
     step = cv2.multiply(cv2.subtract(back, patch, dtype=cv2.CV_32F), cv2.merge([mask] * 3))
