@@ -50,7 +50,13 @@ def keypoint_flow(
     anchors = np.concatenate([pts, ring])
     values = np.concatenate([mot, np.zeros_like(ring)])
     rbf = RBFInterpolator(anchors, values, kernel="thin_plate_spline", smoothing=1e-3 * len(anchors))
-    gy, gx = np.meshgrid(np.linspace(0, h - 1, grid), np.linspace(0, w - 1, grid), indexing="ij")
+    # The coarse grid's samples sit where the bilinear upsampling below reads them (each coarse pixel's centre,
+    # cv2.resize's convention), so the upsampled flow is the spline's own at the samples. Spread from corner to corner
+    # instead, they came out stretched about the middle by grid / (grid - 1) (2% at 48): a keypoint off the middle
+    # moved by the spline's motion at a point up to half a coarse cell (3.5 px of a 384-px crop) away.
+    gy, gx = np.meshgrid(
+        (np.arange(grid) + 0.5) * (h / grid) - 0.5, (np.arange(grid) + 0.5) * (w / grid) - 0.5, indexing="ij"
+    )
     dist = np.linalg.norm(np.stack([gx, gy], -1) - centre, axis=2)
     fade = np.clip((radius - dist) / max(support * 0.5, 1.0), 0.0, 1.0)  # exactly zero outside the ring
     inside = fade > 0  # the spline is evaluated only there
