@@ -369,6 +369,8 @@ class GeometricEngine(SwapEngine):
                         self.relight_scale * face_c.eye_distance,
                         chroma_sigma=self.chroma_scale * face_c.eye_distance,
                     ),
+                    # the skin blurred, not feathered within it: its outline keeps the weight (feathered inside, the
+                    # face's rim kept its whole hue: border step worst 6.8 -> 8.2 ΔE, skin tone 4.76 -> 5.05)
                     cv2.GaussianBlur(np.clip(regions["skin"], 0, 1), (0, 0), max(1.0, 0.03 * face_c.eye_distance)),
                     self.skin_hue,
                 ),
