@@ -153,6 +153,123 @@ def test_vector_track_signals_are_smoothed_by_their_own_reach():
     assert np.allclose([out[t][1]["other"] for t in range(60)], expected(TRACK_SIGNAL_SECONDS))
 
 
+def _motion_frames(values, tracks=(1,), cuts=(), repeats=()):
+    """Frame analyses whose faces carry ``values[t]`` as their score (one face per track in ``tracks``, track 2's
+    value negated); ``cuts``: frames a shot cut precedes; ``repeats``: frames that repeat the frame before."""
+    from saswap.face.types import Face
+    from saswap.pipelines.analysis import FrameAnalysis, TargetFace
+
+    def face(v, track):
+        return TargetFace(Face(np.zeros(4, np.float32), v, np.zeros((5, 2)), np.zeros((478, 3)), np.zeros((68, 2)),
+                               np.zeros(3), track_id=track), np.eye(2, 3))  # fmt: skip
+
+    return [
+        FrameAnalysis(t, t, t / 30.0, [face(v if k == 1 else -v, k) for k in tracks], shot_cut=t in cuts,
+                      repeat_of=t - 1 if t in repeats else None)  # fmt: skip
+        for t, v in enumerate(values)
+    ]
+
+
+class _MotionEngine:
+    """Its motion is the face's score, twice (a (2,) vector); sigma 0.1 s = 3 frames at 30 fps."""
+
+    motion_seconds = 0.1
+
+    def __init__(self):
+        self.calls = 0
+
+    def track_motion(self, face, source, strength, data):
+        self.calls += 1
+        return np.array([face.score, 2 * face.score])
+
+
+def test_track_motion_is_smoothed_along_each_run_in_both_directions():
+    from scipy.ndimage import gaussian_filter1d
+
+    from saswap.pipelines.video import smooth_track_motion
+
+    noise = np.random.default_rng(0).normal(0.0, 1.0, 60)
+    engine = _MotionEngine()
+    out = list(smooth_track_motion(iter(_motion_frames(noise, tracks=(1, 2))), engine, None, 1.0, 30.0))
+    expected = gaussian_filter1d(noise, 3.0, mode="nearest", truncate=3.0)  # as the template's own signals
+    got = np.stack([f.faces[0].data["motion"] for f in out])
+    assert got.shape == (60, 2) and np.allclose(got[:, 0], expected) and np.allclose(got[:, 1], 2 * expected)
+    assert np.allclose([f.faces[1].data["motion"][0] for f in out], -expected)  # each track on its own
+    assert [f.index for f in out] == list(range(60)) and engine.calls == 120
+
+    # a cut, a frame where the track is lost, and the tracks chosen
+    values = np.r_[np.zeros(10), np.ones(10), np.full(10, 5.0)]
+    frames = _motion_frames(values, tracks=(1, 2), cuts={10})
+    frames[20].faces = frames[20].faces[1:]  # track 1 lost for a frame: its run restarts after it
+    out = list(smooth_track_motion(iter(frames), _MotionEngine(), None, 1.0, 30.0, tracks={1}))
+    first = [f.faces[0].data["motion"][0] for f in out[:20]]
+    assert first == pytest.approx([0.0] * 10 + [1.0] * 10)  # nothing carried over the cut
+    assert [f.faces[0].data["motion"][0] for f in out[21:]] == pytest.approx([5.0] * 9)  # nor over the gap
+    assert "motion" not in out[20].faces[0].data  # track 2, not chosen
+    assert all("motion" not in f.faces[1].data for f in out if len(f.faces) > 1)
+
+
+def test_track_motion_passes_repeats_on_and_reads_a_bounded_way_ahead():
+    from saswap.pipelines.video import smooth_track_motion
+
+    values = np.arange(40, dtype=float)
+    frames = _motion_frames(values, repeats={5, 6})
+    pulled = []
+
+    def source():
+        for f in frames:
+            pulled.append(f.index)
+            yield f
+
+    stream = smooth_track_motion(source(), _MotionEngine(), None, 1.0, 30.0)
+    first = next(stream)
+    # 3 sigma ahead (9 distinct pictures: frames 1-11, two of them repeats), whatever the video's length
+    assert first.index == 0 and len(pulled) == 1 + 9 + 2
+    out = [first, *stream]
+    assert [f.index for f in out] == list(range(40))
+    assert "motion" not in out[5].faces[0].data and "motion" not in out[6].faces[0].data  # a repeat is its picture's
+    # the repeats are no steps in time: frame 7 follows frame 4
+    from scipy.ndimage import gaussian_filter1d
+
+    distinct = np.array([v for t, v in enumerate(values) if t not in (5, 6)])
+    smoothed = [f.faces[0].data["motion"][0] for t, f in enumerate(out) if t not in (5, 6)]
+    assert np.allclose(smoothed, gaussian_filter1d(distinct, 3.0, mode="nearest", truncate=3.0))
+
+
+def test_a_video_swap_moves_the_face_by_its_motion_smoothed_along_the_track(pipe, clip, source, tmp_path, monkeypatch):
+    from saswap.face.alignment import warp_face
+    from saswap.pipelines.video import smooth_track_motion, swap_video
+
+    engine = pipe.engine
+    opened, _ = pipe.precompute(clip, tmp_path / "cache", progress=False)
+    records = list(opened.frames(0))
+    own = np.stack([engine.track_motion(r.faces[0].crop_face, source, 1.0, r.faces[0].data) for r in records])
+    fps = opened.header["video"]["fps"] * (1.0 - opened.header["repeats"] / len(opened))  # as the swap counts them
+    smoothed = np.stack([r.faces[0].data["motion"] for r in smooth_track_motion(
+        iter(list(opened.frames(0))), engine, source, 1.0, fps)])  # fmt: skip
+    assert own.shape == smoothed.shape and own.shape[2] == 2
+    steps = lambda m: np.abs(np.diff(m, 2, axis=0)).mean()  # noqa: E731
+    assert steps(smoothed) < 0.6 * steps(own)  # the frame-to-frame shake is smoothed (read: 0.17x)
+    assert np.abs(smoothed - own).max() < 0.02 * engine.crop_size  # not another motion (read: 3.2 px of 384)
+
+    # the engine draws what it is given: its own motion given back draws the same face
+    tf = records[5].faces[0]
+    crop = warp_face(_frames(clip)[5], tf.transform, engine.crop_size)
+    a = engine.swap(crop, tf.crop_face, source, analysis=tf.data)
+    b = engine.swap(crop, tf.crop_face, source, analysis={**tf.data, "motion": own[5]})
+    assert np.array_equal(a.landmarks, b.landmarks) and np.array_equal(a.detail, b.detail)
+    with pytest.raises(ValueError, match="motion"):
+        engine.swap(crop, tf.crop_face, source, analysis={**tf.data, "motion": own[5][:-1]})
+
+    # a video swap hands each frame its smoothed motion (frames made on this thread, the engine watched)
+    given = []
+    swap = type(engine).swap
+    monkeypatch.setattr(engine, "swap", lambda *a, **k: given.append(k["analysis"].get("motion")) or swap(engine, *a, **k))
+    swap_video(pipe, source, clip, tmp_path / "out.mp4", cache_dir=tmp_path / "cache", progress=False, workers=0)
+    assert len(given) == len(records) and all(g is not None for g in given)
+    assert np.allclose(np.stack(given), smoothed)
+
+
 def test_the_mouth_rule_reads_the_cached_smoothed_opening(pipe, clip, source, tmp_path):
     from saswap.engines.geometric import mouth_openness
     from saswap.face.alignment import warp_face

@@ -157,6 +157,23 @@ class SwapEngine(ABC):
         entry: the engine measures them itself."""
         return {}
 
+    #: Gaussian sigma, in seconds, over which a video swap smooths the geometry the engine draws for a source on
+    #: each target face (:meth:`track_motion`) along the face's track; 0: not smoothed (the default).
+    motion_seconds: float = 0.0
+
+    def track_motion(
+        self, target_face: Face, source: SourceFace, shape_strength: float, analysis: dict[str, np.ndarray]
+    ) -> np.ndarray | None:
+        """The geometry the engine draws for ``source`` on an aligned target face (e.g. its keypoints' motion), as
+        one array of a fixed shape, or None (the default: the engine draws none of its own).
+
+        Unlike :meth:`track_signals` it depends on the source, so a template's cache cannot hold it: a video swap
+        (when :attr:`motion_seconds` is above 0) reads it for every frame of a track a little ahead of making the
+        frames, smooths it over time in both directions (within a shot and a run where the track is seen) and hands
+        it to :meth:`swap` in ``analysis["motion"]``. A still image has no such entry: the engine computes its own.
+        """
+        return None
+
     def config(self) -> dict[str, Any]:
         """JSON-able settings that change what :meth:`analyze_target` returns (part of a cache key)."""
         return {"name": self.name, "crop_size": self.crop_size}

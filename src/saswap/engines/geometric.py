@@ -172,6 +172,18 @@ _RIM_CLASSES = ("background", "hair")
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
 
+def _motion_points(mesh: np.ndarray) -> np.ndarray:
+    """The keypoints :meth:`GeometricEngine.sparse_motion` moves (crop pixels, (K, 2)): the inner face's vertices, then
+    the jaw's."""
+    return np.concatenate([mesh[_INNER_VERTICES, :2], mesh[_JAW_VERTICES, :2]])
+
+
+def _target_opening(face: Face, analysis: dict[str, np.ndarray]) -> float:
+    """The target's mouth opening: a video's smoothed over time (:meth:`GeometricEngine.track_signals`), else this
+    frame's."""
+    return float(analysis["mouth_opening"][0]) if "mouth_opening" in analysis else mouth_openness(face.landmarks)
+
+
 class GeometricEngine(SwapEngine):
     """Training-free, shape-aware face swap with the 3D face prior and the face mesh.
 
@@ -222,6 +234,12 @@ class GeometricEngine(SwapEngine):
             in one direction): its pixels mix skin with what lies beyond it, and a target turned the other way
             stretched them into a bluish streak over its near cheek. Needs the face parser (``clean_source``); 0
             switches it off. Measured in ``benchmarks/RESULTS.md``.
+        motion_seconds: in a video, the keypoints' motion (:meth:`sparse_motion`) is smoothed along each track over
+            this Gaussian sigma in seconds, in both directions (:meth:`track_motion`). Each frame's motion is the
+            source's mesh aligned to the target's points minus those points, and both alignment and points carry the
+            tracker's residual shake: the drawn face shook more than the template's (the mouth most, moved with its
+            surroundings). 0 switches it off. 0.13 s (4 frames at 30 fps) from one scratch measurement on one clip
+            (2, 4 and 8 frames); measured on every clip in ``benchmarks/RESULTS.md``.
 
     Occlusion, silhouettes, tone, the boundary membrane and blending belong to the compose stage
     (:class:`~saswap.compose.Compositor`), shared by every engine.
@@ -243,6 +261,7 @@ class GeometricEngine(SwapEngine):
         expression_exchange: float = 1.0,
         source_rim: float = 0.05,
         skin_hue: float = 0.5,
+        motion_seconds: float = 0.13,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -250,7 +269,8 @@ class GeometricEngine(SwapEngine):
         for name, value in positive:
             if not value > 0:
                 raise ValueError(f"{name} must be above 0, got {value}")
-        for name, value in (("min_stretch", min_stretch), ("chin_reach", chin_reach), ("source_rim", source_rim)):
+        others = (("min_stretch", min_stretch), ("chin_reach", chin_reach), ("source_rim", source_rim))
+        for name, value in (*others, ("motion_seconds", motion_seconds)):
             if not value >= 0:
                 raise ValueError(f"{name} must be 0 (off) or above, got {value}")
         for name, value in (("expression_exchange", expression_exchange), ("skin_hue", skin_hue)):
@@ -267,6 +287,7 @@ class GeometricEngine(SwapEngine):
         self.expression_exchange = float(expression_exchange)
         self.source_rim = float(source_rim)
         self.skin_hue = float(skin_hue)
+        self.motion_seconds = float(motion_seconds)
         from saswap.face.parsing import occlusion_method
 
         self.clean_source = occlusion_method(clean_source)
@@ -408,14 +429,13 @@ class GeometricEngine(SwapEngine):
         mesh_t = target_face.landmarks[:468].astype(np.float64)
 
         # 1. shape adaptation: sparse motion from the 3D priors -> dense flow -> warp the target
-        # the target's mouth opening: smoothed over time in a video (see track_signals), else this frame's
-        opening_t = (
-            float(analysis["mouth_opening"][0]) if "mouth_opening" in analysis else mouth_openness(target_face.landmarks)
-        )
-        fit_t = fit_from_analysis(analysis)
-        if "expression" in analysis:  # a video's, smoothed along the track (see track_signals)
-            fit_t = dataclasses.replace(fit_t, expr=np.asarray(analysis["expression"], np.float64))
-        points, motion = self.sparse_motion(target_face, source, shape_strength, fit_t, opening_t)
+        if "motion" in analysis:  # a video's, smoothed along the track (see track_motion)
+            points = _motion_points(mesh_t)
+            motion = np.asarray(analysis["motion"], np.float64)
+            if motion.shape != points.shape:
+                raise ValueError(f"analysis['motion'] must have shape {points.shape}, got {motion.shape}")
+        else:
+            points, motion = self._frame_motion(target_face, source, shape_strength, analysis)
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
         flow = limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye)) if moving else None
         back = invert_flow(flow) if moving else None
@@ -461,7 +481,7 @@ class GeometricEngine(SwapEngine):
             # Only where the target magnifies it: at a frontal target's outline the band stays (its shape).
             rim_t = cv2.remap(rim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
             support = support * (1.0 - self._magnified(ids, affines, eye, squeeze) * (1.0 - rim_t))
-        opening = mouth_openness(source.face.landmarks) - opening_t
+        opening = mouth_openness(source.face.landmarks) - _target_opening(target_face, analysis)
         lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
             source.extras["skin"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
@@ -509,6 +529,26 @@ class GeometricEngine(SwapEngine):
             keep=np.maximum(eyes, mouth),
             regions=regions,
         )
+
+    def _frame_motion(
+        self, target_face: Face, source: SourceFace, shape_strength: float, analysis: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sparse_motion` with what the analysis holds: the target's 3DMM fit, and in a video its mouth
+        opening and expression smoothed along the track (:meth:`track_signals`)."""
+        opening_t = _target_opening(target_face, analysis)
+        fit_t = fit_from_analysis(analysis)
+        if "expression" in analysis:  # a video's, smoothed along the track (see track_signals)
+            fit_t = dataclasses.replace(fit_t, expr=np.asarray(analysis["expression"], np.float64))
+        return self.sparse_motion(target_face, source, shape_strength, fit_t, opening_t)
+
+    def track_motion(
+        self, target_face: Face, source: SourceFace, shape_strength: float, analysis: dict[str, np.ndarray]
+    ) -> np.ndarray | None:
+        """The keypoints' motion (:meth:`sparse_motion`, crop pixels, (K, 2)) for a video to smooth along the track
+        (:attr:`motion_seconds`); None when it is 0 or ``analysis`` has no 3DMM fit (nothing to smooth then)."""
+        if self.motion_seconds <= 0 or "fit_shape" not in analysis:
+            return None
+        return self._frame_motion(target_face, source, shape_strength, analysis)[1]
 
     @staticmethod
     def _squeeze(ids: np.ndarray, affines: np.ndarray) -> np.ndarray | None:
@@ -640,7 +680,7 @@ class GeometricEngine(SwapEngine):
                 )(pts_inner[lower])  # fmt: skip
                 mot_inner = mot_inner.copy()
                 mot_inner[lower] = same * mot_inner[lower] + (1.0 - same) * free
-        return np.concatenate([pts_inner, jaw_t]), np.concatenate([mot_inner, jaw])
+        return _motion_points(mesh_t), np.concatenate([mot_inner, jaw])
 
     def _rim_triangles(self) -> np.ndarray:
         """Triangles touching the face outline or the ring of vertices next to it, shape (F,) bool."""

@@ -41,7 +41,7 @@ from saswap.pipelines.overlap import InOrder, Prefetch, ordered_map
 
 __all__ = [
     "SaSwapVideoOutput", "precompute_template", "swap_video", "default_workers", "ToneStabiliser", "SMOOTHING",
-    "ProgressCallback",
+    "ProgressCallback", "smooth_track_motion",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -150,6 +150,84 @@ def smooth_track_signals(
             for (t, _), v in zip(members, values):
                 out[t].setdefault(tid, {})[name] = float(v) if np.ndim(v) == 0 else v
     return out
+
+
+def smooth_track_motion(
+    records: Iterator[FrameAnalysis],
+    engine,
+    source,
+    shape_strength: float,
+    fps: float,
+    tracks: set[int] | None = None,
+) -> Iterator[FrameAnalysis]:
+    """A template's frame analyses in order, each face given the engine's :meth:`~saswap.engines.base.SwapEngine.
+    track_motion` for ``source``, smoothed along its track in both directions (a Gaussian of the engine's
+    ``motion_seconds``, truncated at 3 sigma, edges held as :func:`smooth_track_signals` holds them), within a shot and
+    a run of distinct pictures where the track is seen; in the face's ``data["motion"]``.
+
+    The motion depends on the source, so no cache can hold it: it is computed here, as the frames are read, which
+    needs the frames up to 3 sigma ahead (a few dozen analyses held, whatever the video's length). A frame that
+    repeats an earlier picture is passed on as it is (its face is its picture's). ``tracks``: the tracks to swap
+    (None: every face).
+
+    Example:
+        >>> from saswap.pipelines.analysis import TargetFace
+        >>> class E:
+        ...     motion_seconds = 0.1
+        ...     def track_motion(self, face, source, strength, data): return np.array([face.score])
+        >>> def frame(i, score): return FrameAnalysis(i, i, i / 10, [TargetFace(Face(np.zeros(4, np.float32), score,
+        ...     np.zeros((5, 2)), np.zeros((478, 3)), np.zeros((68, 2)), np.zeros(3), track_id=1), np.eye(2, 3))])
+        >>> out = smooth_track_motion(iter([frame(0, 0.0), frame(1, 1.0), frame(2, 0.0)]), E(), None, 1.0, 10.0)
+        >>> [round(float(f.faces[0].data["motion"][0]), 2) for f in out]
+        [0.24, 0.4, 0.24]
+    """
+    sigma = max(float(getattr(engine, "motion_seconds", 0.0)), 0.0) * float(fps)
+    radius = int(3.0 * sigma + 0.5)
+    if radius < 1:
+        yield from records
+        return
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    seen: dict[int, tuple[bool, dict[int, np.ndarray]]] = {}  # distinct picture -> (a cut before it, track -> motion)
+    queue: deque = deque()  # (record, its distinct picture's number, or None for a repeat)
+
+    def smoothed(p: int, tid: int) -> np.ndarray:
+        lo = hi = p
+        while lo > p - radius and not seen[lo][0] and tid in seen.get(lo - 1, (True, {}))[1]:
+            lo -= 1
+        while hi < p + radius and hi + 1 in seen and not seen[hi + 1][0] and tid in seen[hi + 1][1]:
+            hi += 1
+        values = np.stack([seen[i][1][tid] for i in np.clip(p + offsets, lo, hi)])
+        return np.tensordot(kernel, values, axes=1)
+
+    def emit(record: FrameAnalysis, p: int | None) -> FrameAnalysis:
+        if p is not None:
+            for tf in record.faces:
+                if tf.face.track_id in seen[p][1]:
+                    tf.data = {**tf.data, "motion": smoothed(p, tf.face.track_id)}
+            for old in [k for k in seen if k < p - radius]:
+                del seen[old]
+        return record
+
+    n = 0
+    for record in records:
+        if record.repeat_of is None:
+            motions = {}
+            for tf in record.faces:
+                if tracks is None or tf.face.track_id in tracks:
+                    m = engine.track_motion(tf.crop_face, source, shape_strength, tf.data)
+                    if m is not None:
+                        motions[tf.face.track_id] = np.asarray(m, np.float64)
+            seen[n] = (bool(record.shot_cut), motions)
+            queue.append((record, n))
+            n += 1
+        else:
+            queue.append((record, None))
+        while queue and (queue[0][1] is None or queue[0][1] + radius < n):
+            yield emit(*queue.popleft())
+    while queue:
+        yield emit(*queue.popleft())
 
 
 #: A progress callback: called as ``callback(stage, done, total)`` after each frame of each stage ("analysing
@@ -701,6 +779,13 @@ def swap_video(
                         timings["decode"] += t1 - td
                         if records is None:  # the cache is read ahead too (unpacking a frame's masks takes a while)
                             records = opened.frames(opened.position_of(frame.pts, frame.index))
+                            if shape_strength > 0 and getattr(pipe.engine, "motion_seconds", 0.0) > 0:
+                                # the engine's source-dependent geometry, smoothed along each track (a few frames
+                                # ahead; on the cache's thread with workers)
+                                distinct = 1.0 - header.get("repeats", 0) / max(len(opened), 1)
+                                records = smooth_track_motion(
+                                    records, pipe.engine, prepared, shape_strength, info.fps * distinct, chosen
+                                )
                             if overlap:
                                 records = iter(later.enter_context(Prefetch(records, ahead=4, name="saswap-cache")))
                         analysis: FrameAnalysis | None = next(records, None)
