@@ -210,6 +210,8 @@ def test_track_motion_is_smoothed_along_each_run_in_both_directions():
 
 
 def test_track_motion_passes_repeats_on_and_reads_a_bounded_way_ahead():
+    from scipy.ndimage import gaussian_filter1d
+
     from saswap.pipelines.video import smooth_track_motion
 
     values = np.arange(40, dtype=float)
@@ -229,8 +231,6 @@ def test_track_motion_passes_repeats_on_and_reads_a_bounded_way_ahead():
     assert [f.index for f in out] == list(range(40))
     assert "motion" not in out[5].faces[0].data and "motion" not in out[6].faces[0].data  # a repeat is its picture's
     # the repeats are no steps in time: frame 7 follows frame 4
-    from scipy.ndimage import gaussian_filter1d
-
     distinct = np.array([v for t, v in enumerate(values) if t not in (5, 6)])
     smoothed = [f.faces[0].data["motion"][0] for t, f in enumerate(out) if t not in (5, 6)]
     assert np.allclose(smoothed, gaussian_filter1d(distinct, 3.0, mode="nearest", truncate=3.0))
@@ -248,7 +248,10 @@ def test_a_video_swap_moves_the_face_by_its_motion_smoothed_along_the_track(pipe
     smoothed = np.stack([r.faces[0].data["motion"] for r in smooth_track_motion(
         iter(list(opened.frames(0))), engine, source, 1.0, fps)])  # fmt: skip
     assert own.shape == smoothed.shape and own.shape[2] == 2
-    steps = lambda m: np.abs(np.diff(m, 2, axis=0)).mean()  # noqa: E731
+
+    def steps(motion):  # the mean second difference along time
+        return np.abs(np.diff(motion, 2, axis=0)).mean()
+
     assert steps(smoothed) < 0.6 * steps(own)  # the frame-to-frame shake is smoothed (read: 0.17x)
     assert np.abs(smoothed - own).max() < 0.02 * engine.crop_size  # not another motion (read: 3.2 px of 384)
 
