@@ -9,6 +9,7 @@ without the template cache, peak memory against video length, and temporal stabi
     python benchmarks/bench_video.py --no-speed --stability --crf 0   # the same, swaps written losslessly
     python benchmarks/bench_video.py --no-speed --stability --sources sberswap__beckham.jpg sberswap__murakami.jpg
     python benchmarks/bench_video.py --no-speed --stability --config '{"expression_exchange": 0}'   # an ablation
+    python benchmarks/bench_video.py --no-speed --stability --sources self   # the control: each clip's own person
 
 Figures go to benchmarks/outputs/video/summary.json; copy them into RESULTS.md.
 """
@@ -236,7 +237,12 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
         pipe = SaSwapPipeline(GeometricEngine(**engine_config), compositor=Compositor(**compose))
     else:
         pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
-    src_img = load_image(DATA / "images" / args.source)
+    clip = DATA / "videos" / name
+    own = None
+    if args.source == SELF:  # the control: the clip's own person, so only what the swap itself adds is measured
+        own, src_img = _own_frame(pipe, clip, args.seconds)
+    else:
+        src_img = load_image(DATA / "images" / args.source)
     prepared, src_face = pipe.prepare_source(src_img)
     judge = DlibEmbedder()
 
@@ -244,7 +250,6 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
         with VideoReader(path, **span) as reader:
             return [frame.image for frame in reader]
 
-    clip = DATA / "videos" / name
     out = out_dir / f"swapped_{name}"
     quality = {} if args.crf is None else {"crf": args.crf}  # --crf 0: no encoder noise, nor its smoothing
     # the clip's first seconds as the template, as it comes (its own encoding), analysed for this span alone
@@ -259,7 +264,40 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
             pass
     # the jitter also read by an independent detector (dlib's), beside the swap's own analyzer (MediaPipe)
     m = measure_video_stability(template, output, pipe.analyzer, judge, (src_img, src_face), stills, DlibLandmarks())
-    return {**m.to_dict(), "fps": round(result.fps, 2)}
+    return {**m.to_dict(), "fps": round(result.fps, 2), **({} if own is None else {"source_frame": own})}
+
+
+#: ``--source self`` / ``--sources self``: each clip swapped with a frame of its own (a control: the same person, so
+#: what the stability figures show beyond the template's is what the swap adds, not how a detector reads a new face).
+SELF = "self"
+
+
+def _own_frame(pipe, clip: Path, seconds: float, every: int = 5) -> tuple[int, np.ndarray]:
+    """A frame of ``clip`` to swap into it as the control's source: every ``every``-th frame's largest face, those
+    after the first ``seconds`` (the measured span) when the clip goes on with a face, else all of them; of those,
+    the ones whose mouth is at most as open as their median (a photo's face, not a shout: a wide-open source's lips
+    come out pale and thin on a mouth of another shape), and of those the most frontal (the smallest
+    ``|yaw| + |pitch|``). Returns its index and picture."""
+    from saswap.engines.geometric import mouth_openness
+    from saswap.videoio import VideoReader
+
+    seen: dict[bool, list[tuple[float, float, int, np.ndarray]]] = {True: [], False: []}
+    with VideoReader(clip) as reader:
+        for i, frame in enumerate(reader):
+            if i % every:
+                continue
+            faces = pipe.analyzer(frame.image)
+            if not faces:
+                continue
+            face = max(faces, key=lambda f: f.eye_distance)
+            turn = abs(float(face.pose[0])) + abs(float(face.pose[1]))
+            seen[frame.time >= seconds].append((turn, mouth_openness(face.landmarks), i, frame.image))
+    candidates = seen[True] or seen[False]
+    if not candidates:
+        raise RuntimeError(f"{clip}: no face in any sampled frame")
+    median = float(np.median([c[1] for c in candidates]))
+    _, _, index, image = min((c for c in candidates if c[1] <= median), key=lambda c: c[0])
+    return index, image
 
 
 def stability(args, out_dir: Path) -> dict:
@@ -344,7 +382,9 @@ def _median(values: list) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "outputs" / "video"))
-    parser.add_argument("--source", default="sberswap__beckham.jpg")
+    parser.add_argument(
+        "--source", default="sberswap__beckham.jpg", help=f"a photo of ../shared/data/images, or {SELF!r} (the control)"
+    )
     parser.add_argument(
         "--sources", nargs="+", default=None, help="stability: swap every clip with each of these sources (pooled figures)"
     )
