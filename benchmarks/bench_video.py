@@ -268,7 +268,8 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
 
 
 #: ``--source self`` / ``--sources self``: each clip swapped with a frame of its own (a control: the same person, so
-#: what the stability figures show beyond the template's is what the swap adds, not how a detector reads a new face).
+#: what the stability figures show beyond the template's is what the swap adds, not how a detector reads a new face;
+#: its identity figures, ``closer_video`` and ``closer_images``, mean nothing there).
 SELF = "self"
 
 
@@ -281,7 +282,7 @@ def _own_frame(pipe, clip: Path, seconds: float, every: int = 5) -> tuple[int, n
     from saswap.engines.geometric import mouth_openness
     from saswap.videoio import VideoReader
 
-    seen: dict[bool, list[tuple[float, float, int, np.ndarray]]] = {True: [], False: []}
+    seen: dict[bool, list[tuple[float, float, int]]] = {True: [], False: []}
     with VideoReader(clip) as reader:
         for i, frame in enumerate(reader):
             if i % every:
@@ -291,12 +292,14 @@ def _own_frame(pipe, clip: Path, seconds: float, every: int = 5) -> tuple[int, n
                 continue
             face = max(faces, key=lambda f: f.eye_distance)
             turn = abs(float(face.pose[0])) + abs(float(face.pose[1]))
-            seen[frame.time >= seconds].append((turn, mouth_openness(face.landmarks), i, frame.image))
+            seen[frame.time >= seconds].append((turn, mouth_openness(face.landmarks), i))
     candidates = seen[True] or seen[False]
     if not candidates:
         raise RuntimeError(f"{clip}: no face in any sampled frame")
     median = float(np.median([c[1] for c in candidates]))
-    _, _, index, image = min((c for c in candidates if c[1] <= median), key=lambda c: c[0])
+    index = min((c for c in candidates if c[1] <= median), key=lambda c: c[0])[2]
+    with VideoReader(clip) as reader:  # read again for that one picture (not every sampled one held)
+        image = next(frame.image for i, frame in enumerate(reader) if i == index)
     return index, image
 
 
