@@ -253,7 +253,9 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
     out = out_dir / f"swapped_{name}"
     quality = {} if args.crf is None else {"crf": args.crf}  # --crf 0: no encoder noise, nor its smoothing
     # the clip's first seconds as the template, as it comes (its own encoding), analysed for this span alone
-    result = pipe.swap_video(prepared, clip, out, cache=False, end=args.seconds, progress=False, **quality)
+    result = pipe.swap_video(
+        prepared, clip, out, cache=False, end=args.seconds, progress=False, skin_sigma=args.skin_sigma, **quality
+    )
     template, output = frames_of(clip, end=args.seconds), frames_of(out)
     sampled = list(range(0, len(template), args.every))
     stills = {}
@@ -323,6 +325,7 @@ def stability(args, out_dir: Path) -> dict:
             cmd += ["--seconds", str(args.seconds), "--every", str(args.every)]
             cmd += [] if args.crf is None else ["--crf", str(args.crf)]
             cmd += [] if not args.config else ["--config", args.config]
+            cmd += [] if not args.skin_sigma else ["--skin-sigma", str(args.skin_sigma)]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             key = name if len(sources) == 1 else f"{source}:{name}"
             rows[key] = json.loads(row_file.read_text())
@@ -373,6 +376,7 @@ def _stability_summary(vals: list[dict], args) -> dict:
             part: _median([v["jitter_parts"].get(part) for v in vals]) for part in vals[0]["jitter_parts"]
         },
         "config": json.loads(args.config) if args.config else {},
+        "skin_sigma": args.skin_sigma,
     }
 
 
@@ -419,6 +423,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--config", default=None, help="stability: JSON keyword arguments of the geometric engine and the compositor"
+    )
+    parser.add_argument(
+        "--skin-sigma", type=float, default=0.0, help="stability: the swaps' skin_sigma (the SkinStabiliser; 0: off)"
     )
     args = parser.parse_args()
     out_dir = Path(args.out)

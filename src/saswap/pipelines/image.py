@@ -453,6 +453,7 @@ class SaSwapPipeline:
         workers: int | None = None,
         processes: bool | None = None,
         analysis_workers: int | None = None,
+        skin_sigma: float = 0.0,
     ):
         """Swap the source's face into a template video, streamed frame by frame.
 
@@ -487,6 +488,12 @@ class SaSwapPipeline:
                 about two; None (default): processes for more than 2 workers, and for 2 on a video of 300 frames
                 or more (a process takes about a second to start), where the engine can be sent to them.
             analysis_workers: processes that analyse a template not yet cached (see :meth:`precompute`).
+            skin_sigma: smooth the new face's skin over time, a Gaussian of this many frames along each track, in the
+                face's aligned crop (:class:`~saswap.pipelines.video.SkinStabiliser`); 0 (default): off. At 1 frame the
+                stability benchmark's skin-tone flicker falls (median 0.75 -> 0.62 of the template's, all 54 swaps
+                within the bar) while MediaPipe reads the landmarks of two swaps above the jitter bar (51 of 54
+                within, 53 without), and a cached swap takes about 1.5x as long on 2 cores (``benchmarks/RESULTS.md``,
+                stop 41).
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.
@@ -497,7 +504,7 @@ class SaSwapPipeline:
             self, source, template, output, shape_strength=shape_strength, face_index=face_index,
             all_faces=all_faces, reference=reference, enhance=enhance, cache=cache, cache_dir=cache_dir,
             start=start, end=end, codec=codec, crf=crf, preset=preset, fade_frames=fade_frames, progress=progress,
-            workers=workers, processes=processes, analysis_workers=analysis_workers,
+            workers=workers, processes=processes, analysis_workers=analysis_workers, skin_sigma=skin_sigma,
         )  # fmt: skip
 
     def _get_enhancer(self, name: str):

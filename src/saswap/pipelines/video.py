@@ -40,7 +40,8 @@ from saswap.pipelines.cache import (
 from saswap.pipelines.overlap import InOrder, Prefetch, ordered_map
 
 __all__ = [
-    "SaSwapVideoOutput", "precompute_template", "swap_video", "default_workers", "ToneStabiliser", "SMOOTHING",
+    "SaSwapVideoOutput", "precompute_template", "swap_video", "default_workers", "ToneStabiliser", "SkinStabiliser",
+    "SMOOTHING",
     "ProgressCallback", "smooth_track_motion",
 ]  # fmt: skip
 
@@ -618,14 +619,15 @@ def swap_video(
     workers: int | None = None,
     processes: bool | None = None,
     tone_reach: int = 12,
+    skin_sigma: float = 0.0,
     codec_threads: bool = True,
     analysis_workers: int | None = None,
 ) -> SaSwapVideoOutput:
     """Swap the source's face into a template video (see :meth:`SaSwapPipeline.swap_video`; ``workers``
     threads, or with ``processes`` worker processes, make frames; ``analysis_workers`` analyse a template not yet
     cached (:func:`precompute_template`'s ``workers``); ``tone_reach`` is the :class:`ToneStabiliser`'s
-    (frames each side), 0 switches it off; ``codec_threads=False`` decodes and encodes on one thread each, for a
-    process meant to use one core)."""
+    (frames each side), 0 switches it off; ``skin_sigma`` is the :class:`SkinStabiliser`'s (frames), 0 switches it
+    off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core)."""
     from saswap.engines.base import SourceFace
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
@@ -686,6 +688,7 @@ def swap_video(
         used: set[int] = set()
 
         stabiliser = ToneStabiliser(tone_reach) if tone_reach > 0 else None
+        skin = SkinStabiliser(skin_sigma, size=pipe.engine.crop_size) if skin_sigma > 0 else None
         held: deque = deque()  # frames made and measured, waiting for the stabiliser's lookahead
 
         n_workers, remote = _frame_workers(
@@ -714,20 +717,49 @@ def swap_video(
 
                 finish_s = [0.0]
 
-                def finish(frame, faces, box, out, masks) -> None:
-                    nonlocal frames, swapped_frames, swapped_faces, repeated
+                skin_held: deque = deque()  # frames shifted, waiting for the skin stabiliser's lookahead
+
+                def finish(frame, faces, box, out, masks, cut=False, anchor=None) -> None:
                     t3 = time.perf_counter()
-                    if box is _REPEAT:  # the picture of the frame made before it: its face, pasted again
+                    if frame is None:  # the end of the video: write what the skin stabiliser still holds
+                        while skin_held:
+                            release(*skin_held.popleft())
+                        finish_s[0] += time.perf_counter() - t3
+                        return
+                    repeat = box is _REPEAT
+                    if repeat:  # the picture of the frame made before it: its face, pasted again
                         box, out, masks = last_made
-                        repeated += 1
                     else:
                         if stabiliser is not None and box is not None:
                             for tf in faces:
                                 stabiliser.apply(tf.face.track_id, frame.index, out)
                             stabiliser.forget(frame.index)
                         last_made[:] = [box, out, masks]
+                    if skin is None:
+                        release(frame, faces, box, out, masks, repeat)
+                    else:
+                        # the skin is read once the tone is settled, and smoothed once the frames after it are read
+                        if repeat:
+                            for tf in faces:
+                                skin.repeat(tf.face.track_id, frame.index, anchor)
+                        elif box is not None:
+                            for tf, m in zip(faces, masks):
+                                reading = skin.reading(out, frame.image, m, tf.transform, tf.face)
+                                skin.record(tf.face.track_id, frame.index, cut, reading)
+                        skin_held.append((frame, faces, box, out, masks, repeat))
+                        while skin_held and skin_held[0][0].index + skin.reach <= frame.index:
+                            release(*skin_held.popleft())
                     finish_s[0] += time.perf_counter() - t3  # (on its own thread with workers: summed at the end)
+
+                def release(frame, faces, box, out, masks, repeat) -> None:
+                    nonlocal frames, swapped_frames, swapped_faces, repeated
+                    # a repeat shares its picture's frame, which that picture's own release smoothed already
+                    if skin is not None and box is not None and not repeat:
+                        for tf in faces:
+                            skin.apply(tf.face.track_id, frame.index, out)
+                        skin.forget(frame.index)
                     encode.submit(out, frame, box, masks)
+                    repeated += int(repeat)
                     if box is not None:
                         swapped_frames += 1
                         swapped_faces += len(faces)
@@ -748,7 +780,7 @@ def swap_video(
                             for tf, reading in zip(faces, readings):
                                 stabiliser.record(tf.face.track_id, frame.index, cut, reading)
                         timings["compose"] += stage.get("paste", 0.0) + time.perf_counter() - t3
-                        held.append((frame, faces, box, out, masks))
+                        held.append((frame, faces, box, out, masks, cut, anchor))
                         bar.update(1)  # frames made; each is written once the stabiliser has seen the frames after it
                         while held and held[0][0].index + reach <= frame.index:
                             finishing.submit(*held.popleft())
@@ -828,6 +860,7 @@ def swap_video(
                         drain(2 * n_workers)
                         td = time.perf_counter()
                     drain(0, final=True)
+                    finishing.submit(None, None, None, None, None)  # the end: the skin stabiliser's last frames
                 timings["compose"] += finish_s[0]
                 te = time.perf_counter()
             timings["encode"] += time.perf_counter() - te  # flushing the encoder and muxing on close
@@ -1184,6 +1217,146 @@ class ToneStabiliser:
                     self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
                 if not lows:
                     del self._lows[track]
+                    self._cuts.pop(track, None)
+
+
+class SkinStabiliser:
+    """Steadies the new face's skin from frame to frame, track by track, with no lag.
+
+    A face drawn from one photo shows the photo's fine skin (pores, stubble, lines) at the target's every motion, and
+    its pixels change from frame to frame more than the template's own face does (on s32 with beckham 1.2-1.4x in
+    every band of scale, in the face's aligned crop; ``benchmarks/RESULTS.md``, stop 41). Per track, each frame's skin
+    is replaced by the Gaussian-weighted mean (``sigma`` frames) of the same skin in the frames within ``3 sigma``
+    before and after it, within its shot and the run of frames where its track is seen. Each neighbour is read in its
+    own aligned crop and then shifted onto the frame's by registering the two frames' template crops (phase
+    correlation): the alignment's own jitter, carried into the mean, would make the face less steady. The eyes, brows,
+    lips, nostrils and mouth, which move with the expression, stay as made, and so does everything outside the swap's
+    mask; only the difference from the frame's own skin is warped back into it.
+
+    The same protocol as :class:`ToneStabiliser`: :meth:`reading` for each face of a frame, :meth:`record` it (or
+    :meth:`repeat` a frame that repeats an earlier picture), :meth:`apply` once the :attr:`reach` frames after it are
+    recorded (or the video has ended), :meth:`forget` what is no longer needed.
+
+    Args:
+        sigma: the Gaussian's sigma, frames.
+        size: the aligned crop's side, pixels.
+        feather: the skin region's feathering, eye-corner distances.
+    """
+
+    def __init__(self, sigma: float = 1.0, size: int = 384, feather: float = 0.03) -> None:
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.sigma, self.size, self.feather = float(sigma), int(size), float(feather)
+        #: frames after a frame that must be recorded before it is applied
+        self.reach = int(np.ceil(3.0 * self.sigma))
+        # track -> frame -> (aligned crop uint8, the template's aligned crop, grey float32, the swap's mask in the
+        # crop, the frame -> crop transform, the face's mesh in the crop)
+        self._frames: dict[int, dict[int, tuple]] = {}
+        self._cuts: dict[int, set[int]] = {}
+        self._lock = threading.Lock()
+
+    def reading(self, out: np.ndarray, template: np.ndarray, mask: np.ndarray, transform: np.ndarray, face: Face):
+        """What :meth:`record` files for one face of a swapped frame ``out`` (RGB uint8) of ``template``: both in the
+        face's aligned crop, the swap's ``mask`` (float32 (H, W)) there, the frame -> crop ``transform`` and the face's
+        mesh in the crop; None when the mask is empty."""
+        import cv2
+
+        from saswap.face.alignment import warp_face
+
+        if not mask.max(initial=0.0) > 0:
+            return None
+        M = np.asarray(transform, np.float64)
+        crop = warp_face(out, M, self.size, border=cv2.BORDER_REPLICATE)
+        grey = cv2.cvtColor(warp_face(template, M, self.size, border=cv2.BORDER_REPLICATE), cv2.COLOR_RGB2GRAY)
+        inside = warp_face(np.ascontiguousarray(mask, np.float32), M, self.size, border=cv2.BORDER_CONSTANT)
+        mesh = np.asarray(face.landmarks[:468, :2], np.float64) @ M[:, :2].T + M[:, 2]
+        return crop, grey.astype(np.float32), inside, M, mesh
+
+    def record(self, track: int, index: int, cut: bool, reading) -> None:
+        """File a face's :meth:`reading` for frame ``index`` of ``track``."""
+        if reading is None:
+            return
+        with self._lock:
+            self._frames.setdefault(track, {})[index] = reading
+            if cut:
+                self._cuts.setdefault(track, set()).add(index)
+
+    def repeat(self, track: int, index: int, anchor: int) -> None:
+        """Record frame ``index`` of ``track`` as a repeat of frame ``anchor`` (the same picture, shown again)."""
+        with self._lock:
+            frames = self._frames.get(track, {})
+            if anchor in frames:
+                frames[index] = frames[anchor]
+
+    def _run(self, track: int, index: int) -> list[int]:
+        """The recorded frames of ``track`` within :attr:`reach` of ``index``, within its shot and run (lock held)."""
+        frames, cuts = self._frames.get(track, {}), self._cuts.get(track, set())
+        found = [index]
+        j = index - 1
+        while j >= index - self.reach and j in frames and (j + 1) not in cuts:
+            found.append(j)
+            j -= 1
+        j = index + 1
+        while j <= index + self.reach and j in frames and j not in cuts:
+            found.append(j)
+            j += 1
+        return found
+
+    def apply(self, track: int, index: int, out: np.ndarray) -> None:
+        """Replace the skin of one face of frame ``index`` in ``out`` (in place) by its track's smoothed skin; call
+        once the :attr:`reach` frames after it are recorded (or the video has ended)."""
+        import cv2
+
+        from saswap.face.alignment import warp_back
+        from saswap.face.masks import face_region_masks
+
+        with self._lock:
+            if index not in self._frames.get(track, {}):
+                return
+            found = [(j, self._frames[track][j]) for j in self._run(track, index)]
+        if len(found) < 2:
+            return
+        own = found[0][1]
+        S = self.size
+        window = cv2.createHanningWindow((S, S), cv2.CV_32F)
+        ref = own[1] * window
+        total = np.zeros((S, S, 3), np.float32)
+        weights = 0.0
+        for j, reading in found:
+            w = float(np.exp(-0.5 * ((j - index) / self.sigma) ** 2))
+            crop = reading[0].astype(np.float32)
+            if reading is not own:  # (a repeat of this frame's picture needs no shift)
+                (dx, dy), _ = cv2.phaseCorrelate(ref, reading[1] * window)
+                shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
+                crop = cv2.warpAffine(crop, shift, (S, S), borderMode=cv2.BORDER_REPLICATE)
+            total += np.float32(w) * crop
+            weights += w
+        mean = total / np.float32(weights)
+        mesh = own[4]
+        eye = max(float(np.linalg.norm(mesh[263] - mesh[33])), 1.0)
+        skin = (face_region_masks(mesh, (S, S))["skin"] > 0.5).astype(np.float32)
+        weight = cv2.GaussianBlur(skin, (0, 0), max(1.0, self.feather * eye)) * own[2]
+        diff = cv2.multiply(cv2.subtract(mean, own[0], dtype=cv2.CV_32F), cv2.merge([weight] * 3))
+        back = warp_back(diff, own[3], out.shape[:2])
+        box = _changed_box([np.abs(back).max(axis=2) > 0.01])
+        if box is None:
+            return
+        x0, y0, x1, y1 = box
+        patch = out[y0:y1, x0:x1]
+        patch[...] = np.clip(cv2.add(patch, back[y0:y1, x0:x1], dtype=cv2.CV_32F) + 0.5, 0, 255).astype(np.uint8)
+
+    def forget(self, before: int) -> None:
+        """Drop what no frame from ``before`` on needs (frames more than :attr:`reach` earlier)."""
+        limit = before - self.reach
+        with self._lock:
+            for track in list(self._frames):
+                frames = self._frames[track]
+                for index in [i for i in frames if i < limit]:
+                    del frames[index]
+                if track in self._cuts:
+                    self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
+                if not frames:
+                    del self._frames[track]
                     self._cuts.pop(track, None)
 
 
