@@ -402,7 +402,7 @@ def test_repeated_frames_get_their_first_showings_face(pipe, clip, source, tmp_p
     original_repeat = ToneStabiliser.repeat
 
     def recording(self, track, index, anchor):
-        found_reading.append(anchor in self._lows.get(track, {}))
+        found_reading.append(anchor in self._readings.get(track, {}))
         return original_repeat(self, track, index, anchor)
 
     ToneStabiliser.repeat = recording

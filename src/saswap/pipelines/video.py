@@ -1027,7 +1027,66 @@ def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, st
     return box, out, masks, stage, readings
 
 
-class ToneStabiliser:
+class _TrackWindow:
+    """What the video stabilisers share: per track, a reading for each frame, the shot cuts, and the frames within
+    :attr:`reach` of one within its shot and the run of frames where its track is seen."""
+
+    def __init__(self, reach: int) -> None:
+        self.reach = int(reach)
+        self._readings: dict[int, dict[int, Any]] = {}  # track -> frame -> reading
+        self._cuts: dict[int, set[int]] = {}  # track -> frames a shot cut precedes
+        # a video swap records frames on one thread and applies and forgets them on another
+        self._lock = threading.Lock()
+
+    def record(self, track: int, index: int, cut: bool, reading) -> None:
+        """File a face's reading for frame ``index`` of ``track`` (in any order; None: nothing to file)."""
+        if reading is None:
+            return
+        with self._lock:
+            self._readings.setdefault(track, {})[index] = reading
+            if cut:
+                self._cuts.setdefault(track, set()).add(index)
+
+    def repeat(self, track: int, index: int, anchor: int) -> None:
+        """Record frame ``index`` of ``track`` as a repeat of frame ``anchor`` (the same picture and face, shown
+        again): it counts in its neighbours' smoothing as its anchor does, and is itself written as its anchor was."""
+        with self._lock:
+            readings = self._readings.get(track, {})
+            # (a swap's anchor is the last frame it made, and only the frames made after it, none here, forget it)
+            if anchor in readings:
+                readings[index] = readings[anchor]
+
+    def _near(self, track: int, index: int) -> list[int]:
+        """Frame ``index`` and the recorded frames of ``track`` within :attr:`reach` of it, back to its shot's or its
+        run's start and on to their end (lock held)."""
+        readings, cuts = self._readings.get(track, {}), self._cuts.get(track, set())
+        frames = [index]
+        j = index - 1
+        while j >= index - self.reach and j in readings and (j + 1) not in cuts:
+            frames.append(j)
+            j -= 1
+        j = index + 1
+        while j <= index + self.reach and j in readings and j not in cuts:
+            frames.append(j)
+            j += 1
+        return frames
+
+    def forget(self, before: int) -> None:
+        """Drop what no frame from ``before`` on needs (frames more than :attr:`reach` earlier)."""
+        limit = before - self.reach
+        with self._lock:
+            for track in list(self._readings):
+                readings = self._readings[track]
+                for index in [i for i in readings if i < limit]:
+                    del readings[index]
+                if track in self._cuts:
+                    self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
+                if not readings:
+                    del self._readings[track]
+                    self._cuts.pop(track, None)
+
+
+class ToneStabiliser(_TrackWindow):
     """Removes tone flicker of a swapped face over time, track by track, with no lag.
 
     The compose stage matches each frame's face to its target's skin on its own, and nearly all of what then
@@ -1057,14 +1116,10 @@ class ToneStabiliser:
     def __init__(self, reach: int = 12, grid: int = 48, sigma: float = 1.0) -> None:
         if reach < 1:
             raise ValueError(f"reach must be at least 1 frame, got {reach}")
-        self.reach = int(reach)
+        # per track and frame: (low-pass, its weight, the face's box in the frame, the mask in it, box -> grid affine)
+        super().__init__(reach)
         self.grid = int(grid)
         self.sigma = float(sigma)
-        # track -> frame -> (low-pass, its weight, the face's box in the frame, the mask in it, box -> grid affine)
-        self._lows: dict[int, dict[int, tuple]] = {}
-        self._cuts: dict[int, set[int]] = {}  # track -> frames a shot cut precedes
-        # a video swap records frames on one thread and applies and forgets them on another
-        self._lock = threading.Lock()
 
     def _geometry(self, mask: np.ndarray, transform: np.ndarray, crop_size: int, reduction: int | None = None):
         """The mask's box (x0, y0, x1, y1), the mask within it, and the box -> grid affine; None when empty.
@@ -1140,40 +1195,13 @@ class ToneStabiliser:
         den = cv2.GaussianBlur(w, (0, 0), self.sigma)[..., None]
         return (num / np.maximum(den, 1e-3), den, *geometry)
 
-    def record(self, track: int, index: int, cut: bool, reading: tuple | None) -> None:
-        """File a face's :meth:`reading` for frame ``index`` of ``track`` (see :meth:`measure`)."""
-        if reading is None:
-            return
-        with self._lock:
-            self._lows.setdefault(track, {})[index] = reading
-            if cut:
-                self._cuts.setdefault(track, set()).add(index)
-
-    def repeat(self, track: int, index: int, anchor: int) -> None:
-        """Record frame ``index`` of ``track`` as a repeat of frame ``anchor`` (the same picture and face, shown
-        again): it counts in its neighbours' smoothing as its anchor does, and is itself written as its anchor was."""
-        with self._lock:
-            lows = self._lows.get(track, {})
-            # (a swap's anchor is the last frame it made, and only the frames made after it, none here, forget it)
-            if anchor in lows:
-                lows[index] = lows[anchor]
-
     def smoothed(self, track: int, index: int) -> np.ndarray | None:
         """The two-way smoothed low-pass of ``track`` at frame ``index`` (None when it was not measured)."""
         with self._lock:
-            lows = self._lows.get(track, {})
+            lows = self._readings.get(track, {})
             if index not in lows:
                 return None
-            cuts = self._cuts.get(track, set())
-            frames = [index]
-            j = index - 1
-            while j >= index - self.reach and j in lows and (j + 1) not in cuts:  # back to the shot's or the run's start
-                frames.append(j)
-                j -= 1
-            j = index + 1
-            while j <= index + self.reach and j in lows and j not in cuts:
-                frames.append(j)
-                j += 1
+            frames = self._near(track, index)
             found = [lows[f][0] for f in frames]
         scale = max(self.reach / 2.0, 1e-6)
         weights = np.exp(-0.5 * ((np.array(frames, np.float64) - index) / scale) ** 2)
@@ -1192,7 +1220,7 @@ class ToneStabiliser:
         if smooth is None:
             return
         with self._lock:
-            low, den, (x0, y0, x1, y1), m, to_grid = self._lows[track][index]
+            low, den, (x0, y0, x1, y1), m, to_grid = self._readings[track][index]
         shift = smooth - low if den is None else (smooth - low) * (den > 0.05)
         if np.abs(shift).max() < 0.05:
             return
@@ -1205,22 +1233,7 @@ class ToneStabiliser:
         moved = cv2.add(cv2.multiply(cv2.merge([m, m, m]), back.reshape(*m.shape, 3)), patch, dtype=cv2.CV_32F)
         patch[...] = np.clip(moved + 0.5, 0, 255).astype(np.uint8)
 
-    def forget(self, before: int) -> None:
-        """Drop what no frame from ``before`` on needs (frames more than ``reach`` earlier)."""
-        limit = before - self.reach
-        with self._lock:
-            for track in list(self._lows):
-                lows = self._lows[track]
-                for index in [i for i in lows if i < limit]:
-                    del lows[index]
-                if track in self._cuts:
-                    self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
-                if not lows:
-                    del self._lows[track]
-                    self._cuts.pop(track, None)
-
-
-class SkinStabiliser:
+class SkinStabiliser(_TrackWindow):
     """Steadies the new face's skin from frame to frame, track by track, with no lag.
 
     A face drawn from one photo shows the photo's fine skin (pores, stubble, lines) at the target's every motion, and
@@ -1246,14 +1259,10 @@ class SkinStabiliser:
     def __init__(self, sigma: float = 1.0, size: int = 384, feather: float = 0.03) -> None:
         if not sigma > 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
+        # per track and frame: (aligned crop uint8, the template's aligned crop, grey float32, the swap's mask in the
+        # crop, the frame -> crop transform, the face's mesh in the crop); applied 3 sigma after the frame
+        super().__init__(int(np.ceil(3.0 * float(sigma))))
         self.sigma, self.size, self.feather = float(sigma), int(size), float(feather)
-        #: frames after a frame that must be recorded before it is applied
-        self.reach = int(np.ceil(3.0 * self.sigma))
-        # track -> frame -> (aligned crop uint8, the template's aligned crop, grey float32, the swap's mask in the
-        # crop, the frame -> crop transform, the face's mesh in the crop)
-        self._frames: dict[int, dict[int, tuple]] = {}
-        self._cuts: dict[int, set[int]] = {}
-        self._lock = threading.Lock()
 
     def reading(self, out: np.ndarray, template: np.ndarray, mask: np.ndarray, transform: np.ndarray, face: Face):
         """What :meth:`record` files for one face of a swapped frame ``out`` (RGB uint8) of ``template``: both in the
@@ -1272,36 +1281,6 @@ class SkinStabiliser:
         mesh = np.asarray(face.landmarks[:468, :2], np.float64) @ M[:, :2].T + M[:, 2]
         return crop, grey.astype(np.float32), inside, M, mesh
 
-    def record(self, track: int, index: int, cut: bool, reading) -> None:
-        """File a face's :meth:`reading` for frame ``index`` of ``track``."""
-        if reading is None:
-            return
-        with self._lock:
-            self._frames.setdefault(track, {})[index] = reading
-            if cut:
-                self._cuts.setdefault(track, set()).add(index)
-
-    def repeat(self, track: int, index: int, anchor: int) -> None:
-        """Record frame ``index`` of ``track`` as a repeat of frame ``anchor`` (the same picture, shown again)."""
-        with self._lock:
-            frames = self._frames.get(track, {})
-            if anchor in frames:
-                frames[index] = frames[anchor]
-
-    def _run(self, track: int, index: int) -> list[int]:
-        """The recorded frames of ``track`` within :attr:`reach` of ``index``, within its shot and run (lock held)."""
-        frames, cuts = self._frames.get(track, {}), self._cuts.get(track, set())
-        found = [index]
-        j = index - 1
-        while j >= index - self.reach and j in frames and (j + 1) not in cuts:
-            found.append(j)
-            j -= 1
-        j = index + 1
-        while j <= index + self.reach and j in frames and j not in cuts:
-            found.append(j)
-            j += 1
-        return found
-
     def apply(self, track: int, index: int, out: np.ndarray) -> None:
         """Replace the skin of one face of frame ``index`` in ``out`` (in place) by its track's smoothed skin; call
         once the :attr:`reach` frames after it are recorded (or the video has ended)."""
@@ -1311,9 +1290,10 @@ class SkinStabiliser:
         from saswap.face.masks import face_region_masks
 
         with self._lock:
-            if index not in self._frames.get(track, {}):
+            readings = self._readings.get(track, {})
+            if index not in readings:
                 return
-            found = [(j, self._frames[track][j]) for j in self._run(track, index)]
+            found = [(j, readings[j]) for j in self._near(track, index)]
         if len(found) < 2:
             return
         own = found[0][1]
@@ -1344,20 +1324,6 @@ class SkinStabiliser:
         x0, y0, x1, y1 = box
         patch = out[y0:y1, x0:x1]
         patch[...] = np.clip(cv2.add(patch, back[y0:y1, x0:x1], dtype=cv2.CV_32F) + 0.5, 0, 255).astype(np.uint8)
-
-    def forget(self, before: int) -> None:
-        """Drop what no frame from ``before`` on needs (frames more than :attr:`reach` earlier)."""
-        limit = before - self.reach
-        with self._lock:
-            for track in list(self._frames):
-                frames = self._frames[track]
-                for index in [i for i in frames if i < limit]:
-                    del frames[index]
-                if track in self._cuts:
-                    self._cuts[track] = {i for i in self._cuts[track] if i >= limit}
-                if not frames:
-                    del self._frames[track]
-                    self._cuts.pop(track, None)
 
 
 def _changed_box(masks: list[np.ndarray]) -> tuple[int, int, int, int] | None:
