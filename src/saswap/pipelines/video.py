@@ -1261,12 +1261,16 @@ class SkinStabiliser(_TrackWindow):
             raise ValueError(f"sigma must be positive, got {sigma}")
         # per track and frame: (aligned crop uint8, the template's aligned crop, grey float32, the swap's mask in the
         # crop, the frame -> crop transform, the face's mesh in the crop); applied 3 sigma after the frame
+        import cv2
+
         super().__init__(int(np.ceil(3.0 * float(sigma))))
         self.sigma, self.size, self.feather = float(sigma), int(size), float(feather)
+        self._window = cv2.createHanningWindow((self.size, self.size), cv2.CV_32F)  # for the phase correlation
 
     def reading(self, out: np.ndarray, template: np.ndarray, mask: np.ndarray, transform: np.ndarray, face: Face):
         """What :meth:`record` files for one face of a swapped frame ``out`` (RGB uint8) of ``template``: both in the
-        face's aligned crop, the swap's ``mask`` (float32 (H, W)) there, the frame -> crop ``transform`` and the face's
+        face's aligned crop (the template's grey, windowed for the phase correlation, once for all the frames that
+        register onto it), the swap's ``mask`` (float32 (H, W)) there, the frame -> crop ``transform`` and the face's
         mesh in the crop; None when the mask is empty."""
         import cv2
 
@@ -1279,7 +1283,7 @@ class SkinStabiliser(_TrackWindow):
         grey = cv2.cvtColor(warp_face(template, M, self.size, border=cv2.BORDER_REPLICATE), cv2.COLOR_RGB2GRAY)
         inside = warp_face(np.ascontiguousarray(mask, np.float32), M, self.size, border=cv2.BORDER_CONSTANT)
         mesh = np.asarray(face.landmarks[:468, :2], np.float64) @ M[:, :2].T + M[:, 2]
-        return crop, grey.astype(np.float32), inside, M, mesh
+        return crop, grey.astype(np.float32) * self._window, inside, M, mesh
 
     def apply(self, track: int, index: int, out: np.ndarray) -> None:
         """Replace the skin of one face of frame ``index`` in ``out`` (in place) by its track's smoothed skin; call
@@ -1298,15 +1302,13 @@ class SkinStabiliser(_TrackWindow):
             return
         own = found[0][1]
         S = self.size
-        window = cv2.createHanningWindow((S, S), cv2.CV_32F)
-        ref = own[1] * window
         total = np.zeros((S, S, 3), np.float32)
         weights = 0.0
         for j, reading in found:
             w = float(np.exp(-0.5 * ((j - index) / self.sigma) ** 2))
             crop = reading[0].astype(np.float32)
             if reading is not own:  # (a repeat of this frame's picture needs no shift)
-                (dx, dy), _ = cv2.phaseCorrelate(ref, reading[1] * window)
+                (dx, dy), _ = cv2.phaseCorrelate(own[1], reading[1])
                 shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
                 crop = cv2.warpAffine(crop, shift, (S, S), borderMode=cv2.BORDER_REPLICATE)
             total += np.float32(w) * crop
@@ -1317,6 +1319,9 @@ class SkinStabiliser(_TrackWindow):
         skin = (face_region_masks(mesh, (S, S))["skin"] > 0.5).astype(np.float32)
         weight = cv2.GaussianBlur(skin, (0, 0), max(1.0, self.feather * eye)) * own[2]
         diff = cv2.multiply(cv2.subtract(mean, own[0], dtype=cv2.CV_32F), cv2.merge([weight] * 3))
+        # Back into the frame by the same warp over the whole frame: a warp into the face's box alone rounds the
+        # sampling positions differently, and those 1-level differences moved the stability benchmark's rows by more
+        # than its variants differ (RESULTS.md, stop 41).
         back = warp_back(diff, own[3], out.shape[:2])
         box = _changed_box([np.abs(back).max(axis=2) > 0.01])
         if box is None:
