@@ -36,8 +36,10 @@ def rasterize_triangles(
         order = np.argsort(-np.asarray(depth, np.float64)[triangles].mean(axis=1), kind="stable")  # far first
     if subset is not None:
         order = order[np.asarray(subset, bool)[order]]
-    for t in order:
-        cv2.fillConvexPoly(ids, pts[triangles[t]], int(t), lineType=cv2.LINE_8, shift=4)
+    polys = pts[np.asarray(triangles)[order]]  # gathered at once, not triangle by triangle
+    fill = cv2.fillConvexPoly
+    for t, poly in zip(order.tolist(), polys):
+        fill(ids, poly, t, lineType=cv2.LINE_8, shift=4)
     return ids
 
 

@@ -1205,8 +1205,14 @@ class ToneStabiliser(_TrackWindow):
             found = [lows[f][0] for f in frames]
         scale = max(self.reach / 2.0, 1e-6)
         weights = np.exp(-0.5 * ((np.array(frames, np.float64) - index) / scale) ** 2)
-        total = sum(float(wt) * low for wt, low in zip(weights, found))
-        return (total / float(weights.sum())).astype(np.float32)
+        # the weighted sum in float32, term by term in this order, into buffers made once (allocating a new array for
+        # every term cost more than the arithmetic)
+        total = np.multiply(found[0], float(weights[0]))
+        term = np.empty_like(total)
+        for wt, low in zip(weights[1:], found[1:]):
+            total += np.multiply(low, float(wt), out=term)
+        total /= float(weights.sum())
+        return total.astype(np.float32, copy=False)
 
     def apply(self, track: int, index: int, out: np.ndarray) -> None:
         """Shift one face of frame ``index`` in ``out`` (in place, only where its measured mask is > 0) by its
