@@ -663,13 +663,12 @@ class Compositor:
         inside = (regions["face"] * cover > 0.5).astype(np.uint8)  # the outline only, not the eyes or lips
         band = inside & (dilate_disk(1 - inside, 0.05 * eye) > 0)
         ring = band & (tgt_skin > 0.5) & (src_skin > 0.5) & (keep < 0.5)
-        lab = cv2.cvtColor(base, cv2.COLOR_RGB2LAB)
         reference = (regions["reference"] > 0.5) & (tgt_skin > 0.5)
         if np.count_nonzero(reference) < 20:
             return relit
-        tone = np.median(lab[reference].astype(np.float32), axis=0)
+        tone = np.median(_lab_at(base, reference), axis=0)
         where = np.nonzero(ring)  # the colour test only where the ring may be
-        at = lab[where].astype(np.float32)
+        at = _lab_at(base, where)
         lightness = np.abs(at[:, 0] - tone[0]) * (100.0 / 255.0)
         chroma = np.hypot(at[:, 1] - tone[1], at[:, 2] - tone[2])
         ring = np.zeros(ring.shape, bool)
@@ -686,6 +685,21 @@ class Compositor:
                 samples = ring | anchor
         offset = membrane_correction(relit, target, samples.astype(np.float32), scale=self.membrane_scale * eye)
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
+
+
+def _lab_at(image: np.ndarray, where) -> np.ndarray:
+    """8-bit CIELAB of ``image`` (RGB uint8) at the pixels ``where`` selects (a mask or index arrays), float32 (N, 3):
+    the same values as converting the whole image (the conversion is per pixel), for only the pixels used.
+
+    Example:
+        >>> img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8); sel = img[..., 0] > 128
+        >>> bool((_lab_at(img, sel) == cv2.cvtColor(img, cv2.COLOR_RGB2LAB)[sel]).all())
+        True
+    """
+    picked = np.ascontiguousarray(image[where]).reshape(1, -1, 3)
+    if picked.shape[1] == 0:
+        return np.zeros((0, 3), np.float32)
+    return cv2.cvtColor(picked, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
 
 
 def _after_paste_back(image: np.ndarray, scale: float | None) -> np.ndarray:
