@@ -124,7 +124,9 @@ def expression_weight(difference: float) -> float:
 
 def _vertex_sets() -> tuple[np.ndarray, np.ndarray]:
     """Expression-stable vertices (for the rigid 3D alignment) and inner-face vertices (for the motion)."""
-    from mediapipe.python.solutions import face_mesh_connections as c
+    from saswap.face.topology import mesh_connections
+
+    c = mesh_connections()
 
     def ids(name):
         return {i for e in getattr(c, f"FACEMESH_{name}") for i in e}
@@ -685,9 +687,9 @@ class GeometricEngine(SwapEngine):
     def _rim_triangles(self) -> np.ndarray:
         """Triangles touching the face outline or the ring of vertices next to it, shape (F,) bool."""
         if not hasattr(self, "_rim"):
-            from mediapipe.python.solutions import face_mesh_connections as c
+            from saswap.face.topology import mesh_connections
 
-            oval = {i for e in c.FACEMESH_FACE_OVAL for i in e}
+            oval = {i for e in mesh_connections().FACEMESH_FACE_OVAL for i in e}
             near = oval | {v for t in self.triangles.tolist() if oval & set(t) for v in t}
             self._rim = np.isin(self.triangles, sorted(near)).any(axis=1)
         return self._rim

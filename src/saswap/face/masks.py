@@ -234,9 +234,9 @@ def _dilate_within_box(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def _brow_edges(name: str):
-    from mediapipe.python.solutions import face_mesh_connections as c
+    from saswap.face.topology import mesh_connections
 
-    return getattr(c, f"FACEMESH_{name}")
+    return getattr(mesh_connections(), f"FACEMESH_{name}")
 
 
 def feather(mask: np.ndarray, radius: float, inside: bool = True) -> np.ndarray:

@@ -47,10 +47,42 @@ MESH_MIRROR: tuple[int, ...] = (
 REGIONS = ("FACE_OVAL", "LIPS", "LEFT_EYE", "RIGHT_EYE", "LEFT_EYEBROW", "RIGHT_EYEBROW", "LEFT_IRIS", "RIGHT_IRIS")
 
 
-def _connections(name: str) -> frozenset:
-    from mediapipe.python.solutions import face_mesh_connections as c
+@functools.lru_cache(maxsize=1)
+def mesh_connections():
+    """MediaPipe's face-mesh connection sets (the module with ``FACEMESH_TESSELATION``, ``FACEMESH_LIPS``, ...).
 
-    return getattr(c, f"FACEMESH_{name}")
+    Read from the installed package's constants module on its own: imported the usual way, through
+    ``mediapipe.python.solutions``, it brings every solution of mediapipe and matplotlib with it, about a third of a
+    second of every start (a swap from a template cache, each frame worker process) for a few sets of vertex pairs.
+    The module imports nothing; where it cannot be found as a file, it is imported the usual way.
+
+    Example:
+        >>> len(mesh_connections().FACEMESH_TESSELATION)
+        2556
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "mediapipe.python.solutions.face_mesh_connections"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec("mediapipe")  # a top-level package is found without being imported
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root) / "python" / "solutions" / "face_mesh_connections.py"
+        if path.is_file():
+            found = importlib.util.spec_from_file_location("saswap.face._mesh_connections", path)
+            if found is not None and found.loader is not None:
+                module = importlib.util.module_from_spec(found)
+                found.loader.exec_module(module)
+                return module
+    import mediapipe.python.solutions.face_mesh_connections as module
+
+    return module
+
+
+def _connections(name: str) -> frozenset:
+    return getattr(mesh_connections(), f"FACEMESH_{name}")
 
 
 @functools.lru_cache(maxsize=1)
