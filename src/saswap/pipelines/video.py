@@ -97,7 +97,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 8
+ANALYSIS_REVISION = 9
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -339,6 +339,12 @@ def precompute_template(
         analyser = pipe.target_analyzer
         detect = remote.detect if remote is not None else analyser.detect
 
+        def mesher():
+            """The face mesh of this process's analyzer (loaded on first use: with worker processes, only when a face
+            is lost), or None when its backend has none."""
+            backend = getattr(analyser.analyzer, "backend", None)
+            return backend if hasattr(backend, "mesh") and hasattr(backend, "roi_from_mesh") else None
+
         def scanned(reader):
             """(frame, whether it repeats the one before, whether a shot cut precedes it), in order on this thread."""
             for frame in reader:
@@ -367,6 +373,8 @@ def precompute_template(
                     analyser.calls += 1
                 if cut:
                     tracker.tracks = []
+                elif MESH_TRACKING:
+                    found = _refound(tracker, found, frame.image, mesher)
                 faces = tracker.update(found)
                 frames_faces.append(sorted(faces, key=lambda f: -f.area))
                 cuts.append(cut)
@@ -455,6 +463,52 @@ def precompute_template(
 
 #: Occlusion masks are averaged over this many frames on each side (two-way, in the aligned crop).
 MASK_WINDOW = 2
+
+#: Whether a face the detector misses in a frame, while its track is alive, is looked for again by the face mesh in
+#: the region its last face gives (:func:`_refound`).
+MESH_TRACKING = True
+
+
+def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[], Any]) -> list[Face]:
+    """``found`` (the detector's faces of a frame) plus the faces of live tracks it missed there, found again by the face
+    mesh alone, as MediaPipe's own face tracking does: the mesh runs on the region the track's last face gives (its
+    landmarks' box x1.5, turned with its eyes), moved by the track's predicted motion, and its face-presence gate decides.
+
+    A face the detector misses for a few frames (motion blur, a dark or turned face, a hand passing in front) would
+    otherwise end its run of frames: the swap faded out and in around every such gap, and a face found only now and
+    then was swapped now and then. A face the mesh finds must lie where the track is predicted (box overlap at least the
+    tracker's threshold) and not on a face already found; only a track seen with the 468-point mesh is looked for.
+    ``mesher()`` gives the backend with ``mesh`` and ``roi_from_mesh`` (or None: ``found`` as it is).
+    """
+    from saswap.face.geometry import box_iou
+
+    out = list(found)
+    boxes = [np.asarray(f.box, np.float64) for f in found]
+    backend = None
+    for track in tracker.tracks:
+        last = track.face
+        if last.landmarks is None or len(last.landmarks) < 468:
+            continue
+        predicted = np.asarray(last.box + track.velocity * (track.missed + 1), np.float64)
+        if boxes and box_iou(predicted[None], np.stack(boxes)).max() >= tracker.iou_threshold:
+            continue  # the detector found it (or a face where it is expected)
+        backend = backend or mesher()
+        if backend is None:
+            return out
+        cx, cy, size, angle = backend.roi_from_mesh(np.asarray(last.landmarks, np.float64))
+        dx, dy = (predicted[:2] + predicted[2:]) / 2 - (np.asarray(last.box[:2] + last.box[2:], np.float64)) / 2
+        mesh = backend.mesh(image, (cx + dx, cy + dy, size, angle))
+        if mesh is None:
+            continue
+        face = backend.face_from_mesh(mesh, float(last.score))
+        box = np.asarray(face.box, np.float64)
+        if box_iou(box[None], predicted[None])[0, 0] < tracker.iou_threshold:
+            continue  # the mesh settled somewhere else
+        if boxes and box_iou(box[None], np.stack(boxes)).max() > 0.4:
+            continue  # a face found already
+        out.append(face)
+        boxes.append(box)
+    return out
 
 
 def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> FrameAnalysis:
