@@ -867,3 +867,28 @@ def test_skin_stabiliser_steadies_the_skin_and_nothing_else(pipe):
     # the cut: the new shot keeps its brightness, not pulled towards the old one
     after_cut = [o[skin].mean() - b[skin].mean() for o, b in zip(outs[cut:cut + 2], before[cut:cut + 2])]
     assert max(abs(d) for d in after_cut) < 1.5
+
+
+@pytest.mark.parametrize("mesh_tracking", [True, False])
+def test_a_face_the_detector_misses_is_found_again_by_the_mesh(pipe, clip, tmp_path, monkeypatch, mesh_tracking):
+    import saswap.pipelines.video as video
+
+    whole, _ = pipe.precompute(clip, tmp_path / "whole", progress=False, workers=0)
+    detect, seen = pipe.target_analyzer.detect, []
+
+    def missing_two(image):  # the detector loses the face in two frames of the middle (motion blur, a hand passing)
+        seen.append(1)
+        return [] if len(seen) in (6, 7) else detect(image)
+
+    monkeypatch.setattr(pipe.target_analyzer, "detect", missing_two)
+    monkeypatch.setattr(video, "MESH_TRACKING", mesh_tracking)
+    gaps, _ = pipe.precompute(clip, tmp_path / "gaps", progress=False, workers=0, force=True)
+    tracks = gaps.header["frame_tracks"]
+    lost = [i for i, ids in enumerate(tracks) if not ids]
+    if not mesh_tracking:  # without it the face is missing there: the swap fades out and in around the gap
+        assert lost and len(gaps.header["tracks"]) == 1
+        return
+    assert not lost and len({t for ids in tracks for t in ids}) == 1  # found in every frame, one track throughout
+    for a, b in zip(whole.frames(), gaps.frames()):  # where the mesh found it again, it is where the detector had it
+        fa, fb = a.faces[0].face, b.faces[0].face
+        assert np.abs(fa.landmarks[:, :2] - fb.landmarks[:, :2]).mean() < 0.005 * fa.eye_distance
