@@ -892,3 +892,59 @@ def test_a_face_the_detector_misses_is_found_again_by_the_mesh(pipe, clip, tmp_p
     for a, b in zip(whole.frames(), gaps.frames()):  # where the mesh found it again, it is where the detector had it
         fa, fb = a.faces[0].face, b.faces[0].face
         assert np.abs(fa.landmarks[:, :2] - fb.landmarks[:, :2]).mean() < 0.005 * fa.eye_distance
+
+
+def test_a_person_whose_track_breaks_off_is_one_person():
+    """Two tracks of one shot that do not overlap in time and match by identity are one person: chosen together, by
+    their summed area; without identities (or not matching) each is its own."""
+    from saswap.pipelines.video import _select_tracks
+
+    e1, e2 = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    tracks = {
+        "1": {"first": 0, "last": 29, "area": 1000.0, "shot": 0, "identity": e1},  # one person, covered at 30-44
+        "2": {"first": 45, "last": 90, "area": 1500.0, "shot": 0, "identity": [0.95, 0.05, 0.0]},
+        "3": {"first": 0, "last": 90, "area": 2000.0, "shot": 0, "identity": e2},  # someone else, all along
+        "4": {"first": 0, "last": 50, "area": 300.0, "shot": 1, "identity": e1},  # another shot: on its own
+    }
+    header = {"tracks": tracks, "identity": {"same_person_cosine": 0.47}}
+    assert _select_tracks(header, None, False) == {1, 2, 4}
+    assert _select_tracks(header, 1, False) == {3}
+    assert _select_tracks({"tracks": tracks}, None, False) == {3, 4}  # a cache without identities
+    overlapping = {**tracks, "2": {**tracks["2"], "first": 20}}  # at the same time: two people
+    assert _select_tracks({**header, "tracks": overlapping}, None, False) == {3, 4}
+
+
+def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_after(pipe, source, tmp_path, monkeypatch):
+    """A real face covered by a flat patch for 14 frames comes back as a second track; the cached identities make the
+    two one person, so the swap changes the face before and after the cover (not only the longer run)."""
+    import saswap.pipelines.video as video
+
+    frames = _frames(data_path("videos", "liveportrait__d8.mp4"))[:44]
+    template = tmp_path / "covered.mp4"
+    with av.open(str(template), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 480, 480, "yuv420p"
+        vs.options = {"crf": "12"}
+        for t, frame in enumerate(frames):
+            frame = frame.copy()
+            if 12 <= t < 26:
+                frame[60:420, 90:390] = 128  # something flat in front of the whole face
+            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+
+    def changed(path) -> list[bool]:
+        shown = _frames(path)
+        return [
+            np.abs(a.astype(int) - b.astype(int)).max(axis=2)[150:350, 150:330].mean() > 8
+            for a, b in zip(_frames(template), shown)
+        ]
+
+    pipe.swap_video(source, template, tmp_path / "both.mp4", cache_dir=tmp_path / "cache", progress=False)
+    both = changed(tmp_path / "both.mp4")
+    assert all(both[2:10]) and all(both[30:42]), both
+    monkeypatch.setattr(video._TrackIdentities, "file", lambda self, header: None)  # no identities in the cache
+    pipe.swap_video(source, template, tmp_path / "one.mp4", cache_dir=tmp_path / "plain", progress=False)
+    one = changed(tmp_path / "one.mp4")
+    assert not any(one[2:10]) and all(one[30:42]), one  # the longer run alone

@@ -403,6 +403,7 @@ def precompute_template(
         }
         writer = CacheWriter(path, header)
         describe = remote.analyse if remote is not None else analyser
+        identities = _TrackIdentities(pipe, header["tracks"])
 
         def described(frame):
             i = frame.index
@@ -439,6 +440,7 @@ def precompute_template(
                         bar.update(1)
                         continue
                     analysis.shot_cut = cuts[i]
+                    identities.read(i, frame.image, analysis.faces)
                     for tf in analysis.faces:
                         for name, value in signals[i].get(tf.face.track_id, {}).items():
                             tf.data[name] = np.asarray(value, np.float32).reshape(-1)
@@ -455,6 +457,7 @@ def precompute_template(
                 while centre < len(window):  # the last frames: fewer neighbours after them
                     emit(centre)
                     centre += 1
+            identities.file(writer.header)
             writer.close()
         except BaseException:
             writer.abort()
@@ -565,28 +568,119 @@ def _track_table(frames: list[list], cuts: list[bool]) -> dict[str, dict[str, An
     return table
 
 
+class _TrackIdentities:
+    """Each track's identity embedding, read at its largest face (the track table's ``best`` frame) while a template is
+    cached, and filed into the cache's track table (``identity``, with the embedder's name and same-person cosine in
+    the header's ``identity``): what tells a person whose track broke off within a shot (turned away or covered for
+    longer than the tracker waits) from someone else (:func:`_persons`). The default embedder (OpenCV Zoo's SFace,
+    installed with SaSwap), or the pipeline's own; without one, no identities (each track is a person of its own)."""
+
+    def __init__(self, pipe, tracks: dict[str, dict[str, Any]]) -> None:
+        self._pipe = pipe
+        self._embedder = None
+        self.wanted: dict[int, set[int]] = {}
+        for k, v in tracks.items():
+            self.wanted.setdefault(int(v["best"]), set()).add(int(k))
+        self.found: dict[int, np.ndarray] = {}
+
+    def _get(self):
+        if self._embedder is None:
+            from saswap.face.identity import default_embedder
+
+            try:
+                if self._pipe._embedder is None:  # made once per pipeline (a reference swap uses it too)
+                    self._pipe._embedder = default_embedder()
+                self._embedder = self._pipe._embedder
+            except SaSwapError as err:  # no embedder installed: the tracks stay apart
+                logger.info("no identity embedder (%s): each track of a shot counts as its own person", err)
+                self._embedder = False
+        return self._embedder
+
+    def read(self, index: int, image: np.ndarray, faces: list[TargetFace]) -> None:
+        """Embed the faces of frame ``index`` whose tracks have their largest face there."""
+        ids = self.wanted.get(index)
+        if not ids:
+            return
+        for tf in faces:
+            if tf.face.track_id in ids and (embedder := self._get()):
+                self.found[tf.face.track_id] = np.asarray(embedder(image, tf.face), np.float32).reshape(-1)
+
+    def file(self, header: dict[str, Any]) -> None:
+        """Put what was read into ``header`` (before the cache is closed)."""
+        if not self.found or not self._embedder:
+            return
+        header["identity"] = {
+            "embedder": type(self._embedder).__name__,
+            "same_person_cosine": float(getattr(self._embedder, "same_person_cosine", 0.5)),
+        }
+        for tid, vector in self.found.items():
+            header["tracks"][str(tid)]["identity"] = [round(float(x), 5) for x in vector]
+
+
+def _persons(header: dict[str, Any], members: list[int]) -> list[list[int]]:
+    """The tracks of one shot grouped into people: a track joins a person whose tracks it does not overlap in time and
+    whose identity (the cached embedding of the track's largest face) it matches (cosine at least the embedder's
+    same-person threshold, with every track of that person). Tracks without an identity stay on their own. In order of
+    first appearance.
+
+    Example:
+        >>> tracks = {"1": {"first": 0, "last": 9, "identity": [1.0, 0.0]}, "2": {"first": 5, "last": 30,
+        ...     "identity": [0.0, 1.0]}, "3": {"first": 15, "last": 30, "identity": [0.9, 0.1]}}
+        >>> _persons({"tracks": tracks, "identity": {"same_person_cosine": 0.5}}, [1, 2, 3])
+        [[1, 3], [2]]
+    """
+    tracks = header["tracks"]
+    threshold = float(header.get("identity", {}).get("same_person_cosine", 1.0))
+
+    def unit(tid: int) -> np.ndarray | None:
+        vector = tracks[str(tid)].get("identity")
+        if vector is None:
+            return None
+        v = np.asarray(vector, np.float64)
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    persons: list[list[int]] = []
+    for tid in sorted(members, key=lambda t: (tracks[str(t)]["first"], t)):
+        mine, span = unit(tid), (tracks[str(tid)]["first"], tracks[str(tid)]["last"])
+        for person in persons if mine is not None else ():
+            others = [(unit(o), tracks[str(o)]["first"], tracks[str(o)]["last"]) for o in person]
+            apart = all(span[1] < first or last < span[0] for _, first, last in others)
+            if apart and all(v is not None and float(v @ mine) >= threshold for v, _, _ in others):
+                person.append(tid)
+                break
+        else:
+            persons.append([tid])
+    return persons
+
+
 def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bool) -> set[int]:
-    """Tracks to swap: every track, or in each shot the ``face_index``-th largest (by summed area; 0 default)."""
+    """Tracks to swap: every track, or in each shot the ``face_index``-th largest person (0 default): the tracks of one
+    person (:func:`_persons`: a face lost for longer than the tracker waits comes back as another track) by their
+    summed area."""
     tracks = header["tracks"]
     if all_faces:
         return {int(k) for k in tracks}
     index = 0 if face_index is None else int(face_index)
-    by_shot: dict[int, list[tuple[float, int]]] = {}
+    by_shot: dict[int, list[int]] = {}
     for k, v in tracks.items():
-        by_shot.setdefault(v["shot"], []).append((v["area"], int(k)))
+        by_shot.setdefault(v["shot"], []).append(int(k))
     chosen = set()
     for members in by_shot.values():
-        members.sort(reverse=True)
-        if index < len(members):
-            chosen.add(members[index][1])
+        people = sorted(
+            ((sum(tracks[str(t)]["area"] for t in person), person) for person in _persons(header, members)),
+            key=lambda item: (-item[0], item[1][0]),
+        )
+        if index < len(people):
+            chosen.update(people[index][1])
     if not chosen and tracks:
-        counts = max(len(m) for m in by_shot.values())
+        counts = max(len(_persons(header, m)) for m in by_shot.values())
         raise SaSwapError(f"face index {index} out of range: at most {counts} face(s) in any shot of the template")
     return chosen
 
 
 def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) -> dict[int, float]:
-    """Cosine similarity of each track's largest face to the reference photo's face."""
+    """Cosine similarity of each track's largest face to the reference photo's face (from the identities the template
+    cache holds when they come from the same embedder, else embedded from the template's frames)."""
     from saswap.face.identity import cosine_similarity, default_embedder
     from saswap.io import load_image
     from saswap.pipelines.image import _name
@@ -597,6 +691,11 @@ def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) ->
     ref_img = load_image(reference)
     ref_face = pipe._faces(ref_img, _name(reference, "reference"), "reference")[0]
     ref = pipe._embedder(ref_img, ref_face)
+    cached = opened.header.get("identity", {}).get("embedder")
+    tracks = opened.header["tracks"]
+    if cached == type(pipe._embedder).__name__ and tracks and all("identity" in v for v in tracks.values()):
+        # the template cache holds each track's largest face embedded by the same embedder: no need to read the video
+        return {int(k): cosine_similarity(ref, np.asarray(v["identity"], np.float32)) for k, v in tracks.items()}
     wanted: dict[int, set[int]] = {}
     for k, v in opened.header["tracks"].items():
         wanted.setdefault(v["best"], set()).add(int(k))
