@@ -459,9 +459,10 @@ class SaSwapPipeline:
 
         The template's analysis comes from its template cache, built on first use (``cache=False``: in a
         temporary folder, removed afterwards). The chosen person is tracked through the video: by default
-        the largest face of each shot, or the ``face_index``-th largest, every face, or the person most like
-        ``reference``. Frames where that face is lost pass through unchanged, and the swap fades out and in
-        over ``fade_frames`` frames there (not at shot cuts). Resolution, frame rate, timestamps, rotation
+        the largest person of each shot (the tracks of a face lost and found again matched by identity), or the
+        ``face_index``-th largest, every face, or the person most like ``reference``. Frames where that face is
+        lost pass through unchanged, and the swap fades out and in over ``fade_frames`` frames there (not at shot
+        cuts). Resolution, frame rate, timestamps, rotation
         and audio (copied) are kept; the output carries the synthetic-media tag.
 
         Args:
