@@ -948,3 +948,27 @@ def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_
     pipe.swap_video(source, template, tmp_path / "one.mp4", cache_dir=tmp_path / "plain", progress=False)
     one = changed(tmp_path / "one.mp4")
     assert not any(one[2:10]) and all(one[30:42]), one  # the longer run alone
+
+
+def test_a_face_found_late_is_followed_back_to_where_it_was(pipe, clip, tmp_path, monkeypatch):
+    """The detector misses the face in the first three frames: the mesh finds it there, going back from the frame where
+    it was first found (the swap then starts with the video, not faded in at frame 3)."""
+    import saswap.pipelines.video as video
+
+    whole, _ = pipe.precompute(clip, tmp_path / "whole", progress=False, workers=0)
+    detect, seen = pipe.target_analyzer.detect, []
+
+    def late(image):
+        seen.append(1)
+        return [] if len(seen) <= 3 else detect(image)
+
+    monkeypatch.setattr(pipe.target_analyzer, "detect", late)
+    back, _ = pipe.precompute(clip, tmp_path / "back", progress=False, workers=0, force=True)
+    assert all(back.header["frame_tracks"][:5]), back.header["frame_tracks"][:5]
+    for a, b in list(zip(whole.frames(), back.frames()))[:3]:
+        fa, fb = a.faces[0].face, b.faces[0].face
+        assert np.abs(fa.landmarks[:, :2] - fb.landmarks[:, :2]).mean() < 0.005 * fa.eye_distance
+    seen.clear()
+    monkeypatch.setattr(video, "MESH_BACKTRACK", 0)
+    plain, _ = pipe.precompute(clip, tmp_path / "plain", progress=False, workers=0, force=True)
+    assert plain.header["frame_tracks"][:3] == [[], [], []]

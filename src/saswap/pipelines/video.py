@@ -339,6 +339,8 @@ def precompute_template(
             stack.enter_context(remote)  # one set of workers for both passes
         analyser = pipe.target_analyzer
         detect = remote.detect if remote is not None else analyser.detect
+        recent: deque = deque(maxlen=MESH_BACKTRACK)  # the shot's last distinct frames: (position, picture)
+        known: set[int] = set()  # the tracks seen so far
 
         def mesher():
             """The face mesh of this process's analyzer (loaded on first use: with worker processes, only when a face
@@ -374,10 +376,17 @@ def precompute_template(
                     analyser.calls += 1
                 if cut:
                     tracker.tracks = []
+                    recent.clear()
                 elif MESH_TRACKING:
                     found = _refound(tracker, found, frame.image, mesher)
-                faces = tracker.update(found)
-                frames_faces.append(sorted(faces, key=lambda f: -f.area))
+                faces = sorted(tracker.update(found), key=lambda f: -f.area)
+                if MESH_TRACKING:
+                    for face in faces:  # a face first found here: was it there, unseen, in the frames before?
+                        if face.track_id not in known:
+                            _backtrack(face, recent, frames_faces, mesher)
+                    known.update(f.track_id for f in faces)
+                    recent.append((len(frames_faces), frame.image))
+                frames_faces.append(faces)
                 cuts.append(cut)
                 anchors.append(len(anchors))
                 bar.update(1)
@@ -513,6 +522,44 @@ def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[],
         out.append(face)
         boxes.append(box)
     return out
+
+
+#: How many distinct frames before a face's first detection in a shot the face mesh looks for it (:func:`_backtrack`):
+#: a swap's fade-in lasts 5 frames by default.
+MESH_BACKTRACK = 5
+
+
+def _backtrack(face: Face, recent: deque, frames_faces: list[list[Face]], mesher: Callable[[], Any]) -> None:
+    """Extend a track first found in this frame backwards, into the ``recent`` distinct frames of its shot (latest first),
+    while the face mesh finds its face there: on the region of the face one frame later, its face-presence gate
+    deciding, overlapping that face (box overlap at least 0.3) and no face already found there (at most 0.4). What it
+    finds is added to those frames' faces (``frames_faces``, in place: a repeated frame shares its picture's list).
+
+    The template is known before any swap, so a face the detector finds only after it came into view (out of the
+    shadow, turning towards the camera, a hand moving away) is swapped from where it was, not faded in after it.
+    """
+    from saswap.face.geometry import box_iou
+
+    later = face
+    for position, image in reversed(recent):
+        if later.landmarks is None or len(later.landmarks) < 468:
+            return
+        backend = mesher()
+        if backend is None:
+            return
+        mesh = backend.mesh(image, backend.roi_from_mesh(np.asarray(later.landmarks, np.float64)))
+        if mesh is None:
+            return
+        earlier = replace(backend.face_from_mesh(mesh, float(face.score)), track_id=face.track_id)
+        box = np.asarray(earlier.box, np.float64)
+        if box_iou(box[None], np.asarray(later.box, np.float64)[None])[0, 0] < 0.3:
+            return
+        present = frames_faces[position]
+        if present and box_iou(box[None], np.stack([np.asarray(f.box, np.float64) for f in present])).max() > 0.4:
+            return
+        present.append(earlier)
+        present.sort(key=lambda f: -f.area)
+        later = earlier
 
 
 def _steady_masks(frames: list[FrameAnalysis], centre: int, reach: int) -> FrameAnalysis:
