@@ -288,7 +288,8 @@ def precompute_template(
     """Analyse a template video once into its cache (or find the valid cache already there).
 
     Two passes over the video: faces are detected and tracked (shot cuts end tracks; a face the detector misses while
-    its track lives is looked for again by the face mesh where the track says it is, :func:`_refound`), each track is
+    its track lives is looked for again by the face mesh where the track says it is, :func:`_refound`, and a face first
+    found mid-shot is followed back into the frames before, :func:`_backtrack`), each track is
     smoothed in both directions, then every face's alignment and target-only data (the engine's 3DMM fit,
     the compositor's occlusion and person masks) is computed from the smoothed landmarks and streamed to
     the cache file. A frame that repeats the picture before it (:class:`~saswap.pipelines.analysis.RepeatDetector`;
