@@ -972,3 +972,22 @@ def test_a_face_found_late_is_followed_back_to_where_it_was(pipe, clip, tmp_path
     monkeypatch.setattr(video, "MESH_BACKTRACK", 0)
     plain, _ = pipe.precompute(clip, tmp_path / "plain", progress=False, workers=0, force=True)
     assert plain.header["frame_tracks"][:3] == [[], [], []]
+
+
+def test_reference_scores_from_the_cached_identities_equal_those_read_from_the_frames(pipe, clip, tmp_path):
+    """A reference swap reads each track's identity from the template cache (filed by the same embedder); read from
+    the template's frames instead (another embedder's cache), the scores are the same."""
+    import copy
+
+    from saswap.pipelines.video import _reference_scores
+
+    opened, _ = pipe.precompute(clip, tmp_path / "cache", progress=False, workers=0)
+    assert opened.header["identity"]["embedder"] == "SFaceEmbedder"
+    assert all(len(v["identity"]) == 128 for v in opened.header["tracks"].values())
+    reference = data_path("images", "sberswap__beckham.jpg")
+    cached = _reference_scores(pipe, clip, opened, reference)
+    other = copy.copy(opened)
+    other.header = {**opened.header, "identity": {**opened.header["identity"], "embedder": "AnotherEmbedder"}}
+    read = _reference_scores(pipe, clip, other, reference)
+    assert cached.keys() == read.keys() and cached
+    assert max(abs(cached[k] - read[k]) for k in cached) < 1e-4

@@ -384,7 +384,7 @@ def precompute_template(
                 if MESH_TRACKING:
                     for face in faces:  # a face first found here: was it there, unseen, in the frames before?
                         if face.track_id not in known:
-                            _backtrack(face, recent, frames_faces, mesher)
+                            _backtrack(face, recent, frames_faces, mesher, tracker.iou_threshold)
                     known.update(f.track_id for f in faces)
                     recent.append((len(frames_faces), frame.image))
                 frames_faces.append(faces)
@@ -483,10 +483,31 @@ MASK_WINDOW = 2
 MESH_TRACKING = True
 
 
+def _mesh_face(
+    backend, image: np.ndarray, roi, near: np.ndarray, others: list[np.ndarray], score: float, overlap: float
+) -> Face | None:
+    """The face the face mesh finds in ``roi`` of ``image`` (its face-presence gate deciding), when its box overlaps
+    ``near`` (box overlap at least ``overlap``) and none of the boxes ``others`` (faces found there already: at most
+    0.4); else None. What :func:`_refound` and :func:`_backtrack` both ask."""
+    from saswap.face.geometry import box_iou
+
+    mesh = backend.mesh(image, roi)
+    if mesh is None:
+        return None
+    face = backend.face_from_mesh(mesh, score)
+    box = np.asarray(face.box, np.float64)[None]
+    if box_iou(box, np.asarray(near, np.float64)[None])[0, 0] < overlap:
+        return None  # the mesh settled somewhere else
+    if others and box_iou(box, np.stack(others)).max() > 0.4:
+        return None  # a face found already
+    return face
+
+
 def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[], Any]) -> list[Face]:
-    """``found`` (the detector's faces of a frame) plus the faces of live tracks it missed there, found again by the face
-    mesh alone, as MediaPipe's own face tracking does: the mesh runs on the region the track's last face gives (its
-    landmarks' box x1.5, turned with its eyes), moved by the track's predicted motion, and its face-presence gate decides.
+    """``found`` (the detector's faces of a frame) plus the faces of live tracks it missed there, found again by the
+    face mesh alone, as MediaPipe's own face tracking does: the mesh runs on the region the track's last face gives
+    (its landmarks' box x1.5, turned with its eyes), moved by the track's predicted motion, and its face-presence gate
+    decides.
 
     A face the detector misses for a few frames (motion blur, a dark or turned face, a hand passing in front) would
     otherwise end its run of frames: the swap faded out and in around every such gap, and a face found only now and
@@ -511,17 +532,11 @@ def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[],
             return out
         cx, cy, size, angle = backend.roi_from_mesh(np.asarray(last.landmarks, np.float64))
         dx, dy = (predicted[:2] + predicted[2:]) / 2 - (np.asarray(last.box[:2] + last.box[2:], np.float64)) / 2
-        mesh = backend.mesh(image, (cx + dx, cy + dy, size, angle))
-        if mesh is None:
-            continue
-        face = backend.face_from_mesh(mesh, float(last.score))
-        box = np.asarray(face.box, np.float64)
-        if box_iou(box[None], predicted[None])[0, 0] < tracker.iou_threshold:
-            continue  # the mesh settled somewhere else
-        if boxes and box_iou(box[None], np.stack(boxes)).max() > 0.4:
-            continue  # a face found already
-        out.append(face)
-        boxes.append(box)
+        roi = (cx + dx, cy + dy, size, angle)
+        face = _mesh_face(backend, image, roi, predicted, boxes, float(last.score), tracker.iou_threshold)
+        if face is not None:
+            out.append(face)
+            boxes.append(np.asarray(face.box, np.float64))
     return out
 
 
@@ -530,34 +545,33 @@ def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[],
 MESH_BACKTRACK = 5
 
 
-def _backtrack(face: Face, recent: deque, frames_faces: list[list[Face]], mesher: Callable[[], Any]) -> None:
-    """Extend a track first found in this frame backwards, into the ``recent`` distinct frames of its shot (latest first),
-    while the face mesh finds its face there: on the region of the face one frame later, its face-presence gate
-    deciding, overlapping that face (box overlap at least 0.3) and no face already found there (at most 0.4). What it
-    finds is added to those frames' faces (``frames_faces``, in place: a repeated frame shares its picture's list).
+def _backtrack(
+    face: Face, recent: deque, frames_faces: list[list[Face]], mesher: Callable[[], Any], overlap: float
+) -> None:
+    """Extend a track first found in this frame backwards, into the ``recent`` distinct frames of its shot (latest
+    first), while the face mesh finds its face there: on the region of the face one frame later, its face-presence gate
+    deciding, overlapping that face (box overlap at least ``overlap``, the tracker's) and no face already found there
+    (at most 0.4). What it finds is added to those frames' faces (``frames_faces``, in place: a repeated frame shares
+    its picture's list).
 
     The template is known before any swap, so a face the detector finds only after it came into view (out of the
     shadow, turning towards the camera, a hand moving away) is swapped from where it was, not faded in after it.
     """
-    from saswap.face.geometry import box_iou
-
     later = face
+    backend = None
     for position, image in reversed(recent):
         if later.landmarks is None or len(later.landmarks) < 468:
             return
-        backend = mesher()
+        backend = backend or mesher()
         if backend is None:
             return
-        mesh = backend.mesh(image, backend.roi_from_mesh(np.asarray(later.landmarks, np.float64)))
-        if mesh is None:
-            return
-        earlier = replace(backend.face_from_mesh(mesh, float(face.score)), track_id=face.track_id)
-        box = np.asarray(earlier.box, np.float64)
-        if box_iou(box[None], np.asarray(later.box, np.float64)[None])[0, 0] < 0.3:
-            return
         present = frames_faces[position]
-        if present and box_iou(box[None], np.stack([np.asarray(f.box, np.float64) for f in present])).max() > 0.4:
+        roi = backend.roi_from_mesh(np.asarray(later.landmarks, np.float64))
+        others = [np.asarray(f.box, np.float64) for f in present]
+        earlier = _mesh_face(backend, image, roi, later.box, others, float(face.score), overlap)
+        if earlier is None:
             return
+        earlier = replace(earlier, track_id=face.track_id)
         present.append(earlier)
         present.sort(key=lambda f: -f.area)
         later = earlier
