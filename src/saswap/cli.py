@@ -503,7 +503,11 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
         "--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's"
     )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--face-index", type=int, help="swap only the target face with this index (largest first)")
+    group.add_argument(
+        "--face-index",
+        type=int,
+        help="swap only the target face with this index (largest first; in a video: the person, by summed face area)",
+    )
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
     group.add_argument("--reference", help="swap the target face most like the face in this photo")
     p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")

@@ -894,24 +894,42 @@ def test_a_face_the_detector_misses_is_found_again_by_the_mesh(pipe, clip, tmp_p
         assert np.abs(fa.landmarks[:, :2] - fb.landmarks[:, :2]).mean() < 0.005 * fa.eye_distance
 
 
-def test_a_person_whose_track_breaks_off_is_one_person():
-    """Two tracks of one shot that do not overlap in time and match by identity are one person: chosen together, by
-    their summed area; without identities (or not matching) each is its own."""
-    from saswap.pipelines.video import _select_tracks
+def test_the_chosen_person_is_followed_across_breaks_and_cuts_and_no_one_else_is_swapped():
+    """Tracks that do not overlap in time and match by identity are one person, within a shot (a face lost for longer
+    than the tracker waits) and across cuts: the default swaps the person with the largest summed area wherever they
+    are seen, and no one in a shot without them; without identities, the largest track of each shot."""
+    from saswap.errors import SaSwapError
+    from saswap.pipelines.video import _persons, _select_tracks
 
-    e1, e2 = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    e1, e2, e3 = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
     tracks = {
         "1": {"first": 0, "last": 29, "area": 1000.0, "shot": 0, "identity": e1},  # one person, covered at 30-44
         "2": {"first": 45, "last": 90, "area": 1500.0, "shot": 0, "identity": [0.95, 0.05, 0.0]},
         "3": {"first": 0, "last": 90, "area": 2000.0, "shot": 0, "identity": e2},  # someone else, all along
-        "4": {"first": 0, "last": 50, "area": 300.0, "shot": 1, "identity": e1},  # another shot: on its own
+        "4": {"first": 91, "last": 140, "area": 300.0, "shot": 1, "identity": [0.9, 0.0, 0.1]},  # 1, after a cut
+        "5": {"first": 91, "last": 140, "area": 900.0, "shot": 1, "identity": e3},  # beside them, larger: a third
+        "6": {"first": 141, "last": 200, "area": 5000.0, "shot": 2, "identity": [0.0, 0.1, 0.9]},  # a cutaway to 5
     }
     header = {"tracks": tracks, "identity": {"same_person_cosine": 0.47}}
-    assert _select_tracks(header, None, False) == {1, 2, 4}
-    assert _select_tracks(header, 1, False) == {3}
-    assert _select_tracks({"tracks": tracks}, None, False) == {3, 4}  # a cache without identities
-    overlapping = {**tracks, "2": {**tracks["2"], "first": 20}}  # at the same time: two people
-    assert _select_tracks({**header, "tracks": overlapping}, None, False) == {3, 4}
+    assert _persons(header, [int(k) for k in tracks]) == [[1, 2, 4], [3], [5, 6]]
+    assert _select_tracks(header, None, False) == {5, 6}  # 5900 against 2800 and 2000
+    assert _select_tracks(header, 1, False) == {1, 2, 4}
+    assert _select_tracks(header, 2, False) == {3}
+    with pytest.raises(SaSwapError, match="face index 3 out of range: at most 3 person"):
+        _select_tracks(header, 3, False)
+    assert _select_tracks(header, None, True) == {1, 2, 3, 4, 5, 6}
+    # without identities, no one is followed across a cut: the largest track of each shot
+    assert _select_tracks({"tracks": tracks}, None, False) == {3, 5, 6}
+    # at the same time: two people, whatever their embeddings say
+    overlapping = {**tracks, "2": {**tracks["2"], "first": 20}}
+    assert _persons({**header, "tracks": overlapping}, [1, 2, 3]) == [[1], [3], [2]]
+    # a track joins the person it matches best, not the first it matches
+    near = {
+        "1": {"first": 0, "last": 9, "area": 1.0, "shot": 0, "identity": [1.0, 0.0]},
+        "2": {"first": 0, "last": 9, "area": 1.0, "shot": 0, "identity": [0.6, 0.8]},
+        "3": {"first": 20, "last": 29, "area": 1.0, "shot": 1, "identity": [0.7, 0.71]},
+    }
+    assert _persons({"tracks": near, "identity": {"same_person_cosine": 0.5}}, [1, 2, 3]) == [[1], [2, 3]]
 
 
 def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_after(pipe, source, tmp_path, monkeypatch):
@@ -948,6 +966,41 @@ def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_
     pipe.swap_video(source, template, tmp_path / "one.mp4", cache_dir=tmp_path / "plain", progress=False)
     one = changed(tmp_path / "one.mp4")
     assert not any(one[2:10]) and all(one[30:42]), one  # the longer run alone
+
+
+def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_after_it(
+    pipe, source, tmp_path, monkeypatch
+):
+    """Shots of one person, a cut to another person, a cut back: the default swaps the first person in both of their
+    shots (one person across the cut, by the cached identities) and leaves the cutaway as it is; without identities
+    (no embedder) the largest face of every shot is swapped, the cutaway's too."""
+    import saswap.pipelines.video as video
+
+    a = _frames(data_path("videos", "liveportrait__d8.mp4"))
+    b = _frames(data_path("videos", "liveportrait__d10.mp4"))[:12]
+    b = [cv2.resize(f, (480, 480), interpolation=cv2.INTER_AREA) for f in b]  # another scene and person
+    shots = [a[:12], b, a[40:52]]
+    template = tmp_path / "cutaway.mp4"
+    with av.open(str(template), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 480, 480, "yuv420p"
+        vs.options = {"crf": "12"}
+        for frame in [f for shot in shots for f in shot]:
+            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    res = pipe.swap_video(source, template, tmp_path / "out.mp4", cache_dir=tmp_path / "cache", progress=False)
+    opened, _ = pipe.precompute(template, tmp_path / "cache", progress=False)
+    assert opened.header["cuts"] == [12, 24]
+    shown, made = _frames(template), _frames(tmp_path / "out.mp4")
+    changed = [np.abs(t.astype(int) - o.astype(int)).max(axis=2).mean() > 2 for t, o in zip(shown, made)]
+    assert all(changed[:12]) and all(changed[24:]), changed
+    assert not any(changed[12:24]), changed
+    assert res.frames_swapped == 24
+    monkeypatch.setattr(video._TrackIdentities, "file", lambda self, header: None)  # no identities in the cache
+    res = pipe.swap_video(source, template, tmp_path / "plain.mp4", cache_dir=tmp_path / "plain", progress=False)
+    assert res.frames_swapped == 36
 
 
 def test_a_face_found_late_is_followed_back_to_where_it_was(pipe, clip, tmp_path, monkeypatch):

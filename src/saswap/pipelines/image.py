@@ -458,9 +458,10 @@ class SaSwapPipeline:
         """Swap the source's face into a template video, streamed frame by frame.
 
         The template's analysis comes from its template cache, built on first use (``cache=False``: in a
-        temporary folder, removed afterwards). The chosen person is tracked through the video: by default
-        the largest person of each shot (the tracks of a face lost and found again matched by identity), or the
-        ``face_index``-th largest, every face, or the person most like ``reference``. Frames where that face is
+        temporary folder, removed afterwards). The chosen person is tracked through the video, across shot cuts:
+        by default the person with the largest summed face area in the whole template (tracks matched by identity:
+        a face lost and found again, or seen in another shot), or the ``face_index``-th, every face, or the person
+        most like ``reference``; no one else is swapped. Frames where that face is
         lost pass through unchanged, and the swap fades out and in over ``fade_frames`` frames there (not at shot
         cuts). Resolution, frame rate, timestamps, rotation
         and audio (copied) are kept; the output carries the synthetic-media tag.

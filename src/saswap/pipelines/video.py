@@ -680,10 +680,10 @@ class _TrackIdentities:
 
 
 def _persons(header: dict[str, Any], members: list[int]) -> list[list[int]]:
-    """The tracks of one shot grouped into people: a track joins a person whose tracks it does not overlap in time and
-    whose identity (the cached embedding of the track's largest face) it matches (cosine at least the embedder's
-    same-person threshold, with every track of that person). Tracks without an identity stay on their own. In order of
-    first appearance.
+    """Tracks grouped into people: a track joins the person whose tracks it does not overlap in time and whose identity
+    (the cached embedding of each track's largest face) it matches best, with every track of that person at least the
+    embedder's same-person cosine. Tracks with the larger faces are placed first (their embeddings are the surer);
+    tracks without an identity stay on their own. People in order of first appearance, their tracks too.
 
     Example:
         >>> tracks = {"1": {"first": 0, "last": 9, "identity": [1.0, 0.0]}, "2": {"first": 5, "last": 30,
@@ -701,42 +701,63 @@ def _persons(header: dict[str, Any], members: list[int]) -> list[list[int]]:
         v = np.asarray(vector, np.float64)
         return v / max(float(np.linalg.norm(v)), 1e-12)
 
+    def span(tid: int) -> tuple[int, int]:
+        return tracks[str(tid)]["first"], tracks[str(tid)]["last"]
+
     persons: list[list[int]] = []
-    for tid in sorted(members, key=lambda t: (tracks[str(t)]["first"], t)):
-        mine, span = unit(tid), (tracks[str(tid)]["first"], tracks[str(tid)]["last"])
+    for tid in sorted(members, key=lambda t: (-tracks[str(t)].get("best_area", 0.0), span(t)[0], t)):
+        mine, (first, last) = unit(tid), span(tid)
+        best, best_score = None, threshold
         for person in persons if mine is not None else ():
-            others = [(unit(o), tracks[str(o)]["first"], tracks[str(o)]["last"]) for o in person]
-            apart = all(span[1] < first or last < span[0] for _, first, last in others)
-            if apart and all(v is not None and float(v @ mine) >= threshold for v, _, _ in others):
-                person.append(tid)
-                break
-        else:
+            if not all(last < span(o)[0] or span(o)[1] < first for o in person):
+                continue  # seen at the same time: someone else
+            others = [unit(o) for o in person]
+            if any(v is None for v in others):
+                continue
+            score = min(float(v @ mine) for v in others)
+            if score >= best_score:
+                best, best_score = person, score
+        if best is None:
             persons.append([tid])
-    return persons
+        else:
+            best.append(tid)
+    for person in persons:
+        person.sort(key=lambda t: (span(t)[0], t))
+    return sorted(persons, key=lambda person: (span(person[0])[0], person[0]))
 
 
 def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bool) -> set[int]:
-    """Tracks to swap: every track, or in each shot the ``face_index``-th largest person (0 default): the tracks of one
-    person (:func:`_persons`: a face lost for longer than the tracker waits comes back as another track) by their
-    summed area."""
+    """Tracks to swap: every track, or the ``face_index``-th person of the whole template (0, the default: the one
+    with the largest summed face area), wherever that person is seen. A person's tracks are those that match by
+    identity and never overlap in time (:func:`_persons`): a face lost for longer than the tracker waits, or seen again
+    after a cut, so the chosen person is followed across shots and no one else is swapped (an audience in a
+    cutaway, the other side of a dialogue). A cache without identities (no embedder) cannot follow anyone across a
+    cut: then the ``face_index``-th largest track of each shot."""
     tracks = header["tracks"]
     if all_faces:
         return {int(k) for k in tracks}
     index = 0 if face_index is None else int(face_index)
-    by_shot: dict[int, list[int]] = {}
-    for k, v in tracks.items():
-        by_shot.setdefault(v["shot"], []).append(int(k))
-    chosen = set()
-    for members in by_shot.values():
+    if "identity" in header:
+        groups = [[int(k) for k in tracks]]
+        what = "the template"
+    else:
+        by_shot: dict[int, list[int]] = {}
+        for k, v in tracks.items():
+            by_shot.setdefault(v["shot"], []).append(int(k))
+        groups = list(by_shot.values())
+        what = "any shot of the template"
+    chosen: set[int] = set()
+    most = 0
+    for members in groups:
         people = sorted(
             ((sum(tracks[str(t)]["area"] for t in person), person) for person in _persons(header, members)),
             key=lambda item: (-item[0], item[1][0]),
         )
+        most = max(most, len(people))
         if index < len(people):
             chosen.update(people[index][1])
     if not chosen and tracks:
-        counts = max(len(_persons(header, m)) for m in by_shot.values())
-        raise SaSwapError(f"face index {index} out of range: at most {counts} face(s) in any shot of the template")
+        raise SaSwapError(f"face index {index} out of range: at most {most} person(s) in {what}")
     return chosen
 
 
