@@ -188,7 +188,9 @@ class FaceTracker:
         iou_threshold: the smallest predicted-box IoU that counts as the same person.
         cut_threshold: decorrelation (1 - normalised correlation, 0-2) of consecutive frames'
             32x18 grey thumbnails above which a shot cut is declared (within a shot it stays
-            below 0.3 even with camera motion; cuts score 0.7-1).
+            below 0.45 even with camera motion; cuts between scenes score 0.7-1, but a talking
+            head cut to another of alike framing and light only 0.2-0.5: the template analysis
+            tells those by identity, :data:`saswap.pipelines.video.CUT_CHECK`).
         max_missed: frames a track may go unseen before it is dropped.
         fps: frame rate, for the smoother.
         smooth: smooth each track's landmarks and pose.
@@ -207,6 +209,7 @@ class FaceTracker:
         self.iou_threshold = float(iou_threshold)
         self.cut_threshold = float(cut_threshold)
         self._last_thumb: np.ndarray | None = None
+        self.last_change: float | None = None  # the last frame's decorrelation from the one before (None: the first)
         self.max_missed = int(max_missed)
         self.fps = float(fps)
         self.smooth = bool(smooth)
@@ -218,20 +221,23 @@ class FaceTracker:
         self.tracks = []
         self._next_id = 0
         self._last_thumb = None
+        self.last_change = None
 
     def is_shot_cut(self, image: np.ndarray) -> bool:
         """Whether ``image`` starts a new shot (its thumbnail decorrelates from the previous frame's).
 
-        Call once per frame, in order; :meth:`update` calls it when given the frame.
+        Call once per frame, in order; :meth:`update` calls it when given the frame. The decorrelation is kept in
+        :attr:`last_change` (for a caller's own, finer test: two shots of alike framing and light, a talking head
+        after another, decorrelate by 0.2-0.5 only).
         """
         import cv2
 
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         thumb = cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float64)
         thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-6)
-        cut = self._last_thumb is not None and 1.0 - float((thumb * self._last_thumb).mean()) > self.cut_threshold
+        self.last_change = None if self._last_thumb is None else 1.0 - float((thumb * self._last_thumb).mean())
         self._last_thumb = thumb
-        return bool(cut)
+        return self.last_change is not None and self.last_change > self.cut_threshold
 
     def update(self, faces: list[Face], image: np.ndarray | None = None) -> list[Face]:
         """Assign ``track_id`` to the faces of the next frame (and smooth them); same order as given.

@@ -57,6 +57,12 @@ TRACKING = {"iou_threshold": 0.3, "max_missed": 10, "cut_threshold": 0.5}
 #: analysed and swapped on its own). A repeated frame is written with the face made for the picture's first
 #: showing (as that frame was written: its fade weight and tone correction too).
 REPEATS: dict[str, Any] | None = {"block": 8, "noise": 8.0, "ratio": 0.25, "history": 24, "min_history": 8}
+#: Cuts the tracker's threshold misses: a frame whose picture changes by more than ``floor`` (the tracker's
+#: decorrelation) and by more than ``ratio`` times the median change of the shot's last ``history`` distinct frames
+#: (at least ``min_history`` of them) is a cut when every face found where a face of the frame before was is someone
+#: else, by the identity embedder (:func:`_identity_cut`): a talking head after another of alike framing and light
+#: decorrelates by 0.2-0.5 only. None: the tracker's threshold alone.
+CUT_CHECK: dict[str, Any] | None = {"floor": 0.1, "ratio": 5.0, "history": 12, "min_history": 3}
 
 
 @dataclass
@@ -97,7 +103,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 9
+ANALYSIS_REVISION = 10
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -106,6 +112,7 @@ def _settings(pipe) -> dict[str, Any]:
         "smoothing": SMOOTHING,
         "tracking": TRACKING,
         "repeats": REPEATS,
+        "cut_check": CUT_CHECK,
         "mask_window": MASK_WINDOW,
         "track_signal_seconds": (
             dict(seconds) if isinstance(seconds := pipe.engine.track_signal_seconds, Mapping) else seconds
@@ -353,20 +360,25 @@ def precompute_template(
             """(frame, whether it repeats the one before, whether a shot cut precedes it), in order on this thread."""
             for frame in reader:
                 if repeats is not None and repeats(frame.image):  # never the first frame
-                    yield frame, True, False
+                    yield frame, True, False, None
                 else:
-                    yield frame, False, tracker.is_shot_cut(frame.image) and frame.index > 0
+                    cut = tracker.is_shot_cut(frame.image) and frame.index > 0
+                    yield frame, False, cut, tracker.last_change
 
         def detected(item):
-            frame, repeat, _ = item
+            frame, repeat, *_ = item
             return None if repeat else detect(frame.image)
+
+        changes: deque = deque(maxlen=CUT_CHECK["history"] if CUT_CHECK else 1)  # the shot's recent picture changes
+        previous: np.ndarray | None = None  # the last distinct picture
+        embedder: list = []  # the identity embedder, made at the first frame that needs it (None: none installed)
 
         with (
             VideoReader(template, start=start, end=end) as reader,
             _progress(expected, "analysing template", progress) as bar,
             closing(ordered_map(detected, scanned(reader), threads)) as results,  # closed before the reader
         ):
-            for (frame, repeat, cut), found in results:
+            for (frame, repeat, cut, change), found in results:
                 if repeat:
                     anchors.append(anchors[-1])  # the same picture: the same faces, not detected again
                     frames_faces.append(frames_faces[-1])
@@ -375,6 +387,18 @@ def precompute_template(
                     continue
                 if remote is not None:
                     analyser.calls += 1
+                if not cut and _suspect_cut(change, changes) and found and frames_faces and frames_faces[-1]:
+                    if not embedder:
+                        embedder.append(_embedder(pipe))
+                    if embedder[0] is not None:
+                        cut = _identity_cut(embedder[0], (previous, frames_faces[-1]), (frame.image, found), tracker)
+                        if cut:
+                            logger.info("%s: a new shot at frame %d (someone else there)", template, frame.index)
+                if cut:
+                    changes.clear()
+                elif change is not None:
+                    changes.append(change)
+                previous = frame.image
                 if cut:
                     tracker.tracks = []
                     recent.clear()
@@ -481,6 +505,53 @@ MASK_WINDOW = 2
 #: Whether a face the detector misses in a frame, while its track is alive, is looked for again by the face mesh in
 #: the region its last face gives (:func:`_refound`).
 MESH_TRACKING = True
+
+
+def _suspect_cut(change: float | None, changes: deque) -> bool:
+    """Whether a picture change may be a cut that the tracker's threshold missed (:data:`CUT_CHECK`)."""
+    if CUT_CHECK is None or change is None or len(changes) < CUT_CHECK["min_history"]:
+        return False
+    return change > CUT_CHECK["floor"] and change > CUT_CHECK["ratio"] * max(float(np.median(changes)), 1e-4)
+
+
+def _identity_cut(
+    embedder, before: tuple[np.ndarray, list[Face]], after: tuple[np.ndarray, list[Face]], tracker
+) -> bool:
+    """Whether a frame starts a new shot that its picture's change alone did not tell: every face found where a face of
+    the frame before was (box overlap at least the tracker's) is someone else, by ``embedder`` (cosine under its
+    same-person threshold); the tracker would have carried that track on to another person. ``before``, ``after``:
+    (picture, faces) of the two frames. No face where one was: no cut."""
+    from saswap.face.geometry import box_iou
+
+    (image_b, faces_b), (image_a, faces_a) = before, after
+    overlap = box_iou(
+        np.stack([f.box for f in faces_a]).astype(np.float64), np.stack([f.box for f in faces_b]).astype(np.float64)
+    )
+    threshold = float(getattr(embedder, "same_person_cosine", 0.5))
+    compared = False
+    for i, j in enumerate(overlap.argmax(axis=1)):
+        if overlap[i, j] < tracker.iou_threshold:
+            continue
+        a = np.asarray(embedder(image_a, faces_a[i]), np.float64).reshape(-1)
+        b = np.asarray(embedder(image_b, faces_b[j]), np.float64).reshape(-1)
+        if float(a @ b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12) >= threshold:
+            return False  # the same person carries on
+        compared = True
+    return compared
+
+
+def _embedder(pipe):
+    """The pipeline's identity embedder (the default, OpenCV Zoo's SFace, made once per pipeline), or None when none
+    is installed."""
+    if pipe._embedder is None:
+        from saswap.face.identity import default_embedder
+
+        try:
+            pipe._embedder = default_embedder()
+        except SaSwapError as err:
+            logger.info("no identity embedder (%s): tracks are not told apart by identity", err)
+            return None
+    return pipe._embedder
 
 
 def _mesh_face(
@@ -646,16 +717,8 @@ class _TrackIdentities:
         self.found: dict[int, np.ndarray] = {}
 
     def _get(self):
-        if self._embedder is None:
-            from saswap.face.identity import default_embedder
-
-            try:
-                if self._pipe._embedder is None:  # made once per pipeline (a reference swap uses it too)
-                    self._pipe._embedder = default_embedder()
-                self._embedder = self._pipe._embedder
-            except SaSwapError as err:  # no embedder installed: the tracks stay apart
-                logger.info("no identity embedder (%s): each track of a shot counts as its own person", err)
-                self._embedder = False
+        if self._embedder is None:  # made once per pipeline (a reference swap uses it too); none: the tracks stay apart
+            self._embedder = _embedder(self._pipe) or False
         return self._embedder
 
     def read(self, index: int, image: np.ndarray, faces: list[TargetFace]) -> None:
