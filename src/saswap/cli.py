@@ -208,6 +208,15 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
         f"{args.template}: {state} in {opened.path} ({len(opened)} frames{repeated}, {size / 1e6:.1f} MB, "
         f"{size / 1e6 / minutes:.0f} MB per minute)"
     )
+    from saswap.pipelines.video import describe_people
+
+    shots = len(opened.header.get("cuts", [])) + 1
+    people = describe_people(opened.header, info.fps)
+    if people:
+        print(f"people, as --face-index counts them ({shots} shot{'s' if shots != 1 else ''}):")
+        print("\n".join(people))
+    else:
+        print("no face found in the template")
     return 0
 
 

@@ -207,6 +207,55 @@ def test_templates_are_listed_and_swapped(running, data, tmp_path):
     assert (updates[-1]["done"], updates[-1]["total"]) == (12, 12), updates  # the end state, however fast the swap
 
 
+def test_a_numbered_face_of_a_video_is_that_persons_swap(running, data, tmp_path):
+    """A video's faces are numbered on its first frame: choosing face 2 swaps the person whose face that is, in every
+    frame, and no one else. Here face 2 is the smaller in the first frame and the larger after it: the swap's own
+    face index, which counts people by their face area over the whole video, would take the other person."""
+    import av
+    import cv2
+
+    from saswap.face import FaceAnalyzer
+
+    def frames(name, sides):
+        with av.open(str(data / "videos" / name)) as c:
+            pictures = [f.to_ndarray(format="rgb24") for _, f in zip(range(12), c.decode(video=0))]
+        out = []
+        for picture, side in zip(pictures, sides):  # the person shown at ``side`` px in a 320-px square
+            small = cv2.resize(picture, (side, side), interpolation=cv2.INTER_AREA)
+            pad = (320 - side) // 2
+            out.append(cv2.copyMakeBorder(small, pad, 320 - side - pad, pad, 320 - side - pad, cv2.BORDER_REPLICATE))
+        return out
+
+    shrinking, growing = [320 - 12 * t for t in range(12)], [min(320, 250 + 14 * t) for t in range(12)]
+    left, right = frames("liveportrait__d8.mp4", shrinking), frames("liveportrait__d18.mp4", growing)
+    pictures = [np.hstack(pair) for pair in zip(left, right)]
+    clip = tmp_path / "two.mp4"
+    with av.open(str(clip), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 640, 320, "yuv420p"
+        vs.options = {"crf": "12"}
+        for picture in pictures:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+    with av.open(str(clip)) as c:
+        first = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
+    faces = FaceAnalyzer()(first)
+    assert len(faces) == 2
+    chosen = 0 if (faces[1].box[0] + faces[1].box[2]) / 2 < 320 else 1  # the half of the frame where face 2 is
+    result, _ = client(running, tmp_path).predict(*swap_args(data / "images" / "sberswap__mark.jpg", clip, faces="1"),
+                                                 api_name="/swap")  # fmt: skip
+    with av.open(str(clip)) as a, av.open(str(result)) as b:
+        diffs = [np.abs(x.to_ndarray(format="rgb24").astype(int) - y.to_ndarray(format="rgb24").astype(int)).max(axis=2)
+                 for x, y in zip(a.decode(video=0), b.decode(video=0))]  # fmt: skip
+    assert len(diffs) == 12
+    changed = [d > 20 for d in diffs]  # more than the encoder's noise
+    halves = [(c[:, 320 * chosen : 320 * chosen + 320].mean(), c[:, 320 * (1 - chosen) : 320 * (2 - chosen)].mean())
+              for c in changed]  # fmt: skip
+    assert all(mine > 0.02 and other < 0.001 for mine, other in halves), halves
+
+
 def test_video_progress_queue_and_cancel(running, data, tmp_path):
     from gradio_client.utils import Status
 

@@ -915,7 +915,7 @@ def test_the_chosen_person_is_followed_across_breaks_and_cuts_and_no_one_else_is
     assert _select_tracks(header, None, False) == {5, 6}  # 5900 against 2800 and 2000
     assert _select_tracks(header, 1, False) == {1, 2, 4}
     assert _select_tracks(header, 2, False) == {3}
-    with pytest.raises(SaSwapError, match="face index 3 out of range: at most 3 person"):
+    with pytest.raises(SaSwapError, match="face index 3 out of range: 3 person"):
         _select_tracks(header, 3, False)
     assert _select_tracks(header, None, True) == {1, 2, 3, 4, 5, 6}
     # without identities, no one is followed across a cut: the largest track of each shot
@@ -988,7 +988,7 @@ def _cutaway(tmp_path: Path, other: str) -> Path:
 
 @pytest.mark.parametrize("other", ["liveportrait__d10.mp4", "liveportrait__d5.mp4"])
 def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_after_it(
-    pipe, source, tmp_path, monkeypatch, other
+    pipe, source, tmp_path, monkeypatch, capsys, other
 ):
     """Shots of one person, a cut to another person, a cut back: the default swaps the first person in both of their
     shots (one person across the cut, by the cached identities) and leaves the cutaway as it is. d10 is another scene
@@ -1007,6 +1007,15 @@ def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_afte
     assert all(changed[:12]) and all(changed[24:]), changed
     assert not any(changed[12:24]), changed
     assert res.frames_swapped == 24
+    people = video.template_people(opened.header)
+    assert [(p["frames"], p["shots"]) for p in people] == [(24, [0, 2]), (12, [1])]
+    if other == "liveportrait__d10.mp4":  # the command line tells them, as --face-index counts them
+        from saswap.cli import main
+
+        assert main(["precompute", str(template), "--cache-dir", str(tmp_path / "cli"), "--quiet"]) == 0
+        out = capsys.readouterr().out
+        assert "(3 shots):\n  --face-index 0: seen in 24 frames, 2 shots (0.0-1.2 s)" in out
+        assert "  --face-index 1: seen in 12 frames, 1 shot (0.4-0.8 s)" in out
     if other == "liveportrait__d5.mp4":
         monkeypatch.setattr(video, "CUT_CHECK", None)
         missed, _ = pipe.precompute(template, tmp_path / "unchecked", progress=False)

@@ -231,6 +231,28 @@ class SaSwapApp:
         with self._detect_lock:
             return self._detector(image)
 
+    def _first_frame_face(self, target: _Target, index: int, folder: Path) -> Path:
+        """A picture of face ``index`` of a video's first frame (numbered as its preview numbers them), cut out with a
+        margin so that it is the largest face there: the reference photo that makes the swap follow that person
+        (:meth:`~saswap.pipelines.image.SaSwapPipeline.swap_video`'s ``reference``). A video's ``face_index`` counts
+        people by their face area over the whole video, not the first frame's faces."""
+        from saswap.io import save_image
+        from saswap.videoio import VideoReader
+
+        with VideoReader(target.path) as reader:
+            image = next(iter(reader)).image
+        faces = self._detect(image)
+        if index >= len(faces):
+            raise _bad(f"{target.name}: face {index + 1} was chosen, but the first frame has {len(faces)} face(s)")
+        x0, y0, x1, y1 = (float(v) for v in faces[index].box)
+        margin = 0.6 * max(x1 - x0, y1 - y0)
+        h, w = image.shape[:2]
+        left, top = int(max(0, x0 - margin)), int(max(0, y0 - margin))
+        right, bottom = int(min(w, x1 + margin)), int(min(h, y1 + margin))
+        path = folder / "reference-face.png"
+        save_image(np.ascontiguousarray(image[top:bottom, left:right]), path)
+        return path
+
     def _load_image(self, path: str, role: str) -> np.ndarray:
         from saswap.io import load_image
 
@@ -276,9 +298,13 @@ class SaSwapApp:
         return str(path)
 
     @staticmethod
-    def _face_choices(n: int) -> list[tuple[str, str]]:
-        choices = [("Face 1 (largest)" if n > 1 else "The face found", _LARGEST)]
-        choices += [(f"Face {i + 1}", str(i)) for i in range(1, n)]
+    def _face_choices(n: int, video: bool = False) -> list[tuple[str, str]]:
+        if video:  # the faces are those of the first frame; the swap follows a person through the video
+            choices = [("The main person (most on screen)" if n > 1 else "The person found", _LARGEST)]
+            choices += [(f"The person of face {i + 1}", str(i)) for i in range(1, n)]
+        else:
+            choices = [("Face 1 (largest)" if n > 1 else "The face found", _LARGEST)]
+            choices += [(f"Face {i + 1}", str(i)) for i in range(1, n)]
         if n > 1:
             choices.append(("All faces", _ALL))
         choices.append(("The person in a reference photo", _REFERENCE))
@@ -307,7 +333,7 @@ class SaSwapApp:
         preview = self._preview(token, request, image, faces)
         where = " in the first frame" if target.kind == "video" else ""
         info = f"**{target.name}** — {line} — {len(faces)} face{'s' if len(faces) != 1 else ''} found{where}"
-        choices = self._face_choices(len(faces))
+        choices = self._face_choices(len(faces), video=target.kind == "video")
         return target, preview, info, gr.update(choices=choices, value=_LARGEST)
 
     def on_target(self, path: str | None, request: gr.Request):
@@ -474,6 +500,10 @@ class SaSwapApp:
         if ref:
             names[ref] = Path(ref).name
         folder = self._new_folder(token, request)
+        if target.kind == "video" and face_index:
+            # a numbered face of the first frame: the person whose face it is, all through the video
+            ref, face_index = str(self._first_frame_face(target, face_index, folder)), None
+            names[ref] = f"face {int(choice) + 1} of {target.name}"
         session = self._session(request)
         if target.kind == "image":
             out = folder / f"swapped-{_safe_stem(target.name)}.png"

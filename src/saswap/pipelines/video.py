@@ -42,7 +42,7 @@ from saswap.pipelines.overlap import InOrder, Prefetch, ordered_map
 __all__ = [
     "SaSwapVideoOutput", "precompute_template", "swap_video", "default_workers", "ToneStabiliser", "SkinStabiliser",
     "SMOOTHING",
-    "ProgressCallback", "smooth_track_motion",
+    "ProgressCallback", "smooth_track_motion", "template_people", "describe_people",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -789,39 +789,88 @@ def _persons(header: dict[str, Any], members: list[int]) -> list[list[int]]:
     return sorted(persons, key=lambda person: (span(person[0])[0], person[0]))
 
 
-def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bool) -> set[int]:
-    """Tracks to swap: every track, or the ``face_index``-th person of the whole template (0, the default: the one
-    with the largest summed face area), wherever that person is seen. A person's tracks are those that match by
-    identity and never overlap in time (:func:`_persons`): a face lost for longer than the tracker waits, or seen again
-    after a cut, so the chosen person is followed across shots and no one else is swapped (an audience in a
-    cutaway, the other side of a dialogue). A cache without identities (no embedder) cannot follow anyone across a
-    cut: then the ``face_index``-th largest track of each shot."""
+def template_people(header: dict[str, Any]) -> list[dict[str, Any]]:
+    """The people of a cached template, in the order ``face_index`` counts them (index 0, the default, first).
+
+    With the tracks' identities in the cache, a person is the tracks :func:`_persons` groups over the whole video (a
+    face lost and found again, or seen again after a cut), ranked by summed face area. Without them (no embedder) no
+    one can be followed across a cut, and entry ``i`` holds the ``i``-th largest track of each shot.
+
+    Args:
+        header: a template cache's header (:attr:`~saswap.pipelines.cache.TemplateCache.header`).
+
+    Returns:
+        One dict per person: ``tracks`` (track ids), ``frames`` (frames where the face was found), ``shots`` (shot
+        numbers, from 0), ``first`` and ``last`` (frame indices), ``area`` (summed face area, pixels) and ``size``
+        (the face's typical side, pixels: the root of its mean area).
+
+    Example:
+        >>> tracks = {"1": {"first": 0, "last": 9, "frames": 10, "area": 1000.0, "shot": 0, "identity": [1.0, 0.0]},
+        ...     "2": {"first": 10, "last": 19, "frames": 10, "area": 4000.0, "shot": 1, "identity": [0.0, 1.0]}}
+        >>> [p["tracks"] for p in template_people({"tracks": tracks, "identity": {"same_person_cosine": 0.5}})]
+        [[2], [1]]
+    """
     tracks = header["tracks"]
-    if all_faces:
-        return {int(k) for k in tracks}
-    index = 0 if face_index is None else int(face_index)
     if "identity" in header:
         groups = [[int(k) for k in tracks]]
-        what = "the template"
     else:
         by_shot: dict[int, list[int]] = {}
         for k, v in tracks.items():
             by_shot.setdefault(v["shot"], []).append(int(k))
         groups = list(by_shot.values())
-        what = "any shot of the template"
-    chosen: set[int] = set()
-    most = 0
+    ranked: list[list[int]] = []
     for members in groups:
         people = sorted(
-            ((sum(tracks[str(t)]["area"] for t in person), person) for person in _persons(header, members)),
-            key=lambda item: (-item[0], item[1][0]),
+            _persons(header, members), key=lambda person: (-sum(tracks[str(t)]["area"] for t in person), person[0])
         )
-        most = max(most, len(people))
-        if index < len(people):
-            chosen.update(people[index][1])
-    if not chosen and tracks:
-        raise SaSwapError(f"face index {index} out of range: at most {most} person(s) in {what}")
-    return chosen
+        for i, person in enumerate(people):
+            if i == len(ranked):
+                ranked.append([])
+            ranked[i].extend(person)
+    out = []
+    for ids in ranked:
+        rows = [tracks[str(t)] for t in sorted(ids)]
+        frames = sum(int(r.get("frames", r["last"] - r["first"] + 1)) for r in rows)
+        area = float(sum(r["area"] for r in rows))
+        out.append({
+            "tracks": sorted(ids), "frames": frames, "shots": sorted({int(r["shot"]) for r in rows}),
+            "first": min(r["first"] for r in rows), "last": max(r["last"] for r in rows), "area": area,
+            "size": float(np.sqrt(area / max(frames, 1))),
+        })  # fmt: skip
+    return out
+
+
+def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bool) -> set[int]:
+    """Tracks to swap: every track, or the ``face_index``-th person of :func:`template_people` (0, the default: the
+    one with the largest summed face area), wherever that person is seen. With the cached identities the chosen person
+    is followed across shots and no one else is swapped (an audience in a cutaway, the other side of a dialogue);
+    without them, the ``face_index``-th largest track of each shot."""
+    tracks = header["tracks"]
+    if all_faces:
+        return {int(k) for k in tracks}
+    index = 0 if face_index is None else int(face_index)
+    people = template_people(header)
+    if index >= len(people):
+        if not tracks:
+            return set()
+        raise SaSwapError(f"face index {index} out of range: {len(people)} person(s) in the template")
+    return set(people[index]["tracks"])
+
+
+def describe_people(header: dict[str, Any], fps: float, most: int = 5) -> list[str]:
+    """Lines telling the people of a cached template (:func:`template_people`), as ``--face-index`` counts them."""
+    people = template_people(header)
+    lines = []
+    for i, person in enumerate(people[:most]):
+        shots = len(person["shots"])
+        span = f"{person['first'] / fps:.1f}-{(person['last'] + 1) / fps:.1f} s"
+        lines.append(
+            f"  --face-index {i}: seen in {person['frames']} frames, {shots} shot{'s' if shots != 1 else ''} "
+            f"({span}), face about {person['size']:.0f} px" + (" (the default)" if i == 0 else "")
+        )
+    if len(people) > most:
+        lines.append(f"  ... and {len(people) - most} more")
+    return lines
 
 
 def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) -> dict[int, float]:
