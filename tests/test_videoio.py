@@ -536,6 +536,47 @@ def test_is_video_file(tmp_path):
     assert not is_video_file(make_clip(tmp_path / "sound.mp4", video=False, audio_seconds=0.3))
 
 
+def test_an_animated_gif_is_a_video_and_a_gif_is_written_with_its_timing_loop_and_tag(tmp_path):
+    """An animated GIF (a meme template) is read as a video, a one-frame GIF stays a picture; :class:`GifWriter` keeps
+    each frame's own duration (a variable one too), the loop count and the provenance tag, and leaves nothing on an
+    error."""
+    from PIL import Image
+
+    from saswap.videoio import GifWriter, open_video_writer
+
+    frames = [Image.fromarray(_pattern(i, 48, 32)) for i in range(5)]
+    durations = [40, 40, 120, 40, 60]  # ms: one frame held three times as long
+    frames[0].save(tmp_path / "in.gif", save_all=True, append_images=frames[1:], duration=durations, loop=3)
+    frames[0].save(tmp_path / "still.gif")
+    assert is_video_file(tmp_path / "in.gif") and not is_video_file(tmp_path / "still.gif")
+    with pytest.raises(InvalidVideoError, match="is an image file"):
+        probe_video(tmp_path / "still.gif")
+    assert probe_video(tmp_path / "in.gif").frame_count == 5
+    tag = {"synthetic": True, "generator": "saswap"}
+    with VideoReader(tmp_path / "in.gif") as reader:
+        writer = open_video_writer(tmp_path / "out.gif", like=reader, metadata={VIDEO_TAG_KEY: json.dumps(tag)})
+        assert isinstance(writer, GifWriter)
+        with writer:
+            for frame in reader:
+                writer.write(255 - frame.image if frame.index == 2 else None, frame)
+    out = Image.open(tmp_path / "out.gif")
+    assert out.n_frames == 5 and out.info["loop"] == 3
+    read = []
+    for k in range(5):
+        out.seek(k)
+        read.append(out.info["duration"])
+        picture = np.asarray(out.convert("RGB"), np.int16)
+        expected = _pattern(k, 48, 32).astype(np.int16)
+        expected = 255 - expected if k == 2 else expected
+        assert np.abs(picture - expected).mean() < 6  # 256 colours a frame, dithered
+    assert read == durations
+    assert read_video_tag(tmp_path / "out.gif") == tag
+    with pytest.raises(RuntimeError), GifWriter(tmp_path / "bad.gif", width=48, height=32, fps=25) as writer:
+        writer.write(_pattern(0, 48, 32))
+        raise RuntimeError("stop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.gif", "out.gif", "still.gif"]
+
+
 def test_every_entry_point_writes_videos_at_one_default_quality():
     """The swap's default crf is written out where importing PyAV is avoided: all must agree with DEFAULT_CRF."""
     import inspect

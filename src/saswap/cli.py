@@ -130,7 +130,7 @@ def _check_writable(out: Path) -> None:
         raise SaSwapError(f"{out}: cannot write to {folder} (permission denied)")
 
 
-_VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv", ".webm")
+_VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv", ".webm", ".gif")
 
 
 def _is_video(arg: str) -> bool:
@@ -549,11 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("swap", parents=[common], help="put the source's face into the target image")
     p.add_argument("--source", "-s", required=True, help="photo of the person whose face is used (or sample:NAME)")
-    p.add_argument("--target", "-t", required=True, help="image whose face is replaced (or sample:NAME)")
+    p.add_argument(
+        "--target", "-t", required=True, help="image or video (animated GIF too) whose face is replaced, or sample:NAME"
+    )
     p.add_argument(
         "--output", "-o", required=True,
-        help="output image (.png, .jpg, .webp) or video (.mp4, .mov, .mkv, .webm); tagged as synthetic. An existing "
-        "file is replaced (atomically), except one of the command's own inputs",
+        help="output image (.png, .jpg, .webp) or video (.mp4, .mov, .mkv, .webm, .gif); tagged as synthetic. An "
+        "existing file is replaced (atomically), except one of the command's own inputs",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="allow the output to replace an input file")
     _add_swap_settings(p)

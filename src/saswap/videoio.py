@@ -75,6 +75,8 @@ __all__ = [
     "sample_frames",
     "VideoReader",
     "VideoWriter",
+    "GifWriter",
+    "open_video_writer",
     "read_video_tag",
     "VIDEO_TAG_KEY",
     "DEFAULT_CRF",
@@ -184,9 +186,22 @@ def _check_file(path: Path) -> None:
         raise InvalidVideoError(f"{path}: the file is empty (0 bytes)")
 
 
+def _gif_frames(path: Path) -> int:
+    """Frames of a GIF file (1 when Pillow cannot tell)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except (OSError, ValueError, SyntaxError):
+        return 1
+
+
 def _is_still_image(path: Path, container: av.container.InputContainer | None = None) -> bool:
     with open(path, "rb") as fh:
         head = fh.read(16)
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return _gif_frames(path) < 2  # an animated GIF is a video (a meme template), a single-frame one a picture
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return True
     if container is not None:
@@ -384,7 +399,8 @@ def is_video_file(path: str | os.PathLike) -> bool:
 
     Convention:
         True when PyAV opens the file and it has a video stream that is not a single still image
-        (PNG/JPEG/GIF/BMP/WebP files and image demuxers give False). Never raises; nothing is decoded.
+        (PNG/JPEG/BMP/WebP files, single-frame GIFs and image demuxers give False; an animated GIF is a video).
+        Never raises; nothing is decoded.
 
     Args:
         path: any path.
@@ -434,6 +450,8 @@ def read_video_tag(path: str | os.PathLike) -> dict[str, Any] | None:
     container = _open_input(path)
     try:
         metadata = {k.lower(): v for k, v in container.metadata.items()}
+        if container.format.name == "gif":  # FFmpeg's GIF demuxer does not read the comment extension
+            metadata.setdefault("comment", _gif_comment(path))
     finally:
         container.close()
     candidates = []
@@ -452,6 +470,17 @@ def read_video_tag(path: str | os.PathLike) -> dict[str, Any] | None:
     if candidates:
         logger.warning("%s: the %r metadata is not a JSON object; ignored", path, VIDEO_TAG_KEY)
     return None
+
+
+def _gif_comment(path: Path) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            comment = im.info.get("comment")
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return comment.decode("utf-8", "replace") if isinstance(comment, bytes) else comment
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -1351,3 +1380,189 @@ class VideoWriter:
 
     def __repr__(self) -> str:
         return f"VideoWriter({str(self.path)!r}, {self.width}x{self.height}, {self.fps:.3f} fps, {self.pix_fmt})"
+
+
+class GifWriter:
+    """Write frames to an animated GIF, atomically: what :class:`VideoWriter` does for a video, for a ``.gif`` output.
+
+    Convention:
+        Each frame is quantised to its own 256-colour palette (median cut, Floyd-Steinberg dithering) and kept, as
+        one byte a pixel, until :meth:`close` writes the file (GIFs are short: 10 s of 480x480 at 25 fps is 58 MB);
+        the file is written to a temporary file in the output folder and renamed, and on an exception in the
+        ``with`` block, or :meth:`abort`, nothing is left. With ``like`` each frame lasts until the next one's
+        timestamp (GIF counts in hundredths of a second: a template's own GIF timing is kept), the last until the
+        template's end (or as long as the one before it); the loop count is ``loop`` (0: for ever), by default the
+        ``like`` reader's own GIF's. The ``metadata`` tag (``{"saswap": json}``) is written in the GIF's comment
+        extension as ``"saswap:" + json``, where :func:`read_video_tag` reads it. The same :meth:`write` as
+        :class:`VideoWriter` (a box and a mask are accepted, and the whole image is taken). A GIF has no audio.
+
+    Args:
+        path: output path ending in .gif.
+        like: the reader whose input this output mirrors (size and timing), or None.
+        width, height, fps: the size and frame rate when ``like`` is None.
+        metadata: container metadata (only :data:`VIDEO_TAG_KEY` is kept).
+        loop: times the animation repeats (0: for ever); None: as the ``like`` reader's GIF, else 0.
+        **ignored: the video encoder's settings (codec, crf, preset, ...), which a GIF has none of.
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "grey.gif"
+        >>> with GifWriter(out, width=64, height=48, fps=25) as writer:
+        ...     for level in (64, 128, 192):
+        ...         writer.write(np.full((48, 64, 3), level, np.uint8))
+        >>> info = probe_video(out); (info.width, info.height, info.frame_count)
+        (64, 48, 3)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        like: VideoReader | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        loop: int | None = None,
+        **ignored: Any,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() != ".gif":
+            raise InvalidVideoError(f"{self.path}: a GIF writer needs a .gif output")
+        if like is not None:
+            if width is not None or height is not None or fps is not None:
+                raise InvalidVideoError(f"{self.path}: give either like= or width/height/fps, not both")
+            width, height, fps = like.info.width, like.info.height, like.info.fps
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidVideoError(f"{self.path}: {name} must be a positive integer, got {value!r}")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not 0 < fps < 10_000:
+            raise InvalidVideoError(f"{self.path}: fps must be a positive number, got {fps!r}")
+        self.width, self.height, self.fps = int(width), int(height), float(fps)  # type: ignore[arg-type]
+        self._end = float(like.info.duration) if like is not None and like.info.duration else None
+        if loop is None:
+            loop = _gif_loop(like.path) if like is not None else 0
+        self.loop = int(loop)
+        tag = dict(metadata or {}).get(VIDEO_TAG_KEY)
+        self._comment = f"{VIDEO_TAG_KEY}:{tag}" if tag is not None else None
+        self.frames_written = 0
+        self._frames: list[Any] = []
+        self._times: list[float] = []
+        self._closed = False
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if self.path.is_dir():
+            raise InvalidVideoError(f"{self.path}: is a folder; give a file name for the output")
+        if not folder.is_dir():
+            raise InvalidVideoError(f"{self.path}: output folder {folder} does not exist")
+        try:
+            fd, self._tmp = _create_temporary(folder, self.path.name)
+            os.close(fd)
+        except OSError as err:
+            raise InvalidVideoError(f"{self.path}: cannot write to {folder} ({err.strerror or err})") from None
+
+    def write(
+        self,
+        image: np.ndarray | None,
+        frame: VideoFrame | None = None,
+        box: tuple[int, int, int, int] | None = None,
+        mask: np.ndarray | None = None,
+    ) -> None:
+        """Add one frame: ``image`` (RGB uint8 (H, W, 3)), or ``frame``'s own picture when ``image`` is None."""
+        from PIL import Image
+
+        if self._closed:
+            raise InvalidVideoError(f"{self.path}: the writer is closed")
+        if image is None:
+            if frame is None:
+                raise InvalidVideoError(f"{self.path}: write() needs an image, or the input frame to pass through")
+            image = frame.image
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.shape != (self.height, self.width, 3):
+            raise InvalidVideoError(
+                f"{self.path}: frames must be uint8 ({self.height}, {self.width}, 3), got {image.dtype} {image.shape}"
+            )
+        picture = Image.fromarray(np.ascontiguousarray(image), "RGB")
+        self._frames.append(picture.quantize(256, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG))
+        step = 1.0 / self.fps
+        when = frame.time if frame is not None and frame.time is not None else None
+        if when is None or (self._times and when <= self._times[-1]):
+            when = self._times[-1] + step if self._times else 0.0
+        self._times.append(float(when))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Write the GIF and rename it into place.
+
+        Raises:
+            InvalidVideoError: no frame was written, or writing failed (then no file is left).
+        """
+        if self._closed:
+            return
+        try:
+            if not self._frames:
+                raise InvalidVideoError(f"{self.path}: no frame was written; the GIF would be empty")
+            times = np.asarray(self._times, np.float64)
+            last = float(times[-1] - times[-2]) if len(times) > 1 else 1.0 / self.fps
+            if self._end is not None and 0.0 < self._end - times[-1] <= 3.0 * last:
+                last = self._end - times[-1]  # the template's last frame: as long as it lasts there
+            # whole hundredths of a second, rounded on the running time so that the length stays the template's
+            ticks = np.round(np.append(times, times[-1] + last) * 100.0).astype(np.int64)
+            durations = [int(max(1, d)) * 10 for d in np.diff(ticks)]  # milliseconds
+            extra = {"comment": self._comment.encode()} if self._comment else {}
+            try:
+                self._frames[0].save(
+                    self._tmp, format="GIF", save_all=True, append_images=self._frames[1:], duration=durations,
+                    loop=self.loop, optimize=False, disposal=1, **extra,
+                )  # fmt: skip
+            except (OSError, ValueError) as err:
+                raise InvalidVideoError(f"{self.path}: writing the GIF failed ({err})") from None
+            if self.path.exists():
+                os.chmod(self._tmp, self.path.stat().st_mode & 0o7777)
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._closed = True
+            self._frames = []
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary file; no output is left (idempotent)."""
+        self._closed = True
+        self._frames = []
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def __enter__(self) -> GifWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"GifWriter({str(self.path)!r}, {self.width}x{self.height}, {self.fps:.3f} fps)"
+
+
+def _gif_loop(path: Path) -> int:
+    """The loop count of a GIF file (0: for ever, also for anything else)."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(6).startswith(b"GIF"):
+                return 0
+        with Image.open(path) as im:
+            return int(im.info.get("loop", 0))
+    except (OSError, ValueError, SyntaxError):
+        return 0
+
+
+def open_video_writer(path: str | os.PathLike, **kwargs: Any) -> VideoWriter | GifWriter:
+    """A :class:`GifWriter` for a ``.gif`` path, else a :class:`VideoWriter` (same arguments)."""
+    if Path(path).suffix.lower() == ".gif":
+        return GifWriter(path, **kwargs)
+    return VideoWriter(path, **kwargs)

@@ -517,6 +517,57 @@ def test_cli_refuses_bad_videos_before_loading_models(tmp_path, kind, capsys):
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_an_animated_gif_is_swapped_into_a_gif_with_its_timing(tmp_path, capsys):
+    """A meme template: an animated GIF is swapped as a video (chosen by content), into a GIF with the template's own
+    frame durations (a variable one too) and loop count, tagged as synthetic (``saswap inspect`` reads it), or into
+    an MP4."""
+    from PIL import Image
+
+    from saswap.cli import main
+
+    frames = _frames(data_path("videos", "liveportrait__d8.mp4"))[:8]
+    frames = [Image.fromarray(cv2.resize(f, (240, 240), interpolation=cv2.INTER_AREA)) for f in frames]
+    durations = [40, 40, 40, 100, 40, 40, 40, 60]
+    frames[0].save(tmp_path / "meme.gif", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    source = str(data_path("images", "sberswap__beckham.jpg"))
+    assert main(["swap", "-s", source, "-t", str(tmp_path / "meme.gif"), "-o", str(tmp_path / "out.gif"), "-q",
+                 "--no-cache"]) == 0  # fmt: skip
+    out = Image.open(tmp_path / "out.gif")
+    assert out.n_frames == 8
+    read, changed = [], []
+    for k in range(8):
+        out.seek(k)
+        read.append(out.info["duration"])
+        diff = np.abs(np.asarray(out.convert("RGB"), np.int16) - np.asarray(frames[k], np.int16)).max(axis=2)
+        changed.append(float((diff[70:170, 70:170] > 25).mean()))
+    assert read == durations and out.info["loop"] == 0
+    assert min(changed) > 0.2, changed  # the face (the middle of the frame) is another's in every frame
+    assert main(["inspect", str(tmp_path / "out.gif")]) == 0 and "SYNTHETIC" in capsys.readouterr().out
+    assert main(["swap", "-s", source, "-t", str(tmp_path / "meme.gif"), "-o", str(tmp_path / "out.mp4"), "-q",
+                 "--no-cache"]) == 0  # fmt: skip
+    assert len(_frames(tmp_path / "out.mp4")) == 8
+
+
+def test_a_video_without_a_face_is_an_error_and_leaves_nothing(tmp_path, capsys):
+    """As for a photo: no face in any frame of the template is an error naming the file (exit 2), and no output."""
+    from saswap.cli import main
+
+    template = tmp_path / "wall.mp4"
+    with av.open(str(template), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
+        for t in range(6):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 100 + 10 * t, np.uint8), "rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    code = main(["swap", "-s", str(data_path("images", "sberswap__beckham.jpg")), "-t", str(template), "-o",
+                 str(tmp_path / "out.mp4"), "-q", "--no-cache"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and f"{template}: no face found in the video (6 frames)" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.mp4"]
+
+
 def test_occlusion_masks_and_readings_are_made_steady_within_a_shot():
     """A pixel that the per-frame occlusion rules flip for one frame is steadied by its neighbours; a shot
     cut is not crossed; the frames passed in keep their raw masks."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from saswap.errors import SaSwapError
+from saswap.errors import NoFaceError, SaSwapError
 from saswap.face.types import Face
 from saswap.pipelines.analysis import FrameAnalysis, RepeatDetector, TargetFace, smooth_tracks, track_runs
 from saswap.pipelines.cache import (
@@ -980,7 +980,7 @@ def swap_video(
     from saswap.engines.base import SourceFace
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
-    from saswap.videoio import VIDEO_TAG_KEY, VideoReader, VideoWriter, probe_video
+    from saswap.videoio import VIDEO_TAG_KEY, VideoReader, open_video_writer, probe_video
 
     t0 = time.perf_counter()
     template, output = Path(template), Path(output)
@@ -1013,6 +1013,8 @@ def swap_video(
         opened, hit = precompute_template(pipe, template, folder, progress=progress, workers=analysis_workers, **span)
         timings["precompute"] = 0.0 if hit else time.perf_counter() - tp
         header = opened.header
+        if not header["tracks"]:
+            raise NoFaceError(f"{template}: no face found in the video ({len(opened)} frames)")
         if reference is not None:
             scores = _reference_scores(pipe, template, opened, reference)
             # The reference person: the best-matching track, and every track the embedder takes for the same
@@ -1057,7 +1059,7 @@ def swap_video(
             VideoReader(template, start=start, end=end, threads=codec_threads) as reader,
             pool,
         ):
-            with VideoWriter(
+            with open_video_writer(
                 output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
             ) as writer:
                 records = None
@@ -1211,6 +1213,9 @@ def swap_video(
                     drain(0, final=True)
                     finishing.submit(None, None, None, None, None)  # the end: the skin stabiliser's last frames
                 timings["compose"] += finish_s[0]
+                if frames and not swapped_frames:  # nothing to swap: an error, as for a photo (no file is left)
+                    span_note = "" if start is None and end is None else f" between start={start} and end={end}"
+                    raise NoFaceError(f"{template}: no face found in the video{span_note} ({frames} frames)")
                 te = time.perf_counter()
             timings["encode"] += time.perf_counter() - te  # flushing the encoder and muxing on close
         if frames == 0:
