@@ -306,6 +306,11 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
     _refuse_overwriting_an_input(args)
     if _is_video(args.target):
         return _cmd_swap_video(args)
+    if Path(args.output).suffix.lower() == ".gif":
+        raise SaSwapError(
+            f"{args.output}: unsupported output format '.gif' for a still target; use .png, .jpg or .webp "
+            "(a GIF is written from an animated GIF or a video)"
+        )
     if Path(args.output).suffix.lower() in _VIDEO_OUTPUTS:
         from saswap.videoio import probe_video
 
