@@ -133,6 +133,8 @@ class _Target:
     path: str
     name: str
     template: bool = False
+    frame: int = 0  # a video's preview frame: its first frame with a face (its faces are the numbered ones)
+    time: float = 0.0  # that frame's time, seconds
 
 
 @dataclass
@@ -232,18 +234,22 @@ class SaSwapApp:
             return self._detector(image)
 
     def _first_frame_face(self, target: _Target, index: int, folder: Path) -> Path:
-        """A picture of face ``index`` of a video's first frame (numbered as its preview numbers them), cut out with a
-        margin so that it is the largest face there: the reference photo that makes the swap follow that person
-        (:meth:`~saswap.pipelines.image.SaSwapPipeline.swap_video`'s ``reference``). A video's ``face_index`` counts
-        people by their face area over the whole video, not the first frame's faces."""
+        """A picture of face ``index`` of a video's preview frame (its first frame with a face, numbered as the preview
+        numbers them), cut out with a margin so that it is the largest face there: the reference photo that makes the
+        swap follow that person (:meth:`~saswap.pipelines.image.SaSwapPipeline.swap_video`'s ``reference``). A video's
+        ``face_index`` counts people by their face area over the whole video, not one frame's faces."""
         from saswap.io import save_image
         from saswap.videoio import VideoReader
 
+        image = None
         with VideoReader(target.path) as reader:
-            image = next(iter(reader)).image
-        faces = self._detect(image)
+            for frame in reader:
+                if frame.index >= target.frame:
+                    image = frame.image
+                    break
+        faces = self._detect(image) if image is not None else []
         if index >= len(faces):
-            raise _bad(f"{target.name}: face {index + 1} was chosen, but the first frame has {len(faces)} face(s)")
+            raise _bad(f"{target.name}: face {index + 1} was chosen, but the preview frame has {len(faces)} face(s)")
         x0, y0, x1, y1 = (float(v) for v in faces[index].box)
         margin = 0.6 * max(x1 - x0, y1 - y0)
         h, w = image.shape[:2]
@@ -261,9 +267,32 @@ class SaSwapApp:
         except SaSwapError as err:
             raise _bad(self._clean(f"The {role} cannot be used: {err}", {path: Path(path).name})) from None
 
-    def _read_target(self, path: str) -> tuple[str, np.ndarray, str]:
-        """(kind, preview frame, one line about it) of an uploaded target, or an error for the page."""
-        from saswap.videoio import VideoReader, is_video_file, probe_video
+    def _video_preview(self, path: str) -> tuple[np.ndarray, int, float] | None:
+        """A video's first frame with a face (its picture, index and time), looked for in the first frame and then
+        every quarter of a second, at most 48 times; the first frame when none has a face; None when no frame
+        decodes."""
+        from saswap.videoio import VideoReader
+
+        first = None
+        with VideoReader(path) as reader:
+            step = max(1, round(reader.info.fps / 4))
+            tries = 0
+            for frame in reader:
+                if first is None:
+                    first = (frame.image, frame.index, frame.time)
+                if frame.index % step:
+                    continue
+                if self._detect(frame.image):
+                    return frame.image, frame.index, frame.time
+                tries += 1
+                if tries >= 48:
+                    break
+        return first
+
+    def _read_target(self, path: str) -> tuple[str, np.ndarray, str, int, float]:
+        """(kind, preview frame, one line about it, the frame's index and time) of an uploaded target, or an error for
+        the page. A video's preview frame is its first frame with a face."""
+        from saswap.videoio import is_video_file, probe_video
 
         name = Path(path).name
         if is_video_file(path):
@@ -278,16 +307,15 @@ class SaSwapApp:
                     "(set with --max-video-seconds). Trim it and upload it again."
                 )
             try:
-                with VideoReader(path) as reader:
-                    first = next(iter(reader), None)
+                shown = self._video_preview(path)
             except SaSwapError as err:
                 raise _bad(self._clean(f"The target video cannot be used: {err}", {path: name})) from None
-            if first is None:
+            if shown is None:
                 raise _bad(f"{name}: no frame of this video could be decoded.")
             line = f"video · {info.duration:.1f} s · {info.width}×{info.height} · {info.fps:.0f} fps"
-            return "video", first.image, line
+            return "video", shown[0], line, shown[1], shown[2]
         image = self._load_image(path, "target")
-        return "image", image, f"image · {image.shape[1]}×{image.shape[0]}"
+        return "image", image, f"image · {image.shape[1]}×{image.shape[0]}", 0, 0.0
 
     def _preview(self, token: str | None, request: gr.Request | None, image: np.ndarray, faces: list) -> str:
         from saswap.io import save_image
@@ -329,9 +357,11 @@ class SaSwapApp:
     def _target_outputs(self, target: _Target, image: np.ndarray, line: str, token, request):
         faces = self._detect(image)
         if not faces:
-            raise _bad(f"{target.name}: no face found in this {'video (first frame)' if target.kind == 'video' else 'image'}.")
+            raise _bad(f"{target.name}: no face found in this {'video' if target.kind == 'video' else 'image'}.")
         preview = self._preview(token, request, image, faces)
-        where = " in the first frame" if target.kind == "video" else ""
+        where = ""
+        if target.kind == "video":
+            where = " in the first frame" if target.frame == 0 else f" at {target.time:.1f} s (the first with a face)"
         info = f"**{target.name}** — {line} — {len(faces)} face{'s' if len(faces) != 1 else ''} found{where}"
         choices = self._face_choices(len(faces), video=target.kind == "video")
         return target, preview, info, gr.update(choices=choices, value=_LARGEST)
@@ -342,19 +372,17 @@ class SaSwapApp:
             return None, None, "", gr.update(choices=self._face_choices(1), value=_LARGEST)
         token = self._token(request)
         path = self._own(token, path, "target")
-        kind, image, line = self._read_target(path)
-        return self._target_outputs(_Target(kind, path, Path(path).name), image, line, token, request)
+        kind, image, line, index, when = self._read_target(path)
+        target = _Target(kind, path, Path(path).name, False, index, when)
+        return self._target_outputs(target, image, line, token, request)
 
     def on_template(self, evt: gr.SelectData, request: gr.Request):
         """A template was picked in the gallery."""
-        from saswap.videoio import VideoReader
-
         template = self.templates[int(evt.index)]
-        with VideoReader(template.path) as reader:
-            first = next(iter(reader))
+        image, index, when = self._video_preview(str(template.path))
         line = f"template · {template.duration:.1f} s · {template.width}×{template.height}"
-        target = _Target("video", str(template.path), template.name, template=True)
-        return self._target_outputs(target, first.image, line, self._token(request), request)
+        target = _Target("video", str(template.path), template.name, True, index, when)
+        return self._target_outputs(target, image, line, self._token(request), request)
 
     def on_choice(self, choice: str):
         return gr.update(visible=choice == _REFERENCE)
@@ -416,7 +444,7 @@ class SaSwapApp:
         """Find the faces of an image: (the image with numbered boxes, a list of faces with box and score)."""
         token = self._token(request)
         path = self._own(token, image, "image")
-        kind, frame, _ = self._read_target(path)
+        kind, frame, *_ = self._read_target(path)
         faces = self._detect(frame)
         listing = [
             {"index": i, "box": [round(float(v), 1) for v in f.box], "score": round(float(f.score), 3)}
@@ -429,19 +457,21 @@ class SaSwapApp:
         """Swap the source's face into an uploaded target image or video, or into a template by name.
 
         ``faces`` is "0" (the largest face; "1", "2"... the next ones), "all", or "reference" (the face most
-        like the ``reference`` photo's). Yields progress while a video is made; the last output is
-        (the result file, its provenance tag)."""
+        like the ``reference`` photo's). In a video, "0" is the main person (the most on screen) and "1", "2"... the
+        person of that face of its first frame with a face, all through the video. Yields progress while a video is
+        made; the last output is (the result file, its provenance tag)."""
         token = self._token(request)
         if template:
             match = [t for t in self.templates if t.name == template]
             if not match:
                 names = ", ".join(t.name for t in self.templates) or "none"
                 raise _bad(f"{template}: no such template (available: {names})")
-            chosen = _Target("video", str(match[0].path), match[0].name, template=True)
+            index, when = (self._video_preview(str(match[0].path)) or (None, 0, 0.0))[1:]
+            chosen = _Target("video", str(match[0].path), match[0].name, True, index, when)
         else:
             path = self._own(token, target, "target")
-            kind, _, _ = self._read_target(path)
-            chosen = _Target(kind, path, Path(path).name)
+            kind, _, _, index, when = self._read_target(path)
+            chosen = _Target(kind, path, Path(path).name, False, index, when)
         job, _, out = self._start(token, request, source, chosen, str(faces or _LARGEST), reference, shape_strength,
                                   engine, enhance)  # fmt: skip
         def update(line: str) -> tuple[None, dict[str, Any]]:
