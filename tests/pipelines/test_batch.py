@@ -92,6 +92,23 @@ def test_inputs_from_folders_and_lists_with_unique_output_names(tmp_path):
         collect_inputs([empty], "templates", videos=True)
 
 
+def test_gif_templates_are_videos_when_animated(tmp_path):
+    """A template folder's GIFs are collected; an animated one is a video template written as a GIF, a one-frame one
+    a picture (written as PNG, which carries the provenance tag)."""
+    from PIL import Image
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    frames = [Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)) for i in range(3)]
+    frames[0].save(folder / "meme.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    frames[0].save(folder / "still.gif")
+    found = collect_inputs([folder], "templates", videos=True)
+    assert [p.name for p in found] == ["meme.gif", "still.gif"]
+    source = data_path("images", "sberswap__beckham.jpg")
+    jobs = plan_batch([source], found, tmp_path / "out", BatchSettings())
+    assert [(j.kind, j.output.name) for j in jobs] == [("video", "meme.gif"), ("image", "still.png")]
+
+
 def test_an_output_written_by_a_worker_that_never_reported_is_adopted(tmp_path):
     """A complete output whose tag names its job (the worker died after the rename) is not redone."""
     from saswap.provenance import make_tag, save_tagged

@@ -68,6 +68,8 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.jsonl"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+#: Templates that are a video or a picture by their content (an animated GIF is a video).
+EITHER_SUFFIXES = (".gif",)
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 _TAGGABLE = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -192,7 +194,7 @@ def collect_inputs(items: Sequence[str | os.PathLike], role: str, *, videos: boo
         ...
         saswap.errors.SaSwapError: no/such/folder: no such file or folder (sources)
     """
-    suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
+    suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES + EITHER_SUFFIXES if videos else ())
     found: list[Path] = []
     for item in items:
         path = Path(item)
@@ -271,8 +273,8 @@ def plan_batch(
 ) -> list[BatchJob]:
     """Every (source, template) job, with its key and output: ``output_dir/<source>/<template>.<ext>``.
 
-    A video template gives an ``.mp4``; an image template its own format (``.png`` when it cannot carry
-    the provenance tag). Jobs come ordered by source, so a worker reuses a source's analysis.
+    A video template gives an ``.mp4`` (an animated GIF a ``.gif``); an image template its own format (``.png`` when
+    it cannot carry the provenance tag). Jobs come ordered by source, so a worker reuses a source's analysis.
     """
     output_dir = Path(output_dir)
     src_names, tpl_names = _unique_stems(sources), _unique_stems(templates)
@@ -282,7 +284,10 @@ def plan_batch(
         s_hash = _file_hash(s)
         for t in templates:
             kind = _template_kind(t)
-            ext = ".mp4" if kind == "video" else (t.suffix.lower() if t.suffix.lower() in _TAGGABLE else ".png")
+            if kind == "video":
+                ext = ".gif" if t.suffix.lower() == ".gif" else ".mp4"
+            else:
+                ext = t.suffix.lower() if t.suffix.lower() in _TAGGABLE else ".png"
             key = hashlib.sha256(f"{s_hash}|{_file_hash(t)}|{fields}|{__version__}".encode()).hexdigest()[:24]
             jobs.append(BatchJob(key, s, t, output_dir / src_names[s] / f"{tpl_names[t]}{ext}", kind))
     return jobs
