@@ -575,6 +575,17 @@ def test_an_animated_gif_is_a_video_and_a_gif_is_written_with_its_timing_loop_an
         writer.write(_pattern(0, 48, 32))
         raise RuntimeError("stop")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.gif", "out.gif", "still.gif"]
+    import saswap.videoio as videoio
+
+    videoio.GIF_MEMORY_LIMIT, limit = 3 * 48 * 32, videoio.GIF_MEMORY_LIMIT  # room for three frames
+    try:
+        with pytest.raises(InvalidVideoError, match="long.gif: too long for a GIF: 4 frames of 48x32"):
+            with GifWriter(tmp_path / "long.gif", width=48, height=32, fps=25) as writer:
+                for i in range(4):
+                    writer.write(_pattern(i, 48, 32))
+    finally:
+        videoio.GIF_MEMORY_LIMIT = limit
+    assert not (tmp_path / "long.gif").exists()
 
 
 def test_every_entry_point_writes_videos_at_one_default_quality():

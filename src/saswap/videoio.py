@@ -1382,12 +1382,17 @@ class VideoWriter:
         return f"VideoWriter({str(self.path)!r}, {self.width}x{self.height}, {self.fps:.3f} fps, {self.pix_fmt})"
 
 
+#: The most bytes of frames a :class:`GifWriter` holds before it writes the file (one byte a pixel).
+GIF_MEMORY_LIMIT = 2 * 2**30
+
+
 class GifWriter:
     """Write frames to an animated GIF, atomically: what :class:`VideoWriter` does for a video, for a ``.gif`` output.
 
     Convention:
         Each frame is quantised to its own 256-colour palette (median cut, Floyd-Steinberg dithering) and kept, as
-        one byte a pixel, until :meth:`close` writes the file (GIFs are short: 10 s of 480x480 at 25 fps is 58 MB);
+        one byte a pixel, until :meth:`close` writes the file (GIFs are short: 10 s of 480x480 at 25 fps is 58 MB;
+        more than :data:`GIF_MEMORY_LIMIT` is an error that names the file);
         the file is written to a temporary file in the output folder and renamed, and on an exception in the
         ``with`` block, or :meth:`abort`, nothing is left. With ``like`` each frame lasts until the next one's
         timestamp (GIF counts in hundredths of a second: a template's own GIF timing is kept), the last until the
@@ -1479,6 +1484,12 @@ class GifWriter:
         if image.dtype != np.uint8 or image.shape != (self.height, self.width, 3):
             raise InvalidVideoError(
                 f"{self.path}: frames must be uint8 ({self.height}, {self.width}, 3), got {image.dtype} {image.shape}"
+            )
+        if (self.frames_written + 1) * self.width * self.height > GIF_MEMORY_LIMIT:
+            raise InvalidVideoError(
+                f"{self.path}: too long for a GIF: {self.frames_written + 1} frames of {self.width}x{self.height} "
+                f"would hold more than {GIF_MEMORY_LIMIT / 2**30:.0f} GiB until written; write a video (.mp4), or a "
+                "shorter span (--start/--end)"
             )
         picture = Image.fromarray(np.ascontiguousarray(image), "RGB")
         self._frames.append(picture.quantize(256, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG))
