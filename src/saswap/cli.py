@@ -746,7 +746,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     quiet = not args.verbose and not os.environ.get("SASWAP_NATIVE_LOGS")
-    with _NativeStderrSilenced(quiet):
+    from saswap import interrupts
+
+    restore_sigint = interrupts.install()  # Ctrl-C stops the command even when Python drops it in a finaliser
+    with _NativeStderrSilenced(quiet), contextlib.ExitStack() as stack:
+        stack.callback(restore_sigint)
         logging.basicConfig(
             level=logging.INFO if args.verbose else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",

@@ -27,6 +27,7 @@ import numpy as np
 
 from saswap.errors import NoFaceError, SaSwapError
 from saswap.face.types import Face
+from saswap.interrupts import check as check_interrupt
 from saswap.pipelines.analysis import FrameAnalysis, RepeatDetector, TargetFace, smooth_tracks, track_runs
 from saswap.pipelines.cache import (
     CacheError,
@@ -379,6 +380,7 @@ def precompute_template(
             closing(ordered_map(detected, scanned(reader), threads)) as results,  # closed before the reader
         ):
             for (frame, repeat, cut, change), found in results:
+                check_interrupt()
                 if repeat:
                     anchors.append(anchors[-1])  # the same picture: the same faces, not detected again
                     frames_faces.append(frames_faces[-1])
@@ -466,6 +468,7 @@ def precompute_template(
                         )
 
                 for frame, analysis in results:
+                    check_interrupt()
                     i = frame.index
                     if i >= len(smoothed):
                         break
@@ -1159,6 +1162,7 @@ def swap_video(
                 ):
                     td = time.perf_counter()
                     for frame in decoded:
+                        check_interrupt()
                         t1 = time.perf_counter()
                         timings["decode"] += t1 - td
                         if records is None:  # the cache is read ahead too (unpacking a frame's masks takes a while)
