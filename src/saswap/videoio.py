@@ -841,7 +841,63 @@ def _encoder_options(
     return opts
 
 
-class VideoWriter:
+class _AtomicOutput:
+    """An output file written beside its final name and renamed into place when finished (:meth:`_publish`), deleted
+    otherwise (:meth:`_discard`); a ``with`` block closes it, or aborts it on an exception. Subclasses set ``path`` and
+    call :meth:`_create`, and define ``close`` and ``abort``."""
+
+    path: Path
+    _tmp: Path | None = None
+
+    def _create(self) -> None:
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if self.path.is_dir():
+            raise InvalidVideoError(f"{self.path}: is a folder; give a file name for the output video")
+        if not folder.is_dir():
+            raise InvalidVideoError(f"{self.path}: output folder {folder} does not exist")
+        try:
+            fd, self._tmp = _create_temporary(folder, self.path.name)
+            os.close(fd)
+        except OSError as err:
+            raise InvalidVideoError(f"{self.path}: cannot write to {folder} ({err.strerror or err})") from None
+
+    def _publish(self) -> None:
+        assert self._tmp is not None
+        if self.path.exists():  # replacing a file keeps its permissions, as writing into it would
+            os.chmod(self._tmp, self.path.stat().st_mode & 0o7777)
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+
+    def _discard(self) -> None:
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def close(self) -> None:  # pragma: no cover - defined by the subclasses
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - defined by the subclasses
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+
+def _check_size_and_rate(path: Path, width, height, fps) -> None:
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidVideoError(f"{path}: {name} must be a positive integer, got {value!r}")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not 0 < fps < 10_000:
+        raise InvalidVideoError(f"{path}: fps must be a positive number, got {fps!r}")
+
+
+class VideoWriter(_AtomicOutput):
     """Write frames to a new video file, atomically.
 
     Convention:
@@ -932,11 +988,7 @@ class VideoWriter:
             rate = _frame_rate(like.stream) or Fraction(like.info.fps).limit_denominator(1001)
             time_base = like.time_base
         else:
-            for name, value in (("width", width), ("height", height)):
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                    raise InvalidVideoError(f"{self.path}: {name} must be a positive integer, got {value!r}")
-            if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not 0 < fps < 10_000:
-                raise InvalidVideoError(f"{self.path}: fps must be a positive number, got {fps!r}")
+            _check_size_and_rate(self.path, width, height, fps)
             width, height, rotation = int(width), int(height), 0  # type: ignore[arg-type]
             rate = Fraction(fps).limit_denominator(1001)
             time_base = 1 / rate
@@ -986,16 +1038,7 @@ class VideoWriter:
         self._base_fmt = VideoReformatter()
 
         # output container ---------------------------------------------------------------------
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        if self.path.is_dir():
-            raise InvalidVideoError(f"{self.path}: is a folder; give a file name for the output video")
-        if not folder.is_dir():
-            raise InvalidVideoError(f"{self.path}: output folder {folder} does not exist")
-        try:
-            fd, self._tmp = _create_temporary(folder, self.path.name)
-            os.close(fd)
-        except OSError as err:
-            raise InvalidVideoError(f"{self.path}: cannot write to {folder} ({err.strerror or err})") from None
+        self._create()
         try:
             options = {"movflags": "+faststart+use_metadata_tags"} if fmt in ("mp4", "mov") else {}
             self._container = av.open(str(self._tmp), mode="w", format=fmt, options=options)
@@ -1332,10 +1375,7 @@ class VideoWriter:
             except av.error.FFmpegError as err:
                 raise InvalidVideoError(f"{self.path}: finishing the video failed ({err})") from None
             self._container = None
-            if self.path.exists():  # replacing a file keeps its permissions, as writing into it would
-                os.chmod(self._tmp, self.path.stat().st_mode & 0o7777)
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+            self._publish()
         except BaseException:
             self.abort()
             raise
@@ -1357,18 +1397,10 @@ class VideoWriter:
         if self._audio_in is not None:
             self._audio_in.close()
             self._audio_in = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        self._discard()
 
     def __enter__(self) -> VideoWriter:
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_tmp", None) is not None:
@@ -1386,7 +1418,7 @@ class VideoWriter:
 GIF_MEMORY_LIMIT = 2 * 2**30
 
 
-class GifWriter:
+class GifWriter(_AtomicOutput):
     """Write frames to an animated GIF, atomically: what :class:`VideoWriter` does for a video, for a ``.gif`` output.
 
     Convention:
@@ -1437,11 +1469,7 @@ class GifWriter:
             if width is not None or height is not None or fps is not None:
                 raise InvalidVideoError(f"{self.path}: give either like= or width/height/fps, not both")
             width, height, fps = like.info.width, like.info.height, like.info.fps
-        for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InvalidVideoError(f"{self.path}: {name} must be a positive integer, got {value!r}")
-        if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not 0 < fps < 10_000:
-            raise InvalidVideoError(f"{self.path}: fps must be a positive number, got {fps!r}")
+        _check_size_and_rate(self.path, width, height, fps)
         self.width, self.height, self.fps = int(width), int(height), float(fps)  # type: ignore[arg-type]
         self._end = float(like.info.duration) if like is not None and like.info.duration else None
         if loop is None:
@@ -1453,16 +1481,7 @@ class GifWriter:
         self._frames: list[Any] = []
         self._times: list[float] = []
         self._closed = False
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        if self.path.is_dir():
-            raise InvalidVideoError(f"{self.path}: is a folder; give a file name for the output")
-        if not folder.is_dir():
-            raise InvalidVideoError(f"{self.path}: output folder {folder} does not exist")
-        try:
-            fd, self._tmp = _create_temporary(folder, self.path.name)
-            os.close(fd)
-        except OSError as err:
-            raise InvalidVideoError(f"{self.path}: cannot write to {folder} ({err.strerror or err})") from None
+        self._create()
 
     def write(
         self,
@@ -1526,10 +1545,7 @@ class GifWriter:
                 )  # fmt: skip
             except (OSError, ValueError) as err:
                 raise InvalidVideoError(f"{self.path}: writing the GIF failed ({err})") from None
-            if self.path.exists():
-                os.chmod(self._tmp, self.path.stat().st_mode & 0o7777)
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+            self._publish()
         except BaseException:
             self.abort()
             raise
@@ -1541,18 +1557,10 @@ class GifWriter:
         """Stop writing and delete the temporary file; no output is left (idempotent)."""
         self._closed = True
         self._frames = []
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        self._discard()
 
     def __enter__(self) -> GifWriter:
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()
 
     def __repr__(self) -> str:
         return f"GifWriter({str(self.path)!r}, {self.width}x{self.height}, {self.fps:.3f} fps)"
