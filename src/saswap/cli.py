@@ -181,8 +181,9 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     t = result.timings
     hit = "template cache hit" if result.cache_hit else f"template analysed in {t['precompute']:.1f} s"
     repeats = f"; {result.frames_repeated} repeated frames" if result.frames_repeated else ""
+    shots = f" ({result.shots_swapped} of {result.shots} shots)" if result.shots > 1 else ""
     print(
-        f"{out}: {result.frames} frames, face swapped in {result.frames_swapped}, {t['total']:.1f} s "
+        f"{out}: {result.frames} frames, face swapped in {result.frames_swapped}{shots}, {t['total']:.1f} s "
         f"({result.fps:.1f} frames/s; {hit}{repeats})"
     )
     if args.verbose:

@@ -1057,7 +1057,7 @@ def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_afte
     changed = [np.abs(t.astype(int) - o.astype(int)).max(axis=2).mean() > 2 for t, o in zip(shown, made)]
     assert all(changed[:12]) and all(changed[24:]), changed
     assert not any(changed[12:24]), changed
-    assert res.frames_swapped == 24
+    assert (res.frames_swapped, res.shots, res.shots_swapped) == (24, 3, 2)
     people = video.template_people(opened.header)
     assert [(p["frames"], p["shots"]) for p in people] == [(24, [0, 2]), (12, [1])]
     if other == "liveportrait__d10.mp4":  # the command line tells them, as --face-index counts them
@@ -1074,7 +1074,7 @@ def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_afte
         monkeypatch.undo()
     monkeypatch.setattr(video._TrackIdentities, "file", lambda self, header: None)  # no identities in the cache
     res = pipe.swap_video(source, template, tmp_path / "plain.mp4", cache_dir=tmp_path / "plain", progress=False)
-    assert res.frames_swapped == 36
+    assert (res.frames_swapped, res.shots_swapped) == (36, 3)
 
 
 def test_a_face_found_late_is_followed_back_to_where_it_was(pipe, clip, tmp_path, monkeypatch):

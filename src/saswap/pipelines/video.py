@@ -80,6 +80,8 @@ class SaSwapVideoOutput:
         cache_hit: whether the template's analysis came from an existing cache.
         frames_repeated: frames that repeat the picture of the frame before them (frame-rate conversion), written
             with that frame's face instead of being made again.
+        shots: shots in the frames written (shot cuts + 1).
+        shots_swapped: shots in which a face was swapped (a shot without the chosen person stays as it is).
         timings: seconds per stage: "analyze_source", "precompute" (building the cache; 0 on a hit),
             "decode", "analysis" (reading the cache), "engine", "compose" (compose and paste-back),
             "encode", "total" (wall time). "engine" and "compose" add up the worker threads' time, so with
@@ -96,6 +98,8 @@ class SaSwapVideoOutput:
     cache_hit: bool
     frames_repeated: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    shots: int = 1
+    shots_swapped: int = 0
 
     @property
     def fps(self) -> float:
@@ -1161,6 +1165,7 @@ def swap_video(
                     ExitStack() as later,
                 ):
                     td = time.perf_counter()
+                    shot, seen, shots_swapped = 0, 0, set()  # the span's shots, and those where a face is swapped
                     for frame in decoded:
                         check_interrupt()
                         t1 = time.perf_counter()
@@ -1186,6 +1191,10 @@ def swap_video(
                         if reference is not None and len(faces) > 1:
                             faces = [max(faces, key=lambda tf: scores.get(tf.face.track_id, -1.0))]
                         frame_cut[frame.pts] = analysis.shot_cut
+                        shot += bool(analysis.shot_cut and seen)
+                        seen += 1
+                        if faces:
+                            shots_swapped.add(shot)
                         timings["analysis"] += time.perf_counter() - t1
                         # Frames are made on worker threads (OpenCV and numpy release the GIL) and written in order;
                         # at most two frames per worker are in flight, the stabiliser holds ``reach`` more, and with
@@ -1238,6 +1247,8 @@ def swap_video(
         cache_hit=hit,
         frames_repeated=repeated,
         timings=timings,
+        shots=shot + 1,
+        shots_swapped=len(shots_swapped),
     )
 
 
