@@ -276,32 +276,11 @@ SELF = "self"
 
 
 def _own_frame(pipe, clip: Path, seconds: float, every: int = 5) -> tuple[int, np.ndarray]:
-    """A frame of ``clip`` to swap into it as the control's source: every ``every``-th frame's largest face, those
-    after the first ``seconds`` (the measured span) when the clip goes on with a face, else all of them; of those,
-    the ones whose mouth is at most as open as their median (a photo's face, not a shout: a wide-open source's lips
-    come out pale and thin on a mouth of another shape), and of those the most frontal (the smallest
-    ``|yaw| + |pitch|``). Returns its index and picture."""
-    from saswap.engines.geometric import mouth_openness
-    from saswap.videoio import VideoReader
-
-    seen: dict[bool, list[tuple[float, float, int]]] = {True: [], False: []}
-    with VideoReader(clip) as reader:
-        for i, frame in enumerate(reader):
-            if i % every:
-                continue
-            faces = pipe.analyzer(frame.image)
-            if not faces:
-                continue
-            face = max(faces, key=lambda f: f.eye_distance)
-            turn = abs(float(face.pose[0])) + abs(float(face.pose[1]))
-            seen[frame.time >= seconds].append((turn, mouth_openness(face.landmarks), i))
-    candidates = seen[True] or seen[False]
-    if not candidates:
-        raise RuntimeError(f"{clip}: no face in any sampled frame")
-    median = float(np.median([c[1] for c in candidates]))
-    index = min((c for c in candidates if c[1] <= median), key=lambda c: c[0])[2]
-    with VideoReader(clip) as reader:  # read again for that one picture (not every sampled one held)
-        image = next(frame.image for i, frame in enumerate(reader) if i == index)
+    """A frame of ``clip`` to swap into it as the control's source (:meth:`SaSwapPipeline.source_frame`: of every
+    ``every``-th frame's largest face, those after the first ``seconds``, the measured span, when the clip goes on
+    with a face, else all of them; of those the ones whose mouth is at most as open as their median, and of those the
+    most frontal). Returns its index and picture."""
+    index, _, image = pipe.source_frame(clip, every=every, after=seconds)
     return index, image
 
 

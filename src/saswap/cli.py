@@ -98,13 +98,21 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_input(arg: str):
+def _load_input(arg: str, video_ok: bool = False):
+    """Load (check) an input photo; with ``video_ok`` a video is checked as a video (a source's best frame is taken)."""
     from saswap.io import load_image
 
     if arg.startswith("sample:"):
         from saswap.samples import load_sample
 
         return load_sample(arg.split(":", 1)[1])
+    if video_ok:
+        from saswap.pipelines.image import _is_video_path
+
+        if _is_video_path(arg):
+            from saswap.videoio import probe_video
+
+            return probe_video(arg)
     return load_image(arg)
 
 
@@ -159,7 +167,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         args.start is not None and args.end is not None and args.end <= args.start
     ):
         raise SaSwapError(f"--start/--end: need 0 <= start < end, got {args.start} and {args.end}")
-    _load_input(args.source)
+    _load_input(args.source, video_ok=True)
     if args.reference:
         _load_input(args.reference)
     with _output_folder(out):
@@ -320,7 +328,7 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
     out = _check_output(args.output)
     for role in ("source", "target", "reference"):  # bad input is reported before any model loads
         if getattr(args, role, None):
-            _load_input(getattr(args, role))
+            _load_input(getattr(args, role), video_ok=role == "source")
     with _output_folder(out):
         _check_writable(out)
         source = _pipeline_input(args.source)
@@ -554,7 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("swap", parents=[common], help="put the source's face into the target image")
-    p.add_argument("--source", "-s", required=True, help="photo of the person whose face is used (or sample:NAME)")
+    p.add_argument(
+        "--source", "-s", required=True,
+        help="photo of the person whose face is used (or sample:NAME; a video: its most frontal frame)",
+    )  # fmt: skip
     p.add_argument(
         "--target", "-t", required=True, help="image or video (animated GIF too) whose face is replaced, or sample:NAME"
     )

@@ -568,6 +568,41 @@ def test_a_video_without_a_face_is_an_error_and_leaves_nothing(tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.mp4"]
 
 
+def test_a_video_as_the_source_gives_its_most_frontal_closed_mouth_frame(pipe, clip, tmp_path, capsys):
+    """A selfie clip as the source: its best frame is the source photo (of the sampled frames' faces, the mouth at most
+    as open as their median, then the most frontal), through the API and the command line; a clip without a face is
+    an error naming it."""
+    from saswap.cli import main
+    from saswap.engines.geometric import mouth_openness
+    from saswap.videoio import VideoReader
+
+    index, when, _ = pipe.source_frame(clip, every=2)
+    with VideoReader(clip) as reader:
+        faces = {f.index: pipe.analyzer(f.image)[0] for f in reader if f.index % 2 == 0}
+    median = float(np.median([mouth_openness(f.landmarks) for f in faces.values()]))
+    eligible = {i: abs(float(f.pose[0])) + abs(float(f.pose[1])) for i, f in faces.items()
+                if mouth_openness(f.landmarks) <= median}  # fmt: skip
+    assert index == min(eligible, key=eligible.get) and when == pytest.approx(index / 30, abs=0.02)
+    from_video, _ = pipe.prepare_source(clip)
+    from_frame, _ = pipe.prepare_source(pipe.source_frame(clip)[2])  # five frames a second by default
+    assert np.array_equal(from_video.face.landmarks, from_frame.face.landmarks)
+    target = data_path("images", "sberswap__beckham.jpg")
+    assert main(["swap", "-s", str(clip), "-t", str(target), "-o", str(tmp_path / "out.png")]) == 0
+    wall = tmp_path / "wall.mp4"
+    with av.open(str(wall), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
+        for t in range(4):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90 + 20 * t, np.uint8), "rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    capsys.readouterr()
+    assert main(["swap", "-s", str(wall), "-t", str(target), "-o", str(tmp_path / "none.png")]) == 2
+    assert f"{wall}: no face found in the video's sampled frames" in capsys.readouterr().err
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_occlusion_masks_and_readings_are_made_steady_within_a_shot():
     """A pixel that the per-frame occlusion rules flip for one frame is steadied by its neighbours; a shot
     cut is not crossed; the frames passed in keep their raw masks."""

@@ -91,6 +91,26 @@ def source_turn(face: Face) -> float:
     return float(np.degrees(np.arccos(np.clip(np.cos(yaw) * np.cos(pitch), -1.0, 1.0))))
 
 
+_PICTURE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+_PICTURE_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis")  # HEIF/AVIF photos in an ISO-BMFF box
+
+
+def _is_video_path(path: str | os.PathLike) -> bool:
+    """Whether a source path is a video (judged by content; a photo's first bytes settle it without PyAV)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False  # loading it as a photo says what is wrong
+    if head.startswith(_PICTURE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return False
+    if head[4:8] == b"ftyp" and head[8:12] in _PICTURE_BRANDS:
+        return False
+    from saswap.videoio import is_video_file
+
+    return is_video_file(path)
+
+
 def _name(x: ImageInput, role: str) -> str:
     return str(x) if isinstance(x, (str, os.PathLike)) else f"the {role} image"
 
@@ -225,15 +245,66 @@ class SaSwapPipeline:
             raise NoFaceError(f"{name}: no face found in the {role}")
         return faces
 
+    def source_frame(
+        self, video: str | os.PathLike, every: int | None = None, after: float = 0.0, most: int = 40
+    ) -> tuple[int, float, np.ndarray]:
+        """The frame of a video that makes the best source photo: of the sampled frames' largest faces, those whose
+        mouth is at most as open as their median (a photo's face, not a shout: a wide-open source's lips come out pale
+        and thin on a mouth of another shape), and of those the most frontal (the smallest ``|yaw| + |pitch|``).
+
+        Args:
+            video: a video file (a selfie clip).
+            every: sample every ``every``-th frame (None: five a second, at most ``most`` samples over the video).
+            after: prefer the frames from this time on (seconds) when faces are found there.
+            most: with ``every`` None, the most frames sampled.
+
+        Returns:
+            (the frame's index, its time in seconds, its picture RGB uint8).
+
+        Raises:
+            NoFaceError: no sampled frame shows a face.
+        """
+        from saswap.engines.geometric import mouth_openness
+        from saswap.videoio import VideoReader, probe_video
+
+        if every is None:
+            info = probe_video(video)
+            every = max(1, round(info.fps / 5), -(-int(info.frame_count or 0) // max(1, most)))
+        seen: dict[bool, list[tuple[float, float, int, float]]] = {True: [], False: []}
+        with VideoReader(video) as reader:
+            for frame in reader:
+                if frame.index % every:
+                    continue
+                faces = self.analyzer(frame.image)
+                if not faces:
+                    continue
+                face = max(faces, key=lambda f: f.eye_distance)
+                turn = abs(float(face.pose[0])) + abs(float(face.pose[1]))
+                seen[frame.time >= after].append((turn, mouth_openness(face.landmarks), frame.index, frame.time))
+        candidates = seen[True] or seen[False]
+        if not candidates:
+            raise NoFaceError(f"{video}: no face found in the video's sampled frames")
+        median = float(np.median([c[1] for c in candidates]))
+        _, _, index, time_ = min((c for c in candidates if c[1] <= median), key=lambda c: c[0])
+        with VideoReader(video) as reader:  # read again for that one picture (not every sampled one held)
+            image = next(frame.image for frame in reader if frame.index == index)
+        return index, time_, image
+
     def prepare_source(self, source: ImageInput, face_index: int = 0, *, force: bool = False) -> tuple[SourceFace, Face]:
         """Analyse the source once and let the engine precompute what it needs (reuse it for many targets).
+
+        A video as the source (a selfie clip) gives its best frame (:meth:`source_frame`).
 
         A source face turned away from the camera by more than :data:`SOURCE_TURN_WARN` degrees (yaw and
         pitch together) gets a warning; beyond :data:`SOURCE_TURN_LIMIT` it is an error unless ``force``. A face
         the engine must enlarge more than :data:`SOURCE_UPSCALE_WARN` times gets a warning too.
         """
-        image = load_image(source)
         name = _name(source, "source")
+        if isinstance(source, (str, os.PathLike)) and _is_video_path(source):
+            index, time_, image = self.source_frame(source)
+            logger.info("%s: the source is frame %d (%.2f s), the most frontal with a closed mouth", name, index, time_)
+        else:
+            image = load_image(source)
         faces = self._faces(image, name, "source")
         if not 0 <= face_index < len(faces):
             raise SaSwapError(f"{name}: face index {face_index} out of range ({len(faces)} faces)")
