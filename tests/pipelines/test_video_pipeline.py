@@ -548,19 +548,24 @@ def test_an_animated_gif_is_swapped_into_a_gif_with_its_timing(tmp_path, capsys)
     assert len(_frames(tmp_path / "out.mp4")) == 8
 
 
-def test_a_video_without_a_face_is_an_error_and_leaves_nothing(tmp_path, capsys):
-    """As for a photo: no face in any frame of the template is an error naming the file (exit 2), and no output."""
-    from saswap.cli import main
-
-    template = tmp_path / "wall.mp4"
-    with av.open(str(template), "w") as out:
+def _faceless_video(path: Path, frames: int) -> Path:
+    """A 160x120 clip of ``frames`` flat grey frames (no face anywhere)."""
+    with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=30)
         vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
-        for t in range(6):
+        for t in range(frames):
             for p in vs.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 100 + 10 * t, np.uint8), "rgb24")):
                 out.mux(p)
         for p in vs.encode():
             out.mux(p)
+    return path
+
+
+def test_a_video_without_a_face_is_an_error_and_leaves_nothing(tmp_path, capsys):
+    """As for a photo: no face in any frame of the template is an error naming the file (exit 2), and no output."""
+    from saswap.cli import main
+
+    template = _faceless_video(tmp_path / "wall.mp4", 6)
     code = main(["swap", "-s", str(data_path("images", "sberswap__beckham.jpg")), "-t", str(template), "-o",
                  str(tmp_path / "out.mp4"), "-q", "--no-cache"])  # fmt: skip
     err = capsys.readouterr().err
@@ -588,15 +593,7 @@ def test_a_video_as_the_source_gives_its_most_frontal_closed_mouth_frame(pipe, c
     assert np.array_equal(from_video.face.landmarks, from_frame.face.landmarks)
     target = data_path("images", "sberswap__beckham.jpg")
     assert main(["swap", "-s", str(clip), "-t", str(target), "-o", str(tmp_path / "out.png")]) == 0
-    wall = tmp_path / "wall.mp4"
-    with av.open(str(wall), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
-        for t in range(4):
-            for p in vs.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90 + 20 * t, np.uint8), "rgb24")):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+    wall = _faceless_video(tmp_path / "wall.mp4", 4)
     capsys.readouterr()
     assert main(["swap", "-s", str(wall), "-t", str(target), "-o", str(tmp_path / "none.png")]) == 2
     assert f"{wall}: no face found in the video's sampled frames" in capsys.readouterr().err
