@@ -295,3 +295,13 @@ def test_inspect_says_what_a_file_is(tmp_path, capsys):
     assert main(["inspect", str(truncated)]) == 2
     err = capsys.readouterr().err
     assert "cut.mp4" in err and "not a readable image" not in err
+
+
+def test_an_avif_photo_is_swapped_as_a_photo(tmp_path, capsys):
+    """A phone's AVIF photo as the target: swapped as a picture (it was taken for a video, being in an ISO-BMFF box:
+    "the target is a video; give a video output")."""
+    Image.open(data_path("images", "sadtalker__happy.png")).convert("RGB").save(tmp_path / "happy.avif", quality=90)
+    out = tmp_path / "out.png"
+    assert main(["swap", "-s", str(data_path("images", "sberswap__beckham.jpg")), "-t", str(tmp_path / "happy.avif"),
+                 "-o", str(out)]) == 0, capsys.readouterr().err  # fmt: skip
+    assert "swapped 1 face(s)" in capsys.readouterr().out and out.is_file()

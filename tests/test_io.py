@@ -229,3 +229,28 @@ def test_names_near_the_file_systems_limit(tmp_path):
     other.unlink()
     with pytest.raises(InvalidImageError, match="cannot be read"):
         load_image(tmp_path / ("x" * 300 + ".jpg"))
+
+
+def test_avif_and_heif_photos_are_pictures(tmp_path, monkeypatch):
+    """An AVIF photo (Android, browsers) loads as a picture, and is not taken for a video for being in an ISO-BMFF
+    box; the HEIF/HEIC reader (FFmpeg, for a photo of one coded picture, when pillow-heif is not installed) decodes
+    such a box to the same pixels."""
+    import sys
+
+    from saswap.io import _load_heif, picture_brand
+    from saswap.videoio import is_video_file
+
+    rng = np.random.default_rng(0)
+    pattern = np.kron(rng.integers(0, 256, (4, 6, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 64x96, in blocks
+    Image.fromarray(pattern).save(tmp_path / "photo.avif", quality=95)
+    data = (tmp_path / "photo.avif").read_bytes()
+    assert picture_brand(data[:16]) == "avif" and not is_video_file(tmp_path / "photo.avif")
+    loaded = load_image(tmp_path / "photo.avif")
+    assert loaded.shape == pattern.shape and np.abs(loaded.astype(int) - pattern).mean() < 8
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as without pillow-heif installed
+    decoded = _load_heif(data, "photo.avif")
+    assert decoded.shape == pattern.shape
+    centres = (slice(8, None, 16), slice(8, None, 16))  # away from the blocks' edges, where chroma upsampling differs
+    assert np.abs(decoded[centres].astype(int) - loaded[centres].astype(int)).max() <= 3
+    with pytest.raises(InvalidImageError, match="broken.heic: a HEIF/HEIC photo that cannot be decoded here"):
+        _load_heif(data[:40], "broken.heic")

@@ -28,6 +28,58 @@ ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
 
 _MAGIC = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WebP"))
 
+#: ISO-BMFF brands of still pictures: HEIF/HEIC (phone photos) and AVIF. A file whose ``ftyp`` box names one is a
+#: photo, not a video, whatever its container looks like to FFmpeg.
+PICTURE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"mif2", b"avif", b"avio")
+
+
+def picture_brand(head: bytes) -> str | None:
+    r"""The still-picture brand (``"heic"``, ``"avif"``, ...) an ISO-BMFF file's first 16 bytes announce, or None.
+
+    Example:
+        >>> picture_brand(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00")
+        'heic'
+        >>> picture_brand(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00") is None
+        True
+    """
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in PICTURE_BRANDS:
+        return head[8:12].decode()
+    return None
+
+
+def _load_heif(data: bytes, name: str) -> np.ndarray:
+    """A HEIF/HEIC photo Pillow cannot open by itself: through ``pillow-heif`` when it is installed, else decoded by
+    FFmpeg (PyAV) when the file holds one coded picture; a tiled one (as phones write them) needs ``pillow-heif``."""
+    advice = "install pillow-heif (pip install pillow-heif) to read it, or convert it to JPEG or PNG"
+    try:
+        import pillow_heif  # noqa: F401 - optional
+
+        pillow_heif.register_heif_opener()
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return _from_pil(img, name)
+    except ImportError:
+        pass
+    except Exception as err:  # noqa: BLE001 - whatever the optional reader raises is a bad file here
+        raise InvalidImageError(f"{name}: a HEIF/HEIC photo that cannot be read ({err})") from None
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            streams = [s for s in container.streams.video]
+            if len(streams) != 1:
+                raise InvalidImageError(f"{name}: a tiled HEIF/HEIC photo (as phones take them); {advice}")
+            frame = next(container.decode(streams[0]))
+            arr = frame.to_ndarray(format="rgb24")
+            turn = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+    except InvalidImageError:
+        raise
+    except (av.error.FFmpegError, StopIteration, OSError, ValueError) as err:
+        raise InvalidImageError(f"{name}: a HEIF/HEIC photo that cannot be decoded here ({err}); {advice}") from None
+    if turn:  # the display matrix's counter-clockwise turn
+        arr = np.rot90(arr, turn // 90)
+    return arr
+
 #: Smallest side (pixels) of an image that can hold an analysable face.
 MIN_IMAGE_SIDE = 16
 
@@ -140,6 +192,14 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
         except InvalidImageError:
             raise
         except UnidentifiedImageError:
+            if picture_brand(data[:16]) is not None:
+                arr = _load_heif(data, name)
+                h, w = arr.shape[:2]
+                if min(h, w) < min_side:
+                    raise InvalidImageError(
+                        f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face"
+                    ) from None
+                return np.ascontiguousarray(arr)
             kind = next((k for magic, k in _MAGIC if data.startswith(magic)), None)
             if kind is not None:
                 raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None

@@ -65,7 +65,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from saswap.errors import InvalidVideoError
-from saswap.io import _create_temporary
+from saswap.io import _create_temporary, picture_brand
 
 __all__ = [
     "VideoInfo",
@@ -204,6 +204,8 @@ def _is_still_image(path: Path, container: av.container.InputContainer | None = 
         return _gif_frames(path) < 2  # an animated GIF is a video (a meme template), a single-frame one a picture
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return True
+    if picture_brand(head) is not None:  # a HEIF/HEIC or AVIF photo in its ISO-BMFF box
+        return True
     if container is not None:
         name = container.format.name
         return name.startswith("image2") or name.endswith("_pipe")
@@ -237,7 +239,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise InvalidVideoError(f"{path}: cannot be read ({err.strerror or err})") from None
     if _is_still_image(path, container):
         container.close()
-        raise InvalidVideoError(f"{path}: is an image file (PNG, JPEG, GIF, BMP, WebP...), not a video")
+        raise InvalidVideoError(f"{path}: is an image file (PNG, JPEG, GIF, BMP, WebP, HEIC, AVIF...), not a video")
     return container
 
 

@@ -23,7 +23,7 @@ from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
 from saswap.face.alignment import transform_scale, warp_face
 from saswap.face.analyzer import FaceAnalyzer
 from saswap.face.types import Face
-from saswap.io import ImageInput, load_image
+from saswap.io import ImageInput, load_image, picture_brand
 from saswap.pipelines.analysis import FrameAnalysis, TargetAnalyzer, TargetFace
 
 __all__ = ["SaSwapPipeline", "SaSwapOutput"]
@@ -92,7 +92,6 @@ def source_turn(face: Face) -> float:
 
 
 _PICTURE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
-_PICTURE_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis")  # HEIF/AVIF photos in an ISO-BMFF box
 
 
 def _is_video_path(path: str | os.PathLike) -> bool:
@@ -104,7 +103,7 @@ def _is_video_path(path: str | os.PathLike) -> bool:
         return False  # loading it as a photo says what is wrong
     if head.startswith(_PICTURE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return False
-    if head[4:8] == b"ftyp" and head[8:12] in _PICTURE_BRANDS:
+    if picture_brand(head) is not None:  # a HEIF/HEIC or AVIF photo
         return False
     from saswap.videoio import is_video_file
 
