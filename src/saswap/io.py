@@ -80,6 +80,7 @@ def _load_heif(data: bytes, name: str) -> np.ndarray:
         arr = np.rot90(arr, turn // 90)
     return arr
 
+
 #: Smallest side (pixels) of an image that can hold an analysable face.
 MIN_IMAGE_SIDE = 16
 
