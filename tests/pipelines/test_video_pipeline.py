@@ -998,8 +998,9 @@ def test_the_chosen_person_is_followed_across_breaks_and_cuts_and_no_one_else_is
     assert _select_tracks(header, None, False) == {5, 6}  # 5900 against 2800 and 2000
     assert _select_tracks(header, 1, False) == {1, 2, 4}
     assert _select_tracks(header, 2, False) == {3}
-    with pytest.raises(SaSwapError, match="face index 3 out of range: 3 person"):
-        _select_tracks(header, 3, False)
+    for index in (3, -1):
+        with pytest.raises(SaSwapError, match=f"face index {index} out of range: 3 person"):
+            _select_tracks(header, index, False)
     assert _select_tracks(header, None, True) == {1, 2, 3, 4, 5, 6}
     # without identities, no one is followed across a cut: the largest track of each shot
     assert _select_tracks({"tracks": tracks}, None, False) == {3, 5, 6}

@@ -857,7 +857,7 @@ def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bo
         return {int(k) for k in tracks}
     index = 0 if face_index is None else int(face_index)
     people = template_people(header)
-    if index >= len(people):
+    if not 0 <= index < len(people):
         if not tracks:
             return set()
         raise SaSwapError(f"face index {index} out of range: {len(people)} person(s) in the template")
