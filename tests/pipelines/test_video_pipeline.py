@@ -1093,6 +1093,14 @@ def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_afte
     assert (res.frames_swapped, res.shots, res.shots_swapped) == (24, 3, 2)
     people = video.template_people(opened.header)
     assert [(p["frames"], p["shots"]) for p in people] == [(24, [0, 2]), (12, [1])]
+    import re
+
+    from saswap.errors import SaSwapError
+
+    with pytest.raises(SaSwapError, match=re.escape(f"{template}: face index 2 out of range: 2 person(s)")):
+        pipe.swap_video(source, template, tmp_path / "x.mp4", face_index=2, cache_dir=tmp_path / "cache",
+                        progress=False)  # fmt: skip
+    assert not (tmp_path / "x.mp4").exists()
     if other == "liveportrait__d10.mp4":  # the command line tells them, as --face-index counts them
         from saswap.cli import main
 

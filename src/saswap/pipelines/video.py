@@ -860,7 +860,10 @@ def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bo
     if not 0 <= index < len(people):
         if not tracks:
             return set()
-        raise SaSwapError(f"face index {index} out of range: {len(people)} person(s) in the template")
+        raise SaSwapError(
+            f"face index {index} out of range: {len(people)} person(s) in the template (saswap precompute TEMPLATE "
+            "lists them)"
+        )
     return set(people[index]["tracks"])
 
 
@@ -1036,7 +1039,10 @@ def swap_video(
                 )
             logger.info("reference match: tracks %s (best cosine %.3f)", sorted(chosen), best)
         else:
-            chosen = _select_tracks(header, face_index, all_faces)
+            try:
+                chosen = _select_tracks(header, face_index, all_faces)
+            except SaSwapError as err:
+                raise SaSwapError(f"{template}: {err}") from None
             scores = {}
         weights = list(_fade_weights(header, chosen, fade_frames))
         video_tag = tag if tag is not None else make_tag(engine=pipe.engine.name, shape_strength=shape_strength, media="video")
