@@ -575,6 +575,15 @@ def test_an_animated_gif_is_a_video_and_a_gif_is_written_with_its_timing_loop_an
         writer.write(_pattern(0, 48, 32))
         raise RuntimeError("stop")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.gif", "out.gif", "still.gif"]
+    with GifWriter(tmp_path / "fast.gif", width=48, height=32, fps=60) as writer:  # a 60-fps video written as GIF
+        for i in range(12):
+            writer.write(_pattern(i, 48, 32))
+    fast = Image.open(tmp_path / "fast.gif")
+    kept = []
+    for k in range(fast.n_frames):
+        fast.seek(k)
+        kept.append(fast.info["duration"])
+    assert min(kept) >= 20 and sum(kept) == 200 and fast.n_frames < 12  # none shown slowed down; the length kept
     import saswap.videoio as videoio
 
     videoio.GIF_MEMORY_LIMIT, limit = 3 * 48 * 32, videoio.GIF_MEMORY_LIMIT  # room for three frames

@@ -1418,6 +1418,8 @@ class VideoWriter(_AtomicOutput):
 
 #: The most bytes of frames a :class:`GifWriter` holds before it writes the file (one byte a pixel).
 GIF_MEMORY_LIMIT = 2 * 2**30
+#: The shortest frame a :class:`GifWriter` writes, in hundredths of a second (browsers slow shorter ones down).
+GIF_MIN_TICKS = 2
 
 
 class GifWriter(_AtomicOutput):
@@ -1429,10 +1431,11 @@ class GifWriter(_AtomicOutput):
         more than :data:`GIF_MEMORY_LIMIT` is an error that names the file);
         the file is written to a temporary file in the output folder and renamed, and on an exception in the
         ``with`` block, or :meth:`abort`, nothing is left. With ``like`` each frame lasts until the next one's
-        timestamp (GIF counts in hundredths of a second: a template's own GIF timing is kept), the last until the
-        template's end (or as long as the one before it); the loop count is ``loop`` (0: for ever), by default the
-        ``like`` reader's own GIF's. The ``metadata`` tag (``{"saswap": json}``) is written in the GIF's comment
-        extension as ``"saswap:" + json``, where :func:`read_video_tag` reads it. The same :meth:`write` as
+        timestamp (GIF counts in hundredths of a second: a template's own GIF timing is kept; a frame that would last
+        less than :data:`GIF_MIN_TICKS` is left out, as from a 60-fps video, and the one before it lasts on), the last
+        until the template's end (or as long as the one before it); the loop count is ``loop`` (0: for ever), by
+        default the ``like`` reader's own GIF's. The ``metadata`` tag (``{"saswap": json}``) is written in the GIF's
+        comment extension as ``"saswap:" + json``, where :func:`read_video_tag` reads it. The same :meth:`write` as
         :class:`VideoWriter` (a box and a mask are accepted, and the whole image is taken). A GIF has no audio.
 
     Args:
@@ -1538,11 +1541,19 @@ class GifWriter(_AtomicOutput):
                 last = self._end - times[-1]  # the template's last frame: as long as it lasts there
             # whole hundredths of a second, rounded on the running time so that the length stays the template's
             ticks = np.round(np.append(times, times[-1] + last) * 100.0).astype(np.int64)
-            durations = [int(max(1, d)) * 10 for d in np.diff(ticks)]  # milliseconds
+            # Browsers show a frame shorter than 2 hundredths for a tenth of a second (a 60-fps clip would play at a
+            # fifth of its speed): such a frame is left out and the one before it lasts until the next one kept.
+            kept = [0]
+            for i in range(1, len(times)):
+                if ticks[i] - ticks[kept[-1]] >= GIF_MIN_TICKS:
+                    kept.append(i)
+            ends = [ticks[k] for k in kept[1:]] + [ticks[-1]]
+            durations = [int(max(1, end - ticks[k])) * 10 for k, end in zip(kept, ends)]  # milliseconds
+            frames = [self._frames[k] for k in kept]
             extra = {"comment": self._comment.encode()} if self._comment else {}
             try:
-                self._frames[0].save(
-                    self._tmp, format="GIF", save_all=True, append_images=self._frames[1:], duration=durations,
+                frames[0].save(
+                    self._tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
                     loop=self.loop, optimize=False, disposal=1, **extra,
                 )  # fmt: skip
             except (OSError, ValueError) as err:
