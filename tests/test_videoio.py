@@ -575,6 +575,20 @@ def test_an_animated_gif_is_a_video_and_a_gif_is_written_with_its_timing_loop_an
         writer.write(_pattern(0, 48, 32))
         raise RuntimeError("stop")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.gif", "out.gif", "still.gif"]
+    sticker = []  # a transparent GIF: a square on a clear background, moving
+    for i in range(3):
+        frame = np.zeros((32, 48, 4), np.uint8)
+        frame[8:24, 4 + 8 * i : 20 + 8 * i] = (200, 60, 30, 255)
+        sticker.append(Image.fromarray(frame, "RGBA"))
+    sticker[0].save(tmp_path / "sticker.gif", save_all=True, append_images=sticker[1:], duration=50, disposal=2)
+    with VideoReader(tmp_path / "sticker.gif") as reader, GifWriter(tmp_path / "moved.gif", like=reader) as writer:
+        for frame in reader:
+            writer.write(None, frame)
+    moved = Image.open(tmp_path / "moved.gif")
+    for k in range(3):
+        moved.seek(k)
+        alpha = np.asarray(moved.convert("RGBA"))[..., 3]
+        assert np.array_equal(alpha > 0, np.asarray(sticker[k])[..., 3] > 0), k  # clear where the template was
     with GifWriter(tmp_path / "fast.gif", width=48, height=32, fps=60) as writer:  # a 60-fps video written as GIF
         for i in range(12):
             writer.write(_pattern(i, 48, 32))

@@ -1420,6 +1420,8 @@ class VideoWriter(_AtomicOutput):
 GIF_MEMORY_LIMIT = 2 * 2**30
 #: The shortest frame a :class:`GifWriter` writes, in hundredths of a second (browsers slow shorter ones down).
 GIF_MIN_TICKS = 2
+#: The palette entry a :class:`GifWriter` keeps for transparent pixels (a transparent template's).
+GIF_CLEAR = 255
 
 
 class GifWriter(_AtomicOutput):
@@ -1436,7 +1438,8 @@ class GifWriter(_AtomicOutput):
         until the template's end (or as long as the one before it); the loop count is ``loop`` (0: for ever), by
         default the ``like`` reader's own GIF's. The ``metadata`` tag (``{"saswap": json}``) is written in the GIF's
         comment extension as ``"saswap:" + json``, where :func:`read_video_tag` reads it. The same :meth:`write` as
-        :class:`VideoWriter` (a box and a mask are accepted, and the whole image is taken). A GIF has no audio.
+        :class:`VideoWriter` (a box and a mask are accepted, and the whole image is taken). A GIF has no audio. A
+        transparent template (a sticker) stays transparent where its decoded frame (``frame.raw``) was.
 
     Args:
         path: output path ending in .gif.
@@ -1485,6 +1488,7 @@ class GifWriter(_AtomicOutput):
         self.frames_written = 0
         self._frames: list[Any] = []
         self._times: list[float] = []
+        self._clear = False  # a frame has transparent pixels
         self._closed = False
         self._create()
 
@@ -1516,7 +1520,19 @@ class GifWriter(_AtomicOutput):
                 "shorter span (--start/--end)"
             )
         picture = Image.fromarray(np.ascontiguousarray(image), "RGB")
-        self._frames.append(picture.quantize(256, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG))
+        clear = _transparent(frame)
+        if clear is None:
+            self._frames.append(picture.quantize(256, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG))
+        else:  # a transparent GIF (a sticker) stays transparent where its template was: palette entry 255
+            quantised = picture.quantize(255, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+            indices = np.array(quantised)
+            indices[clear] = GIF_CLEAR
+            palette = (quantised.getpalette() or [])[: 3 * GIF_CLEAR]
+            out = Image.fromarray(indices, "P")
+            out.putpalette(palette + [0] * (3 * 256 - len(palette)))
+            out.info["transparency"] = GIF_CLEAR
+            self._frames.append(out)
+            self._clear = True
         step = 1.0 / self.fps
         when = frame.time if frame is not None and frame.time is not None else None
         if when is None or (self._times and when <= self._times[-1]):
@@ -1550,11 +1566,13 @@ class GifWriter(_AtomicOutput):
             ends = [ticks[k] for k in kept[1:]] + [ticks[-1]]
             durations = [int(max(1, end - ticks[k])) * 10 for k, end in zip(kept, ends)]  # milliseconds
             frames = [self._frames[k] for k in kept]
-            extra = {"comment": self._comment.encode()} if self._comment else {}
+            extra: dict[str, Any] = {"comment": self._comment.encode()} if self._comment else {}
+            if self._clear:  # each frame drawn on a cleared canvas, so that earlier frames do not show through
+                extra.update(transparency=GIF_CLEAR, disposal=2)
             try:
                 frames[0].save(
                     self._tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
-                    loop=self.loop, optimize=False, disposal=1, **extra,
+                    loop=self.loop, optimize=False, **{"disposal": 1, **extra},
                 )  # fmt: skip
             except (OSError, ValueError) as err:
                 raise InvalidVideoError(f"{self.path}: writing the GIF failed ({err})") from None
@@ -1577,6 +1595,17 @@ class GifWriter(_AtomicOutput):
 
     def __repr__(self) -> str:
         return f"GifWriter({str(self.path)!r}, {self.width}x{self.height}, {self.fps:.3f} fps)"
+
+
+def _transparent(frame: VideoFrame | None) -> np.ndarray | None:
+    """Where a decoded frame (a GIF's, in an alpha format) is transparent, bool (H, W), or None (opaque or unknown)."""
+    raw = getattr(frame, "raw", None)
+    if raw is None or not raw.format.name.startswith(("bgra", "rgba", "argb", "abgr", "yuva")):
+        return None
+    if (raw.width, raw.height) != frame.image.shape[1::-1]:  # a turned picture: not a GIF's
+        return None
+    clear = raw.to_ndarray(format="rgba")[..., 3] < 128
+    return clear if clear.any() else None
 
 
 def _gif_loop(path: Path) -> int:
