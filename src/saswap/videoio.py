@@ -1523,16 +1523,18 @@ class GifWriter(_AtomicOutput):
         clear = _transparent(frame)
         if clear is None:
             self._frames.append(picture.quantize(256, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG))
-        else:  # a transparent GIF (a sticker) stays transparent where its template was: palette entry 255
+        else:  # a template with alpha (a GIF sticker) stays transparent where it was: palette entry 255, in no frame
+            # a colour (an opaque frame's 256th colour would turn transparent in a file that has transparency)
             quantised = picture.quantize(255, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
             indices = np.array(quantised)
             indices[clear] = GIF_CLEAR
             palette = (quantised.getpalette() or [])[: 3 * GIF_CLEAR]
             out = Image.fromarray(indices, "P")
             out.putpalette(palette + [0] * (3 * 256 - len(palette)))
-            out.info["transparency"] = GIF_CLEAR
+            if clear.any():
+                out.info["transparency"] = GIF_CLEAR
+                self._clear = True
             self._frames.append(out)
-            self._clear = True
         step = 1.0 / self.fps
         when = frame.time if frame is not None and frame.time is not None else None
         if when is None or (self._times and when <= self._times[-1]):
@@ -1598,14 +1600,13 @@ class GifWriter(_AtomicOutput):
 
 
 def _transparent(frame: VideoFrame | None) -> np.ndarray | None:
-    """Where a decoded frame (a GIF's, in an alpha format) is transparent, bool (H, W), or None (opaque or unknown)."""
+    """Where a decoded frame in a format with alpha (a GIF's) is transparent, bool (H, W); None for a format without."""
     raw = getattr(frame, "raw", None)
     if raw is None or not raw.format.name.startswith(("bgra", "rgba", "argb", "abgr", "yuva")):
         return None
     if (raw.width, raw.height) != frame.image.shape[1::-1]:  # a turned picture: not a GIF's
         return None
-    clear = raw.to_ndarray(format="rgba")[..., 3] < 128
-    return clear if clear.any() else None
+    return raw.to_ndarray(format="rgba")[..., 3] < 128
 
 
 def _gif_loop(path: Path) -> int:
