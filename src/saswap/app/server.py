@@ -133,8 +133,8 @@ class _Target:
     path: str
     name: str
     template: bool = False
-    frame: int = 0  # a video's preview frame: its first frame with a face (its faces are the numbered ones)
-    time: float = 0.0  # that frame's time, seconds
+    frame: int | None = 0  # a video's preview frame: its first with a face (its faces are the numbered ones); None:
+    time: float = 0.0  # not looked for yet (an API swap); that frame's time, seconds
 
 
 @dataclass
@@ -241,13 +241,15 @@ class SaSwapApp:
         from saswap.io import save_image
         from saswap.videoio import VideoReader
 
-        image = None
-        with VideoReader(target.path) as reader:
-            for frame in reader:
-                if frame.index >= target.frame:
-                    image = frame.image
-                    break
-        faces = self._detect(image) if image is not None else []
+        image, faces = None, []
+        if target.frame is None:  # an API swap: the preview frame is looked for now
+            shown = self._video_preview(target.path)
+            if shown is not None:
+                image, _, _, faces = shown
+        else:
+            with VideoReader(target.path) as reader:
+                image = next((frame.image for frame in reader if frame.index >= target.frame), None)
+            faces = self._detect(image) if image is not None else []
         if index >= len(faces):
             raise _bad(f"{target.name}: face {index + 1} was chosen, but the preview frame has {len(faces)} face(s)")
         x0, y0, x1, y1 = (float(v) for v in faces[index].box)
@@ -267,10 +269,10 @@ class SaSwapApp:
         except SaSwapError as err:
             raise _bad(self._clean(f"The {role} cannot be used: {err}", {path: Path(path).name})) from None
 
-    def _video_preview(self, path: str) -> tuple[np.ndarray, int, float] | None:
-        """A video's first frame with a face (its picture, index and time), looked for in the first frame and then
-        every quarter of a second, at most 48 times; the first frame when none has a face; None when no frame
-        decodes."""
+    def _video_preview(self, path: str) -> tuple[np.ndarray, int, float, list] | None:
+        """A video's first frame with a face (its picture, index, time and faces), looked for in the first frame and
+        then every quarter of a second, at most 48 times; the first frame (no faces) when none has a face; None when no
+        frame decodes."""
         from saswap.videoio import VideoReader
 
         first = None
@@ -279,20 +281,22 @@ class SaSwapApp:
             tries = 0
             for frame in reader:
                 if first is None:
-                    first = (frame.image, frame.index, frame.time)
+                    first = (frame.image, frame.index, frame.time, [])
                 if frame.index % step:
                     continue
-                if self._detect(frame.image):
-                    return frame.image, frame.index, frame.time
+                faces = self._detect(frame.image)
+                if faces:
+                    return frame.image, frame.index, frame.time, faces
                 tries += 1
                 if tries >= 48:
                     break
         return first
 
-    def _read_target(self, path: str) -> tuple[str, np.ndarray, str, int, float]:
-        """(kind, preview frame, one line about it, the frame's index and time) of an uploaded target, or an error for
-        the page. A video's preview frame is its first frame with a face."""
-        from saswap.videoio import is_video_file, probe_video
+    def _read_target(self, path: str, preview: bool = True) -> tuple[str, np.ndarray, str, int | None, float, Any]:
+        """(kind, preview frame, one line about it, the frame's index and time, its faces or None when not looked for)
+        of an uploaded target, or an error for the page. A video's preview frame is its first frame with a face (with
+        ``preview`` False: its first frame, the index None, nothing detected)."""
+        from saswap.videoio import VideoReader, is_video_file, probe_video
 
         name = Path(path).name
         if is_video_file(path):
@@ -307,15 +311,20 @@ class SaSwapApp:
                     "(set with --max-video-seconds). Trim it and upload it again."
                 )
             try:
-                shown = self._video_preview(path)
+                if preview:
+                    shown = self._video_preview(path)
+                else:
+                    with VideoReader(path) as reader:
+                        first = next(iter(reader), None)
+                    shown = None if first is None else (first.image, None, 0.0, None)
             except SaSwapError as err:
                 raise _bad(self._clean(f"The target video cannot be used: {err}", {path: name})) from None
             if shown is None:
                 raise _bad(f"{name}: no frame of this video could be decoded.")
             line = f"video · {info.duration:.1f} s · {info.width}×{info.height} · {info.fps:.0f} fps"
-            return "video", shown[0], line, shown[1], shown[2]
+            return "video", shown[0], line, shown[1], shown[2], shown[3]
         image = self._load_image(path, "target")
-        return "image", image, f"image · {image.shape[1]}×{image.shape[0]}", 0, 0.0
+        return "image", image, f"image · {image.shape[1]}×{image.shape[0]}", 0, 0.0, None
 
     def _preview(self, token: str | None, request: gr.Request | None, image: np.ndarray, faces: list) -> str:
         from saswap.io import save_image
@@ -354,8 +363,8 @@ class SaSwapApp:
             )
         return self._preview(token, request, image, faces[:1])
 
-    def _target_outputs(self, target: _Target, image: np.ndarray, line: str, token, request):
-        faces = self._detect(image)
+    def _target_outputs(self, target: _Target, image: np.ndarray, line: str, token, request, faces=None):
+        faces = self._detect(image) if faces is None else faces
         if not faces:
             raise _bad(f"{target.name}: no face found in this {'video' if target.kind == 'video' else 'image'}.")
         preview = self._preview(token, request, image, faces)
@@ -372,17 +381,17 @@ class SaSwapApp:
             return None, None, "", gr.update(choices=self._face_choices(1), value=_LARGEST)
         token = self._token(request)
         path = self._own(token, path, "target")
-        kind, image, line, index, when = self._read_target(path)
+        kind, image, line, index, when, faces = self._read_target(path)
         target = _Target(kind, path, Path(path).name, False, index, when)
-        return self._target_outputs(target, image, line, token, request)
+        return self._target_outputs(target, image, line, token, request, faces)
 
     def on_template(self, evt: gr.SelectData, request: gr.Request):
         """A template was picked in the gallery."""
         template = self.templates[int(evt.index)]
-        image, index, when = self._video_preview(str(template.path))
+        image, index, when, faces = self._video_preview(str(template.path))
         line = f"template · {template.duration:.1f} s · {template.width}×{template.height}"
         target = _Target("video", str(template.path), template.name, True, index, when)
-        return self._target_outputs(target, image, line, self._token(request), request)
+        return self._target_outputs(target, image, line, self._token(request), request, faces)
 
     def on_choice(self, choice: str):
         return gr.update(visible=choice == _REFERENCE)
@@ -444,8 +453,8 @@ class SaSwapApp:
         """Find the faces of an image: (the image with numbered boxes, a list of faces with box and score)."""
         token = self._token(request)
         path = self._own(token, image, "image")
-        kind, frame, *_ = self._read_target(path)
-        faces = self._detect(frame)
+        kind, frame, _, _, _, faces = self._read_target(path)
+        faces = self._detect(frame) if faces is None else faces
         listing = [
             {"index": i, "box": [round(float(v), 1) for v in f.box], "score": round(float(f.score), 3)}
             for i, f in enumerate(faces)
@@ -466,12 +475,11 @@ class SaSwapApp:
             if not match:
                 names = ", ".join(t.name for t in self.templates) or "none"
                 raise _bad(f"{template}: no such template (available: {names})")
-            index, when = (self._video_preview(str(match[0].path)) or (None, 0, 0.0))[1:]
-            chosen = _Target("video", str(match[0].path), match[0].name, True, index, when)
+            chosen = _Target("video", str(match[0].path), match[0].name, True, None)  # preview looked for if needed
         else:
             path = self._own(token, target, "target")
-            kind, _, _, index, when = self._read_target(path)
-            chosen = _Target(kind, path, Path(path).name, False, index, when)
+            kind, *_ = self._read_target(path, preview=False)
+            chosen = _Target(kind, path, Path(path).name, False, None)
         job, _, out = self._start(token, request, source, chosen, str(faces or _LARGEST), reference, shape_strength,
                                   engine, enhance)  # fmt: skip
         def update(line: str) -> tuple[None, dict[str, Any]]:
