@@ -891,12 +891,18 @@ class _AtomicOutput:
             self.close()
 
 
-def _check_size_and_rate(path: Path, width, height, fps) -> None:
+def _size_and_rate(path: Path, like, width, height, fps) -> tuple[int, int, float]:
+    """A writer's display size and frame rate: the ``like`` reader's, or the given ones checked (not both)."""
+    if like is not None:
+        if width is not None or height is not None or fps is not None:
+            raise InvalidVideoError(f"{path}: give either like= or width/height/fps, not both")
+        return like.info.width, like.info.height, like.info.fps
     for name, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InvalidVideoError(f"{path}: {name} must be a positive integer, got {value!r}")
     if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not 0 < fps < 10_000:
         raise InvalidVideoError(f"{path}: fps must be a positive number, got {fps!r}")
+    return int(width), int(height), fps
 
 
 class VideoWriter(_AtomicOutput):
@@ -983,16 +989,13 @@ class VideoWriter(_AtomicOutput):
 
         # geometry and timing -----------------------------------------------------------------
         self._like = like
+        width, height, fps = _size_and_rate(self.path, like, width, height, fps)
         if like is not None:
-            if width is not None or height is not None or fps is not None:
-                raise InvalidVideoError(f"{self.path}: give either like= or width/height/fps, not both")
-            width, height, rotation = like.info.width, like.info.height, like.info.rotation
-            rate = _frame_rate(like.stream) or Fraction(like.info.fps).limit_denominator(1001)
+            rotation = like.info.rotation
+            rate = _frame_rate(like.stream) or Fraction(fps).limit_denominator(1001)
             time_base = like.time_base
         else:
-            _check_size_and_rate(self.path, width, height, fps)
-            width, height, rotation = int(width), int(height), 0  # type: ignore[arg-type]
-            rate = Fraction(fps).limit_denominator(1001)
+            rotation, rate = 0, Fraction(fps).limit_denominator(1001)
             time_base = 1 / rate
         self.width, self.height, self.fps, self.rotation = width, height, float(rate), rotation
         self.time_base = Fraction(time_base)
@@ -1473,12 +1476,8 @@ class GifWriter(_AtomicOutput):
         self.path = Path(path)
         if self.path.suffix.lower() != ".gif":
             raise InvalidVideoError(f"{self.path}: a GIF writer needs a .gif output")
-        if like is not None:
-            if width is not None or height is not None or fps is not None:
-                raise InvalidVideoError(f"{self.path}: give either like= or width/height/fps, not both")
-            width, height, fps = like.info.width, like.info.height, like.info.fps
-        _check_size_and_rate(self.path, width, height, fps)
-        self.width, self.height, self.fps = int(width), int(height), float(fps)  # type: ignore[arg-type]
+        width, height, fps = _size_and_rate(self.path, like, width, height, fps)
+        self.width, self.height, self.fps = width, height, float(fps)
         self._end = float(like.info.duration) if like is not None and like.info.duration else None
         if loop is None:
             loop = _gif_loop(like.path) if like is not None else 0
