@@ -238,6 +238,29 @@ class SaSwapPipeline:
         raise ModelNotFoundError(f"{index_path}: engine {engine_type!r} is not available in this version of saswap")
 
     # -- helpers --------------------------------------------------------------------------------
+    def identity_embedder(self, required: bool = True):
+        """The identity embedder of ``reference`` selection and video tracking: the pipeline's own, else the default
+        (OpenCV Zoo's SFace, installed with SaSwap), made once per pipeline.
+
+        Args:
+            required: raise when no embedder can be made (else log it and return None: tracks are then not told
+                apart by identity).
+
+        Raises:
+            SaSwapError: ``required`` and no embedder is installed.
+        """
+        if self._embedder is None:
+            from saswap.face.identity import default_embedder
+
+            try:
+                self._embedder = default_embedder()
+            except SaSwapError as err:
+                if required:
+                    raise
+                logger.info("no identity embedder (%s): tracks are not told apart by identity", err)
+                return None
+        return self._embedder
+
     def _faces(self, image: np.ndarray, name: str, role: str) -> list[Face]:
         faces = self.analyzer(image)
         if not faces:
@@ -338,14 +361,13 @@ class SaSwapPipeline:
         if all_faces:
             return faces
         if reference is not None:
-            from saswap.face.identity import cosine_similarity, default_embedder
+            from saswap.face.identity import cosine_similarity
 
-            if self._embedder is None:
-                self._embedder = default_embedder()
+            embedder = self.identity_embedder()
             ref_img = load_image(reference)
             ref_faces = self._faces(ref_img, _name(reference, "reference"), "reference")
-            ref = self._embedder(ref_img, ref_faces[0])
-            scores = [cosine_similarity(ref, self._embedder(image, f)) for f in faces]
+            ref = embedder(ref_img, ref_faces[0])
+            scores = [cosine_similarity(ref, embedder(image, f)) for f in faces]
             best = int(np.argmax(scores))
             logger.info("reference match: face %d (cosine %.3f)", best, scores[best])
             return [faces[best]]

@@ -395,7 +395,7 @@ def precompute_template(
                     analyser.calls += 1
                 if not cut and _suspect_cut(change, changes) and found and frames_faces and frames_faces[-1]:
                     if not embedder:
-                        embedder.append(_embedder(pipe))
+                        embedder.append(pipe.identity_embedder(required=False))
                     if embedder[0] is not None:
                         cut = _identity_cut(embedder[0], (previous, frames_faces[-1]), (frame.image, found), tracker)
                         if cut:
@@ -545,20 +545,6 @@ def _identity_cut(
             return False  # the same person carries on
         compared = True
     return compared
-
-
-def _embedder(pipe):
-    """The pipeline's identity embedder (the default, OpenCV Zoo's SFace, made once per pipeline), or None when none
-    is installed."""
-    if pipe._embedder is None:
-        from saswap.face.identity import default_embedder
-
-        try:
-            pipe._embedder = default_embedder()
-        except SaSwapError as err:
-            logger.info("no identity embedder (%s): tracks are not told apart by identity", err)
-            return None
-    return pipe._embedder
 
 
 def _mesh_face(
@@ -725,7 +711,7 @@ class _TrackIdentities:
 
     def _get(self):
         if self._embedder is None:  # made once per pipeline (a reference swap uses it too); none: the tracks stay apart
-            self._embedder = _embedder(self._pipe) or False
+            self._embedder = self._pipe.identity_embedder(required=False) or False
         return self._embedder
 
     def read(self, index: int, image: np.ndarray, faces: list[TargetFace]) -> None:
@@ -886,19 +872,18 @@ def describe_people(header: dict[str, Any], fps: float, most: int = 5) -> list[s
 def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) -> dict[int, float]:
     """Cosine similarity of each track's largest face to the reference photo's face (from the identities the template
     cache holds when they come from the same embedder, else embedded from the template's frames)."""
-    from saswap.face.identity import cosine_similarity, default_embedder
+    from saswap.face.identity import cosine_similarity
     from saswap.io import load_image
     from saswap.pipelines.image import _name
     from saswap.videoio import VideoReader
 
-    if pipe._embedder is None:
-        pipe._embedder = default_embedder()
+    embedder = pipe.identity_embedder()
     ref_img = load_image(reference)
     ref_face = pipe._faces(ref_img, _name(reference, "reference"), "reference")[0]
-    ref = pipe._embedder(ref_img, ref_face)
+    ref = embedder(ref_img, ref_face)
     cached = opened.header.get("identity", {}).get("embedder")
     tracks = opened.header["tracks"]
-    if cached == type(pipe._embedder).__name__ and tracks and all("identity" in v for v in tracks.values()):
+    if cached == type(embedder).__name__ and tracks and all("identity" in v for v in tracks.values()):
         # the template cache holds each track's largest face embedded by the same embedder: no need to read the video
         return {int(k): cosine_similarity(ref, np.asarray(v["identity"], np.float32)) for k, v in tracks.items()}
     wanted: dict[int, set[int]] = {}
@@ -913,7 +898,7 @@ def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) ->
         for frame, record in zip(reader, opened.frames(0)):
             for tf in record.faces if frame.index in wanted else ():
                 if tf.face.track_id in wanted[frame.index]:
-                    scores[tf.face.track_id] = cosine_similarity(ref, pipe._embedder(frame.image, tf.face))
+                    scores[tf.face.track_id] = cosine_similarity(ref, embedder(frame.image, tf.face))
             if frame.index >= last:
                 break
     return scores
@@ -1029,7 +1014,7 @@ def swap_video(
             scores = _reference_scores(pipe, template, opened, reference)
             # The reference person: the best-matching track, and every track the embedder takes for the same
             # person (someone who leaves and comes back, or appears in another shot).
-            threshold = getattr(pipe._embedder, "same_person_cosine", 0.5)
+            threshold = getattr(pipe.identity_embedder(), "same_person_cosine", 0.5)
             best = max(scores.values(), default=-1.0)
             chosen = {tid for tid, s in scores.items() if s >= threshold or s == best}
             if scores and best < threshold:
