@@ -47,6 +47,22 @@ def picture_brand(head: bytes) -> str | None:
     return None
 
 
+#: First bytes of the still-picture formats (PNG, JPEG, GIF, BMP, TIFF).
+_PICTURE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def picture_header(head: bytes) -> bool:
+    r"""Whether a file's first 16 bytes are a still picture's: PNG, JPEG, GIF, BMP, TIFF, WebP, HEIF/HEIC or AVIF
+    (an animated GIF's too: telling it from a still one needs its frames counted).
+
+    Example:
+        >>> picture_header(b"\x89PNG\r\n"), picture_header(b"\x00\x00\x00\x18ftypisom")
+        (True, False)
+    """
+    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return head.startswith(_PICTURE_MAGIC) or webp or picture_brand(head) is not None
+
+
 def _load_heif(data: bytes, name: str) -> np.ndarray:
     """A HEIF/HEIC photo Pillow cannot open by itself: through ``pillow-heif`` when it is installed, else decoded by
     FFmpeg (PyAV) when the file holds one coded picture; a tiled one (as phones write them) needs ``pillow-heif``."""

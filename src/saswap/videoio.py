@@ -65,7 +65,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from saswap.errors import InvalidVideoError
-from saswap.io import _create_temporary, picture_brand
+from saswap.io import _create_temporary, picture_header
 
 __all__ = [
     "VideoInfo",
@@ -102,7 +102,6 @@ logger = logging.getLogger(__name__)
 #: Container metadata key of the SaSwap provenance tag (a JSON object).
 VIDEO_TAG_KEY = "saswap"
 
-_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 _CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 # Video encoders SaSwap knows how to tune (crf, preset); any other available encoder is accepted as is.
 _TUNED_CODECS = ("libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "mpeg4")
@@ -202,9 +201,7 @@ def _is_still_image(path: Path, container: av.container.InputContainer | None = 
         head = fh.read(16)
     if head.startswith((b"GIF87a", b"GIF89a")):
         return _gif_frames(path) < 2  # an animated GIF is a video (a meme template), a single-frame one a picture
-    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return True
-    if picture_brand(head) is not None:  # a HEIF/HEIC or AVIF photo in its ISO-BMFF box
+    if picture_header(head):  # PNG, JPEG, BMP, TIFF, WebP, and HEIF/HEIC or AVIF photos in their ISO-BMFF box
         return True
     if container is not None:
         name = container.format.name

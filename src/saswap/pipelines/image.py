@@ -23,7 +23,7 @@ from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
 from saswap.face.alignment import transform_scale, warp_face
 from saswap.face.analyzer import FaceAnalyzer
 from saswap.face.types import Face
-from saswap.io import ImageInput, load_image, picture_brand
+from saswap.io import ImageInput, load_image, picture_header
 from saswap.pipelines.analysis import FrameAnalysis, TargetAnalyzer, TargetFace
 
 __all__ = ["SaSwapPipeline", "SaSwapOutput"]
@@ -91,9 +91,6 @@ def source_turn(face: Face) -> float:
     return float(np.degrees(np.arccos(np.clip(np.cos(yaw) * np.cos(pitch), -1.0, 1.0))))
 
 
-_PICTURE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
-
-
 def _is_video_path(path: str | os.PathLike) -> bool:
     """Whether a source path is a video (judged by content; a photo's first bytes settle it without PyAV)."""
     try:
@@ -101,9 +98,7 @@ def _is_video_path(path: str | os.PathLike) -> bool:
             head = fh.read(16)
     except OSError:
         return False  # loading it as a photo says what is wrong
-    if head.startswith(_PICTURE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return False
-    if picture_brand(head) is not None:  # a HEIF/HEIC or AVIF photo
+    if picture_header(head):  # a photo (an animated GIF source too: its first frame)
         return False
     from saswap.videoio import is_video_file
 
