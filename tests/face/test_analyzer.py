@@ -171,3 +171,25 @@ print(len(analyzers[0](img)), "faces", file=sys.stderr, flush=True)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stderr.strip() == "1 faces", run.stderr
+
+
+def test_a_face_upside_down_over_an_upright_one_is_dropped():
+    """One head cannot show two faces with opposite up directions (BlazeFace reads the crown of a head pitched far
+    down as a face upside down); a picture whose faces are all upside down keeps them, and so does an upside-down face
+    elsewhere."""
+    from saswap.face.analyzer import one_way_up, upside_down_over
+    from saswap.face.types import Face
+
+    def face(box, roll):
+        return Face(np.asarray(box, np.float32), 0.9, np.zeros((5, 2), np.float32), np.zeros((478, 3), np.float32),
+                    np.zeros((68, 2), np.float32), np.asarray([0.0, -30.0, roll], np.float32))  # fmt: skip
+
+    upright = face([466, 647, 561, 751], 5.0)
+    crown = face([469, 559, 572, 698], -172.0)  # the crown above it, read upside down (the crowd clip, frame 78)
+    elsewhere = face([900, 600, 1000, 700], 175.0)
+    assert upside_down_over(crown, [upright, crown]) and not upside_down_over(upright, [upright, crown])
+    kept = one_way_up([crown, upright, elsewhere])
+    assert [f.box.tolist() for f in kept] == [upright.box.tolist(), elsewhere.box.tolist()]
+    assert len(one_way_up([crown, elsewhere])) == 2  # all upside down: a picture held the wrong way
+    tilted = face([469, 559, 572, 698], 80.0)  # lying on one side is not upside down
+    assert len(one_way_up([tilted, upright])) == 2

@@ -14,7 +14,7 @@ from saswap.face.landmarks import mesh_to_68, mesh_to_keypoints5
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image
 
-__all__ = ["FaceAnalyzer", "MediaPipeBackend"]
+__all__ = ["FaceAnalyzer", "MediaPipeBackend", "one_way_up", "upside_down_over"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,32 @@ def _rotate_points(points: np.ndarray, k: int, shape: tuple[int, int]) -> np.nda
     else:
         ox, oy = y, h - 1 - x
     return np.stack([ox, oy], axis=-1)
+
+
+def upside_down_over(face: Face, others: list[Face], overlap: float = 0.25) -> bool:
+    """Whether ``face`` is upside down (head roll beyond 90 degrees) over an upright face of ``others``: one head cannot
+    show two faces with opposite up directions. BlazeFace takes the crown of a head pitched far down for a face upside
+    down (its eyes read at the hairline, its mouth in the hair), and the face mesh, turned as the detector's eyes say,
+    finds one there too, beside the upright face below it. Overlap: the boxes' intersection over the smaller box."""
+    if abs(float(face.pose[2])) <= 90.0:
+        return False
+    b = np.asarray(face.box, np.float64)
+    for other in others:
+        if other is face or abs(float(other.pose[2])) > 90.0:
+            continue
+        o = np.asarray(other.box, np.float64)
+        w = min(o[2], b[2]) - max(o[0], b[0])
+        h = min(o[3], b[3]) - max(o[1], b[1])
+        smaller = min((o[2] - o[0]) * (o[3] - o[1]), (b[2] - b[0]) * (b[3] - b[1]))
+        if w > 0 and h > 0 and w * h >= overlap * max(smaller, 1e-9):
+            return True
+    return False
+
+
+def one_way_up(faces: list[Face]) -> list[Face]:
+    """``faces`` without those upside down over an upright one (:func:`upside_down_over`); a picture whose faces are
+    all upside down (a photo held the wrong way) keeps them."""
+    return [f for f in faces if not upside_down_over(f, faces)]
 
 
 class MediaPipeBackend:
@@ -165,7 +191,7 @@ class MediaPipeBackend:
         return faces
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        faces = self._faces_from_candidates(image, *self.detect(image))
+        faces = one_way_up(self._faces_from_candidates(image, *self.detect(image)))
         if faces or not self.rotations:
             return faces
         h, w = image.shape[:2]
@@ -178,7 +204,7 @@ class MediaPipeBackend:
             corners = _rotate_points(corners, k, (h, w))
             boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
             kps = _rotate_points(kps, k, (h, w))
-            faces = self._faces_from_candidates(image, boxes, scores, kps)
+            faces = one_way_up(self._faces_from_candidates(image, boxes, scores, kps))
             if faces:
                 return faces
         return faces
