@@ -1159,3 +1159,40 @@ def test_reference_scores_from_the_cached_identities_equal_those_read_from_the_f
     read = _reference_scores(pipe, clip, other, reference)
     assert cached.keys() == read.keys() and cached
     assert max(abs(cached[k] - read[k]) for k in cached) < 1e-4
+
+
+def test_a_followed_face_that_becomes_someone_else_is_dropped(pipe, tmp_path, monkeypatch):
+    """The detector misses the face while someone else stands where it was (three frames of d5 cut into d8 at the same
+    framing, as a passer-by would): the face mesh, following the track, finds the other face there, and the identity
+    check drops it (the track is empty there and goes on after it). Without the check the track carries the other
+    person's face."""
+    import saswap.pipelines.video as video
+
+    a = _frames(data_path("videos", "liveportrait__d8.mp4"))
+    b = _frames(data_path("videos", "liveportrait__d5.mp4"))[:3]
+    b = [cv2.resize(f, a[0].shape[1::-1], interpolation=cv2.INTER_AREA) for f in b]
+    template = tmp_path / "passer.mp4"
+    with av.open(str(template), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = a[0].shape[1], a[0].shape[0], "yuv420p"
+        vs.options = {"crf": "12"}
+        for frame in a[:8] + b + a[8:14]:
+            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    detect, seen = pipe.target_analyzer.detect, []
+
+    def blind(image):  # the detector misses the face in the other person's frames
+        seen.append(1)
+        return [] if 8 < len(seen) <= 11 else detect(image)
+
+    monkeypatch.setattr(pipe.target_analyzer, "detect", blind)
+    checked, _ = pipe.precompute(template, tmp_path / "checked", progress=False, workers=0)
+    tracks = checked.header["frame_tracks"]
+    assert tracks[8:11] == [[], [], []], tracks
+    assert all(tracks[:8]) and all(tracks[11:]) and len(checked.header["tracks"]) == 1, tracks
+    seen.clear()
+    monkeypatch.setattr(video._FollowCheck, "__call__", lambda self, *args: True)
+    unchecked, _ = pipe.precompute(template, tmp_path / "unchecked", progress=False, workers=0)
+    assert all(unchecked.header["frame_tracks"][8:11]), unchecked.header["frame_tracks"]

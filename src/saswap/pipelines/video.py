@@ -108,7 +108,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 10
+ANALYSIS_REVISION = 11
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -378,6 +378,13 @@ def precompute_template(
         previous: np.ndarray | None = None  # the last distinct picture
         embedder: list = []  # the identity embedder, made at the first frame that needs it (None: none installed)
 
+        def identity():
+            if not embedder:
+                embedder.append(pipe.identity_embedder(required=False))
+            return embedder[0]
+
+        followed = _FollowCheck(identity)
+
         with (
             VideoReader(template, start=start, end=end) as reader,
             _progress(expected, "analysing template", progress) as bar,
@@ -394,9 +401,7 @@ def precompute_template(
                 if remote is not None:
                     analyser.calls += 1
                 if not cut and _suspect_cut(change, changes) and found and frames_faces and frames_faces[-1]:
-                    if not embedder:
-                        embedder.append(pipe.identity_embedder(required=False))
-                    if embedder[0] is not None:
+                    if identity() is not None:
                         cut = _identity_cut(embedder[0], (previous, frames_faces[-1]), (frame.image, found), tracker)
                         if cut:
                             logger.info("%s: a new shot at frame %d (someone else there)", template, frame.index)
@@ -405,16 +410,19 @@ def precompute_template(
                 elif change is not None:
                     changes.append(change)
                 previous = frame.image
+                detected_here = len(found)
                 if cut:
                     tracker.tracks = []
                     recent.clear()
                 elif MESH_TRACKING:
-                    found = _refound(tracker, found, frame.image, mesher)
-                faces = sorted(tracker.update(found), key=lambda f: -f.area)
+                    found = _refound(tracker, found, frame.image, mesher, followed)
+                faces = tracker.update(found)
+                followed.anchor(frame.image, faces[:detected_here], tracker)
+                faces = sorted(faces, key=lambda f: -f.area)
                 if MESH_TRACKING:
                     for face in faces:  # a face first found here: was it there, unseen, in the frames before?
                         if face.track_id not in known:
-                            _backtrack(face, recent, frames_faces, mesher, tracker.iou_threshold)
+                            _backtrack(face, recent, frames_faces, mesher, tracker.iou_threshold, followed)
                     known.update(f.track_id for f in faces)
                     recent.append((len(frames_faces), frame.image))
                 frames_faces.append(faces)
@@ -567,7 +575,61 @@ def _mesh_face(
     return face
 
 
-def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[], Any]) -> list[Face]:
+class _FollowCheck:
+    """Whether a face the face mesh follows (:func:`_refound`, :func:`_backtrack`) is still the person its track's
+    detector saw: the identity embedding of the followed face against that of the track's latest face the detector
+    found, at least the embedder's same-person cosine.
+
+    The face mesh's presence gate alone lets a followed region drift off its face: onto the hair of a head pitched far
+    down (the mesh then reads a face with its eyes at the hairline, and the swap puts the new face on the top of the
+    head) or onto another person's head passing in front; its presence score stays near 1 on both. An identity
+    embedder sees a crop aligned by those landmarks that is no longer the person. Without an embedder every followed
+    face is taken (as before). Each anchor's embedding is computed once, and only when one of its track's faces is
+    followed: faces the detector finds cost nothing.
+
+    Args:
+        embedder: a callable giving the identity embedder (``embedder(image, face)`` -> vector) or None.
+    """
+
+    def __init__(self, embedder: Callable[[], Any]) -> None:
+        self._embedder = embedder
+        self._anchors: dict[int, tuple[np.ndarray, Face]] = {}
+        self._vectors: dict[int, np.ndarray] = {}
+        self.rejected = 0
+
+    def anchor(self, image: np.ndarray, faces: list[Face], tracker) -> None:
+        """Record ``faces`` (found by the detector in ``image``, with their track ids) as their tracks' anchors; tracks
+        the tracker has dropped are forgotten."""
+        for face in faces:
+            self._anchors[face.track_id] = (image, face)
+            self._vectors.pop(face.track_id, None)
+        live = {t.track_id for t in tracker.tracks}
+        for tid in [t for t in self._anchors if t not in live]:
+            del self._anchors[tid]
+            self._vectors.pop(tid, None)
+
+    def __call__(self, track_id: int, image: np.ndarray, face: Face) -> bool:
+        anchor = self._anchors.get(track_id)
+        embedder = self._embedder() if anchor is not None else None
+        if embedder is None:
+            return True
+        if track_id not in self._vectors:
+            self._vectors[track_id] = _unit(embedder(*anchor))
+        same = float(_unit(embedder(image, face)) @ self._vectors[track_id]) >= float(
+            getattr(embedder, "same_person_cosine", 0.5)
+        )
+        self.rejected += not same
+        return same
+
+
+def _unit(vector) -> np.ndarray:
+    v = np.asarray(vector, np.float64).reshape(-1)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _refound(
+    tracker, found: list[Face], image: np.ndarray, mesher: Callable[[], Any], check: Callable[..., bool] | None = None
+) -> list[Face]:
     """``found`` (the detector's faces of a frame) plus the faces of live tracks it missed there, found again by the
     face mesh alone, as MediaPipe's own face tracking does: the mesh runs on the region the track's last face gives
     (its landmarks' box x1.5, turned with its eyes), moved by the track's predicted motion, and its face-presence gate
@@ -576,9 +638,12 @@ def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[],
     A face the detector misses for a few frames (motion blur, a dark or turned face, a hand passing in front) would
     otherwise end its run of frames: the swap faded out and in around every such gap, and a face found only now and
     then was swapped now and then. A face the mesh finds must lie where the track is predicted (box overlap at least the
-    tracker's threshold) and not on a face already found; only a track seen with the 468-point mesh is looked for.
-    ``mesher()`` gives the backend with ``mesh`` and ``roi_from_mesh`` (or None: ``found`` as it is).
+    tracker's threshold) and not on a face already found, and ``check(track_id, image, face)``, when given, must accept
+    it (:class:`_FollowCheck`); only a track seen with the 468-point mesh is looked for. ``mesher()`` gives the backend
+    with ``mesh`` and ``roi_from_mesh`` (or None: ``found`` as it is). A face upside down over an upright one is not
+    taken (:func:`~saswap.face.analyzer.upside_down_over`).
     """
+    from saswap.face.analyzer import upside_down_over
     from saswap.face.geometry import box_iou
 
     out = list(found)
@@ -598,9 +663,10 @@ def _refound(tracker, found: list[Face], image: np.ndarray, mesher: Callable[[],
         dx, dy = (predicted[:2] + predicted[2:]) / 2 - (np.asarray(last.box[:2] + last.box[2:], np.float64)) / 2
         roi = (cx + dx, cy + dy, size, angle)
         face = _mesh_face(backend, image, roi, predicted, boxes, float(last.score), tracker.iou_threshold)
-        if face is not None:
-            out.append(face)
-            boxes.append(np.asarray(face.box, np.float64))
+        if face is None or upside_down_over(face, out) or (check and not check(track.track_id, image, face)):
+            continue
+        out.append(face)
+        boxes.append(np.asarray(face.box, np.float64))
     return out
 
 
@@ -610,17 +676,24 @@ MESH_BACKTRACK = 5
 
 
 def _backtrack(
-    face: Face, recent: deque, frames_faces: list[list[Face]], mesher: Callable[[], Any], overlap: float
+    face: Face,
+    recent: deque,
+    frames_faces: list[list[Face]],
+    mesher: Callable[[], Any],
+    overlap: float,
+    check: Callable[..., bool] | None = None,
 ) -> None:
     """Extend a track first found in this frame backwards, into the ``recent`` distinct frames of its shot (latest
     first), while the face mesh finds its face there: on the region of the face one frame later, its face-presence gate
     deciding, overlapping that face (box overlap at least ``overlap``, the tracker's) and no face already found there
     (at most 0.4). What it finds is added to those frames' faces (``frames_faces``, in place: a repeated frame shares
-    its picture's list).
+    its picture's list), and ``check(track_id, picture, face)``, when given, accepting it (:class:`_FollowCheck`).
 
     The template is known before any swap, so a face the detector finds only after it came into view (out of the
     shadow, turning towards the camera, a hand moving away) is swapped from where it was, not faded in after it.
     """
+    from saswap.face.analyzer import upside_down_over
+
     later = face
     backend = None
     for position, image in reversed(recent):
@@ -633,7 +706,9 @@ def _backtrack(
         roi = backend.roi_from_mesh(np.asarray(later.landmarks, np.float64))
         others = [np.asarray(f.box, np.float64) for f in present]
         earlier = _mesh_face(backend, image, roi, later.box, others, float(face.score), overlap)
-        if earlier is None:
+        if earlier is None or upside_down_over(earlier, present):
+            return
+        if check and not check(face.track_id, image, earlier):
             return
         earlier = replace(earlier, track_id=face.track_id)
         present.append(earlier)
