@@ -1196,3 +1196,37 @@ def test_a_followed_face_that_becomes_someone_else_is_dropped(pipe, tmp_path, mo
     monkeypatch.setattr(video._FollowCheck, "__call__", lambda self, *args: True)
     unchecked, _ = pipe.precompute(template, tmp_path / "unchecked", progress=False, workers=0)
     assert all(unchecked.header["frame_tracks"][8:11]), unchecked.header["frame_tracks"]
+
+
+def test_the_follow_check_compares_with_the_tracks_latest_detected_face():
+    """A followed face is kept when it is the person of its track's latest detected face (the embedder's same-person
+    cosine), whatever else: no anchor, no embedder, or a track the tracker has dropped."""
+    from types import SimpleNamespace
+
+    from saswap.face.types import Face
+    from saswap.pipelines.video import _FollowCheck
+
+    def face(track, vector):
+        return Face(np.zeros(4, np.float32), 0.9, np.zeros((5, 2)), np.zeros((478, 3)), np.zeros((68, 2)),
+                    np.zeros(3), track_id=track, embedding=np.asarray(vector, np.float64))  # fmt: skip
+
+    class Embedder:
+        same_person_cosine = 0.5
+        calls = 0
+
+        def __call__(self, image, f):
+            Embedder.calls += 1
+            return f.embedding
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    tracker = SimpleNamespace(tracks=[SimpleNamespace(track_id=1), SimpleNamespace(track_id=2)])
+    check = _FollowCheck(lambda: Embedder())
+    check.anchor(image, [face(1, [1.0, 0.0])], tracker)
+    assert Embedder.calls == 0  # nothing is embedded until a face is followed
+    assert check(1, image, face(1, [0.9, 0.3]))  # cosine 0.95
+    assert not check(1, image, face(1, [0.3, 0.9]))  # cosine 0.32: someone else, or not a face
+    assert check(2, image, face(2, [0.0, 1.0]))  # no face of track 2 was detected: nothing to compare with
+    assert Embedder.calls == 3 and check.rejected == 1  # the anchor embedded once
+    check.anchor(image, [], SimpleNamespace(tracks=[SimpleNamespace(track_id=2)]))  # track 1 dropped
+    assert check(1, image, face(1, [0.0, 1.0]))
+    assert _FollowCheck(lambda: None)(1, image, face(1, [0.0, 1.0]))  # no embedder: every followed face is kept

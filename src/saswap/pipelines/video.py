@@ -431,6 +431,9 @@ def precompute_template(
                 bar.update(1)
         if not frames_faces:
             raise SaSwapError(f"{template}: no frames could be decoded")
+        if followed.rejected:
+            logger.info("%s: %d face(s) the face mesh followed were no longer their track's person; left out",
+                        template, followed.rejected)  # fmt: skip
         # Tracks are smoothed over the distinct pictures alone, so that a repeated frame is not a step in time (its
         # face is its anchor's); the One-Euro filter's time constants stay in seconds at their mean rate.
         unique = [i for i, a in enumerate(anchors) if a == i]
@@ -609,22 +612,18 @@ class _FollowCheck:
             self._vectors.pop(tid, None)
 
     def __call__(self, track_id: int, image: np.ndarray, face: Face) -> bool:
+        from saswap.face.identity import cosine_similarity
+
         anchor = self._anchors.get(track_id)
         embedder = self._embedder() if anchor is not None else None
         if embedder is None:
             return True
         if track_id not in self._vectors:
-            self._vectors[track_id] = _unit(embedder(*anchor))
-        same = float(_unit(embedder(image, face)) @ self._vectors[track_id]) >= float(
-            getattr(embedder, "same_person_cosine", 0.5)
-        )
-        self.rejected += not same
-        return same
-
-
-def _unit(vector) -> np.ndarray:
-    v = np.asarray(vector, np.float64).reshape(-1)
-    return v / max(float(np.linalg.norm(v)), 1e-12)
+            self._vectors[track_id] = np.asarray(embedder(*anchor))
+        threshold = float(getattr(embedder, "same_person_cosine", 0.5))
+        same = cosine_similarity(np.asarray(embedder(image, face)), self._vectors[track_id])
+        self.rejected += same < threshold
+        return same >= threshold
 
 
 def _refound(
