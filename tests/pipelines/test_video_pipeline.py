@@ -29,6 +29,21 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
+def _encode(path: Path, frames: list[np.ndarray], crf: int | None = 12) -> Path:
+    """RGB ``frames`` (one size) written as an H.264 clip at 30 fps (``crf``: libx264's, None its default)."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if crf is not None:
+            vs.options = {"crf": str(crf)}
+        for frame in frames:
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    return path
+
+
 @pytest.fixture(scope="module")
 def pipe(analyzer, morphable_model):
     from saswap import SaSwapPipeline
@@ -460,20 +475,14 @@ def test_reference_person_alone_is_swapped_when_someone_else_is_there_first(pipe
     left = [f for f in _frames(data_path("videos", "liveportrait__d8.mp4"))[:20]]
     with av.open(str(data_path("videos", "liveportrait__d19.mp4"))) as c:
         right = [f.to_ndarray(format="rgb24") for _, f in zip(range(20), c.decode(video=0))]
-    template = tmp_path / "two.mp4"
-    with av.open(str(template), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 960, 480, "yuv420p"
-        vs.options = {"crf": "12"}
-        for t in range(20):
-            frame = np.zeros((480, 960, 3), np.uint8)
-            frame[:, :480] = left[t]
-            if t >= 10:
-                frame[:, 480:] = right[t]
-            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+    frames = []
+    for t in range(20):
+        frame = np.zeros((480, 960, 3), np.uint8)
+        frame[:, :480] = left[t]
+        if t >= 10:
+            frame[:, 480:] = right[t]
+        frames.append(frame)
+    template = _encode(tmp_path / "two.mp4", frames)
     with av.open(str(data_path("videos", "liveportrait__d19.mp4"))) as c:
         reference = [f.to_ndarray(format="rgb24") for _, f in zip(range(120), c.decode(video=0))][-1]
     out_path = tmp_path / "swapped.mp4"
@@ -550,15 +559,7 @@ def test_an_animated_gif_is_swapped_into_a_gif_with_its_timing(tmp_path, capsys)
 
 def _faceless_video(path: Path, frames: int) -> Path:
     """A 160x120 clip of ``frames`` flat grey frames (no face anywhere)."""
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
-        for t in range(frames):
-            for p in vs.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 100 + 10 * t, np.uint8), "rgb24")):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-    return path
+    return _encode(path, [np.full((120, 160, 3), 100 + 10 * t, np.uint8) for t in range(frames)], crf=None)
 
 
 def test_a_video_without_a_face_is_an_error_and_leaves_nothing(tmp_path, capsys):
@@ -1022,19 +1023,9 @@ def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_
     import saswap.pipelines.video as video
 
     frames = _frames(data_path("videos", "liveportrait__d8.mp4"))[:44]
-    template = tmp_path / "covered.mp4"
-    with av.open(str(template), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 480, 480, "yuv420p"
-        vs.options = {"crf": "12"}
-        for t, frame in enumerate(frames):
-            frame = frame.copy()
-            if 12 <= t < 26:
-                frame[60:420, 90:390] = 128  # something flat in front of the whole face
-            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+    for frame in frames[12:26]:
+        frame[60:420, 90:390] = 128  # something flat in front of the whole face
+    template = _encode(tmp_path / "covered.mp4", frames)
 
     def changed(path) -> list[bool]:
         shown = _frames(path)
@@ -1057,17 +1048,7 @@ def _cutaway(tmp_path: Path, other: str) -> Path:
     a = _frames(data_path("videos", "liveportrait__d8.mp4"))
     b = _frames(data_path("videos", other))[:12]
     b = [cv2.resize(f, (480, 480), interpolation=cv2.INTER_AREA) for f in b]
-    template = tmp_path / "cutaway.mp4"
-    with av.open(str(template), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 480, 480, "yuv420p"
-        vs.options = {"crf": "12"}
-        for frame in a[:12] + b + a[40:52]:
-            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-    return template
+    return _encode(tmp_path / "cutaway.mp4", a[:12] + b + a[40:52])
 
 
 @pytest.mark.parametrize("other", ["liveportrait__d10.mp4", "liveportrait__d5.mp4"])
@@ -1171,16 +1152,7 @@ def test_a_followed_face_that_becomes_someone_else_is_dropped(pipe, tmp_path, mo
     a = _frames(data_path("videos", "liveportrait__d8.mp4"))
     b = _frames(data_path("videos", "liveportrait__d5.mp4"))[:3]
     b = [cv2.resize(f, a[0].shape[1::-1], interpolation=cv2.INTER_AREA) for f in b]
-    template = tmp_path / "passer.mp4"
-    with av.open(str(template), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = a[0].shape[1], a[0].shape[0], "yuv420p"
-        vs.options = {"crf": "12"}
-        for frame in a[:8] + b + a[8:14]:
-            for p in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+    template = _encode(tmp_path / "passer.mp4", a[:8] + b + a[8:14])
     detect, seen = pipe.target_analyzer.detect, []
 
     def blind(image):  # the detector misses the face in the other person's frames
