@@ -36,3 +36,32 @@ def test_an_interrupt_dropped_in_a_finaliser_is_raised_again(monkeypatch):
         restore()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and not interrupts.requested()
     interrupts.check()
+
+
+def test_a_ctrl_c_that_fails_an_import_is_still_a_ctrl_c(monkeypatch):
+    """A SIGINT while mediapipe's extension loads makes its import fail ("initialization failed"): the command then
+    said that mediapipe is missing and exited 2. With an interrupt requested it is the interrupt again; without one,
+    the message about the missing package."""
+    import builtins
+
+    from saswap import interrupts
+    from saswap.errors import SaSwapError
+    from saswap.face._mediapipe import _import_mediapipe
+
+    real = builtins.__import__
+
+    def failing(name, *args, **kwargs):
+        if name == "mediapipe":
+            raise ImportError("initialization failed")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing)
+    restore = interrupts.install()
+    try:
+        with pytest.raises(SaSwapError, match="initialization failed"):
+            _import_mediapipe()
+        interrupts._REQUESTED.set()  # as the handler does
+        with pytest.raises(KeyboardInterrupt):
+            _import_mediapipe()
+    finally:
+        restore()

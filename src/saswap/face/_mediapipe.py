@@ -85,6 +85,9 @@ def _import_mediapipe():
         import mediapipe  # noqa: F401
         from mediapipe.python.solutions import face_detection  # noqa: F401
     except ImportError as err:  # pragma: no cover - depends on the environment
+        from saswap.interrupts import check
+
+        check()  # a Ctrl-C that came while the extension loaded fails its import as "initialization failed"
         raise SaSwapError(
             "the mediapipe backend needs mediapipe 0.10.14-0.10.21 (later releases no longer ship the face "
             f"detector and face mesh models): pip install 'mediapipe==0.10.21' ({err})"
