@@ -193,3 +193,49 @@ def test_a_face_upside_down_over_an_upright_one_is_dropped():
     assert len(one_way_up([crown, elsewhere])) == 2  # all upside down: a picture held the wrong way
     tilted = face([469, 559, 572, 698], 80.0)  # lying on one side is not upside down
     assert len(one_way_up([tilted, upright])) == 2
+
+
+def test_a_picture_turned_without_its_rotation_is_read_with_its_content_upright(analyzer):
+    """A talking head's frame turned by 90, 180 and 270 degrees: the detector's upright scores over the four turns say
+    which turn makes it upright, and read turned that way the face has the upright frame's landmarks (in the turned
+    picture), its yaw and pitch, and its roll turned with the picture. Read as it is, the frame turned by 180 gets a
+    face the detector took for upright, eyes where the mouth is (what a swap pasted, upright, over the head)."""
+    import av
+
+    from saswap.face.analyzer import _rotate_points, content_turn, turned_pose
+
+    with av.open(str(data_path("videos", "liveportrait__d8.mp4"))) as c:
+        image = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
+    upright = analyzer(image)[0]
+    assert content_turn(analyzer.upright_scores(image)[None]) == 0
+    h, w = image.shape[:2]
+    eyes = upright.eye_distance
+    for j in (1, 2, 3):
+        picture = np.ascontiguousarray(np.rot90(image, j))
+        turn = (-j) % 4
+        assert content_turn(analyzer.upright_scores(picture)[None]) == turn
+        face = analyzer(picture, turn=turn)[0]
+        back = _rotate_points(face.landmarks[:, :2], j, (h, w))
+        assert np.abs(back - upright.landmarks[:, :2]).max() < 0.05 * eyes
+        assert np.abs(face.pose[:2] - upright.pose[:2]).max() < 1.0, (face.pose, upright.pose)
+        roll = (face.pose[2] - 90.0 * turn - upright.pose[2] + 180.0) % 360.0 - 180.0
+        assert abs(roll) < 1.0, (face.pose, upright.pose)
+        assert np.allclose(turned_pose(face.landmarks, turn), face.pose)
+    misread = analyzer(np.ascontiguousarray(np.rot90(image, 2)))[0]
+    back = _rotate_points(misread.landmarks[:, :2], 2, (h, w))
+    assert np.abs(back - upright.landmarks[:, :2]).mean() > 0.5 * eyes
+
+
+def test_the_content_turn_needs_clear_evidence_over_the_frames():
+    from saswap.face.analyzer import content_turn
+
+    turned = np.array([[0.72, 0.0, 0.95, 0.0]] * 6 + [[0.0, 0.0, 0.0, 0.0]] * 4)
+    assert content_turn(turned) == 2  # frames without a face do not count
+    assert content_turn(turned[:, [1, 2, 3, 0]]) == 1
+    assert content_turn(np.zeros((5, 4))) == 0 and content_turn(np.zeros((0, 4))) == 0
+    close = np.array([[0.80, 0.0, 0.85, 0.0]] * 6)  # ahead in every frame, but by less than the margin
+    assert content_turn(close) == 0
+    split = np.array([[0.70, 0.0, 0.95, 0.0]] * 5 + [[0.95, 0.0, 0.60, 0.0]] * 5)  # half the frames each way
+    assert content_turn(split) == 0
+    lying = np.array([[0.0, 0.9, 0.0, 0.0]] * 3 + [[0.91, 0.0, 0.0, 0.0]])  # mostly on one side, the sum decides
+    assert content_turn(lying) == 1

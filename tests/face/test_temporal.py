@@ -124,3 +124,22 @@ def test_rigid_smoothing_keeps_the_noise_out_while_the_head_moves(analyzer):
     still_plain, still_rigid = error(False, 0.0), error(True, 0.0)
     assert moving_rigid < 0.75 * moving_plain, (moving_rigid, moving_plain)
     assert still_rigid < 1.2 * still_plain, (still_rigid, still_plain)
+
+
+def test_a_roll_across_180_degrees_is_smoothed_as_an_angle():
+    """A face upside down (a video turned without its rotation metadata) reads a roll near +-180 degrees, flipping
+    sign from frame to frame: the smoothed roll stays there, not swinging through 0; upright faces are unchanged."""
+    from saswap.face.types import Face
+
+    def reading(roll):
+        return Face(np.array([0, 0, 10, 10], np.float32), 0.9, np.zeros((5, 2), np.float32),
+                    np.zeros((10, 3), np.float32), np.zeros((68, 2), np.float32),
+                    np.array([2.0, -5.0, roll], np.float32))  # fmt: skip
+
+    smoother = FaceSmoother(fps=30)
+    rolls = [float(smoother(reading(r)).pose[2]) for r in (178.0, -178.0, 179.0, -177.0, 178.0, -179.0)]
+    assert all(abs(r) > 170.0 for r in rolls), rolls
+    assert all(-180.0 < r <= 180.0 for r in rolls), rolls
+    upright, plain = FaceSmoother(fps=30), OneEuroFilter(3.0, 5.0 / 50.0)
+    for r in (3.0, -2.0, 5.0):
+        assert np.array_equal(upright(reading(r)).pose, plain(np.array([2.0, -5.0, r]), 1 / 30).astype(np.float32))

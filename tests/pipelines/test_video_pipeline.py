@@ -1202,3 +1202,32 @@ def test_the_follow_check_compares_with_the_tracks_latest_detected_face():
     check.anchor(image, [], SimpleNamespace(tracks=[SimpleNamespace(track_id=2)]))  # track 1 dropped
     assert check(1, image, face(1, [0.0, 1.0]))
     assert _FollowCheck(lambda: None)(1, image, face(1, [0.0, 1.0]))  # no embedder: every followed face is kept
+
+
+def test_a_video_turned_without_its_rotation_metadata_is_swapped_upright(pipe, clip, source, tmp_path, caplog):
+    """A clip whose picture is upside down and whose file says nothing of it (no rotation metadata): the template
+    analysis finds its content turned by 180 degrees, warns, and reads its faces that way, so the cached faces are the
+    upright clip's turned over, and the swap is the upright clip's swap turned over (within the encoder's rounding). Read
+    as it was, BlazeFace took the upside-down face for an upright one and an upright new face was pasted over it."""
+    from saswap.face.analyzer import _rotate_points
+
+    frames = _frames(clip)
+    upright = _encode(tmp_path / "upright.mp4", frames)
+    turned = _encode(tmp_path / "turned.mp4", [np.rot90(f, 2) for f in frames])
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.WARNING):
+        t, _ = pipe.precompute(turned, cache, progress=False)
+    assert "turned 180 degrees" in caplog.text
+    u, _ = pipe.precompute(upright, cache, progress=False)
+    assert t.header["content_turn"] == 2 and u.header["content_turn"] == 0
+    h, w = frames[0].shape[:2]
+    for a, b in zip(t.frames(), u.frames(), strict=True):
+        fa, fb = a.faces[0].face, b.faces[0].face
+        back = _rotate_points(fa.landmarks[:, :2], 2, (h, w))
+        assert np.abs(back - fb.landmarks[:, :2]).mean() < 0.03 * fb.eye_distance
+    pipe.swap_video(source, upright, tmp_path / "u.mp4", cache_dir=cache, progress=False, crf=8)
+    pipe.swap_video(source, turned, tmp_path / "t.mp4", cache_dir=cache, progress=False, crf=8)
+    outs = [np.stack(_frames(tmp_path / n)).astype(np.int16) for n in ("u.mp4", "t.mp4")]
+    gap = np.abs(outs[0] - outs[1][:, ::-1, ::-1]).mean()
+    swapped = np.abs(outs[0] - np.stack(frames).astype(np.int16)).mean()
+    assert gap < 0.25 * swapped, (gap, swapped)

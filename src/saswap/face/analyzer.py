@@ -14,7 +14,7 @@ from saswap.face.landmarks import mesh_to_68, mesh_to_keypoints5
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image
 
-__all__ = ["FaceAnalyzer", "MediaPipeBackend", "one_way_up", "upside_down_over"]
+__all__ = ["FaceAnalyzer", "MediaPipeBackend", "content_turn", "one_way_up", "turned_pose", "upside_down_over"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +44,37 @@ def _rotate_points(points: np.ndarray, k: int, shape: tuple[int, int]) -> np.nda
     return np.stack([ox, oy], axis=-1)
 
 
-def upside_down_over(face: Face, others: list[Face], overlap: float = 0.25) -> bool:
+def turned_pose(mesh: np.ndarray, turn: int = 0) -> np.ndarray:
+    """:func:`~saswap.face.geometry.pose_from_mesh` of a face in a picture whose content ``np.rot90(picture, turn)``
+    shows upright: yaw and pitch as read there, the roll in the picture itself (``turn`` 0: the same)."""
+    k = turn % 4
+    if not k:
+        return pose_from_mesh(mesh)
+    pts = np.asarray(mesh, np.float64).copy()
+    for _ in range(k):  # np.rot90 once: (x, y) -> (y, -x) up to a shift, which the pose does not see
+        pts[:, 0], pts[:, 1] = pts[:, 1].copy(), -pts[:, 0]
+    yaw, pitch, roll = pose_from_mesh(pts)
+    return np.array([yaw, pitch, (roll + 90.0 * k + 180.0) % 360.0 - 180.0], np.float32)
+
+
+def _roll_from(face: Face, turn: int) -> float:
+    """The face's head roll from the picture's up once the picture is turned by ``turn`` quarter turns
+    (counter-clockwise, as ``np.rot90``): each turns its faces' eye lines by 90 degrees."""
+    return float((float(face.pose[2]) - 90.0 * (turn % 4) + 180.0) % 360.0 - 180.0)
+
+
+def upside_down_over(face: Face, others: list[Face], overlap: float = 0.25, turn: int = 0) -> bool:
     """Whether ``face`` is upside down (head roll beyond 90 degrees) over an upright face of ``others``: one head cannot
     show two faces with opposite up directions. BlazeFace takes the crown of a head pitched far down for a face upside
     down (its eyes read at the hairline, its mouth in the hair), and the face mesh, turned as the detector's eyes say,
-    finds one there too, beside the upright face below it. Overlap: the boxes' intersection over the smaller box."""
-    if abs(float(face.pose[2])) <= 90.0:
+    finds one there too, beside the upright face below it. Overlap: the boxes' intersection over the smaller box.
+    ``turn``: the quarter turns (as ``np.rot90``) that make the picture's content upright (:func:`content_turn`); up
+    and down are read there."""
+    if abs(_roll_from(face, turn)) <= 90.0:
         return False
     b = np.asarray(face.box, np.float64)
     for other in others:
-        if other is face or abs(float(other.pose[2])) > 90.0:
+        if other is face or abs(_roll_from(other, turn)) > 90.0:
             continue
         o = np.asarray(other.box, np.float64)
         w = min(o[2], b[2]) - max(o[0], b[0])
@@ -64,10 +85,41 @@ def upside_down_over(face: Face, others: list[Face], overlap: float = 0.25) -> b
     return False
 
 
-def one_way_up(faces: list[Face]) -> list[Face]:
-    """``faces`` without those upside down over an upright one (:func:`upside_down_over`); a picture whose faces are
-    all upside down (a photo held the wrong way) keeps them."""
-    return [f for f in faces if not upside_down_over(f, faces)]
+def one_way_up(faces: list[Face], turn: int = 0) -> list[Face]:
+    """``faces`` without those upside down over an upright one (:func:`upside_down_over`, up as the picture turned by
+    ``turn`` quarter turns shows it); a picture whose faces are all upside down (a photo held the wrong way) keeps
+    them."""
+    return [f for f in faces if not upside_down_over(f, faces, turn=turn)]
+
+
+def content_turn(scores: np.ndarray, margin: float = 0.1, share: float = 0.6) -> int:
+    """The quarter turns (counter-clockwise, as ``np.rot90``) that make a video's content upright, from many frames'
+    :meth:`MediaPipeBackend.upright_scores` (shape (frames, 4)); 0 unless the evidence is clear.
+
+    A video turned without its rotation metadata (a phone clip re-encoded by a tool that drops it, a camera held upside
+    down) shows its faces on their side or upside down, and BlazeFace reads an upside-down face as an upright one with
+    its eyes where the mouth is. The turn whose faces the detector reads upright most confidently over the frames
+    (the largest summed score) is taken when it is not 0, wins in at least ``share`` of the frames that show a face,
+    and beats the picture as it is by at least ``margin`` in the median of those frames. Measured on the shared clips
+    and photos each turned four ways (``benchmarks/RESULTS.md``, stop 45): the right turn wins on every clip; upright
+    content never gives a turn.
+
+    Example:
+        >>> content_turn(np.array([[0.70, 0.0, 0.95, 0.0], [0.72, 0.0, 0.93, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+        2
+        >>> content_turn(np.array([[0.93, 0.0, 0.71, 0.0]]))
+        0
+    """
+    scores = np.asarray(scores, np.float64).reshape(-1, 4)
+    seen = scores[scores.max(axis=1) > 0]
+    if not len(seen):
+        return 0
+    k = int(seen.sum(axis=0).argmax())
+    if k == 0:
+        return 0
+    wins = float(np.mean(seen.argmax(axis=1) == k))
+    lead = float(np.median(seen[:, k] - seen[:, 0]))
+    return k if wins >= share and lead >= margin else 0
 
 
 class MediaPipeBackend:
@@ -143,6 +195,23 @@ class MediaPipeBackend:
         keep = nms(boxes, scores)
         return boxes[keep], scores[keep], kps[keep]
 
+    def upright_scores(self, image: np.ndarray) -> np.ndarray:
+        """How clearly the picture shows an upright face when turned by ``k`` quarter turns (``np.rot90(image, k)``,
+        counter-clockwise), for ``k`` = 0..3: the best detector score among the faces it reads upright there (eye line
+        within 45 degrees of level, the subject's right eye on the image's left), 0 where none.
+
+        BlazeFace reads a face turned upside down as an upright one too (its eyes where the mouth is), less
+        confidently than the same face turned back: over many frames, the turn with the clearest faces is the one
+        that makes the video's content upright (:func:`content_turn`). One pass of the detector per turn, no tiles.
+        """
+        out = np.zeros(4, np.float32)
+        for k in range(4):
+            _, scores, kps = self._detector(np.ascontiguousarray(np.rot90(image, k)))
+            for score, kp in zip(scores, kps):
+                if abs(_roi_angle(kp[0], kp[1])) <= math.radians(45):
+                    out[k] = max(out[k], float(score))
+        return out
+
     # -- landmarks ---------------------------------------------------------------------------
     def mesh(self, image: np.ndarray, roi: tuple[float, float, float, float]) -> np.ndarray | None:
         """478-point mesh in the square region ``roi`` = (cx, cy, size, angle), or None if no face."""
@@ -164,7 +233,9 @@ class MediaPipeBackend:
         """The region MediaPipe's face tracking would use next: landmark box x1.5, eye-line rotation."""
         return roi_from_points(mesh[:, :2], _roi_angle(mesh[33], mesh[263]), 1.5)
 
-    def face_from_mesh(self, mesh: np.ndarray, score: float) -> Face:
+    def face_from_mesh(self, mesh: np.ndarray, score: float, turn: int = 0) -> Face:
+        """The face a mesh describes. ``turn``: the quarter turns that make the picture's content upright; yaw and
+        pitch are read there (a head on its side turning to its left is yaw, not pitch), the roll in the picture."""
         pts = mesh[:, :2]
         box = np.array([*pts.min(0), *pts.max(0)], np.float32)
         return Face(
@@ -173,10 +244,10 @@ class MediaPipeBackend:
             keypoints=mesh_to_keypoints5(mesh),
             landmarks=mesh.astype(np.float32),
             landmarks_68=mesh_to_68(mesh),
-            pose=pose_from_mesh(mesh),
+            pose=turned_pose(mesh, turn),
         )
 
-    def _faces_from_candidates(self, image: np.ndarray, boxes, scores, kps) -> list[Face]:
+    def _faces_from_candidates(self, image: np.ndarray, boxes, scores, kps, turn: int = 0) -> list[Face]:
         faces: list[Face] = []
         for box, score, kp in zip(boxes, scores, kps):
             w, h = box[2] - box[0], box[3] - box[1]
@@ -184,27 +255,36 @@ class MediaPipeBackend:
             mesh = self.mesh(image, roi)
             if mesh is None:
                 continue
-            face = self.face_from_mesh(mesh, score)
+            face = self.face_from_mesh(mesh, score, turn)
             if faces and box_iou(face.box[None], np.stack([f.box for f in faces])).max() > 0.4:
                 continue  # the same face found twice (two detectors, tiles, rotations)
             faces.append(face)
         return faces
 
-    def __call__(self, image: np.ndarray) -> list[Face]:
-        faces = one_way_up(self._faces_from_candidates(image, *self.detect(image)))
-        if faces or not self.rotations:
-            return faces
+    def _detect_turned(self, image: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`detect` on ``np.rot90(image, k)``, its boxes and keypoints read back in ``image``."""
+        if k % 4 == 0:
+            return self.detect(image)
         h, w = image.shape[:2]
-        for k in (1, 3, 2):
-            rotated = np.ascontiguousarray(np.rot90(image, k))
-            boxes, scores, kps = self.detect(rotated)
-            if not len(boxes):
-                continue
-            corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1)
-            corners = _rotate_points(corners, k, (h, w))
+        boxes, scores, kps = self.detect(np.ascontiguousarray(np.rot90(image, k)))
+        if len(boxes):
+            corners = _rotate_points(np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1), k, (h, w))
             boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
             kps = _rotate_points(kps, k, (h, w))
-            faces = one_way_up(self._faces_from_candidates(image, boxes, scores, kps))
+        return boxes, scores, kps
+
+    def __call__(self, image: np.ndarray, turn: int = 0) -> list[Face]:
+        """The faces of ``image``. ``turn``: the quarter turns (counter-clockwise, as ``np.rot90``) that make its
+        content upright (:func:`content_turn`): the detector reads the picture turned so; the landmarks stay in
+        ``image``."""
+        faces = one_way_up(self._faces_from_candidates(image, *self._detect_turned(image, turn), turn), turn)
+        if faces or not self.rotations:
+            return faces
+        for k in (1, 3, 2):
+            boxes, scores, kps = self._detect_turned(image, turn + k)
+            if not len(boxes):
+                continue
+            faces = one_way_up(self._faces_from_candidates(image, boxes, scores, kps, turn), turn)
             if faces:
                 return faces
         return faces
@@ -242,13 +322,23 @@ class FaceAnalyzer:
             raise SaSwapError(f"unknown face analysis backend {backend!r}; choose 'mediapipe' or 'insightface'")
         self.backend_name = backend
 
-    def __call__(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
-        """Analyse an image (path, PIL image or RGB array); faces sorted by box area, largest first."""
+    def __call__(self, image: ImageInput, max_faces: int | None = None, turn: int = 0) -> list[Face]:
+        """Analyse an image (path, PIL image or RGB array); faces sorted by box area, largest first. ``turn``: the
+        quarter turns (as ``np.rot90``) that make the picture's content upright (:func:`content_turn`; the MediaPipe
+        backend only), read from :meth:`upright_scores` over a video's frames."""
         img = load_image(image)
-        faces = sorted(self.backend(img), key=lambda f: -f.area)
+        if turn % 4 and not hasattr(self.backend, "upright_scores"):
+            raise SaSwapError(f"the {self.backend_name} face analysis backend cannot read a picture turned by {turn}")
+        found = self.backend(img, turn=turn % 4) if turn % 4 else self.backend(img)
+        faces = sorted(found, key=lambda f: -f.area)
         return faces if max_faces is None else faces[:max_faces]
 
     analyze = __call__
+
+    def upright_scores(self, image: ImageInput) -> np.ndarray | None:
+        """:meth:`MediaPipeBackend.upright_scores` of the picture, or None for a backend without it."""
+        scorer = getattr(self.backend, "upright_scores", None)
+        return None if scorer is None else scorer(load_image(image))
 
     def close(self) -> None:
         self.backend.close()

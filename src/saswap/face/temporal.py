@@ -105,6 +105,7 @@ class FaceSmoother:
         self._pose = OneEuroFilter(min_cutoff, beta / 50.0)  # pose speeds in degrees per second
         self._reference: tuple[np.ndarray, float] | None = None  # ``rigid``: the first face's stable vertices, size
         self._was_rigid = False  # whether the last face was smoothed in two parts
+        self._angles: np.ndarray | None = None  # the last smoothed pose, before wrapping into (-180, 180]
 
     def reset(self) -> None:
         self._points.reset()
@@ -113,6 +114,18 @@ class FaceSmoother:
         self._pose.reset()
         self._reference = None
         self._was_rigid = False
+        self._angles = None
+
+    def _pose_smoothed(self, pose: np.ndarray) -> np.ndarray:
+        """The pose smoothed as angles: a roll that crosses +-180 degrees (a face upside down in a turned video) is
+        followed across it instead of swinging through 0."""
+        pose = np.asarray(pose, np.float64)
+        if self._angles is not None:
+            step = pose - self._angles
+            pose = pose + np.where(step > 180.0, -360.0, np.where(step < -180.0, 360.0, 0.0))
+        self._angles = self._pose(pose, self.dt)
+        out = self._angles
+        return np.where(out > 180.0, out - 360.0, np.where(out <= -180.0, out + 360.0, out))
 
     def _smooth_rigid(self, packed: np.ndarray, mesh: np.ndarray, scale: float) -> np.ndarray:
         """``packed`` smoothed as the head's similarity (fitted to ``mesh``'s stable vertices) applied to the points
@@ -160,7 +173,7 @@ class FaceSmoother:
             landmarks_68=smooth[n : n + m].astype(np.float32),
             keypoints=smooth[n + m : n + m + 5].astype(np.float32),
             box=smooth[n + m + 5 :].reshape(4).astype(np.float32),
-            pose=self._pose(face.pose, self.dt).astype(np.float32),
+            pose=self._pose_smoothed(face.pose).astype(np.float32),
         )
 
 

@@ -217,10 +217,17 @@ class TargetAnalyzer:
         keys = ("min_score", "tiling", "small_face", "fine_tiling_side", "rotations", "refine")
         return "mediapipe", {k: getattr(backend, k) for k in keys}
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces of a frame, largest first (the face analyzer's only use)."""
+    def detect(self, image: np.ndarray, turn: int = 0) -> list[Face]:
+        """Faces of a frame, largest first (the face analyzer's only use). ``turn``: the quarter turns (as
+        ``np.rot90``) that make the video's content upright (:func:`~saswap.face.analyzer.content_turn`)."""
         self.calls += 1
-        return self.analyzer(image)
+        return self.analyzer(image, turn=turn) if turn % 4 else self.analyzer(image)
+
+    def upright_scores(self, image: np.ndarray) -> np.ndarray | None:
+        """How clearly the frame shows upright faces turned each of four ways
+        (:meth:`~saswap.face.analyzer.MediaPipeBackend.upright_scores`), or None for an analyzer without it."""
+        scorer = getattr(self.analyzer, "upright_scores", None)
+        return None if scorer is None else scorer(image)
 
     def describe(self, image: np.ndarray, face: Face) -> TargetFace:
         """Alignment and target-only data for one face of a frame."""

@@ -108,7 +108,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 11
+ANALYSIS_REVISION = 12
 
 
 def _settings(pipe) -> dict[str, Any]:
@@ -286,6 +286,112 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+#: Every how many seconds of a template a frame's faces are read turned four ways, to find a video whose content is
+#: turned without its rotation metadata (:func:`~saswap.face.analyzer.content_turn`).
+TURN_SURVEY_SECONDS = 0.5
+
+
+def _detect_and_track(
+    pipe, template: Path, info, start, end, threads, remote, progress, expected, turn: int, survey: bool
+) -> tuple[list[list[Face]], list[bool], list[int], list[np.ndarray]]:
+    """A template's first pass: faces detected (the picture read turned by ``turn`` quarter turns) and tracked through
+    the video. Returns each frame's faces, whether a shot cut precedes it, the frame whose picture it repeats (or its
+    own index), and with ``survey`` every :data:`TURN_SURVEY_SECONDS` a frame's upright scores
+    (:meth:`~saswap.pipelines.analysis.TargetAnalyzer.upright_scores`)."""
+    from saswap.face.temporal import FaceTracker
+    from saswap.videoio import VideoReader
+
+    tracker = FaceTracker(fps=info.fps, smooth=False, **TRACKING)
+    repeats = RepeatDetector(**REPEATS) if REPEATS is not None else None
+    frames_faces: list[list[Face]] = []
+    cuts: list[bool] = []
+    anchors: list[int] = []  # anchors[i]: the frame i repeats, or i
+    upright: list[np.ndarray] = []
+    analyser = pipe.target_analyzer
+    detect = remote.detect if remote is not None else analyser.detect
+    scores = remote.upright_scores if remote is not None else analyser.upright_scores
+    every = max(1, round(info.fps * TURN_SURVEY_SECONDS)) if survey else 0
+    recent: deque = deque(maxlen=MESH_BACKTRACK)  # the shot's last distinct frames: (position, picture)
+    known: set[int] = set()  # the tracks seen so far
+
+    def mesher():
+        """The face mesh of this process's analyzer (loaded on first use: with worker processes, only when a face
+        is lost), or None when its backend has none."""
+        backend = getattr(analyser.analyzer, "backend", None)
+        return backend if hasattr(backend, "mesh") and hasattr(backend, "roi_from_mesh") else None
+
+    def scanned(reader):
+        """(frame, whether it repeats the one before, whether a shot cut precedes it), in order on this thread."""
+        for frame in reader:
+            if repeats is not None and repeats(frame.image):  # never the first frame
+                yield frame, True, False, None
+            else:
+                cut = tracker.is_shot_cut(frame.image) and frame.index > 0
+                yield frame, False, cut, tracker.last_change
+
+    def detected(item):
+        frame, repeat, *_ = item
+        if repeat:
+            return None, None
+        faces = detect(frame.image, turn) if turn else detect(frame.image)
+        return faces, (scores(frame.image) if every and frame.index % every == 0 else None)
+
+    changes: deque = deque(maxlen=CUT_CHECK["history"] if CUT_CHECK else 1)  # the shot's recent picture changes
+    previous: np.ndarray | None = None  # the last distinct picture
+    followed = _FollowCheck(lambda: pipe.identity_embedder(required=False))
+
+    with (
+        VideoReader(template, start=start, end=end) as reader,
+        _progress(expected, "analysing template" if not turn else "analysing template, turned", progress) as bar,
+        closing(ordered_map(detected, scanned(reader), threads)) as results,  # closed before the reader
+    ):
+        for (frame, repeat, cut, change), (found, reading) in results:
+            check_interrupt()
+            if repeat:
+                anchors.append(anchors[-1])  # the same picture: the same faces, not detected again
+                frames_faces.append(frames_faces[-1])
+                cuts.append(False)
+                bar.update(1)
+                continue
+            if reading is not None:
+                upright.append(np.asarray(reading, np.float32))
+            if remote is not None:
+                analyser.calls += 1
+            if not cut and _suspect_cut(change, changes) and found and frames_faces and frames_faces[-1]:
+                if (embedder := pipe.identity_embedder(required=False)) is not None:
+                    cut = _identity_cut(embedder, (previous, frames_faces[-1]), (frame.image, found), tracker)
+                    if cut:
+                        logger.info("%s: a new shot at frame %d (someone else there)", template, frame.index)
+            if cut:
+                changes.clear()
+            elif change is not None:
+                changes.append(change)
+            previous = frame.image
+            detected_here = len(found)
+            if cut:
+                tracker.tracks = []
+                recent.clear()
+            elif MESH_TRACKING:
+                found = _refound(tracker, found, frame.image, mesher, followed, turn)
+            faces = tracker.update(found)
+            followed.anchor(frame.image, faces[:detected_here], tracker)
+            faces = sorted(faces, key=lambda f: -f.area)
+            if MESH_TRACKING:
+                for face in faces:  # a face first found here: was it there, unseen, in the frames before?
+                    if face.track_id not in known:
+                        _backtrack(face, recent, frames_faces, mesher, tracker.iou_threshold, followed, turn)
+                known.update(f.track_id for f in faces)
+                recent.append((len(frames_faces), frame.image))
+            frames_faces.append(faces)
+            cuts.append(cut)
+            anchors.append(len(anchors))
+            bar.update(1)
+    if followed.rejected:
+        logger.info("%s: %d face(s) the face mesh followed were no longer their track's person; left out",
+                    template, followed.rejected)  # fmt: skip
+    return frames_faces, cuts, anchors, upright
+
+
 def precompute_template(
     pipe,
     template: str | os.PathLike,
@@ -341,92 +447,28 @@ def precompute_template(
                 return TemplateCache.open(path, video_hash, settings), True
             except CacheError as err:
                 logger.warning("%s; rebuilding the template cache", err)
-        from saswap.face.temporal import FaceTracker
-
-        tracker = FaceTracker(fps=info.fps, smooth=False, **TRACKING)
-        repeats = RepeatDetector(**REPEATS) if REPEATS is not None else None
-        frames_faces, cuts, anchors = [], [], []  # anchors[i]: the frame i repeats, or i
         expected = _expected_frames(info, start, end)
         threads, remote = _analysis_workers(pipe, workers, expected)
         if remote is not None:
-            stack.enter_context(remote)  # one set of workers for both passes
+            stack.enter_context(remote)  # one set of workers for every pass
         analyser = pipe.target_analyzer
-        detect = remote.detect if remote is not None else analyser.detect
-        recent: deque = deque(maxlen=MESH_BACKTRACK)  # the shot's last distinct frames: (position, picture)
-        known: set[int] = set()  # the tracks seen so far
+        frames_faces, cuts, anchors, upright = _detect_and_track(
+            pipe, template, info, start, end, threads, remote, progress, expected, turn=0, survey=True
+        )
+        from saswap.face.analyzer import content_turn
 
-        def mesher():
-            """The face mesh of this process's analyzer (loaded on first use: with worker processes, only when a face
-            is lost), or None when its backend has none."""
-            backend = getattr(analyser.analyzer, "backend", None)
-            return backend if hasattr(backend, "mesh") and hasattr(backend, "roi_from_mesh") else None
-
-        def scanned(reader):
-            """(frame, whether it repeats the one before, whether a shot cut precedes it), in order on this thread."""
-            for frame in reader:
-                if repeats is not None and repeats(frame.image):  # never the first frame
-                    yield frame, True, False, None
-                else:
-                    cut = tracker.is_shot_cut(frame.image) and frame.index > 0
-                    yield frame, False, cut, tracker.last_change
-
-        def detected(item):
-            frame, repeat, *_ = item
-            return None if repeat else detect(frame.image)
-
-        changes: deque = deque(maxlen=CUT_CHECK["history"] if CUT_CHECK else 1)  # the shot's recent picture changes
-        previous: np.ndarray | None = None  # the last distinct picture
-        followed = _FollowCheck(lambda: pipe.identity_embedder(required=False))
-
-        with (
-            VideoReader(template, start=start, end=end) as reader,
-            _progress(expected, "analysing template", progress) as bar,
-            closing(ordered_map(detected, scanned(reader), threads)) as results,  # closed before the reader
-        ):
-            for (frame, repeat, cut, change), found in results:
-                check_interrupt()
-                if repeat:
-                    anchors.append(anchors[-1])  # the same picture: the same faces, not detected again
-                    frames_faces.append(frames_faces[-1])
-                    cuts.append(False)
-                    bar.update(1)
-                    continue
-                if remote is not None:
-                    analyser.calls += 1
-                if not cut and _suspect_cut(change, changes) and found and frames_faces and frames_faces[-1]:
-                    if (embedder := pipe.identity_embedder(required=False)) is not None:
-                        cut = _identity_cut(embedder, (previous, frames_faces[-1]), (frame.image, found), tracker)
-                        if cut:
-                            logger.info("%s: a new shot at frame %d (someone else there)", template, frame.index)
-                if cut:
-                    changes.clear()
-                elif change is not None:
-                    changes.append(change)
-                previous = frame.image
-                detected_here = len(found)
-                if cut:
-                    tracker.tracks = []
-                    recent.clear()
-                elif MESH_TRACKING:
-                    found = _refound(tracker, found, frame.image, mesher, followed)
-                faces = tracker.update(found)
-                followed.anchor(frame.image, faces[:detected_here], tracker)
-                faces = sorted(faces, key=lambda f: -f.area)
-                if MESH_TRACKING:
-                    for face in faces:  # a face first found here: was it there, unseen, in the frames before?
-                        if face.track_id not in known:
-                            _backtrack(face, recent, frames_faces, mesher, tracker.iou_threshold, followed)
-                    known.update(f.track_id for f in faces)
-                    recent.append((len(frames_faces), frame.image))
-                frames_faces.append(faces)
-                cuts.append(cut)
-                anchors.append(len(anchors))
-                bar.update(1)
+        turn = content_turn(np.stack(upright)) if upright else 0
+        if turn:
+            way = {1: "90 degrees counter-clockwise", 2: "180 degrees", 3: "90 degrees clockwise"}[turn]
+            logger.warning(
+                "%s: its faces stand upright only with the picture turned %s, and the file has no rotation that says "
+                "so; the faces are read turned that way", template, way,
+            )  # fmt: skip
+            frames_faces, cuts, anchors, _ = _detect_and_track(
+                pipe, template, info, start, end, threads, remote, progress, expected, turn=turn, survey=False
+            )
         if not frames_faces:
             raise SaSwapError(f"{template}: no frames could be decoded")
-        if followed.rejected:
-            logger.info("%s: %d face(s) the face mesh followed were no longer their track's person; left out",
-                        template, followed.rejected)  # fmt: skip
         # Tracks are smoothed over the distinct pictures alone, so that a repeated frame is not a step in time (its
         # face is its anchor's); the One-Euro filter's time constants stay in seconds at their mean rate.
         unique = [i for i, a in enumerate(anchors) if a == i]
@@ -442,6 +484,7 @@ def precompute_template(
             "span": [start, end],
             "cuts": [i for i, c in enumerate(cuts) if c],
             "repeats": len(anchors) - len(unique),
+            "content_turn": turn,
             "frame_tracks": [[f.track_id for f in faces] for faces in smoothed],
             "tracks": _track_table(smoothed, cuts),
         }
@@ -551,17 +594,25 @@ def _identity_cut(
 
 
 def _mesh_face(
-    backend, image: np.ndarray, roi, near: np.ndarray, others: list[np.ndarray], score: float, overlap: float
+    backend,
+    image: np.ndarray,
+    roi,
+    near: np.ndarray,
+    others: list[np.ndarray],
+    score: float,
+    overlap: float,
+    turn: int = 0,
 ) -> Face | None:
     """The face the face mesh finds in ``roi`` of ``image`` (its face-presence gate deciding), when its box overlaps
     ``near`` (box overlap at least ``overlap``) and none of the boxes ``others`` (faces found there already: at most
-    0.4); else None. What :func:`_refound` and :func:`_backtrack` both ask."""
+    0.4); else None. What :func:`_refound` and :func:`_backtrack` both ask. ``turn``: the video's content turn
+    (:func:`~saswap.face.analyzer.content_turn`)."""
     from saswap.face.geometry import box_iou
 
     mesh = backend.mesh(image, roi)
     if mesh is None:
         return None
-    face = backend.face_from_mesh(mesh, score)
+    face = backend.face_from_mesh(mesh, score, turn) if turn else backend.face_from_mesh(mesh, score)
     box = np.asarray(face.box, np.float64)[None]
     if box_iou(box, np.asarray(near, np.float64)[None])[0, 0] < overlap:
         return None  # the mesh settled somewhere else
@@ -619,7 +670,12 @@ class _FollowCheck:
 
 
 def _refound(
-    tracker, found: list[Face], image: np.ndarray, mesher: Callable[[], Any], check: Callable[..., bool] | None = None
+    tracker,
+    found: list[Face],
+    image: np.ndarray,
+    mesher: Callable[[], Any],
+    check: Callable[..., bool] | None = None,
+    turn: int = 0,
 ) -> list[Face]:
     """``found`` (the detector's faces of a frame) plus the faces of live tracks it missed there, found again by the
     face mesh alone, as MediaPipe's own face tracking does: the mesh runs on the region the track's last face gives
@@ -632,7 +688,7 @@ def _refound(
     tracker's threshold) and not on a face already found, and ``check(track_id, image, face)``, when given, must accept
     it (:class:`_FollowCheck`); only a track seen with the 468-point mesh is looked for. ``mesher()`` gives the backend
     with ``mesh`` and ``roi_from_mesh`` (or None: ``found`` as it is). A face upside down over an upright one is not
-    taken (:func:`~saswap.face.analyzer.upside_down_over`).
+    taken (:func:`~saswap.face.analyzer.upside_down_over`; up as the video's content turn ``turn`` says).
     """
     from saswap.face.analyzer import upside_down_over
     from saswap.face.geometry import box_iou
@@ -653,8 +709,8 @@ def _refound(
         cx, cy, size, angle = backend.roi_from_mesh(np.asarray(last.landmarks, np.float64))
         dx, dy = (predicted[:2] + predicted[2:]) / 2 - (np.asarray(last.box[:2] + last.box[2:], np.float64)) / 2
         roi = (cx + dx, cy + dy, size, angle)
-        face = _mesh_face(backend, image, roi, predicted, boxes, float(last.score), tracker.iou_threshold)
-        if face is None or upside_down_over(face, out) or (check and not check(track.track_id, image, face)):
+        face = _mesh_face(backend, image, roi, predicted, boxes, float(last.score), tracker.iou_threshold, turn)
+        if face is None or upside_down_over(face, out, turn=turn) or (check and not check(track.track_id, image, face)):
             continue
         out.append(face)
         boxes.append(np.asarray(face.box, np.float64))
@@ -673,12 +729,14 @@ def _backtrack(
     mesher: Callable[[], Any],
     overlap: float,
     check: Callable[..., bool] | None = None,
+    turn: int = 0,
 ) -> None:
     """Extend a track first found in this frame backwards, into the ``recent`` distinct frames of its shot (latest
     first), while the face mesh finds its face there: on the region of the face one frame later, its face-presence gate
     deciding, overlapping that face (box overlap at least ``overlap``, the tracker's) and no face already found there
     (at most 0.4). What it finds is added to those frames' faces (``frames_faces``, in place: a repeated frame shares
     its picture's list), and ``check(track_id, picture, face)``, when given, accepting it (:class:`_FollowCheck`).
+    ``turn``: the video's content turn (:func:`~saswap.face.analyzer.content_turn`).
 
     The template is known before any swap, so a face the detector finds only after it came into view (out of the
     shadow, turning towards the camera, a hand moving away) is swapped from where it was, not faded in after it.
@@ -696,8 +754,8 @@ def _backtrack(
         present = frames_faces[position]
         roi = backend.roi_from_mesh(np.asarray(later.landmarks, np.float64))
         others = [np.asarray(f.box, np.float64) for f in present]
-        earlier = _mesh_face(backend, image, roi, later.box, others, float(face.score), overlap)
-        if earlier is None or upside_down_over(earlier, present):
+        earlier = _mesh_face(backend, image, roi, later.box, others, float(face.score), overlap, turn)
+        if earlier is None or upside_down_over(earlier, present, turn=turn):
             return
         if check and not check(face.track_id, image, earlier):
             return

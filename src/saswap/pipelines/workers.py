@@ -313,9 +313,13 @@ class AnalysisWorkers(_Workers):
     def __init__(self, n: int, engine, compositor, analyzer: tuple[str, dict[str, Any]], threads: int = 1) -> None:
         super().__init__(n, {"role": "analysis", "engine": engine, "compositor": compositor, "analyzer": analyzer}, threads)
 
-    def detect(self, image) -> list:
+    def detect(self, image, turn: int = 0) -> list:
         """The faces of a frame, largest first (:meth:`TargetAnalyzer.detect`)."""
-        return self._call(("detect", image))
+        return self._call(("detect", image, turn))
+
+    def upright_scores(self, image):
+        """:meth:`TargetAnalyzer.upright_scores` of a frame."""
+        return self._call(("upright", image))
 
     def analyse(self, image, faces: list, index: int = 0, pts: int | None = None, time: float = 0.0):
         """The :class:`~saswap.pipelines.analysis.FrameAnalysis` of a frame whose faces are given."""
@@ -365,8 +369,8 @@ def _faces_role(init: dict[str, Any]):
 
 
 def _analysis_role(init: dict[str, Any]):
-    """A template analysis worker's job handler: ``("detect", image)`` or ``("analyse", image, faces, index, pts,
-    time)``."""
+    """A template analysis worker's job handler: ``("detect", image, turn)``, ``("upright", image)`` or ``("analyse",
+    image, faces, index, pts, time)``."""
     from functools import partial
 
     from saswap.face.analyzer import FaceAnalyzer
@@ -381,7 +385,9 @@ def _analysis_role(init: dict[str, Any]):
     def handle(message: tuple) -> Any:
         kind, image, *rest = message
         if kind == "detect":
-            return analyzer.detect(image)
+            return analyzer.detect(image, *rest)
+        if kind == "upright":
+            return analyzer.upright_scores(image)
         faces, index, pts, time_ = rest
         return analyzer(image, faces, index=index, pts=pts, time=time_)
 
