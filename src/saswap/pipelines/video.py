@@ -410,8 +410,11 @@ def precompute_template(
     found mid-shot is followed back into the frames before, :func:`_backtrack`), each track is
     smoothed in both directions, then every face's alignment and target-only data (the engine's 3DMM fit,
     the compositor's occlusion and person masks) is computed from the smoothed landmarks and streamed to
-    the cache file. A frame that repeats the picture before it (:class:`~saswap.pipelines.analysis.RepeatDetector`;
-    frame-rate conversion) is neither detected nor analysed: its record is that picture's, marked ``repeat_of``.
+    the cache file. A video whose picture is turned without rotation metadata (its faces upright only turned by 90,
+    180 or 270 degrees, :func:`~saswap.face.analyzer.content_turn` over a frame every :data:`TURN_SURVEY_SECONDS`) is
+    detected again with the picture read turned so. A frame that repeats the picture before it
+    (:class:`~saswap.pipelines.analysis.RepeatDetector`; frame-rate conversion) is neither detected nor analysed: its
+    record is that picture's, marked ``repeat_of``.
 
     Args:
         pipe: a :class:`~saswap.pipelines.image.SaSwapPipeline` (its engine, compositor and analyzer).
