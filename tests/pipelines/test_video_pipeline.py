@@ -960,9 +960,9 @@ def test_a_face_the_detector_misses_is_found_again_by_the_mesh(pipe, clip, tmp_p
     whole, _ = pipe.precompute(clip, tmp_path / "whole", progress=False, workers=0)
     detect, seen = pipe.target_analyzer.detect, []
 
-    def missing_two(image):  # the detector loses the face in two frames of the middle (motion blur, a hand passing)
+    def missing_two(image, turn=0):  # the detector loses the face in two frames of the middle (motion blur, a hand passing)
         seen.append(1)
-        return [] if len(seen) in (6, 7) else detect(image)
+        return [] if len(seen) in (6, 7) else detect(image, turn)
 
     monkeypatch.setattr(pipe.target_analyzer, "detect", missing_two)
     monkeypatch.setattr(video, "MESH_TRACKING", mesh_tracking)
@@ -1107,9 +1107,9 @@ def test_a_face_found_late_is_followed_back_to_where_it_was(pipe, clip, tmp_path
     whole, _ = pipe.precompute(clip, tmp_path / "whole", progress=False, workers=0)
     detect, seen = pipe.target_analyzer.detect, []
 
-    def late(image):
+    def late(image, turn=0):
         seen.append(1)
-        return [] if len(seen) <= 3 else detect(image)
+        return [] if len(seen) <= 3 else detect(image, turn)
 
     monkeypatch.setattr(pipe.target_analyzer, "detect", late)
     back, _ = pipe.precompute(clip, tmp_path / "back", progress=False, workers=0, force=True)
@@ -1155,9 +1155,9 @@ def test_a_followed_face_that_becomes_someone_else_is_dropped(pipe, tmp_path, mo
     template = _encode(tmp_path / "passer.mp4", a[:8] + b + a[8:14])
     detect, seen = pipe.target_analyzer.detect, []
 
-    def blind(image):  # the detector misses the face in the other person's frames
+    def blind(image, turn=0):  # the detector misses the face in the other person's frames
         seen.append(1)
-        return [] if 8 < len(seen) <= 11 else detect(image)
+        return [] if 8 < len(seen) <= 11 else detect(image, turn)
 
     monkeypatch.setattr(pipe.target_analyzer, "detect", blind)
     checked, _ = pipe.precompute(template, tmp_path / "checked", progress=False, workers=0)

@@ -333,8 +333,7 @@ def _detect_and_track(
         frame, repeat, *_ = item
         if repeat:
             return None, None
-        faces = detect(frame.image, turn) if turn else detect(frame.image)
-        return faces, (scores(frame.image) if every and frame.index % every == 0 else None)
+        return detect(frame.image, turn), (scores(frame.image) if every and frame.index % every == 0 else None)
 
     changes: deque = deque(maxlen=CUT_CHECK["history"] if CUT_CHECK else 1)  # the shot's recent picture changes
     previous: np.ndarray | None = None  # the last distinct picture
@@ -615,7 +614,7 @@ def _mesh_face(
     mesh = backend.mesh(image, roi)
     if mesh is None:
         return None
-    face = backend.face_from_mesh(mesh, score, turn) if turn else backend.face_from_mesh(mesh, score)
+    face = backend.face_from_mesh(mesh, score, turn)
     box = np.asarray(face.box, np.float64)[None]
     if box_iou(box, np.asarray(near, np.float64)[None])[0, 0] < overlap:
         return None  # the mesh settled somewhere else
