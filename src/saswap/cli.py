@@ -74,7 +74,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     kwargs = {"tiling": args.tiling} if args.backend == "mediapipe" else {}
     with _output_folder(out):
         with FaceAnalyzer(backend=args.backend, **kwargs) as analyzer:
-            faces = analyzer(image)
+            faces = analyzer(image, turn="auto")  # numbered as a swap numbers them
         if out is not None:
             save_image(draw_faces(image, faces), out)
     if args.json:

@@ -226,6 +226,34 @@ def test_a_picture_turned_without_its_rotation_is_read_with_its_content_upright(
     assert np.abs(back - upright.landmarks[:, :2]).mean() > 0.5 * eyes
 
 
+def test_a_photo_turned_without_its_orientation_is_read_upright_from_itself(analyzer, monkeypatch):
+    """``turn="auto"``: one photo's own upright scores decide its turn. A photo turned by 90, 180 or 270 degrees gets
+    the upright photo's faces (landmarks in the turned picture); the upright photo keeps its reading as it is, and a
+    face read clearly as it is costs one detector pass, not four. A bad value is refused."""
+    from saswap.face.analyzer import _rotate_points
+    from saswap.io import load_image
+
+    image = load_image(data_path("images", "face_recognition__obama.jpg"))
+    upright = analyzer(image)[0]
+    h, w = image.shape[:2]
+    for j in (1, 2, 3):
+        picture = np.ascontiguousarray(np.rot90(image, j))
+        assert analyzer.picture_turn(picture) == (-j) % 4
+        faces = analyzer(picture, turn="auto")
+        assert len(faces) == 1
+        back = _rotate_points(faces[0].landmarks[:, :2], j, (h, w))
+        assert np.abs(back - upright.landmarks[:, :2]).max() < 0.05 * upright.eye_distance
+    again = analyzer(image, turn="auto")[0]
+    assert np.array_equal(again.landmarks, upright.landmarks) and np.array_equal(again.pose, upright.pose)
+    passes = []
+    detector = analyzer.backend._detector
+    monkeypatch.setattr(analyzer.backend, "_detector", lambda *a, **k: passes.append(1) or detector(*a, **k))
+    scores = analyzer.backend.upright_scores(image, enough=0.9)
+    assert scores[0] > 0.9 and len(passes) == 1 and not scores[1:].any()
+    with pytest.raises(ValueError, match="auto"):
+        analyzer(image, turn="upright")
+
+
 def test_the_content_turn_needs_clear_evidence_over_the_frames():
     from saswap.face.analyzer import content_turn
 

@@ -159,6 +159,23 @@ def test_a_turned_source_is_warned_about_and_a_profile_refused_unless_forced(pip
     assert source_turn(face) < SOURCE_TURN_WARN and not caplog.text
 
 
+def test_photos_turned_without_their_orientation_are_swapped_the_right_way_up(pipe):
+    """A target photo turned upside down (no EXIF orientation says so) gets the upright photo's swap, turned over; a
+    source photo turned on its side gives the same swap as the upright one. Read as they are, BlazeFace takes an
+    upside-down face for an upright one (eyes where the mouth is) and the new face was pasted the wrong way up."""
+    from saswap.io import load_image
+
+    target = load_image(data_path("images", "liveportrait__d8.jpg"))
+    source = load_image(data_path("images", "sberswap__beckham.jpg"))
+    upright = pipe(source, target).image.astype(np.float32)
+    changed = np.abs(upright - target).max(axis=-1) > 8
+    assert changed.sum() > 1000
+    turned = pipe(source, np.ascontiguousarray(np.rot90(target, 2))).image
+    assert np.abs(np.rot90(turned, 2) - upright)[changed].mean() < 1.0
+    side = pipe(np.ascontiguousarray(np.rot90(source, 1)), target).image
+    assert np.abs(side - upright)[changed].mean() < 1.0
+
+
 def test_a_small_source_face_is_warned_about(pipe, caplog):
     # an old photo's face 51 px between the eyes' outer corners: the engine's crop enlarges it 2.4x
     import logging

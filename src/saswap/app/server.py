@@ -231,7 +231,7 @@ class SaSwapApp:
 
     def _detect(self, image: np.ndarray) -> list:
         with self._detect_lock:
-            return self._detector(image)
+            return self._detector(image, turn="auto")  # numbered as a swap of the photo numbers them
 
     def _first_frame_face(self, target: _Target, index: int, folder: Path) -> Path:
         """A picture of face ``index`` of a video's preview frame (its first frame with a face, numbered as the preview

@@ -92,7 +92,11 @@ def one_way_up(faces: list[Face], turn: int = 0) -> list[Face]:
     return [f for f in faces if not upside_down_over(f, faces, turn=turn)]
 
 
-def content_turn(scores: np.ndarray, margin: float = 0.1, share: float = 0.6) -> int:
+#: How far the best turned reading must lead the picture as it is (:func:`content_turn`'s ``margin``).
+TURN_MARGIN = 0.1
+
+
+def content_turn(scores: np.ndarray, margin: float = TURN_MARGIN, share: float = 0.6) -> int:
     """The quarter turns (counter-clockwise, as ``np.rot90``) that make a video's content upright, from many frames'
     :meth:`MediaPipeBackend.upright_scores` (shape (frames, 4)); 0 unless the evidence is clear.
 
@@ -195,7 +199,7 @@ class MediaPipeBackend:
         keep = nms(boxes, scores)
         return boxes[keep], scores[keep], kps[keep]
 
-    def upright_scores(self, image: np.ndarray) -> np.ndarray:
+    def upright_scores(self, image: np.ndarray, enough: float | None = None) -> np.ndarray:
         """How clearly the picture shows an upright face when turned by ``k`` quarter turns (``np.rot90(image, k)``,
         counter-clockwise), for ``k`` = 0..3: the best detector score among the faces it reads upright there (eye line
         within 45 degrees of level, the subject's right eye on the image's left), 0 where none.
@@ -203,6 +207,8 @@ class MediaPipeBackend:
         BlazeFace reads a face turned upside down as an upright one too (its eyes where the mouth is), less
         confidently than the same face turned back: over many frames, the turn with the clearest faces is the one
         that makes the video's content upright (:func:`content_turn`). One pass of the detector per turn, no tiles.
+        ``enough``: when the picture as it is scores above this, the other turns are not read (left 0): with ``1 -
+        margin`` no turn could then lead it by :func:`content_turn`'s margin (scores are at most 1).
         """
         out = np.zeros(4, np.float32)
         for k in range(4):
@@ -210,6 +216,8 @@ class MediaPipeBackend:
             for score, kp in zip(scores, kps):
                 if abs(_roi_angle(kp[0], kp[1])) <= math.radians(45):
                     out[k] = max(out[k], float(score))
+            if k == 0 and enough is not None and out[0] > enough:
+                break
         return out
 
     # -- landmarks ---------------------------------------------------------------------------
@@ -322,11 +330,16 @@ class FaceAnalyzer:
             raise SaSwapError(f"unknown face analysis backend {backend!r}; choose 'mediapipe' or 'insightface'")
         self.backend_name = backend
 
-    def __call__(self, image: ImageInput, max_faces: int | None = None, turn: int = 0) -> list[Face]:
+    def __call__(self, image: ImageInput, max_faces: int | None = None, turn: int | str = 0) -> list[Face]:
         """Analyse an image (path, PIL image or RGB array); faces sorted by box area, largest first. ``turn``: the
         quarter turns (as ``np.rot90``) that make the picture's content upright (:func:`content_turn`; the MediaPipe
-        backend only), read from :meth:`upright_scores` over a video's frames."""
+        backend only), read from :meth:`upright_scores` over a video's frames; ``"auto"``: read from this picture
+        alone (:meth:`picture_turn`; a photo turned without its orientation metadata)."""
         img = load_image(image)
+        if isinstance(turn, str):
+            if turn != "auto":
+                raise ValueError(f"turn must be a number of quarter turns or 'auto', got {turn!r}")
+            turn = self.picture_turn(img)
         if turn % 4 and not hasattr(self.backend, "upright_scores"):
             raise SaSwapError(f"the {self.backend_name} face analysis backend cannot read a picture turned by {turn}")
         found = self.backend(img, turn=turn % 4) if turn % 4 else self.backend(img)
@@ -339,6 +352,24 @@ class FaceAnalyzer:
         """:meth:`MediaPipeBackend.upright_scores` of the picture, or None for a backend without it."""
         scorer = getattr(self.backend, "upright_scores", None)
         return None if scorer is None else scorer(load_image(image))
+
+    def picture_turn(self, image: ImageInput) -> int:
+        """The quarter turns (as ``np.rot90``) that make one picture's content upright, 0 unless the evidence is clear:
+        :func:`content_turn` of its :meth:`upright_scores` (0 for a backend without them).
+
+        For a photo turned without its EXIF orientation (a screenshot, a tool that drops the tag, a scan): BlazeFace
+        reads an upside-down face as an upright one with its eyes where the mouth is. Costs one detector pass when the
+        picture as it is shows a face clearly enough that no turn could win (score above ``1 - TURN_MARGIN``), four
+        otherwise. A head rolled beyond 45 degrees may read best a quarter turn round; its landmarks stay in the
+        picture either way (measured in ``benchmarks/RESULTS.md``, stop 46).
+        """
+        scorer = getattr(self.backend, "upright_scores", None)
+        if scorer is None:
+            return 0
+        turn = content_turn(np.asarray(scorer(load_image(image), enough=1.0 - TURN_MARGIN))[None])
+        if turn:
+            logger.info("faces read with the picture turned %d degrees counter-clockwise (upright that way)", 90 * turn)
+        return turn
 
     def close(self) -> None:
         self.backend.close()

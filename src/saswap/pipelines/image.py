@@ -259,7 +259,8 @@ class SaSwapPipeline:
         return self._embedder
 
     def _faces(self, image: np.ndarray, name: str, role: str) -> list[Face]:
-        faces = self.analyzer(image)
+        # a photo turned without its orientation metadata is read the right way up (the faces' landmarks stay in it)
+        faces = self.analyzer(image, turn="auto")
         if not faces:
             raise NoFaceError(f"{name}: no face found in the {role}")
         return faces
