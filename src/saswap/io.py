@@ -26,7 +26,6 @@ __all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "temp
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
 
-_MAGIC = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WebP"))
 
 #: ISO-BMFF brands of still pictures: HEIF/HEIC (phone photos) and AVIF. A file whose ``ftyp`` box names one is a
 #: photo, not a video, whatever its container looks like to FFmpeg.
@@ -47,20 +46,38 @@ def picture_brand(head: bytes) -> str | None:
     return None
 
 
-#: First bytes of the still-picture formats (PNG, JPEG, GIF, BMP, TIFF).
-_PICTURE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+#: First bytes of the still-picture formats and their names (WebP and the ISO-BMFF ones are told by more than a prefix).
+_PICTURE_MAGIC = (
+    (b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)  # fmt: skip
+
+
+def picture_kind(head: bytes) -> str | None:
+    r"""The still-picture format a file's first 16 bytes announce (``"PNG"``, ``"JPEG"``, ``"GIF"``, ``"BMP"``,
+    ``"TIFF"``, ``"WebP"``, or an ISO-BMFF brand such as ``"heic"`` or ``"avif"``), or None.
+
+    Example:
+        >>> picture_kind(b"\x89PNG\r\n"), picture_kind(b"RIFF\x00\x00\x00\x00WEBPVP8 ")
+        ('PNG', 'WebP')
+        >>> picture_kind(b"RIFF\x00\x00\x00\x00AVI LIST") is None  # a RIFF video
+        True
+    """
+    kind = next((k for magic, k in _PICTURE_MAGIC if head.startswith(magic)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    return kind if kind is not None else picture_brand(head)
 
 
 def picture_header(head: bytes) -> bool:
-    r"""Whether a file's first 16 bytes are a still picture's: PNG, JPEG, GIF, BMP, TIFF, WebP, HEIF/HEIC or AVIF
-    (an animated GIF's too: telling it from a still one needs its frames counted).
+    r"""Whether a file's first 16 bytes are a still picture's (:func:`picture_kind`): PNG, JPEG, GIF, BMP, TIFF,
+    WebP, HEIF/HEIC or AVIF (an animated GIF's too: telling it from a still one needs its frames counted).
 
     Example:
         >>> picture_header(b"\x89PNG\r\n"), picture_header(b"\x00\x00\x00\x18ftypisom")
         (True, False)
     """
-    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
-    return head.startswith(_PICTURE_MAGIC) or webp or picture_brand(head) is not None
+    return picture_kind(head) is not None
 
 
 def _load_heif(data: bytes, name: str) -> np.ndarray:
@@ -217,7 +234,7 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
                         f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face"
                     ) from None
                 return np.ascontiguousarray(arr)
-            kind = next((k for magic, k in _MAGIC if data.startswith(magic)), None)
+            kind = picture_kind(data[:16])
             if kind is not None:
                 raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None
             raise InvalidImageError(f"{name}: not an image file (or an unsupported image format)") from None
