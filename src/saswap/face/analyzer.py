@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from saswap.errors import SaSwapError
-from saswap.face.geometry import box_iou, nms, pose_from_mesh, roi_from_points
+from saswap.face.geometry import box_containment, box_iou, nms, pose_from_mesh, roi_from_points
 from saswap.face.landmarks import mesh_to_68, mesh_to_keypoints5
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image
@@ -72,17 +72,8 @@ def upside_down_over(face: Face, others: list[Face], overlap: float = 0.25, turn
     and down are read there."""
     if abs(_roll_from(face, turn)) <= 90.0:
         return False
-    b = np.asarray(face.box, np.float64)
-    for other in others:
-        if other is face or abs(_roll_from(other, turn)) > 90.0:
-            continue
-        o = np.asarray(other.box, np.float64)
-        w = min(o[2], b[2]) - max(o[0], b[0])
-        h = min(o[3], b[3]) - max(o[1], b[1])
-        smaller = min((o[2] - o[0]) * (o[3] - o[1]), (b[2] - b[0]) * (b[3] - b[1]))
-        if w > 0 and h > 0 and w * h >= overlap * max(smaller, 1e-9):
-            return True
-    return False
+    upright = [o.box for o in others if o is not face and abs(_roll_from(o, turn)) <= 90.0]
+    return bool(upright) and bool((box_containment(face.box, np.stack(upright)) >= overlap).any())
 
 
 def one_way_up(faces: list[Face], turn: int = 0) -> list[Face]:

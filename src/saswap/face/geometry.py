@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_iou", "nms", "roi_from_points", "pose_from_mesh", "MESH_SYMMETRIC_PAIRS"]
+__all__ = ["box_containment", "box_iou", "nms", "roi_from_points", "pose_from_mesh", "MESH_SYMMETRIC_PAIRS"]
 
 #: Pairs of MediaPipe mesh vertices mirrored across the face's mid-plane (image-left, image-right):
 #: outer/inner eye corners, cheek contour, mouth corners, nostril wings, brow ends, jaw.
@@ -106,7 +106,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def _overlap_min(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box of every box in ``a`` with every box in ``b``, shape (N, M): 1 when one box
+    lies inside the other.
+
+    Example:
+        >>> box_containment(np.array([[0, 0, 4, 4.]]), np.array([[1, 1, 2, 2.], [3, 0, 5, 4.]])).round(3)
+        array([[1. , 0.5]])
+    """
     inter, area_a, area_b = _intersections(a, b)
     return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
 
@@ -141,7 +148,7 @@ def nms(
         if not rest.size:
             break
         iou = box_iou(boxes[i : i + 1], boxes[rest])[0]
-        cont = _overlap_min(boxes[i : i + 1], boxes[rest])[0]
+        cont = box_containment(boxes[i : i + 1], boxes[rest])[0]
         order = rest[(iou <= iou_threshold) & (cont <= contain_threshold)]
     return np.asarray(keep, dtype=np.int64)
 
