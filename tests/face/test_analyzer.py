@@ -250,6 +250,12 @@ def test_a_photo_turned_without_its_orientation_is_read_upright_from_itself(anal
     monkeypatch.setattr(analyzer.backend, "_detector", lambda *a, **k: passes.append(1) or detector(*a, **k))
     scores = analyzer.backend.upright_scores(image, enough=0.9)
     assert scores[0] > 0.9 and len(passes) == 1 and not scores[1:].any()
+    passes.clear()
+    analyzer(image)
+    plain = len(passes)
+    passes.clear()
+    analyzer(image, turn="auto")
+    assert len(passes) == plain  # the turn's pass over the picture as it is serves the detection too
     with pytest.raises(ValueError, match="auto"):
         analyzer(image, turn="upright")
 

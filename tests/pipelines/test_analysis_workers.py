@@ -98,6 +98,18 @@ def test_an_analyzer_that_cannot_be_made_again_stays_in_this_process(pipe, caplo
     assert pipe.target_analyzer.analyzer_spec()[0] == "mediapipe"
     own = SaSwapPipeline(pipe.engine, lambda image: pipe.analyzer(image), pipe.compositor)  # a caller's own analyzer
     assert own.target_analyzer.analyzer_spec() is None
+
+    class Plain:  # a caller's own analyzer object that reads the picture alone (no turn)
+        backend = None
+
+        def __call__(self, image):
+            return pipe.analyzer(image)
+
+    mine = SaSwapPipeline(pipe.engine, Plain(), pipe.compositor)
+    _, face = mine.prepare_source(data_path("images", "sberswap__beckham.jpg"))  # photos are read as they are
+    assert face.eye_distance > 20
+    with pytest.raises(SaSwapError, match="cannot read a picture turned by 2"):
+        mine.target_analyzer.faces(np.zeros((64, 64, 3), np.uint8), 2)
     with caplog.at_level(logging.INFO, logger="saswap.pipelines.video"):
         assert _analysis_workers(own, None, 1000) == (0, None)
     assert "analysing here" in caplog.text

@@ -172,9 +172,10 @@ class MediaPipeBackend:
                 outs.append(self._detector(tile, x0, y0))
         return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Candidate boxes (N, 4), scores (N,) and BlazeFace keypoints (N, 6, 2), after NMS."""
-        boxes, scores, kps = self._detector(image)
+    def detect(self, image: np.ndarray, first=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate boxes (N, 4), scores (N,) and BlazeFace keypoints (N, 6, 2), after NMS. ``first``: the
+        detector's own pass over the whole of ``image`` when it has run already (:meth:`picture_turn`)."""
+        boxes, scores, kps = self._detector(image) if first is None else first
         keep = nms(boxes, scores)
         boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
         short = min(image.shape[:2])
@@ -190,7 +191,7 @@ class MediaPipeBackend:
         keep = nms(boxes, scores)
         return boxes[keep], scores[keep], kps[keep]
 
-    def upright_scores(self, image: np.ndarray, enough: float | None = None) -> np.ndarray:
+    def upright_scores(self, image: np.ndarray, enough: float | None = None, first=None) -> np.ndarray:
         """How clearly the picture shows an upright face when turned by ``k`` quarter turns (``np.rot90(image, k)``,
         counter-clockwise), for ``k`` = 0..3: the best detector score among the faces it reads upright there (eye line
         within 45 degrees of level, the subject's right eye on the image's left), 0 where none.
@@ -199,17 +200,37 @@ class MediaPipeBackend:
         confidently than the same face turned back: over many frames, the turn with the clearest faces is the one
         that makes the video's content upright (:func:`content_turn`). One pass of the detector per turn, no tiles.
         ``enough``: when the picture as it is scores above this, the other turns are not read (left 0): with ``1 -
-        margin`` no turn could then lead it by :func:`content_turn`'s margin (scores are at most 1).
+        margin`` no turn could then lead it by :func:`content_turn`'s margin (scores are at most 1). ``first``: the
+        detector's pass over the picture as it is, when it has run already.
         """
         out = np.zeros(4, np.float32)
         for k in range(4):
-            _, scores, kps = self._detector(np.ascontiguousarray(np.rot90(image, k)))
+            if k == 0 and first is not None:
+                _, scores, kps = first
+            else:
+                _, scores, kps = self._detector(np.ascontiguousarray(np.rot90(image, k)))
             for score, kp in zip(scores, kps):
                 if abs(_roi_angle(kp[0], kp[1])) <= math.radians(45):
                     out[k] = max(out[k], float(score))
             if k == 0 and enough is not None and out[0] > enough:
                 break
         return out
+
+    def picture_turn(self, image: np.ndarray, first=None) -> int:
+        """The quarter turns (as ``np.rot90``) that make one picture's content upright, 0 unless the evidence is clear:
+        :func:`content_turn` of its :meth:`upright_scores`.
+
+        For a photo turned without its EXIF orientation (a screenshot, a tool that drops the tag, a scan): BlazeFace
+        reads an upside-down face as an upright one with its eyes where the mouth is. Costs no more than the picture's
+        own detector pass (``first``, reused by :meth:`__call__`) when the picture as it is shows a face clearly enough
+        that no turn could win (score above ``1 - TURN_MARGIN``), three passes more otherwise. A head rolled beyond 45
+        degrees may read best a quarter turn round; its landmarks stay in the picture either way (measured in
+        ``benchmarks/RESULTS.md``, stop 46).
+        """
+        turn = content_turn(self.upright_scores(image, enough=1.0 - TURN_MARGIN, first=first)[None])
+        if turn:
+            logger.info("faces read with the picture turned %d degrees counter-clockwise (upright that way)", 90 * turn)
+        return turn
 
     # -- landmarks ---------------------------------------------------------------------------
     def mesh(self, image: np.ndarray, roi: tuple[float, float, float, float]) -> np.ndarray | None:
@@ -260,10 +281,11 @@ class MediaPipeBackend:
             faces.append(face)
         return faces
 
-    def _detect_turned(self, image: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`detect` on ``np.rot90(image, k)``, its boxes and keypoints read back in ``image``."""
+    def _detect_turned(self, image: np.ndarray, k: int, first=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`detect` on ``np.rot90(image, k)``, its boxes and keypoints read back in ``image`` (``first``: the
+        detector's pass over ``image`` as it is, for ``k`` 0)."""
         if k % 4 == 0:
-            return self.detect(image)
+            return self.detect(image, first)
         h, w = image.shape[:2]
         boxes, scores, kps = self.detect(np.ascontiguousarray(np.rot90(image, k)))
         if len(boxes):
@@ -272,11 +294,20 @@ class MediaPipeBackend:
             kps = _rotate_points(kps, k, (h, w))
         return boxes, scores, kps
 
-    def __call__(self, image: np.ndarray, turn: int = 0) -> list[Face]:
+    def __call__(self, image: np.ndarray, turn: int | str = 0) -> list[Face]:
         """The faces of ``image``. ``turn``: the quarter turns (counter-clockwise, as ``np.rot90``) that make its
         content upright (:func:`content_turn`): the detector reads the picture turned so; the landmarks stay in
-        ``image``."""
-        faces = one_way_up(self._faces_from_candidates(image, *self._detect_turned(image, turn), turn), turn)
+        ``image``. ``"auto"``: read from the picture itself (:meth:`picture_turn`; its pass over the picture as it
+        is serves the detection too)."""
+        first = None
+        if turn == "auto":
+            first = self._detector(image)
+            turn = self.picture_turn(image, first)
+        elif isinstance(turn, str):
+            raise ValueError(f"turn must be a number of quarter turns or 'auto', got {turn!r}")
+        turn %= 4
+        found = self._detect_turned(image, turn, first if turn == 0 else None)
+        faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
         if faces or not self.rotations:
             return faces
         for k in (1, 3, 2):
@@ -327,13 +358,14 @@ class FaceAnalyzer:
         backend only), read from :meth:`upright_scores` over a video's frames; ``"auto"``: read from this picture
         alone (:meth:`picture_turn`; a photo turned without its orientation metadata)."""
         img = load_image(image)
+        turnable = hasattr(self.backend, "picture_turn")
         if isinstance(turn, str):
             if turn != "auto":
                 raise ValueError(f"turn must be a number of quarter turns or 'auto', got {turn!r}")
-            turn = self.picture_turn(img)
-        if turn % 4 and not hasattr(self.backend, "upright_scores"):
+            turn = turn if turnable else 0  # a backend that cannot turn reads the picture as it is
+        elif turn % 4 and not turnable:
             raise SaSwapError(f"the {self.backend_name} face analysis backend cannot read a picture turned by {turn}")
-        found = self.backend(img, turn=turn % 4) if turn % 4 else self.backend(img)
+        found = self.backend(img, turn=turn) if turnable else self.backend(img)
         faces = sorted(found, key=lambda f: -f.area)
         return faces if max_faces is None else faces[:max_faces]
 
@@ -345,22 +377,10 @@ class FaceAnalyzer:
         return None if scorer is None else scorer(load_image(image))
 
     def picture_turn(self, image: ImageInput) -> int:
-        """The quarter turns (as ``np.rot90``) that make one picture's content upright, 0 unless the evidence is clear:
-        :func:`content_turn` of its :meth:`upright_scores` (0 for a backend without them).
-
-        For a photo turned without its EXIF orientation (a screenshot, a tool that drops the tag, a scan): BlazeFace
-        reads an upside-down face as an upright one with its eyes where the mouth is. Costs one detector pass when the
-        picture as it is shows a face clearly enough that no turn could win (score above ``1 - TURN_MARGIN``), four
-        otherwise. A head rolled beyond 45 degrees may read best a quarter turn round; its landmarks stay in the
-        picture either way (measured in ``benchmarks/RESULTS.md``, stop 46).
-        """
-        scorer = getattr(self.backend, "upright_scores", None)
-        if scorer is None:
-            return 0
-        turn = content_turn(np.asarray(scorer(load_image(image), enough=1.0 - TURN_MARGIN))[None])
-        if turn:
-            logger.info("faces read with the picture turned %d degrees counter-clockwise (upright that way)", 90 * turn)
-        return turn
+        """:meth:`MediaPipeBackend.picture_turn` of one picture (0 for a backend that cannot turn): what
+        ``turn="auto"`` reads."""
+        finder = getattr(self.backend, "picture_turn", None)
+        return 0 if finder is None else int(finder(load_image(image)))
 
     def close(self) -> None:
         self.backend.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from saswap.errors import SaSwapError
 from saswap.face.alignment import transform_face, warp_face
 from saswap.face.types import Face
 
@@ -217,11 +218,21 @@ class TargetAnalyzer:
         keys = ("min_score", "tiling", "small_face", "fine_tiling_side", "rotations", "refine")
         return "mediapipe", {k: getattr(backend, k) for k in keys}
 
+    def faces(self, image: np.ndarray, turn: int | str = 0) -> list[Face]:
+        """Faces of a picture, largest first. ``turn``: the quarter turns (as ``np.rot90``) that make its content
+        upright (a video's, :func:`~saswap.face.analyzer.content_turn`), or ``"auto"``: the picture's own (a photo's,
+        :meth:`~saswap.face.analyzer.FaceAnalyzer.picture_turn`). A caller's own analyzer (a callable of the picture
+        alone) reads a picture as it is, and cannot read a turned video."""
+        if hasattr(self.analyzer, "picture_turn"):  # a FaceAnalyzer
+            return self.analyzer(image, turn=turn)
+        if turn not in (0, "auto"):
+            raise SaSwapError(f"a caller's own face analyzer cannot read a picture turned by {turn}")
+        return self.analyzer(image)
+
     def detect(self, image: np.ndarray, turn: int = 0) -> list[Face]:
-        """Faces of a frame, largest first (the face analyzer's only use). ``turn``: the quarter turns (as
-        ``np.rot90``) that make the video's content upright (:func:`~saswap.face.analyzer.content_turn`)."""
+        """Faces of a template's frame, largest first (:meth:`faces`; counted in :attr:`calls`)."""
         self.calls += 1
-        return self.analyzer(image, turn=turn) if turn % 4 else self.analyzer(image)
+        return self.faces(image, turn)
 
     def upright_scores(self, image: np.ndarray) -> np.ndarray | None:
         """How clearly the frame shows upright faces turned each of four ways

@@ -260,7 +260,7 @@ class SaSwapPipeline:
 
     def _faces(self, image: np.ndarray, name: str, role: str) -> list[Face]:
         # a photo turned without its orientation metadata is read the right way up (the faces' landmarks stay in it)
-        faces = self.analyzer(image, turn="auto")
+        faces = self.target_analyzer.faces(image, turn="auto")
         if not faces:
             raise NoFaceError(f"{name}: no face found in the {role}")
         return faces
