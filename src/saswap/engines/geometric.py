@@ -230,7 +230,9 @@ class GeometricEngine(SwapEngine):
             the face parser sees it (``"parser"`` or True: the shipped ``saswap-face-parser``, or a parser's
             folder), by the colour rules (``"rules"``, only around the eyes and brows), or not (``"off"``). With the
             parser, as for a target, only what enters the face from beyond its outline counts (glasses excepted):
-            an island wholly inside it is shading or a beard the parser took for an object, and stays.
+            an island wholly inside it is shading or a beard the parser took for an object, and stays; the lines of
+            spectacle frames the rules find (:func:`~saswap.face.masks.glasses_mask`) count as glasses besides the
+            parser's, which misses most of a thin metal frame.
         source_rim: the band along the source's silhouette against the background or its hair, in eye-corner
             distances, whose texture fades out where the target stretches it (from 1.5 to 3 times the typical scale
             in one direction): its pixels mix skin with what lies beyond it, and a target turned the other way
@@ -316,10 +318,15 @@ class GeometricEngine(SwapEngine):
                 {"covered": COVER_CLASSES, "glasses": ("glasses",), "beyond": _RIM_CLASSES},
             )
             inside = regions["face"] > 0.5
+            # The parser learnt glasses from drawn frames only (a real photo's glasses are left out of its loss) and
+            # misses most of a thin metal frame (a source's rims came along onto the new face, see
+            # benchmarks/RESULTS.md, stop 47): the frames' lines (glasses_mask, the rules' own) count as glasses too.
+            lines = glasses_mask(crop, regions, face.eye_distance) > 0.5
+            glasses = (maps["glasses"] > 0.5) | lines
             # As for a target: what covers a face comes in from beyond its outline (glasses excepted); an island
             # wholly inside it is the parser taking a shadow for an object (a nose's shadowed side), and filling it
             # with smooth skin would erase the source's own shading.
-            cover = face_cover(maps["covered"] > 0.5, maps["glasses"] > 0.5, face, inside) & inside
+            cover = face_cover((maps["covered"] > 0.5) | lines, glasses, face, inside) & inside
             return cover.astype(np.float32), maps["beyond"]
         # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,
