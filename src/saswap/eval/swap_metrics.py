@@ -15,7 +15,7 @@ import numpy as np
 
 from saswap.face.alignment import transform_points, umeyama_similarity
 from saswap.face.colour import delta_e, masked_blur
-from saswap.face.geometry import POSE_VERTICES
+from saswap.face.geometry import POSE_VERTICES, wrap_degrees
 from saswap.face.landmarks import IBUG68_FROM_MESH
 from saswap.face.masks import face_region_masks
 from saswap.face.types import Face
@@ -48,7 +48,7 @@ JAW = slice(0, 17)
 
 def angle_error(a: Face, b: Face) -> np.ndarray:
     """Absolute (yaw, pitch, roll) differences in degrees, shape (3,)."""
-    return np.abs((np.asarray(a.pose) - np.asarray(b.pose) + 180.0) % 360.0 - 180.0)
+    return np.abs(wrap_degrees(np.asarray(a.pose) - np.asarray(b.pose)))
 
 
 def landmark_error(a: Face, b: Face, part: slice) -> float:

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from saswap.errors import SaSwapError
-from saswap.face.geometry import box_containment, box_iou, nms, pose_from_mesh, roi_from_points
+from saswap.face.geometry import box_containment, box_iou, nms, pose_from_mesh, roi_from_points, wrap_degrees
 from saswap.face.landmarks import mesh_to_68, mesh_to_keypoints5
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image
@@ -54,13 +54,13 @@ def turned_pose(mesh: np.ndarray, turn: int = 0) -> np.ndarray:
     for _ in range(k):  # np.rot90 once: (x, y) -> (y, -x) up to a shift, which the pose does not see
         pts[:, 0], pts[:, 1] = pts[:, 1].copy(), -pts[:, 0]
     yaw, pitch, roll = pose_from_mesh(pts)
-    return np.array([yaw, pitch, (roll + 90.0 * k + 180.0) % 360.0 - 180.0], np.float32)
+    return np.array([yaw, pitch, wrap_degrees(roll + 90.0 * k)], np.float32)
 
 
 def _roll_from(face: Face, turn: int) -> float:
     """The face's head roll from the picture's up once the picture is turned by ``turn`` quarter turns
     (counter-clockwise, as ``np.rot90``): each turns its faces' eye lines by 90 degrees."""
-    return float((float(face.pose[2]) - 90.0 * (turn % 4) + 180.0) % 360.0 - 180.0)
+    return float(wrap_degrees(float(face.pose[2]) - 90.0 * (turn % 4)))
 
 
 def upside_down_over(face: Face, others: list[Face], overlap: float = 0.25, turn: int = 0) -> bool:

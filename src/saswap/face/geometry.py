@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_containment", "box_iou", "nms", "roi_from_points", "pose_from_mesh", "MESH_SYMMETRIC_PAIRS"]
+__all__ = [
+    "box_containment", "box_iou", "nms", "roi_from_points", "pose_from_mesh", "wrap_degrees", "MESH_SYMMETRIC_PAIRS",
+]  # fmt: skip
 
 #: Pairs of MediaPipe mesh vertices mirrored across the face's mid-plane (image-left, image-right):
 #: outer/inner eye corners, cheek contour, mouth corners, nostril wings, brow ends, jaw.
@@ -86,6 +88,16 @@ def _intersections(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter, area_a, area_b
+
+
+def wrap_degrees(angle):
+    """Angles in degrees wrapped into [-180, 180) (a float or an array; an array keeps its dtype).
+
+    Example:
+        >>> float(wrap_degrees(190.0)), wrap_degrees(np.array([-181.0, 359.0, 180.0])).tolist()
+        (-170.0, [179.0, -1.0, -180.0])
+    """
+    return (np.asarray(angle) + 180.0) % 360.0 - 180.0
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

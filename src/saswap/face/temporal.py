@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from saswap.face.geometry import POSE_VERTICES, box_iou
+from saswap.face.geometry import POSE_VERTICES, box_iou, wrap_degrees
 from saswap.face.types import Face
 
 _STABLE = np.array(POSE_VERTICES)  # the mesh's expression-stable vertices (``FaceSmoother(rigid=True)``)
@@ -121,11 +121,9 @@ class FaceSmoother:
         followed across it instead of swinging through 0."""
         pose = np.asarray(pose, np.float64)
         if self._angles is not None:
-            step = pose - self._angles
-            pose = pose + np.where(step > 180.0, -360.0, np.where(step < -180.0, 360.0, 0.0))
+            pose = self._angles + wrap_degrees(pose - self._angles)  # the nearer way round
         self._angles = self._pose(pose, self.dt)
-        out = self._angles
-        return np.where(out > 180.0, out - 360.0, np.where(out <= -180.0, out + 360.0, out))
+        return wrap_degrees(self._angles)
 
     def _smooth_rigid(self, packed: np.ndarray, mesh: np.ndarray, scale: float) -> np.ndarray:
         """``packed`` smoothed as the head's similarity (fitted to ``mesh``'s stable vertices) applied to the points
