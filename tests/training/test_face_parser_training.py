@@ -204,6 +204,25 @@ def test_measures_on_constructed_cases(photos):
     report = evaluate_parser(Oracle([c.label for c in wrong]), cases)
     assert report.occluder_kept == 0.0 and report.failures
 
+    class Hesitant(torch.nn.Module):
+        """Every pixel: occluder with probability 0.6, skin 0.4."""
+
+        classes, num_classes, in_channels = FACE_PARSER_CLASSES, len(FACE_PARSER_CLASSES), 3
+
+        def forward(self, x):
+            p = torch.full((len(x), self.num_classes, *x.shape[2:]), 1e-9)
+            p[:, CLS["occluder"]], p[:, CLS["skin"]] = 0.6, 0.4
+            return p.log()
+
+    # argmax and the compose stage's threshold 0.5 keep every pixel; at 0.7 none is kept
+    for threshold in (None, 0.5):
+        report = evaluate_parser(Hesitant(), cases, threshold=threshold)
+        assert report.occluder_kept == 1.0 and report.skin_wrongly_kept == 1.0
+    report = evaluate_parser(Hesitant(), cases, threshold=0.7)
+    assert report.occluder_kept == 0.0 and report.skin_wrongly_kept == 0.0 and report.miou < 1.0
+    with pytest.raises(ValueError, match="threshold"):
+        evaluate_parser(Hesitant(), cases, threshold=1.0)
+
 
 def test_non_commercial_files_never_train(tmp_path):
     for name in ("a.jpg", "b.jpg", HELD_PHOTO):

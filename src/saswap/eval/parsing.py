@@ -245,12 +245,27 @@ class ParsingReport:
 
 
 @torch.no_grad()
-def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch_size: int = 16) -> ParsingReport:
-    """Run a :class:`~saswap.models.FaceParser` (in eval mode) over cases and measure it."""
+def evaluate_parser(
+    parser: torch.nn.Module, cases: Sequence[ParsingCase], batch_size: int = 16, threshold: float | None = None
+) -> ParsingReport:
+    """Run a :class:`~saswap.models.FaceParser` (in eval mode) over cases and measure it.
+
+    Args:
+        parser: the parser.
+        cases: the cases (:func:`heldout_cases`).
+        batch_size: cases per forward pass.
+        threshold: ``None``: a pixel is kept when its most likely class is not one a swap may change (argmax);
+            a number in (0, 1): when the summed probability of those other classes exceeds it, as the compose
+            stage decides (``Compositor(occlusion_threshold=)``). Two trainings of one recipe can differ more in
+            where their decision lies than in how well they separate, so compare parsers over several thresholds.
+            The IoUs are always the argmax's.
+    """
     from saswap.models.face_parser import SWAPPABLE_CLASSES
 
     if not cases:
         raise ValueError("no evaluation cases")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     parser.eval()
     classes = parser.classes
     swap_idx = [classes.index(c) for c in SWAPPABLE_CLASSES]
@@ -266,14 +281,18 @@ def evaluate_parser(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch
     for start in range(0, len(cases), batch_size):
         chunk = cases[start : start + batch_size]
         x = torch.from_numpy(np.stack([c.image for c in chunk])).permute(0, 3, 1, 2).float() / 255.0
-        pred = parser(x).argmax(1)
+        logits = parser(x)
+        pred = logits.argmax(1)
+        if threshold is None:
+            keep_all = ~np.isin(pred.numpy(), swap_idx)
+        else:
+            keep_all = (1.0 - torch.softmax(logits, 1)[:, swap_idx].sum(1)).numpy() > threshold
         labels = torch.from_numpy(np.stack([c.label for c in chunk]).astype(np.int64))
         i, u = confusion_counts(pred, labels, k)
         inter += i
         union += u
         area += torch.bincount(labels[labels < k].flatten(), minlength=k)[:k].double()
-        for c, p in zip(chunk, pred.numpy()):
-            keep = ~np.isin(p, swap_idx)
+        for c, keep in zip(chunk, keep_all, strict=True):
             ok = occluder_kept_by_mask(keep, c.occluded)
             kept.setdefault(c.kind, []).append(ok)
             by_source.setdefault(c.source, []).append(ok)
