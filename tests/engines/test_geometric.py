@@ -345,6 +345,21 @@ def test_a_sources_thin_metal_glasses_are_cleaned(pipe):
     assert np.median(changed[lines]) > 10  # the rims filled with the face's skin
 
 
+def test_a_sources_one_sided_fold_is_no_frame(pipe):
+    # The line rule takes sberswap__source2's smile fold beside the nose for a frame (stop 47); a frame has its mirror
+    # image across the face, the fold on one side has not, so it is left to the source (its identity).
+    from saswap.face.masks import face_region_masks, glasses_mask
+
+    image = load_image(data_path("images", "sberswap__source2.png"))
+    src = pipe.engine.prepare_source(image, pipe.analyzer(image)[0])
+    regions = face_region_masks(src.face.landmarks, src.image.shape[:2])
+    lines = (glasses_mask(src.image, regions, src.face.eye_distance) > 0.5) & (regions["face"] > 0.5)
+    assert lines.sum() > 300
+    assert (src.extras["occluded"][lines] > 0.5).mean() < 0.2
+    changed = np.abs(src.extras["texture"].astype(np.int16) - src.image.astype(np.int16)).max(axis=2)
+    assert np.median(changed[lines]) < 5  # the fold stays as it is
+
+
 def test_lower_face_motion_is_continuous_in_the_mouth_opening(pipe):
     """A talking target's mouth crosses the opening difference where the source's lower-face motion is given up
     (its mouth is another expression): the motion changes gradually across that difference, not by a jump."""

@@ -50,6 +50,7 @@ from saswap.face.masks import (
     EYE_LOOPS,
     EYE_OPEN,
     bare_skin_mask,
+    bilateral_pieces,
     dilate_disk,
     eye_openness,
     face_region_masks,
@@ -320,8 +321,11 @@ class GeometricEngine(SwapEngine):
             inside = regions["face"] > 0.5
             # The parser learnt glasses from drawn frames only (a real photo's glasses are left out of its loss) and
             # misses most of a thin metal frame (a source's rims came along onto the new face, see
-            # benchmarks/RESULTS.md, stop 47): the frames' lines (glasses_mask, the rules' own) count as glasses too.
+            # benchmarks/RESULTS.md, stop 47): the frames' lines (glasses_mask, the rules' own) count as glasses too,
+            # those with a mirror image across the face (a smile's fold or a lock of hair on one side is no frame;
+            # stop 48).
             lines = glasses_mask(crop, regions, face.eye_distance) > 0.5
+            lines = bilateral_pieces(lines, face.landmarks, face.eye_distance)
             glasses = (maps["glasses"] > 0.5) | lines
             # As for a target: what covers a face comes in from beyond its outline (glasses excepted); an island
             # wholly inside it is the parser taking a shadow for an object (a nose's shadowed side), and filling it

@@ -14,6 +14,7 @@ from saswap.face.topology import region_loop
 
 __all__ = [
     "bare_skin_mask",
+    "bilateral_pieces",
     "dilate_disk",
     "polygon_mask",
     "visible_face_mask",
@@ -519,6 +520,47 @@ def glasses_mask(image: np.ndarray, regions: dict[str, np.ndarray], eye_distance
     local, weight = masked_blur(grey_f, (skin & ~mask).astype(np.float32), max(2.0, 0.1 * eye_distance))
     skin_like = (np.abs(grey_f - local) < 0.08 * np.maximum(local, 1.0)) & (weight > 0.05)
     return (mask & ~skin_like).astype(np.float32)
+
+
+def bilateral_pieces(mask: np.ndarray, landmarks: np.ndarray, eye_distance: float, share: float = 0.3) -> np.ndarray:
+    """The connected pieces of ``mask`` that have a mirror image across the face's midline: spectacles are
+    symmetric, while a smile's fold beside the nose, a lock of hair or a brow's edge found on one side is not.
+
+    The midline runs through the mesh's nose bridge (point 168) along its forehead-to-chin direction (10 to 152);
+    a piece is kept when at least ``share`` of its pixels lie within 0.06 eye distances of the mirrored mask.
+
+    Args:
+        mask: bool (H, W).
+        landmarks: the face's 478-point mesh in the mask's pixels, (478, 2+).
+        eye_distance: the face's eye distance, pixels.
+        share: the least share of a piece that must meet its mirror image.
+
+    Returns:
+        bool (H, W), the kept pieces.
+
+    Example:
+        >>> mesh = np.zeros((478, 2)); mesh[[10, 168, 152]] = [[16, 0], [16, 10], [16, 31]]
+        >>> m = np.zeros((32, 32), bool); m[8, 4:10] = m[8, 22:28] = True; m[20, 2:6] = True
+        >>> int(bilateral_pieces(m, mesh, 40.0).sum())  # the pair of bars kept, the lone bar dropped
+        12
+    """
+    mask = np.asarray(mask, bool)
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    down = pts[152] - pts[10]
+    if not mask.any() or np.linalg.norm(down) < 1e-6:
+        return np.zeros_like(mask)
+    d = down / np.linalg.norm(down)
+    R = 2.0 * np.outer(d, d) - np.eye(2)  # reflection across the line through pts[168] along d
+    M = np.hstack([R, (pts[168] - R @ pts[168])[:, None]])
+    h, w = mask.shape
+    mirror = cv2.warpAffine(mask.astype(np.uint8), M, (w, h), flags=cv2.INTER_NEAREST) > 0
+    near = dilate_disk(mirror, max(1.0, 0.06 * eye_distance)) > 0
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8))
+    hit = np.bincount(labels[near & mask], minlength=count)
+    size = np.bincount(labels.ravel(), minlength=count)
+    keep = hit >= share * np.maximum(size, 1)
+    keep[0] = False
+    return keep[labels]
 
 
 def skin_occlusion_mask(image: np.ndarray, regions: dict[str, np.ndarray], neutral_only: bool = False) -> np.ndarray:
