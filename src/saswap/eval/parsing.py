@@ -256,8 +256,9 @@ def evaluate_parser(
         batch_size: cases per forward pass.
         threshold: ``None``: a pixel is kept when its most likely class is not one a swap may change (argmax);
             a number in (0, 1): when the summed probability of those other classes exceeds it, as the compose
-            stage decides (``Compositor(occlusion_threshold=)``). Two trainings of one recipe can differ more in
-            where their decision lies than in how well they separate, so compare parsers over several thresholds.
+            stage decides (``Compositor(occlusion_threshold=)``; before its outline rule, ``face_cover``). Two
+            trainings of one recipe can differ more in where their decision lies than in how well they separate, so
+            compare parsers over several thresholds.
             The IoUs are always the argmax's.
     """
     from saswap.models.face_parser import SWAPPABLE_CLASSES

@@ -553,9 +553,10 @@ def bilateral_pieces(mask: np.ndarray, landmarks: np.ndarray, eye_distance: floa
     R = 2.0 * np.outer(d, d) - np.eye(2)  # reflection across the line through pts[168] along d
     M = np.hstack([R, (pts[168] - R @ pts[168])[:, None]])
     h, w = mask.shape
-    mirror = cv2.warpAffine(mask.astype(np.uint8), M, (w, h), flags=cv2.INTER_NEAREST) > 0
+    as_u8 = mask.astype(np.uint8)
+    mirror = cv2.warpAffine(as_u8, M, (w, h), flags=cv2.INTER_NEAREST) > 0  # a reflection is its own inverse
     near = dilate_disk(mirror, max(1.0, 0.06 * eye_distance)) > 0
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8))
+    count, labels = cv2.connectedComponents(as_u8)
     hit = np.bincount(labels[near & mask], minlength=count)
     size = np.bincount(labels.ravel(), minlength=count)
     keep = hit >= share * np.maximum(size, 1)
