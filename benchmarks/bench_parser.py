@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_parser.py [PARSER] [--size 256] [--data ../shared/data] [--cache outputs/cache/face-parser]
-        [--frames-per-video 24]
+        [--frames-per-video 24] [--thresholds 0.5 0.7 0.9] [--calibrate RATE]
         [--json out.json] [--overlays benchmarks/outputs/parser]
 
 PARSER is ``saswap-face-parser`` (the shipped weights, the default), a ``save_pretrained`` folder of a
@@ -22,7 +22,10 @@ of the face box the parser keeps.
 ``at_threshold`` scores the same cases as the compose stage decides (a pixel kept when the summed probability of the
 classes a swap may not change exceeds ``--thresholds``; 0.5 is the compose stage's default): two trainings of one
 recipe differed more in where their decision lies than in how well they separate (RESULTS.md, stop 48), so compare
-parsers over these points, not at one.
+parsers over these points, not at one. The weights' own operating point (their config's ``covered_threshold``, what
+the compose stage and the source cleaning use) is always among them; ``--calibrate RATE`` chooses one for a retrained
+parser on the *training* files (the lowest threshold keeping at most RATE of their visible face; the shipped weights
+keep 0.0441 there at 0.5), to record with ``export_parser(..., covered_threshold=)``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,22 @@ def real_overlays(parser, data: Path, size: int, out: Path | None) -> dict[str, 
     return figures
 
 
+#: Occluder kinds of the calibration cases (drawn in training; the held-out kinds stay for judging the parser).
+CALIBRATION_KINDS = ("hand_open", "fingers", "face_mask_drawn", "phone")
+
+
+def calibration(parser, dm, size: int, rate: float, every: int = 6) -> dict:
+    """The parser's operating point chosen on every ``every``-th face of the *training* files with training occluder
+    kinds (:func:`saswap.eval.parsing.calibrate_threshold`)."""
+    from saswap.eval.parsing import calibrate_threshold, heldout_cases
+
+    records = dm.records(held_out=False)[::every]
+    cases = heldout_cases(records, image_size=size, kinds=CALIBRATION_KINDS, seed=7)
+    chosen, rates = calibrate_threshold(parser, cases, rate)
+    wrongly_kept = {str(t): r for t, r in rates.items()}
+    return {"rate": rate, "threshold": chosen, "cases": len(cases), "skin_wrongly_kept": wrongly_kept}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("parser", nargs="?", default="saswap-face-parser")
@@ -99,6 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--thresholds", type=float, nargs="*", default=[0.5, 0.7, 0.9],
         help="also score the parser as the compose stage decides, at these thresholds (occlusion_threshold)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--calibrate", type=float, default=None, metavar="RATE",
+        help="also choose the parser's operating point on the TRAINING files: the lowest threshold keeping at most "
+        "RATE of their visible face (the shipped weights keep 0.0441 there at 0.5); record it with "
+        "export_parser(..., covered_threshold=)",
     )  # fmt: skip
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--overlays", type=Path, default=None)
@@ -117,13 +142,16 @@ def main(argv: list[str] | None = None) -> dict:
     band = max(1, round(2 * args.size / 256))
     inner = evaluate_parser(parser, heldout_cases(records, image_size=args.size, ignore_outline=band))
     result["skin_wrongly_kept_inner"] = inner.skin_wrongly_kept
+    result["covered_threshold"] = parser.covered_threshold  # the weights' own operating point (their config)
     result["at_threshold"] = {}  # the compose stage's decision (summed probability of what a swap may not change)
-    for t in args.thresholds:
+    for t in sorted({*args.thresholds, parser.covered_threshold}):
         at = evaluate_parser(parser, cases, threshold=t)
         result["at_threshold"][str(t)] = {
             "occluder_kept": at.occluder_kept, "skin_toned_kept": at.skin_toned_kept,
             "skin_wrongly_kept": at.skin_wrongly_kept,
         }  # fmt: skip
+    if args.calibrate is not None:
+        result["calibration"] = calibration(parser, dm, args.size, args.calibrate)
     result["failures"] = result["failures"][:20]
     result["held_out_faces"] = len(records)
     result["held_out_faces_by_source"] = dict(sorted(Counter(r.source for r in records).items()))

@@ -521,3 +521,24 @@ def test_a_closed_eye_keeps_the_targets_own_slit(pipe):
     opening, share = kept["liveportrait__d9.jpg"]
     assert (opening > 0.1).all() and share < 0.05
     assert source_eye_weight(0.2, 0.03) == 0.0 and source_eye_weight(0.045, 0.2) == pytest.approx(0.5)
+
+
+def test_the_source_cleaning_reads_the_parsers_operating_point(pipe, tmp_path):
+    # A parser's operating point travels in its config (FaceParser(covered_threshold=)); the source cleaning covers
+    # what the parser's summed glasses, hair and occluder probability exceeds it by. An untrained parser (about a
+    # third of its probability on those classes everywhere) covers the whole face at 0.05 and nothing at 0.95.
+    import torch
+
+    from saswap.engines import GeometricEngine
+    from saswap.models import FaceParser
+
+    image = load_image(data_path("images", "face_recognition__obama.jpg"))
+    face = pipe.analyzer(image)[0]
+    covered = {}
+    for threshold in (0.05, 0.95):
+        torch.manual_seed(0)
+        folder = tmp_path / f"parser-{threshold}"
+        FaceParser(block_out_channels=(4, 8), image_size=64, covered_threshold=threshold).eval().save_pretrained(folder)
+        src = GeometricEngine(clean_source=str(folder)).prepare_source(image, face)
+        covered[threshold] = float((src.extras["occluded"] > 0.5).mean())
+    assert covered[0.05] > 0.2 and covered[0.95] < 0.01

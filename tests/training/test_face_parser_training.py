@@ -22,6 +22,7 @@ from saswap.eval.occluder_kinds import (  # noqa: E402
 )
 from saswap.eval.parsing import (  # noqa: E402
     ParsingCase,
+    calibrate_threshold,
     confusion_counts,
     evaluate_parser,
     heldout_cases,
@@ -160,6 +161,17 @@ def test_recipe_runs_through_lightning_cli(photos, tmp_path):
     assert FaceParsing(folder).image_size == 64
     with pytest.raises(SaSwapError, match="not empty"):
         export_parser(cli.trainer.checkpoint_callback.last_model_path, folder)
+    # the weights' operating point travels in their config, and the compose stage and source cleaning read it
+    from saswap.compose import Compositor
+
+    assert loaded.covered_threshold == 0.5 and FaceParsing(folder).threshold == 0.5
+    calibrated = export_parser(cli.trainer.checkpoint_callback.last_model_path, tmp_path / "calibrated", 0.7)
+    assert FaceParser.from_pretrained(calibrated).covered_threshold == 0.7 and FaceParsing(calibrated).threshold == 0.7
+    assert Compositor(occlusion=str(calibrated)).occlusion_threshold == 0.7
+    assert Compositor(occlusion=str(calibrated), occlusion_threshold=0.6).occlusion_threshold == 0.6  # asked for
+    assert Compositor(occlusion="off").occlusion_threshold == 0.5
+    with pytest.raises(ValueError, match="covered_threshold"):
+        export_parser(cli.trainer.checkpoint_callback.last_model_path, tmp_path / "bad", 1.0)
 
 
 def test_measures_on_constructed_cases(photos):
@@ -222,6 +234,23 @@ def test_measures_on_constructed_cases(photos):
     assert report.occluder_kept == 0.0 and report.skin_wrongly_kept == 0.0 and report.miou < 1.0
     with pytest.raises(ValueError, match="threshold"):
         evaluate_parser(Hesitant(), cases, threshold=1.0)
+
+    # its operating point: at most half the visible face kept needs a threshold above its 0.6; none reaches 0 of a
+    # face always covered with probability 1, and the largest candidate is then returned
+    chosen, rates = calibrate_threshold(Hesitant(), cases, 0.5, thresholds=(0.9, 0.5, 0.55, 0.65))
+    assert chosen == 0.65 and rates[0.55] == 1.0 and rates[0.65] == 0.0 and rates[0.9] == 0.0
+    class Hair(Hesitant):
+        """Every pixel: hair, surely."""
+
+        def forward(self, x):
+            p = torch.full((len(x), self.num_classes, *x.shape[2:]), 1e-9)
+            p[:, CLS["hair"]] = 1.0
+            return p.log()
+
+    chosen, rates = calibrate_threshold(Hair(), cases, 0.0)
+    assert chosen == max(rates) == 0.95 and all(r == 1.0 for r in rates.values())
+    with pytest.raises(ValueError, match="thresholds"):
+        calibrate_threshold(Hesitant(), cases, 0.1, thresholds=(0.5, 1.0))
 
 
 def test_non_commercial_files_never_train(tmp_path):

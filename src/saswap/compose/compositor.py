@@ -168,7 +168,9 @@ class Compositor:
             parser's folder), by the colour and texture rules (``"rules"``), or not at all (``"off"``,
             False). See :func:`~saswap.face.parsing.occlusion_method`.
         occlusion_threshold: with a parser, a pixel is covered when the parser's probability that it is
-            not visible face exceeds this (0.5: its most likely reading; higher keeps less of the target).
+            not visible face exceeds this (higher keeps less of the target). None: the parser's own operating point
+            (:attr:`~saswap.face.parsing.FaceParsing.threshold`, from its config; 0.5, its most likely reading, for
+            the shipped weights).
         silhouette: on a strongly turned target (beyond :data:`PROFILE_YAW`), MediaPipe's person
             segmentation (shipped in the wheel, 3-5 ms on the crop) decides where the face meets the
             background: the mesh's outline only approximates a profile's nose, lips and chin, and the
@@ -227,7 +229,7 @@ class Compositor:
     def __init__(
         self,
         occlusion: bool | str = "parser",
-        occlusion_threshold: float = 0.5,
+        occlusion_threshold: float | None = None,
         silhouette: bool = True,
         relight_scale: float = 0.6,
         edge: float = 0.03,
@@ -251,11 +253,17 @@ class Compositor:
         for name, value in (("edge", edge), ("hair_edge", hair_edge), ("blend_levels", blend_levels)):
             if not value >= 0:
                 raise ValueError(f"{name} must be 0 or above, got {value}")
+        self.occlusion = occlusion_method(occlusion)
+        if occlusion_threshold is None:  # the parser's own operating point (a config read; the weights load later)
+            occlusion_threshold = 0.5
+            if self.occlusion not in ("off", "rules"):
+                from saswap.face.parsing import default_face_parsing
+
+                occlusion_threshold = default_face_parsing(self.occlusion).threshold
         if not 0.0 < occlusion_threshold < 1.0:
             raise ValueError(f"occlusion_threshold must lie in (0, 1), got {occlusion_threshold}")
         if highlight_knee is not None and not 0.0 < highlight_knee < 1.0:
             raise ValueError(f"highlight_knee must lie in (0, 1) or be None, got {highlight_knee}")
-        self.occlusion = occlusion_method(occlusion)
         self.occlusion_threshold = float(occlusion_threshold)
         self.silhouette = bool(silhouette)
         self.relight_scale = float(relight_scale)

@@ -313,7 +313,8 @@ class GeometricEngine(SwapEngine):
         if self.clean_source != "rules":
             from saswap.face.parsing import COVER_CLASSES, default_face_parsing
 
-            maps = default_face_parsing(self.clean_source).group_probabilities(
+            parsing = default_face_parsing(self.clean_source)
+            maps = parsing.group_probabilities(
                 crop,
                 face.keypoints,
                 {"covered": COVER_CLASSES, "glasses": ("glasses",), "beyond": _RIM_CLASSES},
@@ -330,7 +331,8 @@ class GeometricEngine(SwapEngine):
             # As for a target: what covers a face comes in from beyond its outline (glasses excepted); an island
             # wholly inside it is the parser taking a shadow for an object (a nose's shadowed side), and filling it
             # with smooth skin would erase the source's own shading.
-            cover = face_cover((maps["covered"] > 0.5) | lines, glasses, face, inside) & inside
+            # covered as the parser's operating point has it (its config; 0.5 for the shipped weights)
+            cover = face_cover((maps["covered"] > parsing.threshold) | lines, glasses, face, inside) & inside
             return cover.astype(np.float32), maps["beyond"]
         # Only where glasses and hair cover a source (the band from the brows to the nose bridge, and the
         # eyes' surroundings): over the rest of a face, colour cannot tell a strong shadow from an object,

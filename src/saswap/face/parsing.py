@@ -145,6 +145,17 @@ class FaceParsing(LazyPretrained):
         return FaceParser.from_pretrained(folder).to(memory_format=torch.channels_last)
 
     @property
+    def threshold(self) -> float:
+        """The weights' operating point (their config's ``covered_threshold``, 0.5 where it has none): a pixel is
+        covered when :meth:`covered` exceeds it. Read from the folder's config.json, without loading the weights."""
+        import json
+
+        value = json.loads((self.folder / "config.json").read_text()).get("covered_threshold", 0.5)
+        if not 0.0 < float(value) < 1.0:
+            raise ValueError(f"{self.folder / 'config.json'}: covered_threshold must lie in (0, 1), got {value}")
+        return float(value)
+
+    @property
     def image_size(self) -> int:
         if self._image_size is None:
             self._image_size = self.model.image_size

@@ -60,6 +60,12 @@ class FaceParser(nn.Module, SaSwapModelMixin):
         act_fn: activation name (see :func:`saswap.models.layers.activation`).
         image_size: side of the aligned crops it was trained on (recorded in its config; run time
             (:class:`saswap.face.parsing.FaceParsing`) feeds it crops of this size).
+        covered_threshold: the weights' operating point, recorded in their config: a pixel is covered (a swap leaves
+            it alone) when the summed probability of the classes a swap may not change exceeds it. Two trainings of
+            one recipe differ more in where their decision lies than in how well they separate, so a retrained
+            parser is calibrated on its *training* files (:func:`saswap.eval.parsing.calibrate_threshold`,
+            ``export_parser(..., covered_threshold=)``) and the compose stage and the source cleaning read it
+            (:attr:`saswap.face.parsing.FaceParsing.threshold`).
 
     Example:
         >>> parser = FaceParser(block_out_channels=(8, 16, 32))
@@ -76,9 +82,13 @@ class FaceParser(nn.Module, SaSwapModelMixin):
         block_out_channels: Sequence[int] = (16, 32, 64, 96, 128),
         act_fn: str = "relu",
         image_size: int = 256,
+        covered_threshold: float = 0.5,
     ) -> None:
         super().__init__()
+        if not 0.0 < covered_threshold < 1.0:
+            raise ValueError(f"covered_threshold must lie in (0, 1), got {covered_threshold}")
         self.image_size = int(image_size)
+        self.covered_threshold = float(covered_threshold)
         chans = [int(c) for c in block_out_channels]
         if len(chans) < 2:
             raise ValueError(f"block_out_channels needs at least 2 entries (stem + one stage), got {chans}")

@@ -147,7 +147,7 @@ class FaceParserSystem(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
+def export_parser(checkpoint: str | Path, out_dir: str | Path, covered_threshold: float | None = None) -> Path:
     """Write a trained system's parser as a ``save_pretrained`` folder (config.json + model.safetensors, and its ONNX
     copy model.onnx, :func:`saswap.face.parsing.write_onnx`).
 
@@ -156,14 +156,28 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path) -> Path:
             LightningCLI its hyper-parameters hold the parser's ``class_path`` and ``init_args``; a
             system built in Python pickles the parser itself, so load only checkpoints you made).
         out_dir: the folder to write; it must not exist or be empty.
+        covered_threshold: the weights' operating point to record in their config (``FaceParser(covered_threshold=)``,
+            what the compose stage and the source cleaning read; choose it on the training files with
+            :func:`saswap.eval.parsing.calibrate_threshold`); None keeps the checkpoint's (0.5 unless set).
 
     Returns:
         ``out_dir``.
     """
+    import json
+
     from saswap.face.parsing import write_onnx
     from saswap.training.checkpoints import export_submodule
 
+    if covered_threshold is not None and not 0.0 < covered_threshold < 1.0:
+        raise ValueError(f"covered_threshold must lie in (0, 1), got {covered_threshold}")
     folder = export_submodule(checkpoint, out_dir, "parser", FaceParser, "FaceParserSystem")
+    if covered_threshold is not None:  # a config value beside the weights (the network does not use it)
+        config_path = Path(folder) / "config.json"
+        config = json.loads(config_path.read_text())
+        config["covered_threshold"] = float(covered_threshold)
+        tmp = config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+        tmp.replace(config_path)
     try:
         write_onnx(folder)  # what FaceParsing runs (ONNX Runtime), made from these weights
     except Exception as err:  # noqa: BLE001 - the folder works without it (on torch)
