@@ -321,7 +321,6 @@ def evaluate_parser(
 
 
 @torch.no_grad()
-@torch.no_grad()
 def calibrate_threshold(
     parser: torch.nn.Module,
     cases: Sequence[ParsingCase],
@@ -371,6 +370,7 @@ def calibrate_threshold(
     return chosen, mean
 
 
+@torch.no_grad()
 def ms_per_crop(parser: torch.nn.Module, size: int = 256, repeats: int = 20) -> float:
     """Median milliseconds of one forward pass on a (1, 3, size, size) crop (after 3 warm-up runs)."""
     parser.eval()
