@@ -525,8 +525,9 @@ def test_a_closed_eye_keeps_the_targets_own_slit(pipe):
 
 def test_the_source_cleaning_reads_the_parsers_operating_point(pipe, tmp_path):
     # A parser's operating point travels in its config (FaceParser(covered_threshold=)); the source cleaning covers
-    # what the parser's summed glasses, hair and occluder probability exceeds it by. An untrained parser (about a
-    # third of its probability on those classes everywhere) covers the whole face at 0.05 and nothing at 0.95.
+    # the pixels where the parser's summed glasses, hair and occluder probability exceeds it. An untrained parser
+    # (about a third of its probability on those classes everywhere) covers the whole face at 0.05, nothing at 0.95,
+    # and nothing at the fixed 0.5 the cleaning used before.
     import torch
 
     from saswap.engines import GeometricEngine

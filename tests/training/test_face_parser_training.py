@@ -239,6 +239,7 @@ def test_measures_on_constructed_cases(photos):
     # face always covered with probability 1, and the largest candidate is then returned
     chosen, rates = calibrate_threshold(Hesitant(), cases, 0.5, thresholds=(0.9, 0.5, 0.55, 0.65))
     assert chosen == 0.65 and rates[0.55] == 1.0 and rates[0.65] == 0.0 and rates[0.9] == 0.0
+
     class Hair(Hesitant):
         """Every pixel: hair, surely."""
 
