@@ -255,10 +255,10 @@ class Compositor:
                 raise ValueError(f"{name} must be 0 or above, got {value}")
         self.occlusion = occlusion_method(occlusion)
         if occlusion_threshold is None:  # the parser's own operating point (a config read; the weights load later)
-            occlusion_threshold = 0.5
-            if self.occlusion not in ("off", "rules"):
-                from saswap.face.parsing import default_face_parsing
+            from saswap.face.parsing import DEFAULT_COVERED_THRESHOLD, default_face_parsing
 
+            occlusion_threshold = DEFAULT_COVERED_THRESHOLD
+            if self.occlusion not in ("off", "rules"):
                 occlusion_threshold = default_face_parsing(self.occlusion).threshold
         if not 0.0 < occlusion_threshold < 1.0:
             raise ValueError(f"occlusion_threshold must lie in (0, 1), got {occlusion_threshold}")

@@ -245,6 +245,17 @@ class ParsingReport:
     failures: list[str] = field(default_factory=list)
 
 
+def _covered(logits: torch.Tensor, swap_idx: list[int]) -> np.ndarray:
+    """The compose stage's reading of a parser's logits (B, K, H, W): the summed probability of the classes a swap may
+    not change, (B, H, W)."""
+    return (1.0 - torch.softmax(logits, 1)[:, swap_idx].sum(1)).numpy()
+
+
+def _visible_face(case: ParsingCase, swap_idx: list[int]) -> np.ndarray:
+    """The case's visible face: labelled a class a swap may change and not under its pasted occluder, bool (H, W)."""
+    return np.isin(case.label, swap_idx) & ~case.occluded
+
+
 @torch.no_grad()
 def evaluate_parser(
     parser: torch.nn.Module, cases: Sequence[ParsingCase], batch_size: int = 16, threshold: float | None = None
@@ -288,7 +299,7 @@ def evaluate_parser(
         if threshold is None:
             keep_all = ~np.isin(pred.numpy(), swap_idx)
         else:
-            keep_all = (1.0 - torch.softmax(logits, 1)[:, swap_idx].sum(1)).numpy() > threshold
+            keep_all = _covered(logits, swap_idx) > threshold
         labels = torch.from_numpy(np.stack([c.label for c in chunk]).astype(np.int64))
         i, u = confusion_counts(pred, labels, k)
         inter += i
@@ -302,8 +313,7 @@ def evaluate_parser(
                 skin_kept.append(ok)
             if not ok:
                 failures.append(f"{c.source}:{c.kind}")
-            visible = np.isin(c.label, swap_idx) & ~c.occluded
-            wrong.append(skin_wrongly_kept(keep, visible))
+            wrong.append(skin_wrongly_kept(keep, _visible_face(c, swap_idx)))
     iou = (inter / union.clamp(min=1)).tolist()
     present = [j for j in range(k) if area[j] > 0]  # classes in the labels
     all_kept = [v for vals in kept.values() for v in vals]
@@ -360,9 +370,9 @@ def calibrate_threshold(
     for start in range(0, len(cases), batch_size):
         chunk = cases[start : start + batch_size]
         x = torch.from_numpy(np.stack([c.image for c in chunk])).permute(0, 3, 1, 2).float() / 255.0
-        covered = (1.0 - torch.softmax(parser(x), 1)[:, swap_idx].sum(1)).numpy()  # one pass for every candidate
+        covered = _covered(parser(x), swap_idx)  # one pass for every candidate
         for c, cov in zip(chunk, covered, strict=True):
-            visible = np.isin(c.label, swap_idx) & ~c.occluded
+            visible = _visible_face(c, swap_idx)
             for t in candidates:
                 rates[t].append(skin_wrongly_kept(cov > t, visible))
     mean = {t: float(np.mean(v)) for t, v in rates.items()}

@@ -21,6 +21,7 @@ from saswap.shipped import LazyPretrained, model_setting, weights_folder, weight
 
 __all__ = [
     "COVER_CLASSES",
+    "DEFAULT_COVERED_THRESHOLD",
     "DEFAULT_FACE_PARSER",
     "FACE_PARSER_CLASSES",
     "SWAPPABLE_CLASSES",
@@ -49,6 +50,10 @@ FACE_PARSER_CLASSES: tuple[str, ...] = (
     "hair",
     "occluder",
 )
+
+#: A parser's operating point where its config names none (``FaceParser(covered_threshold=)``): a pixel is covered when
+#: the summed probability of the classes a swap may not change exceeds it (0.5: the most likely reading).
+DEFAULT_COVERED_THRESHOLD = 0.5
 
 #: The classes a swap may change (the visible face); everything else must stay as it is.
 SWAPPABLE_CLASSES: tuple[str, ...] = ("skin", "eyes", "brows", "lips", "mouth")
@@ -103,6 +108,13 @@ def face_parser_path(name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER) -> P
     )
 
 
+def _folder_config(folder: Path) -> dict:
+    """A parser folder's config.json (what ``save_pretrained`` wrote: the network's arguments)."""
+    import json
+
+    return json.loads((Path(folder) / "config.json").read_text())
+
+
 class FaceParsing(LazyPretrained):
     """A face parser applied to aligned face crops.
 
@@ -127,11 +139,8 @@ class FaceParsing(LazyPretrained):
             return "onnx" if isinstance(self._model, _OnnxParser) else "torch"
         if not (self.folder / ONNX_FILE).is_file() or not _onnxruntime_imports():
             return "torch"
-        if self._image_size is not None:
-            import json
-
-            if int(json.loads((self.folder / "config.json").read_text()).get("image_size", 256)) != self._image_size:
-                return "torch"
+        if self._image_size is not None and int(_folder_config(self.folder).get("image_size", 256)) != self._image_size:
+            return "torch"
         return "onnx"
 
     def _load(self, folder: Path):
@@ -146,11 +155,10 @@ class FaceParsing(LazyPretrained):
 
     @property
     def threshold(self) -> float:
-        """The weights' operating point (their config's ``covered_threshold``, 0.5 where it has none): a pixel is
-        covered when :meth:`covered` exceeds it. Read from the folder's config.json, without loading the weights."""
-        import json
-
-        value = json.loads((self.folder / "config.json").read_text()).get("covered_threshold", 0.5)
+        """The weights' operating point (their config's ``covered_threshold``; :data:`DEFAULT_COVERED_THRESHOLD`
+        where it has none): a pixel is covered when :meth:`covered` exceeds it. Read from the folder's config.json,
+        without loading the weights."""
+        value = _folder_config(self.folder).get("covered_threshold", DEFAULT_COVERED_THRESHOLD)
         if not 0.0 < float(value) < 1.0:
             raise ValueError(f"{self.folder / 'config.json'}: covered_threshold must lie in (0, 1), got {value}")
         return float(value)
@@ -250,13 +258,11 @@ class _OnnxParser:
     """A parser folder's :data:`ONNX_FILE` in ONNX Runtime (what :class:`FaceParsing` runs where it can)."""
 
     def __init__(self, folder: Path) -> None:
-        import json
-
         import onnxruntime as ort
 
         from saswap.errors import ModelNotFoundError
 
-        config = json.loads((folder / "config.json").read_text())
+        config = _folder_config(folder)
         self.image_size = int(config.get("image_size", 256))  # FaceParser's default
         n = int(config.get("num_classes", len(FACE_PARSER_CLASSES)))
         self.classes = FACE_PARSER_CLASSES if n == len(FACE_PARSER_CLASSES) else tuple(f"class_{i}" for i in range(n))

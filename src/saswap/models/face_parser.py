@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from saswap.face.parsing import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES
+from saswap.face.parsing import DEFAULT_COVERED_THRESHOLD, FACE_PARSER_CLASSES, SWAPPABLE_CLASSES
 from saswap.models.hub import SaSwapModelMixin
 from saswap.models.layers import activation
 
@@ -82,7 +82,7 @@ class FaceParser(nn.Module, SaSwapModelMixin):
         block_out_channels: Sequence[int] = (16, 32, 64, 96, 128),
         act_fn: str = "relu",
         image_size: int = 256,
-        covered_threshold: float = 0.5,
+        covered_threshold: float = DEFAULT_COVERED_THRESHOLD,
     ) -> None:
         super().__init__()
         if not 0.0 < covered_threshold < 1.0:
