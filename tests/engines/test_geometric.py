@@ -193,6 +193,38 @@ def test_the_sources_silhouette_is_not_stretched_over_a_turned_targets_cheek(pip
     assert (np.abs(off_.support - on_.support) > 0.25).sum() < 0.01 * (on_.support > 0.5).sum()
 
 
+def test_what_covered_the_source_can_show_the_targets_own_skin(pipe, morphable_model):
+    # A source with a face mask over its lower face: the mask is filled with the source's smooth skin colour for its
+    # shading detail. By default that even patch is drawn onto the target; with fill_covered=False the target's own
+    # skin shows there instead (the fill showed as flat pale blocks on sources with a fringe or a hand).
+    from saswap import SaSwapPipeline
+
+    img = load_image(data_path("images", "insightface__mask.png"))
+    face_s = pipe.analyzer(img)[0]
+    src_fill = pipe.engine.prepare_source(img, face_s)
+    filled = src_fill.extras["filled"]
+    assert filled is not None and (filled > 0.5).sum() > 2000  # the mask was found and filled
+    own = GeometricEngine(morphable_model=morphable_model, fill_covered=False)
+    src = own.prepare_source(img, face_s)
+    assert np.array_equal(src_fill.extras["detail"], src.extras["detail"])  # the same source, one flag apart
+    target = load_image(data_path("images", "face_recognition__obama.jpg"))
+    crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    analysis = {**pipe.engine.analyze_target(crop, face), **pipe.compositor.analyze_target(crop, face)}
+    out, out_fill = (e.swap(crop, face, s, analysis=analysis) for e, s in ((own, src), (pipe.engine, src_fill)))
+    dropped = (out_fill.support - out.support) > 0.5
+    assert dropped.sum() > 2000  # the filled patch's pixels take no source texture
+    mouth_y = face.landmarks[13, 1]  # the upper lip's centre: the mask covered the lower face
+    assert np.median(np.nonzero(dropped)[0]) > mouth_y - 0.3 * face.eye_distance
+    assert (out.support - out_fill.support).max() < 1e-6  # it only ever takes source texture away
+    # through the compose stage: where the fill was, the result is the target's own face
+    swapped = SaSwapPipeline(own, pipe.analyzer).swap_crop(crop, face, src, analysis=analysis)
+    swapped_fill = pipe.swap_crop(crop, face, src_fill, analysis=analysis)
+    inner = cv2.erode(dropped.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    moved = out.base.astype(np.float32)  # the target, moved by the shape flow
+    near = lambda c: float(np.abs(c.image.astype(np.float32) - moved)[inner].mean())  # noqa: E731
+    assert near(swapped) < 0.5 * near(swapped_fill)
+
+
 def test_no_shadow_of_an_open_mouth_on_a_closed_mouths_chin(pipe):
     # A wide-open source (d19) on a closed-mouth target: below the target's lower lip the source has the
     # dark shadow of its open mouth; the target keeps its own skin there.

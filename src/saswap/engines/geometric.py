@@ -239,6 +239,12 @@ class GeometricEngine(SwapEngine):
             in one direction): its pixels mix skin with what lies beyond it, and a target turned the other way
             stretched them into a bluish streak over its near cheek. Needs the face parser (``clean_source``); 0
             switches it off. Measured in ``benchmarks/RESULTS.md``.
+        fill_covered: what covers the source's face (``clean_source``) is filled with the source's own smooth skin
+            colour for its shading detail in either case; True also draws that fill onto the target, False lets the
+            target's own skin show there instead. A fill is an even patch without a face's detail: on a source whose
+            fringe or hand covers much of its face it shows as flat pale blocks over the new forehead and cheek, which
+            False removes; but on the benchmark's pairs False measured lower identity and a larger border step
+            (``benchmarks/RESULTS.md``, stop 50), so True stays the default.
         motion_seconds: in a video, the keypoints' motion (:meth:`sparse_motion`) is smoothed along each track over
             this Gaussian sigma in seconds, in both directions (:meth:`track_motion`). Each frame's motion is the
             source's mesh aligned to the target's points minus those points, and both alignment and points carry the
@@ -267,6 +273,7 @@ class GeometricEngine(SwapEngine):
         source_rim: float = 0.05,
         skin_hue: float = 0.5,
         motion_seconds: float = 0.13,
+        fill_covered: bool = True,
     ) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
@@ -293,6 +300,7 @@ class GeometricEngine(SwapEngine):
         self.source_rim = float(source_rim)
         self.skin_hue = float(skin_hue)
         self.motion_seconds = float(motion_seconds)
+        self.fill_covered = bool(fill_covered)
         from saswap.face.parsing import occlusion_method
 
         self.clean_source = occlusion_method(clean_source)
@@ -376,6 +384,7 @@ class GeometricEngine(SwapEngine):
         occluded, beyond = self._covered_source(crop, face_c, regions)
         texture = crop
         skin = np.clip(regions["skin"], 0, 1)
+        filled = None
         if occluded.any():
             # Fill what covers the source's face with its own smooth skin colour (from skin only, never
             # from the background), so its glasses, hair or hands do not come along.
@@ -387,6 +396,7 @@ class GeometricEngine(SwapEngine):
             fill, _ = masked_blur(crop, clean, sigma=max(2.0, face_c.eye_distance * 0.15))
             soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), grow)[..., None]
             texture = np.clip(crop * (1 - soft) + fill * soft + 0.5, 0, 255).astype(np.uint8)
+            filled = np.ascontiguousarray(soft[..., 0], np.float32)
             skin = skin * (1 - hole)
         return SourceFace(
             image=crop,
@@ -415,6 +425,8 @@ class GeometricEngine(SwapEngine):
                 "visibility": triangle_visibility(face_c.landmarks, self.triangles),
                 "occluded": occluded,
                 "rim": self._source_rim(beyond, face_c.eye_distance),
+                # where the fill replaced what covered the face, feathered (None: nothing covered it)
+                "filled": filled,
             },
         )
 
@@ -496,6 +508,12 @@ class GeometricEngine(SwapEngine):
             # Only where the target magnifies it: at a frontal target's outline the band stays (its shape).
             rim_t = cv2.remap(rim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
             support = support * (1.0 - self._magnified(ids, affines, eye, squeeze) * (1.0 - rim_t))
+        filled = source.extras.get("filled")
+        if filled is not None and not self.fill_covered:
+            # What covered the source (its fringe, glasses, a hand) has no face to give: the target's own skin shows
+            # there, not the fill's even patch (fill_covered=False).
+            filled_t = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            support = support * (1.0 - filled_t)
         opening = mouth_openness(source.face.landmarks) - _target_opening(target_face, analysis)
         lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
