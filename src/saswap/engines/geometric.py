@@ -240,11 +240,11 @@ class GeometricEngine(SwapEngine):
             stretched them into a bluish streak over its near cheek. Needs the face parser (``clean_source``); 0
             switches it off. Measured in ``benchmarks/RESULTS.md``.
         fill_covered: what covers the source's face (``clean_source``) is filled with the source's own smooth skin
-            colour for its shading detail in either case; True also draws that fill onto the target, False lets the
-            target's own skin show there instead. A fill is an even patch without a face's detail: on a source whose
-            fringe or hand covers much of its face it shows as flat pale blocks over the new forehead and cheek, which
-            False removes; but on the benchmark's pairs False measured lower identity and a larger border step
-            (``benchmarks/RESULTS.md``, stop 50), so True stays the default.
+            colour for its shading detail; True also draws that fill onto the target, False draws the target's own
+            skin detail there instead (relit with the rest of the new face). A fill is an even patch without a face's
+            detail: on a source whose fringe or hand covers much of its face it shows as flat pale blocks over the new
+            forehead and cheek, which False removes; on the benchmarks' pairs False measured a little lower identity
+            and a larger worst border step (``benchmarks/RESULTS.md``, stop 50), so True stays the default.
         motion_seconds: in a video, the keypoints' motion (:meth:`sparse_motion`) is smoothed along each track over
             this Gaussian sigma in seconds, in both directions (:meth:`track_motion`). Each frame's motion is the
             source's mesh aligned to the target's points minus those points, and both alignment and points carry the
@@ -508,12 +508,6 @@ class GeometricEngine(SwapEngine):
             # Only where the target magnifies it: at a frontal target's outline the band stays (its shape).
             rim_t = cv2.remap(rim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
             support = support * (1.0 - self._magnified(ids, affines, eye, squeeze) * (1.0 - rim_t))
-        filled = source.extras.get("filled")
-        if filled is not None and not self.fill_covered:
-            # What covered the source (its fringe, glasses, a hand) has no face to give: the target's own skin shows
-            # there, not the fill's even patch (fill_covered=False).
-            filled_t = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            support = support * (1.0 - filled_t)
         opening = mouth_openness(source.face.landmarks) - _target_opening(target_face, analysis)
         lips_differ = 1.0 - expression_weight(opening)  # how far the target keeps its own lips (below)
         src_skin = cv2.remap(
@@ -524,6 +518,17 @@ class GeometricEngine(SwapEngine):
         moved_mesh = np.concatenate([moved[:468], mesh_t[:, 2:3]], axis=1)
         regions = face_region_masks(moved_mesh, shape)
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        filled = source.extras.get("filled")
+        if filled is not None and not self.fill_covered:
+            # What covered the source (its fringe, glasses, a hand) has no face to give: the target's own skin's detail
+            # shows there, relit with the rest of the new face (no step at its edge), not the fill's even patch.
+            filled_t = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            own = shading_detail(
+                base, regions["skin"] * bare_skin_mask(base, regions), self.relight_scale * eye,
+                chroma_sigma=self.chroma_scale * eye,
+            )
+            weight = filled_t[..., None]
+            detail = detail * (1.0 - weight) + own * weight
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             # Each eye's interior is the source's while both faces show it open; a closed eye keeps the target's.
             eyes = np.zeros(shape, np.float32)
