@@ -522,13 +522,13 @@ class GeometricEngine(SwapEngine):
         if filled is not None and not self.fill_covered:
             # What covered the source (its fringe, glasses, a hand) has no face to give: the target's own skin's detail
             # shows there, relit with the rest of the new face (no step at its edge), not the fill's even patch.
-            filled_t = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            own = shading_detail(
-                base, regions["skin"] * bare_skin_mask(base, regions), self.relight_scale * eye,
-                chroma_sigma=self.chroma_scale * eye,
-            )
-            weight = filled_t[..., None]
-            detail = detail * (1.0 - weight) + own * weight
+            weight = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            if weight.max() > 1e-3:  # the fill lands on this face
+                own = shading_detail(
+                    base, regions["skin"] * bare_skin_mask(base, regions), self.relight_scale * eye,
+                    chroma_sigma=self.chroma_scale * eye,
+                )
+                detail = detail * (1.0 - weight[..., None]) + own * weight[..., None]
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             # Each eye's interior is the source's while both faces show it open; a closed eye keeps the target's.
             eyes = np.zeros(shape, np.float32)

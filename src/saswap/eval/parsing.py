@@ -251,6 +251,14 @@ def _covered(logits: torch.Tensor, swap_idx: list[int]) -> np.ndarray:
     return (1.0 - torch.softmax(logits, 1)[:, swap_idx].sum(1)).numpy()
 
 
+def _batches(parser: torch.nn.Module, cases: Sequence[ParsingCase], batch_size: int):
+    """The cases in chunks of ``batch_size`` with the parser's logits for each chunk (call under ``no_grad``)."""
+    for start in range(0, len(cases), batch_size):
+        chunk = cases[start : start + batch_size]
+        x = torch.from_numpy(np.stack([c.image for c in chunk])).permute(0, 3, 1, 2).float() / 255.0
+        yield chunk, parser(x)
+
+
 def _visible_face(case: ParsingCase, swap_idx: list[int]) -> np.ndarray:
     """The case's visible face: labelled a class a swap may change and not under its pasted occluder, bool (H, W)."""
     return np.isin(case.label, swap_idx) & ~case.occluded
@@ -291,10 +299,7 @@ def evaluate_parser(
     skin_kept: list[bool] = []
     wrong: list[float] = []
     failures: list[str] = []
-    for start in range(0, len(cases), batch_size):
-        chunk = cases[start : start + batch_size]
-        x = torch.from_numpy(np.stack([c.image for c in chunk])).permute(0, 3, 1, 2).float() / 255.0
-        logits = parser(x)
+    for chunk, logits in _batches(parser, cases, batch_size):
         pred = logits.argmax(1)
         if threshold is None:
             keep_all = ~np.isin(pred.numpy(), swap_idx)
@@ -367,10 +372,8 @@ def calibrate_threshold(
     parser.eval()
     swap_idx = [parser.classes.index(c) for c in SWAPPABLE_CLASSES]
     rates: dict[float, list[float]] = {t: [] for t in candidates}
-    for start in range(0, len(cases), batch_size):
-        chunk = cases[start : start + batch_size]
-        x = torch.from_numpy(np.stack([c.image for c in chunk])).permute(0, 3, 1, 2).float() / 255.0
-        covered = _covered(parser(x), swap_idx)  # one pass for every candidate
+    for chunk, logits in _batches(parser, cases, batch_size):
+        covered = _covered(logits, swap_idx)  # one pass for every candidate
         for c, cov in zip(chunk, covered, strict=True):
             visible = _visible_face(c, swap_idx)
             for t in candidates:

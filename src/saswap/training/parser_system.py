@@ -166,6 +166,7 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path, covered_threshold
     import json
 
     from saswap.face.parsing import write_onnx
+    from saswap.io import atomic_write_bytes
     from saswap.training.checkpoints import export_submodule
 
     if covered_threshold is not None and not 0.0 < covered_threshold < 1.0:
@@ -175,9 +176,7 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path, covered_threshold
         config_path = Path(folder) / "config.json"
         config = json.loads(config_path.read_text())
         config["covered_threshold"] = float(covered_threshold)
-        tmp = config_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-        tmp.replace(config_path)
+        atomic_write_bytes(config_path, json.dumps(config, indent=2, sort_keys=True).encode())
     try:
         write_onnx(folder)  # what FaceParsing runs (ONNX Runtime), made from these weights
     except Exception as err:  # noqa: BLE001 - the folder works without it (on torch)
