@@ -262,3 +262,32 @@ def test_skin_grain_sees_the_finest_skin_texture_not_the_features(analyzer):
     assert skin_grain(soft, face) < 0.4 * base
     assert skin_grain(noisy, face) > 1.3 * base
     assert abs(skin_grain(featured, face) - base) < 0.02 * base
+
+
+def test_glasses_frames_changed_sees_frames_painted_over_not_a_darker_eye_socket(analyzer):
+    """The benchmark's measure of a target's real glasses kept: d8's metal rims painted over with the skin around
+    them read as changed; the same face with darker eye sockets (what the eye band's darkness took for kept frames)
+    and the frames left alone reads unchanged; a face without glasses has nothing to measure."""
+    import cv2
+
+    from saswap.eval.swap_benchmark import BenchmarkResult, SwapBenchmark
+    from saswap.eval.swap_metrics import glasses_frames_changed
+    from saswap.face.masks import face_region_masks, glasses_mask
+
+    image = load_image(data_path("images", "liveportrait__d8.jpg"))
+    face = analyzer(image)[0]
+    frames = glasses_mask(image, face_region_masks(face.landmarks, image.shape[:2]), face.eye_distance) > 0.5
+    assert frames.sum() > 500
+    assert glasses_frames_changed(image, image, face) == 0.0
+    painted = cv2.inpaint(image, cv2.dilate(frames.astype(np.uint8), np.ones((5, 5), np.uint8)), 5, cv2.INPAINT_TELEA)
+    assert glasses_frames_changed(painted, image, face) > 0.45  # light rims differ from skin by under 20 in places
+    sockets = image.copy()
+    eyes = (face_region_masks(face.landmarks, image.shape[:2])["eyes"] > 0.5).astype(np.uint8)
+    eyes = cv2.dilate(eyes, np.ones((15, 15), np.uint8)) > 0
+    sockets[eyes & ~frames] = (sockets[eyes & ~frames] * 0.6).astype(np.uint8)
+    assert glasses_frames_changed(sockets, image, face) < 0.1
+    flat = np.full_like(image, 128)  # no lines at all: nothing to measure
+    assert glasses_frames_changed(flat, flat, face) is None
+    record = {"kind": "target", "source": "s", "target": "t", "before": 0.1, "after": 0.1}
+    glasses = [{**record, "frames_changed": v} for v in (0.2, 0.55)]
+    assert SwapBenchmark.summarise(BenchmarkResult(glasses=glasses))["glasses_frames_changed_max"] == 0.55

@@ -25,6 +25,7 @@ from saswap.eval.swap_metrics import (
     expression_keypoints,
     face_blur,
     glasses_band_darkness,
+    glasses_frames_changed,
     jaw_distance,
     jaw_distance_3d,
     landmark_error,
@@ -240,7 +241,10 @@ class SwapBenchmark:
             o_face = self._output_face(out.image, t_face)
             if o_face is not None:
                 before, after = glasses_band_darkness(t_img, t_face), glasses_band_darkness(out.image, o_face)
-                res.glasses.append({"kind": kind, "source": src, "target": tgt, "before": before, "after": after})
+                rec = {"kind": kind, "source": src, "target": tgt, "before": before, "after": after}
+                if kind == "target":  # the band's darkness reads a darker new eye socket as kept frames
+                    rec["frames_changed"] = glasses_frames_changed(out.image, t_img, t_face)
+                res.glasses.append(rec)
         # Occlusion: an occluder pasted over the lower third stays in front.
         if occluders:
             kinds = {
@@ -280,6 +284,7 @@ class SwapBenchmark:
         blurs = [p["blur"] / p["blur_target"] for p in found if p.get("blur") and p.get("blur_target")]
         # fine skin texture: the output's over the target's (both through the target's landmarks)
         grains = [p["grain"] / p["grain_target"] for p in found if p.get("grain") and p.get("grain_target")]
+        frames = [g["frames_changed"] for g in res.glasses if g.get("frames_changed") is not None]
         pose = np.array([p["pose_error"] for p in found]) if found else np.zeros((0, 3))
         by_target: dict[str, list[dict]] = {}
         for p in found:
@@ -350,6 +355,8 @@ class SwapBenchmark:
             "glasses": [
                 (g["kind"], g["source"], g["target"], round(g["before"], 3), round(g["after"], 3)) for g in res.glasses
             ],
+            # a target's real frames painted over (pixels changed by > 20 levels; pasted occluders' bar: 20%)
+            "glasses_frames_changed_max": max(frames, default=None),
         }
         return s
 

@@ -17,7 +17,7 @@ from saswap.face.alignment import transform_points, umeyama_similarity
 from saswap.face.colour import delta_e, masked_blur
 from saswap.face.geometry import POSE_VERTICES, wrap_degrees
 from saswap.face.landmarks import IBUG68_FROM_MESH
-from saswap.face.masks import face_region_masks
+from saswap.face.masks import face_region_masks, glasses_mask
 from saswap.face.types import Face
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ __all__ = [
     "seam_energy",
     "outside_difference",
     "glasses_band_darkness",
+    "glasses_frames_changed",
 ]
 
 MOUTH = slice(48, 68)
@@ -283,3 +284,22 @@ def glasses_band_darkness(image: np.ndarray, face: Face) -> float:
     if not band.any() or not skin.any():
         return 0.0
     return float((grey[band] < 0.5 * np.median(grey[skin])).mean())
+
+
+def glasses_frames_changed(output: np.ndarray, target: np.ndarray, face: Face, level: int = 20) -> float | None:
+    """Share of a target's spectacle frames that a swap changed: the pixels the line rule finds on the target
+    (:func:`~saswap.face.masks.glasses_mask`) whose value changed by more than ``level`` in any channel (the pasted
+    occluders' measure). The line rule only measures here (the compose stage keeps what the face parser calls
+    covered), and only on targets known to wear glasses: it also finds a few lines (wrinkles, lids) on faces without.
+    :func:`glasses_band_darkness` cannot tell kept frames from a new face's darker eye sockets.
+
+    Returns:
+        The share in [0, 1], or None where the rule finds no frames on the target.
+    """
+    regions = face_region_masks(face.landmarks, target.shape[:2])
+    frames = glasses_mask(target, regions, face.eye_distance) > 0.5
+    if not frames.any():
+        return None
+    diff = np.abs(output.astype(np.int16) - target.astype(np.int16)).max(axis=-1)
+    return float((diff[frames] > level).mean())
+
