@@ -267,7 +267,7 @@ def test_skin_grain_sees_the_finest_skin_texture_not_the_features(analyzer):
 def test_glasses_frames_changed_sees_frames_painted_over_not_a_darker_eye_socket(analyzer):
     """The benchmark's measure of a target's real glasses kept: d8's metal rims painted over with the skin around
     them read as changed; the same face with darker eye sockets (what the eye band's darkness took for kept frames)
-    and the frames left alone reads unchanged; a face without glasses has nothing to measure."""
+    and the frames left alone reads unchanged; a picture without lines has nothing to measure."""
     import cv2
 
     from saswap.eval.swap_benchmark import BenchmarkResult, SwapBenchmark

@@ -302,4 +302,3 @@ def glasses_frames_changed(output: np.ndarray, target: np.ndarray, face: Face, l
         return None
     diff = np.abs(output.astype(np.int16) - target.astype(np.int16)).max(axis=-1)
     return float((diff[frames] > level).mean())
-
