@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     from saswap.eval.occluder_kinds import HELDOUT_OCCLUDER_KINDS, OCCLUDER_KINDS
     from saswap.eval.parsing import occluder_kept, paste_on_face
     from saswap.eval.sheets import fit_cell
+    from saswap.eval.swap_metrics import changed_share
     from saswap.face.masks import face_region_masks
     from saswap.io import load_image
     from saswap.training.parsing_data import HELDOUT_FILES, REAL_OCCLUDED_FILES
@@ -102,8 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
             ok = occluder_kept(occluded, out, mask)
             kept.append(ok)
             per_kind.setdefault(kind, []).append(ok)
-            diff = (np.abs(out.astype(np.int16) - occluded.astype(np.int16)) > 20).any(-1)
-            changed.append(float(diff[visible].mean()) if visible.any() else 0.0)
+            changed.append(changed_share(occluded, out, visible) if visible.any() else 0.0)
             if not ok:
                 fails.append(f"{name}:{kind}")
         results[method] = {

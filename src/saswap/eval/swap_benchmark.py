@@ -20,6 +20,7 @@ from saswap.eval.swap_metrics import (
     MOUTH,
     angle_error,
     boundary_colour_step,
+    changed_share,
     chroma_mottling,
     expression_distance,
     expression_keypoints,
@@ -262,8 +263,8 @@ class SwapBenchmark:
                     except Exception as err:  # noqa: BLE001 - a face may no longer be found under a big occluder
                         res.occlusion.append({"target": tgt, "kind": kind, "error": str(err)})
                         continue
-                    diff = np.abs(out.image.astype(int) - occluded.astype(int)).max(axis=2)
-                    res.occlusion.append({"target": tgt, "kind": kind, "changed": float((diff[occ_mask] > 20).mean())})
+                    changed = changed_share(occluded, out.image, occ_mask)
+                    res.occlusion.append({"target": tgt, "kind": kind, "changed": changed})
         res.summary = self.summarise(res)
         return res
 

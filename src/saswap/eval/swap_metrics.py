@@ -39,6 +39,7 @@ __all__ = [
     "outside_difference",
     "glasses_band_darkness",
     "glasses_frames_changed",
+    "changed_share",
 ]
 
 MOUTH = slice(48, 68)
@@ -286,6 +287,23 @@ def glasses_band_darkness(image: np.ndarray, face: Face) -> float:
     return float((grey[band] < 0.5 * np.median(grey[skin])).mean())
 
 
+def changed_share(before: np.ndarray, after: np.ndarray, mask: np.ndarray, levels: int = 20) -> float:
+    """Share of ``mask``'s pixels that changed from ``before`` to ``after`` by more than ``levels`` in any channel (how
+    much of an occluder, a target's glasses or the visible face a swap changed). NaN for an empty mask.
+
+    Example:
+        >>> a = np.zeros((2, 2, 3), np.uint8); b = a.copy(); b[0, 0, 1] = 21
+        >>> changed_share(a, b, np.ones((2, 2), bool))
+        0.25
+    """
+    if before.shape != after.shape or before.shape[:2] != mask.shape:
+        raise ValueError(f"shapes differ: before {before.shape}, after {after.shape}, mask {mask.shape}")
+    if not mask.any():
+        return float("nan")
+    changed = (np.abs(before.astype(np.int16) - after.astype(np.int16)) > levels).any(-1)
+    return float(changed[mask].mean())
+
+
 def glasses_frames_changed(output: np.ndarray, target: np.ndarray, face: Face, level: int = 20) -> float | None:
     """Share of a target's spectacle frames that a swap changed: the pixels the line rule finds on the target
     (:func:`~saswap.face.masks.glasses_mask`) whose value changed by more than ``level`` in any channel (the pasted
@@ -298,7 +316,4 @@ def glasses_frames_changed(output: np.ndarray, target: np.ndarray, face: Face, l
     """
     regions = face_region_masks(face.landmarks, target.shape[:2])
     frames = glasses_mask(target, regions, face.eye_distance) > 0.5
-    if not frames.any():
-        return None
-    diff = np.abs(output.astype(np.int16) - target.astype(np.int16)).max(axis=-1)
-    return float((diff[frames] > level).mean())
+    return changed_share(target, output, frames, level) if frames.any() else None
