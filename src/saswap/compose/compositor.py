@@ -714,29 +714,28 @@ class Compositor:
         ring = np.zeros(ring.shape, bool)
         ring[where] = (lightness < 25.0) & (chroma < 10.0)
         samples, target = ring, base
-        if self.tone_anchor:
-            anchor = reference & (src_skin > 0.5) & (keep < 0.5) & ~ring
-            if np.count_nonzero(anchor) >= 50:
-                target = base.astype(np.float32)
-                # the membrane measures target - relit at its samples: on the anchors, that difference's Gaussian
-                # mean over them (the difference of the two faces' low-passes, in one blur)
-                low, _ = masked_blur(target - relit, anchor.astype(np.float32), self.relight_scale * eye)
-                target[anchor] = relit[anchor] + low[anchor]
-                samples = ring | anchor
+        anchor = reference & (src_skin > 0.5) & (keep < 0.5) & ~ring  # the reference skin both faces show
+        anchored = np.count_nonzero(anchor) >= 50
+        if self.tone_anchor and anchored:
+            target = base.astype(np.float32)
+            # the membrane measures target - relit at its samples: on the anchors, that difference's Gaussian
+            # mean over them (the difference of the two faces' low-passes, in one blur)
+            low, _ = masked_blur(target - relit, anchor.astype(np.float32), self.relight_scale * eye)
+            target[anchor] = relit[anchor] + low[anchor]
+            samples = ring | anchor
         offset = membrane_correction(relit, target, samples.astype(np.float32), scale=self.membrane_scale * eye)
-        if self.tone_lock > 0 and skin_tone is not None and np.all(np.isfinite(skin_tone)):
-            anchor = reference & (src_skin > 0.5) & (keep < 0.5) & ~ring
-            if np.count_nonzero(anchor) >= 50:
-                # What the membrane leaves: the target's median skin colour against the corrected face's, over the
-                # reference skin both show. A second membrane adds it there, pinned at zero along the outline.
-                corrected = relit.astype(np.float32) + offset
-                residual = np.asarray(skin_tone, np.float32) - np.median(corrected[anchor], axis=0)
-                goal = corrected.copy()
-                goal[anchor] += self.tone_lock * residual
-                offset += membrane_correction(
-                    corrected, goal, (ring | anchor).astype(np.float32), scale=self.membrane_scale * eye,
-                    min_tolerance=np.inf,
-                )  # fmt: skip
+        if self.tone_lock > 0 and anchored and skin_tone is not None and np.all(np.isfinite(skin_tone)):
+            # What the membrane leaves: the target's median skin colour against the corrected face's on the anchors.
+            # A second membrane adds it there, pinned at zero along the outline, without the first one's outlier
+            # test (which would drop a shift that is large against the outline's samples).
+            corrected = relit.astype(np.float32) + offset
+            residual = np.asarray(skin_tone, np.float32) - np.median(corrected[anchor], axis=0)
+            goal = corrected.copy()
+            goal[anchor] += self.tone_lock * residual
+            offset += membrane_correction(
+                corrected, goal, (ring | anchor).astype(np.float32), scale=self.membrane_scale * eye,
+                min_tolerance=np.inf,
+            )  # fmt: skip
         return np.clip(relit + offset + 0.5, 0, 255).astype(np.uint8)
 
 
