@@ -89,7 +89,14 @@ def test_swap_writes_a_tagged_image(tmp_path, capsys):
         ]
     )
     assert code == 0 and out.is_file()
-    assert read_tag(out)["shape_strength"] == 0.5
+    assert read_tag(out)["shape_strength"] == 0.5 and "tone_lock" not in read_tag(out)
+    # the compose stage's tone lock is set from the command line, and the tag says so
+    locked = tmp_path / "locked.jpg"
+    source, target = data_path("images", "sberswap__beckham.jpg"), data_path("images", "sadtalker__happy.png")
+    assert main(["swap", "-s", str(source), "-t", str(target), "-o", str(locked), "--shape-strength", "0.5",
+                 "--tone-lock", "1"]) == 0  # fmt: skip
+    assert read_tag(locked)["tone_lock"] == 1.0
+    assert np.abs(np.asarray(Image.open(locked), np.int16) - np.asarray(Image.open(out), np.int16)).max() >= 3
     assert main(["inspect", str(out)]) == 0
     assert "SYNTHETIC" in capsys.readouterr().out
     assert main(["inspect", str(data_path("images", "sadtalker__happy.png"))]) == 1  # no tag: exit 1
@@ -137,6 +144,10 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert "unsupported output format" in capsys.readouterr().err
     assert main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--shape-strength", "3"]) == 2
     assert "--shape-strength" in capsys.readouterr().err
+    for bad in ("1.5", "nan", "dark"):
+        with pytest.raises(SystemExit) as exc:
+            main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--tone-lock", bad])
+        assert exc.value.code == 2 and "argument --tone-lock" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["swap", "-s", good, "-t", good, "-o", "x.png", "--all-faces", "--face-index", "1"])
     assert exc.value.code == 2
@@ -162,6 +173,12 @@ def test_demo_runs_on_packaged_photos(tmp_path, capsys, monkeypatch):
         changed = np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 20
         assert 0.01 < changed.mean() < 0.3  # the faces, not the whole frame
     assert "cache hit" not in capsys.readouterr().out  # the first run analysed the template
+    # with the tone lock: the template's cache (written without it) serves, the faces change, the tag says so
+    locked = tmp_path / "locked.mp4"
+    argv = ["swap", "-s", "sample:tom_hanks", "-t", str(template), "--all-faces", "-o", str(locked), "--tone-lock", "1"]
+    assert main([*argv, "-q"]) == 0 and "cache hit" in capsys.readouterr().out
+    assert read_video_tag(locked)["tone_lock"] == 1.0 and "tone_lock" not in read_video_tag(swapped)
+    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(after, sample_frames(locked, 3))) > 3
 
 
 def test_swap_reports_a_broken_input_before_loading_any_model(tmp_path, capsys, monkeypatch):

@@ -172,7 +172,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         _load_input(args.reference)
     with _output_folder(out):
         _check_writable(out)
-        pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+        pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine, compose=_compose_options(args))
         if args.device:
             pipe.to(args.device)
         source = _pipeline_input(args.source)
@@ -197,6 +197,11 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     if args.verbose:
         print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
     return 0
+
+
+def _compose_options(args: argparse.Namespace) -> dict[str, float] | None:
+    """The compose stage's options a swap's command line sets (None: the model's own)."""
+    return {"tone_lock": args.tone_lock} if args.tone_lock else None
 
 
 def _cmd_precompute(args: argparse.Namespace) -> int:
@@ -235,7 +240,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     settings = BatchSettings(
         engine=args.weights or args.engine, shape_strength=args.shape_strength, face_index=args.face_index,
         all_faces=args.all_faces, reference=args.reference, enhance=args.enhance, codec=args.codec, crf=args.crf,
-        preset=args.preset, force=args.force,
+        preset=args.preset, force=args.force, tone_lock=args.tone_lock,
     )  # fmt: skip
     report = run_batch(
         args.sources, args.templates, args.output, settings=settings, backend=args.backend, workers=args.workers,
@@ -335,7 +340,7 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
         target = _pipeline_input(args.target)
         reference = _pipeline_input(args.reference) if args.reference else None
         t0 = time.perf_counter()
-        pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+        pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine, compose=_compose_options(args))
         if args.device:
             pipe.to(args.device)
         prepared, _ = pipe.prepare_source(source, force=args.force)
@@ -513,9 +518,22 @@ def _cmd_app(args: argparse.Namespace) -> int:
         enhance=args.enhance,
         max_video_seconds=args.max_video_seconds,
         max_upload_mb=args.max_upload_mb,
+        tone_lock=args.tone_lock,
     )
     launch(settings, host=args.host, port=args.port)
     return 0
+
+
+def _unit_float(text: str) -> float:
+    """An argparse type: a number in [0, 1] (argparse reports anything else as a usage error naming the option,
+    exit code 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
+    return value
 
 
 def _add_swap_settings(p: argparse.ArgumentParser) -> None:
@@ -534,6 +552,11 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
     group.add_argument("--reference", help="swap the target face most like the face in this photo")
     p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    p.add_argument(
+        "--tone-lock", type=_unit_float, default=0.0, metavar="0..1",
+        help="how far the face's middle takes the target's median skin tone (0 off, the default; 1 all the way: "
+        "skin tone nearer the target's, the source's identity a little weaker; see the README)",
+    )
     p.add_argument(
         "--force", action="store_true",
         help="use a source face turned more than 45 degrees from the camera (the swap breaks; warned from 25)",
@@ -693,6 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enhance", help="face enhancer for the page's 'enhance' switch (a local ONNX file or folder)")
     p.add_argument("--max-video-seconds", type=float, default=60.0, help="longest video accepted (default 60)")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted, MB (default 50)")
+    p.add_argument(
+        "--tone-lock", type=_unit_float, default=0.0, metavar="0..1",
+        help="every swap's face middle takes the target's median skin tone this far (0 off, the default; as for swap)",
+    )
     p.set_defaults(func=_cmd_app)
     return parser
 

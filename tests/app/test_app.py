@@ -101,6 +101,19 @@ def test_cli_app_defaults_bind_loopback():
     assert args.func is cli._cmd_app
 
 
+def test_the_apps_tone_lock_reaches_every_swap(tmp_path):
+    pytest.importorskip("gradio", reason="the web app needs gradio (pip install 'saswap[app]')")
+    from saswap.app.server import AppSettings, SaSwapApp
+    from saswap.errors import SaSwapError
+
+    assert cli.build_parser().parse_args(["app", "--tone-lock", "0.5"]).tone_lock == 0.5
+    with pytest.raises(SaSwapError, match="--tone-lock"):
+        AppSettings(tone_lock=1.5)
+    app = SaSwapApp(AppSettings(tone_lock=0.5), tmp_path)
+    assert app.pipeline("saswap-geometric").compositor.tone_lock == 0.5
+    assert SaSwapApp(AppSettings(), tmp_path / "plain").pipeline("saswap-geometric").compositor.tone_lock == 0.0
+
+
 def test_cli_app_without_gradio_says_how_to_install(monkeypatch, capsys):
     import importlib.util
 

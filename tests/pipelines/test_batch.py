@@ -83,6 +83,13 @@ def test_inputs_from_folders_and_lists_with_unique_output_names(tmp_path):
     assert [j.key for j in again] == [j.key for j in jobs]
     other = plan_batch(found, [a / "x.jpg"], tmp_path / "out", BatchSettings(shape_strength=0.5))
     assert not {j.key for j in other} & {j.key for j in jobs}
+    # the tone lock is part of the key when set (off, the keys are those of batches planned before it existed)
+    assert "tone_lock" not in BatchSettings().key_fields()
+    assert BatchSettings(tone_lock=0.5).key_fields()["tone_lock"] == 0.5
+    locked = plan_batch(found, [a / "x.jpg"], tmp_path / "out", BatchSettings(tone_lock=0.5))
+    assert not {j.key for j in locked} & {j.key for j in jobs}
+    with pytest.raises(SaSwapError, match="tone_lock"):
+        BatchSettings(tone_lock=1.5)
     with pytest.raises(SaSwapError, match="list.txt, line 2: nope.jpg: no such file"):
         listing.write_text("b/x.jpg\nnope.jpg\n")
         collect_inputs([listing], "sources", videos=False)
@@ -281,3 +288,15 @@ def test_a_jobs_record_says_what_its_swap_warned_about(inputs, tmp_path):
         assert len(r["warnings"]) == 1 and r["warnings"][0].startswith(f"{small}: the source face is small"), r
     assert "warnings" not in records[2] and "warnings" not in records[3]
     assert all("_source_notes" not in r for r in records)
+    assert "tone_lock" not in _tag(tmp_path / "sberswap__beckham" / "a.jpg")
+
+
+def test_a_batch_with_the_tone_lock_makes_its_outputs_with_it(inputs, tmp_path):
+    from saswap.pipelines.batch import BatchJob, BatchWorker
+
+    worker = BatchWorker({"tone_lock": 1.0}, str(tmp_path / "cache"), threads=2)
+    assert worker.pipe.compositor.tone_lock == 1.0
+    source = inputs / "src" / "sberswap__beckham.jpg"
+    job = BatchJob("k", source, inputs / "tpl" / "still.jpg", tmp_path / "locked.jpg", "image")
+    record = worker.swap(job.to_dict())
+    assert record["status"] == "done" and _tag(tmp_path / "locked.jpg")["tone_lock"] == 1.0

@@ -46,6 +46,31 @@ def test_from_pretrained_names_and_folders(tmp_path):
             SaSwapPipeline.from_pretrained(folder)
 
 
+def test_from_pretrained_lays_compose_options_over_the_models_own(tmp_path):
+    from saswap import SaSwapPipeline
+    from saswap.compose import Compositor
+    from saswap.errors import SaSwapError
+    from saswap.pipelines.image import compose_provenance
+
+    assert SaSwapPipeline.from_pretrained("saswap-geometric").compositor.tone_lock == 0.0
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric", compose={"tone_lock": 0.5})
+    assert pipe.compositor.tone_lock == 0.5 and pipe.target_analyzer.compositor is pipe.compositor
+    assert compose_provenance(pipe.compositor) == {"tone_lock": 0.5} and compose_provenance(Compositor()) == {}
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = {"crop_size": 256, "membrane": False, "tone_lock": 0.25}
+    (folder / "model_index.json").write_text(json.dumps({"engine": "geometric", "config": config}))
+    own = SaSwapPipeline.from_pretrained(folder).compositor
+    assert (own.membrane, own.tone_lock) == (False, 0.25)
+    over = SaSwapPipeline.from_pretrained(folder, compose={"tone_lock": 1.0})
+    assert (over.compositor.membrane, over.compositor.tone_lock, over.engine.crop_size) == (False, 1.0, 256)
+    for compose, word in (({"tone_lock": 2.0}, "tone_lock"), ({"no_such_option": 1}, "no_such_option")):
+        with pytest.raises(SaSwapError, match=word):
+            SaSwapPipeline.from_pretrained("saswap-geometric", compose=compose)
+    with pytest.raises(SaSwapError, match="not both"):
+        SaSwapPipeline.from_pretrained("saswap-geometric", compose={"tone_lock": 1.0}, compositor=Compositor())
+
+
 def test_engine_and_compose_settings_out_of_range_are_refused():
     # They used to pass and fail deep inside OpenCV at the first swap (a zero low-pass), or to mean nothing (a negative
     # fade, an expression exchanged beyond the target's).

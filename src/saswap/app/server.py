@@ -64,6 +64,7 @@ class AppSettings:
             switch; None leaves the switch off.
         max_video_seconds: longest uploaded video accepted.
         max_upload_mb: largest uploaded file accepted, in megabytes.
+        tone_lock: the compose stage's ``tone_lock`` for every swap (:class:`~saswap.compose.Compositor`; 0 off).
     """
 
     templates: Path | None = None
@@ -72,10 +73,13 @@ class AppSettings:
     enhance: str | None = None
     max_video_seconds: float = 60.0
     max_upload_mb: float = 50.0
+    tone_lock: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.engines:
             raise SaSwapError("give at least one engine")
+        if not 0.0 <= self.tone_lock <= 1.0:
+            raise SaSwapError(f"--tone-lock must lie between 0 and 1, got {self.tone_lock}")
         if self.max_video_seconds <= 0 or self.max_upload_mb <= 0:
             raise SaSwapError("--max-video-seconds and --max-upload-mb must be positive")
         self.engines = tuple(dict.fromkeys(self.engines))
@@ -188,7 +192,8 @@ class SaSwapApp:
         with self._pipe_lock:
             if engine not in self._pipes:
                 try:
-                    self._pipes[engine] = SaSwapPipeline.from_pretrained(engine)
+                    compose = {"tone_lock": self.settings.tone_lock} if self.settings.tone_lock else None
+                    self._pipes[engine] = SaSwapPipeline.from_pretrained(engine, compose=compose)
                 except SaSwapError as err:
                     raise SaSwapError(f"the engine {engine!r} cannot be loaded: {err}") from None
             return self._pipes[engine]
@@ -567,7 +572,7 @@ class SaSwapApp:
                 result = pipe(prepared, target.path, shape_strength=strength, face_index=face_index,
                               all_faces=all_faces, reference=ref, enhance=enhancer)  # fmt: skip
                 report("writing the result", 0, None)
-                tag = make_tag(engine=pipe.engine.name, shape_strength=strength, faces=len(result.faces), app=True)
+                tag = make_tag(**result.provenance, app=True)
                 from saswap.provenance import save_tagged
 
                 save_tagged(result.image, out, tag)

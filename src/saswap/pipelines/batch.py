@@ -86,6 +86,9 @@ class BatchSettings:
         enhance: face enhancer name or path, or None.
         codec, crf, preset: the video encoder settings (codec None: libx264, libvpx-vp9 for .webm outputs).
         force: use source faces turned beyond ``SOURCE_TURN_LIMIT`` (otherwise their jobs fail).
+        tone_lock: the compose stage's ``tone_lock`` (:class:`~saswap.compose.Compositor`): 0 off (the default),
+            1 the face's middle takes the target's median skin tone. Part of a job's key only when set, so batches
+            run before the option existed keep their keys.
     """
 
     engine: str = "saswap-geometric"
@@ -98,10 +101,13 @@ class BatchSettings:
     crf: int | None = 14  # saswap.videoio.DEFAULT_CRF (this module does not import PyAV)
     preset: str | None = "veryfast"
     force: bool = False
+    tone_lock: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shape_strength <= 1.0:
             raise SaSwapError(f"shape_strength must lie in [0, 1], got {self.shape_strength}")
+        if not 0.0 <= self.tone_lock <= 1.0:
+            raise SaSwapError(f"tone_lock must lie in [0, 1], got {self.tone_lock}")
         if (self.face_index is not None) + bool(self.all_faces) + (self.reference is not None) > 1:
             raise SaSwapError("choose one of face_index, all_faces and reference")
         if self.reference is not None and not Path(self.reference).is_file():
@@ -109,6 +115,8 @@ class BatchSettings:
 
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)
+        if not self.tone_lock:
+            del fields["tone_lock"]
         if self.reference is not None:
             fields["reference"] = _file_hash(Path(self.reference))
         return fields
@@ -432,7 +440,8 @@ class BatchWorker:
         if self._pipe is None:
             from saswap.pipelines.image import SaSwapPipeline
 
-            self._pipe = SaSwapPipeline.from_pretrained(self.settings.engine)
+            compose = {"tone_lock": self.settings.tone_lock} if self.settings.tone_lock else None
+            self._pipe = SaSwapPipeline.from_pretrained(self.settings.engine, compose=compose)
             if "torch" in sys.modules:  # an engine that needs torch (the neural one): its share of the threads
                 sys.modules["torch"].set_num_threads(self.threads)
         return self._pipe
@@ -515,7 +524,10 @@ class BatchWorker:
             source, source_notes = self._source(str(spec.source))
             timings["source"] = time.perf_counter() - ts
             reference = s.reference
-            tag = make_tag(engine=self.pipe.engine.name, shape_strength=s.shape_strength, batch_job=spec.key)
+            from saswap.pipelines.image import compose_provenance
+
+            compose = compose_provenance(self.pipe.compositor)
+            tag = make_tag(engine=self.pipe.engine.name, shape_strength=s.shape_strength, **compose, batch_job=spec.key)
             if spec.kind == "video":
                 from saswap.pipelines.video import swap_video
 

@@ -105,6 +105,20 @@ def _is_video_path(path: str | os.PathLike) -> bool:
     return is_video_file(path)
 
 
+def _with_compose(kwargs: dict[str, Any], own: dict[str, Any], compose: dict[str, Any] | None) -> dict[str, Any]:
+    """``kwargs`` with a compositor made of a model's own compose options (``own``) and the caller's over them,
+    unless the caller gave a compositor or neither has any."""
+    if "compositor" in kwargs or not (own or compose):
+        return kwargs
+    return {**kwargs, "compositor": Compositor(**{**own, **(compose or {})})}
+
+
+def compose_provenance(compositor: Compositor) -> dict[str, Any]:
+    """What an output's synthetic-media tag records of the compose stage: the options a user sets that change the
+    picture (``tone_lock``), where they are not at their default."""
+    return {"tone_lock": compositor.tone_lock} if compositor.tone_lock > 0 else {}
+
+
 def _name(x: ImageInput, role: str) -> str:
     return str(x) if isinstance(x, (str, os.PathLike)) else f"the {role} image"
 
@@ -164,7 +178,9 @@ class SaSwapPipeline:
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike = "saswap-geometric", **kwargs) -> SaSwapPipeline:
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike = "saswap-geometric", compose: dict[str, Any] | None = None, **kwargs
+    ) -> SaSwapPipeline:
         """Load a pipeline from a zoo name, a local folder, or a Hub / ModelScope id.
 
         The geometric engine needs no weights. Other engines are loaded from a folder holding a
@@ -174,9 +190,28 @@ class SaSwapPipeline:
         Hugging Face Hub id (``owner/name`` or ``hf:owner/name``) or ``modelscope:owner/name`` is
         first resolved to a local snapshot; with ``HF_HUB_OFFLINE=1`` only the local cache is used.
         Unpublished zoo names fail at once with a message saying how to train them.
+
+        ``compose`` holds :class:`~saswap.compose.Compositor` keyword arguments laid over the model's own
+        (``{"tone_lock": 1.0}``: the face's middle takes the target's median skin tone); a ``compositor`` given
+        too is refused.
+
+        Raises:
+            SaSwapError: ``compose`` names an option the compositor does not have, or a value out of its range.
+
+        Example:
+            >>> pipe = SaSwapPipeline.from_pretrained("saswap-geometric", compose={"tone_lock": 0.5})
+            >>> pipe.compositor.tone_lock
+            0.5
         """
         from saswap.zoo import COMPONENTS, get_entry
 
+        if compose:
+            if "compositor" in kwargs:
+                raise SaSwapError("give either compose options or a compositor, not both")
+            try:
+                Compositor(**compose)  # checked before any model loads
+            except (TypeError, ValueError) as err:
+                raise SaSwapError(f"compose options {compose}: {err}") from None
         key = str(name_or_path)
         entry = get_entry(key)
         if entry is not None and entry.engine in COMPONENTS:
@@ -184,11 +219,11 @@ class SaSwapPipeline:
         if entry is not None and entry.engine == "geometric":
             from saswap.engines.geometric import GeometricEngine
 
-            return cls(GeometricEngine(crop_size=entry.image_size), **kwargs)
+            return cls(GeometricEngine(crop_size=entry.image_size), **_with_compose(kwargs, {}, compose))
         if key in ("geometric",):
             from saswap.engines.geometric import GeometricEngine
 
-            return cls(GeometricEngine(), **kwargs)
+            return cls(GeometricEngine(), **_with_compose(kwargs, {}, compose))
         folder = Path(key)
         if not folder.is_dir() and entry is None and _looks_like_repo_id(key):
             folder = _snapshot(key)
@@ -208,14 +243,14 @@ class SaSwapPipeline:
         if engine_type == "geometric":
             from saswap.engines.geometric import GeometricEngine
 
-            config, compose = Compositor.split_config(index.get("config", {}))
+            config, own = Compositor.split_config(index.get("config", {}))
             try:
-                if compose and "compositor" not in kwargs:
-                    kwargs["compositor"] = Compositor(**compose)
+                Compositor(**own)
                 engine = GeometricEngine(**config)
             except (TypeError, ValueError) as err:
                 raise ModelNotFoundError(f"{index_path}: the geometric engine's config is not valid ({err})") from None
-            return cls(engine, **kwargs)
+            return cls(engine, **_with_compose(kwargs, own, compose))
+        kwargs = _with_compose(kwargs, {}, compose)
         if engine_type == "saswap":
             from saswap.engines.neural import SaSwapEngine
 
@@ -419,7 +454,10 @@ class SaSwapPipeline:
         timings["swap"] = timings["paste"] = 0.0
         masks = self.swap_frame(result_img, target_img, analysis, prepared, shape_strength, enhance, timings)
         timings["total"] = time.perf_counter() - t0
-        provenance = {"engine": self.engine.name, "shape_strength": shape_strength, "faces": len(faces)}
+        provenance = {
+            "engine": self.engine.name, "shape_strength": shape_strength, **compose_provenance(self.compositor),
+            "faces": len(faces),
+        }  # fmt: skip
         return SaSwapOutput(result_img, faces, masks, source_face, timings, provenance)
 
     def swap_crop(

@@ -1155,8 +1155,14 @@ def swap_video(
                 raise SaSwapError(f"{template}: {err}") from None
             scores = {}
         weights = list(_fade_weights(header, chosen, fade_frames))
-        video_tag = tag if tag is not None else make_tag(engine=pipe.engine.name, shape_strength=shape_strength, media="video")
-        metadata = {VIDEO_TAG_KEY: _json(video_tag)}
+        if tag is None:
+            from saswap.pipelines.image import compose_provenance
+
+            tag = make_tag(
+                engine=pipe.engine.name, shape_strength=shape_strength, **compose_provenance(pipe.compositor),
+                media="video",
+            )  # fmt: skip
+        metadata = {VIDEO_TAG_KEY: _json(tag)}
         frames = swapped_frames = swapped_faces = repeated = 0
         reach = max(0, int(tone_reach))
         used: set[int] = set()
