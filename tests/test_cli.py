@@ -144,10 +144,11 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert "unsupported output format" in capsys.readouterr().err
     assert main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--shape-strength", "3"]) == 2
     assert "--shape-strength" in capsys.readouterr().err
-    for bad in ("1.5", "nan", "dark"):
+    for option, bad in (("--tone-lock", "1.5"), ("--tone-lock", "nan"), ("--tone-lock", "dark"), ("--steady-skin", "-1"),
+                        ("--steady-skin", "many")):  # fmt: skip
         with pytest.raises(SystemExit) as exc:
-            main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--tone-lock", bad])
-        assert exc.value.code == 2 and "argument --tone-lock" in capsys.readouterr().err
+            main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.mp4"), option, bad])
+        assert exc.value.code == 2 and f"argument {option}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["swap", "-s", good, "-t", good, "-o", "x.png", "--all-faces", "--face-index", "1"])
     assert exc.value.code == 2
@@ -173,10 +174,16 @@ def test_demo_runs_on_packaged_photos(tmp_path, capsys, monkeypatch):
         changed = np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 20
         assert 0.01 < changed.mean() < 0.3  # the faces, not the whole frame
     assert "cache hit" not in capsys.readouterr().out  # the first run analysed the template
-    # with the tone lock: the template's cache (written without it) serves, the faces change, the tag says so
+    # with the tone lock: the template's cache (written without it) serves, the faces change, the tag says so; and the
+    # skin stabiliser switched on from the command line
+    from saswap.pipelines import video
+
+    made, real = [], video.SkinStabiliser
+    monkeypatch.setattr(video, "SkinStabiliser", lambda sigma, **kw: made.append(sigma) or real(sigma, **kw))
     locked = tmp_path / "locked.mp4"
     argv = ["swap", "-s", "sample:tom_hanks", "-t", str(template), "--all-faces", "-o", str(locked), "--tone-lock", "1"]
-    assert main([*argv, "-q"]) == 0 and "cache hit" in capsys.readouterr().out
+    assert main([*argv, "-q", "--steady-skin"]) == 0 and "cache hit" in capsys.readouterr().out
+    assert made == [1.0]
     assert read_video_tag(locked)["tone_lock"] == 1.0 and "tone_lock" not in read_video_tag(swapped)
     assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(after, sample_frames(locked, 3))) > 3
 

@@ -184,7 +184,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec, crf=args.crf,
             preset=args.preset, progress=not args.quiet, workers=args.workers,
             processes={"auto": None, "threads": False, "processes": True}[args.worker_kind],
-            analysis_workers=args.analysis_workers,
+            analysis_workers=args.analysis_workers, skin_sigma=args.steady_skin,
         )  # fmt: skip
     t = result.timings
     hit = "template cache hit" if result.cache_hit else f"template analysed in {t['precompute']:.1f} s"
@@ -536,6 +536,17 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _skin_frames(text: str) -> float:
+    """An argparse type: ``--steady-skin``'s Gaussian in frames, 0 (off) to 10."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 10.0:
+        raise argparse.ArgumentTypeError(f"must lie between 0 (off) and 10 frames, got {text}")
+    return value
+
+
 def _add_swap_settings(p: argparse.ArgumentParser) -> None:
     """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement."""
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
@@ -615,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=int, default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
     v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores; with the engine on a GPU, the compose stage alone); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
     v.add_argument("--analysis-workers", type=int, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
+    v.add_argument(
+        "--steady-skin", type=_skin_frames, nargs="?", const=1.0, default=0.0, metavar="FRAMES",
+        help="also smooth the new face's skin over time, a Gaussian of FRAMES (1 when given alone; off by default): "
+        "less skin-tone flicker on steadily lit faces, a slower swap (see the README)",
+    )
     v.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_swap)
 
