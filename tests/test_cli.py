@@ -144,8 +144,9 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert "unsupported output format" in capsys.readouterr().err
     assert main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--shape-strength", "3"]) == 2
     assert "--shape-strength" in capsys.readouterr().err
-    for option, bad in (("--tone-lock", "1.5"), ("--tone-lock", "nan"), ("--tone-lock", "dark"), ("--steady-skin", "-1"),
-                        ("--steady-skin", "many")):  # fmt: skip
+    bad_values = [("--tone-lock", "1.5"), ("--tone-lock", "nan"), ("--tone-lock", "dark"), ("--steady-skin", "-1"),
+                  ("--steady-skin", "many")]  # fmt: skip
+    for option, bad in bad_values:
         with pytest.raises(SystemExit) as exc:
             main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.mp4"), option, bad])
         assert exc.value.code == 2 and f"argument {option}" in capsys.readouterr().err
