@@ -548,7 +548,7 @@ def _skin_frames(text: str) -> float:
 
 
 def _add_swap_settings(p: argparse.ArgumentParser) -> None:
-    """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement."""
+    """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement, tone."""
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
     p.add_argument(
