@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from saswap import __version__
@@ -524,31 +524,25 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unit_float(text: str) -> float:
-    """An argparse type: a number in [0, 1] (argparse reports anything else as a usage error naming the option,
-    exit code 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
-    return value
+def _number_between(low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse type: a number in [``low``, ``high``] (``what`` names the range in the message; argparse reports
+    anything else as a usage error naming the option, exit code 2)."""
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:  # nan too
+            raise argparse.ArgumentTypeError(f"must lie between {what}, got {text}")
+        return value
 
-def _skin_frames(text: str) -> float:
-    """An argparse type: ``--steady-skin``'s Gaussian in frames, 0 (off) to 10."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 10.0:
-        raise argparse.ArgumentTypeError(f"must lie between 0 (off) and 10 frames, got {text}")
-    return value
+    return parse
 
 
 def _add_swap_settings(p: argparse.ArgumentParser) -> None:
-    """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement, tone."""
+    """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement,
+    tone."""
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
     p.add_argument(
@@ -564,7 +558,7 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
     group.add_argument("--reference", help="swap the target face most like the face in this photo")
     p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
     p.add_argument(
-        "--tone-lock", type=_unit_float, default=0.0, metavar="0..1",
+        "--tone-lock", type=_number_between(0.0, 1.0, "0 and 1"), default=0.0, metavar="0..1",
         help="how far the face's middle takes the target's median skin tone (0 off, the default; 1 all the way: "
         "skin tone nearer the target's, the source's identity a little weaker; see the README)",
     )
@@ -627,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores; with the engine on a GPU, the compose stage alone); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
     v.add_argument("--analysis-workers", type=int, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     v.add_argument(
-        "--steady-skin", type=_skin_frames, nargs="?", const=1.0, default=0.0, metavar="FRAMES",
+        "--steady-skin", type=_number_between(0.0, 10.0, "0 (off) and 10 frames"), nargs="?", const=1.0, default=0.0,
+        metavar="FRAMES",
         help="also smooth the new face's skin over time, a Gaussian of FRAMES (1 when given alone; off by default): "
         "less skin-tone flicker on steadily lit faces, a slower swap (see the README)",
     )
@@ -733,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-video-seconds", type=float, default=60.0, help="longest video accepted (default 60)")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted, MB (default 50)")
     p.add_argument(
-        "--tone-lock", type=_unit_float, default=0.0, metavar="0..1",
+        "--tone-lock", type=_number_between(0.0, 1.0, "0 and 1"), default=0.0, metavar="0..1",
         help="every swap's face middle takes the target's median skin tone this far (0 off, the default; as for swap)",
     )
     p.set_defaults(func=_cmd_app)
