@@ -54,9 +54,10 @@ def occluder_kept(before: np.ndarray, after: np.ndarray, mask: np.ndarray, level
     """
     from saswap.eval.swap_metrics import changed_share
 
-    if mask.shape == before.shape[:2] and not mask.any():
+    changed = changed_share(before, after, mask, levels)  # checks the shapes; NaN for an empty mask
+    if np.isnan(changed):
         raise ValueError("the occluder mask is empty")
-    return changed_share(before, after, mask, levels) < share
+    return changed < share
 
 
 def occluder_kept_by_mask(keep: np.ndarray, mask: np.ndarray, share: float = 0.2) -> bool:
