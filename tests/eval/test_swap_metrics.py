@@ -47,7 +47,8 @@ def test_benchmark_summary_reports_margins_per_target():
         return {
             "target": target, "target_yaw": 0.0, "found": True, "d_source": d_source, "d_target": d_target,
             "closer_to_source": d_source < d_target, "retrieved": retrieved, "pose_error": [0.0, 0.0, 0.0],
-            "boundary_step": 0.0, "boundary_step_target": 0.0, "skin_tone_de": 0.0, "seam": 1.0,
+            "boundary_step": 0.0, "boundary_step_target": 0.0, "upper_step": 2.0 * expression,
+            "upper_step_target": 0.02, "skin_tone_de": 0.0, "seam": 1.0,
             "seam_target": 1.0, "outside_diff": 0.0, "mottling": 2.0 * mottling, "mottling_target": 2.0,
             "expression_error": expression, "expression_gap": 0.1, "brows_error": 0.03, "brows_gap": 0.1,
         }  # fmt: skip
@@ -58,6 +59,7 @@ def test_benchmark_summary_reports_margins_per_target():
     assert abs(summary["dlib_margin_mean"] - (0.2 - 0.05 + 0.4) / 3) < 1e-9
     a = summary["per_target"]["a"]
     assert (a["closer_to_source"], a["retrieval"]) == (0.5, 0.5) and abs(a["dlib_margin_mean"] - 0.075) < 1e-9
+    assert abs(summary["upper_step_excess_max"] - 0.08) < 1e-9 and abs(summary["upper_step_excess_median"] - 0.02) < 1e-9
     assert list(summary["per_target"]) == ["a", "b"]
     assert (summary["mottling_ratio_median"], summary["mottling_ratio_max"]) == (1.2, 1.5)
     assert summary["expression_error_median"] == 0.02 and abs(summary["expression_carried_median"] - 0.2) < 1e-9
@@ -93,6 +95,31 @@ def test_the_held_out_pairs_are_other_files_and_other_people():
     assert not held & same_people
     for name in held:
         assert data_path("images", name).exists(), name
+
+
+def test_upper_border_step_reads_the_forehead_and_temples_only(analyzer):
+    """Issue 13's "colour step at the upper face border": the skin band inside the face's outline darkened below the
+    eyes moves the whole border's step and not the upper one's; darkened above the eyes it moves the upper one's."""
+    from saswap.eval.swap_metrics import _ring, boundary_colour_step, upper_face_side
+    from saswap.face.masks import face_region_masks
+
+    image = load_image(data_path("images", "deepface__img41.jpg"))
+    face = analyzer(image)[0]
+    regions = face_region_masks(face.landmarks, image.shape[:2])
+    band, _ = _ring(regions["face"], 2 * max(2, round(0.08 * face.eye_distance)), 1)
+    above = upper_face_side(face, image.shape[:2])
+    assert 0.2 < above[regions["face"] > 0.5].mean() < 0.6  # the forehead side of the face, not all of it
+
+    def darkened(where):
+        out = image.copy()
+        out[where] = (out[where] * 0.6).astype(np.uint8)
+        return out
+
+    whole, upper = boundary_colour_step(image, face), boundary_colour_step(image, face, upper=True)
+    low = darkened(band & ~above)
+    assert abs(boundary_colour_step(low, face) - whole) > 3.0
+    assert boundary_colour_step(low, face, upper=True) == upper
+    assert abs(boundary_colour_step(darkened(band & above), face, upper=True) - upper) > 3.0
 
 
 def test_chroma_mottling_sees_patches_of_another_hue_not_a_cast_or_noise(analyzer):

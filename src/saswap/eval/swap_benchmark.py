@@ -179,6 +179,8 @@ class SwapBenchmark:
                     pose_error=angle_error(o_face, t_face).tolist(),
                     boundary_step=boundary_colour_step(out.image, o_face),
                     boundary_step_target=boundary_colour_step(t_img, t_face),
+                    upper_step=boundary_colour_step(out.image, o_face, upper=True),
+                    upper_step_target=boundary_colour_step(t_img, t_face, upper=True),
                     skin_tone_de=skin_tone_difference(out.image, o_face, t_img, t_face),
                     seam=seam_energy(out.image, mask),
                     seam_target=seam_energy(t_img, mask),
@@ -331,6 +333,11 @@ class SwapBenchmark:
             "boundary_step_excess_median": float(
                 np.median([p["boundary_step"] - p["boundary_step_target"] for p in found])
             )
+            if found
+            else None,
+            # the same over the border's upper part only (forehead and temples: issue 13's "upper face border")
+            "upper_step_excess_max": max((p["upper_step"] - p["upper_step_target"] for p in found), default=None),
+            "upper_step_excess_median": float(np.median([p["upper_step"] - p["upper_step_target"] for p in found]))
             if found
             else None,
             "skin_tone_de_median": float(np.median([p["skin_tone_de"] for p in found])) if found else None,

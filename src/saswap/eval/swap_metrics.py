@@ -31,6 +31,7 @@ __all__ = [
     "jaw_distance",
     "jaw_distance_3d",
     "boundary_colour_step",
+    "upper_face_side",
     "skin_grain",
     "skin_tone_difference",
     "chroma_mottling",
@@ -159,22 +160,49 @@ def _ring(mask: np.ndarray, inner: int, outer: int) -> tuple[np.ndarray, np.ndar
     return inside.astype(bool), outside
 
 
-def boundary_colour_step(image: np.ndarray, face: Face, width: float = 0.08) -> float:
+def boundary_colour_step(image: np.ndarray, face: Face, width: float = 0.08, upper: bool = False) -> float:
     """ΔE between the mean colour just inside the face's skin border and just outside it.
 
     The band width is ``width`` eye-corner distances. Computed the same way on the target, it gives
-    the natural step (skin to hair, jaw shadow); a swap should not add to it.
+    the natural step (skin to hair, jaw shadow); a swap should not add to it. With ``upper``, only the
+    part of the border above the line through the eye centres (the forehead and temples, across the
+    face's own vertical: :func:`upper_face_side`) is read; 0 where too little of it shows.
     """
     regions = face_region_masks(face.landmarks, image.shape[:2])
     r = max(2, int(round(width * face.eye_distance)))
     inside, outside = _ring(regions["face"], r, r)
     inside &= regions["skin"] > 0.5
+    if upper:
+        above = upper_face_side(face, image.shape[:2])
+        inside &= above
+        outside &= above
     if inside.sum() < 10 or outside.sum() < 10:
         return 0.0
     skin_out = outside & _skin_like(image, image[inside])
     if skin_out.sum() < 10:
         skin_out = outside
     return float(delta_e(image[inside].mean(0).astype(np.uint8), image[skin_out].mean(0).astype(np.uint8)))
+
+
+def upper_face_side(face: Face, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels above the line through the face's eye centres, bool (H, W): "above" along the face's own vertical
+    (from the mouth's centre to the eyes' centre), so a tilted or upside-down face has its forehead side.
+
+    Example:
+        >>> kp = np.array([[30, 40], [70, 40], [50, 60], [38, 80], [62, 80]], np.float32)
+        >>> face = lambda k: Face(np.zeros(4, np.float32), 1.0, k, np.zeros((478, 3)), np.zeros((68, 2)), np.zeros(3))
+        >>> side = upper_face_side(face(kp), (100, 100))
+        >>> bool(side[10, 50]), bool(side[70, 50])
+        (True, False)
+        >>> bool(upper_face_side(face(kp[:, ::-1].copy()), (100, 100))[50, 10])  # the face turned a quarter
+        True
+    """
+    kp = np.asarray(face.keypoints, np.float64)
+    eyes = kp[:2].mean(0)
+    up = eyes - kp[3:5].mean(0)
+    up /= max(float(np.linalg.norm(up)), 1e-9)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (xx - eyes[0]) * up[0] + (yy - eyes[1]) * up[1] > 0
 
 
 def _skin_like(image: np.ndarray, samples: np.ndarray) -> np.ndarray:
