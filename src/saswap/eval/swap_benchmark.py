@@ -157,6 +157,9 @@ class SwapBenchmark:
         prepared = {s: self.pipe.engine.prepare_source(self._load(s)[0], self._load(s)[1]) for s in sources}
         for tgt in targets:
             t_img, t_face, t_emb = self._load(tgt)
+            # the target's own border steps, read once for all its pairs
+            t_steps = {"boundary_step_target": boundary_colour_step(t_img, t_face)}
+            t_steps["upper_step_target"] = boundary_colour_step(t_img, t_face, upper=True)
             for src in sources:
                 rec = {"source": src, "target": tgt, "target_yaw": float(t_face.pose[0])}
                 out = self.pipe(prepared[src], t_img, shape_strength=shape_strength)
@@ -178,9 +181,8 @@ class SwapBenchmark:
                     **_expression_kept(o_face, t_face, self._load(src)[1]),
                     pose_error=angle_error(o_face, t_face).tolist(),
                     boundary_step=boundary_colour_step(out.image, o_face),
-                    boundary_step_target=boundary_colour_step(t_img, t_face),
                     upper_step=boundary_colour_step(out.image, o_face, upper=True),
-                    upper_step_target=boundary_colour_step(t_img, t_face, upper=True),
+                    **t_steps,
                     skin_tone_de=skin_tone_difference(out.image, o_face, t_img, t_face),
                     seam=seam_energy(out.image, mask),
                     seam_target=seam_energy(t_img, mask),
