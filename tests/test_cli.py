@@ -330,3 +330,21 @@ def test_an_avif_photo_is_swapped_as_a_photo(tmp_path, capsys):
     assert main(["swap", "-s", str(data_path("images", "sberswap__beckham.jpg")), "-t", str(tmp_path / "happy.avif"),
                  "-o", str(out)]) == 0, capsys.readouterr().err  # fmt: skip
     assert "swapped 1 face(s)" in capsys.readouterr().out and out.is_file()
+
+
+def test_swap_crop_size_option(tmp_path, capsys):
+    """``--crop-size``: a number of pixels for a photo (recorded in the output's tag), refused below 64, and refused
+    for a video target (its template cache is made at the engine's crop) before any model loads."""
+    from saswap.provenance import read_tag
+
+    source, target = data_path("images", "sberswap__beckham.jpg"), data_path("images", "sadtalker__happy.png")
+    out = tmp_path / "big.png"
+    assert main(["swap", "-s", str(source), "-t", str(target), "-o", str(out), "--crop-size", "512"]) == 0
+    assert read_tag(out)["crop_size"] == 512
+    with pytest.raises(SystemExit) as exit_:
+        main(["swap", "-s", str(source), "-t", str(target), "-o", str(tmp_path / "x.png"), "--crop-size", "32"])
+    assert exit_.value.code == 2 and "at least 64" in capsys.readouterr().err
+    clip = data_path("videos", "liveportrait__d8.mp4")
+    video_out = tmp_path / "v.mp4"
+    assert main(["swap", "-s", str(source), "-t", str(clip), "-o", str(video_out), "--crop-size", "auto"]) == 2
+    assert "the option is for photos" in capsys.readouterr().err and not video_out.exists()

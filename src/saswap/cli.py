@@ -163,6 +163,11 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise SaSwapError(f"{out}: is a folder; give a file name")
     probe_video(args.target)  # bad input is reported before any model loads
+    if args.crop_size is not None:
+        raise SaSwapError(
+            f"--crop-size {args.crop_size}: a video is swapped in the engine's own crop (its template cache is made at "
+            "that size); the option is for photos"
+        )
     if (args.start is not None and args.start < 0) or (
         args.start is not None and args.end is not None and args.end <= args.start
     ):
@@ -347,7 +352,7 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
         loaded = time.perf_counter() - t0
         result = pipe(
             prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
-            all_faces=args.all_faces, reference=reference, enhance=args.enhance,
+            all_faces=args.all_faces, reference=reference, enhance=args.enhance, crop_size=args.crop_size,
         )  # fmt: skip
         result.save(out)
     t = result.timings
@@ -524,6 +529,19 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crop_size(text: str) -> str | int:
+    """``--crop-size``: ``auto`` or a whole number of pixels, 64 or more."""
+    if text == "auto":
+        return text
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of pixels, got {text!r}") from None
+    if size < 64:
+        raise argparse.ArgumentTypeError(f"a crop of at least 64 pixels, got {size}")
+    return size
+
+
 def _number_between(low: float, high: float, what: str) -> Callable[[str], float]:
     """An argparse type: a number in [``low``, ``high``] (``what`` names the range in the message; argparse reports
     anything else as a usage error naming the option, exit code 2)."""
@@ -604,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="allow the output to replace an input file")
     _add_swap_settings(p)
+    p.add_argument(
+        "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
+        help="photos: side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes "
+        "it to a large face, up to 1024 px, so a high-resolution photo keeps the detail of its eyes, brows and lips; "
+        "a number sets it. A video keeps the engine's crop, the size its template cache is made at",
+    )  # fmt: skip
     p.add_argument(
         "--device", default=None,
         help="where the engine computes (cuda, cuda:1; mps for the neural engine; default: the CPU); face analysis "

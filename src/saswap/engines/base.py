@@ -5,6 +5,7 @@ match tone, blend nor paste back: the compose stage (:mod:`saswap.compose`) does
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ class SourceFace:
         transform: the image -> crop similarity, shape (2, 3).
         embedding: the identity embedding the engine uses, if any.
         extras: engine-specific precomputed data (texture, 3D fit, ...).
+        origin: the source photo and its face in it, kept by
+            :meth:`~saswap.pipelines.SaSwapPipeline.prepare_source` so the source can be prepared again at another
+            crop size (a large target face, ``crop_size="auto"``); None: this crop size only.
     """
 
     image: np.ndarray
@@ -39,6 +43,7 @@ class SourceFace:
     transform: np.ndarray
     embedding: np.ndarray | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    origin: tuple[np.ndarray, Face] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -94,6 +99,9 @@ class SwapEngine(ABC):
 
     name: str = "engine"
     crop_size: int = 256
+    #: Whether the engine works on a crop of any side (:meth:`resized`): its scales follow the face's size in the
+    #: crop, not fixed pixels (a network with a fixed input size is not).
+    resizable: bool = False
 
     @property
     def on_cpu(self) -> bool:
@@ -117,6 +125,25 @@ class SwapEngine(ABC):
         if str(device).split(":", 1)[0] != "cpu":
             raise SaSwapError(f"the {self.name} engine computes on the CPU only; it cannot move to {device!r}")
         return self
+
+    def resized(self, crop_size: int) -> SwapEngine:
+        """This engine working on crops of ``crop_size`` pixels a side: a shallow copy sharing its models (the engine
+        itself when the size is its own).
+
+        Raises:
+            SaSwapError: the engine works on one crop size only (:attr:`resizable` False).
+            ValueError: ``crop_size`` below 64.
+        """
+        crop_size = int(crop_size)
+        if crop_size == self.crop_size:
+            return self
+        if not self.resizable:
+            raise SaSwapError(f"the {self.name} engine works on {self.crop_size}-px crops only, not {crop_size}")
+        if crop_size < 64:
+            raise ValueError(f"crop_size must be at least 64, got {crop_size}")
+        engine = copy.copy(self)
+        engine.crop_size = crop_size
+        return engine
 
     def alignment(self, face: Face) -> np.ndarray:
         """The image -> crop similarity for a face, shape (2, 3)."""

@@ -257,6 +257,7 @@ class GeometricEngine(SwapEngine):
     """
 
     name = "geometric"
+    resizable = True  # every scale is in eye-corner distances
 
     def __init__(
         self,
@@ -402,6 +403,7 @@ class GeometricEngine(SwapEngine):
             image=crop,
             face=face_c,
             transform=M,
+            origin=(image, face),
             extras={
                 "texture": texture,
                 # The source's shading detail over its own skin, in its own geometry (mirrored parts of a

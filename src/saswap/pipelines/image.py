@@ -6,6 +6,7 @@ and pastes it back -> encode. A still image is a one-frame video."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -17,7 +18,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from saswap.compose.compositor import ComposedFace, Compositor, Placed, blend_placed, place_back
+from saswap.compose.compositor import (
+    FINE_DETAIL_SCALE,
+    ComposedFace,
+    Compositor,
+    Placed,
+    blend_placed,
+    place_back,
+)
 from saswap.engines.base import SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
 from saswap.face.alignment import transform_scale, warp_face
@@ -83,6 +91,14 @@ SOURCE_TURN_LIMIT = 45.0
 #: holds less than half the detail along each axis that it could (a quarter by pixel count: a small face in a group
 #: photo, a thumbnail), and compression blocks and noise grow with it.
 SOURCE_UPSCALE_WARN = 2.0
+
+#: ``crop_size="auto"``: a face the engine's own crop would shrink below this many crop pixels per picture pixel is
+#: swapped in a crop sized to it (a 5-MP photo's face at 384 px kept a quarter of its detail: soft eyes, brows and lips
+#: beside a sharp picture), up to :data:`AUTO_CROP_MAX` pixels a side. The compose stage's own threshold for a reduced
+#: crop (:data:`~saswap.compose.compositor.FINE_DETAIL_SCALE`), so faces near the crop's size keep the engine's crop.
+AUTO_CROP_BELOW = FINE_DETAIL_SCALE
+#: The largest crop ``crop_size="auto"`` chooses (about 7 times the pixels of a 384-px crop, and its time).
+AUTO_CROP_MAX = 1024
 
 
 def source_turn(face: Face) -> float:
@@ -150,6 +166,8 @@ class SaSwapPipeline:
         self._embedder = None
         self._embedder_error: SaSwapError | None = None  # why no embedder could be made (asked once)
         self._enhancers: dict[str, object] = {}
+        self._by_size: dict[int, SaSwapPipeline] = {}  # this pipeline at other crop sizes (crop_size="auto")
+        self._sources_at: list[tuple[SourceFace, dict[int, SourceFace]]] = []  # prepared sources at those sizes
 
     def to(self, device: str) -> SaSwapPipeline:
         """Move the engine to ``device`` (``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``), as in diffusers; returns the
@@ -388,6 +406,87 @@ class SaSwapPipeline:
             )  # fmt: skip
         return prepared, face
 
+    def crop_size_for(self, faces: list[Face], crop_size: int | str | None = "auto") -> int:
+        """The side of the aligned crop the engine swaps these target faces in.
+
+        Args:
+            faces: the target faces to swap (in picture coordinates).
+            crop_size: ``"auto"``: the engine's own crop unless it would shrink the largest of ``faces`` below
+                :data:`AUTO_CROP_BELOW` crop pixels per picture pixel; then a crop in which that face keeps its
+                resolution, rounded up to 64 pixels, at most :data:`AUTO_CROP_MAX` (an engine that works on one crop
+                size only keeps it). None: the engine's own. A number: that size (64 or more; an engine that works
+                on one crop size only accepts its own).
+
+        Raises:
+            SaSwapError: a size the engine cannot work on, or a value that is no size.
+
+        Example:
+            >>> pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+            >>> pipe.crop_size_for([], "auto"), pipe.crop_size_for([], 512)
+            (384, 512)
+        """
+        own = int(self.engine.crop_size)
+        if crop_size is None:
+            return own
+        if isinstance(crop_size, str) and crop_size != "auto":
+            try:
+                crop_size = int(crop_size)
+            except ValueError:
+                raise SaSwapError(f"crop size must be 'auto' or a number of pixels, got {crop_size!r}") from None
+        if crop_size != "auto":
+            size = int(crop_size)
+            if size < 64:
+                raise SaSwapError(f"crop size must be at least 64 pixels, got {size}")
+            if size != own and not self.engine.resizable:
+                raise SaSwapError(f"the {self.engine.name} engine works on {own}-px crops only, not {size}")
+            return size
+        if not self.engine.resizable or not faces:
+            return own
+        scale = min(transform_scale(self.engine.alignment(f)) for f in faces)  # crop pixels per picture pixel
+        if scale >= AUTO_CROP_BELOW:
+            return own
+        return int(min(AUTO_CROP_MAX, max(own, 64 * np.ceil(own / scale / 64.0))))
+
+    def at_crop_size(self, size: int) -> SaSwapPipeline:
+        """This pipeline with its engine working on ``size``-px crops (:meth:`~saswap.engines.base.SwapEngine.resized`),
+        sharing its face analyzer, compose stage and identity embedder; made once per size (the pipeline itself at its
+        engine's size)."""
+        size = int(size)
+        if size == self.engine.crop_size:
+            return self
+        pipe = self._by_size.get(size)
+        if pipe is None:
+            pipe = copy.copy(self)
+            pipe.engine = self.engine.resized(size)
+            pipe.target_analyzer = TargetAnalyzer(pipe.engine, self.compositor, self.target_analyzer._analyzer)
+            pipe._by_size = {}
+            self._by_size[size] = pipe
+        return pipe
+
+    def source_at(self, source: SourceFace, size: int) -> SourceFace:
+        """``source`` prepared for ``size``-px crops: itself when it already is, else prepared again from the photo it
+        keeps (:attr:`~saswap.engines.base.SourceFace.origin`).
+
+        Raises:
+            SaSwapError: it has no photo to prepare it again from.
+        """
+        if source.image.shape[0] == size:
+            return source
+        if source.origin is None:
+            raise SaSwapError(
+                f"the prepared source is {source.image.shape[0]} px and keeps no photo to prepare it at {size} px"
+            )
+        for kept, sized in self._sources_at:  # a source prepared once swaps many targets
+            if kept is source and size in sized:
+                return sized[size]
+        made = self.at_crop_size(size).engine.prepare_source(*source.origin)
+        entry = next((sized for kept, sized in self._sources_at if kept is source), None)
+        if entry is None:
+            entry = {}
+            self._sources_at = [*self._sources_at[-3:], (source, entry)]  # the last four sources
+        entry[size] = made
+        return made
+
     def _select(self, image: np.ndarray, faces: list[Face], name: str, face_index, all_faces, reference) -> list[Face]:
         if sum(x is not None and x is not False for x in (face_index, reference)) + bool(all_faces) > 1:
             raise SaSwapError("choose one of face_index, all_faces and reference")
@@ -420,6 +519,7 @@ class SaSwapPipeline:
         all_faces: bool = False,
         reference: ImageInput | None = None,
         enhance: str | None = None,
+        crop_size: int | str | None = None,
     ) -> SaSwapOutput:
         """Swap the source's face into the target.
 
@@ -431,6 +531,10 @@ class SaSwapPipeline:
             all_faces: swap every face of the target.
             reference: swap the target face that looks most like this photo's face.
             enhance: name or path of a face enhancer to run on the swapped faces (off by default).
+            crop_size: side of the aligned crop the engine swaps in: None keeps the engine's own (384 px for the
+                geometric engine), ``"auto"`` sizes it to a large face (a high-resolution photo keeps the detail of
+                its eyes, brows and lips; :meth:`crop_size_for`), a number sets it. A prepared source that keeps no
+                photo (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its own size under ``"auto"``.
 
         Returns:
             :class:`SaSwapOutput`.
@@ -448,15 +552,28 @@ class SaSwapPipeline:
         faces = self._select(
             target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
         )
-        analysis = self.target_analyzer(target_img, faces)
-        timings["analyze_target"] = time.perf_counter() - t1
+        size = self.crop_size_for(faces, crop_size)
+        if size != prepared.image.shape[0] and prepared.origin is None:
+            if crop_size == "auto":
+                size = prepared.image.shape[0]  # a prepared source without its photo keeps its own size
+            else:
+                raise SaSwapError(
+                    f"the prepared source is {prepared.image.shape[0]} px and keeps no photo to prepare it at {size} px"
+                )
+        pipe = self.at_crop_size(size)
+        ts = time.perf_counter()
+        prepared = self.source_at(prepared, size)
+        again = time.perf_counter() - ts  # the source prepared again at this size
+        timings["analyze_source"] += again
+        analysis = pipe.target_analyzer(target_img, faces)
+        timings["analyze_target"] = time.perf_counter() - t1 - again
         result_img = target_img.copy()
         timings["swap"] = timings["paste"] = 0.0
-        masks = self.swap_frame(result_img, target_img, analysis, prepared, shape_strength, enhance, timings)
+        masks = pipe.swap_frame(result_img, target_img, analysis, prepared, shape_strength, enhance, timings)
         timings["total"] = time.perf_counter() - t0
         provenance = {
             "engine": self.engine.name, "shape_strength": shape_strength, **compose_provenance(self.compositor),
-            "faces": len(faces),
+            "faces": len(faces), "crop_size": size,
         }  # fmt: skip
         return SaSwapOutput(result_img, faces, masks, source_face, timings, provenance)
 

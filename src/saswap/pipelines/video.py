@@ -1116,6 +1116,8 @@ def swap_video(
         prepared = source
     else:
         prepared, _ = pipe.prepare_source(source)
+    if prepared.origin is not None:  # the source photo is not sent to the frame workers (a video keeps one crop size)
+        prepared = replace(prepared, origin=None)
     timings["analyze_source"] = time.perf_counter() - t0
 
     tp = time.perf_counter()
