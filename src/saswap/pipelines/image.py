@@ -93,11 +93,11 @@ SOURCE_TURN_LIMIT = 45.0
 SOURCE_UPSCALE_WARN = 2.0
 
 #: ``crop_size="auto"``: a face the engine's own crop would shrink below this many crop pixels per picture pixel is
-#: swapped in a crop sized to it (a 5-MP photo's face at 384 px kept a quarter of its detail: soft eyes, brows and lips
-#: beside a sharp picture), up to :data:`AUTO_CROP_MAX` pixels a side. The compose stage's own threshold for a reduced
+#: swapped in a crop sized to it (a face shrunk to half its size keeps a quarter of its pixels: soft eyes, brows and
+#: lips beside a sharp picture), up to :data:`AUTO_CROP_MAX` pixels a side. The compose stage's own threshold for a reduced
 #: crop (:data:`~saswap.compose.compositor.FINE_DETAIL_SCALE`), so faces near the crop's size keep the engine's crop.
 AUTO_CROP_BELOW = FINE_DETAIL_SCALE
-#: The largest crop ``crop_size="auto"`` chooses (about 7 times the pixels of a 384-px crop, and its time).
+#: The largest crop ``crop_size="auto"`` chooses (about 7 times the pixels of a 384-px crop).
 AUTO_CROP_MAX = 1024
 
 
