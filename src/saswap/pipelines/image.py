@@ -476,16 +476,13 @@ class SaSwapPipeline:
             raise SaSwapError(
                 f"the prepared source is {source.image.shape[0]} px and keeps no photo to prepare it at {size} px"
             )
-        for kept, sized in self._sources_at:  # a source prepared once swaps many targets
-            if kept is source and size in sized:
-                return sized[size]
-        made = self.at_crop_size(size).engine.prepare_source(*source.origin)
-        entry = next((sized for kept, sized in self._sources_at if kept is source), None)
-        if entry is None:
-            entry = {}
-            self._sources_at = [*self._sources_at[-3:], (source, entry)]  # the last four sources
-        entry[size] = made
-        return made
+        sized = next((sized for kept, sized in self._sources_at if kept is source), None)
+        if sized is None:  # a source prepared once swaps many targets: the last four sources are kept
+            sized = {}
+            self._sources_at = [*self._sources_at[-3:], (source, sized)]
+        if size not in sized:
+            sized[size] = self.at_crop_size(size).engine.prepare_source(*source.origin)
+        return sized[size]
 
     def _select(self, image: np.ndarray, faces: list[Face], name: str, face_index, all_faces, reference) -> list[Face]:
         if sum(x is not None and x is not False for x in (face_index, reference)) + bool(all_faces) > 1:
@@ -553,13 +550,8 @@ class SaSwapPipeline:
             target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
         )
         size = self.crop_size_for(faces, crop_size)
-        if size != prepared.image.shape[0] and prepared.origin is None:
-            if crop_size == "auto":
-                size = prepared.image.shape[0]  # a prepared source without its photo keeps its own size
-            else:
-                raise SaSwapError(
-                    f"the prepared source is {prepared.image.shape[0]} px and keeps no photo to prepare it at {size} px"
-                )
+        if crop_size == "auto" and prepared.origin is None:
+            size = prepared.image.shape[0]  # a prepared source without its photo keeps its own size
         pipe = self.at_crop_size(size)
         ts = time.perf_counter()
         prepared = self.source_at(prepared, size)
