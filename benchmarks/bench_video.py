@@ -254,14 +254,15 @@ def stability_clip(args, out_dir: Path, name: str) -> dict:
     quality = {} if args.crf is None else {"crf": args.crf}  # --crf 0: no encoder noise, nor its smoothing
     # the clip's first seconds as the template, as it comes (its own encoding), analysed for this span alone
     result = pipe.swap_video(
-        prepared, clip, out, cache=False, end=args.seconds, progress=False, skin_sigma=args.skin_sigma, **quality
-    )
+        prepared, clip, out, cache=False, end=args.seconds, progress=False, skin_sigma=args.skin_sigma,
+        crop_size=args.crop_size, **quality,
+    )  # fmt: skip
     template, output = frames_of(clip, end=args.seconds), frames_of(out)
     sampled = list(range(0, len(template), args.every))
     stills = {}
     for i in sampled:
         try:
-            stills[i] = pipe(prepared, template[i]).image
+            stills[i] = pipe(prepared, template[i], crop_size=args.crop_size).image
         except Exception:  # noqa: BLE001 - no face in that frame: not sampled
             pass
     # the jitter also read by an independent detector (dlib's), beside the swap's own analyzer (MediaPipe)
@@ -305,6 +306,7 @@ def stability(args, out_dir: Path) -> dict:
             cmd += [] if args.crf is None else ["--crf", str(args.crf)]
             cmd += [] if not args.config else ["--config", args.config]
             cmd += [] if not args.skin_sigma else ["--skin-sigma", str(args.skin_sigma)]
+            cmd += [] if args.crop_size is None else ["--crop-size", str(args.crop_size)]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             key = name if len(sources) == 1 else f"{source}:{name}"
             rows[key] = json.loads(row_file.read_text())
@@ -356,6 +358,7 @@ def _stability_summary(vals: list[dict], args) -> dict:
         },
         "config": json.loads(args.config) if args.config else {},
         "skin_sigma": args.skin_sigma,
+        "crop_size": args.crop_size,
     }
 
 
@@ -406,7 +409,13 @@ def main() -> None:
     parser.add_argument(
         "--skin-sigma", type=float, default=0.0, help="stability: the swaps' skin_sigma (the SkinStabiliser; 0: off)"
     )
+    parser.add_argument(
+        "--crop-size", default=None,
+        help="stability: the swaps' crop_size (auto or pixels; the stills' too; default: the engine's own)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.crop_size not in (None, "auto"):
+        args.crop_size = int(args.crop_size)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.one_clip:  # a clip of the stability benchmark, in its own process: the row to a file

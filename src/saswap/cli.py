@@ -163,11 +163,6 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise SaSwapError(f"{out}: is a folder; give a file name")
     probe_video(args.target)  # bad input is reported before any model loads
-    if args.crop_size is not None:
-        raise SaSwapError(
-            f"--crop-size {args.crop_size}: a video is swapped in the engine's own crop (its template cache is made at "
-            "that size); the option is for photos"
-        )
     if (args.start is not None and args.start < 0) or (
         args.start is not None and args.end is not None and args.end <= args.start
     ):
@@ -189,7 +184,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec, crf=args.crf,
             preset=args.preset, progress=not args.quiet, workers=args.workers,
             processes={"auto": None, "threads": False, "processes": True}[args.worker_kind],
-            analysis_workers=args.analysis_workers, skin_sigma=args.steady_skin,
+            analysis_workers=args.analysis_workers, skin_sigma=args.steady_skin, crop_size=args.crop_size,
         )  # fmt: skip
     t = result.timings
     hit = "template cache hit" if result.cache_hit else f"template analysed in {t['precompute']:.1f} s"
@@ -216,15 +211,17 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     info = probe_video(args.template)
     pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
     opened, existed = pipe.precompute(
-        args.template, args.cache_dir, progress=not args.quiet, force=args.force, workers=args.workers
-    )
+        args.template, args.cache_dir, progress=not args.quiet, force=args.force, workers=args.workers,
+        crop_size=args.crop_size,
+    )  # fmt: skip
     size = opened.path.stat().st_size
     minutes = max(info.duration / 60.0, 1e-9)
     state = "already cached" if existed else "cached"
     repeats = opened.header.get("repeats", 0)
     repeated = f", {repeats} repeat the picture before them" if repeats else ""
     print(
-        f"{args.template}: {state} in {opened.path} ({len(opened)} frames{repeated}, {size / 1e6:.1f} MB, "
+        f"{args.template}: {state} in {opened.path} ({len(opened)} frames{repeated}, "
+        f"{opened.header.get('crop_size', pipe.engine.crop_size)}-px crop, {size / 1e6:.1f} MB, "
         f"{size / 1e6 / minutes:.0f} MB per minute)"
     )
     from saswap.pipelines.video import describe_people
@@ -624,9 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_swap_settings(p)
     p.add_argument(
         "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
-        help="photos: side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes "
-        "it to a large face, up to 1024 px, so a high-resolution photo keeps the detail of its eyes, brows and lips; "
-        "a number sets it. A video keeps the engine's crop, the size its template cache is made at",
+        help="side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes it to a "
+        "large face, up to 1024 px, so a high-resolution photo or video keeps the detail of its eyes, brows and lips "
+        "(a video: its faces' median size; slower); a number sets it. A video's template cache is made for that crop",
     )  # fmt: skip
     p.add_argument(
         "--device", default=None,
@@ -659,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="saswap-geometric", help="the engine the cache is for (its alignment)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
+    p.add_argument(
+        "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
+        help="the crop the cache is made for, as `saswap swap --crop-size` takes it (default: the engine's own)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute)

@@ -90,6 +90,26 @@ def test_a_template_analysed_by_workers_gives_the_cache_of_one_process(pipe, cli
                     assert np.array_equal(fa.data[key], fb.data[key]), key
 
 
+def test_a_worker_describes_faces_for_the_crop_size_it_is_asked_for(pipe, clip):
+    """``crop_size="auto"`` decides a template's crop once its faces are found: a worker made with the engine's own
+    crop describes them for another size as this process does."""
+    from saswap.pipelines.workers import AnalysisWorkers
+    from saswap.videoio import VideoReader
+
+    clip, _ = clip
+    with VideoReader(clip, end=0.05) as reader:
+        image = next(iter(reader)).image
+    faces = pipe.analyzer(image)
+    here = pipe.at_crop_size(512).target_analyzer(image, faces).faces[0]
+    with AnalysisWorkers(1, pipe.engine, pipe.compositor, pipe.target_analyzer.analyzer_spec()) as workers:
+        own, there = (workers.analyse(image, faces, crop_size=size).faces[0] for size in (None, 512))
+    assert np.allclose(there.transform, here.transform)
+    # the same face in a crop 4/3 the size (up to the pixel centres' shift)
+    assert np.allclose(own.transform * 512 / 384, here.transform, rtol=0, atol=0.25)
+    assert there.data["occlusion"].shape == here.data["occlusion"].shape == (512, 512)
+    assert np.array_equal(there.data["occlusion"], here.data["occlusion"])
+
+
 def test_an_analyzer_that_cannot_be_made_again_stays_in_this_process(pipe, caplog):
     from saswap import SaSwapPipeline
     from saswap.errors import SaSwapError

@@ -115,6 +115,67 @@ def test_cache_hit_runs_no_face_analysis(pipe, clip, source, tmp_path, morphable
     assert np.array_equal(_frames(tmp_path / "a.mp4")[3], _frames(tmp_path / "b.mp4")[3])
 
 
+@pytest.fixture(scope="module")
+def large_face_clip(tmp_path_factory):
+    """8 frames of a sharp 1536-px portrait (eyes about 210 px apart: the 384-px crop would hold it at 0.6 crop pixels
+    per picture pixel), moving a few pixels a frame."""
+    from saswap.io import load_image
+
+    photo = load_image(data_path("images", "liveportrait__s2.jpg"))
+    photo = cv2.resize(photo, (1536, 1536), interpolation=cv2.INTER_AREA)
+    frames = [cv2.warpAffine(photo, np.float32([[1, 0, 2 * i], [0, 1, i]]), (1536, 1536), borderMode=cv2.BORDER_REFLECT)
+              for i in range(8)]  # fmt: skip
+    return _encode(tmp_path_factory.mktemp("large") / "portrait.mp4", frames)
+
+
+def test_a_large_faced_template_is_cached_and_swapped_in_a_crop_sized_to_it(pipe, large_face_clip, tmp_path, capsys):
+    """``crop_size="auto"``: the template cache is made for a crop sized to the template's faces, a swap asking for it
+    finds it (no face analysis), and the new face keeps the fine detail of its eyes and brows that the engine's 384-px
+    crop loses; the default crop is another cache."""
+    import dataclasses
+
+    from saswap.face.alignment import transform_scale
+    from saswap.pipelines.image import AUTO_CROP_BELOW
+    from saswap.videoio import read_video_tag
+
+    source = pipe.prepare_source(data_path("images", "deepface__img41.jpg"))[0]
+    cache_dir = tmp_path / "cache"
+    opened, existed = pipe.precompute(large_face_clip, cache_dir, progress=False, crop_size="auto")
+    size = opened.header["crop_size"]
+    assert not existed and 576 <= size <= 704 and size % 64 == 0  # measured: 640
+    first = next(iter(opened.frames())).faces[0]
+    assert transform_scale(first.transform) >= AUTO_CROP_BELOW  # the face keeps its resolution in that crop
+    from saswap.cli import main
+
+    assert main(["precompute", str(large_face_clip), "--cache-dir", str(cache_dir), "--crop-size", "auto", "-q"]) == 0
+    assert f"already cached in {opened.path} (8 frames, {size}-px crop" in capsys.readouterr().out
+    calls = pipe.target_analyzer.calls
+    auto = pipe.swap_video(source, large_face_clip, tmp_path / "auto.mp4", cache_dir=cache_dir, crop_size="auto",
+                           progress=False)  # fmt: skip
+    assert auto.cache_hit and pipe.target_analyzer.calls == calls
+    assert read_video_tag(auto.path)["crop_size"] == size
+    fixed = pipe.swap_video(source, large_face_clip, tmp_path / "fixed.mp4", cache_dir=cache_dir, progress=False)
+    assert not fixed.cache_hit and fixed.cache_path != auto.cache_path
+    assert read_video_tag(fixed.path)["crop_size"] == 384
+
+    template, made_auto, made_fixed = (_frames(p)[4] for p in (large_face_clip, auto.path, fixed.path))
+    face = pipe.analyzer(template)[0]
+    (x0, y0), (x1, y1) = face.keypoints[:2].min(0), face.keypoints[:2].max(0)
+    e = face.eye_distance
+    box = (slice(int(y0 - 0.4 * e), int(y1 + 0.2 * e)), slice(int(x0 - 0.3 * e), int(x1 + 0.3 * e)))
+
+    def fine(image):  # eyes and brows: the band between Gaussians of 1 and 2 px (lashes, brow hairs; not grain)
+        grey = cv2.cvtColor(np.ascontiguousarray(image[box]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float(np.abs(cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 2.0)).mean())
+
+    # measured: the template 2.93, the 384-px crop 2.22, the crop sized to the face 2.57
+    assert 1.08 * fine(made_fixed) < fine(made_auto) < fine(template)
+    # a prepared source without its photo keeps its own size under "auto": the 384-px cache, found
+    bare = pipe.swap_video(dataclasses.replace(source, origin=None), large_face_clip, tmp_path / "bare.mp4",
+                           cache_dir=cache_dir, crop_size="auto", progress=False)  # fmt: skip
+    assert bare.cache_hit and bare.cache_path == fixed.cache_path and read_video_tag(bare.path)["crop_size"] == 384
+
+
 def test_track_signals_are_smoothed_within_runs_and_restart_at_cuts():
     from saswap.face.types import Face
     from saswap.pipelines.video import smooth_track_signals

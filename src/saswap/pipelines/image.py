@@ -101,6 +101,20 @@ AUTO_CROP_BELOW = FINE_DETAIL_SCALE
 AUTO_CROP_MAX = 1024
 
 
+def auto_crop_size(own: int, scale: float) -> int:
+    """The crop ``crop_size="auto"`` chooses for a face that the engine's own ``own``-px crop holds at ``scale`` crop
+    pixels per picture pixel: ``own`` unless ``scale`` is below :data:`AUTO_CROP_BELOW`, else the crop in which the
+    face keeps its resolution, rounded up to 64 pixels, at most :data:`AUTO_CROP_MAX`.
+
+    Example:
+        >>> auto_crop_size(384, 0.9), auto_crop_size(384, 0.5), auto_crop_size(384, 0.1)
+        (384, 768, 1024)
+    """
+    if not scale < AUTO_CROP_BELOW:
+        return int(own)
+    return int(min(AUTO_CROP_MAX, max(own, 64 * np.ceil(own / scale / 64.0))))
+
+
 def source_turn(face: Face) -> float:
     """How far a face is turned from facing the camera, in degrees: ``arccos(cos(yaw) * cos(pitch))``."""
     yaw, pitch = np.radians(face.pose[0]), np.radians(face.pose[1])
@@ -442,10 +456,7 @@ class SaSwapPipeline:
             return size
         if not self.engine.resizable or not faces:
             return own
-        scale = min(transform_scale(self.engine.alignment(f)) for f in faces)  # crop pixels per picture pixel
-        if scale >= AUTO_CROP_BELOW:
-            return own
-        return int(min(AUTO_CROP_MAX, max(own, 64 * np.ceil(own / scale / 64.0))))
+        return auto_crop_size(own, min(transform_scale(self.engine.alignment(f)) for f in faces))
 
     def at_crop_size(self, size: int) -> SaSwapPipeline:
         """This pipeline with its engine working on ``size``-px crops (:meth:`~saswap.engines.base.SwapEngine.resized`),
@@ -652,20 +663,23 @@ class SaSwapPipeline:
     # -- video ----------------------------------------------------------------------------------
     def precompute(
         self, template: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, progress: bool | Callable = True,
-        force: bool = False, workers: int | None = None,
+        force: bool = False, workers: int | None = None, crop_size: int | str | None = None,
     ):  # fmt: skip
         """Analyse a template video once into its template cache (see :mod:`saswap.pipelines.cache`).
 
         ``workers``: processes that detect and describe the faces beside this one (the cache does not depend on it;
         0: none); None: for a video of 300 frames or more, 2 on 2 cores, else one per core but one, at most 8, and none
-        on one core (:func:`~saswap.pipelines.video.default_analysis_workers`).
+        on one core (:func:`~saswap.pipelines.video.default_analysis_workers`). ``crop_size``: the crop the cache is
+        made for, as :meth:`swap_video` takes it (a swap uses the cache made with its own ``crop_size``).
 
         Returns:
             (the opened :class:`~saswap.pipelines.cache.TemplateCache`, whether a valid one already existed).
         """
         from saswap.pipelines.video import precompute_template
 
-        return precompute_template(self, template, cache_dir, progress=progress, force=force, workers=workers)
+        return precompute_template(
+            self, template, cache_dir, progress=progress, force=force, workers=workers, crop_size=crop_size
+        )
 
     def swap_video(
         self,
@@ -691,6 +705,7 @@ class SaSwapPipeline:
         processes: bool | None = None,
         analysis_workers: int | None = None,
         skin_sigma: float = 0.0,
+        crop_size: int | str | None = None,
     ):
         """Swap the source's face into a template video, streamed frame by frame.
 
@@ -733,6 +748,12 @@ class SaSwapPipeline:
                 within the bar) while MediaPipe reads the landmarks of two swaps above the jitter bar (51 of 54
                 within, 53 without), and a cached swap takes about 1.5x as long on 2 cores (``benchmarks/RESULTS.md``,
                 stop 41).
+            crop_size: side of the aligned crop the engine swaps in, for the whole video: None keeps the engine's own
+                (384 px for the geometric engine), ``"auto"`` sizes it to the template's faces (their median size over
+                the frames, as :meth:`crop_size_for` sizes it to a photo's face: a large face keeps the detail of its
+                eyes, brows and lips, at the cost of time), a number sets it. The template cache is made for that
+                crop; a prepared source that keeps no photo (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its
+                own size under ``"auto"``.
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.
@@ -744,6 +765,7 @@ class SaSwapPipeline:
             all_faces=all_faces, reference=reference, enhance=enhance, cache=cache, cache_dir=cache_dir,
             start=start, end=end, codec=codec, crf=crf, preset=preset, fade_frames=fade_frames, progress=progress,
             workers=workers, processes=processes, analysis_workers=analysis_workers, skin_sigma=skin_sigma,
+            crop_size=crop_size,
         )  # fmt: skip
 
     def _get_enhancer(self, name: str):

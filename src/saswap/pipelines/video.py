@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +402,7 @@ def precompute_template(
     start: float | None = None,
     end: float | None = None,
     workers: int | None = None,
+    crop_size: int | str | None = None,
 ) -> tuple[TemplateCache, bool]:
     """Analyse a template video once into its cache (or find the valid cache already there).
 
@@ -427,6 +429,9 @@ def precompute_template(
         workers: worker processes that detect and describe the faces (:class:`~saswap.pipelines.workers.AnalysisWorkers`;
             tracking, smoothing and writing stay here, in frame order, so the analysis is the same up to floating-point
             rounding); 0 analyses in this process; None: :func:`default_analysis_workers`.
+        crop_size: the engine's crop the faces are described for (part of the cache's key): None its own, a number
+            that size, ``"auto"`` sized to the template's faces once they are found (:func:`template_crop_size`); the
+            size made is the header's ``crop_size``.
 
     Returns:
         (the opened cache, whether it already existed).
@@ -439,7 +444,11 @@ def precompute_template(
     if not _writable(folder):
         raise SaSwapError(f"{folder}: the template cache folder cannot be created or written")
     video_hash = file_sha256(template)
+    pipe = pipe.at_crop_size(pipe.crop_size_for([], crop_size))  # a size asked for (checked); "auto": the engine's own
+    auto = crop_size == "auto" and pipe.engine.resizable
     settings = _settings(pipe)
+    if auto:  # one cache whatever size the faces turn out to need
+        settings["engine"] = {**settings["engine"], "crop_size": "auto"}
     if start is not None or end is not None:
         settings["span"] = [start, end]
     path = cache_path(folder, video_hash, settings)
@@ -453,7 +462,6 @@ def precompute_template(
         threads, remote = _analysis_workers(pipe, workers, expected)
         if remote is not None:
             stack.enter_context(remote)  # one set of workers for every pass
-        analyser = pipe.target_analyzer
         frames_faces, cuts, anchors, upright = _detect_and_track(
             pipe, template, info, start, end, threads, remote, progress, expected, turn=0, survey=True
         )
@@ -480,6 +488,7 @@ def precompute_template(
         position = {i: k for k, i in enumerate(unique)}
         smoothed = [smoothed_u[position[a]] for a in anchors]
         signals = [signals_u[position[a]] for a in anchors]
+        size = template_crop_size(pipe, smoothed) if auto else pipe.engine.crop_size
         header = {
             "video": {"sha256": video_hash, "name": template.name, **info.to_dict()},
             "settings": settings,
@@ -487,11 +496,15 @@ def precompute_template(
             "cuts": [i for i, c in enumerate(cuts) if c],
             "repeats": len(anchors) - len(unique),
             "content_turn": turn,
+            "crop_size": size,
             "frame_tracks": [[f.track_id for f in faces] for faces in smoothed],
             "tracks": _track_table(smoothed, cuts),
         }
         writer = CacheWriter(path, header)
-        describe = remote.analyse if remote is not None else analyser
+        if remote is not None:
+            describe = partial(remote.analyse, crop_size=size)
+        else:
+            describe = pipe.at_crop_size(size).target_analyzer
         identities = _TrackIdentities(pipe, header["tracks"])
 
         def described(frame):
@@ -553,6 +566,20 @@ def precompute_template(
             writer.abort()
             raise
     return TemplateCache.open(path, video_hash, settings), False
+
+
+def template_crop_size(pipe, frames: list[list[Face]]) -> int:
+    """The crop ``crop_size="auto"`` chooses for a template whose faces, frame by frame, are ``frames``: sized as for a
+    photo (:func:`~saswap.pipelines.image.auto_crop_size`) to the largest face's median size over the frames that
+    show one; the engine's own crop for a template without faces or an engine of one crop size."""
+    from saswap.face.alignment import transform_scale
+    from saswap.pipelines.image import auto_crop_size
+
+    own = pipe.engine.crop_size
+    scales = [min(transform_scale(pipe.engine.alignment(f)) for f in faces) for faces in frames if faces]
+    if not scales or not pipe.engine.resizable:
+        return own
+    return auto_crop_size(own, float(np.median(scales)))
 
 
 #: Occlusion masks are averaged over this many frames on each side (two-way, in the aligned crop).
@@ -1091,12 +1118,14 @@ def swap_video(
     skin_sigma: float = 0.0,
     codec_threads: bool = True,
     analysis_workers: int | None = None,
+    crop_size: int | str | None = None,
 ) -> SaSwapVideoOutput:
     """Swap the source's face into a template video (see :meth:`SaSwapPipeline.swap_video`; ``workers``
     threads, or with ``processes`` worker processes, make frames; ``analysis_workers`` analyse a template not yet
     cached (:func:`precompute_template`'s ``workers``); ``tone_reach`` is the :class:`ToneStabiliser`'s
     (frames each side), 0 switches it off; ``skin_sigma`` is the :class:`SkinStabiliser`'s (frames), 0 switches it
-    off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core)."""
+    off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core;
+    ``crop_size`` is the engine's crop for the whole video, :func:`precompute_template`'s)."""
     from saswap.engines.base import SourceFace
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
@@ -1111,13 +1140,14 @@ def swap_video(
     if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
         raise SaSwapError(f"{template}: need 0 <= start < end, got start={start}, end={end}")
     info = probe_video(template)
+    pipe.crop_size_for([], crop_size)  # a size the engine cannot work on is refused before any work
     timings = {k: 0.0 for k in ("analyze_source", "precompute", "decode", "analysis", "engine", "compose", "encode")}
     if isinstance(source, SourceFace):
         prepared = source
     else:
         prepared, _ = pipe.prepare_source(source)
-    if prepared.origin is not None:  # the source photo is not sent to the frame workers (a video keeps one crop size)
-        prepared = replace(prepared, origin=None)
+    if crop_size == "auto" and prepared.origin is None:
+        crop_size = prepared.image.shape[0]  # a prepared source without its photo keeps its own size
     timings["analyze_source"] = time.perf_counter() - t0
 
     tp = time.perf_counter()
@@ -1132,9 +1162,18 @@ def swap_video(
     try:
         # a persistent cache covers the whole template (every trimmed swap reuses it); a temporary one the span
         span = {} if cache else {"start": start, "end": end}
-        opened, hit = precompute_template(pipe, template, folder, progress=progress, workers=analysis_workers, **span)
+        opened, hit = precompute_template(
+            pipe, template, folder, progress=progress, workers=analysis_workers, crop_size=crop_size, **span
+        )
         timings["precompute"] = 0.0 if hit else time.perf_counter() - tp
         header = opened.header
+        # the whole video in the crop its cache is made for; the source prepared for it (once), and its photo not sent
+        # to the frame workers
+        size = int(header.get("crop_size", pipe.engine.crop_size))
+        ts = time.perf_counter()
+        base, pipe = pipe, pipe.at_crop_size(size)
+        prepared = replace(base.source_at(prepared, size), origin=None)
+        timings["analyze_source"] += time.perf_counter() - ts
         if not header["tracks"]:
             raise NoFaceError(f"{template}: no face found in the video ({len(opened)} frames)")
         if reference is not None:
@@ -1162,7 +1201,7 @@ def swap_video(
 
             tag = make_tag(
                 engine=pipe.engine.name, shape_strength=shape_strength, **compose_provenance(pipe.compositor),
-                media="video",
+                media="video", crop_size=size,
             )  # fmt: skip
         metadata = {VIDEO_TAG_KEY: _json(tag)}
         frames = swapped_frames = swapped_faces = repeated = 0

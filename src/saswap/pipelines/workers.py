@@ -321,9 +321,13 @@ class AnalysisWorkers(_Workers):
         """:meth:`TargetAnalyzer.upright_scores` of a frame."""
         return self._call(("upright", image))
 
-    def analyse(self, image, faces: list, index: int = 0, pts: int | None = None, time: float = 0.0):
-        """The :class:`~saswap.pipelines.analysis.FrameAnalysis` of a frame whose faces are given."""
-        return self._call(("analyse", image, faces, index, pts, time))
+    def analyse(
+        self, image, faces: list, index: int = 0, pts: int | None = None, time: float = 0.0,
+        crop_size: int | None = None,
+    ):  # fmt: skip
+        """The :class:`~saswap.pipelines.analysis.FrameAnalysis` of a frame whose faces are given (described for the
+        engine's ``crop_size``-px crop; None: its own)."""
+        return self._call(("analyse", image, faces, index, pts, time, crop_size))
 
 
 def _result(message: tuple, what: str = "worker") -> Any:
@@ -381,6 +385,14 @@ def _analysis_role(init: dict[str, Any]):
     backend, kwargs = init["analyzer"]
     analyzer = TargetAnalyzer(init["engine"], init["compositor"], partial(FaceAnalyzer, backend, **kwargs))
     analyzer.analyzer  # noqa: B018 - loaded now: a model that does not load is reported when the worker starts
+    sized = {analyzer.engine.crop_size: analyzer}  # the analysis for other crop sizes (crop_size="auto")
+
+    def at(size: int | None) -> TargetAnalyzer:
+        if size is None:
+            return analyzer
+        if size not in sized:
+            sized[size] = TargetAnalyzer(analyzer.engine.resized(size), analyzer.compositor, analyzer.analyzer)
+        return sized[size]
 
     def handle(message: tuple) -> Any:
         kind, image, *rest = message
@@ -388,8 +400,8 @@ def _analysis_role(init: dict[str, Any]):
             return analyzer.detect(image, *rest)
         if kind == "upright":
             return analyzer.upright_scores(image)
-        faces, index, pts, time_ = rest
-        return analyzer(image, faces, index=index, pts=pts, time=time_)
+        faces, index, pts, time_, size = rest
+        return at(size)(image, faces, index=index, pts=pts, time=time_)
 
     return handle
 
