@@ -72,3 +72,15 @@ def read_video(path: Path, every: int = 1, limit: int | None = None) -> tuple[li
             if i % every == 0:
                 frames.append(frame.to_ndarray(format="rgb24"))
     return frames, fps
+
+
+def eye_band_detail(image: np.ndarray, face) -> float:
+    """Fine detail of a face's eyes and brows (lashes, brow hairs; not grain): the mean absolute band between Gaussians
+    of 1 and 2 px over a box around the eyes, sized by ``face`` (its keypoints and eye distance, in ``image``)."""
+    import cv2
+
+    (x0, y0), (x1, y1) = face.keypoints[:2].min(0), face.keypoints[:2].max(0)
+    e = face.eye_distance
+    box = (slice(int(y0 - 0.4 * e), int(y1 + 0.2 * e)), slice(int(x0 - 0.3 * e), int(x1 + 0.3 * e)))
+    grey = cv2.cvtColor(np.ascontiguousarray(image[box]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 2.0)).mean())

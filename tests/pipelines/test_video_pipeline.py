@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import data_path
+from conftest import data_path, eye_band_detail
 
 av = pytest.importorskip("av")
 
@@ -160,16 +160,9 @@ def test_a_large_faced_template_is_cached_and_swapped_in_a_crop_sized_to_it(pipe
 
     template, made_auto, made_fixed = (_frames(p)[4] for p in (large_face_clip, auto.path, fixed.path))
     face = pipe.analyzer(template)[0]
-    (x0, y0), (x1, y1) = face.keypoints[:2].min(0), face.keypoints[:2].max(0)
-    e = face.eye_distance
-    box = (slice(int(y0 - 0.4 * e), int(y1 + 0.2 * e)), slice(int(x0 - 0.3 * e), int(x1 + 0.3 * e)))
-
-    def fine(image):  # eyes and brows: the band between Gaussians of 1 and 2 px (lashes, brow hairs; not grain)
-        grey = cv2.cvtColor(np.ascontiguousarray(image[box]), cv2.COLOR_RGB2GRAY).astype(np.float32)
-        return float(np.abs(cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 2.0)).mean())
-
+    fine = {k: eye_band_detail(image, face) for k, image in (("t", template), ("a", made_auto), ("f", made_fixed))}
     # measured: the template 2.93, the 384-px crop 2.22, the crop sized to the face 2.57
-    assert 1.08 * fine(made_fixed) < fine(made_auto) < fine(template)
+    assert 1.08 * fine["f"] < fine["a"] < fine["t"]
     # a prepared source without its photo keeps its own size under "auto": the 384-px cache, found
     bare = pipe.swap_video(dataclasses.replace(source, origin=None), large_face_clip, tmp_path / "bare.mp4",
                            cache_dir=cache_dir, crop_size="auto", progress=False)  # fmt: skip
