@@ -9,7 +9,8 @@ Format (version :data:`FORMAT_VERSION`), one file per template and analysis sett
                                 with the template's length)
     u32 n, header               n bytes of UTF-8 JSON: saswap version, the video's content hash and
                                 properties, the analysis settings, frame count, tracks
-                                (each with its identity embedding, when an embedder was there)
+                                (each with its identity embedding, when an embedder was there),
+                                the engine's crop size the faces are described for (``crop_size``)
     u32 m, index                m bytes of JSON: [[pts, offset], ...] in frame order
     b"SASWAPEND"                9 bytes
     u64 header offset

@@ -115,6 +115,14 @@ def auto_crop_size(own: int, scale: float) -> int:
     return int(min(AUTO_CROP_MAX, max(own, 64 * np.ceil(own / scale / 64.0))))
 
 
+def kept_crop_size(crop_size: int | str | None, source: SourceFace) -> int | str | None:
+    """``crop_size`` as asked, except that under ``"auto"`` a prepared source that keeps no photo to prepare it again
+    (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its own size (photos and videos alike)."""
+    if crop_size == "auto" and source.origin is None:
+        return int(source.image.shape[0])
+    return crop_size
+
+
 def source_turn(face: Face) -> float:
     """How far a face is turned from facing the camera, in degrees: ``arccos(cos(yaw) * cos(pitch))``."""
     yaw, pitch = np.radians(face.pose[0]), np.radians(face.pose[1])
@@ -560,9 +568,7 @@ class SaSwapPipeline:
         faces = self._select(
             target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
         )
-        size = self.crop_size_for(faces, crop_size)
-        if crop_size == "auto" and prepared.origin is None:
-            size = prepared.image.shape[0]  # a prepared source without its photo keeps its own size
+        size = self.crop_size_for(faces, kept_crop_size(crop_size, prepared))
         pipe = self.at_crop_size(size)
         ts = time.perf_counter()
         prepared = self.source_at(prepared, size)

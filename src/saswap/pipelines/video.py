@@ -1127,6 +1127,7 @@ def swap_video(
     off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core;
     ``crop_size`` is the engine's crop for the whole video, :func:`precompute_template`'s)."""
     from saswap.engines.base import SourceFace
+    from saswap.pipelines.image import kept_crop_size
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
     from saswap.videoio import VIDEO_TAG_KEY, VideoReader, open_video_writer, probe_video
@@ -1146,8 +1147,7 @@ def swap_video(
         prepared = source
     else:
         prepared, _ = pipe.prepare_source(source)
-    if crop_size == "auto" and prepared.origin is None:
-        crop_size = prepared.image.shape[0]  # a prepared source without its photo keeps its own size
+    crop_size = kept_crop_size(crop_size, prepared)
     timings["analyze_source"] = time.perf_counter() - t0
 
     tp = time.perf_counter()
