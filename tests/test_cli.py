@@ -11,7 +11,7 @@ import pytest
 from conftest import data_path
 from PIL import Image
 
-from saswap.cli import main
+from saswap.cli import build_parser, main
 
 
 def test_analyze_json_and_annotated_output(tmp_path, capsys):
@@ -236,8 +236,6 @@ def test_a_failed_swap_leaves_no_output_folder_behind(tmp_path, capsys):
 
 
 def test_verbose_is_accepted_after_the_subcommand(capsys):
-    from saswap.cli import build_parser
-
     parser = build_parser()
     assert parser.parse_args(["inspect", "x.png", "-v"]).verbose is True
     assert parser.parse_args(["-v", "inspect", "x.png"]).verbose is True
@@ -350,3 +348,9 @@ def test_swap_crop_size_option(tmp_path, capsys):
     assert main(["swap", "-s", str(source), "-t", str(clip), "-o", str(video_out), "--crop-size", "448", "--end",
                  "0.2", "--no-cache", "-q"]) == 0  # fmt: skip
     assert read_video_tag(video_out)["crop_size"] == 448
+    # a batch takes the same option (its settings check it again, for the API)
+    batch = build_parser().parse_args(["batch", "--sources", "a", "--templates", "b", "-o", "c", "--crop-size", "auto"])
+    assert batch.crop_size == "auto"
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["batch", "--sources", "a", "--templates", "b", "-o", "c", "--crop-size", "big"])
+    assert exit_.value.code == 2 and "'auto' or a number of pixels" in capsys.readouterr().err

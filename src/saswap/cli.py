@@ -242,7 +242,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     settings = BatchSettings(
         engine=args.weights or args.engine, shape_strength=args.shape_strength, face_index=args.face_index,
         all_faces=args.all_faces, reference=args.reference, enhance=args.enhance, codec=args.codec, crf=args.crf,
-        preset=args.preset, force=args.force, tone_lock=args.tone_lock,
+        preset=args.preset, force=args.force, tone_lock=args.tone_lock, crop_size=args.crop_size,
     )  # fmt: skip
     report = run_batch(
         args.sources, args.templates, args.output, settings=settings, backend=args.backend, workers=args.workers,
@@ -521,22 +521,22 @@ def _cmd_app(args: argparse.Namespace) -> int:
         max_video_seconds=args.max_video_seconds,
         max_upload_mb=args.max_upload_mb,
         tone_lock=args.tone_lock,
+        crop_size=args.crop_size,
     )
     launch(settings, host=args.host, port=args.port)
     return 0
 
 
 def _crop_size(text: str) -> str | int:
-    """``--crop-size``: ``auto`` or a whole number of pixels, 64 or more."""
-    if text == "auto":
-        return text
+    """``--crop-size``: ``auto`` or a whole number of pixels, 64 or more
+    (:func:`~saswap.pipelines.image.check_crop_size`; argparse reports anything else as a usage error naming the
+    option, exit code 2)."""
+    from saswap.pipelines.image import check_crop_size
+
     try:
-        size = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of pixels, got {text!r}") from None
-    if size < 64:
-        raise argparse.ArgumentTypeError(f"a crop of at least 64 pixels, got {size}")
-    return size
+        return check_crop_size(text)
+    except SaSwapError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _number_between(low: float, high: float, what: str) -> Callable[[str], float]:
@@ -577,6 +577,12 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
         help="how far the face's middle takes the target's median skin tone (0 off, the default; 1 all the way: "
         "skin tone nearer the target's, the source's identity a little weaker; see the README)",
     )
+    p.add_argument(
+        "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
+        help="side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes it to a "
+        "large face, up to 1024 px, so a high-resolution photo or video keeps the detail of its eyes, brows and lips "
+        "(a video: its faces' median size; slower); a number sets it. A video's template cache is made for that crop",
+    )  # fmt: skip
     p.add_argument(
         "--force", action="store_true",
         help="use a source face turned more than 45 degrees from the camera (the swap breaks; warned from 25)",
@@ -619,12 +625,6 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="allow the output to replace an input file")
     _add_swap_settings(p)
-    p.add_argument(
-        "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
-        help="side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes it to a "
-        "large face, up to 1024 px, so a high-resolution photo or video keeps the detail of its eyes, brows and lips "
-        "(a video: its faces' median size; slower); a number sets it. A video's template cache is made for that crop",
-    )  # fmt: skip
     p.add_argument(
         "--device", default=None,
         help="where the engine computes (cuda, cuda:1; mps for the neural engine; default: the CPU); face analysis "
@@ -756,6 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tone-lock", type=_number_between(0.0, 1.0, "0 and 1"), default=0.0, metavar="0..1",
         help="every swap's face middle takes the target's median skin tone this far (0 off, the default; as for swap)",
     )
+    p.add_argument(
+        "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
+        help="every swap's aligned crop, as for swap (default: the engine's own); the template folder offers the "
+        "videos precomputed with the same --crop-size",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_app)
     return parser
 

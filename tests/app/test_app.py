@@ -114,6 +114,43 @@ def test_the_apps_tone_lock_reaches_every_swap(tmp_path):
     assert SaSwapApp(AppSettings(), tmp_path / "plain").pipeline("saswap-geometric").compositor.tone_lock == 0.0
 
 
+def test_the_apps_crop_size_reaches_its_templates_and_swaps(data, tmp_path):
+    # templates precomputed for the crop are offered; the others are left out with the command that makes them
+    pytest.importorskip("gradio", reason="the web app needs gradio (pip install 'saswap[app]')")
+    from saswap.app import AppSettings, launch
+    from saswap.errors import SaSwapError
+    from saswap.pipelines.image import SaSwapPipeline
+    from saswap.provenance import read_tag
+
+    assert cli.build_parser().parse_args(["app", "--crop-size", "auto"]).crop_size == "auto"
+    with pytest.raises(SaSwapError, match="crop size"):
+        AppSettings(crop_size="big")
+    templates, cache = tmp_path / "templates", tmp_path / "cache"
+    templates.mkdir()
+    sized = write_clip(data / "videos" / "liveportrait__d5.mp4", templates / "sized.mp4", 3)
+    plain = write_clip(data / "videos" / "liveportrait__d7.mp4", templates / "plain.mp4", 3)
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    pipe.precompute(sized, cache, progress=False, crop_size=448)
+    pipe.precompute(plain, cache, progress=False)
+    app = launch(AppSettings(templates=templates, cache_dir=cache, crop_size=448), port=free_port(), block=False)
+    try:
+        state = app.blocks.saswap
+        assert [t.name for t in state.templates] == ["sized.mp4"]
+        skipped = state.templates_skipped
+        assert any("plain.mp4" in m and "--crop-size 448" in m for m in skipped), skipped
+        images = data / "images"
+        result, tag = client(app, tmp_path).predict(
+            *swap_args(images / "face_recognition__obama.jpg", images / "deepface__img2.jpg"), api_name="/swap"
+        )
+        assert tag["crop_size"] == 448 and read_tag(result) == tag
+        result, tag = client(app, tmp_path).predict(
+            *swap_args(images / "face_recognition__obama.jpg", template="sized.mp4"), api_name="/swap"
+        )
+        assert tag["crop_size"] == 448 and tag["media"] == "video"
+    finally:
+        app.close()
+
+
 def test_cli_app_without_gradio_says_how_to_install(monkeypatch, capsys):
     import importlib.util
 

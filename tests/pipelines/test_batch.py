@@ -90,6 +90,18 @@ def test_inputs_from_folders_and_lists_with_unique_output_names(tmp_path):
     assert not {j.key for j in locked} & {j.key for j in jobs}
     with pytest.raises(SaSwapError, match="tone_lock"):
         BatchSettings(tone_lock=1.5)
+    # so is the crop size, one key per size however it was written
+    assert "crop_size" not in BatchSettings().key_fields()
+    assert BatchSettings(crop_size="512").key_fields()["crop_size"] == 512
+    sized = plan_batch(found, [a / "x.jpg"], tmp_path / "out", BatchSettings(crop_size="512"))
+    as_number = plan_batch(found, [a / "x.jpg"], tmp_path / "out", BatchSettings(crop_size=512))
+    assert [j.key for j in sized] == [j.key for j in as_number]
+    assert not {j.key for j in sized} & {j.key for j in jobs}
+    auto = plan_batch(found, [a / "x.jpg"], tmp_path / "out", BatchSettings(crop_size="auto"))
+    assert not {j.key for j in auto} & ({j.key for j in jobs} | {j.key for j in sized})
+    for bad in ("big", 32, 1.5):
+        with pytest.raises(SaSwapError, match="crop size"):
+            BatchSettings(crop_size=bad)
     with pytest.raises(SaSwapError, match="list.txt, line 2: nope.jpg: no such file"):
         listing.write_text("b/x.jpg\nnope.jpg\n")
         collect_inputs([listing], "sources", videos=False)
@@ -300,3 +312,28 @@ def test_a_batch_with_the_tone_lock_makes_its_outputs_with_it(inputs, tmp_path):
     job = BatchJob("k", source, inputs / "tpl" / "still.jpg", tmp_path / "locked.jpg", "image")
     record = worker.swap(job.to_dict())
     assert record["status"] == "done" and _tag(tmp_path / "locked.jpg")["tone_lock"] == 1.0
+
+
+def test_a_batch_with_a_crop_size_swaps_photos_and_videos_in_that_crop(inputs, tmp_path):
+    # the template cache is made for the crop; the photo's and the video's tags record it
+    from saswap.pipelines.batch import BatchJob, BatchWorker
+    from saswap.pipelines.cache import TemplateCache
+
+    worker = BatchWorker({"crop_size": 448}, str(tmp_path / "cache"), threads=2)
+    source = inputs / "src" / "sberswap__beckham.jpg"
+    cached = worker.precompute(str(inputs / "tpl" / "clip.mp4"))
+    assert cached["status"] == "done" and not cached["hit"], cached
+    assert TemplateCache.open(Path(cached["cache"])).header["crop_size"] == 448
+    photo = BatchJob("p", source, inputs / "tpl" / "still.jpg", tmp_path / "photo.jpg", "image")
+    video = BatchJob("v", source, inputs / "tpl" / "clip.mp4", tmp_path / "clip.mp4", "video")
+    records = [worker.swap(photo.to_dict()), worker.swap(video.to_dict())]
+    assert [r["status"] for r in records] == ["done", "done"], records
+    assert records[1]["cache_hit"] and records[1]["frames_swapped"] == records[1]["frames"]
+    assert _tag(tmp_path / "photo.jpg")["crop_size"] == 448 and _tag(tmp_path / "clip.mp4")["crop_size"] == 448
+    # the engine's own crop: another cache, and tags that say 384
+    plain = BatchWorker({}, str(tmp_path / "cache"), threads=2)
+    assert plain.precompute(str(inputs / "tpl" / "clip.mp4"))["cache"] != cached["cache"]
+    assert plain.swap(BatchJob("q", source, inputs / "tpl" / "still.jpg", tmp_path / "own.jpg", "image").to_dict())[
+        "status"
+    ] == "done"
+    assert _tag(tmp_path / "own.jpg")["crop_size"] == 384

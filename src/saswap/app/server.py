@@ -65,6 +65,9 @@ class AppSettings:
         max_video_seconds: longest uploaded video accepted.
         max_upload_mb: largest uploaded file accepted, in megabytes.
         tone_lock: the compose stage's ``tone_lock`` for every swap (:class:`~saswap.compose.Compositor`; 0 off).
+        crop_size: the aligned crop every swap is made in, as ``saswap swap --crop-size`` takes it (None: the
+            engine's own; ``"auto"``: sized to a large face). The template folder's caches are those precomputed
+            with the same ``--crop-size``.
     """
 
     templates: Path | None = None
@@ -74,10 +77,14 @@ class AppSettings:
     max_video_seconds: float = 60.0
     max_upload_mb: float = 50.0
     tone_lock: float = 0.0
+    crop_size: int | str | None = None
 
     def __post_init__(self) -> None:
+        from saswap.pipelines.image import check_crop_size
+
         if not self.engines:
             raise SaSwapError("give at least one engine")
+        self.crop_size = check_crop_size(self.crop_size)
         if not 0.0 <= self.tone_lock <= 1.0:
             raise SaSwapError(f"--tone-lock must lie between 0 and 1, got {self.tone_lock}")
         if self.max_video_seconds <= 0 or self.max_upload_mb <= 0:
@@ -177,9 +184,10 @@ class SaSwapApp:
 
             FaceEnhancer.from_pretrained(settings.enhance)  # a missing enhancer fails at start, not on a visitor
         default = self.pipeline(settings.engines[0])  # loaded now: a broken engine fails at start, not on a visitor
+        default.crop_size_for([], settings.crop_size)  # so does a crop size the engine cannot work on
         if settings.templates is not None:
             self.templates, self.templates_skipped = find_templates(
-                settings.templates, default, settings.cache_dir, self.files.public / "thumbs"
+                settings.templates, default, settings.cache_dir, self.files.public / "thumbs", settings.crop_size
             )
 
     # -- shared helpers ---------------------------------------------------------------------------
@@ -570,7 +578,8 @@ class SaSwapApp:
             if target.kind == "image":
                 report("swapping the face", 0, None)
                 result = pipe(prepared, target.path, shape_strength=strength, face_index=face_index,
-                              all_faces=all_faces, reference=ref, enhance=enhancer)  # fmt: skip
+                              all_faces=all_faces, reference=ref, enhance=enhancer,
+                              crop_size=self.settings.crop_size)  # fmt: skip
                 report("writing the result", 0, None)
                 tag = make_tag(**result.provenance, app=True)
                 from saswap.provenance import save_tagged
@@ -580,6 +589,7 @@ class SaSwapApp:
             video = pipe.swap_video(
                 prepared, target.path, out, shape_strength=strength, face_index=face_index, all_faces=all_faces,
                 reference=ref, enhance=enhancer, cache=True, cache_dir=cache_dir, progress=report,
+                crop_size=self.settings.crop_size,
             )  # fmt: skip
             return {"seconds": time.perf_counter() - t0, "frames": video.frames}
 

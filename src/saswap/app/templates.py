@@ -51,14 +51,19 @@ def _thumbnail(frame: np.ndarray, path: Path, width: int = 320) -> None:
     save_image(small, path)
 
 
-def find_templates(folder: str | os.PathLike, pipe, cache_dir: str | os.PathLike | None, thumbs: Path) -> tuple[list[Template], list[str]]:
-    """The videos of ``folder`` whose template cache (for ``pipe``'s engine) is present and valid.
+def find_templates(
+    folder: str | os.PathLike, pipe, cache_dir: str | os.PathLike | None, thumbs: Path,
+    crop_size: int | str | None = None,
+) -> tuple[list[Template], list[str]]:  # fmt: skip
+    """The videos of ``folder`` whose template cache (for ``pipe``'s engine and ``crop_size``) is present and valid.
 
     Args:
         folder: the template folder (not searched recursively).
         pipe: the :class:`~saswap.pipelines.image.SaSwapPipeline` whose analysis settings key the caches.
         cache_dir: the template cache folder (default: :func:`~saswap.pipelines.cache.default_cache_dir`).
         thumbs: folder for the thumbnails (created).
+        crop_size: the crop the caches were made for, as ``saswap precompute --crop-size`` took it (None: the
+            engine's own).
 
     Returns:
         (the templates, sorted by name; one line per video left out, saying why).
@@ -67,14 +72,15 @@ def find_templates(folder: str | os.PathLike, pipe, cache_dir: str | os.PathLike
         SaSwapError: ``folder`` is not a folder.
     """
     from saswap.pipelines.cache import CacheError, TemplateCache, cache_path, default_cache_dir, file_sha256
-    from saswap.pipelines.video import _settings
+    from saswap.pipelines.video import cache_settings
     from saswap.videoio import VideoReader, is_video_file, probe_video
 
     folder = Path(folder)
     if not folder.is_dir():
         raise SaSwapError(f"{folder}: the template folder does not exist or is not a folder")
     cache_folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    settings = _settings(pipe)
+    settings = cache_settings(pipe, crop_size)
+    hint = f" --crop-size {crop_size}" if crop_size is not None else ""
     thumbs.mkdir(parents=True, exist_ok=True)
     found, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
@@ -85,7 +91,8 @@ def find_templates(folder: str | os.PathLike, pipe, cache_dir: str | os.PathLike
             digest = file_sha256(path)
             TemplateCache.open(cache_path(cache_folder, digest, settings), digest, settings)
         except CacheError:
-            skipped.append(f"{path.name}: no valid template cache in {cache_folder} (run 'saswap precompute {path}')")
+            run = f"saswap precompute {path}{hint}"
+            skipped.append(f"{path.name}: no valid template cache in {cache_folder} (run '{run}')")
             continue
         except SaSwapError as err:
             skipped.append(f"{path.name}: {err}")

@@ -50,6 +50,7 @@ from typing import Any
 
 from saswap import __version__
 from saswap.errors import SaSwapError
+from saswap.pipelines.image import check_crop_size
 
 __all__ = [
     "BatchSettings",
@@ -89,6 +90,9 @@ class BatchSettings:
         tone_lock: the compose stage's ``tone_lock`` (:class:`~saswap.compose.Compositor`): 0 off (the default),
             1 the face's middle takes the target's median skin tone. Part of a job's key only when set, so batches
             run before the option existed keep their keys.
+        crop_size: the aligned crop the faces are swapped in, as ``saswap swap --crop-size`` takes it: None the
+            engine's own (the default), ``"auto"`` sized to a large face (a video: its faces' median size), or a
+            number of pixels. Part of a job's key only when set; a video's template cache is made for it.
     """
 
     engine: str = "saswap-geometric"
@@ -102,8 +106,10 @@ class BatchSettings:
     preset: str | None = "veryfast"
     force: bool = False
     tone_lock: float = 0.0
+    crop_size: int | str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "crop_size", check_crop_size(self.crop_size))  # "512" -> 512: one key per size
         if not 0.0 <= self.shape_strength <= 1.0:
             raise SaSwapError(f"shape_strength must lie in [0, 1], got {self.shape_strength}")
         if not 0.0 <= self.tone_lock <= 1.0:
@@ -115,8 +121,9 @@ class BatchSettings:
 
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)
-        if not self.tone_lock:
-            del fields["tone_lock"]
+        for name in ("tone_lock", "crop_size"):  # options added later: keys of batches run without them are kept
+            if not fields[name]:
+                del fields[name]
         if self.reference is not None:
             fields["reference"] = _file_hash(Path(self.reference))
         return fields
@@ -466,7 +473,9 @@ class BatchWorker:
         t0 = time.perf_counter()
         record: dict[str, Any] = {"type": "template", "template": template, **self.where()}
         try:
-            opened, hit = self.pipe.precompute(template, self.cache_dir, progress=False, workers=0)  # a process already
+            opened, hit = self.pipe.precompute(
+                template, self.cache_dir, progress=False, workers=0, crop_size=self.settings.crop_size
+            )  # workers=0: a batch worker is a process already
             record.update(status="done", cache=str(opened.path), hit=bool(hit), frames=len(opened))
         except SaSwapError as err:
             record.update(status="failed", error=str(err))
@@ -537,6 +546,7 @@ class BatchWorker:
                     cache_dir=self.cache_dir, codec=s.codec, crf=s.crf, preset=s.preset, progress=False,
                     tag={**tag, "media": "video"}, workers=self.threads if self.threads > 1 else 0,
                     processes=False, analysis_workers=0, codec_threads=self.threads > 1,  # each batch worker is a process already
+                    crop_size=s.crop_size,
                 )  # fmt: skip
                 timings.update(result.timings)
                 record.update(frames=result.frames, frames_swapped=result.frames_swapped, cache_hit=result.cache_hit)
@@ -545,10 +555,10 @@ class BatchWorker:
 
                 result = self.pipe(
                     source, str(spec.template), shape_strength=s.shape_strength, face_index=s.face_index,
-                    all_faces=s.all_faces, reference=reference, enhance=s.enhance,
+                    all_faces=s.all_faces, reference=reference, enhance=s.enhance, crop_size=s.crop_size,
                 )  # fmt: skip
                 tw = time.perf_counter()
-                save_tagged(result.image, spec.output, {**tag, "faces": len(result.faces)})
+                save_tagged(result.image, spec.output, make_tag(**result.provenance, batch_job=spec.key))
                 timings.update(result.timings)
                 timings["write"] = time.perf_counter() - tw
                 record["faces"] = len(result.faces)

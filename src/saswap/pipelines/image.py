@@ -115,6 +115,31 @@ def auto_crop_size(own: int, scale: float) -> int:
     return int(min(AUTO_CROP_MAX, max(own, 64 * np.ceil(own / scale / 64.0))))
 
 
+def check_crop_size(crop_size: int | str | None) -> int | str | None:
+    """A ``crop_size`` setting as the pipelines take it: None (the engine's own), ``"auto"``, or a whole number of
+    pixels, 64 or more (a number written as text too). Whether an engine can work on that size is
+    :meth:`SaSwapPipeline.crop_size_for`'s check.
+
+    Raises:
+        SaSwapError: a value that is no crop size.
+
+    Example:
+        >>> check_crop_size("auto"), check_crop_size("512"), check_crop_size(None)
+        ('auto', 512, None)
+    """
+    if crop_size is None or crop_size == "auto":
+        return crop_size
+    if isinstance(crop_size, bool) or not isinstance(crop_size, (int, str, np.integer)):
+        raise SaSwapError(f"crop size must be 'auto' or a number of pixels, got {crop_size!r}")
+    try:
+        size = int(crop_size)
+    except ValueError:
+        raise SaSwapError(f"crop size must be 'auto' or a number of pixels, got {crop_size!r}") from None
+    if size < 64:
+        raise SaSwapError(f"crop size must be at least 64 pixels, got {size}")
+    return size
+
+
 def kept_crop_size(crop_size: int | str | None, source: SourceFace) -> int | str | None:
     """``crop_size`` as asked, except that under ``"auto"`` a prepared source that keeps no photo to prepare it again
     (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its own size (photos and videos alike)."""
@@ -448,17 +473,11 @@ class SaSwapPipeline:
             (384, 512)
         """
         own = int(self.engine.crop_size)
+        crop_size = check_crop_size(crop_size)
         if crop_size is None:
             return own
-        if isinstance(crop_size, str) and crop_size != "auto":
-            try:
-                crop_size = int(crop_size)
-            except ValueError:
-                raise SaSwapError(f"crop size must be 'auto' or a number of pixels, got {crop_size!r}") from None
         if crop_size != "auto":
             size = int(crop_size)
-            if size < 64:
-                raise SaSwapError(f"crop size must be at least 64 pixels, got {size}")
             if size != own and not self.engine.resizable:
                 raise SaSwapError(f"the {self.engine.name} engine works on {own}-px crops only, not {size}")
             return size

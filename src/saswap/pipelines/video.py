@@ -43,7 +43,7 @@ from saswap.pipelines.overlap import InOrder, Prefetch, ordered_map
 
 __all__ = [
     "SaSwapVideoOutput", "precompute_template", "swap_video", "default_workers", "ToneStabiliser", "SkinStabiliser",
-    "SMOOTHING",
+    "SMOOTHING", "cache_settings",
     "ProgressCallback", "smooth_track_motion", "template_people", "describe_people",
 ]  # fmt: skip
 
@@ -125,6 +125,24 @@ def _settings(pipe) -> dict[str, Any]:
         ),
         "revision": ANALYSIS_REVISION,
     }
+
+
+def cache_settings(
+    pipe, crop_size: int | str | None = None, start: float | None = None, end: float | None = None
+) -> dict[str, Any]:
+    """The analysis settings a template cache made by :func:`precompute_template` with these arguments is keyed by
+    (with the video's content hash; :func:`~saswap.pipelines.cache.cache_path`).
+
+    Raises:
+        SaSwapError: a crop size the engine cannot work on.
+    """
+    sized = pipe.at_crop_size(pipe.crop_size_for([], crop_size))
+    settings = _settings(sized)
+    if crop_size == "auto" and sized.engine.resizable:  # one cache whatever size the faces turn out to need
+        settings["engine"] = {**settings["engine"], "crop_size": "auto"}
+    if start is not None or end is not None:
+        settings["span"] = [start, end]
+    return settings
 
 
 def smooth_track_signals(
@@ -446,11 +464,7 @@ def precompute_template(
     video_hash = file_sha256(template)
     pipe = pipe.at_crop_size(pipe.crop_size_for([], crop_size))  # a size asked for (checked); "auto": the engine's own
     auto = crop_size == "auto" and pipe.engine.resizable
-    settings = _settings(pipe)
-    if auto:  # one cache whatever size the faces turn out to need
-        settings["engine"] = {**settings["engine"], "crop_size": "auto"}
-    if start is not None or end is not None:
-        settings["span"] = [start, end]
+    settings = cache_settings(pipe, crop_size, start, end)
     path = cache_path(folder, video_hash, settings)
     with writer_lock(path), ExitStack() as stack:
         if path.exists() and not force:
@@ -1203,6 +1217,8 @@ def swap_video(
                 engine=pipe.engine.name, shape_strength=shape_strength, **compose_provenance(pipe.compositor),
                 media="video", crop_size=size,
             )  # fmt: skip
+        elif "crop_size" not in tag:  # a caller's own tag (a batch job's) says the crop too
+            tag = {**tag, "crop_size": size}
         metadata = {VIDEO_TAG_KEY: _json(tag)}
         frames = swapped_frames = swapped_faces = repeated = 0
         reach = max(0, int(tone_reach))
