@@ -579,9 +579,10 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
-        help="side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes it to a "
-        "large face, up to 1024 px, so a high-resolution photo or video keeps the detail of its eyes, brows and lips "
-        "(a video: its faces' median size; slower); a number sets it. A video's template cache is made for that crop",
+        help="side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes it to "
+        "the face, 256 to 1024 px: a high-resolution photo or video keeps the detail of its eyes, brows and lips "
+        "(slower), a small face is swapped at its own resolution in less time (a video: its faces' median size); a "
+        "number sets it. A video's template cache is made for that crop",
     )  # fmt: skip
     p.add_argument(
         "--force", action="store_true",

@@ -66,7 +66,7 @@ class AppSettings:
         max_upload_mb: largest uploaded file accepted, in megabytes.
         tone_lock: the compose stage's ``tone_lock`` for every swap (:class:`~saswap.compose.Compositor`; 0 off).
         crop_size: the aligned crop every swap is made in, as ``saswap swap --crop-size`` takes it (None: the
-            engine's own; ``"auto"``: sized to a large face). The template folder's caches are those precomputed
+            engine's own; ``"auto"``: sized to the face). The template folder's caches are those precomputed
             with the same ``--crop-size``.
     """
 

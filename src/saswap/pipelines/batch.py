@@ -91,7 +91,7 @@ class BatchSettings:
             1 the face's middle takes the target's median skin tone. Part of a job's key only when set, so batches
             run before the option existed keep their keys.
         crop_size: the aligned crop the faces are swapped in, as ``saswap swap --crop-size`` takes it: None the
-            engine's own (the default), ``"auto"`` sized to a large face (a video: its faces' median size), or a
+            engine's own (the default), ``"auto"`` sized to the face (a video: its faces' median size), or a
             number of pixels. Part of a job's key only when set; a video's template cache is made for it.
     """
 

@@ -99,20 +99,28 @@ SOURCE_UPSCALE_WARN = 2.0
 AUTO_CROP_BELOW = FINE_DETAIL_SCALE
 #: The largest crop ``crop_size="auto"`` chooses (about 7 times the pixels of a 384-px crop).
 AUTO_CROP_MAX = 1024
+#: The smallest crop ``crop_size="auto"`` chooses for a small face (a group photo, a wide shot): the face parser's
+#: input (:class:`~saswap.face.parsing.FaceParsing`, 256 px), so the parser never reads an enlarged crop.
+AUTO_CROP_MIN = 256
 
 
 def auto_crop_size(own: int, scale: float) -> int:
     """The crop ``crop_size="auto"`` chooses for a face that the engine's own ``own``-px crop holds at ``scale`` crop
-    pixels per picture pixel: ``own`` unless ``scale`` is below :data:`AUTO_CROP_BELOW`, else the crop in which the
-    face keeps its resolution, rounded up to 64 pixels, at most :data:`AUTO_CROP_MAX`.
+    pixels per picture pixel: the crop in which the face keeps its resolution (one crop pixel per picture pixel or
+    more), rounded up to 64 pixels. A large face (``scale`` below :data:`AUTO_CROP_BELOW`) gets a larger crop, at most
+    :data:`AUTO_CROP_MAX`; a small one a smaller crop, not below :data:`AUTO_CROP_MIN` (the same output resolution
+    for less work); any other keeps ``own``.
 
     Example:
         >>> auto_crop_size(384, 0.9), auto_crop_size(384, 0.5), auto_crop_size(384, 0.1)
         (384, 768, 1024)
+        >>> auto_crop_size(384, 1.1), auto_crop_size(384, 1.3), auto_crop_size(384, 4.0)
+        (384, 320, 256)
     """
-    if not scale < AUTO_CROP_BELOW:
-        return int(own)
-    return int(min(AUTO_CROP_MAX, max(own, 64 * np.ceil(own / scale / 64.0))))
+    fit = int(64 * np.ceil(own / scale / 64.0))
+    if scale < AUTO_CROP_BELOW:
+        return int(min(AUTO_CROP_MAX, max(own, fit)))
+    return int(max(min(own, AUTO_CROP_MIN), min(own, fit)))
 
 
 def check_crop_size(crop_size: int | str | None) -> int | str | None:
@@ -459,10 +467,11 @@ class SaSwapPipeline:
         Args:
             faces: the target faces to swap (in picture coordinates).
             crop_size: ``"auto"``: the engine's own crop unless it would shrink the largest of ``faces`` below
-                :data:`AUTO_CROP_BELOW` crop pixels per picture pixel; then a crop in which that face keeps its
-                resolution, rounded up to 64 pixels, at most :data:`AUTO_CROP_MAX` (an engine that works on one crop
-                size only keeps it). None: the engine's own. A number: that size (64 or more; an engine that works
-                on one crop size only accepts its own).
+                :data:`AUTO_CROP_BELOW` crop pixels per picture pixel, or a smaller crop would hold it at one crop
+                pixel per picture pixel or more; then a crop in which that face keeps its resolution, rounded up to
+                64 pixels, from :data:`AUTO_CROP_MIN` to :data:`AUTO_CROP_MAX` (:func:`auto_crop_size`; an engine
+                that works on one crop size only keeps it). None: the engine's own. A number: that size (64 or more;
+                an engine that works on one crop size only accepts its own).
 
         Raises:
             SaSwapError: a size the engine cannot work on, or a value that is no size.
@@ -567,8 +576,9 @@ class SaSwapPipeline:
             reference: swap the target face that looks most like this photo's face.
             enhance: name or path of a face enhancer to run on the swapped faces (off by default).
             crop_size: side of the aligned crop the engine swaps in: None keeps the engine's own (384 px for the
-                geometric engine), ``"auto"`` sizes it to a large face (a high-resolution photo keeps the detail of
-                its eyes, brows and lips; :meth:`crop_size_for`), a number sets it. A prepared source that keeps no
+                geometric engine), ``"auto"`` sizes it to the face (a high-resolution photo keeps the detail of its
+                eyes, brows and lips; a small face is swapped in a smaller crop at its own resolution, for less
+                time; :meth:`crop_size_for`), a number sets it. A prepared source that keeps no
                 photo (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its own size under ``"auto"``.
 
         Returns:
@@ -776,9 +786,9 @@ class SaSwapPipeline:
             crop_size: side of the aligned crop the engine swaps in, for the whole video: None keeps the engine's own
                 (384 px for the geometric engine), ``"auto"`` sizes it to the template's faces (their median size over
                 the frames, as :meth:`crop_size_for` sizes it to a photo's face: a large face keeps the detail of its
-                eyes, brows and lips, at the cost of time), a number sets it. The template cache is made for that
-                crop; a prepared source that keeps no photo (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its
-                own size under ``"auto"``.
+                eyes, brows and lips, at the cost of time; a small one takes less time), a number sets it. The
+                template cache is made for that crop; a prepared source that keeps no photo
+                (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its own size under ``"auto"``.
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.
