@@ -270,6 +270,20 @@ def test_the_crop_is_sized_to_a_large_face(pipe):
         fixed.crop_size_for(faces, 512)
 
 
+def test_a_pipeline_at_another_crop_size_shares_its_face_analyzer():
+    """The face analyzer is loaded once, by whichever size first needs it; the copies' cache keys differ by the engine
+    alone."""
+    from saswap import SaSwapPipeline
+
+    fresh = SaSwapPipeline.from_pretrained("saswap-geometric")
+    sized = fresh.at_crop_size(512)
+    assert sized.engine.crop_size == sized.target_analyzer.engine.crop_size == 512 and fresh.engine.crop_size == 384
+    loaded = sized.analyzer  # loaded through the copy first
+    assert fresh.analyzer is loaded and fresh.at_crop_size(512) is sized
+    mine, theirs = fresh.target_analyzer.config(), sized.target_analyzer.config()
+    assert mine["engine"] != theirs["engine"] and {**mine, "engine": None} == {**theirs, "engine": None}
+
+
 def test_a_small_face_is_swapped_in_a_smaller_crop_with_the_same_result(pipe):
     """A group photo's largest face (1.85 crop pixels per picture pixel at 384): "auto" swaps it in a 256-px crop, and
     the picture comes out as from the 384-px crop, up to a little rounding (measured: 1.2 levels apart inside the

@@ -10,6 +10,7 @@ never recompute any of it. A still image is a one-frame video.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import zlib
@@ -168,14 +169,32 @@ class TargetAnalyzer:
     def __init__(self, engine, compositor, analyzer) -> None:
         self.engine = engine
         self.compositor = compositor
-        self._analyzer = analyzer
+        self._held = [analyzer]  # one cell shared with the copies at other crop sizes (resized): loaded once
         self.calls = 0  # frames analysed by the face analyzer (tests count them)
+
+    @property
+    def _analyzer(self):
+        return self._held[0]
+
+    @_analyzer.setter
+    def _analyzer(self, value) -> None:
+        self._held[0] = value
 
     @property
     def analyzer(self):
         if callable(self._analyzer) and not hasattr(self._analyzer, "backend"):
             self._analyzer = self._analyzer()
         return self._analyzer
+
+    def resized(self, crop_size: int) -> TargetAnalyzer:
+        """This analysis describing faces for the engine's ``crop_size``-px crop
+        (:meth:`~saswap.engines.base.SwapEngine.resized`); itself at its own size. The face analyzer is shared: loaded
+        once, by whichever of them first needs it."""
+        if int(crop_size) == self.engine.crop_size:
+            return self
+        sized = copy.copy(self)  # shares the face analyzer's cell
+        sized.engine, sized.calls = self.engine.resized(crop_size), 0
+        return sized
 
     def config(self) -> dict[str, Any]:
         """JSON-able settings that change the analysis (part of a template cache's key). Reading them never

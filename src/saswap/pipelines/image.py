@@ -504,8 +504,8 @@ class SaSwapPipeline:
         pipe = self._by_size.get(size)
         if pipe is None:
             pipe = copy.copy(self)
-            pipe.engine = self.engine.resized(size)
-            pipe.target_analyzer = TargetAnalyzer(pipe.engine, self.compositor, self.target_analyzer._analyzer)
+            pipe.target_analyzer = self.target_analyzer.resized(size)
+            pipe.engine = pipe.target_analyzer.engine
             pipe._by_size = {}
             self._by_size[size] = pipe
         return pipe

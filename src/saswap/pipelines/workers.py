@@ -391,7 +391,7 @@ def _analysis_role(init: dict[str, Any]):
         if size is None:
             return analyzer
         if size not in sized:
-            sized[size] = TargetAnalyzer(analyzer.engine.resized(size), analyzer.compositor, analyzer.analyzer)
+            sized[size] = analyzer.resized(size)
         return sized[size]
 
     def handle(message: tuple) -> Any:
