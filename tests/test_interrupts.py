@@ -65,3 +65,23 @@ def test_a_ctrl_c_that_fails_an_import_is_still_a_ctrl_c(monkeypatch):
             _import_mediapipe()
     finally:
         restore()
+
+
+def test_sigterm_raises_terminated_and_its_handler_is_put_back():
+    """SIGTERM becomes :class:`~saswap.interrupts.Terminated` (a ``KeyboardInterrupt``, so what a Ctrl-C cleans up is
+    cleaned up), and :func:`~saswap.interrupts.check` raises it again; the default handler comes back after."""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("SIGTERM is not the default handler in this test run")
+    restore = interrupts.install()
+    try:
+        with pytest.raises(interrupts.Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs at the next bytecode
+                pass
+        assert interrupts.requested()
+        with pytest.raises(interrupts.Terminated):
+            interrupts.check()
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and not interrupts.requested()
+    assert issubclass(interrupts.Terminated, KeyboardInterrupt)

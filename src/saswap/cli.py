@@ -850,6 +850,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"{err.filename}: " if err.filename else ""
             print(f"saswap: error: {where}{err.strerror or err}", file=sys.stderr)
             return 2
+        except interrupts.Terminated:
+            print("saswap: terminated", file=sys.stderr)
+            return 143
         except KeyboardInterrupt:
             print("saswap: interrupted", file=sys.stderr)
             return 130

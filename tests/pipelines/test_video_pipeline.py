@@ -830,10 +830,11 @@ def _running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("kind", ["threads", "processes"])
-def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
+@pytest.mark.parametrize("kind, signame", [("threads", "SIGINT"), ("processes", "SIGINT"), ("threads", "SIGTERM")])
+def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind, signame):
     """SIGINT while the output is being written: exit code 130, one line, no output and no temporary file, and no
-    frame worker process left running."""
+    frame worker process left running. SIGTERM (``timeout``, ``docker stop``) the same with exit code 143; Python's
+    default ended the process on the spot and left the temporary file behind."""
     import signal
     import sys
     import time
@@ -854,10 +855,10 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind):
     workers = _frame_worker_pids(proc.pid) if Path("/proc").is_dir() else set()
     if Path("/proc").is_dir():
         assert len(workers) == (2 if kind == "processes" else 0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert proc.returncode == (130 if signame == "SIGINT" else 143), err
+    assert ("interrupted" if signame == "SIGINT" else "terminated") in err
     assert list(out_dir.iterdir()) == []
     assert _gone(workers), "frame worker processes were left running"
 
