@@ -113,13 +113,26 @@ def test_face_selection(pipe):
         pipe(src, group, face_index=1, all_faces=True)
 
 
-def test_reference_selection_picks_the_right_person(pipe):
-    """The default embedder (SFace, a core dependency: no dlib, no insightface pack) picks Obama."""
+def test_reference_selection_picks_the_right_person(pipe, caplog):
+    """The default embedder (SFace, a core dependency: no dlib, no insightface pack) picks Obama. A reference nobody in
+    the photo matches, or a reference photo of several people, is swapped with a warning (as in a video), not
+    silently."""
+    import logging
+
     src = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))[0]
     two = load_image(data_path("images", "face_recognition__two_people.jpg"))  # Obama left, Biden right
-    out = pipe(src, two, reference=data_path("images", "face_recognition__obama2.jpg"))
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        out = pipe(src, two, reference=data_path("images", "face_recognition__obama2.jpg"))
     assert len(out.faces) == 1 and out.faces[0].box[0] < two.shape[1] / 2
     assert pipe._embedder.name == "sface"
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        pipe(src, two, reference=data_path("images", "sberswap__beckham.jpg"))
+    assert "matches the reference closely" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        pipe(src, two, reference=data_path("images", "face_recognition__two_people.jpg"))
+    assert "shows 2 faces" in caplog.text and "matches the reference closely" not in caplog.text
 
 
 def test_no_face_errors_name_the_image(pipe, tmp_path):

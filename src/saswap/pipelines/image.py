@@ -531,6 +531,16 @@ class SaSwapPipeline:
             sized[size] = self.at_crop_size(size).engine.prepare_source(*source.origin)
         return sized[size]
 
+    def reference_face(self, reference: ImageInput) -> tuple[np.ndarray, Face]:
+        """A reference photo and the face in it that names the person to swap: its largest (a warning when it holds
+        several faces)."""
+        name = _name(reference, "reference")
+        image = load_image(reference)
+        faces = self._faces(image, name, "reference")
+        if len(faces) > 1:
+            logger.warning("%s: the reference photo shows %d faces; the largest is the person to swap", name, len(faces))
+        return image, faces[0]
+
     def _select(self, image: np.ndarray, faces: list[Face], name: str, face_index, all_faces, reference) -> list[Face]:
         if sum(x is not None and x is not False for x in (face_index, reference)) + bool(all_faces) > 1:
             raise SaSwapError("choose one of face_index, all_faces and reference")
@@ -540,11 +550,16 @@ class SaSwapPipeline:
             from saswap.face.identity import cosine_similarity
 
             embedder = self.identity_embedder()
-            ref_img = load_image(reference)
-            ref_faces = self._faces(ref_img, _name(reference, "reference"), "reference")
-            ref = embedder(ref_img, ref_faces[0])
+            ref_img, ref_face = self.reference_face(reference)
+            ref = embedder(ref_img, ref_face)
             scores = [cosine_similarity(ref, embedder(image, f)) for f in faces]
             best = int(np.argmax(scores))
+            threshold = getattr(embedder, "same_person_cosine", 0.5)
+            if scores[best] < threshold:
+                logger.warning(
+                    "no face of %s matches the reference closely (best cosine %.2f < %.2f); swapping the closest",
+                    name, scores[best], threshold,
+                )  # fmt: skip
             logger.info("reference match: face %d (cosine %.3f)", best, scores[best])
             return [faces[best]]
         index = 0 if face_index is None else int(face_index)

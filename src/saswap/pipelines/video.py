@@ -1039,13 +1039,10 @@ def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) ->
     """Cosine similarity of each track's largest face to the reference photo's face (from the identities the template
     cache holds when they come from the same embedder, else embedded from the template's frames)."""
     from saswap.face.identity import cosine_similarity
-    from saswap.io import load_image
-    from saswap.pipelines.image import _name
     from saswap.videoio import VideoReader
 
     embedder = pipe.identity_embedder()
-    ref_img = load_image(reference)
-    ref_face = pipe._faces(ref_img, _name(reference, "reference"), "reference")[0]
+    ref_img, ref_face = pipe.reference_face(reference)
     ref = embedder(ref_img, ref_face)
     cached = opened.header.get("identity", {}).get("embedder")
     tracks = opened.header["tracks"]
