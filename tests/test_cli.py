@@ -339,8 +339,12 @@ def test_swap_crop_size_option(tmp_path, capsys):
     assert main(["swap", "-s", str(source), "-t", str(target), "-o", str(out), "--crop-size", "512"]) == 0
     assert read_tag(out)["crop_size"] == 512
     with pytest.raises(SystemExit) as exit_:
-        main(["swap", "-s", str(source), "-t", str(target), "-o", str(tmp_path / "x.png"), "--crop-size", "32"])
-    assert exit_.value.code == 2 and "at least 64" in capsys.readouterr().err
+        main(["swap", "-s", str(source), "-t", str(target), "-o", str(tmp_path / "x.png"), "--crop-size", "100"])
+    assert exit_.value.code == 2 and "from 256 to 2048 pixels, got 100" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a side of 5,000 px ran for minutes in gigabytes
+        main(["swap", "-s", str(source), "-t", str(target), "-o", str(tmp_path / "x.png"), "--crop-size", "5000"])
+    assert exit_.value.code == 2 and "got 5000" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
     from saswap.videoio import read_video_tag
 
     clip = data_path("videos", "liveportrait__d8.mp4")

@@ -528,7 +528,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
 
 def _crop_size(text: str) -> str | int:
-    """``--crop-size``: ``auto`` or a whole number of pixels, 64 or more
+    """``--crop-size``: ``auto`` or a whole number of pixels, 256 to 2048
     (:func:`~saswap.pipelines.image.check_crop_size`; argparse reports anything else as a usage error naming the
     option, exit code 2)."""
     from saswap.pipelines.image import check_crop_size
@@ -582,7 +582,7 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
         help="side of the aligned crop the face is swapped in (default: the engine's own, 384 px); auto sizes it to "
         "the face, 256 to 1024 px: a high-resolution photo or video keeps the detail of its eyes, brows and lips "
         "(slower), a small face is swapped at its own resolution in less time (a video: its faces' median size); a "
-        "number sets it. A video's template cache is made for that crop",
+        "number from 256 to 2048 sets it. A video's template cache is made for that crop",
     )  # fmt: skip
     p.add_argument(
         "--force", action="store_true",

@@ -102,6 +102,9 @@ AUTO_CROP_MAX = 1024
 #: The smallest crop ``crop_size="auto"`` chooses for a small face (a group photo, a wide shot): the face parser's
 #: input (:class:`~saswap.face.parsing.FaceParsing`, 256 px), so the parser never reads an enlarged crop.
 AUTO_CROP_MIN = 256
+#: The crop sizes a number may set (``crop_size=N``, ``--crop-size N``): from the face parser's input (a smaller crop
+#: only loses detail) to twice the largest "auto" chooses (a side of 5,000 px took minutes and gigabytes for one face).
+CROP_SIZE_RANGE = (AUTO_CROP_MIN, 2 * AUTO_CROP_MAX)
 
 
 def auto_crop_size(own: int, scale: float) -> int:
@@ -125,7 +128,7 @@ def auto_crop_size(own: int, scale: float) -> int:
 
 def check_crop_size(crop_size: int | str | None) -> int | str | None:
     """A ``crop_size`` setting as the pipelines take it: None (the engine's own), ``"auto"``, or a whole number of
-    pixels, 64 or more (a number written as text too). Whether an engine can work on that size is
+    pixels within :data:`CROP_SIZE_RANGE` (a number written as text too). Whether an engine can work on that size is
     :meth:`SaSwapPipeline.crop_size_for`'s check.
 
     Raises:
@@ -143,8 +146,9 @@ def check_crop_size(crop_size: int | str | None) -> int | str | None:
         size = int(crop_size)
     except ValueError:
         raise SaSwapError(f"crop size must be 'auto' or a number of pixels, got {crop_size!r}") from None
-    if size < 64:
-        raise SaSwapError(f"crop size must be at least 64 pixels, got {size}")
+    low, high = CROP_SIZE_RANGE
+    if not low <= size <= high:
+        raise SaSwapError(f"crop size must be 'auto' or from {low} to {high} pixels, got {size}")
     return size
 
 
@@ -470,8 +474,8 @@ class SaSwapPipeline:
                 :data:`AUTO_CROP_BELOW` crop pixels per picture pixel, or a smaller crop would hold it at one crop
                 pixel per picture pixel or more; then a crop in which that face keeps its resolution, rounded up to
                 64 pixels, from :data:`AUTO_CROP_MIN` to :data:`AUTO_CROP_MAX` (:func:`auto_crop_size`; an engine
-                that works on one crop size only keeps it). None: the engine's own. A number: that size (64 or more;
-                an engine that works on one crop size only accepts its own).
+                that works on one crop size only keeps it). None: the engine's own. A number: that size (within
+                :data:`CROP_SIZE_RANGE`; an engine that works on one crop size only accepts its own).
 
         Raises:
             SaSwapError: a size the engine cannot work on, or a value that is no size.
