@@ -12,6 +12,8 @@ from conftest import data_path
 from PIL import Image
 
 from saswap.cli import build_parser, main
+from saswap.errors import SaSwapError
+from saswap.pipelines.batch import BatchSettings
 
 
 def test_analyze_json_and_annotated_output(tmp_path, capsys):
@@ -145,11 +147,17 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--shape-strength", "3"]) == 2
     assert "--shape-strength" in capsys.readouterr().err
     bad_values = [("--tone-lock", "1.5"), ("--tone-lock", "nan"), ("--tone-lock", "dark"), ("--steady-skin", "-1"),
-                  ("--steady-skin", "many")]  # fmt: skip
+                  ("--steady-skin", "many"), ("--crf", "99"), ("--crf", "-1"), ("--crf", "high")]  # fmt: skip
     for option, bad in bad_values:
         with pytest.raises(SystemExit) as exc:
             main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.mp4"), option, bad])
         assert exc.value.code == 2 and f"argument {option}" in capsys.readouterr().err
+    # a batch's --crf too: it failed every video job (exit 1) where the image jobs went on
+    with pytest.raises(SystemExit) as exc:
+        main(["batch", "--sources", good, "--templates", good, "-o", str(tmp_path / "b"), "--crf", "99"])
+    assert exc.value.code == 2 and "argument --crf" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    with pytest.raises(SaSwapError, match="crf must be a whole number from 0 to 63"):
+        BatchSettings(crf=99)
     with pytest.raises(SystemExit) as exc:
         main(["swap", "-s", good, "-t", good, "-o", "x.png", "--all-faces", "--face-index", "1"])
     assert exc.value.code == 2

@@ -660,6 +660,16 @@ def test_writer_rejects_a_bad_bframes_value(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_writer_rejects_a_crf_beyond_its_encoders_range(tmp_path):
+    """x264 takes 0-51 (60 was passed on, silently), VP9 0-63."""
+    with pytest.raises(InvalidVideoError, match=r"x.mp4: crf must lie in \[0, 51\] for libx264"):
+        VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=25, crf=60)
+    assert not list(tmp_path.iterdir())
+    with VideoWriter(tmp_path / "y.webm", width=64, height=48, fps=25, crf=60) as writer:
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert (tmp_path / "y.webm").is_file()
+
+
 def _avi_with_mp3(path: Path, n: int = 24, fps: int = 24) -> Path:
     """H.264 with B-frames and MP3 audio in AVI (what some cameras and old tools write)."""
     with av.open(str(path), "w") as c:

@@ -527,6 +527,18 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crf(text: str) -> int:
+    """``--crf``: a whole number from 0 to 63 (the encoders' own ranges: x264 and x265 0-51, VP9 and AV1 0-63; the
+    encoder checks its own when the output is opened, before any work)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 63:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 63 (x264: 0 lossless, 51 worst), got {value}")
+    return value
+
+
 def _crop_size(text: str) -> str | int:
     """``--crop-size``: ``auto`` or a whole number of pixels, 256 to 2048
     (:func:`~saswap.pipelines.image.check_crop_size`; argparse reports anything else as a usage error naming the
@@ -632,7 +644,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and the compose stage stay on the CPU",
     )  # fmt: skip
     v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
-    v.add_argument("--crf", type=int, default=14, help="encoder quality (x264/x265: 0 lossless, 14 default, 51 worst)")
+    v.add_argument(
+        "--crf", type=_crf, default=14,
+        help="encoder quality (x264/x265: 0 lossless, 14 default, 51 worst; VP9 up to 63)",
+    )  # fmt: skip
     v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")
     v.add_argument("--codec", default=None, help="video encoder (default libx264: H.264; libvpx-vp9 for .webm)")
     v.add_argument("--start", type=float, help="start of the span to swap, seconds")
@@ -681,7 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001) instead of starting one")
     p.add_argument("--cache-dir", help="template cache folder, one every node reaches (default: $SASWAP_CACHE or the user cache folder)")
     _add_swap_settings(p)
-    p.add_argument("--crf", type=int, default=14, help="video encoder quality (default 14)")
+    p.add_argument(
+        "--crf", type=_crf, default=14, help="video encoder quality (x264: 0 lossless, 14 default, 51 worst)"
+    )
     p.add_argument("--preset", default="veryfast", help="video encoder speed preset (default veryfast)")
     p.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm)")
     p.add_argument("--dry-run", action="store_true", help="list the jobs (to do, or done already) and stop")

@@ -978,6 +978,8 @@ class VideoWriter(_AtomicOutput):
         codec = _resolve_codec(codec, fmt, self.path)
         if crf is not None and (isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 63):
             raise InvalidVideoError(f"{self.path}: crf must be an integer in [0, 63] or None, got {crf!r}")
+        if crf is not None and codec in ("libx264", "libx265") and crf > 51:
+            raise InvalidVideoError(f"{self.path}: crf must lie in [0, 51] for {codec} (51 is its worst), got {crf}")
         if bframes is not None and (
             isinstance(bframes, bool) or not isinstance(bframes, int) or not 0 <= bframes <= 16
         ):

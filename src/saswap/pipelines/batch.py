@@ -114,6 +114,9 @@ class BatchSettings:
             raise SaSwapError(f"shape_strength must lie in [0, 1], got {self.shape_strength}")
         if not 0.0 <= self.tone_lock <= 1.0:
             raise SaSwapError(f"tone_lock must lie in [0, 1], got {self.tone_lock}")
+        crf = self.crf
+        if crf is not None and (isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 63):
+            raise SaSwapError(f"crf must be a whole number from 0 to 63 (x264: 0 lossless, 51 worst), got {self.crf!r}")
         if (self.face_index is not None) + bool(self.all_faces) + (self.reference is not None) > 1:
             raise SaSwapError("choose one of face_index, all_faces and reference")
         if self.reference is not None and not Path(self.reference).is_file():
