@@ -231,8 +231,10 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     if people:
         print(f"people, as --face-index counts them ({shots} shot{'s' if shots != 1 else ''}):")
         print("\n".join(people))
-    else:
-        print("no face found in the template")
+    else:  # as `saswap swap` says of it: a template no swap can use is an error, its (complete) cache kept
+        from saswap.errors import NoFaceError
+
+        raise NoFaceError(f"{args.template}: no face found in the video ({len(opened)} frames); nothing to swap in it")
     return 0
 
 

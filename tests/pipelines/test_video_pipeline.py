@@ -626,6 +626,9 @@ def test_a_video_without_a_face_is_an_error_and_leaves_nothing(tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and f"{template}: no face found in the video (6 frames)" in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.mp4"]
+    # its precompute says so too (it exited 0 with a line on standard output)
+    assert main(["precompute", str(template), "--cache-dir", str(tmp_path / "cache"), "-q"]) == 2
+    assert f"{template}: no face found in the video (6 frames)" in capsys.readouterr().err
 
 
 def test_a_video_as_the_source_gives_its_most_frontal_closed_mouth_frame(pipe, clip, tmp_path, capsys):
