@@ -228,6 +228,20 @@ def test_a_small_source_face_is_warned_about(pipe, caplog):
     assert "gfpgan__10045.png: the source face is small" in caplog.text and "enlarged 2.4x" in caplog.text
 
 
+def test_a_source_face_cut_by_the_photos_edge_is_warned_about(pipe, caplog):
+    """Part of the face outside the photo is made up from the crop's mirrored border (a fold and a smeared eye): said,
+    not silent; a whole face says nothing."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        pipe.prepare_source(data_path("images", "face_recognition__obama_partial_face.jpg"))
+    assert "obama_partial_face.jpg: 11% of the source face lies outside the photo" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        pipe.prepare_source(data_path("images", "simswap__lcw.jpg"))  # 1% of its mesh beyond the edge
+    assert "outside the photo" not in caplog.text
+
+
 def test_the_identity_embedder_is_tried_once_when_none_can_be_made(analyzer, morphable_model, monkeypatch):
     """Without an installable embedder, asking again (each suspected cut, each followed face, each track's identity)
     neither retries nor logs again: None when optional, the first error when required."""
