@@ -652,7 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")
     v.add_argument("--codec", default=None, help="video encoder (default libx264: H.264; libvpx-vp9 for .webm)")
-    v.add_argument("--start", type=float, help="start of the span to swap, seconds")
+    v.add_argument(
+        "--start", type=float,
+        help="start of the span to swap, seconds (only the span is analysed, unless the whole template is cached)",
+    )  # fmt: skip
     v.add_argument("--end", type=float, help="end of the span to swap, seconds")
     v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
     v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")

@@ -115,6 +115,22 @@ def test_cache_hit_runs_no_face_analysis(pipe, clip, source, tmp_path, morphable
     assert np.array_equal(_frames(tmp_path / "a.mp4")[3], _frames(tmp_path / "b.mp4")[3])
 
 
+def test_a_trimmed_swap_analyses_its_span_unless_the_whole_template_is_cached(pipe, clip, source, tmp_path):
+    """A swap of 2 s of a 34-s clip analysed all 34 s first (a cache for the whole template). Now it analyses its span
+    (and caches it); once the whole template is cached (``precompute``), a trimmed swap is a hit on that cache."""
+    cache_dir, n = tmp_path / "cache", len(_frames(clip))
+    calls = pipe.target_analyzer.calls
+    first = pipe.swap_video(source, clip, tmp_path / "a.mp4", cache_dir=cache_dir, end=0.2, progress=False)
+    assert not first.cache_hit and 0 < pipe.target_analyzer.calls - calls <= first.frames + 1 < n
+    calls = pipe.target_analyzer.calls
+    again = pipe.swap_video(source, clip, tmp_path / "b.mp4", cache_dir=cache_dir, end=0.2, progress=False)
+    assert again.cache_hit and pipe.target_analyzer.calls == calls  # the span's own cache
+    pipe.precompute(clip, cache_dir, progress=False)
+    calls = pipe.target_analyzer.calls
+    other = pipe.swap_video(source, clip, tmp_path / "c.mp4", cache_dir=cache_dir, start=0.3, progress=False)
+    assert other.cache_hit and pipe.target_analyzer.calls == calls and other.frames < n  # the whole template's
+
+
 @pytest.fixture(scope="module")
 def large_face_clip(tmp_path_factory):
     """8 frames of a sharp 1536-px portrait (eyes about 210 px apart: the 384-px crop would hold it at 0.6 crop pixels

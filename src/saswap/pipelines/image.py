@@ -796,7 +796,8 @@ class SaSwapPipeline:
             enhance: face enhancer name or path (off by default).
             cache: use (and build) the persistent template cache.
             cache_dir: its folder (default: ``$SASWAP_CACHE`` or the platform's cache folder).
-            start, end: trim the template to this span, in seconds.
+            start, end: trim the template to this span, in seconds. The whole template's cache is used where one
+                exists (``precompute``); otherwise only the span is analysed (and cached for that span).
             codec, crf, preset: the video encoder (None: libx264, libvpx-vp9 for a .webm output) and its quality
                 settings.
             fade_frames: length of the fades where a face is lost or found within a shot.
