@@ -339,7 +339,8 @@ def test_an_avif_photo_is_swapped_as_a_photo(tmp_path, capsys):
 
 
 def test_swap_crop_size_option(tmp_path, capsys):
-    """``--crop-size``: a number of pixels for a photo or a video (recorded in the output's tag), refused below 64."""
+    """``--crop-size``: a number of pixels for a photo or a video (recorded in the output's tag), refused outside
+    256-2048."""
     from saswap.provenance import read_tag
 
     source, target = data_path("images", "sberswap__beckham.jpg"), data_path("images", "sadtalker__happy.png")
@@ -366,3 +367,11 @@ def test_swap_crop_size_option(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["batch", "--sources", "a", "--templates", "b", "-o", "c", "--crop-size", "big"])
     assert exit_.value.code == 2 and "'auto' or a number of pixels" in capsys.readouterr().err
+
+
+def test_a_video_target_with_an_output_it_cannot_write_names_the_extension(tmp_path, capsys):
+    """``-o out.avi`` for a video target said "the target is a video; give a video output": .avi is a video."""
+    clip, source = data_path("videos", "liveportrait__d8.mp4"), data_path("images", "sberswap__beckham.jpg")
+    assert main(["swap", "-s", str(source), "-t", str(clip), "-o", str(tmp_path / "out.avi")]) == 2
+    err = capsys.readouterr().err
+    assert "'.avi' is not a video output SaSwap writes; use one of .mp4" in err and not list(tmp_path.iterdir())

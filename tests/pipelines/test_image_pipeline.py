@@ -175,6 +175,8 @@ def test_output_save_writes_a_tagged_file_atomically(pipe, tmp_path):
     with pytest.raises(SaSwapError, match="unsupported output format"):
         out.save(tmp_path / "o.gif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jpg", "o.png", "o.webp"]  # nothing half-written
+    # the README's out.save("outputs/swapped.png") in a fresh folder: the folder is made, as `saswap swap -o` makes it
+    assert read_tag(out.save(tmp_path / "outputs" / "swapped.png"))["synthetic"]
 
 
 def test_a_turned_source_is_warned_about_and_a_profile_refused_unless_forced(pipe, caplog):

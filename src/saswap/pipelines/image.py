@@ -69,12 +69,15 @@ class SaSwapOutput:
             The tag is the JSON object :func:`saswap.provenance.make_tag` makes, with :attr:`provenance`;
             ``saswap inspect`` and :func:`saswap.provenance.read_tag` read it back.
 
+        Missing folders on the way are made (as ``saswap swap -o`` makes them).
+
         Returns:
             the path written.
         """
         from saswap.provenance import make_tag, save_tagged
 
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         save_tagged(self.image, path, make_tag(**self.provenance), quality=quality)
         return path
 
