@@ -159,7 +159,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() not in _VIDEO_OUTPUTS:
-        what = f"{out.suffix!r} is not a video output SaSwap writes" if out.suffix else "the output has no file extension"
+        what = f"{out.suffix!r} is not a video output SaSwap writes" if out.suffix else "the output has no extension"
         raise SaSwapError(f"{out}: the target is a video, and {what}; use one of {', '.join(_VIDEO_OUTPUTS)}")
     if out.exists() and out.is_dir():
         raise SaSwapError(f"{out}: is a folder; give a file name")

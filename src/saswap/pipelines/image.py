@@ -436,8 +436,8 @@ class SaSwapPipeline:
 
         A source face turned away from the camera by more than :data:`SOURCE_TURN_WARN` degrees (yaw and
         pitch together) gets a warning; beyond :data:`SOURCE_TURN_LIMIT` it is an error unless ``force``. A face
-        the engine must enlarge more than :data:`SOURCE_UPSCALE_WARN` times gets a warning too, and so does a face cut by
-        the photo's edge (more than :data:`SOURCE_CUT_WARN` of it outside).
+        the engine must enlarge more than :data:`SOURCE_UPSCALE_WARN` times gets a warning too, and so does a face cut
+        by the photo's edge (more than :data:`SOURCE_CUT_WARN` of it outside).
         """
         name = _name(source, "source")
         if isinstance(source, (str, os.PathLike)) and _is_video_path(source):
@@ -560,7 +560,9 @@ class SaSwapPipeline:
         image = load_image(reference)
         faces = self._faces(image, name, "reference")
         if len(faces) > 1:
-            logger.warning("%s: the reference photo shows %d faces; the largest is the person to swap", name, len(faces))
+            logger.warning(
+                "%s: the reference photo shows %d faces; the largest is the person to swap", name, len(faces)
+            )
         return image, faces[0]
 
     def _select(self, image: np.ndarray, faces: list[Face], name: str, face_index, all_faces, reference) -> list[Face]:
