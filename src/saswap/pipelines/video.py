@@ -421,6 +421,7 @@ def precompute_template(
     end: float | None = None,
     workers: int | None = None,
     crop_size: int | str | None = None,
+    whole_if_cached: bool = False,
 ) -> tuple[TemplateCache, bool]:
     """Analyse a template video once into its cache (or find the valid cache already there).
 
@@ -444,6 +445,8 @@ def precompute_template(
         force: rebuild even when a valid cache exists.
         start, end: analyse only this span (seconds; part of the cache's key). A persistent cache is best
             made for the whole template, which every trimmed swap can then use.
+        whole_if_cached: with a span, the whole template's cache when one is there already (a swap's choice: a
+            trimmed swap analyses only its span, but reuses the whole template's analysis where it exists).
         workers: worker processes that detect and describe the faces (:class:`~saswap.pipelines.workers.AnalysisWorkers`;
             tracking, smoothing and writing stay here, in frame order, so the analysis is the same up to floating-point
             rounding); 0 analyses in this process; None: :func:`default_analysis_workers`.
@@ -466,6 +469,10 @@ def precompute_template(
     auto = crop_size == "auto" and pipe.engine.resizable
     settings = cache_settings(pipe, crop_size, start, end)
     path = cache_path(folder, video_hash, settings)
+    if whole_if_cached and "span" in settings:
+        whole = cache_settings(pipe, crop_size)
+        if cache_path(folder, video_hash, whole).exists():
+            settings, path, start, end = whole, cache_path(folder, video_hash, whole), None, None
     with writer_lock(path), ExitStack() as stack:
         if path.exists() and not force:
             try:
@@ -1174,14 +1181,10 @@ def swap_video(
         # A trimmed swap uses the whole template's cache where one exists (every trimmed swap reuses it); otherwise it
         # analyses its span alone (a cache of its own), not the whole video: 2 s of a 34-s clip took 48 s, 43 of them
         # analysing frames it never swaps.
-        trimmed = start is not None or end is not None
-        whole = cache and (
-            not trimmed or cache_path(folder, file_sha256(template), cache_settings(pipe, crop_size)).exists()
-        )
-        span = {} if whole else {"start": start, "end": end}
         opened, hit = precompute_template(
-            pipe, template, folder, progress=progress, workers=analysis_workers, crop_size=crop_size, **span
-        )
+            pipe, template, folder, progress=progress, workers=analysis_workers, crop_size=crop_size, start=start,
+            end=end, whole_if_cached=True,
+        )  # fmt: skip
         timings["precompute"] = 0.0 if hit else time.perf_counter() - tp
         header = opened.header
         # the whole video in the crop its cache is made for; the source prepared for it (once), and its photo not sent
