@@ -1197,10 +1197,12 @@ def test_a_face_found_late_is_followed_back_to_where_it_was(pipe, clip, tmp_path
     assert plain.header["frame_tracks"][:3] == [[], [], []]
 
 
-def test_reference_scores_from_the_cached_identities_equal_those_read_from_the_frames(pipe, clip, tmp_path):
+def test_reference_scores_from_the_cached_identities_equal_those_read_from_the_frames(pipe, clip, tmp_path, caplog):
     """A reference swap reads each track's identity from the template cache (filed by the same embedder); read from
-    the template's frames instead (another embedder's cache), the scores are the same."""
+    the template's frames instead (another embedder's cache), the scores are the same. A reference nobody in the
+    template matches is swapped with a warning (the same as a photo's)."""
     import copy
+    import logging
 
     from saswap.pipelines.video import _reference_scores
 
@@ -1214,6 +1216,10 @@ def test_reference_scores_from_the_cached_identities_equal_those_read_from_the_f
     read = _reference_scores(pipe, clip, other, reference)
     assert cached.keys() == read.keys() and cached
     assert max(abs(cached[k] - read[k]) for k in cached) < 1e-4
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        pipe.swap_video(reference, clip, tmp_path / "o.mp4", cache_dir=tmp_path / "cache", reference=reference,
+                        progress=False)  # fmt: skip
+    assert f"no face of {clip} matches the reference closely" in caplog.text
 
 
 def test_a_followed_face_that_becomes_someone_else_is_dropped(pipe, tmp_path, monkeypatch):

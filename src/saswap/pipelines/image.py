@@ -159,6 +159,16 @@ def check_crop_size(crop_size: int | str | None) -> int | str | None:
     return size
 
 
+def warn_weak_reference(name: str, best: float, threshold: float) -> None:
+    """Warn that no face of ``name`` (a photo or a template) matches the reference photo closely: the closest, swapped,
+    is below the embedder's same-person cosine ``threshold``."""
+    if best < threshold:
+        logger.warning(
+            "no face of %s matches the reference closely (best cosine %.2f < %.2f); swapping the closest",
+            name, best, threshold,
+        )  # fmt: skip
+
+
 def kept_crop_size(crop_size: int | str | None, source: SourceFace) -> int | str | None:
     """``crop_size`` as asked, except that under ``"auto"`` a prepared source that keeps no photo to prepare it again
     (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its own size (photos and videos alike)."""
@@ -578,12 +588,7 @@ class SaSwapPipeline:
             ref = embedder(ref_img, ref_face)
             scores = [cosine_similarity(ref, embedder(image, f)) for f in faces]
             best = int(np.argmax(scores))
-            threshold = getattr(embedder, "same_person_cosine", 0.5)
-            if scores[best] < threshold:
-                logger.warning(
-                    "no face of %s matches the reference closely (best cosine %.2f < %.2f); swapping the closest",
-                    name, scores[best], threshold,
-                )  # fmt: skip
+            warn_weak_reference(name, scores[best], getattr(embedder, "same_person_cosine", 0.5))
             logger.info("reference match: face %d (cosine %.3f)", best, scores[best])
             return [faces[best]]
         index = 0 if face_index is None else int(face_index)

@@ -1145,7 +1145,7 @@ def swap_video(
     off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core;
     ``crop_size`` is the engine's crop for the whole video, :func:`precompute_template`'s)."""
     from saswap.engines.base import SourceFace
-    from saswap.pipelines.image import kept_crop_size
+    from saswap.pipelines.image import kept_crop_size, warn_weak_reference
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
     from saswap.videoio import VIDEO_TAG_KEY, VideoReader, open_video_writer, probe_video
@@ -1203,11 +1203,8 @@ def swap_video(
             threshold = getattr(pipe.identity_embedder(), "same_person_cosine", 0.5)
             best = max(scores.values(), default=-1.0)
             chosen = {tid for tid, s in scores.items() if s >= threshold or s == best}
-            if scores and best < threshold:
-                logger.warning(
-                    "no face of %s matches the reference closely (best cosine %.2f < %.2f); swapping the closest",
-                    template, best, threshold,
-                )
+            if scores:
+                warn_weak_reference(str(template), best, threshold)
             logger.info("reference match: tracks %s (best cosine %.3f)", sorted(chosen), best)
         else:
             try:
