@@ -45,6 +45,10 @@ def test_round_trip(tmp_path):
     assert [f.index for f in cache.frames(3)] == [3, 4]
     assert cache.position_of(4000, 0) == 4
     assert not list(tmp_path.glob(".*tmp")), "the temporary file was left behind"
+    # printed in one line (the dataclass's repr printed the header and every frame's index entry)
+    assert repr(cache) == f"TemplateCache({str(path)!r}, frames=5, saswap_version={cache.header['saswap_version']!r})"
+    assert repr(f2.face).startswith("Face(box=[") and "478 landmarks, track_id=" in repr(f2.face)
+    assert "\n" not in repr(f2.face)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "version", "magic", "empty"])

@@ -43,6 +43,17 @@ class Face:
     track_id: int = -1
     embedding: np.ndarray | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        """One line (the dataclass's own printed every landmark, about 80 lines a face)."""
+        box = ", ".join(f"{v:.0f}" for v in np.asarray(self.box, np.float64))
+        yaw, pitch, roll = (float(v) for v in self.pose)
+        extra = f", track_id={self.track_id}" if self.track_id >= 0 else ""
+        extra += f", embedding={len(self.embedding)}-D" if self.embedding is not None else ""
+        return (
+            f"Face(box=[{box}], score={float(self.score):.2f}, pose=(yaw {yaw:.0f}, pitch {pitch:.0f}, roll "
+            f"{roll:.0f}), {len(self.landmarks)} landmarks{extra})"
+        )
+
     @property
     def area(self) -> float:
         x1, y1, x2, y2 = self.box

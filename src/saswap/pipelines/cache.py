@@ -125,6 +125,16 @@ class TemplateCache:
     header: dict[str, Any]
     index: list[tuple[int | None, int]]
 
+    def __repr__(self) -> str:
+        """One line (the dataclass's own printed the whole header and every frame's index entry)."""
+        video = self.header.get("video") or {}
+        name = video.get("name") if isinstance(video, dict) else None
+        about = f"video={name!r}, " if name else ""
+        return (
+            f"TemplateCache({str(self.path)!r}, {about}frames={len(self.index)}, "
+            f"saswap_version={self.header.get('saswap_version')!r})"
+        )
+
     @classmethod
     def open(cls, path: str | os.PathLike, video_hash: str | None = None, settings: dict[str, Any] | None = None):
         """Open and verify a cache file.
