@@ -147,7 +147,8 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.png"), "--shape-strength", "3"]) == 2
     assert "--shape-strength" in capsys.readouterr().err
     bad_values = [("--tone-lock", "1.5"), ("--tone-lock", "nan"), ("--tone-lock", "dark"), ("--steady-skin", "-1"),
-                  ("--steady-skin", "many"), ("--crf", "99"), ("--crf", "-1"), ("--crf", "high")]  # fmt: skip
+                  ("--steady-skin", "many"), ("--crf", "99"), ("--crf", "-1"), ("--crf", "high"), ("--workers", "-1"),
+                  ("--analysis-workers", "two")]  # fmt: skip
     for option, bad in bad_values:
         with pytest.raises(SystemExit) as exc:
             main(["swap", "-s", good, "-t", good, "-o", str(tmp_path / "x.mp4"), option, bad])
@@ -158,6 +159,9 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert exc.value.code == 2 and "argument --crf" in capsys.readouterr().err and not (tmp_path / "b").exists()
     with pytest.raises(SaSwapError, match="crf must be a whole number from 0 to 63"):
         BatchSettings(crf=99)
+    with pytest.raises(SystemExit) as exc:  # (a batch's library call says it: run_batch checks its own)
+        main(["precompute", good, "--workers", "-1"])
+    assert exc.value.code == 2 and "argument --workers: must be 0 or more, got -1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["swap", "-s", good, "-t", good, "-o", "x.png", "--all-faces", "--face-index", "1"])
     assert exc.value.code == 2
@@ -326,6 +330,23 @@ def test_inspect_says_what_a_file_is(tmp_path, capsys):
     assert main(["inspect", str(truncated)]) == 2
     err = capsys.readouterr().err
     assert "cut.mp4" in err and "not a readable image" not in err
+
+
+def test_video_options_given_for_a_still_target_are_named_as_ignored(tmp_path, capsys):
+    """``--start 1 --crf 20`` on a photo was ignored without a word."""
+    from saswap import cli
+    from saswap.videoio import DEFAULT_CRF
+
+    source, target = data_path("images", "sberswap__beckham.jpg"), data_path("images", "sadtalker__happy.png")
+    out = tmp_path / "out.png"
+    assert main(["swap", "-s", str(source), "-t", str(target), "-o", str(out), "--start", "1", "--crf", "20",
+                 "--no-cache", "--steady-skin"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"{target}: a still image, and these options are for videos; --crf, --start, --no-cache, --steady-skin " \
+        "ignored" in err and out.is_file()  # fmt: skip
+    assert main(["swap", "-s", str(source), "-t", str(target), "-o", str(out)]) == 0
+    assert "ignored" not in capsys.readouterr().err
+    assert cli._DEFAULT_CRF == DEFAULT_CRF  # the command line's own copy (PyAV is imported only for a video)
 
 
 def test_an_avif_photo_is_swapped_as_a_photo(tmp_path, capsys):

@@ -164,6 +164,8 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise SaSwapError(f"{out}: is a folder; give a file name")
     probe_video(args.target)  # bad input is reported before any model loads
+    if out.suffix.lower() == ".gif":
+        _warn_ignored(args, ("crf", "preset", "codec"), f"{out}: a GIF has no encoder settings")
     if (args.start is not None and args.start < 0) or (
         args.start is not None and args.end is not None and args.end <= args.start
     ):
@@ -182,8 +184,9 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         result = pipe.swap_video(
             prepared, args.target, out, shape_strength=args.shape_strength, face_index=args.face_index,
             all_faces=args.all_faces, reference=reference, enhance=args.enhance, cache=not args.no_cache,
-            cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec, crf=args.crf,
-            preset=args.preset, progress=not args.quiet, workers=args.workers,
+            cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec,
+            crf=_DEFAULT_CRF if args.crf is None else args.crf, preset=args.preset or _DEFAULT_PRESET,
+            progress=not args.quiet, workers=args.workers,
             processes={"auto": None, "threads": False, "processes": True}[args.worker_kind],
             analysis_workers=args.analysis_workers, skin_sigma=args.steady_skin, crop_size=args.crop_size,
         )  # fmt: skip
@@ -198,6 +201,23 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     if args.verbose:
         print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
     return 0
+
+
+#: ``saswap swap``'s options that only a video target uses, each with its value when not given. A still target
+#: names those given (and ignored) in a warning.
+_VIDEO_OPTIONS: dict[str, object] = {
+    "crf": None, "preset": None, "codec": None, "start": None, "end": None, "no_cache": False, "cache_dir": None,
+    "workers": None, "worker_kind": "auto", "analysis_workers": None, "steady_skin": 0.0,
+}  # fmt: skip
+_DEFAULT_CRF = 14  # saswap.videoio.DEFAULT_CRF (PyAV is imported only when a video is read)
+_DEFAULT_PRESET = "veryfast"
+
+
+def _warn_ignored(args: argparse.Namespace, names: Sequence[str], why: str) -> None:
+    """Warn that the options among ``names`` given on the command line are ignored, and ``why``."""
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) != _VIDEO_OPTIONS[name]]
+    if given:
+        logger.warning("%s; %s ignored", why, ", ".join(given))
 
 
 def _compose_options(args: argparse.Namespace) -> dict[str, float] | None:
@@ -325,6 +345,7 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
     _refuse_overwriting_an_input(args)
     if _is_video(args.target):
         return _cmd_swap_video(args)
+    _warn_ignored(args, tuple(_VIDEO_OPTIONS), f"{args.target}: a still image, and these options are for videos")
     if Path(args.output).suffix.lower() == ".gif":
         raise SaSwapError(
             f"{args.output}: unsupported output format '.gif' for a still target; use .png, .jpg or .webp "
@@ -542,6 +563,22 @@ def _crf(text: str) -> int:
     return value
 
 
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least`` (workers, threads; argparse reports anything else as a
+    usage error naming the option, exit code 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+        return value
+
+    return parse
+
+
 def _crop_size(text: str) -> str | int:
     """``--crop-size``: ``auto`` or a whole number of pixels, 256 to 2048
     (:func:`~saswap.pipelines.image.check_crop_size`; argparse reports anything else as a usage error naming the
@@ -648,10 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     v = p.add_argument_group("video targets (chosen by content: any file PyAV reads as a video)")
     v.add_argument(
-        "--crf", type=_crf, default=14,
+        "--crf", type=_crf, default=None,
         help="encoder quality (x264/x265: 0 lossless, 14 default, 51 worst; VP9 up to 63)",
     )  # fmt: skip
-    v.add_argument("--preset", default="veryfast", help="encoder speed preset (x264/x265; default veryfast)")
+    v.add_argument("--preset", default=None, help="encoder speed preset (x264/x265; default veryfast)")
     v.add_argument("--codec", default=None, help="video encoder (default libx264: H.264; libvpx-vp9 for .webm)")
     v.add_argument(
         "--start", type=float,
@@ -660,9 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--end", type=float, help="end of the span to swap, seconds")
     v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
     v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
-    v.add_argument("--workers", type=int, default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
+    v.add_argument("--workers", type=_count(0), default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
     v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores; with the engine on a GPU, the compose stage alone); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
-    v.add_argument("--analysis-workers", type=int, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
+    v.add_argument("--analysis-workers", type=_count(0), default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     v.add_argument(
         "--steady-skin", type=_number_between(0.0, 10.0, "0 (off) and 10 frames"), nargs="?", const=1.0, default=0.0,
         metavar="FRAMES",
@@ -682,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
         help="the crop the cache is made for, as `saswap swap --crop-size` takes it (default: the engine's own)",
     )  # fmt: skip
-    p.add_argument("--workers", type=int, default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
+    p.add_argument("--workers", type=_count(0), default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute)
 

@@ -610,7 +610,9 @@ def test_an_animated_gif_is_swapped_into_a_gif_with_its_timing(tmp_path, capsys)
     frames[0].save(tmp_path / "meme.gif", save_all=True, append_images=frames[1:], duration=durations, loop=0)
     source = str(data_path("images", "sberswap__beckham.jpg"))
     assert main(["swap", "-s", source, "-t", str(tmp_path / "meme.gif"), "-o", str(tmp_path / "out.gif"), "-q",
-                 "--no-cache"]) == 0  # fmt: skip
+                 "--no-cache", "--crf", "20", "--preset", "slow"]) == 0  # fmt: skip
+    # a GIF has no encoder settings: said, not passed over in silence
+    assert "out.gif: a GIF has no encoder settings; --crf, --preset ignored" in capsys.readouterr().err
     out = Image.open(tmp_path / "out.gif")
     assert out.n_frames == 8
     read, changed = [], []
@@ -805,6 +807,19 @@ def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_
 
     with pytest.raises(SaSwapError, match="cannot be created or written"):
         pipe.precompute(clip, blocker / "cache", progress=False)
+
+
+def test_a_negative_count_of_workers_is_refused_before_any_work(pipe, clip, source, tmp_path):
+    """``workers=-1`` was taken as "none" without a word (and ``analysis_workers=-1`` as the default)."""
+    from saswap.errors import SaSwapError
+
+    for name in ("workers", "analysis_workers"):
+        with pytest.raises(SaSwapError, match=f"{name} must be 0 or more .*got -1"):
+            pipe.swap_video(source, clip, tmp_path / "o.mp4", cache_dir=tmp_path / "cache", progress=False,
+                            **{name: -1})  # fmt: skip
+    with pytest.raises(SaSwapError, match="workers must be 0 or more"):
+        pipe.precompute(clip, tmp_path / "cache", progress=False, workers=-2)
+    assert not list(tmp_path.iterdir())
 
 
 def _frame_worker_pids(parent: int) -> set[int]:

@@ -460,6 +460,7 @@ def precompute_template(
     from saswap.videoio import VideoReader, probe_video
 
     template = Path(template)
+    check_workers(workers=workers)
     info = probe_video(template)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not _writable(folder):
@@ -1158,6 +1159,7 @@ def swap_video(
         raise SaSwapError("choose one of face_index, all_faces and reference")
     if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
         raise SaSwapError(f"{template}: need 0 <= start < end, got start={start}, end={end}")
+    check_workers(workers=workers, analysis_workers=analysis_workers)
     info = probe_video(template)
     pipe.crop_size_for([], crop_size)  # a size the engine cannot work on is refused before any work
     timings = {k: 0.0 for k in ("analyze_source", "precompute", "decode", "analysis", "engine", "compose", "encode")}
@@ -1459,6 +1461,13 @@ def _cores() -> int:
     except (OSError, ValueError):
         pass
     return cores
+
+
+def check_workers(**counts: int | None) -> None:
+    """Refuse a negative count of workers (None: the default; 0: none), naming the argument."""
+    for name, count in counts.items():
+        if count is not None and count < 0:
+            raise SaSwapError(f"{name} must be 0 or more (0: none; None: the default), got {count}")
 
 
 def default_workers() -> int:
