@@ -349,6 +349,33 @@ def test_video_options_given_for_a_still_target_are_named_as_ignored(tmp_path, c
     assert cli._DEFAULT_CRF == DEFAULT_CRF  # the command line's own copy (PyAV is imported only for a video)
 
 
+def test_a_transparent_target_keeps_its_transparency(tmp_path, capsys):
+    """A sticker (a PNG with a transparent background) was flattened onto black without a word: a .png output keeps
+    its alpha, a .jpg says it cannot."""
+    photo = np.asarray(Image.open(data_path("images", "sadtalker__happy.png")).convert("RGB"))  # 256 px, the face
+    target = np.random.default_rng(0).integers(0, 256, (448, 448, 3), dtype=np.uint8)  # on a canvas of noise
+    target[96:352, 96:352] = photo
+    h, w = target.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    beyond = np.maximum(np.abs(yy - 223.5), np.abs(xx - 223.5)) - 144  # px outside the photo and a 16-px margin
+    alpha = np.clip(255 - beyond * 255 / 50, 0, 255).astype(np.uint8)  # opaque middle, a 50-px soft edge, clear rest
+    Image.fromarray(np.dstack([target, alpha]), "RGBA").save(tmp_path / "sticker.png")
+    source = str(data_path("images", "sberswap__beckham.jpg"))
+    assert main(["swap", "-s", source, "-t", str(tmp_path / "sticker.png"), "-o", str(tmp_path / "out.png")]) == 0
+    assert "transparen" not in capsys.readouterr().err
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == (h, w, 4) and np.array_equal(out[..., 3], alpha)
+    changed = np.abs(out[..., :3].astype(int) - target).max(axis=2) > 20
+    assert changed[alpha == 255].mean() > 0.02  # a face was swapped
+    edge = (alpha > 0) & (alpha < 255)  # the soft edge, away from the face, is the target's (composited anywhere)
+    a = alpha[edge, None] / 255.0
+    assert np.abs(out[..., :3][edge] * a - target[edge] * a).max() <= 1.0
+    assert main(["swap", "-s", source, "-t", str(tmp_path / "sticker.png"), "-o", str(tmp_path / "out.jpg")]) == 0
+    assert "out.jpg: the target is transparent, and a .jpg has no transparency; written on black" in \
+        capsys.readouterr().err  # fmt: skip
+    assert Image.open(tmp_path / "out.jpg").mode == "RGB"
+
+
 def test_an_avif_photo_is_swapped_as_a_photo(tmp_path, capsys):
     """A phone's AVIF photo as the target: swapped as a picture (it was taken for a video, being in an ISO-BMFF box:
     "the target is a video; give a video output")."""

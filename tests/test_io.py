@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from saswap.errors import InvalidImageError, SaSwapError
-from saswap.io import atomic_write_bytes, load_image, save_image
+from saswap.io import atomic_write_bytes, load_image, load_image_alpha, restore_alpha, save_image
 
 
 def _photo(h: int = 40, w: int = 60) -> np.ndarray:
@@ -87,6 +87,35 @@ def test_rgba_is_composited_on_black(tmp_path):
     out = load_image(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
     assert out.shape == (32, 32, 3)
     assert out[0, 0].tolist() == [200, 0, 0] and out[0, 31].tolist() == [0, 0, 0]
+
+
+def test_the_transparency_comes_back_beside_the_picture_and_can_be_put_back(tmp_path):
+    """``load_image_alpha``: the alpha of a PNG, a palette GIF with a transparent colour and an RGBA array (None for an
+    opaque picture); ``restore_alpha`` of the composite on black gives the straight colours back, within what the
+    composite's rounding keeps (its composite on any background within a level of the original's)."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    rgba[:10, :, 3] = 255
+    rgba[10:14, :, 3] = 0
+    for source in (_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"), rgba, Image.fromarray(rgba, "RGBA")):
+        rgb, alpha = load_image_alpha(source)
+        assert rgb.shape == (40, 48, 3) and np.array_equal(alpha, rgba[..., 3])
+        back = restore_alpha(rgb, alpha)
+        assert np.array_equal(back[..., 3], alpha) and np.array_equal(back[:10, :, :3], rgba[:10, :, :3])
+        assert (back[10:14, :, :3] == 0).all()  # nothing is left of a fully transparent pixel's colour
+        a = rgba[..., 3:4].astype(np.float64) / 255.0
+        for background in (0.0, 255.0):  # composited again, on black and on white
+            want = rgba[..., :3] * a + background * (1 - a)
+            got = back[..., :3] * a + background * (1 - a)
+            assert np.abs(got - want).max() <= 1.0
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    assert load_image_alpha(opaque)[1] is None and load_image_alpha(rgba[..., :3])[1] is None
+    palette = Image.fromarray(rgba[..., :3]).quantize(16)
+    palette.info["transparency"] = 0
+    rgb, alpha = load_image_alpha(_save(palette, tmp_path / "p.gif", transparency=0))
+    assert alpha is not None and set(np.unique(alpha)) == {0, 255}
+    assert (rgb[alpha == 0] == 0).all()
 
 
 def test_16bit_png_is_scaled(tmp_path):

@@ -4,6 +4,8 @@ Convention:
     Images inside SaSwap are RGB ``uint8`` arrays of shape (H, W, 3), C-contiguous.
     :func:`load_image` turns every supported input into that form: EXIF orientation applied,
     grayscale expanded, alpha composited on black, 16-bit scaled down, CMYK converted.
+    :func:`load_image_alpha` also returns the transparency, and :func:`restore_alpha` puts it back on such an image
+    (a swapped sticker keeps its transparent background).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from saswap.errors import InvalidImageError
 
-__all__ = ["ImageInput", "load_image", "save_image", "atomic_write_bytes", "temporary_name", "temporary_pattern", "MIN_IMAGE_SIDE"]
+__all__ = ["ImageInput", "load_image", "load_image_alpha", "restore_alpha", "save_image", "atomic_write_bytes", "temporary_name", "temporary_pattern", "MIN_IMAGE_SIDE"]
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
 
@@ -90,7 +92,7 @@ def _load_heif(data: bytes, name: str) -> np.ndarray:
         pillow_heif.register_heif_opener()
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            return _from_pil(img, name)
+            return _from_pil(img, name)[0]
     except ImportError:
         pass
     except Exception as err:  # noqa: BLE001 - whatever the optional reader raises is a bad file here
@@ -118,7 +120,12 @@ def _load_heif(data: bytes, name: str) -> np.ndarray:
 MIN_IMAGE_SIDE = 16
 
 
-def _from_pil(img: Image.Image, name: str) -> np.ndarray:
+def _opaque_or(alpha: np.ndarray) -> np.ndarray | None:
+    """``alpha`` (uint8 H x W), or None where every pixel is opaque."""
+    return None if bool((alpha == 255).all()) else np.ascontiguousarray(alpha)
+
+
+def _from_pil(img: Image.Image, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not hide the pixels
@@ -133,16 +140,15 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
         else:
             top = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
         arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
+        return np.repeat(arr[..., None], 3, axis=2), None
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        arr = np.asarray(rgba).astype(np.float32)
-        rgb = arr[..., :3] * (arr[..., 3:4] / 255.0)
-        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
-    return np.asarray(img.convert("RGB"))
+        rgba = np.asarray(img.convert("RGBA"))
+        rgb = rgba[..., :3].astype(np.float32) * (rgba[..., 3:4].astype(np.float32) / 255.0)
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8), _opaque_or(rgba[..., 3])
+    return np.asarray(img.convert("RGB")), None
 
 
-def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
+def _from_array(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
@@ -162,42 +168,77 @@ def _from_array(arr: np.ndarray, name: str) -> np.ndarray:
     elif arr.dtype != np.uint8:
         raise InvalidImageError(f"{name}: unsupported array dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
     if arr.shape[2] == 3 and arr.dtype == np.uint8:
-        return np.array(arr, order="C", copy=True)  # never hand back (and later modify) the caller's array
+        return np.array(arr, order="C", copy=True), None  # never hand back (and later modify) the caller's array
+    transparency = None
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] == 4:
+        transparency = _opaque_or(arr[..., 3].copy())
         alpha = arr[..., 3:4].astype(np.float32) / 255.0
         arr = (arr[..., :3].astype(np.float32) * alpha + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr), transparency
 
 
 def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
-    """Load an image from a path, a PIL image or an array as RGB uint8.
+    """Load an image from a path, a PIL image or an array as RGB uint8: :func:`load_image_alpha` without the
+    transparency (transparent pixels composited on black).
+
+    Example:
+        >>> load_image(np.zeros((32, 48), np.uint8)).shape
+        (32, 48, 3)
+    """
+    return load_image_alpha(image, min_side=min_side)[0]
+
+
+def restore_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The RGBA image whose composite on black is ``image``: what :func:`load_image_alpha` made of a transparent
+    picture, with its transparency ``alpha`` (uint8 H x W) put back.
+
+    The colour of a partly transparent pixel is ``image / alpha``: composited on any background again it is within
+    half a level of the original's composite; opaque pixels are ``image`` exactly, fully transparent ones black.
+
+    Example:
+        >>> restore_alpha(np.full((1, 2, 3), 50, np.uint8), np.array([[255, 128]], np.uint8))[..., [0, 3]].tolist()
+        [[[50, 255], [100, 128]]]
+    """
+    a = alpha.astype(np.float32)[..., None]
+    straight = np.where(a > 0, image.astype(np.float32) * 255.0 / np.maximum(a, 1.0), 0.0)
+    rgb = np.clip(straight + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.concatenate([rgb, alpha[..., None].astype(np.uint8)], axis=2))
+
+
+def load_image_alpha(
+    image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Load an image from a path, a PIL image or an array as RGB uint8, and its transparency.
 
     Convention:
-        Arrays are taken as RGB (not OpenCV's BGR); float arrays must lie in [0, 1].
+        Arrays are taken as RGB (not OpenCV's BGR); float arrays must lie in [0, 1]. A transparent picture (PNG,
+        WebP or GIF with alpha, an (H, W, 4) array) is composited on black; its alpha comes back beside it.
 
     Args:
         image: a file path, a ``PIL.Image.Image`` or an array of shape (H, W), (H, W, 3) or (H, W, 4).
         min_side: the smallest accepted height or width.
 
     Returns:
-        RGB image, shape (H, W, 3), dtype uint8.
+        (RGB image, shape (H, W, 3), dtype uint8; its alpha, uint8 (H, W), or None when every pixel is opaque).
 
     Raises:
         InvalidImageError: the file is missing, empty, not an image, truncated or too small; the
             message names the file.
 
     Example:
-        >>> load_image(np.zeros((32, 48), np.uint8)).shape
-        (32, 48, 3)
+        >>> rgb, alpha = load_image_alpha(np.zeros((32, 48, 4), np.uint8))
+        >>> rgb.shape, alpha.shape
+        ((32, 48, 3), (32, 48))
     """
+    alpha = None
     if isinstance(image, Image.Image):
         name = getattr(image, "filename", "") or "<PIL image>"
-        arr = _from_pil(image, name)
+        arr, alpha = _from_pil(image, name)
     elif isinstance(image, np.ndarray):
         name = "<array>"
-        arr = _from_array(image, name)
+        arr, alpha = _from_array(image, name)
     elif isinstance(image, (str, os.PathLike)):
         if isinstance(image, str) and "://" in image:
             raise InvalidImageError(
@@ -222,7 +263,7 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(io.BytesIO(data)) as img:
                     img.load()  # raises on truncated data instead of returning grey rows
-                    arr = _from_pil(img, name)
+                    arr, alpha = _from_pil(img, name)
         except InvalidImageError:
             raise
         except UnidentifiedImageError:
@@ -233,7 +274,7 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
                     raise InvalidImageError(
                         f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face"
                     ) from None
-                return np.ascontiguousarray(arr)
+                return np.ascontiguousarray(arr), None
             kind = picture_kind(data[:16])
             if kind is not None:
                 raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None
@@ -247,7 +288,7 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
         raise InvalidImageError(
             f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face"
         )
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr), alpha
 
 
 #: Longest file name (bytes) most file systems take.

@@ -43,7 +43,9 @@ def make_tag(**extra: Any) -> dict[str, Any]:
 
 
 def encode_tagged(image: np.ndarray, fmt: str, tag: dict[str, Any], quality: int = 95) -> bytes:
-    """Encode an RGB uint8 image as PNG/JPEG/WEBP bytes that carry ``tag``."""
+    """Encode an RGB uint8 image (RGBA for PNG and WebP) as PNG/JPEG/WEBP bytes that carry ``tag``."""
+    if image.ndim == 3 and image.shape[2] == 4 and fmt.upper() == "JPEG":
+        raise InvalidImageError("a JPEG has no transparency; write an RGBA image as .png or .webp")
     payload = json.dumps(tag, sort_keys=True)
     buf = io.BytesIO()
     pil = Image.fromarray(image)
@@ -73,7 +75,8 @@ _EXT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 def save_tagged(
     image: np.ndarray, path: str | os.PathLike, tag: dict[str, Any] | None = None, quality: int = 95
 ) -> None:
-    """Write an RGB uint8 image with the provenance tag, atomically (temporary file, then rename)."""
+    """Write an RGB uint8 image (RGBA: .png or .webp) with the provenance tag, atomically (temporary file, then
+    rename)."""
     path = Path(path)
     fmt = _EXT.get(path.suffix.lower())
     if fmt is None:

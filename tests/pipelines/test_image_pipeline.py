@@ -98,6 +98,10 @@ def test_inputs_paths_pil_arrays(pipe):
     assert a.image.shape == b.image.shape and np.abs(a.image.astype(int) - b.image.astype(int)).mean() < 1.0
     assert set(a.timings) >= {"analyze_source", "analyze_target", "swap", "paste", "total"}
     assert len(a.faces) == 1 and len(a.masks) == 1 and a.source_face.landmarks.shape == (478, 3)
+    h, w = a.image.shape[:2]
+    text = repr(a)  # one line a notebook can show (the dataclass's repr printed every landmark of every face)
+    assert "\n" not in text and text.startswith(f"SaSwapOutput(image={w}x{h}, faces=[Face(box=[") and len(text) < 300
+    assert a.alpha is None  # an opaque target
 
 
 def test_face_selection(pipe):

@@ -516,8 +516,6 @@ class SaSwapApp:
     # -- jobs -------------------------------------------------------------------------------------
     def _start(self, token, request, source, target: _Target, choice, reference, strength, engine, enhance):
         """Check every input, then start the swap on its own thread: (the job, "image"/"video", the output)."""
-        from saswap.provenance import make_tag
-
         source = self._own(token, source, "source photo")
         self._load_image(source, "source photo")
         if not target.template:
@@ -581,10 +579,7 @@ class SaSwapApp:
                               all_faces=all_faces, reference=ref, enhance=enhancer,
                               crop_size=self.settings.crop_size)  # fmt: skip
                 report("writing the result", 0, None)
-                tag = make_tag(**result.provenance, app=True)
-                from saswap.provenance import save_tagged
-
-                save_tagged(result.image, out, tag)
+                result.save(out, app=True)
                 return {"seconds": time.perf_counter() - t0, "faces": len(result.faces)}
             video = pipe.swap_video(
                 prepared, target.path, out, shape_strength=strength, face_index=face_index, all_faces=all_faces,

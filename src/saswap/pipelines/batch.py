@@ -554,14 +554,12 @@ class BatchWorker:
                 timings.update(result.timings)
                 record.update(frames=result.frames, frames_swapped=result.frames_swapped, cache_hit=result.cache_hit)
             else:
-                from saswap.provenance import save_tagged
-
                 result = self.pipe(
                     source, str(spec.template), shape_strength=s.shape_strength, face_index=s.face_index,
                     all_faces=s.all_faces, reference=reference, enhance=s.enhance, crop_size=s.crop_size,
                 )  # fmt: skip
                 tw = time.perf_counter()
-                save_tagged(result.image, spec.output, make_tag(**result.provenance, batch_job=spec.key))
+                result.save(spec.output, batch_job=spec.key)
                 timings.update(result.timings)
                 timings["write"] = time.perf_counter() - tw
                 record["faces"] = len(result.faces)

@@ -31,7 +31,7 @@ from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
 from saswap.face.alignment import transform_scale, warp_face
 from saswap.face.analyzer import FaceAnalyzer
 from saswap.face.types import Face
-from saswap.io import ImageInput, load_image, picture_header
+from saswap.io import ImageInput, load_image, load_image_alpha, picture_header
 from saswap.pipelines.analysis import FrameAnalysis, TargetAnalyzer, TargetFace
 
 __all__ = ["SaSwapPipeline", "SaSwapOutput"]
@@ -53,6 +53,8 @@ class SaSwapOutput:
             and paste-back), "total").
         provenance: what :meth:`save` writes into the file's synthetic-media tag besides the standard
             fields (the engine, the shape strength, the number of faces).
+        alpha: the target's transparency, uint8 (H, W), or None when it has none (every pixel opaque). :attr:`image`
+            is composited on black, as the target was read; :meth:`save` puts the transparency back.
     """
 
     image: np.ndarray
@@ -61,24 +63,44 @@ class SaSwapOutput:
     source_face: Face
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    alpha: np.ndarray | None = None
 
-    def save(self, path: str | os.PathLike, quality: int = 95) -> Path:
+    def __repr__(self) -> str:
+        h, w = self.image.shape[:2]
+        clear = ", transparent" if self.alpha is not None else ""
+        total = self.timings.get("total")
+        took = f", {total * 1000:.0f} ms" if total is not None else ""
+        return f"SaSwapOutput(image={w}x{h}{clear}, faces={self.faces!r}{took})"
+
+    def save(self, path: str | os.PathLike, quality: int = 95, **tag: Any) -> Path:
         """Write :attr:`image` to ``path`` (.png, .jpg or .webp), atomically, tagged as synthetic.
 
         Convention:
-            The tag is the JSON object :func:`saswap.provenance.make_tag` makes, with :attr:`provenance`;
-            ``saswap inspect`` and :func:`saswap.provenance.read_tag` read it back.
+            The tag is the JSON object :func:`saswap.provenance.make_tag` makes, with :attr:`provenance` and
+            ``tag``'s fields; ``saswap inspect`` and :func:`saswap.provenance.read_tag` read it back.
 
-        Missing folders on the way are made (as ``saswap swap -o`` makes them).
+        A transparent target's :attr:`alpha` is kept in a .png or .webp (a sticker keeps its transparent
+        background); a .jpg has none, and is written composited on black, with a warning. Missing folders on the
+        way are made (as ``saswap swap -o`` makes them).
 
         Returns:
             the path written.
         """
+        from saswap.io import restore_alpha
         from saswap.provenance import make_tag, save_tagged
 
         path = Path(path)
+        pixels = self.image
+        if self.alpha is not None:
+            if path.suffix.lower() in (".png", ".webp"):
+                pixels = restore_alpha(self.image, self.alpha)
+            else:
+                logger.warning(
+                    "%s: the target is transparent, and a %s has no transparency; written on black (use .png or "
+                    ".webp to keep it)", path, path.suffix or "file without extension",
+                )  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_tagged(self.image, path, make_tag(**self.provenance), quality=quality)
+        save_tagged(pixels, path, make_tag(**self.provenance, **tag), quality=quality)
         return path
 
 
@@ -636,7 +658,7 @@ class SaSwapPipeline:
             prepared, source_face = self.prepare_source(source)
         timings["analyze_source"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        target_img = load_image(target)
+        target_img, alpha = load_image_alpha(target)
         name = _name(target, "target")
         faces = self._select(
             target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
@@ -657,7 +679,7 @@ class SaSwapPipeline:
             "engine": self.engine.name, "shape_strength": shape_strength, **compose_provenance(self.compositor),
             "faces": len(faces), "crop_size": size,
         }  # fmt: skip
-        return SaSwapOutput(result_img, faces, masks, source_face, timings, provenance)
+        return SaSwapOutput(result_img, faces, masks, source_face, timings, provenance, alpha)
 
     def swap_crop(
         self,
