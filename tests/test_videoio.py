@@ -627,10 +627,14 @@ def test_every_entry_point_writes_videos_at_one_default_quality():
         "VideoWriter": inspect.signature(VideoWriter).parameters["crf"].default,
         "BatchSettings": BatchSettings.__dataclass_fields__["crf"].default,
     }
+    from saswap import cli
+
     parser = build_parser()
-    for command in ("swap", "batch"):
-        sub = next(a for a in parser._subparsers._group_actions if command in a.choices).choices[command]
-        defaults[f"saswap {command} --crf"] = sub.get_default("crf")
+    subs = {c: next(a for a in parser._subparsers._group_actions if c in a.choices).choices[c] for c in ("swap", "batch")}
+    defaults["saswap batch --crf"] = subs["batch"].get_default("crf")
+    # swap's option is None when not given (a photo's swap names the video options given), then cli._DEFAULT_CRF
+    assert subs["swap"].get_default("crf") is None
+    defaults["saswap swap --crf"] = cli._DEFAULT_CRF
     assert defaults == {k: DEFAULT_CRF for k in defaults}
 
 
