@@ -630,7 +630,8 @@ def test_every_entry_point_writes_videos_at_one_default_quality():
     from saswap import cli
 
     parser = build_parser()
-    subs = {c: next(a for a in parser._subparsers._group_actions if c in a.choices).choices[c] for c in ("swap", "batch")}
+    actions = parser._subparsers._group_actions
+    subs = {c: next(a for a in actions if c in a.choices).choices[c] for c in ("swap", "batch")}
     defaults["saswap batch --crf"] = subs["batch"].get_default("crf")
     # swap's option is None when not given (a photo's swap names the video options given), then cli._DEFAULT_CRF
     assert subs["swap"].get_default("crf") is None
