@@ -564,8 +564,8 @@ def _crf(text: str) -> int:
 
 
 def _count(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``least`` (workers, threads; argparse reports anything else as a
-    usage error naming the option, exit code 2)."""
+    """An argparse type: a whole number of at least ``least`` (a count of workers; argparse reports anything else as
+    a usage error naming the option, exit code 2)."""
 
     def parse(text: str) -> int:
         try:

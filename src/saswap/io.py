@@ -194,8 +194,9 @@ def restore_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """The RGBA image whose composite on black is ``image``: what :func:`load_image_alpha` made of a transparent
     picture, with its transparency ``alpha`` (uint8 H x W) put back.
 
-    The colour of a partly transparent pixel is ``image / alpha``: composited on any background again it is within
-    half a level of the original's composite; opaque pixels are ``image`` exactly, fully transparent ones black.
+    The colour of a partly transparent pixel is ``image / alpha``: composited on any background again it is within a
+    level of the original's composite (the rounding of ``image`` scaled back); opaque pixels are ``image`` exactly,
+    fully transparent ones black.
 
     Example:
         >>> restore_alpha(np.full((1, 2, 3), 50, np.uint8), np.array([[255, 128]], np.uint8))[..., [0, 3]].tolist()

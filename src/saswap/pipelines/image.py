@@ -94,10 +94,10 @@ class SaSwapOutput:
         if self.alpha is not None:
             if path.suffix.lower() in (".png", ".webp"):
                 pixels = restore_alpha(self.image, self.alpha)
-            else:
+            elif path.suffix.lower() in (".jpg", ".jpeg"):  # (any other extension is refused by save_tagged)
                 logger.warning(
                     "%s: the target is transparent, and a %s has no transparency; written on black (use .png or "
-                    ".webp to keep it)", path, path.suffix or "file without extension",
+                    ".webp to keep it)", path, path.suffix.lower(),
                 )  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         save_tagged(pixels, path, make_tag(**self.provenance, **tag), quality=quality)
