@@ -184,9 +184,8 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         result = pipe.swap_video(
             prepared, args.target, out, shape_strength=args.shape_strength, face_index=args.face_index,
             all_faces=args.all_faces, reference=reference, enhance=args.enhance, cache=not args.no_cache,
-            cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec,
-            crf=_DEFAULT_CRF if args.crf is None else args.crf, preset=args.preset or _DEFAULT_PRESET,
-            progress=not args.quiet, workers=args.workers,
+            cache_dir=args.cache_dir, start=args.start, end=args.end, codec=args.codec, progress=not args.quiet,
+            workers=args.workers, **{k: getattr(args, k) for k in ("crf", "preset") if getattr(args, k) is not None},
             processes={"auto": None, "threads": False, "processes": True}[args.worker_kind],
             analysis_workers=args.analysis_workers, skin_sigma=args.steady_skin, crop_size=args.crop_size,
         )  # fmt: skip
@@ -209,8 +208,6 @@ _VIDEO_OPTIONS: dict[str, object] = {
     "crf": None, "preset": None, "codec": None, "start": None, "end": None, "no_cache": False, "cache_dir": None,
     "workers": None, "worker_kind": "auto", "analysis_workers": None, "steady_skin": 0.0,
 }  # fmt: skip
-_DEFAULT_CRF = 14  # saswap.videoio.DEFAULT_CRF (PyAV is imported only when a video is read)
-_DEFAULT_PRESET = "veryfast"
 
 
 def _warn_ignored(args: argparse.Namespace, names: Sequence[str], why: str) -> None:
@@ -551,32 +548,28 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
-def _crf(text: str) -> int:
-    """``--crf``: a whole number from 0 to 63 (the encoders' own ranges: x264 and x265 0-51, VP9 and AV1 0-63; the
-    encoder checks its own when the output is opened, before any work)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 0 <= value <= 63:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 63 (x264: 0 lossless, 51 worst), got {value}")
-    return value
-
-
-def _count(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``least`` (a count of workers; argparse reports anything else as
-    a usage error naming the option, exit code 2)."""
+def _whole_number(low: int, high: int | None = None, note: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``; ``note`` adds to the message); argparse reports
+    anything else as a usage error naming the option, exit code 2."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {span}{note}, got {value}")
         return value
 
     return parse
+
+
+#: ``--crf``: 0 to 63 (the encoders' own ranges: x264 and x265 0-51, VP9 and AV1 0-63; the encoder checks its own when
+#: the output is opened, before any work).
+_crf = _whole_number(0, 63, " (x264: 0 lossless, 51 worst)")
+#: ``--workers``, ``--analysis-workers``: 0 (none) or more.
+_workers = _whole_number(0)
 
 
 def _crop_size(text: str) -> str | int:
@@ -697,9 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--end", type=float, help="end of the span to swap, seconds")
     v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
     v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
-    v.add_argument("--workers", type=_count(0), default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
+    v.add_argument("--workers", type=_workers, default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
     v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores; with the engine on a GPU, the compose stage alone); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
-    v.add_argument("--analysis-workers", type=_count(0), default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
+    v.add_argument("--analysis-workers", type=_workers, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     v.add_argument(
         "--steady-skin", type=_number_between(0.0, 10.0, "0 (off) and 10 frames"), nargs="?", const=1.0, default=0.0,
         metavar="FRAMES",
@@ -719,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
         help="the crop the cache is made for, as `saswap swap --crop-size` takes it (default: the engine's own)",
     )  # fmt: skip
-    p.add_argument("--workers", type=_count(0), default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
+    p.add_argument("--workers", type=_workers, default=None, help="processes that detect and describe the faces (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_precompute)
 
