@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 
 import numpy as np
@@ -202,6 +203,22 @@ def test_a_turned_source_is_warned_about_and_a_profile_refused_unless_forced(pip
     with caplog.at_level(logging.WARNING, logger="saswap"):
         _, face = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))
     assert source_turn(face) < SOURCE_TURN_WARN and not caplog.text
+
+
+def test_a_turned_target_face_is_warned_about(pipe, caplog):
+    import logging
+
+    from saswap.pipelines.image import TARGET_YAW_WARN
+
+    source = pipe.prepare_source(data_path("images", "sberswap__beckham.jpg"))[0]
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        out = pipe(source, data_path("images", "insightface__left_face.jpeg"))  # a near-profile, yaw about -52
+    assert abs(out.faces[0].pose[0]) > TARGET_YAW_WARN
+    assert re.search(r"left_face.jpeg: the target face is turned -5\d degrees to the side", caplog.text)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        out = pipe(source, data_path("images", "face_recognition__obama.jpg"))
+    assert abs(out.faces[0].pose[0]) < TARGET_YAW_WARN and "target face" not in caplog.text
 
 
 def test_photos_turned_without_their_orientation_are_swapped_the_right_way_up(pipe):

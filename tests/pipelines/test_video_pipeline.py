@@ -809,6 +809,22 @@ def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_
         pipe.precompute(clip, blocker / "cache", progress=False)
 
 
+def test_frames_whose_face_is_turned_too_far_are_warned_about_once(pipe, clip, source, tmp_path, caplog, monkeypatch):
+    import saswap.pipelines.image as image
+
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        pipe.swap_video(source, clip, tmp_path / "a.mp4", cache_dir=cache, progress=False)
+    assert "turned more than" not in caplog.text  # d8 faces the camera
+    monkeypatch.setattr(image, "TARGET_YAW_WARN", -1.0)  # every face counts as turned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        result = pipe.swap_video(source, clip, tmp_path / "b.mp4", cache_dir=cache, progress=False)
+    warned = [r.getMessage() for r in caplog.records if "turned more than" in r.getMessage()]
+    n = result.frames_swapped
+    assert len(warned) == 1 and f"in {n} of {n} swapped frames (0.0-" in warned[0] and str(clip) in warned[0]
+
+
 def test_a_negative_count_of_workers_is_refused_before_any_work(pipe, clip, source, tmp_path):
     """``workers=-1`` was taken as "none" without a word (and ``analysis_workers=-1`` as the default)."""
     from saswap.errors import SaSwapError

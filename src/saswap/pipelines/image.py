@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -112,6 +112,15 @@ class SaSwapOutput:
 SOURCE_TURN_WARN = 25.0
 SOURCE_TURN_LIMIT = 45.0
 
+#: Target yaw (degrees, either side) above which a swap warns that the face is turned too far to swap well. Measured by
+#: ``benchmarks/bench_target_pose.py`` (the six frontal faces of the source benchmark into 123 target faces of the
+#: shared photos and clips, dlib as judge): the mean margin (the output's distance to the target minus its distance to
+#: the source) falls from 0.21 (yaw under 15) to 0.11 at 25-35, 0.09 at 35-45 and 0.05 at 45-55; the skin tone's
+#: distance from the target's (ΔE, median) rises from 2.5-3.2 under 35 to 4.5-5.9 beyond; and from about 35 degrees the
+#: contact sheets show patches and a broken far side. Only the yaw counts: the analyzer reads most frontal faces with a
+#: pitch of -10 to -15.
+TARGET_YAW_WARN = 35.0
+
 #: How many times a source face may be enlarged to the engine's working crop before a warning: beyond 2x the crop
 #: holds less than half the detail along each axis that it could (a quarter by pixel count: a small face in a group
 #: photo, a thumbnail), and compression blocks and noise grow with it.
@@ -203,6 +212,20 @@ def source_turn(face: Face) -> float:
     """How far a face is turned from facing the camera, in degrees: ``arccos(cos(yaw) * cos(pitch))``."""
     yaw, pitch = np.radians(face.pose[0]), np.radians(face.pose[1])
     return float(np.degrees(np.arccos(np.clip(np.cos(yaw) * np.cos(pitch), -1.0, 1.0))))
+
+
+def warn_turned_targets(name: str, faces: Sequence[Face]) -> list[Face]:
+    """Warn (log) about the target faces turned more than :data:`TARGET_YAW_WARN` degrees to the side, which swap
+    badly (less of the source's identity, patches on the far side); return them."""
+    turned = [f for f in faces if abs(float(f.pose[0])) > TARGET_YAW_WARN]
+    if turned:
+        yaws = ", ".join(f"{float(f.pose[0]):+.0f}" for f in turned)
+        logger.warning(
+            "%s: %s turned %s degrees to the side (yaw); beyond %.0f a swap keeps less of the source's identity and its "
+            "far side may show patches. A target facing the camera gives better results",
+            name, "the target face is" if len(turned) == 1 else f"{len(turned)} target faces are", yaws, TARGET_YAW_WARN,
+        )  # fmt: skip
+    return turned
 
 
 def _is_video_path(path: str | os.PathLike) -> bool:
@@ -663,6 +686,7 @@ class SaSwapPipeline:
         faces = self._select(
             target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
         )
+        warn_turned_targets(name, faces)
         size = self.crop_size_for(faces, kept_crop_size(crop_size, prepared))
         pipe = self.at_crop_size(size)
         ts = time.perf_counter()

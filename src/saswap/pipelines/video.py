@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass, field, replace
@@ -1075,6 +1075,21 @@ def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) ->
     return scores
 
 
+def warn_turned_frames(template: str, times: Sequence[float], swapped: int) -> None:
+    """Warn (log) once for a whole video about the swapped frames whose face is turned more than
+    :data:`~saswap.pipelines.image.TARGET_YAW_WARN` degrees to the side (``times``: those frames' times, in order),
+    which swap badly (less of the source's identity, patches on the far side): how many, and from when to when."""
+    if not times:
+        return
+    from saswap.pipelines.image import TARGET_YAW_WARN
+
+    logger.warning(
+        "%s: in %d of %d swapped frames (%.1f-%.1f s) the face is turned more than %.0f degrees to the side (yaw); there "
+        "a swap keeps less of the source's identity and its far side may show patches",
+        template, len(times), swapped, min(times), max(times), TARGET_YAW_WARN,
+    )  # fmt: skip
+
+
 def _fade_weights(header: dict[str, Any], chosen: set[int], fade: int) -> Iterator[dict[int, float]]:
     """Per frame, the weight of each chosen track present: a swap fades in and out over ``fade`` frames
     where the face is found or lost within a shot (not at a shot cut or the video's ends)."""
@@ -1146,7 +1161,7 @@ def swap_video(
     off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core;
     ``crop_size`` is the engine's crop for the whole video, :func:`precompute_template`'s)."""
     from saswap.engines.base import SourceFace
-    from saswap.pipelines.image import kept_crop_size, warn_weak_reference
+    from saswap.pipelines.image import TARGET_YAW_WARN, kept_crop_size, warn_weak_reference
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
     from saswap.videoio import VIDEO_TAG_KEY, VideoReader, open_video_writer, probe_video
@@ -1226,6 +1241,7 @@ def swap_video(
             tag = {**tag, "crop_size": size}
         metadata = {VIDEO_TAG_KEY: _json(tag)}
         frames = swapped_frames = swapped_faces = repeated = 0
+        turned: list[float] = []  # the times of the swapped frames whose face is turned too far to swap well
         reach = max(0, int(tone_reach))
         used: set[int] = set()
 
@@ -1305,6 +1321,8 @@ def swap_video(
                     if box is not None:
                         swapped_frames += 1
                         swapped_faces += len(faces)
+                        if any(abs(float(tf.face.pose[0])) > TARGET_YAW_WARN for tf in faces):
+                            turned.append(frame.time)
                         used.update(tf.face.track_id for tf in faces)
                     frames += 1
 
@@ -1413,6 +1431,7 @@ def swap_video(
                 if frames and not swapped_frames:  # nothing to swap: an error, as for a photo (no file is left)
                     span_note = "" if start is None and end is None else f" between start={start} and end={end}"
                     raise NoFaceError(f"{template}: no face found in the video{span_note} ({frames} frames)")
+                warn_turned_frames(str(template), turned, swapped_frames)
                 te = time.perf_counter()
             timings["encode"] += time.perf_counter() - te  # flushing the encoder and muxing on close
         if frames == 0:
