@@ -219,6 +219,11 @@ def test_a_turned_target_face_is_warned_about(pipe, caplog):
     with caplog.at_level(logging.WARNING, logger="saswap"):
         out = pipe(source, data_path("images", "face_recognition__obama.jpg"))
     assert abs(out.faces[0].pose[0]) < TARGET_YAW_WARN and "target face" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saswap"):  # a group photo: which of its faces
+        out = pipe(source, data_path("images", "insightface__t1.jpg"), all_faces=True)
+    turned = sum(abs(f.pose[0]) > TARGET_YAW_WARN for f in out.faces)
+    assert f"{turned} of the {len(out.faces)} target faces is turned" in caplog.text and turned == 1
 
 
 def test_photos_turned_without_their_orientation_are_swapped_the_right_way_up(pipe):

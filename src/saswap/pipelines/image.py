@@ -220,10 +220,14 @@ def warn_turned_targets(name: str, faces: Sequence[Face]) -> list[Face]:
     turned = [f for f in faces if abs(float(f.pose[0])) > TARGET_YAW_WARN]
     if turned:
         yaws = ", ".join(f"{float(f.pose[0]):+.0f}" for f in turned)
+        if len(faces) == 1:
+            which = "the target face is"
+        else:
+            which = f"{len(turned)} of the {len(faces)} target faces {'is' if len(turned) == 1 else 'are'}"
         logger.warning(
             "%s: %s turned %s degrees to the side (yaw); beyond %.0f a swap keeps less of the source's identity and its "
             "far side may show patches. A target facing the camera gives better results",
-            name, "the target face is" if len(turned) == 1 else f"{len(turned)} target faces are", yaws, TARGET_YAW_WARN,
+            name, which, yaws, TARGET_YAW_WARN,
         )  # fmt: skip
     return turned
 
