@@ -16,32 +16,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+from bench_source_pose import BINS, DATA, ROOT, _crop  # run as a script: benchmarks/ is on the path
+from bench_source_pose import TARGETS as SOURCES  # the same six frontal faces, in the other role
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SASWAP_TEST_DATA", ROOT.parent / "shared" / "data"))
-SOURCES = (
-    "face_recognition__obama.jpg", "sadtalker__happy.png", "insightface__1561.jpg", "gfpgan__Adele_crop.png",
-    "sberswap__beckham.jpg", "facenet-pytorch__shea_whigham_1.jpg",
-)  # fmt: skip
-#: clips whose heads turn (a head turn, a turning selfie, a stage, a crowd): frames with one face, spread over yaw
-VIDEOS = (
-    "liveportrait__s32.mp4", "face_recognition__short_hamilton_clip.mp4",
-    "facenet-pytorch__video.mp4",
-)  # fmt: skip
-BINS = (0, 15, 25, 35, 45, 55, 90)
+#: clips whose heads turn (a head turn, a stage, a crowd): faces in their frames, spread over yaw
+VIDEOS = ("liveportrait__s32.mp4", "face_recognition__short_hamilton_clip.mp4", "facenet-pytorch__video.mp4")
 FRAMES_PER_VIDEO = 16
 #: the smallest face judged (box width, pixels): dlib's 150-px chip from fewer pixels reads blur, not identity
 MIN_FACE = 96
-
-
-def _crop(img: np.ndarray, box, margin: float = 0.5) -> np.ndarray:
-    x1, y1, x2, y2 = box
-    m = int(margin * max(x2 - x1, y2 - y1))
-    return img[max(0, int(y1) - m) : int(y2) + m, max(0, int(x1) - m) : int(x2) + m]
 
 
 def _faces(pipe, image: np.ndarray) -> list[tuple[int, object]]:
