@@ -66,19 +66,32 @@ def sources(pipe) -> list[tuple[str, np.ndarray]]:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "outputs" / "source_pose")
+def split_of(name: str) -> str:
+    """The half a picture belongs to ("tune" or "held-out"), by a hash of its file's name: a clip's frames
+    (``NAME#FRAME``) and a photo's faces (``NAME@FACE``) go together."""
+    digest = hashlib.sha256(name.split("#")[0].split("@")[0].encode()).hexdigest()
+    return "tune" if int(digest, 16) % 2 == 0 else "held-out"
+
+
+def start(description: str, default_out: Path):
+    """The command line (``--out``, its folder made), the geometric pipeline, and dlib, the judge."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     from saswap import SaSwapPipeline
-    from saswap.eval.sheets import fit_cell
     from saswap.face.identity import DlibEmbedder
+
+    return args, SaSwapPipeline.from_pretrained("saswap-geometric"), DlibEmbedder()
+
+
+def main() -> None:
+    args, pipe, judge = start(__doc__.splitlines()[0], ROOT / "benchmarks" / "outputs" / "source_pose")
+
+    from saswap.eval.sheets import fit_cell
     from saswap.io import load_image, save_image
 
-    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
-    judge = DlibEmbedder()
     targets = [(t, load_image(DATA / "images" / t)) for t in TARGETS]
     target_faces = [pipe.analyzer(img)[0] for _, img in targets]
     target_embeds = [judge(img, f) for (_, img), f in zip(targets, target_faces)]
@@ -100,7 +113,7 @@ def main() -> None:
             closer.append(d_src < d_tgt)
             margins.append(d_tgt - d_src)
             crops.append(fit_cell(_crop(out.image, tface.box), 128))
-        split = "tune" if int(hashlib.sha256(name.split("#")[0].encode()).hexdigest(), 16) % 2 == 0 else "held-out"
+        split = split_of(name)
         rows.append({"source": name, "yaw": round(float(yaw), 1), "pitch": round(float(pitch), 1),
                      "closer": float(np.mean(closer)), "margin": float(np.mean(margins)), "split": split})  # fmt: skip
         sheet.append((abs(yaw), np.concatenate(crops + [np.full((128, 128, 3), 24, np.uint8)] * (1 + len(targets) - len(crops)), 1)))

@@ -13,13 +13,10 @@ into a tuning half and a held-out half. Contact sheets sorted by |yaw| show each
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
-from bench_source_pose import BINS, DATA, ROOT, _crop  # run as a script: benchmarks/ is on the path
+from bench_source_pose import BINS, DATA, ROOT, _crop, split_of, start  # run as a script: benchmarks/ is on the path
 from bench_source_pose import TARGETS as SOURCES  # the same six frontal faces, in the other role
 
 #: clips whose heads turn (a head turn, a stage, a crowd): faces in their frames, spread over yaw
@@ -66,13 +63,6 @@ def targets(pipe) -> list[tuple[str, np.ndarray, int, object]]:
     return found
 
 
-def split_of(name: str) -> str:
-    """The half a target belongs to ("tune" or "held-out"), by a hash of its file's name: a clip's frames and a
-    photo's faces go together."""
-    digest = hashlib.sha256(name.split("#")[0].split("@")[0].encode()).hexdigest()
-    return "tune" if int(digest, 16) % 2 == 0 else "held-out"
-
-
 def summarise(rows: list[dict]) -> dict:
     """Per split and |yaw| bin: targets, closer share, mean margin, median tone ΔE, median border step excess."""
     bins: dict = {}
@@ -93,20 +83,13 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "outputs" / "target_pose")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args, pipe, judge = start(__doc__.splitlines()[0], ROOT / "benchmarks" / "outputs" / "target_pose")
 
-    from saswap import SaSwapPipeline
     from saswap.eval.sheets import fit_cell
     from saswap.eval.swap_benchmark import output_face
     from saswap.eval.swap_metrics import boundary_colour_step, skin_tone_difference
-    from saswap.face.identity import DlibEmbedder
     from saswap.io import load_image, save_image
 
-    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
-    judge = DlibEmbedder()
     sources = []
     for name in SOURCES:
         img = load_image(DATA / "images" / name)

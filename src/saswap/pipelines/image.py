@@ -214,10 +214,15 @@ def source_turn(face: Face) -> float:
     return float(np.degrees(np.arccos(np.clip(np.cos(yaw) * np.cos(pitch), -1.0, 1.0))))
 
 
-def warn_turned_targets(name: str, faces: Sequence[Face]) -> list[Face]:
-    """Warn (log) about the target faces turned more than :data:`TARGET_YAW_WARN` degrees to the side, which swap
-    badly (less of the source's identity, patches on the far side); return them."""
-    turned = [f for f in faces if abs(float(f.pose[0])) > TARGET_YAW_WARN]
+def target_turned(face: Face) -> bool:
+    """Whether a target face is turned more than :data:`TARGET_YAW_WARN` degrees to the side (yaw, either way)."""
+    return abs(float(face.pose[0])) > TARGET_YAW_WARN
+
+
+def warn_turned_targets(name: str, faces: Sequence[Face]) -> None:
+    """Warn (log) about the target faces turned too far to the side (:func:`target_turned`), which swap badly (less
+    of the source's identity, patches on the far side)."""
+    turned = [f for f in faces if target_turned(f)]
     if turned:
         yaws = ", ".join(f"{float(f.pose[0]):+.0f}" for f in turned)
         if len(faces) == 1:
@@ -229,7 +234,6 @@ def warn_turned_targets(name: str, faces: Sequence[Face]) -> list[Face]:
             "far side may show patches. A target facing the camera gives better results",
             name, which, yaws, TARGET_YAW_WARN,
         )  # fmt: skip
-    return turned
 
 
 def _is_video_path(path: str | os.PathLike) -> bool:

@@ -1076,9 +1076,9 @@ def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) ->
 
 
 def warn_turned_frames(template: str, times: Sequence[float], swapped: int) -> None:
-    """Warn (log) once for a whole video about the swapped frames whose face is turned more than
-    :data:`~saswap.pipelines.image.TARGET_YAW_WARN` degrees to the side (``times``: those frames' times, in order),
-    which swap badly (less of the source's identity, patches on the far side): how many, and from when to when."""
+    """Warn (log) once for a whole video about the swapped frames whose face is turned too far to the side
+    (:func:`~saswap.pipelines.image.target_turned`; ``times``: those frames' times, in order), which swap badly (less
+    of the source's identity, patches on the far side): how many, and from when to when."""
     if not times:
         return
     from saswap.pipelines.image import TARGET_YAW_WARN
@@ -1161,7 +1161,7 @@ def swap_video(
     off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core;
     ``crop_size`` is the engine's crop for the whole video, :func:`precompute_template`'s)."""
     from saswap.engines.base import SourceFace
-    from saswap.pipelines.image import TARGET_YAW_WARN, kept_crop_size, warn_weak_reference
+    from saswap.pipelines.image import kept_crop_size, target_turned, warn_weak_reference
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
     from saswap.videoio import VIDEO_TAG_KEY, VideoReader, open_video_writer, probe_video
@@ -1321,7 +1321,7 @@ def swap_video(
                     if box is not None:
                         swapped_frames += 1
                         swapped_faces += len(faces)
-                        if any(abs(float(tf.face.pose[0])) > TARGET_YAW_WARN for tf in faces):
+                        if any(target_turned(tf.face) for tf in faces):
                             turned.append(frame.time)
                         used.update(tf.face.track_id for tf in faces)
                     frames += 1
