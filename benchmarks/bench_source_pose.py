@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +37,23 @@ def _crop(img: np.ndarray, box, margin: float = 0.5) -> np.ndarray:
     return img[max(0, int(y1) - m) : int(y2) + m, max(0, int(x1) - m) : int(x2) + m]
 
 
-def sources(pipe) -> list[tuple[str, np.ndarray]]:
+def photos(skip: tuple[str, ...]) -> Iterator[tuple[str, np.ndarray]]:
+    """(file name, image) for every readable photo of the shared data, but those named in ``skip``."""
     from saswap.io import load_image
-    from saswap.videoio import VideoReader
 
-    found = []
     for path in sorted((DATA / "images").iterdir()):
-        if path.name in TARGETS:
+        if path.name in skip:
             continue
         try:
-            img = load_image(path)
+            yield path.name, load_image(path)
         except Exception:
             continue
-        if len(pipe.analyzer(img)) == 1:
-            found.append((path.name, img))
+
+
+def sources(pipe) -> list[tuple[str, np.ndarray]]:
+    from saswap.videoio import VideoReader
+
+    found = [(name, img) for name, img in photos(TARGETS) if len(pipe.analyzer(img)) == 1]
     for name in VIDEOS:  # frames with one face, spread over the yaw range
         frames = []
         with VideoReader(DATA / "videos" / name) as reader:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from bench_source_pose import BINS, DATA, ROOT, _crop, split_of, start  # run as a script: benchmarks/ is on the path
+
+# run as a script: benchmarks/ is on the path
+from bench_source_pose import BINS, DATA, ROOT, _crop, photos, split_of, start
 from bench_source_pose import TARGETS as SOURCES  # the same six frontal faces, in the other role
 
 #: clips whose heads turn (a head turn, a stage, a crowd): faces in their frames, spread over yaw
@@ -35,20 +37,13 @@ def _faces(pipe, image: np.ndarray) -> list[tuple[int, object]]:
 def targets(pipe) -> list[tuple[str, np.ndarray, int, object]]:
     """(name, image, face index, face) for every face of :data:`MIN_FACE` px or more in the photos but the sources,
     and for faces in frames of :data:`VIDEOS` (:data:`FRAMES_PER_VIDEO` per clip, spread over their yaw)."""
-    from saswap.io import load_image
     from saswap.videoio import VideoReader
 
     found = []
-    for path in sorted((DATA / "images").iterdir()):
-        if path.name in SOURCES:
-            continue
-        try:
-            img = load_image(path)
-        except Exception:
-            continue
+    for name, img in photos(SOURCES):
         faces = _faces(pipe, img)
         for k, face in faces:
-            found.append((path.name if len(faces) == 1 else f"{path.name}@{k}", img, k, face))
+            found.append((name if len(faces) == 1 else f"{name}@{k}", img, k, face))
     for name in VIDEOS:
         frames = []
         with VideoReader(DATA / "videos" / name) as reader:
