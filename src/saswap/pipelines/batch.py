@@ -529,19 +529,21 @@ class BatchWorker:
         s = self.settings
         source_notes: list[str] = []
         try:
-            from saswap.provenance import make_tag
-
             spec.output.parent.mkdir(parents=True, exist_ok=True)
             ts = time.perf_counter()
             source, source_notes = self._source(str(spec.source))
             timings["source"] = time.perf_counter() - ts
             reference = s.reference
-            from saswap.pipelines.image import compose_provenance
-
-            compose = compose_provenance(self.pipe.compositor)
-            tag = make_tag(engine=self.pipe.engine.name, shape_strength=s.shape_strength, **compose, batch_job=spec.key)
             if spec.kind == "video":
+                from saswap.pipelines.image import compose_provenance
                 from saswap.pipelines.video import swap_video
+                from saswap.provenance import make_tag
+
+                # a photo's tag is its result's own (SaSwapOutput.save, below)
+                compose = compose_provenance(self.pipe.compositor)
+                tag = make_tag(
+                    engine=self.pipe.engine.name, shape_strength=s.shape_strength, **compose, batch_job=spec.key
+                )
 
                 result = swap_video(
                     self.pipe, source, spec.template, spec.output, shape_strength=s.shape_strength,
