@@ -7,7 +7,9 @@ Writes ``swap_results.json`` and a contact sheet (sources, targets, outputs) to 
 folder is git-ignored because the photos are not ours to redistribute. Copy the printed figures
 into ``benchmarks/RESULTS.md``. ``--engine naive`` measures the reference baseline the swap issue
 names (mesh warp + CIELAB transfer + ``seamlessClone``, :mod:`saswap.eval.baseline`) on the same pairs;
-``--config`` passes keyword arguments to the geometric engine (ablations). Any run other than the
+``--config`` passes keyword arguments to the geometric engine (ablations) or to the naive one
+(``--engine naive --config '{"keep_covered": true}'``: the reference under the occlusion bar, the target's covered
+pixels kept as the compose stage keeps them for every engine). Any run other than the
 default geometric one writes ``swap_results_<engine>[_config][_strength-S].json`` and its own contact
 sheet; ``--shape-strength`` sets the strength of the identity, pose and realism pairs (the shape and
 expression measurements always compare 0 and 1). ``--pairs heldout`` measures the held-out sources and targets
@@ -66,7 +68,7 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="time the 720p swap only (no pairs, no sheet)")
     parser.add_argument("--engine", choices=["geometric", "naive"], default="geometric")
     parser.add_argument(
-        "--config", default="{}", help="JSON keyword arguments of the geometric engine and the compositor"
+        "--config", default="{}", help="JSON keyword arguments of the engine and the compositor"
     )
     parser.add_argument("--shape-strength", type=float, default=1.0, help="strength of the identity pairs")
     parser.add_argument(
@@ -76,8 +78,6 @@ def main() -> None:
     data, out_dir = Path(args.data), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = json.loads(args.config)
-    if config and args.engine != "geometric":
-        parser.error("--config applies to the geometric engine only")
 
     from saswap import SaSwapPipeline
     from saswap.compose import Compositor
@@ -87,7 +87,9 @@ def main() -> None:
     from saswap.io import load_image
 
     engine_config, compose = Compositor.split_config(config)
-    engine = NaiveSwapEngine() if args.engine == "naive" else GeometricEngine(**engine_config)
+    if args.engine == "naive" and set(engine_config) - {"crop_size", "keep_covered"}:
+        parser.error("--config: the naive engine takes crop_size and keep_covered (and the compositor's settings)")
+    engine = NaiveSwapEngine(**engine_config) if args.engine == "naive" else GeometricEngine(**engine_config)
     pipe = SaSwapPipeline(engine, compositor=Compositor(**compose))
     # a setting's value may be a folder (a parser's weights): only its last part, in characters a file name can hold
     tag = "".join(f"_{k}-{re.sub(r'[^A-Za-z0-9.+-]', '_', Path(str(v)).name or str(v))}" for k, v in sorted(config.items()))

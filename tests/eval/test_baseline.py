@@ -68,13 +68,20 @@ def test_the_geometric_engine_keeps_an_occluder_the_naive_swap_paints_over(naive
     from saswap.engines import GeometricEngine
 
     geometric = SaSwapPipeline(GeometricEngine(morphable_model=morphable_model), naive.analyzer)
+    # the reference measured under the same bar: the target analysis's covered pixels put back
+    kept = SaSwapPipeline(NaiveSwapEngine(keep_covered=True), naive.analyzer)
     target = load_image(data_path("images", "sadtalker__happy.png"))
     occluded, occ_mask = paste_occluder(target, naive.analyzer(target)[0], microphone_occluder())
     source = load_image(data_path("images", "sberswap__beckham.jpg"))
-    changed = {}
-    for name, pipe in (("naive", naive), ("geometric", geometric)):
+    changed, face_changed = {}, {}
+    face = face_region_masks(naive.analyzer(target)[0].landmarks[:468], target.shape[:2])["face"] > 0.5
+    for name, pipe in (("naive", naive), ("geometric", geometric), ("naive, covered kept", kept)):
         out = pipe(source, occluded)
         diff = np.abs(out.image.astype(int) - occluded.astype(int)).max(axis=2)
         changed[name] = float((diff[occ_mask] > 20).mean())
+        face_changed[name] = float((diff[face & ~occ_mask] > 20).mean())
     assert changed["naive"] > 0.25, changed
     assert changed["geometric"] < 0.2, changed
+    assert changed["naive, covered kept"] < 0.2, changed
+    # and it still swaps the uncovered face as the plain recipe does
+    assert face_changed["naive, covered kept"] > 0.5 * face_changed["naive"] > 0.1, face_changed

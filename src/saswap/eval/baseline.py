@@ -2,8 +2,8 @@
 
 It is the recipe the swap issue names as the bar to beat: the source's face texture warped onto the
 target's face mesh triangle by triangle, a CIELAB mean and standard-deviation transfer over the face,
-and OpenCV's Poisson ``seamlessClone`` over the face region. It has no shape adaptation, no occlusion
-handling, no mouth or eye rules and no relighting; it is for measurement, not for users.
+and OpenCV's Poisson ``seamlessClone`` over the face region. It has no shape adaptation, no mouth or eye
+rules and no relighting, and by default no occlusion handling; it is for measurement, not for users.
 """
 
 from __future__ import annotations
@@ -54,16 +54,21 @@ class NaiveSwapEngine(SwapEngine):
 
     Args:
         crop_size: side of the aligned crop (the geometric engine's default, so both see the same crop).
+        keep_covered: keep the target's pixels where the compose stage's target analysis says something covers
+            the face (its ``occlusion`` map: a face mask, a hand, a microphone), cloned over like the rest and
+            then put back. False (the recipe as the swap issue names it) paints the source over them. The
+            reference measured under the occlusion bar that the product's engines must meet.
 
     ``shape_strength`` is accepted and has no effect: this baseline keeps the target's face shape.
     """
 
     name = "naive"
 
-    def __init__(self, crop_size: int = 384) -> None:
+    def __init__(self, crop_size: int = 384, keep_covered: bool = False) -> None:
         if crop_size < 64:
             raise ValueError(f"crop_size must be at least 64, got {crop_size}")
         self.crop_size = int(crop_size)
+        self.keep_covered = bool(keep_covered)
         self.triangles = mesh_triangles()
 
     def prepare_source(self, image: np.ndarray, face: Face) -> SourceFace:
@@ -98,5 +103,8 @@ class NaiveSwapEngine(SwapEngine):
         # The clone is placed by the centre of the mask's bounding box: this centre keeps it in place.
         out = cv2.seamlessClone(coloured, target, region * 255, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
         mask = region.astype(np.float32)
+        covered = None if not self.keep_covered or analysis is None else analysis.get("occlusion")
+        if covered is not None:
+            mask[np.asarray(covered) > 0.5] = 0.0
         out[mask == 0] = target[mask == 0]
         return EngineOutput(image=out, mask=mask)
