@@ -30,7 +30,7 @@ from saswap.eval.parsing import (  # noqa: E402
     skin_wrongly_kept,
 )
 from saswap.models import FACE_PARSER_CLASSES, FaceParser  # noqa: E402
-from saswap.training.parser_system import FaceParserSystem, dice_loss  # noqa: E402
+from saswap.training.parser_system import FaceParserSystem, dice_loss, label_boundary  # noqa: E402
 from saswap.training.parsing_data import (  # noqa: E402
     HELDOUT_FILES,
     FaceParsingDataset,
@@ -125,6 +125,42 @@ def test_dice_loss_errors_and_range():
     assert 0 <= float(dice_loss(logits, label)) <= 1
     with pytest.raises(ValueError, match="expected logits"):
         dice_loss(logits, label[0])
+
+
+def test_boundary_weight_makes_outline_mistakes_cost_more():
+    from saswap.training.parsing_data import IGNORE_INDEX
+
+    label = torch.zeros(1, 16, 16, dtype=torch.long)
+    label[:, :, 8:] = 1  # skin | occluder, a vertical outline between columns 7 and 8
+    label[:, :2] = IGNORE_INDEX  # an ignored band marks no outline of its own
+    band = label_boundary(label, 2)
+    assert band[0, 2:, 6:10].eq(1).all() and band[0, 2:, :6].eq(0).all() and band[0, 2:, 10:].eq(0).all()
+    assert band[0, :2].eq(0).all()
+    with pytest.raises(ValueError, match="boundary_weight"):
+        FaceParserSystem(FaceParser(block_out_channels=(8, 16)), boundary_weight=-1.0)
+
+    class Fixed(torch.nn.Module):  # a parser whose logits the test sets
+        num_classes, classes = 2, ("skin", "occluder")
+
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, image):
+            return self.logits
+
+    right = torch.stack([(label == 0).float(), (label == 1).float()], 1) * 4.0 - 2.0
+
+    def ce(weight, wrong_cols):
+        logits = right.clone()
+        logits[:, :, 2:, wrong_cols] = logits[:, :, 2:, wrong_cols].flip(1)  # these columns called the other class
+        system = FaceParserSystem(Fixed(logits), boundary_weight=weight, boundary_radius=2, lambda_dice=0.0)
+        return float(system._losses({"image": torch.zeros(1, 3, 16, 16), "label": label})[0])
+
+    # with no weight a wrong column costs the same wherever it lies; with it, a wrong column on the outline costs more
+    assert ce(0.0, [7]) == pytest.approx(ce(0.0, [1]), rel=1e-5)
+    assert ce(2.0, [7]) > 1.5 * ce(2.0, [1])
+    assert ce(2.0, []) == pytest.approx(ce(0.0, []), rel=1e-5)
 
 
 def test_recipe_runs_through_lightning_cli(photos, tmp_path):
