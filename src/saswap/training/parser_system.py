@@ -128,7 +128,7 @@ class FaceParserSystem(L.LightningModule):
             ce = (each * pixel).sum() / norm.clamp(min=1e-6)
         else:
             ce = F.cross_entropy(logits, label, weight=self.class_weight, ignore_index=IGNORE_INDEX)
-        dice = dice_loss(logits, batch["label"])
+        dice = dice_loss(logits, label)
         loss = ce + self.hparams.lambda_dice * dice
         return loss, logits, {"ce": ce.detach(), "dice": dice.detach()}
 
