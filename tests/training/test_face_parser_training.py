@@ -119,6 +119,22 @@ def test_a_few_steps_lower_the_loss(photos):
     assert losses[-1] < 0.6 * losses[0], losses[::8]
 
 
+def test_a_seeded_training_run_draws_the_same_items(photos):
+    from torch.utils.data import DataLoader
+
+    _, _, records = photos
+    ds = FaceParsingDataset(records, image_size=32, length=6, occluder_p=1.0)  # a training set: no fixed seed
+
+    def epochs(seed):  # as the recipe loads it: shuffled, in a worker process that lives across epochs
+        torch.manual_seed(seed)
+        loader = DataLoader(ds, batch_size=3, shuffle=True, num_workers=1, persistent_workers=True)
+        return [torch.cat([b["image"] for b in loader]) for _ in range(2)]
+
+    a, b, c = epochs(0), epochs(0), epochs(1)
+    assert all(map(torch.equal, a, b))  # seed_everything makes the run repeat, epoch by epoch
+    assert not torch.equal(a[0], a[1]) and not torch.equal(a[0], c[0])  # and each epoch, each seed draws anew
+
+
 def test_dice_loss_errors_and_range():
     logits = torch.randn(2, 3, 4, 4)
     label = torch.randint(0, 3, (2, 4, 4))

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from saswap.errors import SaSwapError
 from saswap.models.face_parser import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES
-from saswap.training.parsing_data import ParsingRecord, build_parsing_cache, face_records, source_files
+from saswap.training.parsing_data import ParsingRecord, build_parsing_cache, face_records, item_rng, source_files
 
 __all__ = [
     "ToneHarmonizationDataModule",
@@ -257,7 +257,8 @@ class ToneHarmonizationDataset(Dataset):
         length: items per epoch (records are cycled; each item is drawn anew).
         flip, strength, max_dilate, edge_jitter, max_erode, min_strength, scene: see
             :func:`harmonization_sample`.
-        seed: when given, item ``i`` is the same every time (evaluation); else random per call.
+        seed: when given, item ``i`` is the same every time (evaluation); else random per call, drawn from torch's
+            generator (:func:`~saswap.training.parsing_data.item_rng`), so a seeded training run is repeatable.
     """
 
     def __init__(
@@ -298,7 +299,7 @@ class ToneHarmonizationDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng(None if self.seed is None else (self.seed, index))
+        rng = item_rng(self.seed, index)
         s = harmonization_sample(self.records[index % len(self.records)], self.image_size, rng, **self.kw)
         return {
             "image": torch.from_numpy(s["image"]).permute(2, 0, 1).contiguous(),

@@ -54,6 +54,7 @@ __all__ = [
     "ParsingRecord",
     "build_parsing_cache",
     "face_records",
+    "item_rng",
     "source_files",
     "label_face",
     "outline_band",
@@ -461,6 +462,31 @@ def compose_sample(
     return image, label, occluded, pasted
 
 
+def item_rng(seed: int | None, index: int) -> np.random.Generator:
+    """The random generator of one item of a data set.
+
+    Args:
+        seed: a fixed seed: item ``index`` is then the same every time (evaluation sets). None (training sets): a
+            new draw for every call, seeded from torch's generator, so that ``seed_everything`` (the recipes'
+            ``seed_everything:``) makes a training run repeatable. In a DataLoader worker, torch's generator is
+            the worker's own, which PyTorch seeds from the main process's generator.
+        index: the item's index.
+
+    Returns:
+        a numpy generator.
+
+    Example:
+        >>> _ = torch.manual_seed(0); a = item_rng(None, 3).random()
+        >>> _ = torch.manual_seed(0); bool(a == item_rng(None, 3).random() != item_rng(None, 3).random())
+        True
+        >>> bool(item_rng(7, 3).random() == item_rng(7, 3).random())
+        True
+    """
+    if seed is not None:
+        return np.random.default_rng((seed, index))
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
+
+
 class FaceParsingDataset(Dataset):
     """Cached faces with occluders pasted on the fly.
 
@@ -473,7 +499,8 @@ class FaceParsingDataset(Dataset):
         kinds: occluder kinds to paste (default: :data:`TRAIN_OCCLUDER_KINDS`).
         length: items per epoch (records are cycled; each item is drawn anew).
         occluder_p, max_occluders, jitter, photometric, hand_tone, ignore_outline: see :func:`compose_sample`.
-        seed: when given, item ``i`` is the same every time (evaluation); else random per call.
+        seed: when given, item ``i`` is the same every time (evaluation); else random per call, drawn from torch's
+            generator (:func:`item_rng`), so a seeded training run is repeatable.
     """
 
     def __init__(
@@ -514,7 +541,7 @@ class FaceParsingDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng(None if self.seed is None else (self.seed, index))
+        rng = item_rng(self.seed, index)
         rec = self.records[index % len(self.records)]
         image, label, occluded, _ = compose_sample(rec, self.image_size, self.kinds, rng, **self.kw)
         return {
