@@ -47,6 +47,44 @@ def test_never_two_boxes_for_one_face(results):
             assert iou < 0.3, f"{name}: two boxes overlap with IoU {iou:.2f}"
 
 
+def test_a_large_face_the_picture_edge_cuts_is_found(results):
+    """The selfie's own face, cut by the right and bottom edges, is the picture's largest; BlazeFace misses it on the
+    picture as it is and finds it with a mirrored border. The faces found without the border stay as they were."""
+    from saswap.face import FaceAnalyzer
+
+    image = data_path("images", "deepface__selfie-many-people.jpg")
+    with FaceAnalyzer(edge_faces=False) as plain_analyzer:
+        plain = plain_analyzer(image)
+    faces = results["deepface__selfie-many-people.jpg"]
+    assert len(faces) == len(plain) + 1, f"{len(plain)} faces without the edge search, {len(faces)} with it"
+    cut = faces[0]  # the largest
+    x1, y1, x2, y2 = cut.box
+    assert x2 > 600 and y2 > 500 and cut.area > 1.5 * plain[0].area, cut.box  # the picture is 600 x 604
+    nose = cut.landmarks[1, :2]  # the mesh reads his visible half in the picture itself
+    assert 500 < nose[0] < 600 and 380 < nose[1] < 520, nose
+    for before, after in zip(plain, faces[1:]):
+        np.testing.assert_array_equal(before.landmarks, after.landmarks)
+
+
+def test_the_edge_search_finds_nothing_beyond_a_frame_s_one_face(analyzer):
+    """A talking head's frame: the mirrored border makes a false face at a corner, which the face mesh refuses."""
+    import av
+
+    from saswap.face import FaceAnalyzer
+
+    with av.open(str(data_path("videos", "liveportrait__s32.mp4"))) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    backend = analyzer.backend
+    assert len(backend._detect_edges(frame)[0]) >= 1  # the corner's candidate (0.63 when measured)
+    with FaceAnalyzer(edge_faces=False) as plain_analyzer:
+        plain = plain_analyzer(frame)
+    faces = analyzer(frame)
+    assert len(plain) == len(faces) == 1
+    np.testing.assert_array_equal(plain[0].landmarks, faces[0].landmarks)
+    with pytest.raises(ValueError, match="edge_faces"):
+        FaceAnalyzer(edge_faces="sometimes")
+
+
 def test_no_face_in_a_photo_without_faces(analyzer):
     skimage = pytest.importorskip("skimage")
     assert analyzer(skimage.data.coffee()) == []

@@ -133,6 +133,14 @@ class MediaPipeBackend:
         rotations: also search the image rotated by 90, 270 and 180 degrees when nothing is found.
         refine: run the mesh a second time on the region its own landmarks give, when that region
             differs clearly from the detector's (profiles, tilted heads).
+        edge_faces: also look for faces the picture's edge cuts (a selfie's own face, someone entering the
+            frame), which BlazeFace can miss when the edge cuts it (most of all a large, near face): it
+            reads the picture, made small, with a mirrored border around it, where a cut face is whole
+            again. Only faces that cross the edge and have their centre inside the picture are taken from
+            it, and only where the plain pass found nothing; the face mesh then reads them in the picture
+            itself, as every detection (no mesh, no face). It costs a detector pass (about 12 ms on this
+            project's 2-core CPU); ``"alone"`` runs it only on pictures where the plain pass finds no face (a
+            video's frames: there the face mesh follows a face found once to the edge and back).
     """
 
     name = "mediapipe"
@@ -145,6 +153,7 @@ class MediaPipeBackend:
         fine_tiling_side: int = 900,
         rotations: bool = True,
         refine: bool = True,
+        edge_faces: bool | Literal["alone"] = True,
     ) -> None:
         from saswap.face._mediapipe import BlazeFaceDetector, MeshGraph
 
@@ -156,6 +165,9 @@ class MediaPipeBackend:
         self.fine_tiling_side = int(fine_tiling_side)
         self.rotations = bool(rotations)
         self.refine = bool(refine)
+        if edge_faces not in (True, False, "alone"):
+            raise ValueError(f"edge_faces must be True, False or 'alone', got {edge_faces!r}")
+        self.edge_faces = edge_faces
         self._detector = BlazeFaceDetector(min_score=min_score)
         self._mesh = MeshGraph()
 
@@ -172,9 +184,10 @@ class MediaPipeBackend:
                 outs.append(self._detector(tile, x0, y0))
         return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
 
-    def detect(self, image: np.ndarray, first=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def detect(self, image: np.ndarray, first=None, edges=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate boxes (N, 4), scores (N,) and BlazeFace keypoints (N, 6, 2), after NMS. ``first``: the
-        detector's own pass over the whole of ``image`` when it has run already (:meth:`picture_turn`)."""
+        detector's own pass over the whole of ``image`` when it has run already (:meth:`picture_turn`).
+        ``edges``: ``edge_faces`` for this picture (None: the backend's own)."""
         boxes, scores, kps = self._detector(image) if first is None else first
         keep = nms(boxes, scores)
         boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
@@ -189,7 +202,38 @@ class MediaPipeBackend:
                 tb, ts, tk = self._detect_tiles(image, grid)
                 boxes, scores, kps = np.concatenate([boxes, tb]), np.concatenate([scores, ts]), np.concatenate([kps, tk])
         keep = nms(boxes, scores)
-        return boxes[keep], scores[keep], kps[keep]
+        boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
+        edges = self.edge_faces if edges is None else edges
+        if (edges is True or (edges == "alone" and not len(boxes))) and short >= 64:
+            eb, es, ek = self._detect_edges(image)
+            if len(eb) and len(boxes):  # only faces the plain pass did not find: its boxes stay as they were
+                new = box_iou(eb, boxes).max(axis=1) <= 0.3
+                eb, es, ek = eb[new], es[new], ek[new]
+            boxes, scores, kps = np.concatenate([boxes, eb]), np.concatenate([scores, es]), np.concatenate([kps, ek])
+        return boxes, scores, kps
+
+    def _detect_edges(self, image: np.ndarray, side: int = 256, border: float = 0.3):
+        """Faces the picture's edge cuts (``edge_faces``): both detector models on the picture made at most
+        ``side`` pixels long, with a mirrored border of ``border`` times that around it. Candidates whose box
+        crosses the picture's edge and whose centre lies inside it, in the picture's pixels, after NMS."""
+        import cv2
+
+        h, w = image.shape[:2]
+        scale = min(1.0, side / max(h, w))
+        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        pad = max(1, int(round(border * max(small.shape[:2]))))
+        framed = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+        boxes, scores, kps = self._detector(framed)
+        if not len(boxes):
+            return boxes, scores, kps
+        boxes, kps = (boxes - pad) / scale, (kps - pad) / scale
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        crosses = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
+        inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+        ok = crosses & inside
+        boxes, scores, kps = boxes[ok], scores[ok], kps[ok]
+        keep = nms(boxes, scores)
+        return boxes[keep].astype(np.float32), scores[keep], kps[keep].astype(np.float32)
 
     def upright_scores(self, image: np.ndarray, enough: float | None = None, first=None) -> np.ndarray:
         """How clearly the picture shows an upright face when turned by ``k`` quarter turns (``np.rot90(image, k)``,
@@ -281,24 +325,24 @@ class MediaPipeBackend:
             faces.append(face)
         return faces
 
-    def _detect_turned(self, image: np.ndarray, k: int, first=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _detect_turned(self, image: np.ndarray, k: int, first=None, edges=None) -> tuple[np.ndarray, ...]:
         """:meth:`detect` on ``np.rot90(image, k)``, its boxes and keypoints read back in ``image`` (``first``: the
         detector's pass over ``image`` as it is, for ``k`` 0)."""
         if k % 4 == 0:
-            return self.detect(image, first)
+            return self.detect(image, first, edges)
         h, w = image.shape[:2]
-        boxes, scores, kps = self.detect(np.ascontiguousarray(np.rot90(image, k)))
+        boxes, scores, kps = self.detect(np.ascontiguousarray(np.rot90(image, k)), edges=edges)
         if len(boxes):
             corners = _rotate_points(np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1), k, (h, w))
             boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
             kps = _rotate_points(kps, k, (h, w))
         return boxes, scores, kps
 
-    def __call__(self, image: np.ndarray, turn: int | str = 0) -> list[Face]:
+    def __call__(self, image: np.ndarray, turn: int | str = 0, edges=None) -> list[Face]:
         """The faces of ``image``. ``turn``: the quarter turns (counter-clockwise, as ``np.rot90``) that make its
         content upright (:func:`content_turn`): the detector reads the picture turned so; the landmarks stay in
         ``image``. ``"auto"``: read from the picture itself (:meth:`picture_turn`; its pass over the picture as it
-        is serves the detection too)."""
+        is serves the detection too). ``edges``: ``edge_faces`` for this picture (None: the backend's own)."""
         first = None
         if turn == "auto":
             first = self._detector(image)
@@ -306,12 +350,12 @@ class MediaPipeBackend:
         elif isinstance(turn, str):
             raise ValueError(f"turn must be a number of quarter turns or 'auto', got {turn!r}")
         turn %= 4
-        found = self._detect_turned(image, turn, first if turn == 0 else None)
+        found = self._detect_turned(image, turn, first if turn == 0 else None, edges)
         faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
         if faces or not self.rotations:
             return faces
         for k in (1, 3, 2):
-            boxes, scores, kps = self._detect_turned(image, turn + k)
+            boxes, scores, kps = self._detect_turned(image, turn + k, edges=edges)
             if not len(boxes):
                 continue
             faces = one_way_up(self._faces_from_candidates(image, boxes, scores, kps, turn), turn)
@@ -352,11 +396,14 @@ class FaceAnalyzer:
             raise SaSwapError(f"unknown face analysis backend {backend!r}; choose 'mediapipe' or 'insightface'")
         self.backend_name = backend
 
-    def __call__(self, image: ImageInput, max_faces: int | None = None, turn: int | str = 0) -> list[Face]:
+    def __call__(
+        self, image: ImageInput, max_faces: int | None = None, turn: int | str = 0, edges=None
+    ) -> list[Face]:
         """Analyse an image (path, PIL image or RGB array); faces sorted by box area, largest first. ``turn``: the
         quarter turns (as ``np.rot90``) that make the picture's content upright (:func:`content_turn`; the MediaPipe
         backend only), read from :meth:`upright_scores` over a video's frames; ``"auto"``: read from this picture
-        alone (:meth:`picture_turn`; a photo turned without its orientation metadata)."""
+        alone (:meth:`picture_turn`; a photo turned without its orientation metadata). ``edges``: the MediaPipe
+        backend's ``edge_faces`` for this picture (None: its own; other backends ignore it)."""
         img = load_image(image)
         turnable = hasattr(self.backend, "picture_turn")
         if isinstance(turn, str):
@@ -365,7 +412,7 @@ class FaceAnalyzer:
             turn = turn if turnable else 0  # a backend that cannot turn reads the picture as it is
         elif turn % 4 and not turnable:
             raise SaSwapError(f"the {self.backend_name} face analysis backend cannot read a picture turned by {turn}")
-        found = self.backend(img, turn=turn) if turnable else self.backend(img)
+        found = self.backend(img, turn=turn, edges=edges) if turnable else self.backend(img)
         faces = sorted(found, key=lambda f: -f.area)
         return faces if max_faces is None else faces[:max_faces]
 

@@ -203,7 +203,7 @@ class TargetAnalyzer:
 
         from saswap.face.analyzer import MediaPipeBackend
 
-        keys = ("min_score", "tiling", "small_face", "rotations", "refine")
+        keys = ("min_score", "tiling", "small_face", "rotations", "refine", "edge_faces")
         loaded = hasattr(self._analyzer, "backend")
         if loaded and getattr(self._analyzer, "backend_name", "mediapipe") != "mediapipe":
             backend, options = self._analyzer.backend_name, {}
@@ -234,24 +234,28 @@ class TargetAnalyzer:
         backend = getattr(self._analyzer, "backend", None)
         if type(self._analyzer) is not FaceAnalyzer or type(backend) is not MediaPipeBackend:
             return None
-        keys = ("min_score", "tiling", "small_face", "fine_tiling_side", "rotations", "refine")
+        keys = ("min_score", "tiling", "small_face", "fine_tiling_side", "rotations", "refine", "edge_faces")
         return "mediapipe", {k: getattr(backend, k) for k in keys}
 
-    def faces(self, image: np.ndarray, turn: int | str = 0) -> list[Face]:
+    def faces(self, image: np.ndarray, turn: int | str = 0, edges=None) -> list[Face]:
         """Faces of a picture, largest first. ``turn``: the quarter turns (as ``np.rot90``) that make its content
         upright (a video's, :func:`~saswap.face.analyzer.content_turn`), or ``"auto"``: the picture's own (a photo's,
         :meth:`~saswap.face.analyzer.FaceAnalyzer.picture_turn`). A caller's own analyzer (a callable of the picture
-        alone) reads a picture as it is, and cannot read a turned video."""
+        alone) reads a picture as it is, and cannot read a turned video. ``edges``: the MediaPipe backend's
+        ``edge_faces`` for this picture (None: its own)."""
         if hasattr(self.analyzer, "picture_turn"):  # a FaceAnalyzer
-            return self.analyzer(image, turn=turn)
+            return self.analyzer(image, turn=turn, edges=edges)
         if turn not in (0, "auto"):
             raise SaSwapError(f"a caller's own face analyzer cannot read a picture turned by {turn}")
         return self.analyzer(image)
 
     def detect(self, image: np.ndarray, turn: int = 0) -> list[Face]:
-        """Faces of a template's frame, largest first (:meth:`faces`; counted in :attr:`calls`)."""
+        """Faces of a template's frame, largest first (:meth:`faces`; counted in :attr:`calls`). Faces the frame's
+        edge cuts are looked for only in frames where no face is found otherwise (``edge_faces="alone"``): the
+        template analysis follows a face it has found to the edge and back with the face mesh, and the search would
+        add a detector pass to every frame."""
         self.calls += 1
-        return self.faces(image, turn)
+        return self.faces(image, turn, edges="alone")
 
     def upright_scores(self, image: np.ndarray) -> np.ndarray | None:
         """How clearly the frame shows upright faces turned each of four ways
