@@ -160,19 +160,10 @@ class BlazeFaceDetector:
     def __call__(
         self, image: np.ndarray, x0: float = 0.0, y0: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h, w = image.shape[:2]
+        boxes, scores, kps = [], [], []
         with quiet_native_stderr():
             results = [self._full.process(image), self._short.process(image)]
-        return self._read(results, image.shape[:2], x0, y0)
-
-    def short_range(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The short-range model alone (faces near the camera), as :meth:`__call__` gives them."""
-        with quiet_native_stderr():
-            results = [self._short.process(image)]
-        return self._read(results, image.shape[:2], 0.0, 0.0)
-
-    def _read(self, results, shape: tuple[int, int], x0: float, y0: float):
-        h, w = shape
-        boxes, scores, kps = [], [], []
         for result in results:
             for det in result.detections or []:
                 if det.score[0] < self.min_score:  # MediaPipe's weighted NMS can average below its threshold
