@@ -85,6 +85,26 @@ def test_the_edge_search_finds_nothing_beyond_a_frame_s_one_face(analyzer):
         FaceAnalyzer(edge_faces="sometimes")
 
 
+def test_a_video_frame_looks_at_its_edges_only_when_nothing_else_is_found(analyzer):
+    """``edges="alone"`` (a template's frames): the selfie's corner, where only his cut face shows, gains it; the
+    whole selfie, whose other faces the plain pass finds, does not. A call narrows the analyzer's own setting and
+    never widens it: an analyzer made with ``edge_faces=False`` looks at no edge."""
+    from saswap.face import FaceAnalyzer
+    from saswap.io import load_image
+
+    image = load_image(data_path("images", "deepface__selfie-many-people.jpg"))
+    corner = np.ascontiguousarray(image[250:, 400:])  # his face, cut by the corner's right and bottom edges
+    with FaceAnalyzer(edge_faces=False) as plain_analyzer:
+        assert plain_analyzer(corner) == [] and plain_analyzer(corner, edges="alone") == []
+        whole = plain_analyzer(image)
+    found = analyzer(corner, edges="alone")
+    assert len(found) == 1 and found[0].box[2] > corner.shape[1], [f.box for f in found]
+    alone = analyzer(image, edges="alone")  # the plain pass finds four faces: no edge search
+    assert len(alone) == len(whole) == len(analyzer(image)) - 1
+    with pytest.raises(ValueError, match="edges"):
+        analyzer(image, edges="often")
+
+
 def test_no_face_in_a_photo_without_faces(analyzer):
     skimage = pytest.importorskip("skimage")
     assert analyzer(skimage.data.coffee()) == []

@@ -139,8 +139,10 @@ class MediaPipeBackend:
             again. Only faces that cross the edge and have their centre inside the picture are taken from
             it, and only where the plain pass found nothing; the face mesh then reads them in the picture
             itself, as every detection (no mesh, no face). It costs a detector pass (about 12 ms on this
-            project's 2-core CPU); ``"alone"`` runs it only on pictures where the plain pass finds no face (a
-            video's frames: there the face mesh follows a face found once to the edge and back).
+            project's 2-core CPU); ``"alone"`` runs it only on pictures where no face is found otherwise (a
+            video's frames: there the face mesh follows a face found once to the edge and back). A call's
+            ``edges`` can narrow it for one picture, never widen it: with ``False`` here no pass runs at all.
+            The search over other quarter turns, when nothing is found, does without it.
     """
 
     name = "mediapipe"
@@ -184,10 +186,10 @@ class MediaPipeBackend:
                 outs.append(self._detector(tile, x0, y0))
         return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
 
-    def detect(self, image: np.ndarray, first=None, edges=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def detect(self, image: np.ndarray, first=None, edges: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate boxes (N, 4), scores (N,) and BlazeFace keypoints (N, 6, 2), after NMS. ``first``: the
         detector's own pass over the whole of ``image`` when it has run already (:meth:`picture_turn`).
-        ``edges``: ``edge_faces`` for this picture (None: the backend's own)."""
+        ``edges``: add the candidates of :meth:`_detect_edges` that the plain pass did not find."""
         boxes, scores, kps = self._detector(image) if first is None else first
         keep = nms(boxes, scores)
         boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
@@ -203,14 +205,23 @@ class MediaPipeBackend:
                 boxes, scores, kps = np.concatenate([boxes, tb]), np.concatenate([scores, ts]), np.concatenate([kps, tk])
         keep = nms(boxes, scores)
         boxes, scores, kps = boxes[keep], scores[keep], kps[keep]
-        edges = self.edge_faces if edges is None else edges
-        if (edges is True or (edges == "alone" and not len(boxes))) and short >= 64:
+        if edges:
             eb, es, ek = self._detect_edges(image)
             if len(eb) and len(boxes):  # only faces the plain pass did not find: its boxes stay as they were
                 new = box_iou(eb, boxes).max(axis=1) <= 0.3
                 eb, es, ek = eb[new], es[new], ek[new]
             boxes, scores, kps = np.concatenate([boxes, eb]), np.concatenate([scores, es]), np.concatenate([kps, ek])
         return boxes, scores, kps
+
+    _EDGE_ORDER = (False, "alone", True)
+
+    def _edge_mode(self, edges) -> bool | str:
+        """The edge search for one picture: a call's ``edges`` (None: none asked) narrows ``edge_faces``."""
+        if edges is None:
+            return self.edge_faces
+        if edges not in self._EDGE_ORDER:
+            raise ValueError(f"edges must be True, False or 'alone', got {edges!r}")
+        return min(self.edge_faces, edges, key=self._EDGE_ORDER.index)
 
     def _detect_edges(self, image: np.ndarray, side: int = 256, border: float = 0.3):
         """Faces the picture's edge cuts (``edge_faces``): both detector models on the picture made at most
@@ -219,6 +230,8 @@ class MediaPipeBackend:
         import cv2
 
         h, w = image.shape[:2]
+        if min(h, w) < 64:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 6, 2), np.float32)
         scale = min(1.0, side / max(h, w))
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         pad = max(1, int(round(border * max(small.shape[:2]))))
@@ -325,13 +338,14 @@ class MediaPipeBackend:
             faces.append(face)
         return faces
 
-    def _detect_turned(self, image: np.ndarray, k: int, first=None, edges=None) -> tuple[np.ndarray, ...]:
-        """:meth:`detect` on ``np.rot90(image, k)``, its boxes and keypoints read back in ``image`` (``first``: the
-        detector's pass over ``image`` as it is, for ``k`` 0)."""
+    def _detect_turned(self, image: np.ndarray, k: int, first=None, edges: bool = False, find=None):
+        """:meth:`detect` (or ``find``, a callable of a picture alone) on ``np.rot90(image, k)``, its boxes and
+        keypoints read back in ``image`` (``first``: the detector's pass over ``image`` as it is, for ``k`` 0)."""
         if k % 4 == 0:
-            return self.detect(image, first, edges)
+            return self.detect(image, first, edges) if find is None else find(image)
         h, w = image.shape[:2]
-        boxes, scores, kps = self.detect(np.ascontiguousarray(np.rot90(image, k)), edges=edges)
+        turned = np.ascontiguousarray(np.rot90(image, k))
+        boxes, scores, kps = self.detect(turned, edges=edges) if find is None else find(turned)
         if len(boxes):
             corners = _rotate_points(np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1), k, (h, w))
             boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
@@ -342,7 +356,7 @@ class MediaPipeBackend:
         """The faces of ``image``. ``turn``: the quarter turns (counter-clockwise, as ``np.rot90``) that make its
         content upright (:func:`content_turn`): the detector reads the picture turned so; the landmarks stay in
         ``image``. ``"auto"``: read from the picture itself (:meth:`picture_turn`; its pass over the picture as it
-        is serves the detection too). ``edges``: ``edge_faces`` for this picture (None: the backend's own)."""
+        is serves the detection too). ``edges``: ``edge_faces`` for this picture, within the backend's own."""
         first = None
         if turn == "auto":
             first = self._detector(image)
@@ -350,12 +364,16 @@ class MediaPipeBackend:
         elif isinstance(turn, str):
             raise ValueError(f"turn must be a number of quarter turns or 'auto', got {turn!r}")
         turn %= 4
-        found = self._detect_turned(image, turn, first if turn == 0 else None, edges)
+        edges = self._edge_mode(edges)
+        found = self._detect_turned(image, turn, first if turn == 0 else None, edges is True)
         faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
+        if not faces and edges == "alone":  # nothing the face mesh accepts: now the faces the edge cuts
+            found = self._detect_turned(image, turn, find=self._detect_edges)
+            faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
         if faces or not self.rotations:
             return faces
         for k in (1, 3, 2):
-            boxes, scores, kps = self._detect_turned(image, turn + k, edges=edges)
+            boxes, scores, kps = self._detect_turned(image, turn + k, edges=False)
             if not len(boxes):
                 continue
             faces = one_way_up(self._faces_from_candidates(image, boxes, scores, kps, turn), turn)
@@ -403,7 +421,7 @@ class FaceAnalyzer:
         quarter turns (as ``np.rot90``) that make the picture's content upright (:func:`content_turn`; the MediaPipe
         backend only), read from :meth:`upright_scores` over a video's frames; ``"auto"``: read from this picture
         alone (:meth:`picture_turn`; a photo turned without its orientation metadata). ``edges``: the MediaPipe
-        backend's ``edge_faces`` for this picture (None: its own; other backends ignore it)."""
+        backend's ``edge_faces`` for this picture, within its own (other backends ignore it)."""
         img = load_image(image)
         turnable = hasattr(self.backend, "picture_turn")
         if isinstance(turn, str):

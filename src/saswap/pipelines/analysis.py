@@ -242,7 +242,7 @@ class TargetAnalyzer:
         upright (a video's, :func:`~saswap.face.analyzer.content_turn`), or ``"auto"``: the picture's own (a photo's,
         :meth:`~saswap.face.analyzer.FaceAnalyzer.picture_turn`). A caller's own analyzer (a callable of the picture
         alone) reads a picture as it is, and cannot read a turned video. ``edges``: the MediaPipe backend's
-        ``edge_faces`` for this picture (None: its own)."""
+        ``edge_faces`` for this picture, within its own."""
         if hasattr(self.analyzer, "picture_turn"):  # a FaceAnalyzer
             return self.analyzer(image, turn=turn, edges=edges)
         if turn not in (0, "auto"):
@@ -251,7 +251,7 @@ class TargetAnalyzer:
 
     def detect(self, image: np.ndarray, turn: int = 0) -> list[Face]:
         """Faces of a template's frame, largest first (:meth:`faces`; counted in :attr:`calls`). Faces the frame's
-        edge cuts are looked for only in frames where no face is found otherwise (``edge_faces="alone"``): the
+        edge cuts are looked for only in frames where no face is found otherwise (``edges="alone"``): the
         template analysis follows a face it has found to the edge and back with the face mesh, and the search would
         add a detector pass to every frame."""
         self.calls += 1
