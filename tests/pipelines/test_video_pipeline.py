@@ -894,7 +894,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind, signame):
     cmd = [
         sys.executable, "-m", "saswap", "swap", "-s", str(data_path("images", "sberswap__beckham.jpg")),
         "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
-        "--start", "0", "--end", "4", "--quiet", "--workers", "2", "--worker-kind", kind,
+        "--start", "0", "--end", "2", "--quiet", "--workers", "2", "--worker-kind", kind,
     ]  # fmt: skip
     proc = _interruptible(cmd)
     deadline = time.time() + 120
