@@ -3,6 +3,7 @@ pass-through exact outside the face, the reference person alone swapped, bad inp
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -24,9 +25,10 @@ def _segment(src: Path, dst: Path, end: float) -> Path:
     return dst
 
 
-def _frames(path: Path) -> list[np.ndarray]:
+def _frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The RGB frames of ``path`` (the first ``limit`` of them)."""
     with av.open(str(path)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        return [f.to_ndarray(format="rgb24") for f in itertools.islice(c.decode(video=0), limit)]
 
 
 def _encode(path: Path, frames: list[np.ndarray], crf: int | None = 12) -> Path:
@@ -542,7 +544,7 @@ def test_reference_person_alone_is_swapped_when_someone_else_is_there_first(pipe
     """Left: one person all along; right: another who enters after 10 frames. With a photo of the second
     person (a later frame of their clip) as reference, only the right half changes, and nothing changes
     before they enter. The default embedder (SFace) needs no optional package."""
-    left = [f for f in _frames(data_path("videos", "liveportrait__d8.mp4"))[:20]]
+    left = [f for f in _frames(data_path("videos", "liveportrait__d8.mp4"), 20)]
     with av.open(str(data_path("videos", "liveportrait__d19.mp4"))) as c:
         right = [f.to_ndarray(format="rgb24") for _, f in zip(range(20), c.decode(video=0))]
     frames = []
@@ -604,7 +606,7 @@ def test_an_animated_gif_is_swapped_into_a_gif_with_its_timing(tmp_path, capsys)
 
     from saswap.cli import main
 
-    frames = _frames(data_path("videos", "liveportrait__d8.mp4"))[:8]
+    frames = _frames(data_path("videos", "liveportrait__d8.mp4"), 8)
     frames = [Image.fromarray(cv2.resize(f, (240, 240), interpolation=cv2.INTER_AREA)) for f in frames]
     durations = [40, 40, 40, 100, 40, 40, 40, 60]
     frames[0].save(tmp_path / "meme.gif", save_all=True, append_images=frames[1:], duration=durations, loop=0)
@@ -1127,7 +1129,7 @@ def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_
     two one person, so the swap changes the face before and after the cover (not only the longer run)."""
     import saswap.pipelines.video as video
 
-    frames = _frames(data_path("videos", "liveportrait__d8.mp4"))[:44]
+    frames = _frames(data_path("videos", "liveportrait__d8.mp4"), 44)
     for frame in frames[12:26]:
         frame[60:420, 90:390] = 128  # something flat in front of the whole face
     template = _encode(tmp_path / "covered.mp4", frames)
@@ -1150,8 +1152,8 @@ def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_
 
 def _cutaway(tmp_path: Path, other: str) -> Path:
     """Shots of one person (d8), a cut to 12 frames of ``other`` (resized to 480x480), a cut back."""
-    a = _frames(data_path("videos", "liveportrait__d8.mp4"))
-    b = _frames(data_path("videos", other))[:12]
+    a = _frames(data_path("videos", "liveportrait__d8.mp4"), 52)
+    b = _frames(data_path("videos", other), 12)
     b = [cv2.resize(f, (480, 480), interpolation=cv2.INTER_AREA) for f in b]
     return _encode(tmp_path / "cutaway.mp4", a[:12] + b + a[40:52])
 
@@ -1190,8 +1192,9 @@ def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_afte
     if other == "liveportrait__d10.mp4":  # the command line tells them, as --face-index counts them
         from saswap.cli import main
 
-        assert main(["precompute", str(template), "--cache-dir", str(tmp_path / "cli"), "--quiet"]) == 0
+        assert main(["precompute", str(template), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
         out = capsys.readouterr().out
+        assert ": already cached in " in out  # the swap's cache, read again
         assert "(3 shots):\n  --face-index 0: seen in 24 frames, 2 shots (0.0-1.2 s)" in out
         assert "  --face-index 1: seen in 12 frames, 1 shot (0.4-0.8 s)" in out
     if other == "liveportrait__d5.mp4":
@@ -1260,8 +1263,8 @@ def test_a_followed_face_that_becomes_someone_else_is_dropped(pipe, tmp_path, mo
     person's face."""
     import saswap.pipelines.video as video
 
-    a = _frames(data_path("videos", "liveportrait__d8.mp4"))
-    b = _frames(data_path("videos", "liveportrait__d5.mp4"))[:3]
+    a = _frames(data_path("videos", "liveportrait__d8.mp4"), 14)
+    b = _frames(data_path("videos", "liveportrait__d5.mp4"), 3)
     b = [cv2.resize(f, a[0].shape[1::-1], interpolation=cv2.INTER_AREA) for f in b]
     template = _encode(tmp_path / "passer.mp4", a[:8] + b + a[8:14])
     detect, seen = pipe.target_analyzer.detect, []
