@@ -263,7 +263,10 @@ def _skin_tone(image: np.ndarray, face: Face) -> np.ndarray | None:
     skin = face_region_masks(face.landmarks[:468], image.shape[:2])["skin"] > 0.5
     if skin.sum() < 50:
         return None
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ys, xs = np.nonzero(skin)  # converted in the skin's box only: the same pixels in the same order
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    image, skin = image[box], skin[box]
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB).astype(np.float32)
     lab[..., 0] *= 100.0 / 255.0
     lab[..., 1:] -= 128.0
     return lab[skin].mean(axis=0)
