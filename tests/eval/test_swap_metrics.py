@@ -272,7 +272,9 @@ def test_an_independent_detector_reads_the_jitter_of_a_shaken_video(analyzer, dl
         for im, (dx, dy) in zip(images, rng.normal(0, 0.5, (len(images), 2)))
     ]
     class TrackOnce(DlibLandmarks):  # dlib's reading of each distinct list of frames, once
-        read: dict = {}
+        def __init__(self):
+            super().__init__()
+            self.read = {}
 
         def track(self, frames):
             key = tuple(hashlib.sha1(np.ascontiguousarray(f)).hexdigest() for f in frames)

@@ -187,11 +187,10 @@ def boundary_colour_step(image: np.ndarray, face: Face, width: float = 0.08, upp
         outside &= above
     if inside.sum() < 10 or outside.sum() < 10:
         return 0.0
-    image = window
-    skin_out = outside & _skin_like(image, image[inside])
+    skin_out = outside & _skin_like(window, window[inside])
     if skin_out.sum() < 10:
         skin_out = outside
-    return float(delta_e(image[inside].mean(0).astype(np.uint8), image[skin_out].mean(0).astype(np.uint8)))
+    return float(delta_e(window[inside].mean(0).astype(np.uint8), window[skin_out].mean(0).astype(np.uint8)))
 
 
 def upper_face_side(face: Face, shape: tuple[int, int]) -> np.ndarray:
