@@ -338,14 +338,14 @@ class MediaPipeBackend:
             faces.append(face)
         return faces
 
-    def _detect_turned(self, image: np.ndarray, k: int, first=None, edges: bool = False, find=None):
-        """:meth:`detect` (or ``find``, a callable of a picture alone) on ``np.rot90(image, k)``, its boxes and
-        keypoints read back in ``image`` (``first``: the detector's pass over ``image`` as it is, for ``k`` 0)."""
+    def _detect_turned(self, image: np.ndarray, k: int, find=None):
+        """``find`` (a callable of a picture alone; :meth:`detect` by default) on ``np.rot90(image, k)``, its boxes
+        and keypoints read back in ``image``."""
+        find = self.detect if find is None else find
         if k % 4 == 0:
-            return self.detect(image, first, edges) if find is None else find(image)
+            return find(image)
         h, w = image.shape[:2]
-        turned = np.ascontiguousarray(np.rot90(image, k))
-        boxes, scores, kps = self.detect(turned, edges=edges) if find is None else find(turned)
+        boxes, scores, kps = find(np.ascontiguousarray(np.rot90(image, k)))
         if len(boxes):
             corners = _rotate_points(np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1), k, (h, w))
             boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
@@ -365,7 +365,8 @@ class MediaPipeBackend:
             raise ValueError(f"turn must be a number of quarter turns or 'auto', got {turn!r}")
         turn %= 4
         edges = self._edge_mode(edges)
-        found = self._detect_turned(image, turn, first if turn == 0 else None, edges is True)
+        first = first if turn == 0 else None  # the pass over the picture as it is serves only its own turn
+        found = self._detect_turned(image, turn, lambda picture: self.detect(picture, first, edges is True))
         faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
         if not faces and edges == "alone":  # nothing the face mesh accepts: now the faces the edge cuts
             found = self._detect_turned(image, turn, find=self._detect_edges)
@@ -373,7 +374,7 @@ class MediaPipeBackend:
         if faces or not self.rotations:
             return faces
         for k in (1, 3, 2):
-            boxes, scores, kps = self._detect_turned(image, turn + k, edges=False)
+            boxes, scores, kps = self._detect_turned(image, turn + k)
             if not len(boxes):
                 continue
             faces = one_way_up(self._faces_from_candidates(image, boxes, scores, kps, turn), turn)
