@@ -78,6 +78,27 @@ def test_channel_order_is_opencvs(sface, analyzer):
         sface.embed_crop(crop[:100])
 
 
+def test_embedder_dequantises_once_and_equals_the_quantised_graph(sface, analyzer):
+    """The embedder's session folds the int8 weights into float ones when it is made (not at every run), and gives the
+    embedding of the graph run as shipped."""
+    import onnxruntime as ort
+
+    from saswap.face.identity import DEQUANTIZE_ONCE
+    from saswap.face.sface import sface_onnx_bytes
+
+    assert sface.session.get_session_options().get_session_config_entry(DEQUANTIZE_ONCE) == "1"
+    image = load_image(data_path("images", "face_recognition__obama.jpg"))
+    crop = sface.crop(image, analyzer(image)[0])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    shipped = ort.InferenceSession(sface_onnx_bytes(), options, providers=["CPUExecutionProvider"])
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # the graph as shipped: not folded
+        shipped.get_session_options().get_session_config_entry(DEQUANTIZE_ONCE)
+    reference = shipped.run(None, {"data": crop.astype(np.float32).transpose(2, 0, 1)[None]})[0].ravel()
+    reference /= np.linalg.norm(reference)
+    assert np.abs(sface.embed_crop(crop) - reference).max() < 1e-5
+
+
 def test_same_person_scores_above_the_threshold_and_others_below(sface, analyzer):
     t = sface.same_person_cosine
     obama, obama2 = (

