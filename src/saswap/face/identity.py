@@ -91,7 +91,7 @@ class SFaceEmbedder:
         # Dequantise the int8 weights once, when the session is made: onnxruntime keeps a quantised graph's
         # DequantizeLinear nodes for its int8 kernels, and a graph whose weights alone are quantised (as SFace's) has
         # none to run, so every embedding dequantised 29 tensors again: 38 -> 20 ms per face on 2 CPU cores,
-        # embeddings equal to 3e-6, about 40 MB more memory (benchmarks/RESULTS.md, stop 71).
+        # embeddings equal to 2e-6, about 33 MiB more memory (benchmarks/RESULTS.md, stop 71).
         options.add_session_config_entry(DEQUANTIZE_ONCE, "1")
         self.session = ort.InferenceSession(
             sface_onnx_bytes(), options, providers=providers or ["CPUExecutionProvider"]
