@@ -172,6 +172,10 @@ def test_video_stability_reports_the_share_of_the_expression_carried_over(analyz
     assert carried.to_dict()["expression_carried"] == 1.0
 
 
+def _picture_key(image: np.ndarray) -> tuple:
+    return image.shape, hashlib.sha1(np.ascontiguousarray(image)).hexdigest()
+
+
 class _ReadOnce:
     """The face analyzer, reading each distinct picture once: the measures below read the same template frames over
     and over (against itself, against a frozen face, a flickering one...)."""
@@ -180,10 +184,25 @@ class _ReadOnce:
         self.analyzer, self.read = analyzer, {}
 
     def __call__(self, image: np.ndarray):
-        key = (image.shape, hashlib.sha1(np.ascontiguousarray(image)).hexdigest())
+        key = _picture_key(image)
         if key not in self.read:
             self.read[key] = self.analyzer(image)
         return self.read[key]
+
+
+def _track_once(reader):
+    """``reader`` (:class:`~saswap.eval.video_stability.DlibLandmarks`) with its ``track`` reading each distinct list
+    of frames once."""
+    read, track = {}, reader.track
+
+    def once(frames):
+        key = tuple(_picture_key(f) for f in frames)
+        if key not in read:
+            read[key] = track(frames)
+        return read[key]
+
+    reader.track = once
+    return reader
 
 
 def _talking_track(analyzer, frames: int = 15):
@@ -271,19 +290,8 @@ def test_an_independent_detector_reads_the_jitter_of_a_shaken_video(analyzer, dl
         cv2.warpAffine(im, np.float32([[1, 0, dx], [0, 1, dy]]), im.shape[1::-1], borderMode=cv2.BORDER_REFLECT101)
         for im, (dx, dy) in zip(images, rng.normal(0, 0.5, (len(images), 2)))
     ]
-    class TrackOnce(DlibLandmarks):  # dlib's reading of each distinct list of frames, once
-        def __init__(self):
-            super().__init__()
-            self.read = {}
-
-        def track(self, frames):
-            key = tuple(hashlib.sha1(np.ascontiguousarray(f)).hexdigest() for f in frames)
-            if key not in self.read:
-                self.read[key] = super().track(frames)
-            return self.read[key]
-
     analyzer = _ReadOnce(analyzer)
-    reader = TrackOnce()
+    reader = _track_once(DlibLandmarks())
     points = reader.track(images)
     assert all(p is not None and p.shape == (68, 2) for p in points)
     same = measure_video_stability(images, images, analyzer, landmarks68=reader)
