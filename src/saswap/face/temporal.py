@@ -22,7 +22,7 @@ from saswap.face.types import Face
 
 _STABLE = np.array(POSE_VERTICES)  # the mesh's expression-stable vertices (``FaceSmoother(rigid=True)``)
 
-__all__ = ["OneEuroFilter", "FaceSmoother", "FaceTracker"]
+__all__ = ["OneEuroFilter", "FaceSmoother", "FaceTracker", "thumbnail_change", "FLAT_SPREAD"]
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -185,6 +185,40 @@ class _Track:
     hits: int = 1
 
 
+#: The least spread of a thumbnail's grey levels (standard deviation, 0-255) that shows a picture. Below it a frame
+#: is blank (black, a plain title card, the darkest steps of a fade): its thumbnail normalised to unit spread was its
+#: codec's noise blown up, and every blank frame decorrelated from the one before it as from another scene.
+FLAT_SPREAD = 2.0
+
+
+def thumbnail_change(previous: np.ndarray, current: np.ndarray) -> float:
+    """How much a frame's grey thumbnail changed from the one before: 1 - their normalised correlation (0-2).
+
+    Two blank thumbnails (grey levels spread less than :data:`FLAT_SPREAD`) have no picture to correlate and are
+    compared by their mean: a jump of 32 levels reads 0.5, a black frame after a white one 2. A blank thumbnail beside
+    a picture reads 1, as two uncorrelated pictures do.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> black = lambda: rng.normal(16.0, 0.3, (18, 32))  # a black frame's codec noise
+        >>> picture = rng.uniform(0, 255, (18, 32))
+        >>> round(thumbnail_change(black(), black()), 2), thumbnail_change(black(), picture)
+        (0.0, 1.0)
+        >>> round(thumbnail_change(picture, picture * 0.5 + 20), 6)  # the same picture, dimmed
+        0.0
+    """
+    a = np.asarray(previous, np.float64)
+    b = np.asarray(current, np.float64)
+    flat_a, flat_b = a.std() < FLAT_SPREAD, b.std() < FLAT_SPREAD
+    if flat_a and flat_b:
+        return float(min(2.0, abs(a.mean() - b.mean()) / 64.0))
+    if flat_a or flat_b:
+        return 1.0
+    a = (a - a.mean()) / a.std()
+    b = (b - b.mean()) / b.std()
+    return 1.0 - float((a * b).mean())
+
+
 class FaceTracker:
     """Keeps one id per person across the frames of a video.
 
@@ -235,7 +269,8 @@ class FaceTracker:
         self.last_change = None
 
     def is_shot_cut(self, image: np.ndarray) -> bool:
-        """Whether ``image`` starts a new shot (its thumbnail decorrelates from the previous frame's).
+        """Whether ``image`` starts a new shot (its thumbnail decorrelates from the previous frame's,
+        :func:`thumbnail_change`; a run of blank frames is one stretch, cut from the pictures on either side).
 
         Call once per frame, in order; :meth:`update` calls it when given the frame. The decorrelation is kept in
         :attr:`last_change` (for a caller's own, finer test: two shots of alike framing and light, a talking head
@@ -245,8 +280,7 @@ class FaceTracker:
 
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         thumb = cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float64)
-        thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-6)
-        self.last_change = None if self._last_thumb is None else 1.0 - float((thumb * self._last_thumb).mean())
+        self.last_change = None if self._last_thumb is None else thumbnail_change(self._last_thumb, thumb)
         self._last_thumb = thumb
         return self.last_change is not None and self.last_change > self.cut_threshold
 
