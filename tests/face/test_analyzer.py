@@ -105,6 +105,30 @@ def test_a_video_frame_looks_at_its_edges_only_when_nothing_else_is_found(analyz
         analyzer(image, edges="often")
 
 
+def test_a_small_face_in_a_large_photo_is_found_on_finer_tiles(analyzer):
+    # A person a few metres away in a 12-megapixel photo: their face about 2% of its shorter side, too small for the
+    # detector on the whole picture and on 3x3 tiles. Nothing else being found, finer tiles find it (it was "no face").
+    import cv2
+
+    from saswap.io import load_image
+
+    person = load_image(data_path("images", "face_recognition__obama.jpg"))
+    small = cv2.resize(person, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
+    photo = np.full((3000, 4000, 3), (90, 110, 130), np.uint8)
+    y, x = 1000, 2000
+    photo[y : y + small.shape[0], x : x + small.shape[1]] = small
+    backend = analyzer.backend
+    assert not len(backend._detect_tiles(photo, 3)[0])  # the 3x3 tiles find nothing there
+    found = analyzer(photo)
+    assert len(found) == 1
+    box = found[0].box
+    assert x <= box[0] < box[2] <= x + small.shape[1] and y <= box[1] < box[3] <= y + small.shape[0], box
+    assert box[2] - box[0] < 0.03 * 3000
+    # the same face in the small picture, where the plain pass finds it, is the same face, scaled
+    (alone,) = analyzer(small)
+    assert np.abs((alone.box + [x, y, x, y]) - box).max() < 0.1 * (box[2] - box[0])
+
+
 def test_no_face_in_a_photo_without_faces(analyzer):
     skimage = pytest.importorskip("skimage")
     assert analyzer(skimage.data.coffee()) == []

@@ -129,7 +129,8 @@ class MediaPipeBackend:
             "always" / "never" force it.
         small_face: a face whose box side is below this fraction of the image's shorter side counts
             as small for ``tiling="auto"``.
-        fine_tiling_side: from this shorter side (pixels) on, tiling runs a 3x3 grid besides the 2x2 one.
+        fine_tiling_side: from this shorter side (pixels) on, tiling runs a 3x3 grid besides the 2x2 one; from
+            twice it, where no face is found otherwise, finer grids (5x5, 8x8) are tried in turn.
         rotations: also search the image rotated by 90, 270 and 180 degrees when nothing is found.
         refine: run the mesh a second time on the region its own landmarks give, when that region
             differs clearly from the detector's (profiles, tilted heads).
@@ -185,6 +186,27 @@ class MediaPipeBackend:
                 tile = np.ascontiguousarray(image[y0 : y0 + th, x0 : x0 + tw])
                 outs.append(self._detector(tile, x0, y0))
         return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
+
+    #: Finer tile grids for a large picture where no face is found otherwise (:meth:`_detect_fine`), tried in turn.
+    FINE_GRIDS = (5, 8)
+
+    def _detect_fine(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates on finer tiles (:data:`FINE_GRIDS`, the first grid that finds any), after NMS, for a picture whose
+        shorter side is at least twice ``fine_tiling_side``: there a face under about 4% of that side (a person a few
+        metres away in a 12-megapixel photo) is too small for the detector on the whole picture and on 3x3 tiles. A grid
+        whose tiles would be shorter than half ``fine_tiling_side`` is not run."""
+        short = min(image.shape[:2])
+        none = np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 6, 2), np.float32)
+        if self.tiling == "never" or short < 2 * self.fine_tiling_side:
+            return none
+        for grid in self.FINE_GRIDS:
+            if 1.3 * short / grid < self.fine_tiling_side / 2:
+                break
+            boxes, scores, kps = self._detect_tiles(image, grid)
+            keep = nms(boxes, scores)
+            if len(keep):
+                return boxes[keep], scores[keep], kps[keep]
+        return none
 
     def detect(self, image: np.ndarray, first=None, edges: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate boxes (N, 4), scores (N,) and BlazeFace keypoints (N, 6, 2), after NMS. ``first``: the
@@ -370,6 +392,9 @@ class MediaPipeBackend:
         faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
         if not faces and edges == "alone":  # nothing the face mesh accepts: now the faces the edge cuts
             found = self._detect_turned(image, turn, find=self._detect_edges)
+            faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
+        if not faces:  # nothing found on a large picture: a small face, on finer tiles
+            found = self._detect_turned(image, turn, find=self._detect_fine)
             faces = one_way_up(self._faces_from_candidates(image, *found, turn), turn)
         if faces or not self.rotations:
             return faces
