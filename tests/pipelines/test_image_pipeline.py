@@ -270,6 +270,24 @@ def test_a_source_face_cut_by_the_photos_edge_is_warned_about(pipe, caplog):
     assert "outside the photo" not in caplog.text
 
 
+def test_a_covered_source_face_is_warned_about(pipe, caplog):
+    """A face mask over the source's lower face is filled with smooth skin, a flat mannequin's face in every swap: said,
+    not silent; a bare face, or one with glasses, says nothing."""
+    import logging
+
+    from saswap.pipelines.image import SOURCE_COVER_WARN, covered_share
+
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        masked, _ = pipe.prepare_source(data_path("images", "insightface__mask.png"))
+    assert covered_share(masked) > 2 * SOURCE_COVER_WARN
+    assert "insightface__mask.png: " in caplog.text and "of the source face is covered" in caplog.text
+    for name in ("sberswap__beckham.jpg", "liveportrait__d8.jpg"):  # glasses: 13%
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="saswap"):
+            bare, _ = pipe.prepare_source(data_path("images", name))
+        assert covered_share(bare) < SOURCE_COVER_WARN and "covered" not in caplog.text, name
+
+
 def test_the_identity_embedder_is_tried_once_when_none_can_be_made(analyzer, morphable_model, monkeypatch):
     """Without an installable embedder, asking again (each suspected cut, each followed face, each track's identity)
     neither retries nor logs again: None when optional, the first error when required."""

@@ -30,6 +30,7 @@ from saswap.engines.base import SourceFace, SwapEngine
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
 from saswap.face.alignment import transform_scale, warp_face
 from saswap.face.analyzer import FaceAnalyzer
+from saswap.face.masks import face_region_masks
 from saswap.face.types import Face
 from saswap.io import ImageInput, load_image, load_image_alpha, picture_header
 from saswap.pipelines.analysis import FrameAnalysis, TargetAnalyzer, TargetFace
@@ -129,6 +130,12 @@ SOURCE_UPSCALE_WARN = 2.0
 #: photo's edge has its missing part filled by the crop's mirrored border, a fold and a smeared eye in every swap
 #: (`face_recognition__obama_partial_face`: 11%; the other faces of the shared photos at most 1%).
 SOURCE_CUT_WARN = 0.05
+#: The share of a source face's region that the engine's source cleaning may find covered before a warning: what covers
+#: the face (a face mask, a hand, hair, thick frames) is filled with smooth skin and comes out flat in every swap, a
+#: mannequin's face when a mask covers the lower half (`insightface__mask`: 64%). A quarter of the face, chosen by
+#: reasoning; the other shared photos read at most 13% (`liveportrait__d8`'s glasses) but for a dim, green-lit film
+#: frame whose shadows the parser takes partly for cover (`simswap__lcw`, 29%).
+SOURCE_COVER_WARN = 0.25
 
 #: ``crop_size="auto"``: a face the engine's own crop would shrink below this many crop pixels per picture pixel is
 #: swapped in a crop sized to it (a face shrunk to half its size keeps a quarter of its pixels: soft eyes, brows and
@@ -188,6 +195,16 @@ def check_crop_size(crop_size: int | str | None) -> int | str | None:
     if not low <= size <= high:
         raise SaSwapError(f"crop size must be 'auto' or from {low} to {high} pixels, got {size}")
     return size
+
+
+def covered_share(prepared: SourceFace) -> float:
+    """The share of a prepared source's face region (:func:`~saswap.face.masks.face_region_masks`) that the engine's
+    source cleaning found covered (its ``occluded`` mask, above 0.5); 0 for an engine that cleans no source."""
+    occluded = prepared.extras.get("occluded") if isinstance(prepared.extras, dict) else None
+    if occluded is None:
+        return 0.0
+    inside = face_region_masks(prepared.face.landmarks, np.shape(occluded)[:2])["face"] > 0.5
+    return float((np.asarray(occluded) > 0.5)[inside].mean()) if inside.any() else 0.0
 
 
 def warn_weak_reference(name: str, best: float, threshold: float) -> None:
@@ -500,7 +517,8 @@ class SaSwapPipeline:
         A source face turned away from the camera by more than :data:`SOURCE_TURN_WARN` degrees (yaw and
         pitch together) gets a warning; beyond :data:`SOURCE_TURN_LIMIT` it is an error unless ``force``. A face
         the engine must enlarge more than :data:`SOURCE_UPSCALE_WARN` times gets a warning too, and so does a face cut
-        by the photo's edge (more than :data:`SOURCE_CUT_WARN` of it outside).
+        by the photo's edge (more than :data:`SOURCE_CUT_WARN` of it outside) and a face the engine's source cleaning finds
+        covered (more than :data:`SOURCE_COVER_WARN`, :func:`covered_share`).
         """
         name = _name(source, "source")
         if isinstance(source, (str, os.PathLike)) and _is_video_path(source):
@@ -536,6 +554,13 @@ class SaSwapPipeline:
                 name, 100 * cut,
             )  # fmt: skip
         prepared = self.engine.prepare_source(image, face)
+        covered = covered_share(prepared)
+        if covered > SOURCE_COVER_WARN:
+            logger.warning(
+                "%s: %.0f%% of the source face is covered (a face mask, a hand, hair, or shadows read so); the swap fills "
+                "that part with smooth skin and it comes out flat. A photo of the face uncovered gives better results",
+                name, 100 * covered,
+            )  # fmt: skip
         upscale = transform_scale(prepared.transform)
         if upscale > SOURCE_UPSCALE_WARN:
             logger.warning(
