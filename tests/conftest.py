@@ -84,3 +84,20 @@ def eye_band_detail(image: np.ndarray, face) -> float:
     box = (slice(int(y0 - 0.4 * e), int(y1 + 0.2 * e)), slice(int(x0 - 0.3 * e), int(x1 + 0.3 * e)))
     grey = cv2.cvtColor(np.ascontiguousarray(image[box]), cv2.COLOR_RGB2GRAY).astype(np.float32)
     return float(np.abs(cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 2.0)).mean())
+
+
+def write_video(path: Path, frames: list[np.ndarray], crf: int | None = 12) -> Path:
+    """RGB ``frames`` (one size) written as an H.264 clip at 30 fps (``crf``: libx264's, None its default)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if crf is not None:
+            vs.options = {"crf": str(crf)}
+        for frame in frames:
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    return path

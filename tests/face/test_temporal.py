@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import data_path, read_video
+from conftest import data_path, read_video, write_video
 
 from saswap.eval import landmark_jitter, temporal_lag
 from saswap.face.temporal import FaceSmoother, FaceTracker, OneEuroFilter
@@ -155,20 +155,11 @@ def test_blank_frames_are_one_stretch_not_a_cut_each(tmp_path):
     # A real clip cut to black, a plain grey card and back, through H.264 (its codec noise on the blank frames): the
     # cuts are where the picture changes, not between the blank frames themselves, whose noise alone, normalised to
     # unit spread, decorrelated each from the one before.
-    import av
-
     frames, _ = read_video(data_path("videos", "liveportrait__d6.mp4"), limit=16)
     black = np.zeros_like(frames[0])
     card = np.full_like(frames[0], 200)
     sequence = frames[:8] + [black] * 5 + [card] * 4 + frames[8:16]
-    path = tmp_path / "blank.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for image in sequence:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        out.mux(stream.encode())
-    decoded, _ = read_video(path)
+    decoded, _ = read_video(write_video(tmp_path / "blank.mp4", sequence, crf=None))
     assert len(decoded) == len(sequence)
     tracker = FaceTracker()
     cuts = [i for i, image in enumerate(decoded) if tracker.is_shot_cut(image)]

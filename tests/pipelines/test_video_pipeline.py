@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import data_path, eye_band_detail
+from conftest import data_path, eye_band_detail, write_video
 
 av = pytest.importorskip("av")
 
@@ -31,19 +31,7 @@ def _frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in itertools.islice(c.decode(video=0), limit)]
 
 
-def _encode(path: Path, frames: list[np.ndarray], crf: int | None = 12) -> Path:
-    """RGB ``frames`` (one size) written as an H.264 clip at 30 fps (``crf``: libx264's, None its default)."""
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        if crf is not None:
-            vs.options = {"crf": str(crf)}
-        for frame in frames:
-            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-    return path
+_encode = write_video  # RGB frames written as an H.264 clip at 30 fps
 
 
 @pytest.fixture(scope="module")
