@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from av.video.reformatter import Interpolation
@@ -54,6 +56,8 @@ def make_clip(
     video: bool = True,
     options: dict[str, str] | None = None,
     faststart: bool = False,
+    sar: Fraction | None = None,
+    audio_streams: int = 1,
 ) -> Path:
     """Write a synthetic clip with PyAV; ``rotation`` is clockwise degrees, ``pts`` in ``time_base``."""
     opts = {"movflags": "+faststart"} if faststart else {}
@@ -69,9 +73,12 @@ def make_clip(
                 vs.codec_context.time_base = time_base
             if rotation:
                 vs.set_display_rotation(-rotation)
-        if audio_seconds:
-            aus = c.add_stream("aac", rate=44100)
+            if sar is not None:
+                vs.codec_context.sample_aspect_ratio = sar
+        audio = [c.add_stream("aac", rate=44100) for _ in range(audio_streams if audio_seconds else 0)]
+        for aus in audio:
             aus.codec_context.layout = "mono"
+        for aus in audio:
             t = np.arange(int(audio_seconds * 44100)) / 44100
             samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
             for k in range(0, len(samples), 1024):
@@ -256,6 +263,61 @@ def test_rotation_kept_and_box_in_display_coordinates(tmp_path):
     assert np.abs(changed - upright_in)[outside].max() <= 1
     assert np.abs(changed[22:42, 12:28] - (0, 255, 0)).max() <= 3
     np.testing.assert_array_equal(frames[0].image, np.rot90(coded[0], k=-1))  # pass-through, lossless
+
+
+def test_anamorphic_frames_are_read_in_square_pixels_and_pasted_back(tmp_path):
+    """A 48x48 clip of pixels 4/3 wide is shown 64x48: frames come out 64x48, so a face keeps its true shape, and a
+    pasted box lands on the coded pixels under it while every other coded pixel stays as it was."""
+    clip = make_clip(tmp_path / "in.mp4", 48, 48, n=3, sar=Fraction(4, 3))
+    info = probe_video(clip)
+    assert (info.width, info.height, info.pixel_aspect) == (64, 48, pytest.approx(4 / 3))
+    coded, _ = decode_all(clip)
+    out = tmp_path / "out.mp4"
+    with VideoReader(clip) as reader, VideoWriter(out, like=reader, crf=0) as writer:
+        assert reader.sample_aspect == Fraction(4, 3)
+        for frame in reader:
+            assert frame.image.shape == (48, 64, 3)
+            stretched = cv2.resize(coded[frame.index], (64, 48), interpolation=cv2.INTER_CUBIC)
+            assert np.abs(frame.image.astype(int) - stretched).max() <= 1
+            image = frame.image.copy()
+            image[12:30, 16:40] = (0, 255, 0)  # display x 16..40 = coded x 12..30
+            mask = np.zeros((48, 64), bool)
+            mask[12:30, 16:40] = True
+            writer.write(image, frame, box=(8, 8, 48, 36), mask=mask)
+    got, _ = decode_all(out)
+    outside = np.ones((48, 48), bool)
+    outside[10:32, 10:32] = False  # the changed coded pixels, widened by chroma sharing and resampling
+    for before, after in zip(coded, got):
+        assert np.abs(after.astype(int) - before)[outside].max() <= 1
+        assert np.abs(after[14:28, 14:28].astype(int) - (0, 255, 0)).max() <= 8  # green through limited-range YUV
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_anamorphic_pixel_shape_kept(tmp_path, suffix):
+    """A clip of non-square pixels (480x480 coded, shown 640x480) keeps its sample aspect ratio, or a player
+    would show the swapped video squeezed; square-pixel clips get none written."""
+    clip = make_clip(tmp_path / "in.mp4", 48, 48, n=4, sar=Fraction(4, 3))
+    plain = make_clip(tmp_path / "plain.mp4", 48, 48, n=4)
+    for src, want in ((clip, Fraction(4, 3)), (plain, None)):
+        out = tmp_path / f"out_{src.stem}{suffix}"
+        with VideoReader(src) as reader, VideoWriter(out, like=reader) as writer:
+            for frame in reader:
+                writer.write(frame.image, frame)
+        with av.open(str(out)) as c:
+            got = c.streams.video[0].sample_aspect_ratio
+        assert (got if got and got != 1 else None) == want, (src.name, suffix, got)
+
+
+def test_only_the_first_audio_stream_is_kept_and_said(tmp_path, caplog):
+    clip = make_clip(tmp_path / "in.mkv", n=6, audio_seconds=0.3, audio_streams=2)
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        with VideoReader(clip) as reader, VideoWriter(out, like=reader) as writer:
+            for frame in reader:
+                writer.write(frame.image, frame)
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 1
+    assert any("2 audio streams; only the first (aac) is kept" in r.getMessage() for r in caplog.records)
 
 
 def test_webm_reencodes_audio_to_opus(tmp_path):

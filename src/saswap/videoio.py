@@ -32,7 +32,13 @@ How the writer keeps the input's properties:
       logged) and the decoded size stays exactly the input size. VP9, AV1 and MPEG-4 keep 4:2:0.
     * Audio: the input's audio packets are copied without re-encoding when the container accepts
       the codec (AAC into MP4/MOV/MKV), otherwise re-encoded (AAC, or Opus for WebM); only the
-      packets inside the reader's ``[start, end)`` are kept, shifted like the video.
+      packets inside the reader's ``[start, end)`` are kept, shifted like the video. Only the first
+      audio stream is kept (a warning names the others' count).
+    * Pixel shape: an anamorphic video (non-square pixels, e.g. 1440x1080 coded and shown as
+      1920x1080) is read as frames of square pixels, the size a player shows (the longer way
+      stretched, no side shrunk), so a face has its true shape for analysis and swapping; the
+      writer resamples the changed pixels back to the coded grid and writes the input's sample
+      aspect ratio on the output stream.
     * Pass-through: a frame written with ``image=None`` re-encodes the decoded input frame as it
       was, and a frame written with a ``box`` (and optionally a ``mask``) changes only that box
       (masked pixels) of the YUV planes, so with ``crf=0`` the output decodes bit-exactly to the
@@ -61,6 +67,7 @@ from typing import Any
 
 import av
 import av.error
+import cv2
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
@@ -136,8 +143,9 @@ class VideoInfo:
 
     Attributes:
         path: the file.
-        width: display width in pixels (after rotation), the width of frames from :class:`VideoReader`.
-        height: display height in pixels (after rotation).
+        width: display width in pixels (after rotation, and in square pixels for an anamorphic video), the
+            width of frames from :class:`VideoReader`.
+        height: display height in pixels (the same).
         fps: average frame rate.
         frame_count: frames in the video stream, from the container header when present, else
             ``round(duration * fps)`` (an estimate).
@@ -148,6 +156,8 @@ class VideoInfo:
         codec: the video codec (e.g. ``"h264"``).
         pix_fmt: the decoded pixel format (e.g. ``"yuv420p"``, ``"yuv420p10le"``).
         bit_depth: bits per sample of the decoded frames (8, 10, 12, ...).
+        pixel_aspect: the coded picture's sample aspect ratio (width of a pixel over its height; 1.0: square
+            pixels).
     """
 
     path: Path
@@ -162,6 +172,7 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     bit_depth: int
+    pixel_aspect: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-able dict (``path`` as a string).
@@ -283,6 +294,44 @@ def _tag_duration(metadata: Mapping[str, str]) -> float:
         return 0.0
 
 
+def _pixel_aspect(stream: av.VideoStream) -> Fraction | None:
+    """A video stream's sample aspect ratio where its pixels are not square (within 1:4 to 4:1), else None."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if not sar or sar == 1 or not Fraction(1, 4) <= sar <= 4:
+        return None
+    return Fraction(sar)
+
+
+def _square_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
+    """The size of a coded (width, height) picture of sample aspect ratio ``sar`` in square pixels.
+
+    The side the pixels are short along is stretched; no side shrinks, so no detail is lost.
+
+    Example:
+        >>> _square_size(1440, 1080, Fraction(4, 3)), _square_size(720, 480, Fraction(8, 9)), _square_size(64, 48, None)
+        ((1920, 1080), (720, 540), (64, 48))
+    """
+    if sar is None:
+        return width, height
+    if sar > 1:
+        return round(width * sar), height
+    return width, round(height / sar)
+
+
+def _coded_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
+    """The coded size whose square-pixel size (:func:`_square_size`) is (width, height).
+
+    Example:
+        >>> _coded_size(1920, 1080, Fraction(4, 3)), _coded_size(720, 540, Fraction(8, 9))
+        ((1440, 1080), (720, 480))
+    """
+    if sar is None:
+        return width, height
+    if sar > 1:
+        return round(width / sar), height
+    return width, round(height * sar)
+
+
 def _info_from(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> VideoInfo:
     first = _first_frame(container, stream, path)
     rotation = _clockwise_rotation(first, path)
@@ -304,7 +353,8 @@ def _info_from(container: av.container.InputContainer, stream: av.VideoStream, p
         duration = frames / fps
     audio = container.streams.audio
     fmt = first.format
-    w, h = first.width, first.height
+    sar = _pixel_aspect(stream)
+    w, h = _square_size(first.width, first.height, sar)
     if rotation in (90, 270):
         w, h = h, w
     return VideoInfo(
@@ -320,6 +370,7 @@ def _info_from(container: av.container.InputContainer, stream: av.VideoStream, p
         codec=stream.codec_context.name,
         pix_fmt=fmt.name,
         bit_depth=max((c.bits for c in fmt.components), default=8),
+        pixel_aspect=float(sar or 1),
     )
 
 
@@ -570,6 +621,8 @@ class VideoReader:
         time_base: the video stream's time base (unit of :attr:`VideoFrame.pts`).
         stream: the PyAV video stream.
         container: the PyAV input container.
+        sample_aspect: the coded picture's sample aspect ratio where its pixels are not square (frames are then
+            stretched to square pixels, the size :attr:`info` reports), else None.
         first_pts: pts of the first frame yielded (None before it); a trimmed writer shifts by it.
 
     Example:
@@ -608,6 +661,9 @@ class VideoReader:
             self.container.close()
             raise
         self.time_base: Fraction = self.stream.time_base or Fraction(1, 90000)
+        self.sample_aspect: Fraction | None = _pixel_aspect(self.stream)
+        rotated = self.info.rotation in (90, 270)
+        self._square = (self.info.height, self.info.width) if rotated else (self.info.width, self.info.height)
         self.origin_pts: int = self.stream.start_time if self.stream.start_time is not None else 0
         self.first_pts: int | None = None
         if threads:
@@ -635,6 +691,8 @@ class VideoReader:
         image = rgb.to_ndarray()  # a view on the converted frame's buffer (line padding included)
         if rgb is frame:  # the decoder already gave RGB: never share memory with ``raw``
             image = image.copy()
+        if (image.shape[1], image.shape[0]) != self._square:  # non-square pixels: stretched to square ones
+            image = cv2.resize(image, self._square, interpolation=cv2.INTER_CUBIC)
         if self.info.rotation:
             image = np.rot90(image, k=-self.info.rotation // 90)
         return np.ascontiguousarray(image)
@@ -911,7 +969,8 @@ class VideoWriter(_AtomicOutput):
         ``with`` block, or :meth:`abort`, the temporary file is deleted and nothing is left.
         With ``like`` the output mirrors that reader's input: display size, frame rate, time base,
         per-frame pts (variable frame rate kept; a reader trimmed with ``start`` is shifted so its
-        first frame is at 0), rotation, colour matrix and range, and audio.
+        first frame is at 0), rotation, pixel aspect ratio (anamorphic video), colour matrix and range,
+        and audio.
 
     Args:
         path: output path ending in .mp4, .mov, .mkv or .webm.
@@ -998,7 +1057,11 @@ class VideoWriter(_AtomicOutput):
             time_base = 1 / rate
         self.width, self.height, self.fps, self.rotation = width, height, float(rate), rotation
         self.time_base = Fraction(time_base)
-        self._coded = (height, width) if rotation in (90, 270) else (width, height)  # (w, h) of the coded picture
+        # (w, h) of the upright picture turned to the coded orientation, and of the coded picture: they differ for
+        # non-square pixels, whose frames are read stretched to square ones
+        self._square = (height, width) if rotation in (90, 270) else (width, height)
+        self._sar: Fraction | None = getattr(like, "sample_aspect", None)
+        self._coded = _coded_size(*self._square, self._sar)
         self._frame_ticks = max(1, round(1 / (rate * self.time_base)))  # one frame in time-base units
         self._shift: int | None = None
         self._last_pts: int | None = None
@@ -1094,6 +1157,8 @@ class VideoWriter(_AtomicOutput):
             cc.global_quality = (1 + crf // 6) * 118  # FF_QP2LAMBDA
         if self.rotation:
             stream.set_display_rotation(-self.rotation)  # PyAV takes counter-clockwise degrees
+        if self._sar is not None:
+            cc.sample_aspect_ratio = self._sar  # non-square pixels (anamorphic video) keep their display shape
         cc.open()  # now, so a bad option or size fails here rather than at the first frame
         self._stream = stream
 
@@ -1104,6 +1169,11 @@ class VideoWriter(_AtomicOutput):
         assert self._container is not None
         self._audio_in = av.open(str(like.path), mode="r")
         src = self._audio_in.streams.audio[0]
+        if len(self._audio_in.streams.audio) > 1:
+            logger.warning(
+                "%s: %s has %d audio streams; only the first (%s) is kept",
+                self.path, like.path, len(self._audio_in.streams.audio), src.codec_context.name,
+            )  # fmt: skip
         allowed = _AUDIO_COPY[self._format]
         self._audio_src = src
         codec = src.codec_context.codec
@@ -1216,7 +1286,11 @@ class VideoWriter(_AtomicOutput):
             )
 
     def _coded_image(self, image: np.ndarray) -> np.ndarray:
-        return np.rot90(image, k=self.rotation // 90) if self.rotation else image
+        """An upright display image (or mask) turned and, for non-square pixels, resampled to the coded grid."""
+        image = np.rot90(image, k=self.rotation // 90) if self.rotation else image
+        if self._coded != self._square:
+            image = cv2.resize(np.ascontiguousarray(image), self._coded, interpolation=cv2.INTER_AREA)
+        return image
 
     def _rgb_to_yuv(self, rgb: np.ndarray, reformatter: VideoReformatter) -> av.VideoFrame:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
@@ -1252,13 +1326,17 @@ class VideoWriter(_AtomicOutput):
         if coded is None:  # the box lies outside the picture
             return base
         x1, y1, x2, y2 = coded
+        if self._coded != self._square:  # square -> coded pixels, every coded pixel the box touches
+            fx, fy = cw / self._square[0], ch / self._square[1]
+            x1, y1 = math.floor(x1 * fx), math.floor(y1 * fy)
+            x2, y2 = min(cw, math.ceil(x2 * fx)), min(ch, math.ceil(y2 * fy))
         sx, sy = self._sub  # widen to whole chroma samples
         x1, y1 = x1 - x1 % sx, y1 - y1 % sy
         x2, y2 = min(cw, x2 + (-x2) % sx), min(ch, y2 + (-y2) % sy)
         patch = self._rgb_to_yuv(self._coded_image(image)[y1:y2, x1:x2], self._box_to_yuv)
         changed = None
         if mask is not None:
-            changed = np.asarray(self._coded_image(mask))[y1:y2, x1:x2] > 0
+            changed = self._coded_image((np.asarray(mask) > 0).astype(np.uint8) * 255)[y1:y2, x1:x2] > 0
         out = av.VideoFrame(cw, ch, self.pix_fmt)
         nb = self._bytes
         for i, (w, h) in enumerate(self._sizes):

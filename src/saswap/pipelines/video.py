@@ -109,7 +109,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 12
+ANALYSIS_REVISION = 13
 
 
 def _settings(pipe) -> dict[str, Any]:
