@@ -308,6 +308,46 @@ def test_anamorphic_pixel_shape_kept(tmp_path, suffix):
         assert (got if got and got != 1 else None) == want, (src.name, suffix, got)
 
 
+def test_a_picture_that_changes_size_mid_stream_is_scaled_to_the_first_size(tmp_path, caplog):
+    """A call or screen recording changes its picture size mid-stream (VP9 key frames of a new size): frames come out
+    at the first frame's size, the output keeps one size and every frame, and the change is said once per file."""
+    first = make_clip(tmp_path / "a.webm", 64, 48, n=6, codec="libvpx-vp9")
+    second = make_clip(tmp_path / "b.webm", 32, 24, n=6, codec="libvpx-vp9")
+    clip = tmp_path / "changes.webm"
+    with av.open(str(first)) as a, av.open(str(second)) as b, av.open(str(clip), "w") as out:
+        stream = out.add_stream_from_template(a.streams.video[0])
+        last = 0
+        for packet in a.demux(a.streams.video[0]):
+            if packet.size:
+                packet.stream, last = stream, max(last, packet.pts)
+                out.mux(packet)
+        step = round(1 / (30 * a.streams.video[0].time_base))
+        for packet in b.demux(b.streams.video[0]):
+            if packet.size:
+                packet.pts, packet.dts, packet.stream = packet.pts + last + step, packet.dts + last + step, stream
+                out.mux(packet)
+    small, _ = decode_all(second)
+    result = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING, logger="saswap"):
+        for _ in range(2):  # a second reader of the file (as a swap's analysis and its writing pass) says nothing
+            with VideoReader(clip) as reader, VideoWriter(result, like=reader, crf=0) as writer:
+                frames = list(reader)
+                for frame in frames:
+                    writer.write(None if frame.index % 2 else frame.image, frame)
+    said = [r for r in caplog.records if "changes size from 64x48 to 32x24 at 0.20 s" in r.getMessage()]
+    assert len(said) == 1
+    assert [f.image.shape for f in frames] == [(48, 64, 3)] * 12
+    scaled = cv2.resize(small[3], (64, 48), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(frames[9].image.astype(int) - scaled).mean() < 6  # the same picture, scaled up
+    info = probe_video(result)
+    assert (info.width, info.height, info.frame_count) == (64, 48, 12)
+    with av.open(str(result)) as c:
+        planes = [f.to_ndarray() for f in c.decode(video=0)]  # YUV 4:2:0, (48 * 3 / 2, 64)
+    assert all(p.shape == (72, 64) for p in planes)
+    for i in (7, 9, 11):  # passed through at the first size, losslessly
+        np.testing.assert_array_equal(planes[i], frames[i].raw.to_ndarray())
+
+
 def test_only_the_first_audio_stream_is_kept_and_said(tmp_path, caplog):
     clip = make_clip(tmp_path / "in.mkv", n=6, audio_seconds=0.3, audio_streams=2)
     out = tmp_path / "out.mp4"

@@ -536,6 +536,19 @@ def _gif_comment(path: Path) -> str | None:
 # --------------------------------------------------------------------------------------------- reading
 
 
+#: Files whose mid-stream size change was warned about (one warning per file, however many readers open it).
+_SIZE_CHANGE_SAID: set[tuple[str, int, int]] = set()
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """A file's identity for saying things once: its resolved path, size and modification time."""
+    try:
+        st = path.stat()
+        return str(path.resolve()), st.st_size, st.st_mtime_ns
+    except OSError:
+        return str(path), 0, 0
+
+
 @dataclass
 class VideoFrame:
     """One decoded frame.
@@ -547,7 +560,8 @@ class VideoFrame:
         image: RGB uint8 image, shape (H, W, 3), C-contiguous, upright (display orientation). It
             does not share memory with ``raw``.
         raw: the decoded frame in coded orientation and pixel format, for bit-exact pass-through
-            by :meth:`VideoWriter.write`.
+            by :meth:`VideoWriter.write` (scaled to the first frame's size where the picture changed size
+            mid-stream).
     """
 
     index: int
@@ -664,6 +678,8 @@ class VideoReader:
         self.sample_aspect: Fraction | None = _pixel_aspect(self.stream)
         rotated = self.info.rotation in (90, 270)
         self._square = (self.info.height, self.info.width) if rotated else (self.info.width, self.info.height)
+        self._coded = _coded_size(*self._square, self.sample_aspect)  # the first frame's size
+        self._resized = False  # whether a frame of another size was met (and scaled to the first's)
         self.origin_pts: int = self.stream.start_time if self.stream.start_time is not None else 0
         self.first_pts: int | None = None
         if threads:
@@ -758,12 +774,34 @@ class VideoReader:
                 break
             if self.first_pts is None:
                 self.first_pts = pts if pts is not None else self.origin_pts
+            if (frame.width, frame.height) != self._coded:
+                frame = self._same_size(frame, time)
             yield VideoFrame(index=index, pts=pts, time=time, image=self._to_image(frame), raw=frame)
             index += 1
         if index == 0:
             if decoded == 0:
                 raise InvalidVideoError(f"{self.path}: no frame can be decoded (empty, corrupt or truncated video)")
             raise InvalidVideoError(f"{self.path}: no frame between {self.start or 0} s and {self.end} s")
+
+    def _same_size(self, frame: av.VideoFrame, time: float) -> av.VideoFrame:
+        """A frame whose picture changed size mid-stream (a screen or call recording), scaled to the first frame's
+        size as ffmpeg does, so the output keeps one size; said once."""
+        cw, ch = self._coded
+        if not self._resized:
+            self._resized = True
+            key = _file_key(self.path)
+            if key in _SIZE_CHANGE_SAID:  # another reader of this file (the analysis pass's) said it already
+                logger.info("%s: the picture changes size at %.2f s; scaled to %dx%d", self.path, time, cw, ch)
+            else:
+                _SIZE_CHANGE_SAID.add(key)
+                logger.warning(
+                    "%s: the picture changes size from %dx%d to %dx%d at %.2f s; such frames are scaled to %dx%d",
+                    self.path, cw, ch, frame.width, frame.height, time, cw, ch,
+                )  # fmt: skip
+        scaled = frame.reformat(width=cw, height=ch, interpolation=Interpolation.BICUBIC)
+        scaled.pts, scaled.time_base = frame.pts, frame.time_base
+        scaled.colorspace, scaled.color_range = frame.colorspace, frame.color_range
+        return scaled
 
     # lifetime ----------------------------------------------------------------------------------
     def close(self) -> None:
