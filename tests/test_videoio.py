@@ -360,6 +360,33 @@ def test_only_the_first_audio_stream_is_kept_and_said(tmp_path, caplog):
     assert any("2 audio streams; only the first (aac) is kept" in r.getMessage() for r in caplog.records)
 
 
+def test_surround_audio_keeps_its_channels_when_re_encoded(tmp_path):
+    """5.1 AAC into WebM is re-encoded to Opus in 5.1, not folded down to stereo."""
+    clip = make_clip(tmp_path / "in.mp4", n=15, audio_seconds=0.0)
+    surround = tmp_path / "surround.mp4"
+    with av.open(str(clip)) as src, av.open(str(surround), "w") as out:
+        video = out.add_stream_from_template(src.streams.video[0])
+        audio = out.add_stream("aac", rate=48000)
+        audio.codec_context.layout = "5.1"
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+        for k in range(0, 24000, 1024):
+            samples = np.tile(0.3 * np.sin(np.arange(k, k + 1024) / 10.0), (6, 1)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="5.1")
+            frame.sample_rate, frame.pts = 48000, k
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    result = tmp_path / "out.webm"
+    with VideoReader(surround) as reader, VideoWriter(result, like=reader) as writer:
+        for frame in reader:
+            writer.write(None, frame)
+    with av.open(str(result)) as c:
+        stream = c.streams.audio[0]
+        assert (stream.codec_context.name, stream.codec_context.layout.nb_channels) == ("opus", 6)
+
+
 def test_webm_reencodes_audio_to_opus(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", n=15, audio_seconds=0.5)
     out = tmp_path / "out.webm"

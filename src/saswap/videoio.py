@@ -31,7 +31,8 @@ How the writer keeps the input's properties:
       2-pixel units), so for an odd size these encoders switch to ``yuv444p`` (a warning is
       logged) and the decoded size stays exactly the input size. VP9, AV1 and MPEG-4 keep 4:2:0.
     * Audio: the input's audio packets are copied without re-encoding when the container accepts
-      the codec (AAC into MP4/MOV/MKV), otherwise re-encoded (AAC, or Opus for WebM); only the
+      the codec (AAC into MP4/MOV/MKV), otherwise re-encoded (AAC, or Opus for WebM; surround
+      layouts kept where the encoder takes them); only the
       packets inside the reader's ``[start, end)`` are kept, shifted like the video. Only the first
       audio stream is kept (a warning names the others' count).
     * Pixel shape: an anamorphic video (non-square pixels, e.g. 1440x1080 coded and shown as
@@ -998,6 +999,21 @@ def _size_and_rate(path: Path, like, width, height, fps) -> tuple[int, int, floa
     return int(width), int(height), fps
 
 
+def _encodes_layout(codec: str, rate: int, layout: av.AudioLayout) -> bool:
+    """Whether the audio encoder ``codec`` opens for a channel layout (AAC and libopus take 5.1 and 7.1; a layout
+    one cannot code is re-encoded in the encoder's default, stereo)."""
+    if layout.nb_channels <= 2:
+        return True
+    try:
+        probe = av.CodecContext.create(codec, "w")
+        probe.sample_rate, probe.layout = rate, layout
+        probe.format = probe.codec.audio_formats[0]
+        probe.open()
+        return True
+    except (av.error.FFmpegError, ValueError, TypeError):
+        return False
+
+
 class VideoWriter(_AtomicOutput):
     """Write frames to a new video file, atomically.
 
@@ -1227,7 +1243,7 @@ class VideoWriter(_AtomicOutput):
                 rate = 48000
             self._audio_out = self._container.add_stream(name, rate=rate)
             layout = src.codec_context.layout
-            if layout is not None and layout.nb_channels <= 2:
+            if layout is not None and _encodes_layout(name, rate, layout):  # 5.1 stays 5.1; else the default
                 self._audio_out.codec_context.layout = layout
             logger.info("%s: re-encoding %s audio to %s for %s", self.path, src.codec_context.name, name, self._format)
         self._audio_packets: Iterator[av.Packet] | None = None
