@@ -32,9 +32,9 @@ How the writer keeps the input's properties:
       logged) and the decoded size stays exactly the input size. VP9, AV1 and MPEG-4 keep 4:2:0.
     * Audio: the input's audio packets are copied without re-encoding when the container accepts
       the codec (AAC into MP4/MOV/MKV), otherwise re-encoded (AAC, or Opus for WebM; surround
-      layouts kept where the encoder takes them); only the
-      packets inside the reader's ``[start, end)`` are kept, shifted like the video. Only the first
-      audio stream is kept (a warning names the others' count).
+      layouts kept where the encoder takes them); only the packets inside the reader's
+      ``[start, end)`` are kept, shifted like the video. Only the first audio stream is kept (a
+      warning names the others' count).
     * Pixel shape: an anamorphic video (non-square pixels, e.g. 1440x1080 coded and shown as
       1920x1080) is read as frames of square pixels, the size a player shows (the longer way
       stretched, no side shrunk), so a face has its true shape for analysis and swapping; the
