@@ -1390,7 +1390,10 @@ class VideoWriter(_AtomicOutput):
         patch = self._rgb_to_yuv(self._coded_image(image)[y1:y2, x1:x2], self._box_to_yuv)
         changed = None
         if mask is not None:
-            changed = self._coded_image((np.asarray(mask) > 0).astype(np.uint8) * 255)[y1:y2, x1:x2] > 0
+            mask = np.asarray(mask)
+            if self._coded != self._square:  # resampled: every coded pixel a changed one touches
+                mask = (mask > 0).astype(np.uint8) * 255
+            changed = self._coded_image(mask)[y1:y2, x1:x2] > 0
         out = av.VideoFrame(cw, ch, self.pix_fmt)
         nb = self._bytes
         for i, (w, h) in enumerate(self._sizes):
