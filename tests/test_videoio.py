@@ -292,6 +292,26 @@ def test_anamorphic_frames_are_read_in_square_pixels_and_pasted_back(tmp_path):
         assert np.abs(after[14:28, 14:28].astype(int) - (0, 255, 0)).max() <= 8  # green through limited-range YUV
 
 
+@pytest.mark.parametrize(("coded", "sar"), [((48, 36), Fraction(4, 3)), ((32, 30), Fraction(15, 16)), ((44, 30), Fraction(32, 27))])
+def test_an_anamorphic_box_is_resampled_as_the_whole_picture_would_be(tmp_path, coded, sar):
+    """The writer resamples only the square-pixel region over a pasted box, from corners where the two pixel grids
+    meet: every box equals that box of the whole picture resampled (4:3 pixels, d9's 15:16, NTSC's 32:27, whose
+    52-wide square picture of 44 coded columns meets the coded grid every 11 columns)."""
+    clip = make_clip(tmp_path / "in.mp4", *coded, n=1, sar=sar)
+    rng = np.random.default_rng(0)
+    with VideoReader(clip) as reader:
+        writer = VideoWriter(tmp_path / "out.mp4", like=reader)
+        image = rng.integers(0, 256, (writer.height, writer.width, 3), dtype=np.uint8)
+        whole = cv2.resize(image, writer._coded, interpolation=cv2.INTER_AREA)
+        (cw, ch), (gx, gy) = writer._coded, writer._grid
+        for _ in range(20):
+            x1, x2 = sorted(rng.integers(0, cw // gx, 2) * gx)
+            y1, y2 = sorted(rng.integers(0, ch // gy, 2) * gy)
+            x2, y2 = min(cw, x2 + gx), min(ch, y2 + gy)
+            np.testing.assert_array_equal(writer._coded_part(image, x1, y1, x2, y2), whole[y1:y2, x1:x2])
+        writer.abort()
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_anamorphic_pixel_shape_kept(tmp_path, suffix):
     """A clip of non-square pixels (480x480 coded, shown 640x480) keeps its sample aspect ratio, or a player

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from saswap.errors import InvalidImageError
 
-__all__ = ["ImageInput", "load_image", "load_image_alpha", "restore_alpha", "save_image", "atomic_write_bytes", "temporary_name", "temporary_pattern", "MIN_IMAGE_SIDE"]
+__all__ = ["ImageInput", "load_image", "load_image_alpha", "restore_alpha", "save_image", "atomic_write_bytes", "file_identity", "temporary_name", "temporary_pattern", "MIN_IMAGE_SIDE"]
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
 
@@ -294,6 +294,18 @@ def load_image_alpha(
 
 #: Longest file name (bytes) most file systems take.
 _NAME_MAX = 255
+
+
+def file_identity(path: str | os.PathLike) -> tuple[str, int, int]:
+    """A file as this process tells it apart, for memos and things said once: its resolved path, size and
+    modification time (ns). A file rewritten in place is another file.
+
+    Raises:
+        OSError: the file cannot be read (missing, no permission).
+    """
+    path = Path(path)
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
 def temporary_name(name: str, token: str) -> str:

@@ -73,7 +73,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from saswap.errors import InvalidVideoError
-from saswap.io import _create_temporary, picture_header
+from saswap.io import _create_temporary, file_identity, picture_header
 
 __all__ = [
     "VideoInfo",
@@ -541,15 +541,6 @@ def _gif_comment(path: Path) -> str | None:
 _SIZE_CHANGE_SAID: set[tuple[str, int, int]] = set()
 
 
-def _file_key(path: Path) -> tuple[str, int, int]:
-    """A file's identity for saying things once: its resolved path, size and modification time."""
-    try:
-        st = path.stat()
-        return str(path.resolve()), st.st_size, st.st_mtime_ns
-    except OSError:
-        return str(path), 0, 0
-
-
 @dataclass
 class VideoFrame:
     """One decoded frame.
@@ -790,7 +781,10 @@ class VideoReader:
         cw, ch = self._coded
         if not self._resized:
             self._resized = True
-            key = _file_key(self.path)
+            try:
+                key = file_identity(self.path)
+            except OSError:
+                key = (str(self.path), 0, 0)
             if key in _SIZE_CHANGE_SAID:  # another reader of this file (the analysis pass's) said it already
                 logger.info("%s: the picture changes size at %.2f s; scaled to %dx%d", self.path, time, cw, ch)
             else:
@@ -1144,6 +1138,10 @@ class VideoWriter(_AtomicOutput):
         self._out_fmt = out_fmt
         self._sizes = _plane_sizes(out_fmt, cw, ch)
         self._sub = (2 if out_fmt.chroma_width(2) == 1 else 1, 2 if out_fmt.chroma_height(2) == 1 else 1)
+        # a pasted box's corners in coded pixels lie on multiples of these: whole chroma samples, and (non-square
+        # pixels) where the coded and square-pixel grids meet, so a box is resampled as the whole picture would be
+        (cw, ch), (sw, sh) = self._coded, self._square
+        self._grid = (math.lcm(self._sub[0], cw // math.gcd(cw, sw)), math.lcm(self._sub[1], ch // math.gcd(ch, sh)))
         self._bytes = (max(c.bits for c in out_fmt.components) + 7) // 8  # per sample, for box pasting
         self._planar = len(out_fmt.components) == 3 and len({c.plane for c in out_fmt.components}) == 3
         if like is not None:
@@ -1339,12 +1337,22 @@ class VideoWriter(_AtomicOutput):
                 f"{self.path}: expected an RGB uint8 image of shape ({self.height}, {self.width}, 3), got {got}"
             )
 
-    def _coded_image(self, image: np.ndarray) -> np.ndarray:
-        """An upright display image (or mask) turned and, for non-square pixels, resampled to the coded grid."""
-        image = np.rot90(image, k=self.rotation // 90) if self.rotation else image
-        if self._coded != self._square:
-            image = cv2.resize(np.ascontiguousarray(image), self._coded, interpolation=cv2.INTER_AREA)
-        return image
+    def _coded_part(self, image: np.ndarray, x1: int = 0, y1: int = 0, x2: int | None = None, y2: int | None = None):
+        """The coded box (x1, y1, x2, y2) of an upright display image (or mask), turned to the coded orientation.
+
+        For non-square pixels only the square-pixel region over the box is resampled to coded pixels (INTER_AREA). The
+        box's corners must lie on :attr:`_grid` (where the two pixel grids meet), which makes the part equal to that
+        box of the whole picture resampled."""
+        cw, ch = self._coded
+        x2, y2 = cw if x2 is None else x2, ch if y2 is None else y2
+        turned = np.rot90(image, k=self.rotation // 90) if self.rotation else image
+        if self._coded == self._square:
+            return turned[y1:y2, x1:x2]
+        sw, sh = self._square
+        region = turned[y1 * sh // ch : y2 * sh // ch, x1 * sw // cw : x2 * sw // cw]
+        if region.dtype != np.uint8:  # a mask: every coded pixel a changed one touches stays non-zero
+            region = (region > 0).astype(np.uint8) * 255
+        return cv2.resize(np.ascontiguousarray(region), (x2 - x1, y2 - y1), interpolation=cv2.INTER_AREA)
 
     def _rgb_to_yuv(self, rgb: np.ndarray, reformatter: VideoReformatter) -> av.VideoFrame:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
@@ -1384,16 +1392,14 @@ class VideoWriter(_AtomicOutput):
             fx, fy = cw / self._square[0], ch / self._square[1]
             x1, y1 = math.floor(x1 * fx), math.floor(y1 * fy)
             x2, y2 = min(cw, math.ceil(x2 * fx)), min(ch, math.ceil(y2 * fy))
-        sx, sy = self._sub  # widen to whole chroma samples
-        x1, y1 = x1 - x1 % sx, y1 - y1 % sy
-        x2, y2 = min(cw, x2 + (-x2) % sx), min(ch, y2 + (-y2) % sy)
-        patch = self._rgb_to_yuv(self._coded_image(image)[y1:y2, x1:x2], self._box_to_yuv)
+        sx, sy = self._sub
+        gx, gy = self._grid  # widen to whole chroma samples (and to where the pixel grids meet)
+        x1, y1 = x1 - x1 % gx, y1 - y1 % gy
+        x2, y2 = min(cw, x2 + (-x2) % gx), min(ch, y2 + (-y2) % gy)
+        patch = self._rgb_to_yuv(self._coded_part(image, x1, y1, x2, y2), self._box_to_yuv)
         changed = None
         if mask is not None:
-            mask = np.asarray(mask)
-            if self._coded != self._square:  # resampled: every coded pixel a changed one touches
-                mask = (mask > 0).astype(np.uint8) * 255
-            changed = self._coded_image(mask)[y1:y2, x1:x2] > 0
+            changed = self._coded_part(np.asarray(mask), x1, y1, x2, y2) > 0
         out = av.VideoFrame(cw, ch, self.pix_fmt)
         nb = self._bytes
         for i, (w, h) in enumerate(self._sizes):
@@ -1477,7 +1483,7 @@ class VideoWriter(_AtomicOutput):
                 )
             out = self._paste(self._base(frame.raw), image, box, mask)  # type: ignore[union-attr]
         else:
-            out = self._rgb_to_yuv(self._coded_image(image), self._to_yuv)
+            out = self._rgb_to_yuv(self._coded_part(image), self._to_yuv)
         pts = self._next_pts(frame)
         out.pts = pts
         out.time_base = self.time_base

@@ -50,6 +50,7 @@ from typing import Any
 
 from saswap import __version__
 from saswap.errors import SaSwapError
+from saswap.io import file_identity
 from saswap.pipelines.image import check_crop_size
 
 __all__ = [
@@ -250,10 +251,9 @@ _HASHES: dict[tuple[str, int, int], str] = {}
 def _file_hash(path: Path) -> str:
     """A file's SHA-256, remembered for this process while its size and modification time stay."""
     try:
-        st = path.stat()
+        memo_key = file_identity(path)
     except OSError:
         return "missing"
-    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if memo_key not in _HASHES:
         from saswap.pipelines.cache import file_sha256
 
