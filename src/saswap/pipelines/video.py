@@ -1164,7 +1164,7 @@ def swap_video(
     from saswap.pipelines.image import kept_crop_size, target_turned, warn_weak_reference
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
-    from saswap.videoio import VIDEO_TAG_KEY, VideoReader, open_video_writer, probe_video
+    from saswap.videoio import VIDEO_TAG_KEY, VideoReader, VideoWriter, open_video_writer, probe_video
 
     t0 = time.perf_counter()
     template, output = Path(template), Path(output)
@@ -1269,6 +1269,10 @@ def swap_video(
             with open_video_writer(
                 output, like=reader, codec=codec, crf=crf, preset=preset, metadata=metadata, threads=codec_threads
             ) as writer:
+                # A frame waits for the stabiliser's reach once it is made; a video writer then needs its raw YUV and
+                # the new picture alone (a GIF writer, or the skin stabiliser's reading, its decoded picture too): at
+                # 4K, 25 MB less a frame held.
+                light = skin is None and isinstance(writer, VideoWriter)
                 records = None
                 made_anchor = None  # the picture (the cache's index of its first showing) the last frame made shows
                 last_made: list = [None, None, []]  # that frame as written: box, out, masks
@@ -1302,7 +1306,8 @@ def swap_video(
                                 skin.repeat(tf.face.track_id, frame.index, anchor)
                         elif box is not None:
                             for tf, m in zip(faces, masks):
-                                reading = skin.reading(out, frame.image, m, tf.transform, tf.face)
+                                full = _full_mask(m, box, out.shape)
+                                reading = skin.reading(out, frame.image, full, tf.transform, tf.face)
                                 skin.record(tf.face.track_id, frame.index, cut, reading)
                         skin_held.append((frame, faces, box, out, masks, repeat))
                         while skin_held and skin_held[0][0].index + skin.reach <= frame.index:
@@ -1330,6 +1335,8 @@ def swap_video(
                     while len(pending) > limit:
                         frame, faces, future, anchor = pending.popleft()
                         box, out, masks, stage, readings = future.result()
+                        if light:  # made: the decoded picture is no longer needed, only the frame's raw YUV
+                            frame = replace(frame, image=_NO_PICTURE)
                         timings["engine"] += stage.get("swap", 0.0)
                         t3 = time.perf_counter()
                         cut = frame_cut.pop(frame.pts, False)
@@ -1351,7 +1358,8 @@ def swap_video(
                     t3 = time.perf_counter()
                     changed = None
                     if box is not None:
-                        changed = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
+                        union = masks[0] > 0 if len(masks) == 1 else np.logical_or.reduce([m > 0 for m in masks])
+                        changed = _full_mask(union, box, out.shape)
                     writer.write(out if box is not None else None, frame, box, changed)
                     timings["encode"] += time.perf_counter() - t3
 
@@ -1457,6 +1465,9 @@ def swap_video(
 
 #: Stands for a frame's changed box when the frame repeats the picture of the frame made before it.
 _REPEAT = object()
+
+#: A made frame's decoded picture once only its raw YUV is written (:func:`swap_video`'s ``light``).
+_NO_PICTURE = np.empty((0, 0, 3), np.uint8)
 
 
 def _done(value):
@@ -1583,7 +1594,7 @@ def _analysis_workers(pipe, workers: int | None, frames: int | None = None):
 
 def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, stabiliser=None, make_faces=None):
     """The engine and compose stage of one frame (on a worker thread): (the changed box, the new frame,
-    the faces' full-size masks, stage seconds, the faces' :meth:`ToneStabiliser.reading`), or Nones when nothing
+    the faces' masks over that box, stage seconds, the faces' :meth:`ToneStabiliser.reading`), or Nones when nothing
     changed."""
     out = image.copy()
     stage: dict[str, float] = {}
@@ -1595,15 +1606,33 @@ def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, st
     box = _changed_box(masks)
     if box is None:
         return None, None, [], stage, []
+    # the masks are kept for the frames after this one's (the stabilisers' reach): only their changed box, not a float
+    # picture each the size of the frame (33 MB at 4K; :func:`_full_mask` makes one again); the tone stabiliser's
+    # readings share them (one face: the same pixels)
+    x1, y1, x2, y2 = box
+    masks = [np.ascontiguousarray(m[y1:y2, x1:x2]) for m in masks]
     t = time.perf_counter()
     readings = []
     if stabiliser is not None:
         readings = [
-            stabiliser.reading(out, image, m, tf.transform, pipe.engine.crop_size, b)
+            stabiliser.reading(out, image, m, tf.transform, pipe.engine.crop_size, b, origin=(x1, y1))
             for tf, m, b in zip(faces, masks, boundaries)
         ]
     stage["paste"] = stage.get("paste", 0.0) + time.perf_counter() - t
     return box, out, masks, stage, readings
+
+
+def _full_mask(mask: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """A mask kept over its changed ``box`` alone (:func:`_make_frame`), placed in a frame of ``shape`` again.
+
+    Example:
+        >>> _full_mask(np.ones((1, 2), np.float32), (1, 2, 3, 3), (4, 4)).sum(axis=1).tolist()
+        [0.0, 0.0, 2.0, 0.0]
+    """
+    x1, y1, x2, y2 = box
+    full = np.zeros(shape[:2], mask.dtype)
+    full[y1:y2, x1:x2] = mask
+    return full
 
 
 class _TrackWindow:
@@ -1700,17 +1729,23 @@ class ToneStabiliser(_TrackWindow):
         self.grid = int(grid)
         self.sigma = float(sigma)
 
-    def _geometry(self, mask: np.ndarray, transform: np.ndarray, crop_size: int, reduction: int | None = None):
+    def _geometry(
+        self, mask: np.ndarray, transform: np.ndarray, crop_size: int, reduction: int | None = None,
+        origin: tuple[int, int] = (0, 0),
+    ):  # fmt: skip
         """The mask's box (x0, y0, x1, y1), the mask within it, and the box -> grid affine; None when empty.
 
         ``reduction``: the grid is the crop averaged down this many times in blocks (cell ``j`` the mean of crop
-        pixels ``r j`` to ``r j + r - 1``), not :attr:`grid` cells sampled over it."""
+        pixels ``r j`` to ``r j + r - 1``), not :attr:`grid` cells sampled over it. ``origin``: where ``mask``'s
+        top-left pixel lies in the frame (a mask kept over a box of it); the mask within the box is then ``mask``
+        itself, not a copy, where it fills the box."""
         import cv2
 
         x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
         if bw == 0 or bh == 0:
             return None
         m = np.ascontiguousarray(mask[y0 : y0 + bh, x0 : x0 + bw], np.float32)
+        x0, y0 = x0 + int(origin[0]), y0 + int(origin[1])
         if reduction is None:
             to_grid = np.asarray(transform, np.float64) * (self.grid / float(crop_size))
         else:
@@ -1749,19 +1784,21 @@ class ToneStabiliser(_TrackWindow):
 
     def reading(
         self, out: np.ndarray, template: np.ndarray, mask: np.ndarray, transform: np.ndarray, crop_size: int,
-        boundary: np.ndarray | None = None,
+        boundary: np.ndarray | None = None, origin: tuple[int, int] = (0, 0),
     ) -> tuple | None:  # fmt: skip
         """What :meth:`measure` records for one face, computed apart from the track's record (a frame worker
-        thread can compute it; :meth:`record` then files it, in any order). None when the mask is empty."""
+        thread can compute it; :meth:`record` then files it, in any order). None when the mask is empty.
+        ``origin``: where ``mask``'s top-left pixel lies in the frame, for a mask kept over a box of it (the
+        reading then holds that mask, not a copy, where the face's mask fills the box)."""
         import cv2
 
         if boundary is not None:
             reduction = max(1, int(round(crop_size / float(boundary.shape[1]))))
-            geometry = self._geometry(mask, transform, crop_size, reduction)
+            geometry = self._geometry(mask, transform, crop_size, reduction, origin)
             if geometry is None:
                 return None
             return (np.asarray(boundary, np.float32), None, *geometry)  # defined over the whole crop: no weight
-        geometry = self._geometry(mask, transform, crop_size)
+        geometry = self._geometry(mask, transform, crop_size, origin=origin)
         if geometry is None:
             return None
         (x0, y0, x1, y1), m, to_grid = geometry
