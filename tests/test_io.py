@@ -283,3 +283,12 @@ def test_avif_and_heif_photos_are_pictures(tmp_path, monkeypatch):
     assert np.abs(decoded[centres].astype(int) - loaded[centres].astype(int)).max() <= 3
     with pytest.raises(InvalidImageError, match="broken.heic: a HEIF/HEIC photo that cannot be decoded here"):
         _load_heif(data[:40], "broken.heic")
+
+
+def test_an_image_too_large_to_read_safely_is_said_so_not_called_corrupt(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40,000 pixels: more than twice the limit
+    with pytest.raises(InvalidImageError, match=r"huge\.png: too large to read safely .*make it smaller") as err:
+        load_image(path)
+    assert "corrupt" not in str(err.value)

@@ -280,7 +280,9 @@ def load_image_alpha(
             if kind is not None:
                 raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None
             raise InvalidImageError(f"{name}: not an image file (or an unsupported image format)") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        except Image.DecompressionBombError as err:
+            raise InvalidImageError(f"{name}: too large to read safely ({err}); make it smaller") from None
+        except (OSError, SyntaxError, ValueError) as err:
             raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from None
     else:
         raise InvalidImageError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")

@@ -111,6 +111,26 @@ def test_inputs_from_folders_and_lists_with_unique_output_names(tmp_path):
         collect_inputs([empty], "templates", videos=True)
 
 
+def test_a_photo_added_beside_another_of_its_name_and_a_copy_get_outputs_and_jobs_of_their_own(tmp_path):
+    """A photo added later whose name differs from another's by its suffix alone does not take over that photo's
+    output folder (the output names do not hang on which other files are there), and a copy of a photo under
+    another name is a job of its own (one key each: counted and recorded apart), the first keeping its key."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    (src / "a.png").write_bytes(b"one person")
+    template = tmp_path / "t.jpg"
+    template.write_bytes(b"template")
+    (first,) = plan_batch([src / "a.png"], [template], out, BatchSettings())
+    assert first.output == out / "a" / "t.jpg"
+    (src / "a.jpg").write_bytes(b"another person")
+    (src / "copy.png").write_bytes(b"one person")
+    jobs = plan_batch(collect_inputs([src], "sources", videos=False), [template], out, BatchSettings())
+    outputs = {j.source.name: j.output.relative_to(out).as_posix() for j in jobs}
+    assert outputs == {"a.jpg": "a-jpg/t.jpg", "a.png": "a-png/t.jpg", "copy.png": "copy/t.jpg"}
+    assert len({j.key for j in jobs}) == 3
+    assert next(j.key for j in jobs if j.source.name == "a.png") == first.key
+
+
 def test_gif_templates_are_videos_when_animated(tmp_path):
     """A template folder's GIFs are collected; an animated one is a video template written as a GIF, a one-frame one
     a picture (written as PNG, which carries the provenance tag)."""

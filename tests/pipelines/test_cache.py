@@ -125,3 +125,29 @@ def test_two_way_smoothing_has_no_lag():
     jitter = np.std(np.diff([smooth[t][0].landmarks[100, 0] for t in range(n)], 2))
     assert abs(err_two_way.mean()) < 0.3 * abs(err_forward.mean()), (err_two_way.mean(), err_forward.mean())
     assert jitter < 0.5 * raw_jitter
+
+
+def test_a_lock_file_this_user_may_not_write_is_locked_read_only(tmp_path, monkeypatch):
+    """In a shared cache folder the lock file another user made cannot be opened for writing: the lock is taken
+    through a read-only handle, and it still keeps out a second holder."""
+    fcntl = pytest.importorskip("fcntl")
+    from saswap.pipelines import cache
+
+    path = tmp_path / "x.stc"
+    lock = tmp_path / "x.stc.lock"
+    lock.write_bytes(b"")
+    modes = []
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        modes.append(mode)
+        if mode != "rb":
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "open", guarded_open, raising=False)
+    with cache.writer_lock(path):
+        with open(lock, "rb") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert modes == ["a+b", "rb"]
+    with open(lock, "rb") as other:  # released
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -68,7 +68,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 #: Templates that are a video or a picture by their content (an animated GIF is a video).
 EITHER_SUFFIXES = (".gif",)
@@ -273,15 +273,34 @@ def _template_kind(path: Path) -> str:
 
 
 def _unique_stems(paths: Sequence[Path]) -> dict[Path, str]:
-    """A file name stem per path, made unique with ``-2``, ``-3``, ... in the given order."""
+    """A name per path for its outputs: its stem, unless another path has the same stem (letter case aside, as a
+    case-blind file system sees it) and another suffix; then each of those takes its suffix too (``a.png``,
+    ``a.jpg`` -> ``a-png``, ``a-jpg``), so that a photo added beside another never takes over the other's outputs
+    (a name made from the order of the files did). A name still taken (the same file name in two folders) gets
+    ``-2``, ``-3``, ... in the given order.
+
+    Example:
+        >>> names = _unique_stems([Path("a.png"), Path("A.jpg"), Path("b.png"), Path("x/b.png")])
+        >>> list(names.values())
+        ['a-png', 'A-jpg', 'b', 'b-2']
+    """
+    stems: dict[str, int] = {}
+    files: dict[tuple[str, str], int] = {}
+    for p in paths:
+        stem, suffix = p.stem.casefold(), p.suffix.casefold()
+        stems[stem] = stems.get(stem, 0) + 1
+        files[stem, suffix] = files.get((stem, suffix), 0) + 1
     names: dict[Path, str] = {}
     used: set[str] = set()
     for p in paths:
-        stem, n = p.stem, 1
-        while (stem if n == 1 else f"{stem}-{n}") in used:
+        stem, suffix = p.stem.casefold(), p.suffix.casefold()
+        alone = stems[stem] == 1 or files[stem, suffix] > 1 or not p.suffix
+        base = p.stem if alone else f"{p.stem}-{p.suffix[1:]}"
+        n = 1
+        while (base if n == 1 else f"{base}-{n}").casefold() in used:
             n += 1
-        name = stem if n == 1 else f"{stem}-{n}"
-        used.add(name)
+        name = base if n == 1 else f"{base}-{n}"
+        used.add(name.casefold())
         names[p] = name
     return names
 
@@ -298,6 +317,7 @@ def plan_batch(
     src_names, tpl_names = _unique_stems(sources), _unique_stems(templates)
     fields = json.dumps(settings.key_fields(), sort_keys=True)
     jobs = []
+    seen: set[str] = set()
     for s in sources:
         s_hash = _file_hash(s)
         for t in templates:
@@ -306,8 +326,14 @@ def plan_batch(
                 ext = ".gif" if t.suffix.lower() == ".gif" else ".mp4"
             else:
                 ext = t.suffix.lower() if t.suffix.lower() in _TAGGABLE else ".png"
-            key = hashlib.sha256(f"{s_hash}|{_file_hash(t)}|{fields}|{__version__}".encode()).hexdigest()[:24]
-            jobs.append(BatchJob(key, s, t, output_dir / src_names[s] / f"{tpl_names[t]}{ext}", kind))
+            output = Path(src_names[s]) / f"{tpl_names[t]}{ext}"
+            content = f"{s_hash}|{_file_hash(t)}|{fields}|{__version__}"
+            # the same files under other names (a copy of a photo): a job of their own, whose key says its output
+            # (the first keeps the key of the contents alone, as every job had before)
+            ident = content if content not in seen else f"{content}|{output.as_posix()}"
+            seen.add(content)
+            key = hashlib.sha256(ident.encode()).hexdigest()[:24]
+            jobs.append(BatchJob(key, s, t, output_dir / output, kind))
     return jobs
 
 

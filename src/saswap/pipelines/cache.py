@@ -289,14 +289,19 @@ class CacheWriter:
 @contextlib.contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` + ``.lock`` (POSIX ``flock``; no-op where unavailable), so one process
-    builds a template's cache while others wait for it."""
+    builds a template's cache while others wait for it. A lock file another user made in a shared cache folder,
+    which this user may not write, is locked through a read-only handle (``flock`` needs no write access)."""
     try:
         import fcntl
     except ImportError:  # Windows: the atomic rename still keeps readers safe
         yield
         return
     lock = path.with_name(path.name + ".lock")
-    with open(lock, "a+b") as fh:
+    try:
+        fh = open(lock, "a+b")  # noqa: SIM115 - closed below
+    except PermissionError:
+        fh = open(lock, "rb")  # noqa: SIM115 - closed below
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
