@@ -541,6 +541,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
         enhance=args.enhance,
         max_video_seconds=args.max_video_seconds,
         max_upload_mb=args.max_upload_mb,
+        max_image_mp=args.max_image_mp,
         tone_lock=args.tone_lock,
         crop_size=args.crop_size,
     )
@@ -806,6 +807,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enhance", help="face enhancer for the page's 'enhance' switch (a local ONNX file or folder)")
     p.add_argument("--max-video-seconds", type=float, default=60.0, help="longest video accepted (default 60)")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted, MB (default 50)")
+    p.add_argument(
+        "--max-image-mp", type=float, default=50.0, help="largest photo accepted, megapixels (default 50)"
+    )
     p.add_argument(
         "--tone-lock", type=_number_between(0.0, 1.0, "0 and 1"), default=0.0, metavar="0..1",
         help="every swap's face middle takes the target's median skin tone this far (0 off, the default; as for swap)",

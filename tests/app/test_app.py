@@ -97,7 +97,7 @@ def swap_args(source, target=None, template="", faces="0", reference=None, stren
 def test_cli_app_defaults_bind_loopback():
     args = cli.build_parser().parse_args(["app"])
     assert (args.host, args.port, args.templates) == ("127.0.0.1", 7860, None)
-    assert (args.max_video_seconds, args.max_upload_mb) == (60.0, 50.0)
+    assert (args.max_video_seconds, args.max_upload_mb, args.max_image_mp) == (60.0, 50.0, 50.0)
     assert args.func is cli._cmd_app
 
 
@@ -208,8 +208,10 @@ def bad_files(data, tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(ramp).save(folder / "no_face.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG " * 20)
     (folder / "big.png").write_bytes(os.urandom(int(2.5 * 1024 * 1024)))
+    Image.new("RGB", (8000, 7000), (128, 128, 128)).save(folder / "huge.png")  # a small file, a huge picture
+    assert (folder / "huge.png").stat().st_size < 2 * 1024 * 1024
     return {"no_face": folder / "no_face.png", "broken": folder / "broken.jpg", "big": folder / "big.png",
-            "long": data / "videos" / "liveportrait__d5.mp4"}  # fmt: skip
+            "huge": folder / "huge.png", "long": data / "videos" / "liveportrait__d5.mp4"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -220,6 +222,7 @@ def bad_files(data, tmp_path_factory) -> dict[str, Path]:
         ("target", "broken", "broken.jpg"),
         ("target", "long", "liveportrait__d5.mp4: the video is 4.9 s long; this app accepts videos up to 3 s"),
         ("target", "big", "exceeds the maximum file size of 2097152 bytes"),
+        ("target", "huge", "huge.png: the target is 8000×7000 pixels (56 megapixels); this app accepts photos up to 50"),
         ("reference", None, "Please upload the reference photo first."),
     ],
 )
@@ -311,6 +314,38 @@ def test_a_numbered_face_of_a_video_is_that_persons_swap(running, data, tmp_path
               for m in changed]  # fmt: skip
     assert all(mine > 0.02 and other < 0.001 for mine, other in halves[6:]), halves
     assert all(mine < 0.001 and other < 0.001 for mine, other in halves[:6]), halves
+
+
+def test_a_visitor_leaving_takes_their_uploads_and_video_caches_along(running):
+    """Closing the page removes the visitor's uploads (not one another visitor uploaded too: Gradio keeps one copy of
+    identical files) and their videos' caches, once no other page of theirs is open."""
+    from types import SimpleNamespace
+
+    state = running.blocks.saswap
+    alice, bob = "a" * 43, "b" * 43
+    root = state.files.root
+    own, shared = root / "up-alice" / "me.jpg", root / "up-both" / "same.jpg"
+    for path in (own, shared):
+        path.parent.mkdir()
+        path.write_bytes(b"photo")
+    state.files.add_upload(alice, own)
+    state.files.add_upload(alice, shared)
+    state.files.add_upload(bob, shared)
+    caches = state.private / "caches" / state.files.digest(alice)
+    caches.mkdir(parents=True)
+    (caches / "x.stc").write_bytes(b"cache")
+
+    def page(token, session):
+        return SimpleNamespace(session_hash=session, headers={"cookie": f"saswap_visitor={token}"})
+
+    folders = [state._new_folder(alice, page(alice, s)) for s in ("tab-1", "tab-2")]
+    state.on_unload(page(alice, "tab-1"))  # another page of hers is still open: only this page's results go
+    assert not folders[0].exists() and folders[1].exists() and own.exists() and caches.exists()
+    state.on_unload(page(alice, "tab-2"))
+    assert not folders[1].exists() and not own.exists() and not own.parent.exists() and not caches.exists()
+    assert shared.exists() and state.files.owns(bob, shared) and not state.files.owns(alice, own)
+    state.on_unload(page(bob, "tab-3"))
+    assert not shared.exists()
 
 
 def test_video_progress_queue_and_cancel(running, data, tmp_path):

@@ -93,6 +93,14 @@ class VisitorFiles:
         with self._lock:
             self._uploads.setdefault(token, set()).add(_real(path))
 
+    def release(self, token: str) -> list[str]:
+        """Forget the visitor's uploads; returns those no other visitor uploaded too (Gradio stores one copy of
+        identical files), which may be removed."""
+        with self._lock:
+            mine = self._uploads.pop(token, set())
+            others = set().union(*self._uploads.values()) if self._uploads else set()
+        return sorted(mine - others)
+
     def guarded(self, path: str | os.PathLike) -> bool:
         """Whether the path lies in the guarded folder."""
         return _inside(_real(path), str(self.root))

@@ -21,6 +21,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"  # the app never downloads: engines and enhancers must be local
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
@@ -64,6 +65,8 @@ class AppSettings:
             switch; None leaves the switch off.
         max_video_seconds: longest uploaded video accepted.
         max_upload_mb: largest uploaded file accepted, in megabytes.
+        max_image_mp: largest uploaded photo accepted, in megapixels (a small file can hold a huge, blank picture
+            that takes the swap queue for half a minute).
         tone_lock: the compose stage's ``tone_lock`` for every swap (:class:`~saswap.compose.Compositor`; 0 off).
         crop_size: the aligned crop every swap is made in, as ``saswap swap --crop-size`` takes it (None: the
             engine's own; ``"auto"``: sized to the face). The template folder's caches are those precomputed
@@ -76,6 +79,7 @@ class AppSettings:
     enhance: str | None = None
     max_video_seconds: float = 60.0
     max_upload_mb: float = 50.0
+    max_image_mp: float = 50.0
     tone_lock: float = 0.0
     crop_size: int | str | None = None
 
@@ -87,8 +91,8 @@ class AppSettings:
         self.crop_size = check_crop_size(self.crop_size)
         if not 0.0 <= self.tone_lock <= 1.0:
             raise SaSwapError(f"--tone-lock must lie between 0 and 1, got {self.tone_lock}")
-        if self.max_video_seconds <= 0 or self.max_upload_mb <= 0:
-            raise SaSwapError("--max-video-seconds and --max-upload-mb must be positive")
+        if self.max_video_seconds <= 0 or self.max_upload_mb <= 0 or self.max_image_mp <= 0:
+            raise SaSwapError("--max-video-seconds, --max-upload-mb and --max-image-mp must be positive")
         self.engines = tuple(dict.fromkeys(self.engines))
 
     @property
@@ -151,6 +155,7 @@ class _Target:
 @dataclass
 class _Session:
     folders: list[Path] = field(default_factory=list)
+    token: str | None = None  # the visitor's cookie
 
 
 class SaSwapApp:
@@ -239,7 +244,9 @@ class SaSwapApp:
     def _new_folder(self, token: str | None, request: gr.Request | None) -> Path:
         folder = self.files.new_job_folder(token or "anonymous-visitor-without-cookie")
         with self._sessions_lock:
-            self._sessions.setdefault(self._session(request), _Session()).folders.append(folder)
+            session = self._sessions.setdefault(self._session(request), _Session())
+            session.folders.append(folder)
+            session.token = token
         return folder
 
     def _detect(self, image: np.ndarray) -> list:
@@ -275,8 +282,21 @@ class SaSwapApp:
         return path
 
     def _load_image(self, path: str, role: str) -> np.ndarray:
+        from PIL import Image
+
         from saswap.io import load_image
 
+        try:  # the size from the header, before the picture is decoded (what Pillow cannot open, load_image judges)
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001
+            w = h = 0
+        limit = self.settings.max_image_mp
+        if w * h > limit * 1e6:
+            raise _bad(
+                f"{Path(path).name}: the {role} is {w}×{h} pixels ({w * h / 1e6:.0f} megapixels); this app accepts "
+                f"photos up to {limit:g} megapixels (set with --max-image-mp). Make it smaller and upload it again."
+            )
         try:
             return load_image(path)
         except SaSwapError as err:
@@ -453,13 +473,25 @@ class SaSwapApp:
         return "**Cancelled**; nothing was kept." if stopped else "Nothing is running."
 
     def on_unload(self, request: gr.Request) -> None:
-        """The visitor closed the page: stop their job and remove their results and previews."""
+        """The visitor closed the page: stop their job and remove their results and previews, and, once no other
+        page of theirs is open, their uploads (those no other visitor uploaded too) and the caches of their videos."""
         session = self._session(request)
         self.board.cancel(session)
+        token = self._token(request)
         with self._sessions_lock:
             record = self._sessions.pop(session, None)
+            open_elsewhere = any(s.token == token for s in self._sessions.values())
         for folder in record.folders if record else ():
             shutil.rmtree(folder, ignore_errors=True)
+        if token is None or open_elsewhere:
+            return
+        for path in self.files.release(token):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                parent = Path(path).parent
+                if parent != self.files.root and self.files.guarded(parent):
+                    parent.rmdir()  # Gradio's folder of that one upload, when nothing else is in it
+        shutil.rmtree(self.private / "caches" / VisitorFiles.digest(token), ignore_errors=True)
 
     # -- API endpoints ----------------------------------------------------------------------------
     def api_detect_faces(self, image: str | None, request: gr.Request):
