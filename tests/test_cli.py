@@ -184,6 +184,8 @@ def test_demo_runs_on_packaged_photos(tmp_path, capsys, monkeypatch):
     info, out = probe_video(template), probe_video(swapped)
     assert (out.frame_count, out.width, out.height, out.fps) == (info.frame_count, info.width, info.height, info.fps)
     assert read_video_tag(swapped)["synthetic"] is True and read_video_tag(template) is None
+    assert read_video_tag(swapped)["note"] == "synthetic video, made with saswap"
+    assert read_tag(files[0])["note"] == "synthetic image, made with saswap"
     before, after = sample_frames(template, 3), sample_frames(swapped, 3)
     for a, b in zip(before, after):
         changed = np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 20
@@ -228,7 +230,7 @@ def test_swap_errors_found_by_the_pipeline_name_the_file(tmp_path, capsys):
     out = tmp_path / "o.png"
     assert main(["swap", "-s", good, "-t", good, "-o", str(out), "--face-index", "3"]) == 2
     err = capsys.readouterr().err
-    assert f"{good}: face index 3 out of range (1 faces found)" in err and err.count("\n") == 1
+    assert f"{good}: face index 3 out of range (1 face found; the first is 0)" in err and err.count("\n") == 1
     assert main(["swap", "-s", good, "-t", good, "-o", str(out), "--reference", str(blank)]) == 2
     err = capsys.readouterr().err
     assert "blank.png" in err and "reference" in err and err.count("\n") == 1

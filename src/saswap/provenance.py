@@ -32,12 +32,14 @@ _XMP = (
 
 
 def make_tag(**extra: Any) -> dict[str, Any]:
-    """The provenance record: ``{"synthetic": true, "generator": "saswap", "version": ..., **extra}``."""
+    """The provenance record: ``{"synthetic": true, "generator": "saswap", "version": ..., **extra}``; its note
+    says "synthetic video" when ``extra``'s ``media`` is ``"video"``, else "synthetic image"."""
+    media = "video" if extra.get("media") == "video" else "image"
     return {
         "synthetic": True,
         "generator": "saswap",
         "version": __version__,
-        "note": "synthetic image, made with saswap",
+        "note": f"synthetic {media}, made with saswap",
         **extra,
     }
 

@@ -132,12 +132,15 @@ def test_the_apps_crop_size_reaches_its_templates_and_swaps(data, tmp_path):
     pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
     pipe.precompute(sized, cache, progress=False, crop_size=448)
     pipe.precompute(plain, cache, progress=False)
+    (templates / "notes.txt").write_text("which clip is which")
+    (templates / "cut.mp4").write_bytes(sized.read_bytes()[:2000])  # a copy stopped early
     app = launch(AppSettings(templates=templates, cache_dir=cache, crop_size=448), port=free_port(), block=False)
     try:
         state = app.blocks.saswap
         assert [t.name for t in state.templates] == ["sized.mp4"]
         skipped = state.templates_skipped
         assert any("plain.mp4" in m and "--crop-size 448" in m for m in skipped), skipped
+        assert sum(m.startswith(("notes.txt: not a video", "cut.mp4: not a video")) for m in skipped) == 2, skipped
         images = data / "images"
         result, tag = client(app, tmp_path).predict(
             *swap_args(images / "face_recognition__obama.jpg", images / "deepface__img2.jpg"), api_name="/swap"
@@ -173,6 +176,19 @@ def test_image_swap_through_the_api_is_tagged(running, data, tmp_path):
     preview, faces = c.predict(__import__("gradio_client").handle_file(str(images / "insightface__t1.jpg")),
                                api_name="/detect_faces")  # fmt: skip
     assert faces["kind"] == "image" and len(faces["faces"]) >= 5 and Path(preview).is_file()
+
+
+def test_a_photo_whose_name_starts_with_a_dot_is_swapped_wherever_the_app_was_started(running, data, tmp_path,
+                                                                                      monkeypatch):
+    # Gradio refuses dot-named files inside the working folder; the app's upload folder is its own to serve
+    from saswap.provenance import read_tag
+
+    monkeypatch.chdir("/")  # a service or a container started in the root folder: the upload folder lies within it
+    hidden = tmp_path / ".me.jpg"
+    shutil.copy(data / "images" / "face_recognition__obama.jpg", hidden)
+    result, tag = client(running, tmp_path).predict(*swap_args(hidden, data / "images" / "deepface__img2.jpg"),
+                                                    api_name="/swap")  # fmt: skip
+    assert tag["synthetic"] is True and read_tag(result) == tag
 
 
 def test_one_visitors_files_are_not_reachable_from_another(running, data):
@@ -252,7 +268,8 @@ def test_templates_are_listed_and_swapped(running, data, tmp_path):
     job = c.submit(*swap_args(data / "images" / "face_recognition__obama.jpg", template="talking.mp4"),
                    api_name="/swap")  # fmt: skip
     result, tag = job.result(timeout=120)
-    assert tag["synthetic"] is True and tag["media"] == "video"
+    assert tag["synthetic"] is True and tag["media"] == "video" and tag["app"] is True  # as the app's photos are
+    assert tag["note"] == "synthetic video, made with saswap"
     assert read_video_tag(result) == tag
     assert probe_video(result).frame_count == 12
     updates = [o[1] for o in job.outputs()[:-1]]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import data_path
+from PIL import Image
 
 from saswap.cli import main
 from saswap.errors import SaSwapError
@@ -183,6 +184,9 @@ def test_local_batch_isolates_a_broken_input_and_resumes(inputs, tmp_path, capsy
         if r["status"] == "done":
             output = Path(r["output"])
             assert output.is_file() and _tag(output)["batch_job"] == r["job"]
+            if output.suffix == ".mp4":  # swap_video's own fields with the job's key
+                assert _tag(output)["media"] == "video" and _tag(output)["engine"] == "geometric"
+                assert _tag(output)["note"] == "synthetic video, made with saswap"
         else:
             assert "broken.jpg" in r["error"] and not Path(r["output"]).exists()
     assert not (out / "broken").exists() and not _temporaries(out)
@@ -231,6 +235,13 @@ def test_a_broken_template_fails_its_own_jobs_with_the_single_file_message(input
     assert failed["error"] == template["error"] == single and "broken.mp4" in single
     assert main(["batch", "--sources", args[2], "--templates", str(good), "-o", str(tmp_path / "o2"), "--workers", "0"]) == 2
     assert "workers must be at least 1" in capsys.readouterr().err
+    # a reference photo without a face would fail every job: the batch is refused before any starts
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((256, 256, 3), 128, np.uint8)).save(blank)
+    assert main(["batch", "--sources", args[2], "--templates", str(good), "-o", str(tmp_path / "o3"),
+                 "--backend", "local", "--reference", str(blank), "-q"]) == 2  # fmt: skip
+    assert f"{blank}: no face found in the reference photo" in capsys.readouterr().err
+    assert not _jobs(tmp_path / "o3")
 
 
 def _netns_available() -> str | None:

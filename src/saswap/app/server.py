@@ -616,7 +616,7 @@ class SaSwapApp:
             video = pipe.swap_video(
                 prepared, target.path, out, shape_strength=strength, face_index=face_index, all_faces=all_faces,
                 reference=ref, enhance=enhancer, cache=True, cache_dir=cache_dir, progress=report,
-                crop_size=self.settings.crop_size,
+                crop_size=self.settings.crop_size, tag={"app": True},
             )  # fmt: skip
             return {"seconds": time.perf_counter() - t0, "frames": video.frames}
 
@@ -881,6 +881,9 @@ def launch(
             quiet=True, show_error=False, max_file_size=state.settings.max_upload_bytes, ssr_mode=False,
             theme=theme, footer_links=["api", "settings"], enable_monitoring=False, pwa=False, mcp_server=False,
             app_kwargs={"middleware": [Middleware(VisitorIsolation, files=state.files)]},
+            # Gradio refuses to take in dot-named uploads (".me.jpg") that lie within the working folder (an app
+            # started in "/"), unless allowed; the upload folder is the app's own, guarded by VisitorIsolation
+            allowed_paths=[str(state.files.root)],
         )  # fmt: skip
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)

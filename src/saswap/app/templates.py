@@ -66,7 +66,7 @@ def find_templates(
             engine's own).
 
     Returns:
-        (the templates, sorted by name; one line per video left out, saying why).
+        (the templates, sorted by name; one line per file left out, saying why).
 
     Raises:
         SaSwapError: ``folder`` is not a folder.
@@ -84,7 +84,8 @@ def find_templates(
     thumbs.mkdir(parents=True, exist_ok=True)
     found, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        if not is_video_file(path):
+        if not is_video_file(path):  # a photo, a note, a broken or truncated video: said, so it is not missed
+            skipped.append(f"{path.name}: not a video that can be read (no video stream could be opened in it)")
             continue
         try:
             info = probe_video(path)

@@ -561,21 +561,14 @@ class BatchWorker:
             timings["source"] = time.perf_counter() - ts
             reference = s.reference
             if spec.kind == "video":
-                from saswap.pipelines.image import compose_provenance
                 from saswap.pipelines.video import swap_video
-                from saswap.provenance import make_tag
 
-                # a photo's tag is its result's own (SaSwapOutput.save, below)
-                compose = compose_provenance(self.pipe.compositor)
-                tag = make_tag(
-                    engine=self.pipe.engine.name, shape_strength=s.shape_strength, **compose, batch_job=spec.key
-                )
-
+                # the video's tag is swap_video's own with the job's key; a photo's is its result's (below)
                 result = swap_video(
                     self.pipe, source, spec.template, spec.output, shape_strength=s.shape_strength,
                     face_index=s.face_index, all_faces=s.all_faces, reference=reference, enhance=s.enhance,
                     cache_dir=self.cache_dir, codec=s.codec, crf=s.crf, preset=s.preset, progress=False,
-                    tag={**tag, "media": "video"}, workers=self.threads if self.threads > 1 else 0,
+                    tag={"batch_job": spec.key}, workers=self.threads if self.threads > 1 else 0,
                     processes=False, analysis_workers=0, codec_threads=self.threads > 1,  # each batch worker is a process already
                     crop_size=s.crop_size,
                 )  # fmt: skip
@@ -732,6 +725,22 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, unit="job", disable=not enabled, dynamic_ncols=True)
 
 
+def _check_reference(path: Path) -> None:
+    """Read the batch's reference photo and find a face in it, as every job would (its largest face names the person
+    to swap), before any job starts.
+
+    Raises:
+        SaSwapError: the photo cannot be read (:class:`~saswap.errors.InvalidImageError`) or shows no face
+            (:class:`~saswap.errors.NoFaceError`), naming the file.
+    """
+    from saswap.errors import NoFaceError
+    from saswap.face.analyzer import FaceAnalyzer
+    from saswap.io import load_image
+
+    if not FaceAnalyzer()(load_image(path), turn="auto"):
+        raise NoFaceError(f"{path}: no face found in the reference photo; no job was started")
+
+
 def run_batch(
     sources: Sequence[str | os.PathLike] | str | os.PathLike,
     templates: Sequence[str | os.PathLike] | str | os.PathLike,
@@ -821,6 +830,9 @@ def run_batch(
     if not todo:
         report.timings.update(templates=0.0, swaps=0.0, total=time.perf_counter() - t_start)
         return report
+
+    if settings.reference is not None:  # shared by every job: a photo without a face fails the batch, not each job
+        _check_reference(Path(settings.reference))
 
     cpus = os.cpu_count() or 1
     settings_dict = asdict(settings)

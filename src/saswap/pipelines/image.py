@@ -671,7 +671,8 @@ class SaSwapPipeline:
             return [faces[best]]
         index = 0 if face_index is None else int(face_index)
         if not 0 <= index < len(faces):
-            raise SaSwapError(f"{name}: face index {index} out of range ({len(faces)} faces found)")
+            found = f"{len(faces)} face{'s' if len(faces) != 1 else ''} found"
+            raise SaSwapError(f"{name}: face index {index} out of range ({found}; the first is 0)")
         return [faces[index]]
 
     # -- main -----------------------------------------------------------------------------------
@@ -864,6 +865,7 @@ class SaSwapPipeline:
         analysis_workers: int | None = None,
         skin_sigma: float = 0.0,
         crop_size: int | str | None = None,
+        tag: dict[str, Any] | None = None,
     ):
         """Swap the source's face into a template video, streamed frame by frame.
 
@@ -913,6 +915,9 @@ class SaSwapPipeline:
                 eyes, brows and lips, at the cost of time; a small one takes less time), a number sets it. The
                 template cache is made for that crop; a prepared source that keeps no photo
                 (:attr:`~saswap.engines.base.SourceFace.origin`) keeps its own size under ``"auto"``.
+            tag: fields added to the output's synthetic-media tag (container metadata, read by ``saswap inspect``),
+                beside those SaSwap writes (``synthetic``, ``generator``, ``version``, ``engine``, ...); e.g.
+                ``{"app": "my-app"}``.
 
         Returns:
             :class:`~saswap.pipelines.video.SaSwapVideoOutput`.
@@ -924,7 +929,7 @@ class SaSwapPipeline:
             all_faces=all_faces, reference=reference, enhance=enhance, cache=cache, cache_dir=cache_dir,
             start=start, end=end, codec=codec, crf=crf, preset=preset, fade_frames=fade_frames, progress=progress,
             workers=workers, processes=processes, analysis_workers=analysis_workers, skin_sigma=skin_sigma,
-            crop_size=crop_size,
+            crop_size=crop_size, tag=tag,
         )  # fmt: skip
 
     def _get_enhancer(self, name: str):

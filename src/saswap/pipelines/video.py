@@ -1230,15 +1230,10 @@ def swap_video(
                 raise SaSwapError(f"{template}: {err}") from None
             scores = {}
         weights = list(_fade_weights(header, chosen, fade_frames))
-        if tag is None:
-            from saswap.pipelines.image import compose_provenance
+        from saswap.pipelines.image import compose_provenance
 
-            tag = make_tag(
-                engine=pipe.engine.name, shape_strength=shape_strength, **compose_provenance(pipe.compositor),
-                media="video", crop_size=size,
-            )  # fmt: skip
-        elif "crop_size" not in tag:  # a caller's own tag (a batch job's) says the crop too
-            tag = {**tag, "crop_size": size}
+        own = {"engine": pipe.engine.name, "shape_strength": shape_strength, **compose_provenance(pipe.compositor)}
+        tag = make_tag(**{**own, "media": "video", "crop_size": size, **(tag or {})})  # a caller's fields (a batch job's)
         metadata = {VIDEO_TAG_KEY: _json(tag)}
         frames = swapped_frames = swapped_faces = repeated = 0
         turned: list[float] = []  # the times of the swapped frames whose face is turned too far to swap well
