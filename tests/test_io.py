@@ -159,6 +159,30 @@ def test_arrays_and_pil_inputs():
         load_image(12)  # type: ignore[arg-type]
 
 
+def test_encoded_bytes_and_binary_file_objects_are_read_like_the_file(tmp_path):
+    # a web framework's upload, a database field: the picture's file contents, not a path
+    path = tmp_path / "photo.png"
+    Image.fromarray(_photo()).save(path)
+    want = load_image(path)
+    data = path.read_bytes()
+    assert (load_image(data) == want).all() and (load_image(bytearray(data)) == want).all()
+    assert (load_image(io.BytesIO(data)) == want).all()
+    with open(path, "rb") as f:
+        assert (load_image(f) == want).all()
+    with pytest.raises(InvalidImageError, match=r"^<bytes>: not an image file"):
+        load_image(b"not a picture")
+    with pytest.raises(InvalidImageError, match=r"^the source image: empty \(0 bytes\)"):
+        load_image(io.BytesIO(b""), name="the source image")  # a caller names what has no file name
+    with pytest.raises(InvalidImageError, match=r"^<bytes>: corrupt or truncated image"):
+        load_image(data[: len(data) // 2])
+    with open(path, encoding="latin-1") as f, pytest.raises(InvalidImageError, match="photo.png: opened as text"):
+        load_image(f)
+    f = open(path, "rb")
+    f.close()
+    with pytest.raises(InvalidImageError, match="photo.png: cannot be read"):
+        load_image(f)
+
+
 def test_save_image_is_atomic(tmp_path):
     out = tmp_path / "x.png"
     save_image(_photo(), out, pnginfo={"k": "v"})

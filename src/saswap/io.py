@@ -17,7 +17,7 @@ import os
 import secrets
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,7 +26,7 @@ from saswap.errors import InvalidImageError
 
 __all__ = ["ImageInput", "load_image", "load_image_alpha", "restore_alpha", "save_image", "atomic_write_bytes", "file_identity", "temporary_name", "temporary_pattern", "MIN_IMAGE_SIDE"]
 
-ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]
+ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image, bytes, BinaryIO]
 
 
 #: ISO-BMFF brands of still pictures: HEIF/HEIC (phone photos) and AVIF. A file whose ``ftyp`` box names one is a
@@ -179,7 +179,32 @@ def _from_array(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | No
     return np.ascontiguousarray(arr), transparency
 
 
-def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
+def _decode(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """An encoded picture's pixels (RGB uint8) and alpha; an :class:`InvalidImageError` naming ``name`` if it is none."""
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above 89 megapixels (a 108-MP phone photo) and refuses beyond twice that (a decompression
+            # bomb): the first is a photo, the second an error
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()  # raises on truncated data instead of returning grey rows
+                return _from_pil(img, name)
+    except InvalidImageError:
+        raise
+    except UnidentifiedImageError:
+        if picture_brand(data[:16]) is not None:
+            return _load_heif(data, name), None
+        kind = picture_kind(data[:16])
+        if kind is not None:
+            raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None
+        raise InvalidImageError(f"{name}: not an image file (or an unsupported image format)") from None
+    except Image.DecompressionBombError as err:
+        raise InvalidImageError(f"{name}: too large to read safely ({err}); make it smaller") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from None
+
+
+def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE, name: str | None = None) -> np.ndarray:
     """Load an image from a path, a PIL image or an array as RGB uint8: :func:`load_image_alpha` without the
     transparency (transparent pixels composited on black).
 
@@ -187,7 +212,7 @@ def load_image(image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarr
         >>> load_image(np.zeros((32, 48), np.uint8)).shape
         (32, 48, 3)
     """
-    return load_image_alpha(image, min_side=min_side)[0]
+    return load_image_alpha(image, min_side=min_side, name=name)[0]
 
 
 def restore_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -209,17 +234,20 @@ def restore_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def load_image_alpha(
-    image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE
+    image: ImageInput, *, min_side: int = MIN_IMAGE_SIDE, name: str | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Load an image from a path, a PIL image or an array as RGB uint8, and its transparency.
+    """Load an image from a path, a PIL image, an array, bytes or a file object as RGB uint8, and its transparency.
 
     Convention:
         Arrays are taken as RGB (not OpenCV's BGR); float arrays must lie in [0, 1]. A transparent picture (PNG,
         WebP or GIF with alpha, an (H, W, 4) array) is composited on black; its alpha comes back beside it.
 
     Args:
-        image: a file path, a ``PIL.Image.Image`` or an array of shape (H, W), (H, W, 3) or (H, W, 4).
+        image: a file path, a ``PIL.Image.Image``, an array of shape (H, W), (H, W, 3) or (H, W, 4), an encoded
+            file's bytes, or a binary file object (read from its position; a web framework's upload).
         min_side: the smallest accepted height or width.
+        name: what error messages call an image that has no file name of its own (an array, bytes, a PIL image or
+            file object without one; default ``<array>``, ``<bytes>``, ...).
 
     Returns:
         (RGB image, shape (H, W, 3), dtype uint8; its alpha, uint8 (H, W), or None when every pixel is opaque).
@@ -235,10 +263,10 @@ def load_image_alpha(
     """
     alpha = None
     if isinstance(image, Image.Image):
-        name = getattr(image, "filename", "") or "<PIL image>"
+        name = getattr(image, "filename", "") or name or "<PIL image>"
         arr, alpha = _from_pil(image, name)
     elif isinstance(image, np.ndarray):
-        name = "<array>"
+        name = name or "<array>"
         arr, alpha = _from_array(image, name)
     elif isinstance(image, (str, os.PathLike)):
         if isinstance(image, str) and "://" in image:
@@ -257,35 +285,28 @@ def load_image_alpha(
             raise InvalidImageError(f"{name}: cannot be read ({err.strerror or err})") from None
         if not data:
             raise InvalidImageError(f"{name}: the file is empty (0 bytes)")
-        try:
-            with warnings.catch_warnings():
-                # PIL warns above 89 megapixels (a 108-MP phone photo) and refuses beyond twice that (a decompression
-                # bomb): the first is a photo, the second an error
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as img:
-                    img.load()  # raises on truncated data instead of returning grey rows
-                    arr, alpha = _from_pil(img, name)
-        except InvalidImageError:
-            raise
-        except UnidentifiedImageError:
-            if picture_brand(data[:16]) is not None:
-                arr = _load_heif(data, name)
-                h, w = arr.shape[:2]
-                if min(h, w) < min_side:
-                    raise InvalidImageError(
-                        f"{name}: image is {w}x{h} pixels; at least {min_side}x{min_side} is needed to find a face"
-                    ) from None
-                return np.ascontiguousarray(arr), None
-            kind = picture_kind(data[:16])
-            if kind is not None:
-                raise InvalidImageError(f"{name}: corrupt or truncated {kind} (its header is unreadable)") from None
-            raise InvalidImageError(f"{name}: not an image file (or an unsupported image format)") from None
-        except Image.DecompressionBombError as err:
-            raise InvalidImageError(f"{name}: too large to read safely ({err}); make it smaller") from None
-        except (OSError, SyntaxError, ValueError) as err:
-            raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from None
+        arr, alpha = _decode(data, name)
+    elif isinstance(image, (bytes, bytearray, memoryview)) or callable(getattr(image, "read", None)):
+        # an encoded file's contents (a web upload, a database field) or a binary file object, read from where it is
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            name, data = name or "<bytes>", bytes(image)
+        else:
+            own = getattr(image, "name", "")
+            name = own if isinstance(own, str) and own else name or "<file object>"
+            try:
+                data = image.read()
+            except (OSError, ValueError) as err:  # closed, not readable, an I/O error
+                raise InvalidImageError(f"{name}: cannot be read ({err})") from None
+            if isinstance(data, str):
+                raise InvalidImageError(f"{name}: opened as text; open an image file in binary mode ('rb')")
+            data = bytes(data or b"")
+        if not data:
+            raise InvalidImageError(f"{name}: empty (0 bytes), not an image")
+        arr, alpha = _decode(data, name)
     else:
-        raise InvalidImageError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
+        raise InvalidImageError(
+            f"expected a path, PIL image, numpy array, bytes or binary file object, got {type(image).__name__}"
+        )
     h, w = arr.shape[:2]
     if min(h, w) < min_side:
         raise InvalidImageError(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +105,10 @@ def test_inputs_paths_pil_arrays(pipe):
     text = repr(a)  # one line a notebook can show (the dataclass's repr printed every landmark of every face)
     assert "\n" not in text and text.startswith(f"SaSwapOutput(image={w}x{h}, faces=[Face(box=[") and len(text) < 300
     assert a.alpha is None  # an opaque target
+    # an upload's contents and a file object are the file's own picture
+    with open(src_path, "rb") as f:
+        c = pipe(f, io.BytesIO(Path(tgt_path).read_bytes()))
+    assert (c.image == a.image).all()
 
 
 def test_face_selection(pipe):
@@ -147,6 +153,10 @@ def test_no_face_errors_name_the_image(pipe, tmp_path):
         pipe(blank, data_path("images", "sadtalker__happy.png"))
     with pytest.raises(NoFaceError, match="blank.png: no face found"):
         pipe(data_path("images", "sadtalker__happy.png"), blank)
+    with pytest.raises(NoFaceError, match="^the target image: no face found"):  # no file name: its role
+        pipe(data_path("images", "sadtalker__happy.png"), blank.read_bytes())
+    with pytest.raises(SaSwapError, match="^the source image: not an image file"):
+        pipe(b"<html>", blank)
 
 
 def test_enhancer_missing_weights_is_a_clear_error(pipe, monkeypatch):

@@ -282,7 +282,11 @@ def compose_provenance(compositor: Compositor) -> dict[str, Any]:
 
 
 def _name(x: ImageInput, role: str) -> str:
-    return str(x) if isinstance(x, (str, os.PathLike)) else f"the {role} image"
+    """What messages call an input: its path, a file object's name, else "the source image" and the like."""
+    if isinstance(x, (str, os.PathLike)):
+        return str(x)
+    own = getattr(x, "name", None) if callable(getattr(x, "read", None)) else None
+    return own if isinstance(own, str) and own else f"the {role} image"
 
 
 class SaSwapPipeline:
@@ -525,10 +529,11 @@ class SaSwapPipeline:
             index, time_, image = self.source_frame(source)
             logger.info("%s: the source is frame %d (%.2f s), the most frontal with a closed mouth", name, index, time_)
         else:
-            image = load_image(source)
+            image = load_image(source, name=name)
         faces = self._faces(image, name, "source")
         if not 0 <= face_index < len(faces):
-            raise SaSwapError(f"{name}: face index {face_index} out of range ({len(faces)} faces)")
+            found = f"{len(faces)} face{'s' if len(faces) != 1 else ''} found"
+            raise SaSwapError(f"{name}: face index {face_index} out of range ({found}; the first is 0)")
         face = faces[face_index]
         turn = source_turn(face)
         if turn > SOURCE_TURN_LIMIT and not force:
@@ -645,7 +650,7 @@ class SaSwapPipeline:
         """A reference photo and the face in it that names the person to swap: its largest (a warning when it holds
         several faces)."""
         name = _name(reference, "reference")
-        image = load_image(reference)
+        image = load_image(reference, name=name)
         faces = self._faces(image, name, "reference")
         if len(faces) > 1:
             logger.warning(
@@ -715,8 +720,8 @@ class SaSwapPipeline:
             prepared, source_face = self.prepare_source(source)
         timings["analyze_source"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        target_img, alpha = load_image_alpha(target)
         name = _name(target, "target")
+        target_img, alpha = load_image_alpha(target, name=name)
         faces = self._select(
             target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
         )
