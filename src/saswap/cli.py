@@ -279,17 +279,25 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
-    """The output may replace an existing file, but not one of the command's own inputs (unless --overwrite)."""
+    """The output may replace an existing file, but not one of the command's own inputs (unless --overwrite; never a
+    video target, which is read while the output is written)."""
     out = Path(args.output)
     try:
-        if args.overwrite or not out.exists():
+        if not out.exists():
             return
     except OSError:  # a name the file system cannot hold: writing it says so
         return
     for role in ("source", "target", "reference"):
         value = getattr(args, role, None)
         if value and not value.startswith("sample:") and Path(value).exists() and Path(value).resolve() == out.resolve():
-            raise SaSwapError(f"{out}: is the {role} itself; give another output file (or --overwrite to replace it)")
+            from saswap.videoio import is_video_file
+
+            if role == "target" and is_video_file(out):
+                raise SaSwapError(f"{out}: is the target video itself; give another output file")
+            if not args.overwrite:
+                raise SaSwapError(
+                    f"{out}: is the {role} itself; give another output file (or --overwrite to replace it)"
+                )
 
 
 @contextlib.contextmanager

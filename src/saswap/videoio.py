@@ -111,6 +111,9 @@ logger = logging.getLogger(__name__)
 VIDEO_TAG_KEY = "saswap"
 
 _CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+#: The speed presets of libx264 and libx265, fastest first (the same names for both).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
 # Video encoders SaSwap knows how to tune (crf, preset); any other available encoder is accepted as is.
 _TUNED_CODECS = ("libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "mpeg4")
 _WEBM_VIDEO = {"libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1", "av1", "vp8", "vp9"}
@@ -1087,6 +1090,11 @@ class VideoWriter(_AtomicOutput):
             raise InvalidVideoError(f"{self.path}: crf must be an integer in [0, 63] or None, got {crf!r}")
         if crf is not None and codec in ("libx264", "libx265") and crf > 51:
             raise InvalidVideoError(f"{self.path}: crf must lie in [0, 51] for {codec} (51 is its worst), got {crf}")
+        if codec in ("libx264", "libx265") and preset is not None and preset not in X264_PRESETS:
+            raise InvalidVideoError(
+                f"{self.path}: {preset!r} is not a {codec} preset; use one of {', '.join(X264_PRESETS)} "
+                "(faster ones make larger files)"
+            )
         if bframes is not None and (
             isinstance(bframes, bool) or not isinstance(bframes, int) or not 0 <= bframes <= 16
         ):

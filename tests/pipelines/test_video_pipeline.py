@@ -586,6 +586,33 @@ def test_cli_refuses_bad_videos_before_loading_models(tmp_path, kind, capsys):
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_settings_and_outputs_that_would_lose_work_are_refused_before_a_frame_is_made(pipe, clip, source, tmp_path,
+                                                                                     capsys):
+    import shutil
+
+    from saswap.cli import main
+    from saswap.errors import SaSwapError
+
+    template = tmp_path / "mine.mp4"
+    shutil.copy(clip, template)
+    before = template.read_bytes()
+    # the swap reads the template while it writes its output: replacing it would lose the user's video
+    with pytest.raises(SaSwapError, match="is the template video itself"):
+        pipe.swap_video(source, template, template, progress=False, cache=False)
+    (tmp_path / "link.mp4").symlink_to(template)
+    with pytest.raises(SaSwapError, match="is the template video itself"):
+        pipe.swap_video(source, template, tmp_path / "link.mp4", progress=False, cache=False)
+    src = str(data_path("images", "sberswap__beckham.jpg"))
+    assert main(["swap", "-s", src, "-t", str(template), "-o", str(template), "--overwrite"]) == 2
+    assert "is the target video itself; give another output file" in capsys.readouterr().err
+    assert template.read_bytes() == before
+    with pytest.raises(SaSwapError, match="fade_frames must be a whole number of frames, 0 or more, got -3"):
+        pipe.swap_video(source, template, tmp_path / "a.mp4", progress=False, cache=False, fade_frames=-3)
+    with pytest.raises(SaSwapError, match=r"'warp' is not a libx264 preset; use one of ultrafast, superfast"):
+        pipe.swap_video(source, template, tmp_path / "b.mp4", progress=False, cache=False, preset="warp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.mp4", "mine.mp4"]
+
+
 def test_an_animated_gif_is_swapped_into_a_gif_with_its_timing(tmp_path, capsys):
     """A meme template: an animated GIF is swapped as a video (chosen by content), into a GIF with the template's own
     frame durations (a variable one too) and loop count, tagged as synthetic (``saswap inspect`` reads it), or into

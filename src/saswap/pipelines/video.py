@@ -1125,6 +1125,14 @@ def _fade_weights(header: dict[str, Any], chosen: set[int], fade: int) -> Iterat
         yield {tid: weight_at.get((t, tid), 1.0) for tid in present[t]}
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (a link or another spelling of it too); False when either is missing."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def swap_video(
     pipe,
     source,
@@ -1170,6 +1178,10 @@ def swap_video(
     template, output = Path(template), Path(output)
     if not 0.0 <= shape_strength <= 1.0:
         raise SaSwapError(f"shape_strength must lie in [0, 1], got {shape_strength}")
+    if isinstance(fade_frames, bool) or not isinstance(fade_frames, (int, np.integer)) or fade_frames < 0:
+        raise SaSwapError(f"fade_frames must be a whole number of frames, 0 or more, got {fade_frames!r}")
+    if _same_file(output, template):  # the swap reads the template while it writes, and the original would be lost
+        raise SaSwapError(f"{output}: is the template video itself; give another output file")
     if sum(x is not None for x in (face_index, reference)) + bool(all_faces) > 1:
         raise SaSwapError("choose one of face_index, all_faces and reference")
     if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
