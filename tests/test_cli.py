@@ -105,6 +105,12 @@ def test_swap_writes_a_tagged_image(tmp_path, capsys):
     assert "no saswap provenance tag" in capsys.readouterr().out
 
 
+def test_demo_refuses_a_shape_strength_out_of_range_before_making_its_folder(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--shape-strength", "5"]) == 2
+    assert "--shape-strength must lie in [0, 1], got 5.0" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+
+
 def test_swap_refuses_to_overwrite_its_target(tmp_path, capsys):
     import shutil
 

@@ -392,6 +392,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from saswap.pipelines.image import SaSwapPipeline
     from saswap.samples import load_sample
 
+    if not 0.0 <= args.shape_strength <= 1.0:  # before the output folder is made
+        raise SaSwapError(f"--shape-strength must lie in [0, 1], got {args.shape_strength}")
     folder = Path(args.output)
     try:
         folder.mkdir(parents=True, exist_ok=True)

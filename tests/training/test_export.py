@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -31,6 +33,11 @@ def test_zoo_layout(exported):
     assert index["engine"] == "saswap" and index["image_size"] == 64 and index["onnx"] == "saswap.onnx"
     for name in ("identity_encoder", "attribute_encoder", "generator", "flow_estimator"):
         assert (out / name / "config.json").is_file() and (out / name / "model.safetensors").is_file()
+    # readable by others as any file the user makes (a temporary folder is 0o700, safetensors writes 0o600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (out / "generator" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_onnx_matches_pytorch(exported):
@@ -98,8 +105,56 @@ def test_hub_id_resolves_offline_from_the_local_cache(exported, tmp_path, monkey
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     pipe = SaSwapPipeline.from_pretrained("saswap-test/tiny", analyzer=analyzer)
     assert pipe.engine.name == "saswap"
-    with pytest.raises(ModelNotFoundError, match="offline mode: not in the local Hugging Face cache"):
+    with pytest.raises(ModelNotFoundError, match="no such local model folder, and with HF_HUB_OFFLINE set it is not"):
         SaSwapPipeline.from_pretrained("saswap-test/absent", analyzer=analyzer)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no-component", r"generator: the generator component's folder is missing"),
+        ("no-weights", r"generator: no model.safetensors \(the model folder is incomplete"),
+        ("no-config", r"generator: no config.json"),
+        ("cut-weights", r"generator: cannot be loaded \(SafetensorError"),
+        ("bad-index", r"model_index.json: not a readable JSON file"),
+        ("list-index", r"model_index.json: expected a JSON object, got list"),
+        ("no-components", r"model_index.json: its 'components' must name"),
+    ],
+)
+def test_a_damaged_model_folder_is_named_and_never_looked_up_online(exported, tmp_path, monkeypatch, analyzer, damage,
+                                                                     message):
+    import huggingface_hub
+
+    from saswap import SaSwapPipeline
+    from saswap.errors import ModelNotFoundError
+
+    _, out = exported
+    folder = tmp_path / "model"
+    shutil.copytree(out, folder)
+    index = folder / "model_index.json"
+    if damage == "no-component":
+        shutil.rmtree(folder / "generator")
+    elif damage == "no-weights":
+        (folder / "generator" / "model.safetensors").unlink()
+    elif damage == "no-config":
+        (folder / "generator" / "config.json").unlink()
+    elif damage == "cut-weights":
+        weights = folder / "generator" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:5])
+    elif damage == "bad-index":
+        index.write_text(index.read_text()[:-5])
+    elif damage == "list-index":
+        index.write_text("[]")
+    else:
+        index.write_text(json.dumps({k: v for k, v in json.loads(index.read_text()).items() if k != "components"}))
+
+    def online(*a, **k):
+        raise AssertionError("a local folder was looked up on the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", online)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", online)
+    with pytest.raises(ModelNotFoundError, match=message):
+        SaSwapPipeline.from_pretrained(str(folder), analyzer=analyzer)
 
 
 def test_cli_swaps_with_the_exported_weights(exported, tmp_path, capsys):

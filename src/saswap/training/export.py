@@ -4,6 +4,7 @@ component plus ``model_index.json``) and the inference path to ONNX."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -83,6 +84,7 @@ def export_system(system, out_dir: str | Path, onnx: bool = True) -> Path:
             )
             index["onnx"] = "saswap.onnx"
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
+        shareable(tmp)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -90,6 +92,17 @@ def export_system(system, out_dir: str | Path, onnx: bool = True) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def shareable(folder: Path) -> None:
+    """Give a written model folder the permissions of files a user makes (mode 0o777 / 0o666 less the umask): a
+    temporary folder is made for its owner alone (0o700), and safetensors writes its files 0o600, so another user or a
+    service's account could not load the model."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def export_onnx(
