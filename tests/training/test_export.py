@@ -109,6 +109,23 @@ def test_hub_id_resolves_offline_from_the_local_cache(exported, tmp_path, monkey
         SaSwapPipeline.from_pretrained("saswap-test/absent", analyzer=analyzer)
 
 
+def test_a_missing_folder_named_like_a_hub_id_says_both_when_the_hub_is_out_of_reach(monkeypatch, analyzer):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from saswap import SaSwapPipeline
+    from saswap.errors import ModelNotFoundError
+
+    def unreachable(*a, **k):  # what huggingface_hub raises with no network
+        raise LocalEntryNotFoundError("cannot reach the Hub")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    with pytest.raises(ModelNotFoundError, match=r"outputs/my-modle: no such local model folder, and the Hugging Face "
+                                                 r"Hub could not be reached .*download the model on a machine"):
+        SaSwapPipeline.from_pretrained("outputs/my-modle", analyzer=analyzer)
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

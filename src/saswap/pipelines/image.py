@@ -1046,6 +1046,7 @@ def _snapshot(key: str) -> Path:
             raise ModelNotFoundError(f"{key}: ModelScope download failed ({type(err).__name__})") from None
     repo = key.split(":", 1)[1] if key.startswith("hf:") else key
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(repo, local_files_only=offline))
@@ -1053,9 +1054,9 @@ def _snapshot(key: str) -> Path:
         # a mistyped local folder ("outputs/my-modle") reads as a Hub id too: say both
         if offline:
             why = "and with HF_HUB_OFFLINE set it is not in the local Hugging Face cache"
-        elif type(err).__name__ in ("LocalEntryNotFoundError", "ConnectionError", "OfflineModeIsEnabled"):
+        elif isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError)):
             why = f"and the Hugging Face Hub could not be reached to download it ({type(err).__name__})"
-        elif type(err).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
+        elif isinstance(err, RepositoryNotFoundError):  # a gated one too
             why = f"nor a model the Hugging Face Hub gives ({type(err).__name__}: check the name, or log in)"
         else:
             why = f"and downloading it from the Hugging Face Hub failed ({type(err).__name__})"

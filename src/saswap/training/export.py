@@ -95,14 +95,21 @@ def export_system(system, out_dir: str | Path, onnx: bool = True) -> Path:
 
 
 def shareable(folder: Path) -> None:
-    """Give a written model folder the permissions of files a user makes (mode 0o777 / 0o666 less the umask): a
-    temporary folder is made for its owner alone (0o700), and safetensors writes its files 0o600, so another user or a
-    service's account could not load the model."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """Give a written model folder the permissions of files a user makes (what ``open()`` makes under the umask, and
+    its folders searchable where readable): a temporary folder is made for its owner alone (0o700), and safetensors
+    writes its files 0o600, so another user or a service's account could not load the model."""
+    from saswap.io import _create_temporary
+
+    fd, probe = _create_temporary(folder, "mode")  # asks 0o666 as open() does: the umask decides (never changed here)
+    try:
+        file_mode = os.fstat(fd).st_mode & 0o666
+    finally:
+        os.close(fd)
+        probe.unlink()
+    dir_mode = file_mode | (file_mode & 0o444) >> 2
     for path in [folder, *folder.rglob("*")]:
         if not path.is_symlink():
-            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+            path.chmod(dir_mode if path.is_dir() else file_mode)
 
 
 def export_onnx(
