@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -217,9 +218,13 @@ def _warn_ignored(args: argparse.Namespace, names: Sequence[str], why: str) -> N
         logger.warning("%s; %s ignored", why, ", ".join(given))
 
 
-def _compose_options(args: argparse.Namespace) -> dict[str, float] | None:
+def _compose_options(args: argparse.Namespace) -> dict[str, float | str] | None:
     """The compose stage's options a swap's command line sets (None: the model's own)."""
-    return {"tone_lock": args.tone_lock} if args.tone_lock else None
+    options: dict[str, float | str] = {"tone_lock": args.tone_lock} if getattr(args, "tone_lock", 0.0) else {}
+    for name in ("occlusion", "harmonize"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
+    return options or None
 
 
 def _cmd_precompute(args: argparse.Namespace) -> int:
@@ -227,7 +232,7 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     from saswap.videoio import probe_video
 
     info = probe_video(args.template)
-    pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine)
+    pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine, compose=_compose_options(args))
     opened, existed = pipe.precompute(
         args.template, args.cache_dir, progress=not args.quiet, force=args.force, workers=args.workers,
         crop_size=args.crop_size,
@@ -263,6 +268,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         engine=args.weights or args.engine, shape_strength=args.shape_strength, face_index=args.face_index,
         all_faces=args.all_faces, reference=args.reference, enhance=args.enhance, codec=args.codec, crf=args.crf,
         preset=args.preset, force=args.force, tone_lock=args.tone_lock, crop_size=args.crop_size,
+        occlusion=args.occlusion, harmonize=args.harmonize,
     )  # fmt: skip
     report = run_batch(
         args.sources, args.templates, args.output, settings=settings, backend=args.backend, workers=args.workers,
@@ -472,25 +478,25 @@ def _cmd_train_harmonizer(args: argparse.Namespace) -> int:
     )
 
 
+#: How a user puts each kind of exported model to use (``saswap export``'s last line).
+_EXPORTED_USE = {
+    "saswap": "saswap swap --weights {out} ...",
+    "parser": "saswap swap --occlusion {out} ... (the target's cover and the source's cleaning)",
+    "harmonizer": "saswap swap --harmonize {out} ...",
+}
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
-    ckpt = Path(args.checkpoint)
-    if not ckpt.is_file():
-        raise SaSwapError(f"{ckpt}: no such checkpoint")
     try:
-        from saswap.training import SaSwapSystem
-        from saswap.training.export import export_system
+        from saswap.training.checkpoints import CHECKPOINT_KINDS
+        from saswap.training.export import export_checkpoint
     except ImportError as err:
         raise SaSwapError(f"export needs the 'train' extra: pip install 'saswap[train]' ({err})") from None
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module` and is already saved.*")
-            system = SaSwapSystem.load_from_checkpoint(str(ckpt), map_location="cpu")
-    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is bad input
-        raise SaSwapError(f"{ckpt}: not a SaSwap training checkpoint ({type(err).__name__}: {err})") from None
-    out = export_system(system, args.output, onnx=not args.no_onnx)
-    print(f"{out}: exported {', '.join(sorted(p.name for p in out.iterdir()))}")
+    kind, out = export_checkpoint(
+        args.checkpoint, args.output, onnx=not args.no_onnx, covered_threshold=args.covered_threshold
+    )
+    print(f"{out}: exported {CHECKPOINT_KINDS[kind][2]} ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    print(f"use it with: {_EXPORTED_USE[kind].format(out=shlex.quote(str(out)))}")
     return 0
 
 
@@ -640,9 +646,23 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
         "(slower), a small face is swapped at its own resolution in less time (a video: its faces' median size); a "
         "number from 256 to 2048 sets it. A video's template cache is made for that crop",
     )  # fmt: skip
+    _add_occlusion(p)
+    p.add_argument(
+        "--harmonize", metavar="off|FOLDER",
+        help="a tone harmoniser you trained ('saswap train-harmonizer' and 'saswap export'; default: off, none ships)",
+    )  # fmt: skip
     p.add_argument(
         "--force", action="store_true",
         help="use a source face turned more than 45 degrees from the camera (the swap breaks; warned from 25)",
+    )  # fmt: skip
+
+
+def _add_occlusion(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--occlusion", metavar="parser|rules|off|FOLDER",
+        help="what tells the cover over a target's face (hands, masks, hair) that a swap keeps: the shipped face parser "
+        "(the default), the older colour and texture rules, off, or a face parser you trained ('saswap train-parser' "
+        "and 'saswap export'), which then cleans the source's face too. A video's template cache is made for it",
     )  # fmt: skip
 
 
@@ -719,6 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="saswap-geometric", help="the engine the cache is for (its alignment)")
     p.add_argument("--weights", help="local model folder (overrides --engine)")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
+    _add_occlusion(p)
     p.add_argument(
         "--crop-size", type=_crop_size, default=None, metavar="auto|PIXELS",
         help="the crop the cache is made for, as `saswap swap --crop-size` takes it (default: the engine's own)",
@@ -790,10 +811,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train_harmonizer)
 
-    p = sub.add_parser("export", parents=[common], help="export a training checkpoint to the zoo format (+ ONNX)")
-    p.add_argument("checkpoint", help="a .ckpt written by 'saswap train'")
+    p = sub.add_parser(
+        "export", parents=[common],
+        help="export a training checkpoint (swap model, face parser or tone harmoniser) as a model folder (+ ONNX)",
+    )  # fmt: skip
+    p.add_argument("checkpoint", help="a .ckpt written by 'saswap train', 'train-parser' or 'train-harmonizer'")
     p.add_argument("output", help="new (or empty) folder for the exported model")
-    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the inference path")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX copy (the swap model's and the parser's)")
+    p.add_argument(
+        "--covered-threshold", type=_number_between(0.0, 1.0, "0 and 1"), metavar="0..1",
+        help="a face parser's operating point to record: the probability of cover above which a pixel counts as "
+        "covered (default: the checkpoint's, 0.5 unless set; choose it with saswap.eval.parsing.calibrate_threshold)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
 from conftest import data_path
+
+from saswap.errors import SaSwapError
 
 pytest.importorskip("lightning")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -260,3 +263,161 @@ def test_the_neural_engine_sends_its_analysis_without_the_networks(exported, ana
     crop, face_c, _ = pipe.engine.align(target, face)
     a, b = view.analyze_target(crop, face_c), pipe.engine.analyze_target(crop, face_c)
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def _parser_checkpoint(path, image_size=64):
+    """A checkpoint laid out as LightningCLI writes a FaceParserSystem's (class path, init args, trained size)."""
+    from saswap.models import FaceParser
+
+    torch.manual_seed(0)
+    parser = FaceParser(block_out_channels=(4, 8, 16), image_size=image_size)
+    spec = {"class_path": "saswap.models.FaceParser", "init_args": {"block_out_channels": [4, 8, 16]}}
+    torch.save(
+        {
+            "state_dict": {f"parser.{k}": v for k, v in parser.state_dict().items()},
+            "hyper_parameters": {"parser": spec}, "datamodule_hyper_parameters": {"image_size": image_size},
+        },
+        path,
+    )  # fmt: skip
+    return parser.eval()
+
+
+def _harmonizer_checkpoint(path):
+    from saswap.models.tone_harmonizer import ToneHarmonizer
+
+    torch.manual_seed(0)
+    model = ToneHarmonizer(block_out_channels=(4, 8, 8), work_size=64, image_size=64)
+    spec = {"class_path": "saswap.models.ToneHarmonizer", "init_args": {"block_out_channels": [4, 8, 8], "work_size": 64}}
+    torch.save(
+        {
+            "state_dict": {f"harmonizer.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {"harmonizer": spec}, "datamodule_hyper_parameters": {"image_size": 64},
+        },
+        path,
+    )  # fmt: skip
+    return model.eval()
+
+
+def test_saswap_export_tells_each_kind_of_checkpoint_apart(exported, tmp_path, capsys):
+    """One command exports the swap model, a face parser or a tone harmoniser, by what the checkpoint holds, and says
+    how to use it."""
+    from saswap.cli import main
+    from saswap.face.parsing import FaceParsing
+    from saswap.models import FaceParser
+    from saswap.models.tone_harmonizer import ToneHarmonizer
+
+    parser = _parser_checkpoint(tmp_path / "parser.ckpt")
+    assert main(["export", str(tmp_path / "parser.ckpt"), str(tmp_path / "p"), "--covered-threshold", "0.7"]) == 0
+    out = capsys.readouterr().out
+    assert "exported the face parser" in out and f"saswap swap --occlusion {tmp_path / 'p'}" in out
+    loaded = FaceParser.from_pretrained(tmp_path / "p")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), parser(x)) and loaded.covered_threshold == 0.7
+    assert FaceParsing(tmp_path / "p").backend == "onnx"  # the ONNX copy the compose stage runs
+
+    harmonizer = _harmonizer_checkpoint(tmp_path / "tone.ckpt")
+    assert main(["export", str(tmp_path / "tone.ckpt"), str(tmp_path / "h")]) == 0
+    assert "saswap swap --harmonize" in capsys.readouterr().out
+    loaded = ToneHarmonizer.from_pretrained(tmp_path / "h").eval()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), harmonizer.state_dict().values()))
+    # a parser's setting is refused for another model, before anything is written
+    code = main(["export", str(tmp_path / "tone.ckpt"), str(tmp_path / "h2"), "--covered-threshold", "0.6"])
+    assert code == 2 and "a face parser's setting" in capsys.readouterr().err and not (tmp_path / "h2").exists()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", r"nope.ckpt: no such checkpoint"),
+        ("text", r"notes.ckpt: not a training checkpoint \(torch cannot read it: "),
+        ("other", r"other.ckpt: not a checkpoint of saswap's training \(none of SaSwapSystem"),
+        ("to-a-file", r"taken.txt: exists and is not a folder"),
+        ("not-empty", r"full: output folder exists and is not empty"),
+        ("under-a-file", r"taken.txt/model: cannot write its folder \(.*taken.txt is a file, not a folder\)"),
+        ("wrong-shapes", r"parser.ckpt: its parser weights do not fit the FaceParser"),
+    ],
+)
+def test_saswap_export_bad_input_one_line_and_nothing_written(tmp_path, capsys, case, message):
+    from saswap.cli import main
+
+    _parser_checkpoint(tmp_path / "parser.ckpt")
+    (tmp_path / "notes.ckpt").write_text("hello")
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    (tmp_path / "taken.txt").write_text("keep")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("keep")
+    ckpt, out = {
+        "missing": ("nope.ckpt", "out"), "text": ("notes.ckpt", "out"), "other": ("other.ckpt", "out"),
+        "to-a-file": ("parser.ckpt", "taken.txt"), "not-empty": ("parser.ckpt", "full"),
+        "under-a-file": ("parser.ckpt", "taken.txt/model"), "wrong-shapes": ("parser.ckpt", "out"),
+    }[case]  # fmt: skip
+    if case == "wrong-shapes":  # hyper-parameters that describe another network than the weights
+        ckpt_data = torch.load(tmp_path / "parser.ckpt", weights_only=False)
+        ckpt_data["hyper_parameters"]["parser"]["init_args"]["block_out_channels"] = [8, 8, 16]
+        torch.save(ckpt_data, tmp_path / "parser.ckpt")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["export", str(tmp_path / ckpt), str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no half-made folder, nothing changed
+
+
+def test_saswap_export_writes_the_swap_model_from_its_checkpoint(tmp_path, capsys):
+    import lightning
+
+    from saswap.cli import main
+
+    system = _tiny_system()
+    torch.save(
+        {
+            "state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        tmp_path / "swap.ckpt",
+    )  # fmt: skip
+    assert main(["export", str(tmp_path / "swap.ckpt"), str(tmp_path / "zoo"), "--no-onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "exported the SaSwap swap model" in out and f"saswap swap --weights {tmp_path / 'zoo'}" in out
+    index = json.loads((tmp_path / "zoo" / "model_index.json").read_text())
+    assert index["engine"] == "saswap" and "onnx" not in index and not (tmp_path / "zoo" / "saswap.onnx").exists()
+    from saswap.models import FusionGenerator
+
+    generator = FusionGenerator.from_pretrained(tmp_path / "zoo" / "generator")
+    assert all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), system.generator_ema.state_dict().values()))
+
+
+def test_exported_parser_and_harmonizer_serve_a_swap_from_the_command_line(tmp_path, capsys):
+    """What a user trains is used by name of its folder: the target's cover and the source's cleaning (parser), the
+    tone (harmoniser); the tag records the folders by name, never the user's paths."""
+    from PIL import Image
+
+    from saswap import SaSwapPipeline
+    from saswap.cli import main
+    from saswap.pipelines.batch import BatchSettings
+    from saswap.provenance import read_tag
+
+    _parser_checkpoint(tmp_path / "parser.ckpt")
+    _harmonizer_checkpoint(tmp_path / "tone.ckpt")
+    assert main(["export", str(tmp_path / "parser.ckpt"), str(tmp_path / "my-parser")]) == 0
+    assert main(["export", str(tmp_path / "tone.ckpt"), str(tmp_path / "my-tone")]) == 0
+    source, target = data_path("images", "sberswap__beckham.jpg"), data_path("images", "sadtalker__happy.png")
+    common = ["swap", "-s", str(source), "-t", str(target)]
+    assert main([*common, "-o", str(tmp_path / "default.png")]) == 0
+    assert main([*common, "-o", str(tmp_path / "mine.png"), "--occlusion", str(tmp_path / "my-parser"),
+                 "--harmonize", str(tmp_path / "my-tone")]) == 0  # fmt: skip
+    tag = read_tag(tmp_path / "mine.png")
+    assert tag["occlusion"] == "my-parser" and tag["harmonize"] == "my-tone" and str(tmp_path) not in str(tag)
+    assert "occlusion" not in read_tag(tmp_path / "default.png") and "harmonize" not in read_tag(tmp_path / "default.png")
+    a, b = (np.asarray(Image.open(tmp_path / n), np.int16) for n in ("default.png", "mine.png"))
+    assert np.abs(a - b).max() > 10  # an untrained parser and harmoniser change the picture
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric", compose={"occlusion": str(tmp_path / "my-parser")})
+    assert pipe.engine.clean_source == str(tmp_path / "my-parser") and pipe.compositor.occlusion == pipe.engine.clean_source
+    assert SaSwapPipeline.from_pretrained("saswap-geometric", compose={"occlusion": "rules"}).engine.clean_source != "rules"
+    capsys.readouterr()
+    assert main([*common, "-o", str(tmp_path / "x.png"), "--occlusion", str(tmp_path / "absent")]) == 2
+    assert "absent: no face parser there" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+    # a batch takes them too, and a missing folder stops it before any job
+    assert BatchSettings(occlusion=str(tmp_path / "my-parser")).compose() == {"occlusion": str(tmp_path / "my-parser")}
+    with pytest.raises(SaSwapError, match="no tone harmoniser there"):
+        BatchSettings(harmonize=str(tmp_path / "absent"))

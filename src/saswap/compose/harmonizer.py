@@ -10,7 +10,7 @@ is resampled but the smooth colour transform.
 The default weights, ``saswap-tone-harmonizer``, are to ship inside the package (``saswap/weights/tone-harmonizer``,
 Apache-2.0, trained by ``recipes/tone-harmonizer.yaml``) once a training run measures better than the compose
 stage's relighting and membrane; none has yet (``benchmarks/RESULTS.md``), so today the harmoniser runs from a
-folder you trained (``saswap train-harmonizer`` + ``export_harmonizer``) and the compose stage leaves it off.
+folder you trained (``saswap train-harmonizer`` + ``saswap export``) and the compose stage leaves it off.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def harmonize_method(value: bool | str | os.PathLike | None) -> str:
 
 def tone_harmonizer_path(name_or_path: str | os.PathLike = DEFAULT_TONE_HARMONIZER) -> Path:
     """The local folder of a tone harmoniser: the shipped one for :data:`DEFAULT_TONE_HARMONIZER`, else a
-    folder written by ``ToneHarmonizer.save_pretrained`` (``saswap train-harmonizer`` + ``export_harmonizer``).
+    folder written by ``ToneHarmonizer.save_pretrained`` (``saswap train-harmonizer`` + ``saswap export``).
 
     Raises:
         ModelNotFoundError: the folder or its weights are missing (for the default name today: no weights ship).
@@ -60,7 +60,7 @@ def tone_harmonizer_path(name_or_path: str | os.PathLike = DEFAULT_TONE_HARMONIZ
             name_or_path,
             {DEFAULT_TONE_HARMONIZER: "tone-harmonizer"},
             "tone harmoniser",
-            "'saswap train-harmonizer' and saswap.training.harmonizer_system.export_harmonizer",
+            "'saswap train-harmonizer' and 'saswap export'",
         )
     except ModelNotFoundError:
         if str(name_or_path) != DEFAULT_TONE_HARMONIZER:
@@ -68,8 +68,8 @@ def tone_harmonizer_path(name_or_path: str | os.PathLike = DEFAULT_TONE_HARMONIZ
         raise ModelNotFoundError(
             f"{DEFAULT_TONE_HARMONIZER}: no weights ship yet (no training run has measured better than the compose "
             "stage's own relighting, see benchmarks/RESULTS.md); train one with 'saswap train-harmonizer fit "
-            "--config recipes/tone-harmonizer.yaml', export it with "
-            "saswap.training.harmonizer_system.export_harmonizer and pass its folder"
+            "--config recipes/tone-harmonizer.yaml', export it with 'saswap export CHECKPOINT FOLDER' and pass the "
+            "folder (saswap swap --harmonize FOLDER)"
         ) from None
 
 

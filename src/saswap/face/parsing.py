@@ -95,7 +95,7 @@ def occlusion_method(value: bool | str | os.PathLike | None) -> str:
 
 def face_parser_path(name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER) -> Path:
     """The local folder of a face parser: the shipped one for :data:`DEFAULT_FACE_PARSER`, else a folder
-    written by ``FaceParser.save_pretrained`` (``saswap train-parser`` + :func:`export_parser`).
+    written by ``FaceParser.save_pretrained`` (``saswap train-parser`` + ``saswap export``).
 
     Raises:
         ModelNotFoundError: the folder or its weights are missing.
@@ -104,7 +104,7 @@ def face_parser_path(name_or_path: str | os.PathLike = DEFAULT_FACE_PARSER) -> P
         name_or_path,
         {DEFAULT_FACE_PARSER: "face-parser"},
         "face parser",
-        "'saswap train-parser' and saswap.training.parser_system.export_parser",
+        "'saswap train-parser' and 'saswap export'",
     )
 
 

@@ -94,6 +94,9 @@ class BatchSettings:
         crop_size: the aligned crop the faces are swapped in, as ``saswap swap --crop-size`` takes it: None the
             engine's own (the default), ``"auto"`` sized to the face (a video: its faces' median size), or a
             number of pixels. Part of a job's key only when set; a video's template cache is made for it.
+        occlusion, harmonize: the compose stage's ``occlusion`` (``"parser"``, ``"rules"``, ``"off"`` or a face
+            parser's folder, which cleans the sources too) and ``harmonize`` (``"off"`` or a tone harmoniser's
+            folder); None: the engine's own. Part of a job's key only when set.
     """
 
     engine: str = "saswap-geometric"
@@ -108,6 +111,8 @@ class BatchSettings:
     force: bool = False
     tone_lock: float = 0.0
     crop_size: int | str | None = None
+    occlusion: str | None = None
+    harmonize: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "crop_size", check_crop_size(self.crop_size))  # "512" -> 512: one key per size
@@ -120,12 +125,29 @@ class BatchSettings:
             raise SaSwapError(f"crf must be a whole number from 0 to 63 (x264: 0 lossless, 51 worst), got {self.crf!r}")
         if (self.face_index is not None) + bool(self.all_faces) + (self.reference is not None) > 1:
             raise SaSwapError("choose one of face_index, all_faces and reference")
+        if self.occlusion is not None or self.harmonize is not None:  # a missing model folder: said at once
+            from saswap.compose import Compositor
+
+            try:
+                compositor = Compositor(**self.compose())  # the parser's folder is read here
+            except (TypeError, ValueError) as err:
+                raise SaSwapError(str(err)) from None
+            if compositor.harmonize != "off":  # the harmoniser's, when first used: read it now
+                from saswap.compose.harmonizer import tone_harmonizer_path
+
+                tone_harmonizer_path(compositor.harmonize)
         if self.reference is not None and not Path(self.reference).is_file():
             raise SaSwapError(f"{self.reference}: no such file (the reference photo)")
 
+    def compose(self) -> dict[str, Any] | None:
+        """The compose stage's options these settings give (None: the engine's own)."""
+        options: dict[str, Any] = {"tone_lock": self.tone_lock} if self.tone_lock else {}
+        options.update({k: getattr(self, k) for k in ("occlusion", "harmonize") if getattr(self, k) is not None})
+        return options or None
+
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)
-        for name in ("tone_lock", "crop_size"):  # options added later: keys of batches run without them are kept
+        for name in ("tone_lock", "crop_size", "occlusion", "harmonize"):  # added later: earlier batches' keys kept
             if not fields[name]:
                 del fields[name]
         if self.reference is not None:
@@ -476,8 +498,7 @@ class BatchWorker:
         if self._pipe is None:
             from saswap.pipelines.image import SaSwapPipeline
 
-            compose = {"tone_lock": self.settings.tone_lock} if self.settings.tone_lock else None
-            self._pipe = SaSwapPipeline.from_pretrained(self.settings.engine, compose=compose)
+            self._pipe = SaSwapPipeline.from_pretrained(self.settings.engine, compose=self.settings.compose())
             if "torch" in sys.modules:  # an engine that needs torch (the neural one): its share of the threads
                 sys.modules["torch"].set_num_threads(self.threads)
         return self._pipe

@@ -275,10 +275,28 @@ def _with_compose(kwargs: dict[str, Any], own: dict[str, Any], compose: dict[str
     return {**kwargs, "compositor": Compositor(**{**own, **(compose or {})})}
 
 
+def _source_cleaning(compose: dict[str, Any] | None) -> dict[str, Any]:
+    """The geometric engine's ``clean_source`` for a face parser folder given as the compose stage's ``occlusion``
+    (a parser the user trained serves both; the shipped parser, the rules and "off" leave the engine's own)."""
+    from saswap.face.parsing import DEFAULT_FACE_PARSER, occlusion_method
+
+    chosen = occlusion_method((compose or {}).get("occlusion", DEFAULT_FACE_PARSER))
+    return {} if chosen in (DEFAULT_FACE_PARSER, "rules", "off") else {"clean_source": chosen}
+
+
 def compose_provenance(compositor: Compositor) -> dict[str, Any]:
     """What an output's synthetic-media tag records of the compose stage: the options a user sets that change the
-    picture (``tone_lock``), where they are not at their default."""
-    return {"tone_lock": compositor.tone_lock} if compositor.tone_lock > 0 else {}
+    picture where they are not at their default (``tone_lock``; ``occlusion`` and ``harmonize``, a model folder by its
+    name alone: a tag travels with the picture, the user's own paths do not)."""
+    from saswap.face.parsing import DEFAULT_FACE_PARSER
+
+    tag: dict[str, Any] = {"tone_lock": compositor.tone_lock} if compositor.tone_lock > 0 else {}
+    for key, value, default in (
+        ("occlusion", compositor.occlusion, DEFAULT_FACE_PARSER), ("harmonize", compositor.harmonize, "off"),
+    ):  # fmt: skip
+        if value != default:
+            tag[key] = Path(value).name  # "off", "rules", a zoo name: themselves
+    return tag
 
 
 def _name(x: ImageInput, role: str) -> str:
@@ -360,8 +378,9 @@ class SaSwapPipeline:
         Unpublished zoo names fail at once with a message saying how to train them.
 
         ``compose`` holds :class:`~saswap.compose.Compositor` keyword arguments laid over the model's own
-        (``{"tone_lock": 1.0}``: the face's middle takes the target's median skin tone); a ``compositor`` given
-        too is refused.
+        (``{"tone_lock": 1.0}``: the face's middle takes the target's median skin tone; ``{"occlusion": FOLDER}``: a
+        face parser you trained, which the geometric engine's source cleaning then uses too); a ``compositor``
+        given too is refused.
 
         Raises:
             SaSwapError: ``compose`` names an option the compositor does not have, or a value out of its range.
@@ -387,11 +406,12 @@ class SaSwapPipeline:
         if entry is not None and entry.engine == "geometric":
             from saswap.engines.geometric import GeometricEngine
 
-            return cls(GeometricEngine(crop_size=entry.image_size), **_with_compose(kwargs, {}, compose))
+            engine = GeometricEngine(crop_size=entry.image_size, **_source_cleaning(compose))
+            return cls(engine, **_with_compose(kwargs, {}, compose))
         if key in ("geometric",):
             from saswap.engines.geometric import GeometricEngine
 
-            return cls(GeometricEngine(), **_with_compose(kwargs, {}, compose))
+            return cls(GeometricEngine(**_source_cleaning(compose)), **_with_compose(kwargs, {}, compose))
         folder = Path(key)
         if not folder.is_dir() and entry is None and _looks_like_repo_id(key):
             folder = _snapshot(key)
@@ -414,7 +434,7 @@ class SaSwapPipeline:
             config, own = Compositor.split_config(index.get("config", {}))
             try:
                 Compositor(**own)
-                engine = GeometricEngine(**config)
+                engine = GeometricEngine(**{**config, **_source_cleaning(compose)})
             except (TypeError, ValueError) as err:
                 raise ModelNotFoundError(f"{index_path}: the geometric engine's config is not valid ({err})") from None
             return cls(engine, **_with_compose(kwargs, own, compose))

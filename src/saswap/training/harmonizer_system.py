@@ -240,18 +240,20 @@ class ToneHarmonizerSystem(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def export_harmonizer(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Write a trained system's harmoniser as a ``save_pretrained`` folder (config.json + model.safetensors).
+def export_harmonizer(checkpoint: str | Path | dict, out_dir: str | Path, name: str | None = None) -> Path:
+    """Write a trained system's harmoniser as a ``save_pretrained`` folder (config.json + model.safetensors), whole or
+    not at all.
 
     Args:
-        checkpoint: a ``.ckpt`` written by training this project's :class:`ToneHarmonizerSystem` (through
-            LightningCLI its hyper-parameters hold the harmoniser's ``class_path`` and ``init_args``; a system
-            built in Python pickles the harmoniser itself, so load only checkpoints you made).
+        checkpoint: a ``.ckpt`` (or its contents) written by training this project's :class:`ToneHarmonizerSystem`
+            (through LightningCLI its hyper-parameters hold the harmoniser's ``class_path`` and ``init_args``; a
+            system built in Python pickles the harmoniser itself, so load only checkpoints you made).
         out_dir: the folder to write; it must not exist or be empty.
+        name: what messages call the checkpoint (default: its path).
 
     Returns:
         ``out_dir``.
     """
     from saswap.training.checkpoints import export_submodule
 
-    return export_submodule(checkpoint, out_dir, "harmonizer", ToneHarmonizer, "ToneHarmonizerSystem")
+    return export_submodule(checkpoint, out_dir, "harmonizer", ToneHarmonizer, "ToneHarmonizerSystem", name)

@@ -189,18 +189,26 @@ class FaceParserSystem(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def export_parser(checkpoint: str | Path, out_dir: str | Path, covered_threshold: float | None = None) -> Path:
+def export_parser(
+    checkpoint: str | Path | dict,
+    out_dir: str | Path,
+    covered_threshold: float | None = None,
+    onnx: bool = True,
+    name: str | None = None,
+) -> Path:
     """Write a trained system's parser as a ``save_pretrained`` folder (config.json + model.safetensors, and its ONNX
-    copy model.onnx, :func:`saswap.face.parsing.write_onnx`).
+    copy model.onnx, :func:`saswap.face.parsing.write_onnx`), whole or not at all.
 
     Args:
-        checkpoint: a ``.ckpt`` written by training this project's :class:`FaceParserSystem` (through
-            LightningCLI its hyper-parameters hold the parser's ``class_path`` and ``init_args``; a
+        checkpoint: a ``.ckpt`` (or its contents) written by training this project's :class:`FaceParserSystem`
+            (through LightningCLI its hyper-parameters hold the parser's ``class_path`` and ``init_args``; a
             system built in Python pickles the parser itself, so load only checkpoints you made).
         out_dir: the folder to write; it must not exist or be empty.
         covered_threshold: the weights' operating point to record in their config (``FaceParser(covered_threshold=)``,
             what the compose stage and the source cleaning read; choose it on the training files with
             :func:`saswap.eval.parsing.calibrate_threshold`); None keeps the checkpoint's (0.5 unless set).
+        onnx: also write the ONNX copy (what the compose stage runs; without it the parser runs on torch).
+        name: what messages call the checkpoint (default: its path).
 
     Returns:
         ``out_dir``.
@@ -208,22 +216,25 @@ def export_parser(checkpoint: str | Path, out_dir: str | Path, covered_threshold
     import json
 
     from saswap.face.parsing import write_onnx
-    from saswap.io import atomic_write_bytes
-    from saswap.training.checkpoints import export_submodule
+    from saswap.training.checkpoints import load_submodule
+    from saswap.training.export import new_model_folder
 
     if covered_threshold is not None and not 0.0 < covered_threshold < 1.0:
         raise ValueError(f"covered_threshold must lie in (0, 1), got {covered_threshold}")
-    folder = export_submodule(checkpoint, out_dir, "parser", FaceParser, "FaceParserSystem")
-    if covered_threshold is not None:  # a config value beside the weights (the network does not use it)
-        config_path = Path(folder) / "config.json"
-        config = json.loads(config_path.read_text())
-        config["covered_threshold"] = float(covered_threshold)
-        atomic_write_bytes(config_path, json.dumps(config, indent=2, sort_keys=True).encode())
-    try:
-        write_onnx(folder)  # what FaceParsing runs (ONNX Runtime), made from these weights
-    except Exception as err:  # noqa: BLE001 - the folder works without it (on torch)
-        logger.warning(
-            "%s: the ONNX copy could not be written (%s); the parser runs on torch. Retry with "
-            "saswap.face.parsing.write_onnx(%r)", folder, err, str(folder),
-        )  # fmt: skip
-    return folder
+    parser = load_submodule(checkpoint, "parser", FaceParser, "FaceParserSystem", name)
+    with new_model_folder(out_dir) as tmp:
+        parser.save_pretrained(tmp)
+        if covered_threshold is not None:  # a config value beside the weights (the network does not use it)
+            config_path = tmp / "config.json"
+            config = json.loads(config_path.read_text())
+            config["covered_threshold"] = float(covered_threshold)
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+        if onnx:
+            try:
+                write_onnx(tmp)  # what FaceParsing runs (ONNX Runtime), made from these weights
+            except Exception as err:  # noqa: BLE001 - the folder works without it (on torch)
+                logger.warning(
+                    "%s: the parser's ONNX copy could not be written (%s); it runs on torch. Retry with "
+                    "saswap.face.parsing.write_onnx(%r)", out_dir, err, str(out_dir),
+                )  # fmt: skip
+    return Path(out_dir)
