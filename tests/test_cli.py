@@ -341,6 +341,28 @@ def test_inspect_says_what_a_file_is(tmp_path, capsys):
     assert main(["inspect", str(truncated)]) == 2
     err = capsys.readouterr().err
     assert "cut.mp4" in err and "not a readable image" not in err
+    # a script asking for JSON gets the error as JSON too, and exit code 2
+    (tmp_path / "notes.png").write_text("hello")
+    assert main(["inspect", "--json", str(tmp_path / "notes.png")]) == 2
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out)
+    assert answer["file"] == str(tmp_path / "notes.png") and "not a readable image" in answer["error"]
+    assert captured.err.startswith("saswap: error:")
+
+
+def test_models_lists_the_zoo_and_says_what_is_ready(capsys):
+    from saswap.zoo import list_models
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in list_models())
+    assert "saswap-geometric  [swap engine; --engine saswap-geometric]  ready (needs no weights)" in out
+    assert "saswap-face-parser  [face parser; --occlusion saswap-face-parser]  ready (inside the package)" in out
+    assert "saswap-256  [swap engine; --engine saswap-256]  not published: train it with recipes/saswap-256.yaml" in out
+    assert main(["models", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert set(entries) == set(list_models()) and entries["saswap-tone-harmonizer"]["kind"] == "tone harmoniser"
+    assert entries["saswap-tone-harmonizer"]["state"].startswith("not published")
 
 
 def test_video_options_given_for_a_still_target_are_named_as_ignored(tmp_path, capsys):

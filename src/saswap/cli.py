@@ -511,6 +511,24 @@ def _media_container(path: str) -> bool:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    try:
+        tag = _read_any_tag(args)
+    except SaSwapError as err:
+        if args.json:  # a script reading the JSON gets the error there too (and the exit code 2)
+            print(json.dumps({"file": str(args.file), "error": str(err)}))
+        raise
+    if args.json:
+        print(json.dumps({"file": str(args.file), "saswap": tag}))
+    elif tag is None:
+        print(f"{args.file}: no saswap provenance tag (not made by saswap, or the tag was stripped)")
+    else:
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(tag.items()) if k not in ("synthetic", "generator", "note"))
+        print(f"{args.file}: SYNTHETIC - made with saswap ({extra})")
+    return 0 if tag is not None else 1  # scripts can test files: 0 tagged, 1 not tagged, 2 unreadable
+
+
+def _read_any_tag(args: argparse.Namespace) -> dict | None:
+    """The synthetic-media tag of an image or video file (None: no tag)."""
     from saswap.provenance import read_tag
 
     if _is_video(args.file):
@@ -533,14 +551,38 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                     raise err from None
                 raise video_err from None
             raise err from None
+    return tag
+
+
+def _zoo_state(entry) -> str:
+    """Whether a zoo name can be used today, and how."""
+    if entry.engine == "geometric":
+        return "ready (needs no weights)"
+    if entry.engine == "parser" and entry.published:
+        return "ready (inside the package)"
+    if entry.published:
+        return "ready (downloaded on first use)"
+    return f"not published: train it with {entry.recipe}" if entry.recipe else "not published"
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from saswap.zoo import COMPONENTS, ZOO
+
+    kinds = {"parser": "face parser", "harmonizer": "tone harmoniser"}
+    rows = [(e, kinds.get(e.engine, "swap engine"), _zoo_state(e)) for e in sorted(ZOO.values(), key=lambda e: e.name)]
     if args.json:
-        print(json.dumps({"file": str(args.file), "saswap": tag}))
-    elif tag is None:
-        print(f"{args.file}: no saswap provenance tag (not made by saswap, or the tag was stripped)")
-    else:
-        extra = ", ".join(f"{k}={v}" for k, v in sorted(tag.items()) if k not in ("synthetic", "generator", "note"))
-        print(f"{args.file}: SYNTHETIC - made with saswap ({extra})")
-    return 0 if tag is not None else 1  # scripts can test files: 0 tagged, 1 not tagged, 2 unreadable
+        print(json.dumps([{**e.to_dict(), "kind": kind, "state": state} for e, kind, state in rows], indent=2))
+        return 0
+    for entry, kind, state in rows:
+        use = "--engine" if entry.engine not in COMPONENTS else {"parser": "--occlusion", "harmonizer": "--harmonize"}[
+            entry.engine
+        ]
+        print(f"{entry.name}  [{kind}; {use} {entry.name}]  {state}")
+        print(f"    {entry.description}")
+        print(f"    licence: {entry.licence}")
+    print("--engine/--weights also take a model folder ('saswap export') or a Hugging Face Hub id (owner/name); "
+          "--occlusion and --harmonize a folder")
+    return 0
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
@@ -830,9 +872,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="report whether an image or video carries saswap's synthetic-content tag (exit 0: tagged, 1: not, 2: unreadable)",
     )
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", help="an image or video file")
+    p.add_argument(
+        "--json", action="store_true",
+        help='print {"file": ..., "saswap": TAG or null} (an unreadable file: {"file": ..., "error": ...}, exit 2)',
+    )  # fmt: skip
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("models", parents=[common], help="list the model zoo's names: what each is, whether it is ready")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON")
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("app", parents=[common], help="start the web app (upload, choose, swap, watch, download; needs saswap[app])")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)")

@@ -13,10 +13,10 @@ __all__ = ["COMPONENTS", "ZooEntry", "register", "get_entry", "list_models", "ZO
 
 #: Zoo engines that are components of the compose stage, not swap engines: engine -> how to use them.
 COMPONENTS = {
-    "parser": "the face parser the compose stage uses (Compositor(occlusion=...)); load it with "
-    "saswap.models.FaceParser.from_pretrained",
-    "harmonizer": "the tone harmoniser the compose stage uses (Compositor(harmonize=...)); load it with "
-    "saswap.models.ToneHarmonizer.from_pretrained",
+    "parser": "the face parser the compose stage uses (saswap swap --occlusion, Compositor(occlusion=...)); load it "
+    "with saswap.models.FaceParser.from_pretrained",
+    "harmonizer": "the tone harmoniser the compose stage uses (saswap swap --harmonize, Compositor(harmonize=...)); "
+    "load it with saswap.models.ToneHarmonizer.from_pretrained",
 }
 
 
