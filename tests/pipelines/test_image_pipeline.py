@@ -44,7 +44,8 @@ def test_from_pretrained_names_and_folders(tmp_path):
     with pytest.raises(ModelNotFoundError, match="no model_index.json"):
         SaSwapPipeline.from_pretrained(tmp_path)
     # a folder whose config the engine or the compose stage refuses: an error naming the file and the setting
-    for config in ({"relight_scale": 0}, {"membrane_scale": -1.0}, {"no_such_setting": 1}):
+    for config in ({"relight_scale": 0}, {"membrane_scale": -1.0}, {"no_such_setting": 1}, {"crop_size": 5000},
+                   {"crop_size": "384"}):  # fmt: skip
         (folder / "model_index.json").write_text(json.dumps({"engine": "geometric", "config": config}))
         with pytest.raises(ModelNotFoundError, match=rf"model_index.json: .*{next(iter(config))}"):
             SaSwapPipeline.from_pretrained(folder)

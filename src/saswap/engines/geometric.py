@@ -276,8 +276,8 @@ class GeometricEngine(SwapEngine):
         motion_seconds: float = 0.13,
         fill_covered: bool = True,
     ) -> None:
-        if crop_size < 64:
-            raise ValueError(f"crop_size must be at least 64, got {crop_size}")
+        if isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer)) or not 64 <= crop_size <= 2048:
+            raise ValueError(f"crop_size must be a whole number of pixels from 64 to 2048, got {crop_size!r}")
         positive = (("relight_scale", relight_scale), ("chroma_scale", chroma_scale), ("flow_support", flow_support))
         for name, value in positive:
             if not value > 0:
