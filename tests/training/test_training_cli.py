@@ -139,7 +139,8 @@ def test_a_signal_during_training_exits_like_the_other_commands(
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(SaSwapSystem, "training_step", signalled_step)
-    args = [*_tiny(tmp_path, cache), "--trainer.max_steps", "6", "--trainer.callbacks.init_args.every_n_train_steps", "2"]
+    every_2 = ["--trainer.callbacks.init_args.every_n_train_steps", "2"]
+    args = [*_tiny(tmp_path, cache), "--trainer.max_steps", "6", *every_2]
     assert _exit_code(["train", "fit", *args]) == code
     err = capfd.readouterr().err
     assert err.strip().splitlines()[-1] == message and "Traceback" not in err
