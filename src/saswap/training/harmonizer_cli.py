@@ -9,17 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lightning.pytorch.cli import LightningCLI
-
 from saswap.training.harmonize_data import ToneHarmonizationDataModule
 from saswap.training.harmonizer_system import ToneHarmonizerSystem
+from saswap.training.lightning_cli import TrainingCLI
 
-__all__ = ["train_harmonizer_main"]
+__all__ = ["ToneHarmonizerCLI", "train_harmonizer_main"]
 
 
-def train_harmonizer_main(args: Sequence[str] | None = None) -> LightningCLI:
-    """Run the tone harmoniser's training CLI with ``args`` (``fit``, ``validate``, ... and their options)."""
-    return LightningCLI(
+class ToneHarmonizerCLI(TrainingCLI):
+    """``saswap train-harmonizer``: ToneHarmonizerSystem has a training and a validation step (``fit``, ``validate``)."""
+
+    COMMAND = "train-harmonizer"
+    SUBCOMMANDS = ("fit", "validate")
+
+
+def train_harmonizer_main(args: Sequence[str] | None = None) -> ToneHarmonizerCLI:
+    """Run the tone harmoniser's training CLI with ``args`` (``fit`` or ``validate`` and their options)."""
+    return ToneHarmonizerCLI(
         ToneHarmonizerSystem,
         ToneHarmonizationDataModule,
         args=list(args) if args is not None else None,

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lightning.pytorch.cli import LightningCLI
-
+from saswap.training.lightning_cli import TrainingCLI
 from saswap.training.parser_system import FaceParserSystem
 from saswap.training.parsing_data import FaceParsingDataModule
 
-__all__ = ["train_parser_main"]
+__all__ = ["FaceParserCLI", "train_parser_main"]
 
 
-def train_parser_main(args: Sequence[str] | None = None) -> LightningCLI:
-    """Run the face parser's training CLI with ``args`` (``fit``, ``validate``, ... and their options)."""
-    return LightningCLI(
+class FaceParserCLI(TrainingCLI):
+    """``saswap train-parser``: FaceParserSystem has a training and a validation step (``fit``, ``validate``)."""
+
+    COMMAND = "train-parser"
+    SUBCOMMANDS = ("fit", "validate")
+
+
+def train_parser_main(args: Sequence[str] | None = None) -> FaceParserCLI:
+    """Run the face parser's training CLI with ``args`` (``fit`` or ``validate`` and their options)."""
+    return FaceParserCLI(
         FaceParserSystem,
         FaceParsingDataModule,
         args=list(args) if args is not None else None,

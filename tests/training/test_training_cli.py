@@ -1,0 +1,152 @@
+"""The training commands as a user runs them: one-line errors with exit code 2, only the subcommands a system
+supports, ``--ckpt_path last`` resuming the newest earlier run, Ctrl-C and SIGTERM exiting 130 and 143, and failed
+runs leaving no empty log folders behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, data_path
+
+pytest.importorskip("lightning")
+pytest.importorskip("jsonargparse")
+
+from saswap.cli import main  # noqa: E402
+from saswap.training.system import SaSwapSystem  # noqa: E402
+
+RECIPE = str(ROOT / "recipes" / "debug-tiny.yaml")
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("saswap: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[0]
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # jsonargparse's usage errors
+        return exc.code
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("train_cache")
+
+
+def _tiny(tmp_path: Path, cache: Path, root: str | None = None) -> list[str]:
+    runs = str(tmp_path / "runs")
+    return [
+        "--config", RECIPE, "--data.root", root or str(data_path("videos")), "--data.frames_per_video", "1",
+        "--data.max_files", "2", "--data.cache_dir", str(cache), "--trainer.default_root_dir", runs,
+        "--trainer.logger.init_args.save_dir", runs, "--trainer.max_steps", "2",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["fit", "--config", "{tmp}/nope.yaml"], "nope.yaml"),
+        (["fit", "--config", "{tmp}/bad.yaml"], "Problems parsing config"),
+        (["fit", "--config", RECIPE, "--bogus", "1"], "unrecognized arguments: --bogus"),
+        (["fit", "--config", RECIPE, "--model.lr_g", "abc"], 'Parser key "model.lr_g"'),
+        (["validate", "--config", RECIPE], "invalid choice: 'validate' (choose from 'fit')"),
+        (["predict"], "invalid choice: 'predict' (choose from 'fit')"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(tmp_path, capfd, args, message):
+    (tmp_path / "bad.yaml").write_text("trainer: [\n  bad")
+    assert _exit_code(["train", *(a.format(tmp=tmp_path) for a in args)]) == 2
+    assert message in _error_line(capfd.readouterr().err)
+    assert not any(tmp_path.glob("**/lightning_logs"))
+
+
+@pytest.mark.parametrize("command,unsupported", [("train-parser", "predict"), ("train-harmonizer", "test")])
+def test_parser_and_harmonizer_offer_fit_and_validate(capfd, command, unsupported):
+    assert _exit_code([command, unsupported]) == 2
+    assert f"invalid choice: '{unsupported}' (choose from 'fit', 'validate')" in _error_line(capfd.readouterr().err)
+
+
+def test_bad_checkpoints_are_one_line_errors_before_anything_is_written(tmp_path, capfd):
+    torch.save({"state_dict": {}, "hyper_parameters": {"parser": {}, "lr": 0.1}}, tmp_path / "parser.ckpt")
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint")
+    common = ["train", "fit", "--config", RECIPE, "--trainer.default_root_dir", str(tmp_path / "runs"),
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]  # fmt: skip
+    cases = {
+        "nope.ckpt": "nope.ckpt: no such checkpoint",
+        str(tmp_path / "parser.ckpt"): "a checkpoint of another system, not of SaSwapSystem",
+        str(tmp_path / "junk.ckpt"): "junk.ckpt: not a training checkpoint",
+    }
+    for ckpt, message in cases.items():
+        assert _exit_code([*common, "--ckpt_path", ckpt]) == 2
+        assert message in _error_line(capfd.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ckpt_path_last_without_an_earlier_run_is_an_error(tmp_path, cache, capfd):
+    assert _exit_code(["train", "fit", *_tiny(tmp_path, cache), "--ckpt_path", "last"]) == 2
+    line = _error_line(capfd.readouterr().err)
+    assert "--ckpt_path last: no last.ckpt in" in line and str(tmp_path / "runs" / "lightning_logs") in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ckpt_path_last_resumes_the_newest_earlier_run_and_failed_runs_leave_no_folder(tmp_path, cache, capfd, caplog):
+    caplog.set_level(logging.INFO)
+    logs = tmp_path / "runs" / "lightning_logs"
+    assert _exit_code(["train", "fit", *_tiny(tmp_path, cache)]) == 0
+    first = logs / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(first, weights_only=True)["global_step"] == 2
+    capfd.readouterr()
+    # a run that fails (missing data) after its start wrote config.yaml: its version_1 goes, version_0 stays
+    missing = tmp_path / "no-data"
+    assert _exit_code(["train", "fit", *_tiny(tmp_path, cache, str(missing)), "--ckpt_path", "last"]) == 2
+    assert f"{missing}: training data folder not found" in _error_line(capfd.readouterr().err)
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0"] and first.is_file()
+    # a folder that existed before a run is never removed, even one with only a config in it
+    (logs / "version_1").mkdir()
+    (logs / "version_1" / "config.yaml").write_text("# an earlier run's\n")
+    assert _exit_code(["train", "fit", *_tiny(tmp_path, cache, str(missing))]) == 2
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0", "version_1"]
+    # resuming: from version_0's last.ckpt (the newest), on to step 4, in a new version folder
+    assert _exit_code(["train", "fit", *_tiny(tmp_path, cache), "--ckpt_path", "last", "--trainer.max_steps", "4"]) == 0
+    assert f"Resuming from {first}" in capfd.readouterr().err + caplog.text  # Lightning's handler, or pytest's
+    resumed = logs / "version_2" / "checkpoints" / "last.ckpt"
+    assert torch.load(resumed, weights_only=True)["global_step"] == 4
+
+
+@pytest.mark.parametrize(
+    "sig,code,message,at_step", [("SIGINT", 130, "saswap: interrupted", 2), ("SIGTERM", 143, "saswap: terminated", 0)]
+)
+def test_a_signal_during_training_exits_like_the_other_commands(
+    tmp_path, cache, capfd, monkeypatch, sig, code, message, at_step
+):
+    """Lightning answers Ctrl-C with sys.exit(1); the command exits 130 (143 for SIGTERM) and says so. Interrupted
+    after its first checkpoint (step 2), the run's folder stays; before any (step 0), it goes."""
+    step = SaSwapSystem.training_step
+
+    def signalled_step(self, batch, batch_idx):
+        if self.global_step == at_step:
+            os.kill(os.getpid(), getattr(signal, sig))
+            time.sleep(1)  # the handler raises here
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SaSwapSystem, "training_step", signalled_step)
+    every_2 = ["--trainer.callbacks.init_args.every_n_train_steps", "2"]
+    args = [*_tiny(tmp_path, cache), "--trainer.max_steps", "6", *every_2]
+    assert _exit_code(["train", "fit", *args]) == code
+    err = capfd.readouterr().err
+    assert err.strip().splitlines()[-1] == message and "Traceback" not in err
+    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    if at_step:
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+    else:
+        assert not (tmp_path / "runs").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning's SIG_IGN is not left behind
