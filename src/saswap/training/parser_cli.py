@@ -11,15 +11,32 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
+from saswap.training.data import check_data_root, check_image_size
 from saswap.training.parser_system import FaceParserSystem
 from saswap.training.parsing_data import FaceParsingDataModule
 
-__all__ = ["train_parser_main"]
+__all__ = ["FaceParserCLI", "train_parser_main"]
 
 
-def train_parser_main(args: Sequence[str] | None = None) -> LightningCLI:
+class FaceParserCLI(LightningCLI):
+    """Before building anything, checks ``--data.root`` when given and that the crop size suits the parser: it
+    halves the crop once per ``block_out_channels`` entry, so the side must be a multiple of
+    ``2 ** len(block_out_channels)``."""
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.data.get("root") is not None:
+            check_data_root(config.data.root)
+        check_image_size(config.data.image_size)
+        parser = config.model.get("parser")
+        if parser is not None and str(parser.get("class_path", "")).endswith("FaceParser"):
+            steps = len(parser.init_args.block_out_channels)
+            check_image_size(config.data.image_size, 2**steps, f"the face parser's {steps} halvings")
+
+
+def train_parser_main(args: Sequence[str] | None = None) -> FaceParserCLI:
     """Run the face parser's training CLI with ``args`` (``fit``, ``validate``, ... and their options)."""
-    return LightningCLI(
+    return FaceParserCLI(
         FaceParserSystem,
         FaceParsingDataModule,
         args=list(args) if args is not None else None,
