@@ -279,6 +279,37 @@ def test_train_prints_each_lightning_line_once_and_no_argv_warning(tmp_path):
     assert "args parameter" not in run.stderr
 
 
+def test_missing_vgg19_weights_are_one_error_line_naming_the_file_and_the_way_round(tmp_path, monkeypatch, capsys):
+    """Offline, with no VGG19 in torch's hub cache: one `saswap: error:` line (not jsonargparse's Union error)."""
+    pytest.importorskip("jsonargparse", reason="training needs the 'train' extra")
+    import urllib.error
+
+    import torch
+    from conftest import ROOT
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    data = tmp_path / "faces"
+    data.mkdir()
+    small = ["--model.attribute_encoder.init_args.block_out_channels", "[8, 8, 8, 8, 8, 8, 8]",
+             "--model.generator.init_args.block_out_channels", "[8, 8, 8, 8, 8, 8, 8, 8]",
+             "--model.generator.init_args.attr_channels", "[8, 16, 16, 16, 16, 16, 16, 16]",
+             "--model.discriminator.init_args.block_out_channels", "[8, 8]",
+             "--trainer.accelerator", "cpu"]  # fmt: skip
+    recipe = str(ROOT / "recipes" / "saswap-256.yaml")
+    code = main(["train", "fit", "--config", recipe, "--data.root", str(data), *small])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("saswap: error:")]
+    assert code == 2 and len(lines) == 1 and "Union" not in err and "Traceback" not in err, err
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    url = "https://download.pytorch.org/models/"
+    for needed in ("vgg19-dcbb9e9d.pth", str(folder), url, "--model.contextual_loss null"):
+        assert needed in lines[0]
+
+
 def test_verbose_swap_prints_the_stage_timings(tmp_path, capsys):
     src, tgt = str(data_path("images", "sberswap__beckham.jpg")), str(data_path("images", "insightface__1561.jpg"))
     assert main(["swap", "-s", src, "-t", tgt, "-o", str(tmp_path / "o.png"), "-v"]) == 0

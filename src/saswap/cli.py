@@ -459,9 +459,28 @@ def _run_lightning_cli(module: str, function: str, command: str, lightning_args:
     sys.argv = [f"saswap {command}", *lightning_args]
     try:
         main_fn(None)
+    except Exception as err:
+        # jsonargparse reports a constructor's error under an optional class (``contextual_loss:``) as "Does not
+        # validate against any of the Union subtypes", the error chained below it: a SaSwapError there is the user's
+        # to fix, reported as itself in one line
+        cause = _saswap_cause(err)
+        if cause is None or cause is err:
+            raise
+        raise cause from None
     finally:
         sys.argv = argv
     return 0
+
+
+def _saswap_cause(err: BaseException) -> SaSwapError | None:
+    """The first SaSwapError in ``err``'s chain of causes (``raise ... from``), ``err`` itself included."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SaSwapError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__
+    return None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

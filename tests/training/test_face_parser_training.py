@@ -323,7 +323,10 @@ def test_non_commercial_files_never_train(tmp_path):
     sub.mkdir()
     (sub / "c.jpg").write_bytes(b"x")
     (tmp_path / "MANIFEST.tsv").write_text("file\tlicense\nimages/c.jpg\tCC-BY-NC-SA-4.0\n")
-    assert split_files([sub / "c.jpg"]) == ([], [])
+    from saswap.errors import SaSwapError
+
+    with pytest.raises(SaSwapError, match=r"0 usable photo or video found \(1 more marked non-commercial"):
+        split_files([sub / "c.jpg"])  # no file of HELDOUT_FILES, and none that may train
 
 
 def test_training_labels_ignore_uncertain_pixels(photos):
@@ -344,3 +347,55 @@ def test_training_labels_ignore_uncertain_pixels(photos):
     )
     assert (label == IGNORE_INDEX).any()
     assert (label[occluded] == CLS["occluder"]).all()  # pasted occluders keep their exact labels
+
+
+def test_split_without_the_fixed_names_holds_out_whole_files_by_a_hash_of_the_name(caplog):
+    """A user's own folder (no HELDOUT_FILES name): about 1 in 8 whole files held out, the same every run, logged."""
+    from saswap.errors import SaSwapError
+
+    files = [Path(f"mine/clip{i}.mp4") for i in range(8)] + [Path(f"mine/photo{i}.jpg") for i in range(8)]
+    with caplog.at_level("INFO", logger="saswap.training.parsing_data"):
+        train, held = split_files(files)
+    assert held and train and not set(train) & set(held) and set(train) | set(held) == set(files)
+    assert len(held) <= 4 and split_files(list(reversed(files))) == (sorted(train, key=files.index)[::-1], held[::-1])
+    assert all(p.name in caplog.text for p in held) and "holding out" in caplog.text
+    more_train, more_held = split_files(files + [Path("mine/extra.jpg")])
+    assert set(held) <= set(more_held) and set(train) <= set(more_train) | {Path("mine/extra.jpg")}
+    assert [len(s) for s in split_files(files[:2])] == [1, 1]  # two files: one of them held out
+    with pytest.raises(SaSwapError, match=r"^mine: 1 usable photo or video found; training needs at least 2 \(one"):
+        split_files(files[:1])
+    # the shared data set's fixed names keep today's split exactly
+    assert split_files(files + [Path(HELD_PHOTO)]) == (files, [Path(HELD_PHOTO)])
+
+
+def test_data_module_splits_a_users_own_folder(photos, tmp_path):
+    from saswap.errors import SaSwapError
+    from saswap.training.parsing_data import FaceParsingDataModule
+
+    _, cache, _ = photos
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in (TRAIN_PHOTO, "face_recognition__obama2.jpg"):  # no name of HELDOUT_FILES
+        os.symlink(data_path("images", name), folder / name)
+    dm = FaceParsingDataModule(root=str(folder), cache_dir=str(cache), cache_size=128, image_size=64, epoch_length=2)
+    dm.setup("fit")
+    train, val = {r.source for r in dm.train_set.records}, {r.source for r in dm.val_set.records}
+    assert len(train) == len(val) == 1 and not train & val and len(dm.val_set) >= 1
+    with pytest.raises(SaSwapError, match="^--data.root is required: the folder of training photos and videos$"):
+        FaceParsingDataModule(root="???")
+    with pytest.raises(SaSwapError, match=f"^{tmp_path / 'none'}: training data folder not found$"):
+        FaceParsingDataModule(root=str(tmp_path / "none"))
+    with pytest.raises(SaSwapError, match="at least 32"):
+        FaceParsingDataModule(image_size=16)
+
+
+def test_cli_checks_the_crop_size_against_the_parser_before_building_it():
+    from saswap.errors import SaSwapError
+    from saswap.training.parser_cli import train_parser_main
+
+    recipe = str(ROOT / "recipes" / "face-parser.yaml")
+    with pytest.raises(SaSwapError, match=r"--data.image_size 48: must be a multiple of 32 \(the face parser's 5 halv"):
+        train_parser_main(["fit", "--config", recipe, "--data.image_size", "48"])
+    with pytest.raises(SaSwapError, match="--data.image_size 40: must be a multiple of 16"):
+        train_parser_main(["fit", "--config", recipe, "--data.image_size", "40",
+                           "--model.parser.init_args.block_out_channels", "[4, 8, 8, 8]"])  # fmt: skip

@@ -234,3 +234,23 @@ def test_non_face_records_are_refused(photos):
     empty = type(rec)(rec.crop, np.zeros_like(rec.label), rec.keypoints, rec.mesh, rec.tone, rec.source)
     with pytest.raises(SaSwapError, match="no face records with a visible face"):
         ToneHarmonizationDataset([empty])
+
+
+def test_data_module_splits_a_users_own_folder(photos, tmp_path):
+    """Photos without the shared data set's held-out names: one of the two is held out, whole, not "no face records"."""
+    from saswap.errors import SaSwapError
+
+    _, cache, _ = photos
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    os.symlink(data_path("images", TRAIN_PHOTO), folder / TRAIN_PHOTO)
+    dm = ToneHarmonizationDataModule(root=str(folder), cache_dir=str(cache), cache_size=128, image_size=64)
+    with pytest.raises(SaSwapError, match=f"^{folder}: 1 usable photo or video found; training needs at least 2"):
+        dm.setup("fit")
+    os.symlink(data_path("images", "face_recognition__obama2.jpg"), folder / "face_recognition__obama2.jpg")
+    dm = ToneHarmonizationDataModule(root=str(folder), cache_dir=str(cache), cache_size=128, image_size=64)
+    dm.setup("fit")
+    train, val = {r.source for r in dm.train_set.records}, {r.source for r in dm.val_set.records}
+    assert len(train) == len(val) == 1 and not train & val
+    with pytest.raises(SaSwapError, match="^--data.root is required"):
+        ToneHarmonizationDataModule(root="???")

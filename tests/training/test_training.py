@@ -216,3 +216,23 @@ def test_same_identity_pairs_come_from_the_same_video(tmp_path):
         different_frames += src is not target
         assert float(item["same"]) == float(src is target)
     assert different_frames > 0
+
+
+def test_data_root_and_crop_size_are_checked_before_the_model_is_built(tmp_path):
+    from saswap.errors import SaSwapError
+    from saswap.training.cli import train_main
+
+    recipe = str(ROOT / "recipes" / "saswap-256.yaml")
+    with pytest.raises(SaSwapError, match="^--data.root is required: the folder of training photos and videos$"):
+        train_main(["fit", "--config", recipe])  # the recipe's root: ???
+    with pytest.raises(SaSwapError, match=f"^{tmp_path / 'none'}: training data folder not found$"):
+        train_main(["fit", "--config", recipe, "--data.root", str(tmp_path / "none")])
+    with pytest.raises(SaSwapError, match=r"^--data.image_size 192: must be a multiple of 128 \(the attribute encoder"):
+        train_main(["fit", "--config", recipe, "--data.root", str(tmp_path), "--data.image_size", "192"])
+    tiny = str(ROOT / "recipes" / "debug-tiny.yaml")
+    with pytest.raises(SaSwapError, match=r"63: must be a multiple of 16 .*feature_size 16\) and at least 32, e.g. 32"):
+        train_main(["fit", "--config", tiny, "--data.root", str(tmp_path), "--data.image_size", "63"])
+    with pytest.raises(SaSwapError, match="^--data.root is required"):
+        FacePairsDataModule("???")
+    with pytest.raises(SaSwapError, match="at least 32"):
+        FacePairsDataModule(str(tmp_path), image_size=16)

@@ -4,13 +4,14 @@ the target's without pixel alignment — here, the target's skin tone and textur
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from saswap.errors import ModelNotFoundError
 
-__all__ = ["contextual_loss", "ContextualLoss", "VGGFeatures"]
+__all__ = ["contextual_loss", "ContextualLoss", "VGGFeatures", "vgg19_imagenet_state_dict"]
 
 
 def contextual_loss(x: torch.Tensor, y: torch.Tensor, band_width: float = 0.5) -> torch.Tensor:
@@ -48,13 +49,42 @@ def contextual_loss(x: torch.Tensor, y: torch.Tensor, band_width: float = 0.5) -
     return (-torch.log(best + 1e-5)).mean()
 
 
+def vgg19_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet VGG19 weights (``IMAGENET1K_V1``), read from torch's hub cache
+    (``torch.hub.get_dir()/checkpoints``) or downloaded into it when online.
+
+    Raises:
+        ModelNotFoundError: the file is not in the cache and cannot be downloaded; the message names the file,
+            the folder, how to fetch it and how to train without it.
+    """
+    from torchvision.models import VGG19_Weights
+
+    url = VGG19_Weights.IMAGENET1K_V1.url
+    name = url.rsplit("/", 1)[-1]
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    try:
+        return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - offline, refused, interrupted: the same remedy
+        if (folder / name).is_file():
+            raise ModelNotFoundError(
+                f"{folder / name}: cannot read torchvision's VGG19 weights ({type(err).__name__}: {err}); delete the "
+                "file and fetch it again"
+            ) from None
+        raise ModelNotFoundError(
+            f"the contextual loss needs torchvision's ImageNet VGG19 weights {name}, not in {folder} and not "
+            f"downloadable here ({type(err).__name__}); on a connected machine download {url} and copy it into that "
+            "folder (set TORCH_HOME to use another), or train without the loss: --model.contextual_loss null"
+        ) from None
+
+
 class VGGFeatures(nn.Module):
     """VGG19 features at named ReLU layers (``relu3_2``, ``relu4_2``, ...), frozen.
 
     Args:
         layers: layer names.
-        pretrained: load torchvision's ImageNet weights (from the local torch cache, or downloaded
-            when online); False builds random weights — only for tests of the loss' mechanics.
+        pretrained: load torchvision's ImageNet weights (:func:`vgg19_imagenet_state_dict`: from the local torch
+            hub cache, or downloaded when online); False builds random weights — only for tests of the loss'
+            mechanics.
     """
 
     _INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_2": 13, "relu3_4": 17, "relu4_2": 22, "relu4_4": 26, "relu5_2": 31}
@@ -62,7 +92,7 @@ class VGGFeatures(nn.Module):
     def __init__(self, layers: Sequence[str] = ("relu3_2", "relu4_2"), pretrained: bool = True) -> None:
         super().__init__()
         try:
-            from torchvision.models import VGG19_Weights, vgg19
+            from torchvision.models import vgg19
         except ImportError as err:  # pragma: no cover
             raise ModelNotFoundError(
                 f"the contextual loss needs torchvision (pip install 'saswap[train]'): {err}"
@@ -71,13 +101,8 @@ class VGGFeatures(nn.Module):
         if unknown:
             raise ValueError(f"unknown VGG layers {unknown}; choose from {sorted(self._INDEX)}")
         if pretrained:
-            try:
-                net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
-            except Exception as err:
-                raise ModelNotFoundError(
-                    f"pretrained VGG19 weights are not available ({type(err).__name__}); put vgg19-dcbb9e9d.pth in the torch hub "
-                    "cache (TORCH_HOME) or run once online"
-                ) from None
+            net = vgg19(weights=None)
+            net.load_state_dict(vgg19_imagenet_state_dict())
         else:
             net = vgg19(weights=None)
         self.layers = tuple(layers)

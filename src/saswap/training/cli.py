@@ -12,9 +12,10 @@ The system has only a training step: ``fit`` is the one subcommand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from saswap.training.data import FacePairsDataModule
+from saswap.training.data import FacePairsDataModule, check_data_root, check_image_size
 from saswap.training.lightning_cli import TrainingCLI
 from saswap.training.system import SaSwapSystem
 
@@ -22,13 +23,44 @@ __all__ = ["SaSwapCLI", "train_main"]
 
 
 class SaSwapCLI(TrainingCLI):
-    """Links values that must agree: the data's crop size is the flow estimator's output size."""
+    """Links values that must agree: the data's crop size is the flow estimator's output size. Before building
+    anything, checks the data folder and that the crop size suits the model (:func:`model_size_multiple`)."""
 
     COMMAND = "train"
     SUBCOMMANDS = ("fit",)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.image_size", "model.flow_estimator.init_args.image_size")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        check_data_root(config.data.root)
+        check_image_size(config.data.image_size, *model_size_multiple(config.model))
+
+
+def model_size_multiple(model) -> tuple[int, str]:
+    """What the crop side of a :class:`SaSwapSystem` config must divide by, and why.
+
+    The attribute encoder halves the crop once per ``block_out_channels`` entry (its forward needs a multiple of
+    ``2 ** len(block_out_channels)``: 128 for the default 7 steps), and the flow estimator upsamples its
+    ``feature_size`` map to the crop side by a whole factor. Other classes given by ``class_path`` are not checked.
+
+    Args:
+        model: the parsed ``model`` namespace of a recipe.
+
+    Returns:
+        (the least common multiple, a phrase naming what needs it).
+    """
+    multiple, needs = 1, []
+    attrs, flow = model.get("attribute_encoder"), model.get("flow_estimator")
+    if attrs is not None and str(attrs.get("class_path", "")).endswith("AttributeEncoder"):
+        steps = len(attrs.init_args.block_out_channels)
+        multiple = math.lcm(multiple, 2**steps)
+        needs.append(f"the attribute encoder's {steps} halvings")
+    if flow is not None and str(flow.get("class_path", "")).endswith("FlowEstimator"):
+        multiple = math.lcm(multiple, int(flow.init_args.feature_size))
+        needs.append(f"the flow estimator's feature_size {flow.init_args.feature_size}")
+    return multiple, " and ".join(needs)
 
 
 def train_main(args: Sequence[str] | None = None) -> SaSwapCLI:

@@ -20,12 +20,72 @@ from torch.utils.data import DataLoader, Dataset
 from saswap.errors import SaSwapError
 from saswap.videoio import sample_frames
 
-__all__ = ["FacePairsDataModule", "FacePairsDataset", "FaceRecord", "non_commercial_files"]
+__all__ = [
+    "MIN_IMAGE_SIZE",
+    "FacePairsDataModule",
+    "FacePairsDataset",
+    "FaceRecord",
+    "check_data_root",
+    "check_image_size",
+    "non_commercial_files",
+]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+
+#: The smallest crop side the training data modules take (the recipes train at 64 to 256).
+MIN_IMAGE_SIZE = 32
+
+
+def check_data_root(root: str | Path | None, option: str = "--data.root") -> None:
+    """Check a training data folder given on the command line or in a recipe.
+
+    Raises:
+        SaSwapError: ``root`` is unset (a recipe's ``root: ???`` placeholder, empty, None) or is not a folder.
+
+    Example:
+        >>> check_data_root("???")
+        Traceback (most recent call last):
+        ...
+        saswap.errors.SaSwapError: --data.root is required: the folder of training photos and videos
+    """
+    if root is None or str(root).strip() in ("", "???"):
+        raise SaSwapError(f"{option} is required: the folder of training photos and videos")
+    if not Path(root).is_dir():
+        where = "" if Path(root).is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise SaSwapError(f"{root}: training data folder not found{where}")
+
+
+def check_image_size(image_size: int, multiple: int = 1, needs: str = "") -> None:
+    """Check a training crop side: an integer of at least :data:`MIN_IMAGE_SIZE` and a multiple of ``multiple``.
+
+    Args:
+        image_size: the data's ``image_size``.
+        multiple: what the model's down-sampling steps need the side to divide by.
+        needs: what needs the multiple (for the message).
+
+    Raises:
+        SaSwapError: naming the sizes that work.
+
+    Example:
+        >>> check_image_size(40, 16)
+        Traceback (most recent call last):
+        ...
+        saswap.errors.SaSwapError: --data.image_size 40: must be a multiple of 16 and at least 32, e.g. 32, 48, 64
+    """
+    multiple = max(int(multiple), 1)
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        if image_size >= MIN_IMAGE_SIZE and image_size % multiple == 0:
+            return
+    if multiple == 1:
+        raise SaSwapError(f"--data.image_size {image_size}: must be an integer of at least {MIN_IMAGE_SIZE}")
+    first = -(-MIN_IMAGE_SIZE // multiple) * multiple
+    examples = ", ".join(str(first + k * multiple) for k in range(3))
+    why = f" ({needs})" if needs else ""
+    least = f" and at least {MIN_IMAGE_SIZE}" if multiple < MIN_IMAGE_SIZE else ""
+    raise SaSwapError(f"--data.image_size {image_size}: must be a multiple of {multiple}{why}{least}, e.g. {examples}")
 
 
 def _is_non_commercial(licence: str) -> bool:
@@ -157,7 +217,9 @@ class FacePairsDataModule(L.LightningDataModule):
 
     Args:
         root: the folder (searched recursively).
-        image_size: side of the aligned crops (must match the model's).
+        image_size: side of the aligned crops (must match the model's): at least 32, and a multiple of the
+            attribute encoder's ``2 ** len(block_out_channels)`` and of the flow estimator's ``feature_size``
+            (128 for ``saswap-256.yaml``, 16 for ``debug-tiny.yaml``; checked by the training CLI).
         batch_size: pairs per batch.
         same_identity_ratio: share of same-identity pairs (another face of the target's person, or the
             target image itself when the person has only one).
@@ -184,6 +246,8 @@ class FacePairsDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        check_data_root(root)
+        check_image_size(image_size)
         self.save_hyperparameters()
         self.root = Path(root)
         self.records: list[FaceRecord] = []
@@ -196,8 +260,7 @@ class FacePairsDataModule(L.LightningDataModule):
         return Path.home() / ".cache" / "saswap" / "faces" / digest
 
     def _files(self) -> list[Path]:
-        if not self.root.is_dir():
-            raise SaSwapError(f"{self.root}: training data folder not found")
+        check_data_root(self.root)
         files = sorted(
             p
             for p in self.root.rglob("*")

@@ -27,7 +27,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from saswap.errors import SaSwapError
 from saswap.models.face_parser import FACE_PARSER_CLASSES, SWAPPABLE_CLASSES
-from saswap.training.parsing_data import ParsingRecord, build_parsing_cache, face_records, item_rng, source_files
+from saswap.training.data import check_data_root, check_image_size
+from saswap.training.parsing_data import (
+    ParsingRecord,
+    build_parsing_cache,
+    face_records,
+    item_rng,
+    source_files,
+    split_records,
+)
 
 __all__ = [
     "ToneHarmonizationDataModule",
@@ -311,14 +319,19 @@ class ToneHarmonizationDataset(Dataset):
 
 class ToneHarmonizationDataModule(L.LightningDataModule):
     """Tone harmonisation data: training over the face parser's training files, validation over its held-out
-    files (:data:`~saswap.training.parsing_data.HELDOUT_FILES`) with a fixed seed, no flips and the same
-    changes. The crops are the face parser's cache (the same ``cache_dir``, ``cache_size`` and
-    ``frames_per_video`` reuse it).
+    files with a fixed seed, no flips and the same changes. The crops are the face parser's cache (the same
+    ``cache_dir``, ``cache_size`` and ``frames_per_video`` reuse it).
+
+    The split is the face parser's (:func:`~saswap.training.parsing_data.split_files`), of whole files, photos
+    and videos alike (every frame of a video on one side): the files named in
+    :data:`~saswap.training.parsing_data.HELDOUT_FILES` when any is present (the shared data set), else about
+    one file in eight, chosen by a stable hash of its name (at least one; the held-out files are logged). So
+    the folders need at least 2 usable photos or videos, each with a face.
 
     Args:
         roots: folders of photos and/or videos (files directly inside).
         cache_dir: where the labelled crops are cached (shared with the face parser).
-        image_size: side of the training crops.
+        image_size: side of the training crops (at least 32; the harmoniser pools any side to its ``work_size``).
         cache_size: side of the cached crops.
         frames_per_video: frames taken evenly from each video.
         batch_size: batch size.
@@ -331,6 +344,8 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
         max_erode: largest erosion of the mask, a fraction of the crop side (:func:`jittered_face_mask`).
         min_strength: lowest share of ``strength`` a sample is drawn with (:func:`harmonization_sample`).
         scene: strength of the whole crop's recolouring (:func:`recolour_scene`).
+        root: one folder of photos and/or videos; when given it replaces ``roots`` (``--data.root DIR``, as
+            for ``saswap train``).
     """
 
     def __init__(
@@ -350,15 +365,20 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
         max_erode: float = 0.04,
         min_strength: float = 0.2,
         scene: float = 1.0,
+        root: str | None = None,
     ) -> None:
         super().__init__()
+        check_image_size(image_size)
+        if root is not None:
+            check_data_root(root)
         self.save_hyperparameters()
+        self.roots = [root] if root is not None else list(roots)
         self.train_set: ToneHarmonizationDataset | None = None
         self.val_set: ToneHarmonizationDataset | None = None
 
     def files(self) -> list[Path]:
         """The source files under ``roots``, sorted."""
-        return source_files(self.hparams.roots)
+        return source_files(self.roots)
 
     def prepare_data(self) -> None:
         hp = self.hparams
@@ -367,13 +387,14 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
     def records(self, held_out: bool) -> list[ParsingRecord]:
         """Cached faces of the training (``held_out=False``; non-commercial files left out) or held-out files."""
         hp = self.hparams
-        return face_records(hp.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video, held_out)
+        return face_records(self.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video, held_out)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         hp = self.hparams
-        train, held = self.records(False), [r for r in self.records(True) if _visible_face(r)]
+        train, held = split_records(self.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video)
+        held = [r for r in held if _visible_face(r)]
         logger.info("tone harmonisation data: %d training faces, %d held-out faces", len(train), len(held))
         kw = dict(
             strength=hp.strength,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from saswap.training.data import check_data_root, check_image_size
 from saswap.training.lightning_cli import TrainingCLI
 from saswap.training.parser_system import FaceParserSystem
 from saswap.training.parsing_data import FaceParsingDataModule
@@ -17,10 +18,23 @@ __all__ = ["FaceParserCLI", "train_parser_main"]
 
 
 class FaceParserCLI(TrainingCLI):
-    """``saswap train-parser``: FaceParserSystem has a training and a validation step (``fit``, ``validate``)."""
+    """``saswap train-parser``: FaceParserSystem has a training and a validation step (``fit``, ``validate``).
+    Before building anything, checks ``--data.root`` when given and that the crop size suits the parser: it halves
+    the crop once per ``block_out_channels`` entry, so the side must be a multiple of ``2 ** len(block_out_channels)``.
+    """
 
     COMMAND = "train-parser"
     SUBCOMMANDS = ("fit", "validate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.data.get("root") is not None:
+            check_data_root(config.data.root)
+        check_image_size(config.data.image_size)
+        parser = config.model.get("parser")
+        if parser is not None and str(parser.get("class_path", "")).endswith("FaceParser"):
+            steps = len(parser.init_args.block_out_channels)
+            check_image_size(config.data.image_size, 2**steps, f"the face parser's {steps} halvings")
 
 
 def train_parser_main(args: Sequence[str] | None = None) -> FaceParserCLI:

@@ -42,7 +42,7 @@ from saswap.eval.occluder_kinds import (
     paste_rgba,
 )
 from saswap.models.face_parser import FACE_PARSER_CLASSES
-from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS, non_commercial_files
+from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS, check_data_root, check_image_size, non_commercial_files
 from saswap.videoio import sample_frames
 
 __all__ = [
@@ -60,6 +60,8 @@ __all__ = [
     "outline_band",
     "unsure_face_pixels",
     "split_files",
+    "split_records",
+    "HELDOUT_FRACTION",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,20 +109,63 @@ REAL_OCCLUDED_FILES: tuple[str, ...] = (
 _CLS = {name: i for i, name in enumerate(FACE_PARSER_CLASSES)}
 
 
+#: Without any :data:`HELDOUT_FILES` name among the files, about one file in this many is held out.
+HELDOUT_FRACTION = 8
+
+
+def _name_hash(path: Path) -> int:
+    """A stable hash of a file's name (the same on every machine and run, unlike ``hash()``)."""
+    return int(hashlib.sha1(path.name.encode()).hexdigest()[:12], 16)
+
+
 def split_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """Split source files into (train, held out) by :data:`HELDOUT_FILES`. Files that a ``MANIFEST.tsv``
-    beside them marks non-commercial (:func:`~saswap.training.data.non_commercial_files`) never train the
-    Apache-2.0 weights: they are left out of the training set (a held-out one is still measured on).
+    """Split source files into (train, held out), whole files only: every frame of a video, like a photo, falls
+    on one side.
+
+    - When any file is named in :data:`HELDOUT_FILES` (the shared data set), exactly those files are held out
+      (the shipped models' recorded figures depend on this split).
+    - Otherwise (a user's own photos and videos) the files whose name hashes (SHA-1) to 0 modulo
+      :data:`HELDOUT_FRACTION` are held out: about one in eight, the same files on every run and machine, and a
+      file keeps its side when others are added. At least one file is held out and at least one trains; which
+      files were held out is logged. A person in several files may land on both sides.
+
+    Files that a ``MANIFEST.tsv`` beside them marks non-commercial
+    (:func:`~saswap.training.data.non_commercial_files`) never train the Apache-2.0 weights: they are left out of
+    the training set (a held-out one of :data:`HELDOUT_FILES` is still measured on).
+
+    Raises:
+        SaSwapError: no :data:`HELDOUT_FILES` name is present and fewer than 2 usable (not non-commercial) files.
 
     Example:
         >>> split_files([Path("a.jpg"), Path("insightface__mask.png")])
         ([PosixPath('a.jpg')], [PosixPath('insightface__mask.png')])
+        >>> split_files([Path("a.jpg"), Path("b.mp4")])  # no HELDOUT_FILES name: one file of two held out
+        ([PosixPath('b.mp4')], [PosixPath('a.jpg')])
     """
-    excluded = non_commercial_files(list(files))
+    files = [Path(f) for f in files]
+    excluded = non_commercial_files(files)
     if excluded:
         logger.info("left out of training (non-commercial licence): %s", ", ".join(sorted(f.name for f in excluded)))
-    train = [f for f in files if f.name not in HELDOUT_FILES and f not in excluded]
-    held = [f for f in files if f.name in HELDOUT_FILES]
+    if any(f.name in HELDOUT_FILES for f in files):
+        train = [f for f in files if f.name not in HELDOUT_FILES and f not in excluded]
+        held = [f for f in files if f.name in HELDOUT_FILES]
+        return train, held
+    usable = [f for f in files if f not in excluded]
+    if len(usable) < 2:
+        folders = ", ".join(sorted({str(f.parent) for f in files})) or "the data folders"
+        found = f"{len(usable)} usable photo or video found" + (
+            f" ({len(excluded)} more marked non-commercial in MANIFEST.tsv)" if excluded else ""
+        )
+        raise SaSwapError(f"{folders}: {found}; training needs at least 2 (one is held out for validation)")
+    held_set = {f for f in usable if _name_hash(f) % HELDOUT_FRACTION == 0}
+    if not held_set or len(held_set) == len(usable):  # keep one file on each side
+        held_set = {min(usable, key=_name_hash)}
+    train = [f for f in usable if f not in held_set]
+    held = [f for f in usable if f in held_set]
+    logger.info(
+        "no file named in HELDOUT_FILES: holding out %d of %d files for validation (1 in %d by a hash of the name): %s",
+        len(held), len(usable), HELDOUT_FRACTION, ", ".join(f.name for f in held),
+    )  # fmt: skip
     return train, held
 
 
@@ -342,12 +387,11 @@ def source_files(roots: Sequence[str | Path]) -> list[Path]:
     """
     files: list[Path] = []
     for root in roots:
+        check_data_root(root, "--data.roots")
         root = Path(root)
-        if not root.is_dir():
-            raise SaSwapError(f"data folder {root} does not exist (roots are relative to the working directory)")
         files += sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
     if not files:
-        raise SaSwapError(f"no photos or videos in {list(roots)}")
+        raise SaSwapError(f"{', '.join(str(r) for r in roots)}: no photos or videos found")
     return files
 
 
@@ -359,6 +403,29 @@ def face_records(
     train, held = split_files(source_files(roots))
     files = held if held_out else train
     return load_records(build_parsing_cache(files, Path(cache_dir), cache_size, frames_per_video), files)
+
+
+def split_records(
+    roots: Sequence[str | Path], cache_dir: str | Path, cache_size: int, frames_per_video: int
+) -> tuple[list[ParsingRecord], list[ParsingRecord]]:
+    """The cached, labelled faces of the training and of the held-out files under ``roots`` (:func:`split_files`;
+    the cache is built where missing).
+
+    Raises:
+        SaSwapError: too few files to split, or no face found in the training or in the held-out files.
+    """
+    train, held = split_files(source_files(roots))
+    records = []
+    for files, what in ((train, "training"), (held, "held-out")):
+        recs = load_records(build_parsing_cache(files, Path(cache_dir), cache_size, frames_per_video), files)
+        if not recs:
+            names = ", ".join(f.name for f in files) or "none"
+            raise SaSwapError(
+                f"{', '.join(str(r) for r in roots)}: no usable face found in the {what} files ({names}); each side "
+                "needs a photo or video with a face at least 30 pixels between the eyes"
+            )
+        records.append(recs)
+    return records[0], records[1]
 
 
 def _place(kind: str, keypoints: np.ndarray, label: np.ndarray, size: int, rng: np.random.Generator) -> tuple[float, float]:
@@ -553,12 +620,18 @@ class FaceParsingDataset(Dataset):
 
 class FaceParsingDataModule(L.LightningDataModule):
     """Face parsing data: training on :data:`TRAIN_OCCLUDER_KINDS` over the training files, validation on
-    :data:`HELDOUT_OCCLUDER_KINDS` over the held-out files (:data:`HELDOUT_FILES`), fixed seed.
+    :data:`HELDOUT_OCCLUDER_KINDS` over the held-out files, fixed seed.
+
+    The split is of whole files, photos and videos alike (every frame of a video on one side,
+    :func:`split_files`): the files named in :data:`HELDOUT_FILES` when any is present (the shared data
+    set), else about one file in eight, chosen by a stable hash of its name (at least one; the held-out
+    files are logged). So the folders need at least 2 usable photos or videos, each with a face.
 
     Args:
         roots: folders of photos and/or videos (files directly inside).
         cache_dir: where the labelled crops are cached.
-        image_size: side of the training crops (the cache holds ``cache_size`` crops).
+        image_size: side of the training crops (the cache holds ``cache_size`` crops); at least 32, and a
+            multiple of the parser's ``2 ** len(block_out_channels)`` (checked by the training CLI).
         cache_size: side of the cached crops.
         frames_per_video: frames taken evenly from each video.
         batch_size: batch size.
@@ -572,6 +645,8 @@ class FaceParsingDataModule(L.LightningDataModule):
         ignore_outline: half-width, in pixels at 256 px (scaled to ``image_size``), of the band along the
             visible face's mesh-made outline that the training loss ignores (:func:`outline_band`);
             validation labels keep it.
+        root: one folder of photos and/or videos; when given it replaces ``roots`` (``--data.root DIR``, as
+            for ``saswap train``).
     """
 
     def __init__(
@@ -589,15 +664,20 @@ class FaceParsingDataModule(L.LightningDataModule):
         max_occluders: int = 2,
         ignore_unsure: bool = False,
         ignore_outline: int = 0,
+        root: str | None = None,
     ) -> None:
         super().__init__()
+        check_image_size(image_size)
+        if root is not None:
+            check_data_root(root)
         self.save_hyperparameters()
+        self.roots = [root] if root is not None else list(roots)
         self.train_set: FaceParsingDataset | None = None
         self.val_set: FaceParsingDataset | None = None
 
     def files(self) -> list[Path]:
         """The source files under ``roots``, sorted."""
-        return source_files(self.hparams.roots)
+        return source_files(self.roots)
 
     def prepare_data(self) -> None:
         build_parsing_cache(self.files(), Path(self.hparams.cache_dir), self.hparams.cache_size, self.hparams.frames_per_video)
@@ -605,18 +685,18 @@ class FaceParsingDataModule(L.LightningDataModule):
     def records(self, held_out: bool) -> list[ParsingRecord]:
         """Cached faces of the training (``held_out=False``) or held-out files."""
         hp = self.hparams
-        return face_records(hp.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video, held_out)
+        return face_records(self.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video, held_out)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         hp = self.hparams
-        train = self.records(False)
+        train, held = split_records(self.roots, hp.cache_dir, hp.cache_size, hp.frames_per_video)
         if hp.ignore_unsure:
             for rec in train:
                 rec.label = rec.label.copy()
                 rec.label[unsure_face_pixels(rec.crop, rec.mesh, rec.label)] = IGNORE_INDEX
-        held = [r for r in self.records(True) if r.source not in REAL_OCCLUDED_FILES]  # their labels miss the occluder
+        held = [r for r in held if r.source not in REAL_OCCLUDED_FILES]  # their labels miss the occluder
         logger.info("face parsing data: %d training faces, %d held-out faces", len(train), len(held))
         self.train_set = FaceParsingDataset(
             train,
