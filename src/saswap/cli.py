@@ -585,18 +585,16 @@ def _zoo_state(entry) -> str:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from saswap.zoo import COMPONENTS, ZOO
+    from saswap.zoo import ZOO
 
     kinds = {"parser": "face parser", "harmonizer": "tone harmoniser"}
+    flags = {"parser": "--occlusion", "harmonizer": "--harmonize"}  # the options that take a component
     rows = [(e, kinds.get(e.engine, "swap engine"), _zoo_state(e)) for e in sorted(ZOO.values(), key=lambda e: e.name)]
     if args.json:
         print(json.dumps([{**e.to_dict(), "kind": kind, "state": state} for e, kind, state in rows], indent=2))
         return 0
     for entry, kind, state in rows:
-        use = "--engine" if entry.engine not in COMPONENTS else {"parser": "--occlusion", "harmonizer": "--harmonize"}[
-            entry.engine
-        ]
-        print(f"{entry.name}  [{kind}; {use} {entry.name}]  {state}")
+        print(f"{entry.name}  [{kind}; {flags.get(entry.engine, '--engine')} {entry.name}]  {state}")
         print(f"    {entry.description}")
         print(f"    licence: {entry.licence}")
     print("--engine/--weights also take a model folder ('saswap export') or a Hugging Face Hub id (owner/name); "

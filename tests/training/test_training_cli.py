@@ -141,7 +141,17 @@ def test_a_signal_during_training_exits_like_the_other_commands(
     monkeypatch.setattr(SaSwapSystem, "training_step", signalled_step)
     every_2 = ["--trainer.callbacks.init_args.every_n_train_steps", "2"]
     args = [*_tiny(tmp_path, cache), "--trainer.max_steps", "6", *every_2]
-    assert _exit_code(["train", "fit", *args]) == code
+    # Python's own handlers, as in a terminal: a test run started in the background of a shell without job control
+    # (a CI script) inherits SIGINT ignored, which the command line rightly leaves ignored
+    before = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    before[signal.SIGTERM] = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        exit_code = _exit_code(["train", "fit", *args])
+        left = signal.getsignal(signal.SIGINT)
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    assert exit_code == code
     err = capfd.readouterr().err
     assert err.strip().splitlines()[-1] == message and "Traceback" not in err
     run = tmp_path / "runs" / "lightning_logs" / "version_0"
@@ -149,4 +159,4 @@ def test_a_signal_during_training_exits_like_the_other_commands(
         assert (run / "checkpoints" / "last.ckpt").is_file()
     else:
         assert not (tmp_path / "runs").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning's SIG_IGN is not left behind
+    assert left is signal.default_int_handler  # Lightning's SIG_IGN is not left behind
