@@ -719,9 +719,10 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
 def _add_occlusion(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--occlusion", metavar="parser|rules|off|FOLDER",
-        help="what tells the cover over a target's face (hands, masks, hair) that a swap keeps: the shipped face parser "
-        "(the default), the older colour and texture rules, off, or a face parser you trained ('saswap train-parser' "
-        "and 'saswap export'), which then cleans the source's face too. A video's template cache is made for it",
+        help="what tells the cover over a target's face (hands, masks, hair) that a swap keeps: the shipped face "
+        "parser (the default), the older colour and texture rules, off, or a face parser you trained ('saswap "
+        "train-parser' and 'saswap export'), which then cleans the source's face too. A video's template cache is made "
+        "for it",
     )  # fmt: skip
 
 

@@ -103,7 +103,9 @@ def load_submodule(
         model.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise SaSwapError(f"{where}: its {key} weights do not fit the {cls_name} its hyper-parameters describe ({first})")
+        raise SaSwapError(
+            f"{where}: its {key} weights do not fit the {cls_name} its hyper-parameters describe ({first})"
+        ) from None
     return model.eval()
 
 

@@ -17,7 +17,8 @@ __all__ = ["ToneHarmonizerCLI", "train_harmonizer_main"]
 
 
 class ToneHarmonizerCLI(TrainingCLI):
-    """``saswap train-harmonizer``: ToneHarmonizerSystem has a training and a validation step (``fit``, ``validate``)."""
+    """``saswap train-harmonizer``: ToneHarmonizerSystem has a training and a validation step (``fit``,
+    ``validate``)."""
 
     COMMAND = "train-harmonizer"
     SUBCOMMANDS = ("fit", "validate")
