@@ -22,10 +22,14 @@ CHECKPOINT_KINDS = {
 }
 
 
-def read_checkpoint(checkpoint: str | Path | dict[str, Any]) -> dict[str, Any]:
+def read_checkpoint(
+    checkpoint: str | Path | dict[str, Any], *, weights_only: bool = False, mmap: bool = False
+) -> dict[str, Any]:
     """A Lightning checkpoint's contents (a dict is returned as it is).
 
-    It is unpickled whole (a system built in Python pickles its models), so load only checkpoints you made.
+    By default it is unpickled whole (a system built in Python pickles its models), so load only checkpoints you
+    made; ``weights_only`` and ``mmap`` are ``torch.load``'s (a check before training: plain data, the weights not
+    read).
 
     Raises:
         SaSwapError: no such file, or not a checkpoint torch can read, or one without a ``state_dict``.
@@ -36,9 +40,9 @@ def read_checkpoint(checkpoint: str | Path | dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise SaSwapError(f"{path}: no such checkpoint" + (" (a folder)" if path.is_dir() else ""))
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except Exception as err:  # noqa: BLE001 - whatever torch raises, the file is not a checkpoint it can read
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise SaSwapError(f"{path}: not a training checkpoint (torch cannot read it: {first})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise SaSwapError(f"{path}: not a Lightning training checkpoint (no state_dict in it)")

@@ -142,7 +142,7 @@ def export_checkpoint(
     """
     from saswap.training.checkpoints import CHECKPOINT_KINDS, checkpoint_kind, read_checkpoint
 
-    ckpt = read_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint, mmap=True)  # the weights are read from the file when used, once
     kind = checkpoint_kind(ckpt, str(checkpoint))
     if covered_threshold is not None and kind != "parser":
         raise SaSwapError(

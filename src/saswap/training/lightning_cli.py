@@ -26,11 +26,9 @@ import os
 import re
 import shutil
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -107,19 +105,9 @@ class TrainingCLI(LightningCLI):
 
     def _check_checkpoint(self, path: Path) -> None:
         """A one-line error for a checkpoint that is missing, unreadable or of another system."""
-        if not path.exists():
-            raise SaSwapError(f"{path}: no such checkpoint")
-        if not path.is_file():
-            raise SaSwapError(f"{path}: not a checkpoint file")
-        if not zipfile.is_zipfile(path):
-            raise SaSwapError(f"{path}: not a training checkpoint (not a file torch.save wrote)")
-        try:  # as LightningCLI reads it next; mmap: the weights are not read
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as err:  # noqa: BLE001 - any failure to read is the file's
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise SaSwapError(f"{path}: not a readable training checkpoint ({reason[:200]})") from None
-        if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-            raise SaSwapError(f"{path}: not a Lightning training checkpoint (no state_dict)")
+        from saswap.training.checkpoints import read_checkpoint
+
+        ckpt = read_checkpoint(path, weights_only=True, mmap=True)  # as LightningCLI reads it next; weights not read
         system = self._model_class
         hparams = {k for k in ckpt.get("hyper_parameters", {}) if k not in ("_instantiator", "_class_path")}
         params = inspect.signature(system).parameters
