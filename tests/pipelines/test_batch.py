@@ -186,6 +186,7 @@ def test_local_batch_isolates_a_broken_input_and_resumes(inputs, tmp_path, capsy
             assert output.is_file() and _tag(output)["batch_job"] == r["job"]
             if output.suffix == ".mp4":  # swap_video's own fields with the job's key
                 assert _tag(output)["media"] == "video" and _tag(output)["engine"] == "geometric"
+                assert _tag(output)["model"] == "saswap-geometric"
                 assert _tag(output)["note"] == "synthetic video, made with saswap"
         else:
             assert "broken.jpg" in r["error"] and not Path(r["output"]).exists()

@@ -31,10 +31,13 @@ def test_from_pretrained_names_and_folders(tmp_path):
 
     pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
     assert pipe.engine.name == "geometric" and pipe.engine.crop_size == 384
+    assert pipe.engine.model_id == "saswap-geometric" and pipe.at_crop_size(256).engine.model_id == "saswap-geometric"
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "model_index.json").write_text(json.dumps({"engine": "geometric", "config": {"crop_size": 256}}))
-    assert SaSwapPipeline.from_pretrained(folder).engine.crop_size == 256
+    own = SaSwapPipeline.from_pretrained(folder)
+    assert own.engine.crop_size == 256 and own.engine.model_id == "model"  # a folder by its name: tags never hold a path
+    assert SaSwapPipeline().engine.model_id is None
     start = time.perf_counter()
     with pytest.raises(ModelNotFoundError, match="not published yet.*saswap train fit"):
         SaSwapPipeline.from_pretrained("saswap-256")

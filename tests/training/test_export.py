@@ -191,7 +191,8 @@ def test_cli_swaps_with_the_exported_weights(exported, tmp_path, capsys):
         str(data_path("images", "sadtalker__happy.png")),
     ]
     assert main([*args, "-o", str(out), "--engine", "saswap", "--weights", str(folder)]) == 0
-    assert read_tag(out)["engine"] == "saswap"
+    tag = read_tag(out)
+    assert tag["engine"] == "saswap" and tag["model"] == "model" and str(folder.parent) not in str(tag)
 
 
 def test_the_neural_engine_moves_between_devices_and_reads_its_cached_fit(exported, analyzer, monkeypatch):

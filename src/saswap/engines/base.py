@@ -99,6 +99,9 @@ class SwapEngine(ABC):
 
     name: str = "engine"
     crop_size: int = 256
+    #: The model it was loaded from, as outputs' synthetic-media tags record it: a zoo name, a Hub id, or a local
+    #: folder by its name alone (a tag travels with the picture, the user's paths do not); None for one built in code.
+    model_id: str | None = None
     #: Whether the engine works on a crop of any side (:meth:`resized`): its scales follow the face's size in the
     #: crop, not fixed pixels (a network with a fixed input size is not).
     resizable: bool = False

@@ -284,6 +284,15 @@ def _source_cleaning(compose: dict[str, Any] | None) -> dict[str, Any]:
     return {} if chosen in (DEFAULT_FACE_PARSER, "rules", "off") else {"clean_source": chosen}
 
 
+def engine_provenance(engine: SwapEngine) -> dict[str, Any]:
+    """What an output's synthetic-media tag records of the engine: its kind and, when it was loaded from one, the model
+    (:attr:`~saswap.engines.base.SwapEngine.model_id`: a zoo name, a Hub id, a local folder by its name alone)."""
+    tag: dict[str, Any] = {"engine": engine.name}
+    if engine.model_id is not None:
+        tag["model"] = engine.model_id
+    return tag
+
+
 def compose_provenance(compositor: Compositor) -> dict[str, Any]:
     """What an output's synthetic-media tag records of the compose stage: the options a user sets that change the
     picture where they are not at their default (``tone_lock``; ``occlusion`` and ``harmonize``, a model folder by its
@@ -390,6 +399,18 @@ class SaSwapPipeline:
             >>> pipe.compositor.tone_lock
             0.5
         """
+        pipe = cls._load(name_or_path, compose, **kwargs)
+        key = str(name_or_path)
+        if Path(key).is_dir():  # a local folder by its name alone (also when a zoo name is the name of a folder here)
+            pipe.engine.model_id = Path(key).resolve().name
+        else:  # a zoo name or a Hub id: public names
+            pipe.engine.model_id = key
+        return pipe
+
+    @classmethod
+    def _load(
+        cls, name_or_path: str | os.PathLike, compose: dict[str, Any] | None = None, **kwargs
+    ) -> SaSwapPipeline:
         from saswap.zoo import COMPONENTS, get_entry
 
         if compose:
@@ -759,7 +780,7 @@ class SaSwapPipeline:
         masks = pipe.swap_frame(result_img, target_img, analysis, prepared, shape_strength, enhance, timings)
         timings["total"] = time.perf_counter() - t0
         provenance = {
-            "engine": self.engine.name, "shape_strength": shape_strength, **compose_provenance(self.compositor),
+            **engine_provenance(self.engine), "shape_strength": shape_strength, **compose_provenance(self.compositor),
             "faces": len(faces), "crop_size": size,
         }  # fmt: skip
         return SaSwapOutput(result_img, faces, masks, source_face, timings, provenance, alpha)

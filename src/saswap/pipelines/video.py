@@ -1242,9 +1242,11 @@ def swap_video(
                 raise SaSwapError(f"{template}: {err}") from None
             scores = {}
         weights = list(_fade_weights(header, chosen, fade_frames))
-        from saswap.pipelines.image import compose_provenance
+        from saswap.pipelines.image import compose_provenance, engine_provenance
 
-        own = {"engine": pipe.engine.name, "shape_strength": shape_strength, **compose_provenance(pipe.compositor)}
+        own = {
+            **engine_provenance(pipe.engine), "shape_strength": shape_strength, **compose_provenance(pipe.compositor),
+        }  # fmt: skip
         tag = make_tag(**{**own, "media": "video", "crop_size": size, **(tag or {})})  # a caller's fields (a batch job's)
         metadata = {VIDEO_TAG_KEY: _json(tag)}
         frames = swapped_frames = swapped_faces = repeated = 0
