@@ -841,9 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape-strength", type=float, default=1.0)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser(
-        "train", help="train the neural model (LightningCLI: fit, validate, ...; needs saswap[train])", add_help=False
-    )
+    p = sub.add_parser("train", help="train the neural model (LightningCLI: fit; needs saswap[train])", add_help=False)
     p.add_argument(
         "lightning_args",
         nargs=argparse.REMAINDER,
@@ -853,7 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train-parser", add_help=False,
-        help="train the face parser with occlusion (LightningCLI: fit, validate, ...; needs saswap[train])",
+        help="train the face parser with occlusion (LightningCLI: fit, validate; needs saswap[train])",
     )  # fmt: skip
     p.add_argument(
         "lightning_args", nargs=argparse.REMAINDER, help="arguments for LightningCLI, e.g. fit --config recipes/face-parser.yaml"
@@ -862,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train-harmonizer", add_help=False,
-        help="train the tone and light harmoniser (LightningCLI: fit, validate, ...; needs saswap[train])",
+        help="train the tone and light harmoniser (LightningCLI: fit, validate; needs saswap[train])",
     )  # fmt: skip
     p.add_argument(
         "lightning_args",
