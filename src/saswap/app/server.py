@@ -71,6 +71,11 @@ class AppSettings:
         crop_size: the aligned crop every swap is made in, as ``saswap swap --crop-size`` takes it (None: the
             engine's own; ``"auto"``: sized to the face). The template folder's caches are those precomputed
             with the same ``--crop-size``.
+        occlusion: the compose stage's ``occlusion`` for every swap, as ``saswap swap --occlusion`` takes it
+            (``"parser"``, ``"rules"``, ``"off"`` or a face parser's folder; None: the engine's own). The template
+            folder's caches are those precomputed with the same ``--occlusion``.
+        harmonize: the compose stage's ``harmonize`` for every swap, as ``saswap swap --harmonize`` takes it (``"off"``
+            or a tone harmoniser's folder; None: the engine's own).
     """
 
     templates: Path | None = None
@@ -82,9 +87,11 @@ class AppSettings:
     max_image_mp: float = 50.0
     tone_lock: float = 0.0
     crop_size: int | str | None = None
+    occlusion: str | None = None
+    harmonize: str | None = None
 
     def __post_init__(self) -> None:
-        from saswap.pipelines.image import check_crop_size
+        from saswap.pipelines.image import check_compose, check_crop_size
 
         if not self.engines:
             raise SaSwapError("give at least one engine")
@@ -94,6 +101,14 @@ class AppSettings:
         if self.max_video_seconds <= 0 or self.max_upload_mb <= 0 or self.max_image_mp <= 0:
             raise SaSwapError("--max-video-seconds, --max-upload-mb and --max-image-mp must be positive")
         self.engines = tuple(dict.fromkeys(self.engines))
+        if self.occlusion is not None or self.harmonize is not None:  # a missing model folder: said at start
+            check_compose(self.compose())
+
+    def compose(self) -> dict[str, Any] | None:
+        """The compose stage's options every swap is made with (None: the engine's own)."""
+        from saswap.pipelines.image import compose_options
+
+        return compose_options(self.tone_lock, self.occlusion, self.harmonize)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -192,8 +207,9 @@ class SaSwapApp:
         default.crop_size_for([], settings.crop_size)  # so does a crop size the engine cannot work on
         if settings.templates is not None:
             self.templates, self.templates_skipped = find_templates(
-                settings.templates, default, settings.cache_dir, self.files.public / "thumbs", settings.crop_size
-            )
+                settings.templates, default, settings.cache_dir, self.files.public / "thumbs", settings.crop_size,
+                settings.occlusion,
+            )  # fmt: skip
 
     # -- shared helpers ---------------------------------------------------------------------------
     def pipeline(self, engine: str):
@@ -205,8 +221,7 @@ class SaSwapApp:
         with self._pipe_lock:
             if engine not in self._pipes:
                 try:
-                    compose = {"tone_lock": self.settings.tone_lock} if self.settings.tone_lock else None
-                    self._pipes[engine] = SaSwapPipeline.from_pretrained(engine, compose=compose)
+                    self._pipes[engine] = SaSwapPipeline.from_pretrained(engine, compose=self.settings.compose())
                 except SaSwapError as err:
                     raise SaSwapError(f"the engine {engine!r} cannot be loaded: {err}") from None
             return self._pipes[engine]
