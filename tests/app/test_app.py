@@ -461,7 +461,7 @@ def test_runs_in_a_network_namespace_without_outbound_connections(data, tmp_path
     assert report["page"] == 200 and report["theme"] == 200
     assert isinstance(report["swap_tag"], dict) and report["swap_tag"]["synthetic"] is True, report["swap_tag"]
     assert report["outbound"] == [], f"the app tried to reach the network: {report['outbound']}"
-    assert report["exit"] == 0 and report["left"] == []  # SIGTERM stops it and removes its temporary folder
+    assert report["exit"] == 0 and report["left"] == []  # SIGTERM stops it and removes its temporary folders
 
 
 # -- a real browser -------------------------------------------------------------------------------
