@@ -220,11 +220,11 @@ def _warn_ignored(args: argparse.Namespace, names: Sequence[str], why: str) -> N
 
 def _compose_options(args: argparse.Namespace) -> dict[str, float | str] | None:
     """The compose stage's options a swap's command line sets (None: the model's own)."""
-    options: dict[str, float | str] = {"tone_lock": args.tone_lock} if getattr(args, "tone_lock", 0.0) else {}
-    for name in ("occlusion", "harmonize"):
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
-    return options or None
+    from saswap.pipelines.image import compose_options
+
+    # precompute has neither --tone-lock nor --harmonize (neither changes a template cache)
+    given = {k: getattr(args, k) for k in ("tone_lock", "occlusion", "harmonize") if hasattr(args, k)}
+    return compose_options(**given)
 
 
 def _cmd_precompute(args: argparse.Namespace) -> int:
@@ -619,6 +619,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
         max_image_mp=args.max_image_mp,
         tone_lock=args.tone_lock,
         crop_size=args.crop_size,
+        occlusion=args.occlusion,
+        harmonize=args.harmonize,
     )
     launch(settings, host=args.host, port=args.port)
     return 0
@@ -706,23 +708,26 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
         "number from 256 to 2048 sets it. A video's template cache is made for that crop",
     )  # fmt: skip
     _add_occlusion(p)
-    p.add_argument(
-        "--harmonize", metavar="off|FOLDER",
-        help="a tone harmoniser you trained ('saswap train-harmonizer' and 'saswap export'; default: off, none ships)",
-    )  # fmt: skip
+    _add_harmonize(p)
     p.add_argument(
         "--force", action="store_true",
         help="use a source face turned more than 45 degrees from the camera (the swap breaks; warned from 25)",
     )  # fmt: skip
 
 
-def _add_occlusion(p: argparse.ArgumentParser) -> None:
+def _add_occlusion(p: argparse.ArgumentParser, cache: str = "A video's template cache is made for it") -> None:
     p.add_argument(
         "--occlusion", metavar="parser|rules|off|FOLDER",
         help="what tells the cover over a target's face (hands, masks, hair) that a swap keeps: the shipped face "
         "parser (the default), the older colour and texture rules, off, or a face parser you trained ('saswap "
-        "train-parser' and 'saswap export'), which then cleans the source's face too. A video's template cache is made "
-        "for it",
+        f"train-parser' and 'saswap export'), which then cleans the source's face too. {cache}",
+    )  # fmt: skip
+
+
+def _add_harmonize(p: argparse.ArgumentParser, what: str = "a tone harmoniser you trained") -> None:
+    p.add_argument(
+        "--harmonize", metavar="off|FOLDER",
+        help=f"{what} ('saswap train-harmonizer' and 'saswap export'; default: off, none ships)",
     )  # fmt: skip
 
 
@@ -923,6 +928,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="every swap's aligned crop, as for swap (default: the engine's own); the template folder offers the "
         "videos precomputed with the same --crop-size",
     )  # fmt: skip
+    _add_occlusion(p, "Used for every swap; the template folder offers the videos precomputed with it")
+    _add_harmonize(p, "a tone harmoniser you trained, used for every swap")
     p.set_defaults(func=_cmd_app)
     return parser
 

@@ -2,7 +2,8 @@
 network namespace that holds only loopback (``unshare -n``).
 
 Usage: ``python offline_check.py PORT SOURCE TARGET`` prints one JSON line: the addresses the app tried to
-reach outside loopback, the page's status, the client's swap result and the temporary folders left.
+reach outside loopback, the page's status, the client's swap result and the temporary folders left (the
+app's and Gradio's).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def main() -> None:
 
     report["exit"] = saswap_main(["app", "--port", str(port)])
     report["outbound"] = outbound
-    report["left"] = sorted(p for p in os.listdir(tempfile.gettempdir()) if p.startswith("saswap-app-"))
+    # the app's folder, and Gradio's (its own "gradio" folder, where an empty vibe_edit_history stayed behind)
+    report["left"] = sorted(p for p in os.listdir(tempfile.gettempdir()) if p.startswith(("saswap-", "gradio")))
     print(json.dumps(report), flush=True)
 
 

@@ -154,6 +154,50 @@ def test_the_apps_crop_size_reaches_its_templates_and_swaps(data, tmp_path):
         app.close()
 
 
+def test_the_apps_occlusion_and_harmoniser_reach_its_templates_swaps_and_tags(data, tmp_path, capsys):
+    """As ``saswap swap`` takes them: a missing folder stops the app at start (one line, exit 2); every swap uses them
+    and its tag records them (a folder by its name); the template folder offers the videos precomputed with the same
+    --occlusion, and their swaps use those caches."""
+    pytest.importorskip("gradio", reason="the web app needs gradio (pip install 'saswap[app]')")
+    from saswap.app import AppSettings, launch
+    from saswap.models import ToneHarmonizer
+    from saswap.provenance import read_tag
+
+    args = cli.build_parser().parse_args(["app", "--occlusion", "rules", "--harmonize", "off"])
+    assert (args.occlusion, args.harmonize) == ("rules", "off")
+    for option, kind in (("--occlusion", "face parser"), ("--harmonize", "tone harmoniser")):
+        assert cli.main(["app", "--port", str(free_port()), option, str(tmp_path / "absent")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"saswap: error: {tmp_path / 'absent'}: no {kind} there") and err.count("\n") == 1, err
+    tone = tmp_path / "my-tone"
+    ToneHarmonizer(grid_size=4, luma_bins=2, block_out_channels=(8, 16), work_size=32, image_size=64).save_pretrained(
+        tone
+    )
+    templates, cache = tmp_path / "templates", tmp_path / "cache"
+    templates.mkdir()
+    ruled = write_clip(data / "videos" / "liveportrait__d5.mp4", templates / "ruled.mp4", 3)
+    plain = write_clip(data / "videos" / "liveportrait__d7.mp4", templates / "plain.mp4", 3)
+    assert cli.main(["precompute", str(ruled), "--cache-dir", str(cache), "--occlusion", "rules", "-q"]) == 0
+    assert cli.main(["precompute", str(plain), "--cache-dir", str(cache), "-q"]) == 0
+    caches = sorted(cache.iterdir())
+    settings = AppSettings(templates=templates, cache_dir=cache, occlusion="rules", harmonize=str(tone))
+    app = launch(settings, port=free_port(), block=False)
+    try:
+        state = app.blocks.saswap
+        assert [t.name for t in state.templates] == ["ruled.mp4"]
+        assert any(m.startswith("plain.mp4") and "--occlusion rules" in m for m in state.templates_skipped)
+        images = data / "images"
+        source = images / "face_recognition__obama.jpg"
+        result, tag = client(app, tmp_path).predict(*swap_args(source, images / "deepface__img2.jpg"), api_name="/swap")
+        assert (tag["occlusion"], tag["harmonize"]) == ("rules", "my-tone") and read_tag(result) == tag
+        assert str(tmp_path) not in json.dumps(tag)
+        result, tag = client(app, tmp_path).predict(*swap_args(source, template="ruled.mp4"), api_name="/swap")
+        assert (tag["occlusion"], tag["harmonize"], tag["media"]) == ("rules", "my-tone", "video")
+        assert sorted(cache.iterdir()) == caches  # the precomputed cache served the swap: none was made again
+    finally:
+        app.close()
+
+
 def test_cli_app_without_gradio_says_how_to_install(monkeypatch, capsys):
     import importlib.util
 
@@ -417,7 +461,7 @@ def test_runs_in_a_network_namespace_without_outbound_connections(data, tmp_path
     assert report["page"] == 200 and report["theme"] == 200
     assert isinstance(report["swap_tag"], dict) and report["swap_tag"]["synthetic"] is True, report["swap_tag"]
     assert report["outbound"] == [], f"the app tried to reach the network: {report['outbound']}"
-    assert report["exit"] == 0 and report["left"] == []  # SIGTERM stops it and removes its temporary folder
+    assert report["exit"] == 0 and report["left"] == []  # SIGTERM stops it and removes its temporary folders
 
 
 # -- a real browser -------------------------------------------------------------------------------

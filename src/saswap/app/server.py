@@ -8,31 +8,46 @@ starts it; :func:`build_app` returns the ``gr.Blocks`` page. The same functions 
 Privacy: faces are personal data. The app binds to 127.0.0.1 unless told otherwise, makes no network
 request of its own (Gradio's analytics and version check off, no share link, the theme's fonts served
 by the app itself, Hugging Face Hub offline), keeps uploads and results in one temporary folder that is
-removed when it stops, and serves a visitor's files to that visitor only
-(:mod:`saswap.app.isolation`).
+removed when it stops (Gradio's own temporary folder too: :data:`_GRADIO_FOLDER`), and serves a visitor's files
+to that visitor only (:mod:`saswap.app.isolation`).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 # Before gradio (and huggingface_hub) are imported: no usage analytics, no version check, no telemetry.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"  # the app never downloads: engines and enhancers must be local
 
+#: Gradio reads ``GRADIO_TEMP_DIR`` once, when it is imported, for the folder of what it writes outside an app's
+#: uploads: an empty ``vibe_edit_history`` folder each time a page is built (for its vibe editor, which the app never
+#: turns on), a visitor's screen recordings. Left to itself that is ``<tmp>/gradio``, shared by every Gradio app of
+#: the computer, where the empty folder stayed behind; here it is a folder of this process's own, removed when its
+#: last app stops (:meth:`RunningApp.close`) or the process ends. None where gradio was imported first or
+#: ``GRADIO_TEMP_DIR`` was set: Gradio then keeps the folder it was given.
+_GRADIO_FOLDER: Path | None = None
+if "gradio" not in sys.modules and not os.environ.get("GRADIO_TEMP_DIR"):
+    _GRADIO_FOLDER = Path(tempfile.gettempdir()) / f"saswap-gradio-{secrets.token_hex(8)}"  # Gradio makes it
+    os.environ["GRADIO_TEMP_DIR"] = str(_GRADIO_FOLDER)
+    atexit.register(shutil.rmtree, _GRADIO_FOLDER, True)
+
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -47,6 +62,19 @@ from saswap.notes import collect_warnings  # noqa: E402
 __all__ = ["AppSettings", "SaSwapApp", "RunningApp", "build_app", "launch"]
 
 logger = logging.getLogger(__name__)
+
+_running = 0  # apps of this process started by launch() and not closed yet
+_running_lock = threading.Lock()
+
+
+def _count_running(change: int) -> None:
+    """Count this process's running apps; once none runs, remove Gradio's folder (:data:`_GRADIO_FOLDER`; Gradio
+    makes it again for a page built later)."""
+    global _running
+    with _running_lock:
+        _running += change
+        if _running == 0 and _GRADIO_FOLDER is not None:
+            shutil.rmtree(_GRADIO_FOLDER, ignore_errors=True)
 
 _LARGEST, _ALL, _REFERENCE = "0", "all", "reference"
 _IMAGE_TYPES = ["image"]
@@ -71,6 +99,11 @@ class AppSettings:
         crop_size: the aligned crop every swap is made in, as ``saswap swap --crop-size`` takes it (None: the
             engine's own; ``"auto"``: sized to the face). The template folder's caches are those precomputed
             with the same ``--crop-size``.
+        occlusion: the compose stage's ``occlusion`` for every swap, as ``saswap swap --occlusion`` takes it
+            (``"parser"``, ``"rules"``, ``"off"`` or a face parser's folder; None: the engine's own). The template
+            folder's caches are those precomputed with the same ``--occlusion``.
+        harmonize: the compose stage's ``harmonize`` for every swap, as ``saswap swap --harmonize`` takes it (``"off"``
+            or a tone harmoniser's folder; None: the engine's own).
     """
 
     templates: Path | None = None
@@ -82,9 +115,11 @@ class AppSettings:
     max_image_mp: float = 50.0
     tone_lock: float = 0.0
     crop_size: int | str | None = None
+    occlusion: str | None = None
+    harmonize: str | None = None
 
     def __post_init__(self) -> None:
-        from saswap.pipelines.image import check_crop_size
+        from saswap.pipelines.image import check_compose, check_crop_size
 
         if not self.engines:
             raise SaSwapError("give at least one engine")
@@ -94,6 +129,14 @@ class AppSettings:
         if self.max_video_seconds <= 0 or self.max_upload_mb <= 0 or self.max_image_mp <= 0:
             raise SaSwapError("--max-video-seconds, --max-upload-mb and --max-image-mp must be positive")
         self.engines = tuple(dict.fromkeys(self.engines))
+        if self.occlusion is not None or self.harmonize is not None:  # a missing model folder: said at start
+            check_compose(self.compose())
+
+    def compose(self) -> dict[str, Any] | None:
+        """The compose stage's options every swap is made with (None: the engine's own)."""
+        from saswap.pipelines.image import compose_options
+
+        return compose_options(self.tone_lock, self.occlusion, self.harmonize)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -192,8 +235,9 @@ class SaSwapApp:
         default.crop_size_for([], settings.crop_size)  # so does a crop size the engine cannot work on
         if settings.templates is not None:
             self.templates, self.templates_skipped = find_templates(
-                settings.templates, default, settings.cache_dir, self.files.public / "thumbs", settings.crop_size
-            )
+                settings.templates, default, settings.cache_dir, self.files.public / "thumbs", settings.crop_size,
+                settings.occlusion,
+            )  # fmt: skip
 
     # -- shared helpers ---------------------------------------------------------------------------
     def pipeline(self, engine: str):
@@ -205,8 +249,7 @@ class SaSwapApp:
         with self._pipe_lock:
             if engine not in self._pipes:
                 try:
-                    compose = {"tone_lock": self.settings.tone_lock} if self.settings.tone_lock else None
-                    self._pipes[engine] = SaSwapPipeline.from_pretrained(engine, compose=compose)
+                    self._pipes[engine] = SaSwapPipeline.from_pretrained(engine, compose=self.settings.compose())
                 except SaSwapError as err:
                     raise SaSwapError(f"the engine {engine!r} cannot be loaded: {err}") from None
             return self._pipes[engine]
@@ -833,9 +876,11 @@ class RunningApp:
     blocks: gr.Blocks
     url: str
     workdir: Path
+    _open: bool = field(default=True, init=False, repr=False)
 
     def close(self) -> None:
-        """Stop the server, cancel running jobs and remove the temporary folder."""
+        """Stop the server, cancel running jobs and remove the temporary folder (and Gradio's, once no other app of
+        the process runs)."""
         state: SaSwapApp | None = getattr(self.blocks, "saswap", None)
         if state is not None:
             state.board.cancel_all()
@@ -843,6 +888,9 @@ class RunningApp:
             self.blocks.close()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if self._open:
+                self._open = False
+                _count_running(-1)
 
 
 def launch(
@@ -869,6 +917,7 @@ def launch(
     from starlette.middleware import Middleware
 
     workdir = Path(tempfile.mkdtemp(prefix="saswap-app-"))
+    _count_running(+1)
     try:
         demo = build_app(settings, workdir)
         state: SaSwapApp = demo.saswap  # type: ignore[attr-defined]
@@ -887,6 +936,7 @@ def launch(
         )  # fmt: skip
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
+        _count_running(-1)
         raise
     running = RunningApp(demo, url, workdir)
     if not block:

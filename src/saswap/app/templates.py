@@ -53,9 +53,10 @@ def _thumbnail(frame: np.ndarray, path: Path, width: int = 320) -> None:
 
 def find_templates(
     folder: str | os.PathLike, pipe, cache_dir: str | os.PathLike | None, thumbs: Path,
-    crop_size: int | str | None = None,
+    crop_size: int | str | None = None, occlusion: str | None = None,
 ) -> tuple[list[Template], list[str]]:  # fmt: skip
-    """The videos of ``folder`` whose template cache (for ``pipe``'s engine and ``crop_size``) is present and valid.
+    """The videos of ``folder`` whose template cache (for ``pipe``'s engine, compose stage and ``crop_size``) is
+    present and valid.
 
     Args:
         folder: the template folder (not searched recursively).
@@ -64,6 +65,8 @@ def find_templates(
         thumbs: folder for the thumbnails (created).
         crop_size: the crop the caches were made for, as ``saswap precompute --crop-size`` took it (None: the
             engine's own).
+        occlusion: the ``--occlusion`` ``pipe`` was made with (None: not given), for the command a file left out
+            names (the caches are keyed by ``pipe``'s own).
 
     Returns:
         (the templates, sorted by name; one line per file left out, saying why).
@@ -80,7 +83,7 @@ def find_templates(
         raise SaSwapError(f"{folder}: the template folder does not exist or is not a folder")
     cache_folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     settings = cache_settings(pipe, crop_size)
-    hint = f" --crop-size {crop_size}" if crop_size is not None else ""
+    hint = "".join(f" --{k} {v}" for k, v in (("crop-size", crop_size), ("occlusion", occlusion)) if v is not None)
     thumbs.mkdir(parents=True, exist_ok=True)
     found, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):

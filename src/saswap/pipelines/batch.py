@@ -51,7 +51,7 @@ from typing import Any
 from saswap import __version__
 from saswap.errors import SaSwapError
 from saswap.io import file_identity
-from saswap.pipelines.image import check_crop_size
+from saswap.pipelines.image import check_compose, check_crop_size, compose_options
 
 __all__ = [
     "BatchSettings",
@@ -126,24 +126,13 @@ class BatchSettings:
         if (self.face_index is not None) + bool(self.all_faces) + (self.reference is not None) > 1:
             raise SaSwapError("choose one of face_index, all_faces and reference")
         if self.occlusion is not None or self.harmonize is not None:  # a missing model folder: said at once
-            from saswap.compose import Compositor
-
-            try:
-                compositor = Compositor(**self.compose())  # the parser's folder is read here
-            except (TypeError, ValueError) as err:
-                raise SaSwapError(str(err)) from None
-            if compositor.harmonize != "off":  # the harmoniser's, when first used: read it now
-                from saswap.compose.harmonizer import tone_harmonizer_path
-
-                tone_harmonizer_path(compositor.harmonize)
+            check_compose(self.compose())
         if self.reference is not None and not Path(self.reference).is_file():
             raise SaSwapError(f"{self.reference}: no such file (the reference photo)")
 
     def compose(self) -> dict[str, Any] | None:
         """The compose stage's options these settings give (None: the engine's own)."""
-        options: dict[str, Any] = {"tone_lock": self.tone_lock} if self.tone_lock else {}
-        options.update({k: getattr(self, k) for k in ("occlusion", "harmonize") if getattr(self, k) is not None})
-        return options or None
+        return compose_options(self.tone_lock, self.occlusion, self.harmonize)
 
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)

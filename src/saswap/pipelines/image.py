@@ -197,6 +197,43 @@ def check_crop_size(crop_size: int | str | None) -> int | str | None:
     return size
 
 
+def compose_options(
+    tone_lock: float = 0.0, occlusion: str | None = None, harmonize: str | None = None
+) -> dict[str, Any] | None:
+    """The compose stage's options (:class:`~saswap.compose.Compositor` keyword arguments) that ``saswap swap``,
+    ``precompute``, ``batch`` and ``app`` set: ``tone_lock`` when not 0, ``occlusion`` and ``harmonize`` when given;
+    None when none is (the engine's own). :meth:`SaSwapPipeline.from_pretrained` takes them as ``compose``.
+
+    Example:
+        >>> compose_options(0.5, "rules"), compose_options()
+        ({'tone_lock': 0.5, 'occlusion': 'rules'}, None)
+    """
+    options: dict[str, Any] = {"tone_lock": tone_lock} if tone_lock else {}
+    options.update({k: v for k, v in (("occlusion", occlusion), ("harmonize", harmonize)) if v is not None})
+    return options or None
+
+
+def check_compose(options: dict[str, Any] | None) -> None:
+    """Check compose options (:func:`compose_options`) before any work: a face parser's folder given as
+    ``occlusion`` and a tone harmoniser's given as ``harmonize`` must be there (the harmoniser's is otherwise read
+    at its first face), and every value in range.
+
+    Raises:
+        SaSwapError: which option, which folder, what is wrong (a missing folder: what writes one).
+
+    Example:
+        >>> check_compose({"occlusion": "rules", "harmonize": "off"})
+    """
+    try:
+        compositor = Compositor(**(options or {}))  # the parser's folder is read here
+    except (TypeError, ValueError) as err:
+        raise SaSwapError(str(err)) from None
+    if compositor.harmonize != "off":
+        from saswap.compose.harmonizer import tone_harmonizer_path
+
+        tone_harmonizer_path(compositor.harmonize)
+
+
 def covered_share(prepared: SourceFace) -> float:
     """The share of a prepared source's face region (:func:`~saswap.face.masks.face_region_masks`) that the engine's
     source cleaning found covered (its ``occluded`` mask, above 0.5); 0 for an engine that cleans no source."""
