@@ -55,7 +55,11 @@ def _tiny(tmp_path: Path, cache: Path, root: str | None = None) -> list[str]:
     "args,message",
     [
         (["fit", "--config", "{tmp}/nope.yaml"], "nope.yaml"),
-        (["fit", "--config", "{tmp}/bad.yaml"], "Problems parsing config"),
+        (["fit", "--config", "{tmp}/bad.yaml"], "{tmp}/bad.yaml: not valid YAML at line 2, column 6: expected ','"),
+        (
+            ["fit", "--config", "{tmp}/bad2.yaml"],
+            "{tmp}/bad2.yaml: not valid YAML at line 3, column 14: mapping values",
+        ),
         (["fit", "--config", RECIPE, "--bogus", "1"], "unrecognized arguments: --bogus"),
         (["fit", "--config", RECIPE, "--model.lr_g", "abc"], 'Parser key "model.lr_g"'),
         (["validate", "--config", RECIPE], "invalid choice: 'validate' (choose from 'fit')"),
@@ -64,8 +68,9 @@ def _tiny(tmp_path: Path, cache: Path, root: str | None = None) -> list[str]:
 )
 def test_usage_errors_are_one_line_exit_2(tmp_path, capfd, args, message):
     (tmp_path / "bad.yaml").write_text("trainer: [\n  bad")
+    (tmp_path / "bad2.yaml").write_text("model:\n  lr_g: 0.1\n   lambda_adv: 2\n")
     assert _exit_code(["train", *(a.format(tmp=tmp_path) for a in args)]) == 2
-    assert message in _error_line(capfd.readouterr().err)
+    assert message.format(tmp=tmp_path) in _error_line(capfd.readouterr().err)
     assert not any(tmp_path.glob("**/lightning_logs"))
 
 

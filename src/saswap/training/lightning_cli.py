@@ -11,6 +11,7 @@ What it adds to Lightning's:
   its path: give the run's configuration again;
 - a checkpoint that does not exist, cannot be read or was written by another system is a one-line error before
   anything is built or written;
+- a ``--config`` file that is not valid YAML is an error naming the file, the line and the column;
 - usage errors are one line (``saswap: error: ...``), exit code 2;
 - Ctrl-C (SIGTERM) during a run raises ``KeyboardInterrupt`` (``saswap.interrupts.Terminated``) where Lightning
   would ``sys.exit(1)``, so the command line exits 130 (143) with ``saswap: interrupted``;
@@ -29,6 +30,9 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+import lightning.pytorch
+import yaml
+from jsonargparse import ActionConfigFile
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -54,6 +58,36 @@ class _OneLineErrors(LightningArgumentParser):
         message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
         sys.stderr.write(f"saswap: error: {message} (options: {prog} --help)\n")
         self.exit(2)
+
+
+class _ConfigFile(ActionConfigFile):
+    """``--config``: a file that is not valid YAML is an error naming the file, the line and the column (jsonargparse
+    names neither the file nor, for a string it was given, that it is one)."""
+
+    def __call__(self, parser, cfg, values, option_string=None):
+        _check_yaml(values)
+        super().__call__(parser, cfg, values, option_string)
+
+
+def _check_yaml(value: Any) -> None:
+    """Raise a TypeError (a usage error) when ``value`` names a file whose text is not valid YAML."""
+    try:
+        path = Path(str(value))
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, ValueError):  # a YAML string given as the value, not a file name; a file that is not UTF-8
+        return
+    if text is None:
+        return
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)  # the syntax only: what the values mean is jsonargparse's to check
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = err.problem or "unreadable"
+        context = f" ({err.context})" if err.context else ""
+        raise TypeError(f"{path}: not valid YAML{where}: {problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise TypeError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
 
 
 class _RunRecord(Callback):
@@ -89,6 +123,14 @@ class TrainingCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("parser_class", _OneLineErrors)
         super().__init__(*args, **kwargs)
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={lightning.pytorch.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c", "--config", action=_ConfigFile, help="Path to a configuration file in json or yaml format."
+        )
+        return parser
 
     @classmethod
     def subcommands(cls) -> dict[str, set[str]]:
