@@ -55,7 +55,11 @@ def _tiny(tmp_path: Path, cache: Path, root: str | None = None) -> list[str]:
     "args,message",
     [
         (["fit", "--config", "{tmp}/nope.yaml"], "nope.yaml"),
-        (["fit", "--config", "{tmp}/bad.yaml"], "Problems parsing config"),
+        (["fit", "--config", "{tmp}/bad.yaml"], "{tmp}/bad.yaml: not valid YAML at line 2, column 6: expected ','"),
+        (
+            ["fit", "--config", "{tmp}/bad2.yaml"],
+            "{tmp}/bad2.yaml: not valid YAML at line 3, column 14: mapping values",
+        ),
         (["fit", "--config", RECIPE, "--bogus", "1"], "unrecognized arguments: --bogus"),
         (["fit", "--config", RECIPE, "--model.lr_g", "abc"], 'Parser key "model.lr_g"'),
         (["validate", "--config", RECIPE], "invalid choice: 'validate' (choose from 'fit')"),
@@ -64,8 +68,9 @@ def _tiny(tmp_path: Path, cache: Path, root: str | None = None) -> list[str]:
 )
 def test_usage_errors_are_one_line_exit_2(tmp_path, capfd, args, message):
     (tmp_path / "bad.yaml").write_text("trainer: [\n  bad")
+    (tmp_path / "bad2.yaml").write_text("model:\n  lr_g: 0.1\n   lambda_adv: 2\n")
     assert _exit_code(["train", *(a.format(tmp=tmp_path) for a in args)]) == 2
-    assert message in _error_line(capfd.readouterr().err)
+    assert message.format(tmp=tmp_path) in _error_line(capfd.readouterr().err)
     assert not any(tmp_path.glob("**/lightning_logs"))
 
 
@@ -88,6 +93,93 @@ def test_bad_checkpoints_are_one_line_errors_before_anything_is_written(tmp_path
     for ckpt, message in cases.items():
         assert _exit_code([*common, "--ckpt_path", ckpt]) == 2
         assert message in _error_line(capfd.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+
+
+PARSER = {"class_path": "saswap.models.FaceParser", "init_args": {"block_out_channels": [8, 16]}}
+HARMONIZER = {"class_path": "saswap.models.ToneHarmonizer", "init_args": {"grid_size": 4}}
+
+
+@pytest.mark.parametrize(
+    "command,model,message",
+    [
+        ("train-parser", {"parser": PARSER, "lr": 0.003},
+         "model.parser.init_args.block_out_channels is [8, 16] in the checkpoint, [16, 32, 64, 96, 128] in this"),
+        ("train-harmonizer", {"harmonizer": HARMONIZER, "lr": 0.002},
+         "model.harmonizer.init_args.grid_size is 4 in the checkpoint, 8 in this configuration"),
+    ],
+)  # fmt: skip
+def test_a_checkpoint_of_other_model_options_is_an_error_before_anything_is_built(
+    tmp_path, capfd, command, model, message
+):
+    """The parser at another width: the options that differ, named before anything is built or written. Lightning read
+    the checkpoint's options back over the recipe's without a word (the same for the harmoniser)."""
+    recipe = str(ROOT / "recipes" / ("face-parser.yaml" if command == "train-parser" else "tone-harmonizer.yaml"))
+    torch.save({"state_dict": {}, "hyper_parameters": model}, tmp_path / "other.ckpt")
+    runs = str(tmp_path / "runs")
+    args = ["fit", "--config", recipe, "--trainer.default_root_dir", runs, "--trainer.logger.init_args.save_dir", runs]
+    assert _exit_code([command, *args, "--ckpt_path", str(tmp_path / "other.ckpt")]) == 2
+    line = _error_line(capfd.readouterr().err)
+    assert f"{tmp_path / 'other.ckpt'}: trained with other model options: {message}" in line
+    assert "model.lr" not in line  # the recipe's own lr: the same value, not a difference
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache):
+    """A folder with one tiny run (``runs/lightning_logs/version_0``, 2 steps) to resume."""
+    folder = tmp_path_factory.mktemp("trained")
+    assert main(["train", "fit", *_tiny(folder, cache)]) == 0
+    return folder
+
+
+@pytest.mark.parametrize(
+    "ckpt,options,message",
+    [
+        ("last", ["--model.lambda_adv", "0.5"], "model.lambda_adv is 0.1 in the checkpoint, 0.5 in this configuration"),
+        ("path", ["--model.lambda_adv", "0.5"], "model.lambda_adv is 0.1 in the checkpoint, 0.5 in this configuration"),
+        ("last", ["--model.generator.init_args.block_out_channels", "[128,32,16,16]"],
+         "model.generator.init_args.block_out_channels is [64, 32, 16, 16] in the checkpoint, [128, 32, 16, 16] in"),
+        ("last", ["--data.image_size", "128"],
+         "model.flow_estimator.init_args.image_size (from data.image_size) is 64 in the checkpoint, 128 in this"),
+    ],
+)  # fmt: skip
+def test_resuming_with_other_model_options_is_an_error_naming_them(trained, cache, capfd, ckpt, options, message):
+    """`last` read no options back (a model of other sizes ended in the strict load's traceback, other loss weights
+    mixed in without a word); a named checkpoint's options silently replaced those given on the command line."""
+    run = trained / "runs" / "lightning_logs" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    capfd.readouterr()
+    args = [*_tiny(trained, cache), *options, "--ckpt_path", "last" if ckpt == "last" else str(last)]
+    assert _exit_code(["train", "fit", *args]) == 2
+    line = _error_line(capfd.readouterr().err)
+    assert f"{last}: trained with other model options: {message}" in line
+    assert line.endswith(
+        f"resume with the recipe and options it was trained with (that run's configuration: --config {run}/config.yaml)"
+    )
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+
+
+def test_weights_that_do_not_fit_the_model_are_an_error_naming_the_parameter(trained, cache, tmp_path, capfd):
+    """The same options but weights of other shapes (or names): one line naming the parameter, before anything is
+    written, where Lightning's strict load ended in a traceback."""
+    ckpt = torch.load(
+        trained / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+    )
+    key = "generator.blocks.0.aad1.attr_gamma.weight"
+    assert ckpt["state_dict"][key].shape == (64, 64, 1, 1)
+    ckpt["state_dict"][key] = torch.zeros(32, 16, 3, 3)
+    torch.save(ckpt, tmp_path / "reshaped.ckpt")
+    del ckpt["state_dict"][key]
+    torch.save(ckpt, tmp_path / "missing.ckpt")
+    cases = {
+        "reshaped.ckpt": f"{key} is [32,16,3,3] in the checkpoint, [64,64,1,1] in this configuration; resume with",
+        "missing.ckpt": f"{key} is missing from the checkpoint; resume with",
+    }
+    for name, message in cases.items():
+        assert _exit_code(["train", "fit", *_tiny(tmp_path, cache), "--ckpt_path", str(tmp_path / name)]) == 2
+        line = _error_line(capfd.readouterr().err)
+        assert f"{tmp_path / name}: its weights do not fit this configuration's SaSwapSystem: {message}" in line
     assert not (tmp_path / "runs").exists()
 
 

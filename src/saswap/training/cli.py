@@ -28,9 +28,7 @@ class SaSwapCLI(TrainingCLI):
 
     COMMAND = "train"
     SUBCOMMANDS = ("fit",)
-
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.image_size", "model.flow_estimator.init_args.image_size")
+    LINKS = {"data.image_size": "model.flow_estimator.init_args.image_size"}
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -6,11 +6,16 @@ What it adds to Lightning's:
   ``fit``, not a traceback from inside the trainer;
 - ``--ckpt_path last`` resumes from the newest ``last.ckpt`` of the earlier runs of the same logger (every
   ``version_N`` under ``save_dir/name``, or the ``ModelCheckpoint``'s own ``dirpath``), and says which file; with
-  none it is an error. (Lightning itself looks only in the new run's empty ``version_N`` and starts afresh.) The
-  checkpoint's hyper-parameters are not read back into the configuration, as they are for a checkpoint named by
-  its path: give the run's configuration again;
+  none it is an error. (Lightning itself looks only in the new run's empty ``version_N`` and starts afresh.);
 - a checkpoint that does not exist, cannot be read or was written by another system is a one-line error before
   anything is built or written;
+- resuming continues the run the checkpoint was saved from, so the configuration's model options must be the ones
+  it was trained with (its ``hyper_parameters``): a difference is a one-line error naming the options, before
+  anything is written, for ``last`` as for a path. (Lightning reads a named checkpoint's hyper-parameters back over
+  the configuration, the options given on the command line included, without a word; a ``last`` checkpoint's it
+  did not read at all, and a model of other sizes ended in the strict load's traceback.) Weights that do not fit
+  the model built, whatever the options say, are a one-line error naming the first parameters that differ;
+- a ``--config`` file that is not valid YAML is an error naming the file, the line and the column;
 - usage errors are one line (``saswap: error: ...``), exit code 2;
 - Ctrl-C (SIGTERM) during a run raises ``KeyboardInterrupt`` (``saswap.interrupts.Terminated``) where Lightning
   would ``sys.exit(1)``, so the command line exits 130 (143) with ``saswap: interrupted``;
@@ -22,6 +27,7 @@ What it adds to Lightning's:
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shutil
@@ -29,6 +35,9 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+import lightning.pytorch
+import yaml
+from jsonargparse import ActionConfigFile
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -54,6 +63,36 @@ class _OneLineErrors(LightningArgumentParser):
         message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
         sys.stderr.write(f"saswap: error: {message} (options: {prog} --help)\n")
         self.exit(2)
+
+
+class _ConfigFile(ActionConfigFile):
+    """``--config``: a file that is not valid YAML is an error naming the file, the line and the column (jsonargparse
+    names neither the file nor, for a string it was given, that it is one)."""
+
+    def __call__(self, parser, cfg, values, option_string=None):
+        _check_yaml(values)
+        super().__call__(parser, cfg, values, option_string)
+
+
+def _check_yaml(value: Any) -> None:
+    """Raise a TypeError (a usage error) when ``value`` names a file whose text is not valid YAML."""
+    try:
+        path = Path(str(value))
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, ValueError):  # a YAML string given as the value, not a file name; a file that is not UTF-8
+        return
+    if text is None:
+        return
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)  # the syntax only: what the values mean is jsonargparse's to check
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = err.problem or "unreadable"
+        context = f" ({err.context})" if err.context else ""
+        raise TypeError(f"{path}: not valid YAML{where}: {problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise TypeError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
 
 
 class _RunRecord(Callback):
@@ -85,10 +124,25 @@ class TrainingCLI(LightningCLI):
     COMMAND: ClassVar[str] = "train"
     #: the Trainer methods the system supports (a ``validate`` needs ``validation_step`` and a validation set)
     SUBCOMMANDS: ClassVar[tuple[str, ...]] = ("fit",)
+    #: values that must agree, linked when parsing: ``{source: target}`` (messages name a target by its source)
+    LINKS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("parser_class", _OneLineErrors)
+        self._resume_from: Path | None = None
         super().__init__(*args, **kwargs)
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={lightning.pytorch.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c", "--config", action=_ConfigFile, help="Path to a configuration file in json or yaml format."
+        )
+        return parser
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for source, target in self.LINKS.items():
+            parser.link_arguments(source, target)
 
     @classmethod
     def subcommands(cls) -> dict[str, set[str]]:
@@ -97,27 +151,100 @@ class TrainingCLI(LightningCLI):
     # --- checkpoints ---------------------------------------------------------------------------------------
 
     def _parse_ckpt_path(self) -> None:
+        """Check a checkpoint named by its path before anything is built. Lightning's own reading of its
+        hyper-parameters back over the configuration is not done: it overrode the user's options without a word;
+        :meth:`_check_options` makes a difference an error instead."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path != "last":
             self._check_checkpoint(Path(ckpt_path))
-        super()._parse_ckpt_path()
 
-    def _check_checkpoint(self, path: Path) -> None:
-        """A one-line error for a checkpoint that is missing, unreadable or of another system."""
+    def _check_checkpoint(self, path: Path) -> dict[str, Any]:
+        """The checkpoint at ``path`` (weights memory-mapped), or a one-line error for one that is missing,
+        unreadable, of another system or trained with other model options than the configuration's."""
         from saswap.training.checkpoints import read_checkpoint
 
-        ckpt = read_checkpoint(path, weights_only=True, mmap=True)  # as LightningCLI reads it next; weights not read
+        ckpt = read_checkpoint(path, weights_only=True, mmap=True)  # plain data, the weights not read
         system = self._model_class
-        hparams = {k for k in ckpt.get("hyper_parameters", {}) if k not in ("_instantiator", "_class_path")}
+        saved = {
+            k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if k not in ("_instantiator", "_class_path")
+        }
         params = inspect.signature(system).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            foreign = sorted(hparams - set(params))
+            foreign = sorted(set(saved) - set(params))
             if foreign:
                 raise SaSwapError(
                     f"{path}: a checkpoint of another system, not of {system.__name__} (its hyper-parameters "
                     f"{', '.join(foreign[:5])} are not {system.__name__}'s); give one that saswap {self.COMMAND} wrote"
                 )
+        self._check_options(path, saved)
+        return ckpt
+
+    def _check_options(self, path: Path, saved: dict[str, Any]) -> None:
+        """A one-line error when the configuration's model options differ from those ``path`` was trained with."""
+        subcommand = self.config.get("subcommand")
+        dump = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False, format="yaml"))
+        model = (dump.get(subcommand, dump) if subcommand else dump).get("model") or {}
+        differences = _differences(saved, model, "model")
+        if not differences:
+            return
+        sources = {target: source for source, target in self.LINKS.items()}
+        described = []
+        for key, there, here in differences[:3]:
+            name = f"{key} (from {sources[key]})" if key in sources else key
+            described.append(f"{name} is {there} in the checkpoint, {here} in this configuration")
+        more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+        raise SaSwapError(
+            f"{path}: trained with other model options: {'; '.join(described)}{more}; {self._verb()} with the recipe "
+            f"and options it was trained with{_run_config_hint(path)}"
+        )
+
+    def _check_weights(self, path: Path, ckpt: dict[str, Any]) -> None:
+        """A one-line error when the checkpoint's weights do not fit the model built (Lightning's strict load)."""
+        built = self.model.state_dict()
+        weights = ckpt["state_dict"]
+        problems = []
+        for key, tensor in weights.items():
+            if key in built and tuple(getattr(tensor, "shape", ())) != tuple(built[key].shape):
+                there, here = _shape(tensor.shape), _shape(built[key].shape)
+                problems.append(f"{key} is {there} in the checkpoint, {here} in this configuration")
+        if getattr(self.model, "strict_loading", True):  # a system may allow missing and unexpected keys
+            missing = [k for k in built if k not in weights]
+            unexpected = [k for k in weights if k not in built]
+            if missing:
+                extra = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                problems.append(f"{missing[0]}{extra} is missing from the checkpoint")
+            if unexpected:
+                extra = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+                problems.append(f"{unexpected[0]}{extra} is in the checkpoint, not in this configuration's model")
+        if problems:
+            more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+            raise SaSwapError(
+                f"{path}: its weights do not fit this configuration's {type(self.model).__name__}: "
+                f"{'; '.join(problems[:2])}{more}; {self._verb()} with the recipe and options it was trained with"
+                f"{_run_config_hint(path)}"
+            )
+
+    def _verb(self) -> str:
+        return "resume" if self.config.get("subcommand") == "fit" else f"{self.config.get('subcommand')} it"
+
+    def after_instantiate_classes(self) -> None:
+        """Before anything is written: the checkpoint to resume from (``last`` found now that the trainer says
+        where) agrees with the configuration's options and fits the model built."""
+        super().after_instantiate_classes()
+        subcommand = self.subcommand
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is None:
+            return
+        path = self._last_checkpoint() if ckpt_path == "last" else Path(ckpt_path)
+        if ckpt_path == "last":
+            ckpt = self._check_checkpoint(path)
+            self._resume_from = path
+        else:
+            from saswap.training.checkpoints import read_checkpoint
+
+            ckpt = read_checkpoint(path, weights_only=True, mmap=True)  # checked already; the weights mapped, not read
+        self._check_weights(path, ckpt)
 
     def _checkpoint_folders(self) -> tuple[list[Path], str]:
         """The folders where this configuration's runs write checkpoints, and a description for messages."""
@@ -156,7 +283,7 @@ class TrainingCLI(LightningCLI):
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         if kwargs.get("ckpt_path") == "last":
-            kwargs["ckpt_path"] = str(self._last_checkpoint())
+            kwargs["ckpt_path"] = str(self._resume_from or self._last_checkpoint())
             rank_zero_info(f"{'Resuming from' if subcommand == 'fit' else 'Loading'} {kwargs['ckpt_path']}")
         return kwargs
 
@@ -177,6 +304,44 @@ class TrainingCLI(LightningCLI):
             if isinstance(err, SystemExit) and isinstance(record.exception, KeyboardInterrupt):
                 raise record.exception.with_traceback(None) from None
             raise
+
+
+def _differences(saved: Any, current: Any, key: str) -> list[tuple[str, str, str]]:
+    """``(key, saved value, current value)`` where the options a checkpoint was trained with (``saved``) differ from
+    the configuration's; an option the checkpoint does not record (one added since) is not compared, and of a
+    model given by another class only its ``class_path`` is named."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        if "class_path" in saved and saved.get("class_path") != current.get("class_path"):
+            return [(f"{key}.class_path", _value(saved.get("class_path")), _value(current.get("class_path")))]
+        found = []
+        for name, value in saved.items():
+            if name in current:
+                found.extend(_differences(value, current[name], f"{key}.{name}"))
+            else:
+                found.append((f"{key}.{name}", _value(value), "not an option"))
+        return found
+    return [] if saved == current else [(key, _value(saved), _value(current))]
+
+
+def _value(value: Any) -> str:
+    """An option's value as a message shows it: a class by its name, anything else as JSON (as a YAML recipe reads)."""
+    if isinstance(value, dict) and "class_path" in value:
+        return str(value["class_path"])
+    return json.dumps(value, default=str)
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ",".join(str(int(n)) for n in shape) + "]"
+
+
+def _run_config_hint(path: Path) -> str:
+    """``: --config RUN/config.yaml`` when the run that wrote ``path`` saved its configuration beside it."""
+    config = path.parent.parent / "config.yaml"
+    return (
+        f" (that run's configuration: --config {config})"
+        if path.parent.name == "checkpoints" and config.is_file()
+        else ""
+    )
 
 
 def _missing_folders(folder: Path) -> list[Path]:
