@@ -483,3 +483,19 @@ def test_a_video_target_with_an_output_it_cannot_write_names_the_extension(tmp_p
     assert main(["swap", "-s", str(source), "-t", str(clip), "-o", str(tmp_path / "out.avi")]) == 2
     err = capsys.readouterr().err
     assert "'.avi' is not a video output SaSwap writes; use one of .mp4" in err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("target", [("images", "sadtalker__happy.png"), ("videos", "liveportrait__d0.mp4")])
+def test_swap_reports_an_unknown_enhancer_before_any_work(tmp_path, capsys, monkeypatch, target):
+    from saswap.pipelines.image import SaSwapPipeline
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models were loaded (and a video's template analysed) before --enhance was checked")
+
+    monkeypatch.setattr(SaSwapPipeline, "from_pretrained", classmethod(no_models))
+    out = tmp_path / ("o.mp4" if target[0] == "videos" else "o.png")
+    src = str(data_path("images", "sberswap__beckham.jpg"))
+    assert main(["swap", "-s", src, "-t", str(data_path(*target)), "-o", str(out), "--enhance", "gfpgan"]) == 2
+    err = capsys.readouterr().err
+    assert err == "saswap: error: gfpgan: not an enhancer file, folder or known name (gfpgan-1.4, gpen-bfr-512)\n"
+    assert list(tmp_path.iterdir()) == []

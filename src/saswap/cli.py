@@ -117,6 +117,15 @@ def _load_input(arg: str, video_ok: bool = False):
     return load_image(arg)
 
 
+def _check_enhancer(args: argparse.Namespace) -> None:
+    """Find ``--enhance``'s weights before any work (an unknown name, a missing file or download is reported now, not
+    when the first face is made: after a video's whole template analysis)."""
+    if args.enhance:
+        from saswap.enhance import _resolve
+
+        _resolve(args.enhance)
+
+
 def _pipeline_input(arg: str):
     """A ``sample:NAME`` photo as its image; a path as itself (the pipeline decodes it once and names the
     file in its errors: unreadable, no face, a face index out of range)."""
@@ -174,6 +183,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
     _load_input(args.source, video_ok=True)
     if args.reference:
         _load_input(args.reference)
+    _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine, compose=_compose_options(args))
@@ -371,6 +381,7 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
     for role in ("source", "target", "reference"):  # bad input is reported before any model loads
         if getattr(args, role, None):
             _load_input(getattr(args, role), video_ok=role == "source")
+    _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
         source = _pipeline_input(args.source)
