@@ -499,3 +499,14 @@ def test_swap_reports_an_unknown_enhancer_before_any_work(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert err == "saswap: error: gfpgan: not an enhancer file, folder or known name (gfpgan-1.4, gpen-bfr-512)\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_analyze_refuses_to_write_its_annotated_copy_over_the_photo(tmp_path, capsys):
+    import shutil
+
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(data_path("images", "face_recognition__obama.jpg"), photo)
+    before = photo.read_bytes()
+    assert main(["analyze", str(photo), "-o", str(tmp_path / "." / "photo.jpg")]) == 2
+    assert capsys.readouterr().err == f"saswap: error: {photo}: is the image itself; give another output file\n"
+    assert photo.read_bytes() == before and list(tmp_path.iterdir()) == [photo]

@@ -65,6 +65,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from saswap.io import save_image
 
     image = _load_input(args.image)
+    _refuse_overwriting_an_input(args, roles=("image",))  # the annotated copy would replace the photo
     out = None
     if args.output is not None:
         out = Path(args.output)
@@ -294,22 +295,28 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
-    """The output may replace an existing file, but not one of the command's own inputs (unless --overwrite; never a
-    video target, which is read while the output is written)."""
+def _refuse_overwriting_an_input(
+    args: argparse.Namespace, roles: Sequence[str] = ("source", "target", "reference")
+) -> None:
+    """The output may replace an existing file, but not one of the command's own inputs (unless the command has
+    --overwrite and it is given; never a video target, which is read while the output is written)."""
+    if args.output is None:
+        return
     out = Path(args.output)
     try:
         if not out.exists():
             return
     except OSError:  # a name the file system cannot hold: writing it says so
         return
-    for role in ("source", "target", "reference"):
+    for role in roles:
         value = getattr(args, role, None)
         if value and not value.startswith("sample:") and Path(value).exists() and Path(value).resolve() == out.resolve():
             from saswap.videoio import is_video_file
 
             if role == "target" and is_video_file(out):
                 raise SaSwapError(f"{out}: is the target video itself; give another output file")
+            if not hasattr(args, "overwrite"):
+                raise SaSwapError(f"{out}: is the {role} itself; give another output file")
             if not args.overwrite:
                 raise SaSwapError(
                     f"{out}: is the {role} itself; give another output file (or --overwrite to replace it)"
