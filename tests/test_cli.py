@@ -510,3 +510,26 @@ def test_analyze_refuses_to_write_its_annotated_copy_over_the_photo(tmp_path, ca
     assert main(["analyze", str(photo), "-o", str(tmp_path / "." / "photo.jpg")]) == 2
     assert capsys.readouterr().err == f"saswap: error: {photo}: is the image itself; give another output file\n"
     assert photo.read_bytes() == before and list(tmp_path.iterdir()) == [photo]
+
+
+def test_a_tilde_the_shell_left_in_a_path_is_the_home_folder(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    # bash leaves `--cache-dir=~/cache` as it is: `~` was a folder of that name made in the working folder
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    home = str(tmp_path)
+    parser = build_parser()
+    for argv, dest in [
+        (["swap", "-s", "~/a.jpg", "-t", "x.mp4", "-o", "o.mp4", "--cache-dir=~/cache"], "cache_dir"),
+        (["swap", "-s", "~/a.jpg", "-t", "x.mp4", "-o", "o.mp4"], "source"),
+        (["swap", "-s", "a.jpg", "-t", "~/x.mp4", "-o", "~/o.mp4", "--reference=~/r.jpg"], "reference"),
+        (["swap", "-s", "a.jpg", "-t", "x.jpg", "-o", "o.png", "--enhance=~/gfpgan.onnx"], "enhance"),
+        (["precompute", "~/x.mp4", "--cache-dir=~/cache"], "cache_dir"),
+        (["demo", "--output=~/demo"], "output"),
+    ]:
+        assert getattr(parser.parse_args(argv), dest).startswith(home + "/"), (argv, dest)
+    shutil.copy(data_path("images", "face_recognition__obama.jpg"), tmp_path / "photo.jpg")
+    assert main(["analyze", "~/photo.jpg", "--output=~/annotated.png"]) == 0
+    assert (tmp_path / "annotated.png").is_file() and list((tmp_path / "work").iterdir()) == []
