@@ -533,3 +533,15 @@ def test_a_tilde_the_shell_left_in_a_path_is_the_home_folder(tmp_path, capsys, m
     shutil.copy(data_path("images", "face_recognition__obama.jpg"), tmp_path / "photo.jpg")
     assert main(["analyze", "~/photo.jpg", "--output=~/annotated.png"]) == 0
     assert (tmp_path / "annotated.png").is_file() and list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_video_where_only_a_photo_will_do_is_named_as_a_video(tmp_path, capsys):
+    clip, photo = str(data_path("videos", "liveportrait__d0.mp4")), str(data_path("images", "sadtalker__happy.png"))
+    # it was "not an image file (or an unsupported image format)"
+    assert main(["analyze", clip]) == 2
+    assert capsys.readouterr().err.startswith(f"saswap: error: {clip}: is a video; saswap analyze takes a photo")
+    for target, out in ((photo, tmp_path / "o.png"), (clip, tmp_path / "o.mp4")):
+        assert main(["swap", "-s", photo, "-t", target, "-o", str(out), "--reference", clip]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"saswap: error: {clip}: is a video; --reference takes a photo") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

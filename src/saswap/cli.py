@@ -64,7 +64,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from saswap.face.draw import draw_faces
     from saswap.io import save_image
 
-    image = _load_input(args.image)
+    image = _load_input(args.image, photo_only="saswap analyze takes a photo (saswap precompute lists a video's faces)")
     _refuse_overwriting_an_input(args, roles=("image",))  # the annotated copy would replace the photo
     out = None
     if args.output is not None:
@@ -100,22 +100,26 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_input(arg: str, video_ok: bool = False):
-    """Load (check) an input photo; with ``video_ok`` a video is checked as a video (a source's best frame is taken)."""
+def _load_input(arg: str, video_ok: bool = False, photo_only: str = ""):
+    """Load (check) an input photo; with ``video_ok`` a video is checked as a video (a source's best frame is taken).
+    A video where only a photo will do is reported as a video, followed by ``photo_only`` (what to give instead)."""
     from saswap.io import load_image
+    from saswap.pipelines.image import _is_video_path
 
     if arg.startswith("sample:"):
         from saswap.samples import load_sample
 
         return load_sample(arg.split(":", 1)[1])
-    if video_ok:
-        from saswap.pipelines.image import _is_video_path
+    if video_ok and _is_video_path(arg):
+        from saswap.videoio import probe_video
 
-        if _is_video_path(arg):
-            from saswap.videoio import probe_video
-
-            return probe_video(arg)
-    return load_image(arg)
+        return probe_video(arg)
+    try:
+        return load_image(arg)
+    except InvalidImageError:
+        if photo_only and _is_video_path(arg):
+            raise InvalidImageError(f"{arg}: is a video; {photo_only}") from None
+        raise
 
 
 def _check_enhancer(args: argparse.Namespace) -> None:
@@ -125,6 +129,10 @@ def _check_enhancer(args: argparse.Namespace) -> None:
         from saswap.enhance import _resolve
 
         _resolve(args.enhance)
+
+
+#: What ``--reference`` takes instead of a video.
+_REFERENCE_PHOTO_ONLY = "--reference takes a photo of the person to swap (a frame of the video saved as an image)"
 
 
 def _pipeline_input(arg: str):
@@ -183,7 +191,7 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         raise SaSwapError(f"--start/--end: need 0 <= start < end, got {args.start} and {args.end}")
     _load_input(args.source, video_ok=True)
     if args.reference:
-        _load_input(args.reference)
+        _load_input(args.reference, photo_only=_REFERENCE_PHOTO_ONLY)
     _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
@@ -387,7 +395,8 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
     out = _check_output(args.output)
     for role in ("source", "target", "reference"):  # bad input is reported before any model loads
         if getattr(args, role, None):
-            _load_input(getattr(args, role), video_ok=role == "source")
+            only = _REFERENCE_PHOTO_ONLY if role == "reference" else ""
+            _load_input(getattr(args, role), video_ok=role == "source", photo_only=only)
     _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
