@@ -545,3 +545,16 @@ def test_a_video_where_only_a_photo_will_do_is_named_as_a_video(tmp_path, capsys
         err = capsys.readouterr().err
         assert err.startswith(f"saswap: error: {clip}: is a video; --reference takes a photo") and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_face_index_is_a_usage_error(tmp_path, capsys):
+    # it was found after the work: for a video, after its whole template analysis
+    clip, photo = str(data_path("videos", "liveportrait__d0.mp4")), str(data_path("images", "sadtalker__happy.png"))
+    for command in (["swap", "-s", photo, "-t", clip, "-o", str(tmp_path / "o.mp4")],
+                    ["batch", "--sources", photo, "--templates", clip, "-o", str(tmp_path / "out")]):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main([*command, "--face-index", "-1"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.endswith("argument --face-index: must be 0 or more (0 is the largest face), got -1\n")
+    assert list(tmp_path.iterdir()) == []

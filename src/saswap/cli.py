@@ -720,7 +720,7 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--face-index",
-        type=int,
+        type=_whole_number(0, note=" (0 is the largest face)"),
         help="swap only the target face with this index (largest first; in a video: the person, by summed face area)",
     )
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
