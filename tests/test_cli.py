@@ -52,7 +52,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, content, message):
 def test_unsupported_output_format(tmp_path, capsys):
     out = tmp_path / "out.xyz"
     assert main(["analyze", str(data_path("images", "face_recognition__obama.jpg")), "-o", str(out)]) == 2
-    assert "unsupported output format" in capsys.readouterr().err
+    # the formats it writes (it said ".png or .jpg", and wrote .webp, .bmp and .tif too)
+    err = capsys.readouterr().err
+    assert "unsupported output format '.xyz'; use one of .png, .jpg, .jpeg, .webp, .bmp, .tif" in err
     assert not out.exists()
 
 

@@ -72,7 +72,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         from saswap.io import _FORMATS
 
         if out.suffix.lower() not in _FORMATS:
-            raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use .png or .jpg")
+            raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use one of {', '.join(_FORMATS)}")
     kwargs = {"tiling": args.tiling} if args.backend == "mediapipe" else {}
     with _output_folder(out):
         with FaceAnalyzer(backend=args.backend, **kwargs) as analyzer:
