@@ -560,3 +560,18 @@ def test_a_negative_face_index_is_a_usage_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.endswith("argument --face-index: must be 0 or more (0 is the largest face), got -1\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_folder_that_is_a_file_says_so_and_where_it_was_set(tmp_path, capsys, monkeypatch):
+    clip = str(data_path("videos", "liveportrait__d0.mp4"))
+    (tmp_path / "a file").write_text("not a folder")
+    monkeypatch.setenv("SASWAP_CACHE", str(tmp_path / "a file"))
+    assert main(["precompute", clip, "-q"]) == 2  # it said "cannot be created or written", and not where it came from
+    assert capsys.readouterr().err == (
+        f"saswap: error: {tmp_path / 'a file'} (from $SASWAP_CACHE): the template cache folder cannot be created "
+        "(is a file, not a folder)\n"
+    )
+    assert main(["precompute", clip, "-q", "--cache-dir", str(tmp_path / "a file" / "templates")]) == 2
+    err = capsys.readouterr().err
+    assert f"templates: the template cache folder cannot be created ({tmp_path / 'a file'} is a file" in err
+    assert "SASWAP_CACHE" not in err and [p.name for p in tmp_path.iterdir()] == ["a file"]
