@@ -52,7 +52,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, content, message):
 def test_unsupported_output_format(tmp_path, capsys):
     out = tmp_path / "out.xyz"
     assert main(["analyze", str(data_path("images", "face_recognition__obama.jpg")), "-o", str(out)]) == 2
-    assert "unsupported output format" in capsys.readouterr().err
+    # the formats it writes (it said ".png or .jpg", and wrote .webp, .bmp and .tif too)
+    err = capsys.readouterr().err
+    assert "unsupported output format '.xyz'; use one of .png, .jpg, .jpeg, .webp, .bmp, .tif" in err
     assert not out.exists()
 
 
@@ -483,3 +485,93 @@ def test_a_video_target_with_an_output_it_cannot_write_names_the_extension(tmp_p
     assert main(["swap", "-s", str(source), "-t", str(clip), "-o", str(tmp_path / "out.avi")]) == 2
     err = capsys.readouterr().err
     assert "'.avi' is not a video output SaSwap writes; use one of .mp4" in err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("target", [("images", "sadtalker__happy.png"), ("videos", "liveportrait__d0.mp4")])
+def test_swap_reports_an_unknown_enhancer_before_any_work(tmp_path, capsys, monkeypatch, target):
+    from saswap.pipelines.image import SaSwapPipeline
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models were loaded (and a video's template analysed) before --enhance was checked")
+
+    monkeypatch.setattr(SaSwapPipeline, "from_pretrained", classmethod(no_models))
+    out = tmp_path / ("o.mp4" if target[0] == "videos" else "o.png")
+    src = str(data_path("images", "sberswap__beckham.jpg"))
+    assert main(["swap", "-s", src, "-t", str(data_path(*target)), "-o", str(out), "--enhance", "gfpgan"]) == 2
+    err = capsys.readouterr().err
+    assert err == "saswap: error: gfpgan: not an enhancer file, folder or known name (gfpgan-1.4, gpen-bfr-512)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_analyze_refuses_to_write_its_annotated_copy_over_the_photo(tmp_path, capsys):
+    import shutil
+
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(data_path("images", "face_recognition__obama.jpg"), photo)
+    before = photo.read_bytes()
+    assert main(["analyze", str(photo), "-o", str(tmp_path / "." / "photo.jpg")]) == 2
+    assert capsys.readouterr().err == f"saswap: error: {photo}: is the image itself; give another output file\n"
+    assert photo.read_bytes() == before and list(tmp_path.iterdir()) == [photo]
+
+
+def test_a_tilde_the_shell_left_in_a_path_is_the_home_folder(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    # bash leaves `--cache-dir=~/cache` as it is: `~` was a folder of that name made in the working folder
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    home = str(tmp_path)
+    parser = build_parser()
+    for argv, dest in [
+        (["swap", "-s", "~/a.jpg", "-t", "x.mp4", "-o", "o.mp4", "--cache-dir=~/cache"], "cache_dir"),
+        (["swap", "-s", "~/a.jpg", "-t", "x.mp4", "-o", "o.mp4"], "source"),
+        (["swap", "-s", "a.jpg", "-t", "~/x.mp4", "-o", "~/o.mp4", "--reference=~/r.jpg"], "reference"),
+        (["swap", "-s", "a.jpg", "-t", "x.jpg", "-o", "o.png", "--enhance=~/gfpgan.onnx"], "enhance"),
+        (["precompute", "~/x.mp4", "--cache-dir=~/cache"], "cache_dir"),
+        (["demo", "--output=~/demo"], "output"),
+    ]:
+        assert getattr(parser.parse_args(argv), dest).startswith(home + "/"), (argv, dest)
+    shutil.copy(data_path("images", "face_recognition__obama.jpg"), tmp_path / "photo.jpg")
+    assert main(["analyze", "~/photo.jpg", "--output=~/annotated.png"]) == 0
+    assert (tmp_path / "annotated.png").is_file() and list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_video_where_only_a_photo_will_do_is_named_as_a_video(tmp_path, capsys):
+    clip, photo = str(data_path("videos", "liveportrait__d0.mp4")), str(data_path("images", "sadtalker__happy.png"))
+    # it was "not an image file (or an unsupported image format)"
+    assert main(["analyze", clip]) == 2
+    assert capsys.readouterr().err.startswith(f"saswap: error: {clip}: is a video; saswap analyze takes a photo")
+    for target, out in ((photo, tmp_path / "o.png"), (clip, tmp_path / "o.mp4")):
+        assert main(["swap", "-s", photo, "-t", target, "-o", str(out), "--reference", clip]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"saswap: error: {clip}: is a video; --reference takes a photo") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_face_index_is_a_usage_error(tmp_path, capsys):
+    # it was found after the work: for a video, after its whole template analysis
+    clip, photo = str(data_path("videos", "liveportrait__d0.mp4")), str(data_path("images", "sadtalker__happy.png"))
+    for command in (["swap", "-s", photo, "-t", clip, "-o", str(tmp_path / "o.mp4")],
+                    ["batch", "--sources", photo, "--templates", clip, "-o", str(tmp_path / "out")]):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main([*command, "--face-index", "-1"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.endswith("argument --face-index: must be 0 or more (0 is the largest face), got -1\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_folder_that_is_a_file_says_so_and_where_it_was_set(tmp_path, capsys, monkeypatch):
+    clip = str(data_path("videos", "liveportrait__d0.mp4"))
+    (tmp_path / "a file").write_text("not a folder")
+    monkeypatch.setenv("SASWAP_CACHE", str(tmp_path / "a file"))
+    assert main(["precompute", clip, "-q"]) == 2  # it said "cannot be created or written", and not where it came from
+    assert capsys.readouterr().err == (
+        f"saswap: error: {tmp_path / 'a file'} (from $SASWAP_CACHE): the template cache folder cannot be created "
+        "(is a file, not a folder)\n"
+    )
+    assert main(["precompute", clip, "-q", "--cache-dir", str(tmp_path / "a file" / "templates")]) == 2
+    err = capsys.readouterr().err
+    assert f"templates: the template cache folder cannot be created ({tmp_path / 'a file'} is a file" in err
+    assert "SASWAP_CACHE" not in err and [p.name for p in tmp_path.iterdir()] == ["a file"]

@@ -76,3 +76,12 @@ def test_enhancer_unknown_name():
 
     with pytest.raises(ModelNotFoundError, match="not an enhancer file"):
         FaceEnhancer.from_pretrained("nope-enhancer")
+
+
+def test_enhancer_that_is_no_onnx_model_is_a_clear_error(tmp_path):
+    from saswap.enhance import FaceEnhancer
+
+    photo = tmp_path / "photo.png"  # a file, but not an ONNX model: onnxruntime's own error was a traceback
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(ModelNotFoundError, match=r"photo\.png: not a usable ONNX enhancer model \("):
+        FaceEnhancer.from_pretrained(photo)

@@ -64,14 +64,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from saswap.face.draw import draw_faces
     from saswap.io import save_image
 
-    image = _load_input(args.image)
+    image = _load_input(args.image, photo_only="saswap analyze takes a photo (saswap precompute lists a video's faces)")
+    _refuse_overwriting_an_input(args, roles=("image",))  # the annotated copy would replace the photo
     out = None
     if args.output is not None:
         out = Path(args.output)
         from saswap.io import _FORMATS
 
         if out.suffix.lower() not in _FORMATS:
-            raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use .png or .jpg")
+            raise SaSwapError(f"{out}: unsupported output format {out.suffix!r}; use one of {', '.join(_FORMATS)}")
     kwargs = {"tiling": args.tiling} if args.backend == "mediapipe" else {}
     with _output_folder(out):
         with FaceAnalyzer(backend=args.backend, **kwargs) as analyzer:
@@ -99,22 +100,39 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_input(arg: str, video_ok: bool = False):
-    """Load (check) an input photo; with ``video_ok`` a video is checked as a video (a source's best frame is taken)."""
+def _load_input(arg: str, video_ok: bool = False, photo_only: str = ""):
+    """Load (check) an input photo; with ``video_ok`` a video is checked as a video (a source's best frame is taken).
+    A video where only a photo will do is reported as a video, followed by ``photo_only`` (what to give instead)."""
     from saswap.io import load_image
+    from saswap.pipelines.image import _is_video_path
 
     if arg.startswith("sample:"):
         from saswap.samples import load_sample
 
         return load_sample(arg.split(":", 1)[1])
-    if video_ok:
-        from saswap.pipelines.image import _is_video_path
+    if video_ok and _is_video_path(arg):
+        from saswap.videoio import probe_video
 
-        if _is_video_path(arg):
-            from saswap.videoio import probe_video
+        return probe_video(arg)
+    try:
+        return load_image(arg)
+    except InvalidImageError:
+        if photo_only and _is_video_path(arg):
+            raise InvalidImageError(f"{arg}: is a video; {photo_only}") from None
+        raise
 
-            return probe_video(arg)
-    return load_image(arg)
+
+def _check_enhancer(args: argparse.Namespace) -> None:
+    """Find ``--enhance``'s weights before any work (an unknown name, a missing file or download is reported now, not
+    when the first face is made: after a video's whole template analysis)."""
+    if args.enhance:
+        from saswap.enhance import _resolve
+
+        _resolve(args.enhance)
+
+
+#: What ``--reference`` takes instead of a video.
+_REFERENCE_PHOTO_ONLY = "--reference takes a photo of the person to swap (a frame of the video saved as an image)"
 
 
 def _pipeline_input(arg: str):
@@ -173,7 +191,8 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         raise SaSwapError(f"--start/--end: need 0 <= start < end, got {args.start} and {args.end}")
     _load_input(args.source, video_ok=True)
     if args.reference:
-        _load_input(args.reference)
+        _load_input(args.reference, photo_only=_REFERENCE_PHOTO_ONLY)
+    _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine, compose=_compose_options(args))
@@ -284,22 +303,28 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _refuse_overwriting_an_input(args: argparse.Namespace) -> None:
-    """The output may replace an existing file, but not one of the command's own inputs (unless --overwrite; never a
-    video target, which is read while the output is written)."""
+def _refuse_overwriting_an_input(
+    args: argparse.Namespace, roles: Sequence[str] = ("source", "target", "reference")
+) -> None:
+    """The output may replace an existing file, but not one of the command's own inputs (unless the command has
+    --overwrite and it is given; never a video target, which is read while the output is written)."""
+    if args.output is None:
+        return
     out = Path(args.output)
     try:
         if not out.exists():
             return
     except OSError:  # a name the file system cannot hold: writing it says so
         return
-    for role in ("source", "target", "reference"):
+    for role in roles:
         value = getattr(args, role, None)
         if value and not value.startswith("sample:") and Path(value).exists() and Path(value).resolve() == out.resolve():
             from saswap.videoio import is_video_file
 
             if role == "target" and is_video_file(out):
                 raise SaSwapError(f"{out}: is the target video itself; give another output file")
+            if not hasattr(args, "overwrite"):
+                raise SaSwapError(f"{out}: is the {role} itself; give another output file")
             if not args.overwrite:
                 raise SaSwapError(
                     f"{out}: is the {role} itself; give another output file (or --overwrite to replace it)"
@@ -370,7 +395,9 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
     out = _check_output(args.output)
     for role in ("source", "target", "reference"):  # bad input is reported before any model loads
         if getattr(args, role, None):
-            _load_input(getattr(args, role), video_ok=role == "source")
+            only = _REFERENCE_PHOTO_ONLY if role == "reference" else ""
+            _load_input(getattr(args, role), video_ok=role == "source", photo_only=only)
+    _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
         source = _pipeline_input(args.source)
@@ -626,6 +653,12 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_path(text: str) -> str:
+    """An argparse type for a file or folder argument: a leading ``~`` is the user's home folder, as in
+    ``$SASWAP_CACHE``, where the shell leaves it as it is (``--cache-dir=~/cache``, a quoted path)."""
+    return os.path.expanduser(text)
+
+
 def _whole_number(low: int, high: int | None = None, note: str = "") -> Callable[[str], int]:
     """An argparse type: a whole number from ``low`` (to ``high``; ``note`` adds to the message); argparse reports
     anything else as a usage error naming the option, exit code 2."""
@@ -682,19 +715,21 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
     """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement,
     tone."""
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
-    p.add_argument("--weights", help="local model folder (overrides --engine)")
+    p.add_argument("--weights", type=_user_path, help="local model folder (overrides --engine)")
     p.add_argument(
         "--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's"
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--face-index",
-        type=int,
+        type=_whole_number(0, note=" (0 is the largest face)"),
         help="swap only the target face with this index (largest first; in a video: the person, by summed face area)",
     )
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
-    group.add_argument("--reference", help="swap the target face most like the face in this photo")
-    p.add_argument("--enhance", help="face enhancer: an ONNX file/folder or a known name (off by default)")
+    group.add_argument("--reference", type=_user_path, help="swap the target face most like the face in this photo")
+    p.add_argument(
+        "--enhance", type=_user_path, help="face enhancer: an ONNX file/folder or a known name (off by default)"
+    )
     p.add_argument(
         "--tone-lock", type=_number_between(0.0, 1.0, "0 and 1"), default=0.0, metavar="0..1",
         help="how far the face's middle takes the target's median skin tone (0 off, the default; 1 all the way: "
@@ -717,7 +752,7 @@ def _add_swap_settings(p: argparse.ArgumentParser) -> None:
 
 def _add_occlusion(p: argparse.ArgumentParser, cache: str = "A video's template cache is made for it") -> None:
     p.add_argument(
-        "--occlusion", metavar="parser|rules|off|FOLDER",
+        "--occlusion", type=_user_path, metavar="parser|rules|off|FOLDER",
         help="what tells the cover over a target's face (hands, masks, hair) that a swap keeps: the shipped face "
         "parser (the default), the older colour and texture rules, off, or a face parser you trained ('saswap "
         f"train-parser' and 'saswap export'), which then cleans the source's face too. {cache}",
@@ -726,7 +761,7 @@ def _add_occlusion(p: argparse.ArgumentParser, cache: str = "A video's template 
 
 def _add_harmonize(p: argparse.ArgumentParser, what: str = "a tone harmoniser you trained") -> None:
     p.add_argument(
-        "--harmonize", metavar="off|FOLDER",
+        "--harmonize", type=_user_path, metavar="off|FOLDER",
         help=f"{what} ('saswap train-harmonizer' and 'saswap export'; default: off, none ships)",
     )  # fmt: skip
 
@@ -742,9 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", parents=[common], help="find faces, landmarks and head pose in an image")
     p.add_argument(
-        "image", help="image file (png, jpg, webp, ...), or sample:NAME for a photo shipped in a dependency (sample:t1)"
+        "image", type=_user_path,
+        help="image file (png, jpg, webp, ...), or sample:NAME for a photo shipped in a dependency (sample:t1)",
     )
-    p.add_argument("--output", "-o", help="write an annotated copy of the image here")
+    p.add_argument("--output", "-o", type=_user_path, help="write an annotated copy of the image here")
     p.add_argument("--json", action="store_true", help="print one JSON object with a 'faces' list")
     p.add_argument("--backend", default="mediapipe", choices=("mediapipe", "insightface"))
     p.add_argument(
@@ -754,14 +790,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("swap", parents=[common], help="put the source's face into the target image")
     p.add_argument(
-        "--source", "-s", required=True,
+        "--source", "-s", required=True, type=_user_path,
         help="photo of the person whose face is used (or sample:NAME; a video: its most frontal frame)",
     )  # fmt: skip
     p.add_argument(
-        "--target", "-t", required=True, help="image or video (animated GIF too) whose face is replaced, or sample:NAME"
+        "--target", "-t", required=True, type=_user_path,
+        help="image or video (animated GIF too) whose face is replaced, or sample:NAME",
     )
     p.add_argument(
-        "--output", "-o", required=True,
+        "--output", "-o", required=True, type=_user_path,
         help="output image (.png, .jpg, .webp) or video (.mp4, .mov, .mkv, .webm, .gif); tagged as synthetic. An "
         "existing file is replaced (atomically), except one of the command's own inputs",
     )  # fmt: skip
@@ -785,7 +822,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     v.add_argument("--end", type=float, help="end of the span to swap, seconds")
     v.add_argument("--no-cache", action="store_true", help="do not use or write the template cache")
-    v.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
+    v.add_argument(
+        "--cache-dir", type=_user_path, help="template cache folder (default: $SASWAP_CACHE or the user cache folder)"
+    )
     v.add_argument("--workers", type=_workers, default=None, help="frame workers beside decoding and encoding (default: 2 on up to 2 cores, else one per core but one, at most 8; threads: at most 8; 0: frames made on the main thread; results do not change)")
     v.add_argument("--worker-kind", choices=("auto", "threads", "processes"), default="auto", help="threads, or processes (each with a copy of the engine, for many cores; with the engine on a GPU, the compose stage alone); auto: processes for more than 2 workers, and for 2 on videos of 300 frames or more")
     v.add_argument("--analysis-workers", type=_workers, default=None, help="processes that analyse a template not yet cached (default, for videos of 300 frames or more: 2 on 2 cores, else one per core but one, at most 8, none on one core; 0: none; the same analysis, up to rounding)")
@@ -799,10 +838,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_swap)
 
     p = sub.add_parser("precompute", parents=[common], help="analyse a template video once into its template cache")
-    p.add_argument("template", help="the template video")
-    p.add_argument("--cache-dir", help="cache folder (default: $SASWAP_CACHE or the user cache folder)")
+    p.add_argument("template", type=_user_path, help="the template video")
+    p.add_argument(
+        "--cache-dir", type=_user_path, help="cache folder (default: $SASWAP_CACHE or the user cache folder)"
+    )
     p.add_argument("--engine", default="saswap-geometric", help="the engine the cache is for (its alignment)")
-    p.add_argument("--weights", help="local model folder (overrides --engine)")
+    p.add_argument("--weights", type=_user_path, help="local model folder (overrides --engine)")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
     _add_occlusion(p)
     p.add_argument(
@@ -820,14 +861,23 @@ def build_parser() -> argparse.ArgumentParser:
         "a manifest (OUTPUT/manifest.jsonl); running the same command again skips finished jobs and reruns failed "
         "or interrupted ones. Exit code 0 when every job succeeded, 1 when some failed, 2 on bad arguments.",
     )  # fmt: skip
-    p.add_argument("--sources", nargs="+", required=True, help="source photos: folders, list files (.txt) or files")
-    p.add_argument("--templates", nargs="+", required=True, help="template videos and images: folders, list files or files")
-    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument(
+        "--sources", nargs="+", type=_user_path, required=True,
+        help="source photos: folders, list files (.txt) or files",
+    )
+    p.add_argument(
+        "--templates", nargs="+", type=_user_path, required=True,
+        help="template videos and images: folders, list files or files",
+    )
+    p.add_argument("--output", "-o", required=True, type=_user_path, help="output folder")
     p.add_argument("--backend", default="ray", choices=("ray", "local"), help="ray (default; needs saswap[batch]) or local (this process)")
     p.add_argument("--workers", type=int, help="Ray workers, each with its own model copy (default: one per CPU)")
     p.add_argument("--threads", type=int, help="threads per worker (default: CPUs / workers on a local instance, else 1)")
     p.add_argument("--ray-address", help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001) instead of starting one")
-    p.add_argument("--cache-dir", help="template cache folder, one every node reaches (default: $SASWAP_CACHE or the user cache folder)")
+    p.add_argument(
+        "--cache-dir", type=_user_path,
+        help="template cache folder, one every node reaches (default: $SASWAP_CACHE or the user cache folder)",
+    )
     _add_swap_settings(p)
     p.add_argument(
         "--crf", type=_crf, default=14, help="video encoder quality (x264: 0 lossless, 14 default, 51 worst)"
@@ -841,7 +891,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", parents=[common], help="swap faces in photos shipped in installed packages and in a short video made from one"
     )
-    p.add_argument("--output", "-o", default="saswap-demo", help="folder for the results (default: saswap-demo)")
+    p.add_argument(
+        "--output", "-o", default="saswap-demo", type=_user_path, help="folder for the results (default: saswap-demo)"
+    )
     p.add_argument("--engine", default="saswap-geometric")
     p.add_argument("--shape-strength", type=float, default=1.0)
     p.set_defaults(func=_cmd_demo)
@@ -878,8 +930,10 @@ def build_parser() -> argparse.ArgumentParser:
         "export", parents=[common],
         help="export a training checkpoint (swap model, face parser or tone harmoniser) as a model folder (+ ONNX)",
     )  # fmt: skip
-    p.add_argument("checkpoint", help="a .ckpt written by 'saswap train', 'train-parser' or 'train-harmonizer'")
-    p.add_argument("output", help="new (or empty) folder for the exported model")
+    p.add_argument(
+        "checkpoint", type=_user_path, help="a .ckpt written by 'saswap train', 'train-parser' or 'train-harmonizer'"
+    )
+    p.add_argument("output", type=_user_path, help="new (or empty) folder for the exported model")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX copy (the swap model's and the parser's)")
     p.add_argument(
         "--covered-threshold", type=_number_between(0.0, 1.0, "0 and 1"), metavar="0..1",
@@ -893,7 +947,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="report whether an image or video carries saswap's synthetic-content tag (exit 0: tagged, 1: not, 2: unreadable)",
     )
-    p.add_argument("file", help="an image or video file")
+    p.add_argument("file", type=_user_path, help="an image or video file")
     p.add_argument(
         "--json", action="store_true",
         help='print {"file": ..., "saswap": TAG or null} (an unreadable file: {"file": ..., "error": ...}, exit 2)',
@@ -907,13 +961,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("app", parents=[common], help="start the web app (upload, choose, swap, watch, download; needs saswap[app])")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
-    p.add_argument("--templates", help="folder of template videos; those with a precomputed cache are offered")
-    p.add_argument("--cache-dir", help="template cache folder (default: $SASWAP_CACHE or the user cache folder)")
+    p.add_argument(
+        "--templates", type=_user_path, help="folder of template videos; those with a precomputed cache are offered"
+    )
+    p.add_argument(
+        "--cache-dir", type=_user_path, help="template cache folder (default: $SASWAP_CACHE or the user cache folder)"
+    )
     p.add_argument(
         "--engine", action="append",
         help="engine offered in the page (zoo name or model folder; repeat for several; default saswap-geometric)",
     )  # fmt: skip
-    p.add_argument("--enhance", help="face enhancer for the page's 'enhance' switch (a local ONNX file or folder)")
+    p.add_argument(
+        "--enhance", type=_user_path, help="face enhancer for the page's 'enhance' switch (a local ONNX file or folder)"
+    )
     p.add_argument("--max-video-seconds", type=float, default=60.0, help="longest video accepted (default 60)")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted, MB (default 50)")
     p.add_argument(

@@ -62,7 +62,11 @@ class FaceEnhancer:
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own types (InvalidProtobuf, InvalidArgument, Fail, NoSuchFile)
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelNotFoundError(f"{self.path}: not a usable ONNX enhancer model ({reason})") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = inp.shape

@@ -305,6 +305,21 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+def _cache_folder_named(folder: Path, cache_dir: str | os.PathLike | None) -> str:
+    """The cache folder as a message names it: where it came from when no ``cache_dir`` was given and
+    ``$SASWAP_CACHE`` set it."""
+    return f"{folder} (from $SASWAP_CACHE)" if cache_dir is None and os.environ.get("SASWAP_CACHE") else str(folder)
+
+
+def _unwritable_why(folder: Path) -> str:
+    """Why a cache folder :func:`_writable` refused cannot be used."""
+    for up in (folder, *folder.parents):
+        if up.is_file():
+            what = "is a file" if up == folder else f"{up} is a file"
+            return f"the template cache folder cannot be created ({what}, not a folder)"
+    return "the template cache folder cannot be created or written"
+
+
 #: Every how many seconds of a template a frame's faces are read turned four ways, to find a video whose content is
 #: turned without its rotation metadata (:func:`~saswap.face.analyzer.content_turn`).
 TURN_SURVEY_SECONDS = 0.5
@@ -464,7 +479,7 @@ def precompute_template(
     info = probe_video(template)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not _writable(folder):
-        raise SaSwapError(f"{folder}: the template cache folder cannot be created or written")
+        raise SaSwapError(f"{_cache_folder_named(folder, cache_dir)}: {_unwritable_why(folder)}")
     video_hash = file_sha256(template)
     pipe = pipe.at_crop_size(pipe.crop_size_for([], crop_size))  # a size asked for (checked); "auto": the engine's own
     auto = crop_size == "auto" and pipe.engine.resizable
@@ -1201,7 +1216,8 @@ def swap_video(
     temp_dir = None
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if cache and not _writable(folder):
-        logger.warning("%s: the template cache folder cannot be written; swapping without a persistent cache", folder)
+        logger.warning("%s: %s; swapping without a persistent cache", _cache_folder_named(folder, cache_dir),
+                       _unwritable_why(folder))  # fmt: skip
         cache = False
     if not cache:
         temp_dir = tempfile.TemporaryDirectory(prefix="saswap-cache-")
