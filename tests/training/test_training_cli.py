@@ -252,3 +252,15 @@ def test_a_signal_during_training_exits_like_the_other_commands(
     else:
         assert not (tmp_path / "runs").exists()
     assert left is signal.default_int_handler  # Lightning's SIG_IGN is not left behind
+
+
+def test_options_saved_as_tuples_equal_the_configurations_lists():
+    """A checkpoint may save a tuple (a system's default) where the configuration's YAML holds a list: the same option,
+    not a difference that would refuse every resume; a value that differs is still named."""
+    from saswap.training.lightning_cli import _differences
+
+    saved = {"betas": (0.0, 0.999), "generator": {"class_path": "G", "init_args": {"channels": (64, 32)}}}
+    same = {"betas": [0.0, 0.999], "generator": {"class_path": "G", "init_args": {"channels": [64, 32]}}}
+    assert _differences(saved, same, "model") == []
+    other = {**same, "betas": [0.5, 0.999]}
+    assert _differences(saved, other, "model") == [("model.betas", "[0.0, 0.999]", "[0.5, 0.999]")]

@@ -320,7 +320,16 @@ def _differences(saved: Any, current: Any, key: str) -> list[tuple[str, str, str
             else:
                 found.append((f"{key}.{name}", _value(value), "not an option"))
         return found
-    return [] if saved == current else [(key, _value(saved), _value(current))]
+    return [] if _plain(saved) == _plain(current) else [(key, _value(saved), _value(current))]
+
+
+def _plain(value: Any) -> Any:
+    """A value as the YAML dump of a configuration holds it: a tuple (as a checkpoint may save one) is a list."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _value(value: Any) -> str:
