@@ -878,6 +878,20 @@ def test_unwritable_cache_folder_falls_back_to_no_cache(pipe, clip, source, tmp_
         pipe.precompute(clip, blocker / "cache", progress=False)
 
 
+def test_a_folder_where_the_cache_file_goes_is_an_error_before_any_work(pipe, clip, tmp_path):
+    """It was found only when the cache, analysed whole, could not replace it: an IsADirectoryError traceback."""
+    from saswap.errors import SaSwapError
+    from saswap.pipelines.cache import cache_path, file_sha256
+    from saswap.pipelines.video import cache_settings
+
+    folder = tmp_path / "cache"
+    place = cache_path(folder, file_sha256(clip), cache_settings(pipe, None))
+    place.mkdir(parents=True)
+    with pytest.raises(SaSwapError, match="the template cache's place holds a folder, not a file; remove it"):
+        pipe.precompute(clip, folder, progress=False)
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_frames_whose_face_is_turned_too_far_are_warned_about_once(pipe, clip, source, tmp_path, caplog, monkeypatch):
     import saswap.pipelines.image as image
 

@@ -489,6 +489,8 @@ def precompute_template(
         whole = cache_settings(pipe, crop_size)
         if cache_path(folder, video_hash, whole).exists():
             settings, path, start, end = whole, cache_path(folder, video_hash, whole), None, None
+    if path.exists() and not path.is_file():  # a folder in its place: the cache could be neither read nor replaced
+        raise SaSwapError(f"{path}: the template cache's place holds a folder, not a file; remove it")
     with writer_lock(path), ExitStack() as stack:
         if path.exists() and not force:
             try:
