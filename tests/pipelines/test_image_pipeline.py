@@ -36,7 +36,7 @@ def test_from_pretrained_names_and_folders(tmp_path):
     folder.mkdir()
     (folder / "model_index.json").write_text(json.dumps({"engine": "geometric", "config": {"crop_size": 256}}))
     own = SaSwapPipeline.from_pretrained(folder)
-    assert own.engine.crop_size == 256 and own.engine.model_id == "model"  # a folder by its name: tags never hold a path
+    assert own.engine.crop_size == 256 and own.engine.model_id == "model"  # a folder by its name, never its path
     assert SaSwapPipeline().engine.model_id is None
     start = time.perf_counter()
     with pytest.raises(ModelNotFoundError, match="not published yet.*saswap train fit"):
