@@ -129,7 +129,8 @@ class TrainingCLI(LightningCLI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("parser_class", _OneLineErrors)
-        self._resume_from: Path | None = None
+        self._resume_from: Path | None = None  # the checkpoint checked (``last`` found), until its weights are
+        self._checked: dict[str, Any] | None = None  # ... its contents (weights memory-mapped), read once
         super().__init__(*args, **kwargs)
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
@@ -157,7 +158,8 @@ class TrainingCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path != "last":
-            self._check_checkpoint(Path(ckpt_path))
+            self._resume_from = Path(ckpt_path)
+            self._checked = self._check_checkpoint(self._resume_from)
 
     def _check_checkpoint(self, path: Path) -> dict[str, Any]:
         """The checkpoint at ``path`` (weights memory-mapped), or a one-line error for one that is missing,
@@ -236,15 +238,11 @@ class TrainingCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is None:
             return
-        path = self._last_checkpoint() if ckpt_path == "last" else Path(ckpt_path)
         if ckpt_path == "last":
-            ckpt = self._check_checkpoint(path)
-            self._resume_from = path
-        else:
-            from saswap.training.checkpoints import read_checkpoint
-
-            ckpt = read_checkpoint(path, weights_only=True, mmap=True)  # checked already; the weights mapped, not read
-        self._check_weights(path, ckpt)
+            self._resume_from = self._last_checkpoint()
+            self._checked = self._check_checkpoint(self._resume_from)
+        ckpt, self._checked = self._checked, None  # the weights' mapping is not held through the run
+        self._check_weights(self._resume_from, ckpt)
 
     def _checkpoint_folders(self) -> tuple[list[Path], str]:
         """The folders where this configuration's runs write checkpoints, and a description for messages."""
