@@ -345,6 +345,12 @@ def compose_provenance(compositor: Compositor) -> dict[str, Any]:
     return tag
 
 
+def _out_of_range(name: str, index: int, faces: list[Face]) -> SaSwapError:
+    """The error for a face index a photo does not have."""
+    found = f"{len(faces)} face{'s' if len(faces) != 1 else ''} found"
+    return SaSwapError(f"{name}: face index {index} out of range ({found}; the first is 0)")
+
+
 def _name(x: ImageInput, role: str) -> str:
     """What messages call an input: its path, a file object's name, else "the source image" and the like."""
     if isinstance(x, (str, os.PathLike)):
@@ -610,8 +616,7 @@ class SaSwapPipeline:
             image = load_image(source, name=name)
         faces = self._faces(image, name, "source")
         if not 0 <= face_index < len(faces):
-            found = f"{len(faces)} face{'s' if len(faces) != 1 else ''} found"
-            raise SaSwapError(f"{name}: face index {face_index} out of range ({found}; the first is 0)")
+            raise _out_of_range(name, face_index, faces)
         face = faces[face_index]
         turn = source_turn(face)
         if turn > SOURCE_TURN_LIMIT and not force:
@@ -754,8 +759,7 @@ class SaSwapPipeline:
             return [faces[best]]
         index = 0 if face_index is None else int(face_index)
         if not 0 <= index < len(faces):
-            found = f"{len(faces)} face{'s' if len(faces) != 1 else ''} found"
-            raise SaSwapError(f"{name}: face index {index} out of range ({found}; the first is 0)")
+            raise _out_of_range(name, index, faces)
         return [faces[index]]
 
     # -- main -----------------------------------------------------------------------------------
