@@ -85,3 +85,56 @@ def test_enhancer_that_is_no_onnx_model_is_a_clear_error(tmp_path):
     photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     with pytest.raises(ModelNotFoundError, match=r"photo\.png: not a usable ONNX enhancer model \("):
         FaceEnhancer.from_pretrained(photo)
+
+
+def test_a_video_swap_reports_an_unusable_enhancer_before_the_template_analysis(tmp_path, monkeypatch):
+    """An enhancer file that is no ONNX model was found at the first face, after the whole template's analysis."""
+    from conftest import data_path
+
+    import saswap.pipelines.video as video
+    from saswap import SaSwapPipeline
+
+    def no_analysis(*args, **kwargs):
+        raise AssertionError("the template was analysed before the enhancer was loaded")
+
+    monkeypatch.setattr(video, "precompute_template", no_analysis)
+    bad = tmp_path / "restorer.onnx"
+    bad.write_text("not a model")
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    with pytest.raises(ModelNotFoundError, match=r"restorer\.onnx: not a usable ONNX enhancer model"):
+        pipe.swap_video(data_path("images", "sberswap__beckham.jpg"), data_path("videos", "liveportrait__d0.mp4"),
+                        tmp_path / "out.mp4", enhance=str(bad), cache_dir=tmp_path / "cache", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["restorer.onnx"]
+
+
+def test_a_video_swap_loads_its_enhancer_once_and_lets_it_go_for_worker_processes(tmp_path, monkeypatch):
+    """Checked before the analysis, the enhancer is the one the frame threads use (not loaded twice); when worker
+    processes make the frames, each loads its own, and the pipeline's copy is let go."""
+    from conftest import data_path, read_video
+
+    import saswap.enhance as enhance
+    from saswap import SaSwapPipeline
+
+    _tiny_enhancer(tmp_path / "tiny.onnx")
+    loads = []
+    real = enhance.FaceEnhancer.__init__
+
+    def counted(self, *args, **kwargs):
+        loads.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(enhance.FaceEnhancer, "__init__", counted)
+    pipe = SaSwapPipeline.from_pretrained("saswap-geometric")
+    clip, source = data_path("videos", "liveportrait__d0.mp4"), data_path("images", "sberswap__beckham.jpg")
+    name = str(tmp_path / "tiny.onnx")
+    settings = {"enhance": name, "end": 0.2, "cache_dir": tmp_path / "cache", "progress": False}
+    threads = pipe.swap_video(source, clip, tmp_path / "threads.mp4", workers=1, processes=False, **settings)
+    assert threads.faces_swapped > 0 and len(loads) == 1 and list(pipe._enhancers) == [name]
+
+    pipe._enhancers.clear()
+    processes = pipe.swap_video(source, clip, tmp_path / "processes.mp4", workers=2, processes=True, **settings)
+    assert processes.faces_swapped == threads.faces_swapped
+    assert len(loads) == 2 and pipe._enhancers == {}  # loaded here once to check it, then let go
+    a, _ = read_video(tmp_path / "threads.mp4")
+    b, _ = read_video(tmp_path / "processes.mp4")
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))  # the workers' enhancer was used

@@ -1206,6 +1206,11 @@ def swap_video(
     check_workers(workers=workers, analysis_workers=analysis_workers)
     info = probe_video(template)
     pipe.crop_size_for([], crop_size)  # a size the engine cannot work on is refused before any work
+    # An enhancer that cannot be loaded is reported now, not at the first face (after the template's analysis).
+    # Loaded here, it is the one the frame threads use; worker processes load their own, and this one is let go.
+    enhancer_loaded_here = bool(enhance) and enhance not in pipe._enhancers
+    if enhance:
+        pipe._get_enhancer(enhance)
     timings = {k: 0.0 for k in ("analyze_source", "precompute", "decode", "analysis", "engine", "compose", "encode")}
     if isinstance(source, SourceFace):
         prepared = source
@@ -1279,6 +1284,8 @@ def swap_video(
         n_workers, remote = _frame_workers(
             pipe, prepared, shape_strength, enhance, workers, processes, _expected_frames(info, start, end)
         )
+        if remote is not None and enhancer_loaded_here:
+            pipe._enhancers.pop(enhance, None)  # each worker process holds its own copy
         pending: deque = deque()
         frame_cut: dict = {}
         # Threads make the frames beside decoding and encoding on this thread (with ``processes``, each thread
