@@ -329,7 +329,8 @@ class ToneHarmonizationDataModule(L.LightningDataModule):
     the folders need at least 2 usable photos or videos, each with a face.
 
     Args:
-        roots: folders of photos and/or videos (files directly inside).
+        roots: folders of photos and/or videos (files inside them and in their person sub-folders,
+            :func:`~saswap.training.parsing_data.source_files`).
         cache_dir: where the labelled crops are cached (shared with the face parser).
         image_size: side of the training crops (at least 32; the harmoniser pools any side to its ``work_size``).
         cache_size: side of the cached crops.

@@ -118,7 +118,27 @@ def _name_hash(path: Path) -> int:
     return int(hashlib.sha1(path.name.encode()).hexdigest()[:12], 16)
 
 
-def split_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+def _key_hash(key: str) -> int:
+    """:func:`_name_hash` of a split group: a person folder's name, or ``"\\0" + a file's name`` for a loose file
+    (hashed by its name alone, so a flat folder splits as it always did)."""
+    return _name_hash(Path(key[1:] if key.startswith("\0") else key))
+
+
+def _group_of(path: Path, roots: Sequence[Path]) -> str | None:
+    """The person folder a file lies in under one of ``roots`` (``root/<person>/...``), or None for a file directly
+    inside a root (or under none of them)."""
+    for root in roots:
+        try:
+            parts = path.relative_to(root).parts
+        except ValueError:
+            continue
+        return parts[0] if len(parts) > 1 else None
+    return None
+
+
+def split_files(
+    files: Sequence[Path], roots: Sequence[str | Path] | None = None
+) -> tuple[list[Path], list[Path]]:
     """Split source files into (train, held out), whole files only: every frame of a video, like a photo, falls
     on one side.
 
@@ -127,7 +147,11 @@ def split_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     - Otherwise (a user's own photos and videos) the files whose name hashes (SHA-1) to 0 modulo
       :data:`HELDOUT_FRACTION` are held out: about one in eight, the same files on every run and machine, and a
       file keeps its side when others are added. At least one file is held out and at least one trains; which
-      files were held out is logged. A person in several files may land on both sides.
+      files were held out is logged.
+    - Files in sub-folders of ``roots`` (``root/<person>/...``, the layout ``saswap train`` reads identities from)
+      are held out a whole sub-folder at a time, chosen by a hash of the sub-folder's name, so one person's
+      photos and videos all fall on one side (a file directly inside a root is its own group). With fewer than
+      two groups the files are split one by one, and the log says a person may then land on both sides.
 
     Files that a ``MANIFEST.tsv`` beside them marks non-commercial
     (:func:`~saswap.training.data.non_commercial_files`) never train the Apache-2.0 weights: they are left out of
@@ -141,6 +165,9 @@ def split_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
         ([PosixPath('a.jpg')], [PosixPath('insightface__mask.png')])
         >>> split_files([Path("a.jpg"), Path("b.mp4")])  # no HELDOUT_FILES name: one file of two held out
         ([PosixPath('b.mp4')], [PosixPath('a.jpg')])
+        >>> files = [Path("d/ann/1.jpg"), Path("d/ann/2.jpg"), Path("d/bob/1.jpg")]
+        >>> split_files(files, roots=["d"])  # one person's files on one side
+        ([PosixPath('d/ann/1.jpg'), PosixPath('d/ann/2.jpg')], [PosixPath('d/bob/1.jpg')])
     """
     files = [Path(f) for f in files]
     excluded = non_commercial_files(files)
@@ -157,15 +184,39 @@ def split_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
             f" ({len(excluded)} more marked non-commercial in MANIFEST.tsv)" if excluded else ""
         )
         raise SaSwapError(f"{folders}: {found}; training needs at least 2 (one is held out for validation)")
-    held_set = {f for f in usable if _name_hash(f) % HELDOUT_FRACTION == 0}
-    if not held_set or len(held_set) == len(usable):  # keep one file on each side
-        held_set = {min(usable, key=_name_hash)}
+    paths = [Path(r) for r in roots or ()]
+    folder = {f: _group_of(f, paths) for f in usable}
+    groups: dict[str, list[Path]] = {}
+    for f in usable:  # a file outside any person folder is a group of its own (keyed so no folder name can match)
+        groups.setdefault(folder[f] if folder[f] is not None else f"\0{f.name}", []).append(f)
+    by_folder = any(g is not None for g in folder.values()) and len(groups) >= 2
+    if not by_folder:
+        groups = {}
+        for f in usable:  # file by file, by the hash of the name (files of one name, in two roots, go together)
+            groups.setdefault(f"\0{f.name}", []).append(f)
+    held_keys = {k for k in groups if _key_hash(k) % HELDOUT_FRACTION == 0}
+    if not held_keys or len(held_keys) == len(groups):  # keep one group on each side
+        held_keys = {min(groups, key=_key_hash)}
+    held_set = {f for k in held_keys for f in groups[k]}
     train = [f for f in usable if f not in held_set]
     held = [f for f in usable if f in held_set]
-    logger.info(
-        "no file named in HELDOUT_FILES: holding out %d of %d files for validation (1 in %d by a hash of the name): %s",
-        len(held), len(usable), HELDOUT_FRACTION, ", ".join(f.name for f in held),
-    )  # fmt: skip
+    if by_folder:
+        names = sorted(k for k in held_keys if not k.startswith("\0"))
+        loose = len(held_keys) - len(names)
+        logger.info(
+            "no file named in HELDOUT_FILES: holding out %d of %d files for validation, whole person folders (1 in %d "
+            "by a hash of the folder's name): %s%s",
+            len(held), len(usable), HELDOUT_FRACTION, ", ".join(names) or "none",
+            f", and {loose} file(s) outside the person folders" if loose else "",
+        )  # fmt: skip
+    else:
+        logger.info(
+            "no file named in HELDOUT_FILES: holding out %d of %d files for validation (1 in %d by a hash of the name)"
+            "%s: %s",
+            len(held), len(usable), HELDOUT_FRACTION,
+            "; one person folder only, so a person may land on both sides" if any(folder.values()) else "",
+            ", ".join(f.name for f in held),
+        )  # fmt: skip
     return train, held
 
 
@@ -380,7 +431,8 @@ def load_records(cache_files: Sequence[Path], sources: Sequence[Path]) -> list[P
 
 
 def source_files(roots: Sequence[str | Path]) -> list[Path]:
-    """The photos and videos directly inside each of ``roots``, sorted per folder.
+    """The photos and videos inside each of ``roots`` and their sub-folders (``root/<person>/...``, as ``saswap
+    train`` reads them; hidden folders such as a ``.saswap-cache`` left out), sorted per folder.
 
     Raises:
         SaSwapError: a folder is missing, or none holds a photo or video.
@@ -389,7 +441,13 @@ def source_files(roots: Sequence[str | Path]) -> list[Path]:
     for root in roots:
         check_data_root(root, "--data.roots")
         root = Path(root)
-        files += sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        files += sorted(
+            p
+            for p in root.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            and p.is_file()
+        )
     if not files:
         raise SaSwapError(f"{', '.join(str(r) for r in roots)}: no photos or videos found")
     return files
@@ -400,7 +458,7 @@ def face_records(
 ) -> list[ParsingRecord]:
     """The cached, labelled faces of the training files (``held_out=False``; non-commercial files left out,
     :func:`split_files`) or of the held-out files under ``roots`` (the cache is built where missing)."""
-    train, held = split_files(source_files(roots))
+    train, held = split_files(source_files(roots), roots)
     files = held if held_out else train
     return load_records(build_parsing_cache(files, Path(cache_dir), cache_size, frames_per_video), files)
 
@@ -414,7 +472,7 @@ def split_records(
     Raises:
         SaSwapError: too few files to split, or no face found in the training or in the held-out files.
     """
-    train, held = split_files(source_files(roots))
+    train, held = split_files(source_files(roots), roots)
     records = []
     for files, what in ((train, "training"), (held, "held-out")):
         recs = load_records(build_parsing_cache(files, Path(cache_dir), cache_size, frames_per_video), files)
@@ -628,7 +686,8 @@ class FaceParsingDataModule(L.LightningDataModule):
     files are logged). So the folders need at least 2 usable photos or videos, each with a face.
 
     Args:
-        roots: folders of photos and/or videos (files directly inside).
+        roots: folders of photos and/or videos (files inside them and in their person sub-folders,
+            :func:`~saswap.training.parsing_data.source_files`).
         cache_dir: where the labelled crops are cached.
         image_size: side of the training crops (the cache holds ``cache_size`` crops); at least 32, and a
             multiple of the parser's ``2 ** len(block_out_channels)`` (checked by the training CLI).
