@@ -788,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_analyze)
 
-    p = sub.add_parser("swap", parents=[common], help="put the source's face into the target image")
+    p = sub.add_parser("swap", parents=[common], help="put the source's face into a target image or video")
     p.add_argument(
         "--source", "-s", required=True, type=_user_path,
         help="photo of the person whose face is used (or sample:NAME; a video: its most frontal frame)",
