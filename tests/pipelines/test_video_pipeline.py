@@ -1490,3 +1490,21 @@ def test_couple_video_selectors_that_name_one_person_are_refused(pipe, couple_cl
         with pytest.raises(SaSwapError, match=message):
             pipe.swap_video([source, source], clip, tmp_path / "o.mp4", **selector, **kwargs)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_swaps_a_couple_video_with_a_source_and_a_reference_each(couple_clip, tmp_path, capsys):
+    from PIL import Image
+
+    from saswap.cli import main
+    from saswap.videoio import read_video_tag
+
+    clip, two = couple_clip
+    biden = tmp_path / "biden.png"
+    Image.fromarray(np.ascontiguousarray(two[:, 320:])).save(biden)
+    a, b = (str(data_path("images", name)) for name in ("sberswap__beckham.jpg", "deepface__img41.jpg"))
+    out = tmp_path / "out.mp4"
+    assert main(["swap", "-s", a, "-s", b, "--reference", str(data_path("images", "face_recognition__obama2.jpg")),
+                 "--reference", str(biden), "-t", str(clip), "-o", str(out), "--cache-dir", str(tmp_path / "cache"),
+                 "--quiet"]) == 0  # fmt: skip
+    assert "5 frames, face swapped in 5" in capsys.readouterr().out
+    assert read_video_tag(out)["sources"] == 2
