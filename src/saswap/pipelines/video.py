@@ -1079,7 +1079,10 @@ def _track_sources(pipe, template: Path, opened: TemplateCache, pairing) -> tupl
             owner.update({tid: k for tid in people[index]["tracks"]})
         return owner, {}
     threshold = getattr(pipe.identity_embedder(), "same_person_cosine", 0.5)
+    # with the tracks' identities cached, tracks of one person (seen again after a cut) are one person here too
+    person = {t: i for i, p in enumerate(template_people(header)) for t in p["tracks"]} if "identity" in header else {}
     best_track: dict[int, int] = {}  # the best-matching track -> the reference that has it
+    matched: dict[int, int] = {}  # the best-matching person (or track) -> the reference that has it
     own: dict[int, float] = {}
     for k, reference in enumerate(pairing.selectors):
         scores = _reference_scores(pipe, template, opened, reference)
@@ -1087,14 +1090,15 @@ def _track_sources(pipe, template: Path, opened: TemplateCache, pairing) -> tupl
         if scores:
             warn_weak_reference(str(template), best, threshold)
             top = max(scores, key=scores.get)
-            if top in best_track:
-                first = best_track[top]
+            who = person.get(top, -1 - top)
+            if who in matched:
+                first = matched[who]
                 raise SaSwapError(
                     f"{template}: references {first + 1} ({_name(pairing.selectors[first], 'reference')}) and {k + 1} "
                     f"({_name(reference, 'reference')}) both match the same person best (track {top}); give a "
                     "reference of a different person for each source"
                 )
-            best_track[top] = k
+            best_track[top] = matched[who] = k
         logger.info("reference %d match: tracks %s (best cosine %.3f)", k + 1, sorted(chosen), best)
         for tid in chosen:
             if tid not in owner or scores[tid] > own[tid]:
