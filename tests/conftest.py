@@ -101,3 +101,10 @@ def write_video(path: Path, frames: list[np.ndarray], crf: int | None = 12) -> P
         for p in vs.encode():
             out.mux(p)
     return path
+
+
+def own_source_nearer(judge, image: np.ndarray, faces, sources: list[np.ndarray]) -> list[bool]:
+    """Per swapped face (``faces[k]``, swapped with source ``k`` of two), whether the judge (dlib's 128-D network,
+    :class:`~saswap.face.identity.DlibEmbedder`) finds it nearer its own source than the other source."""
+    made = [judge.raw(image, face) for face in faces]
+    return [np.linalg.norm(m - sources[k]) < np.linalg.norm(m - sources[1 - k]) for k, m in enumerate(made)]

@@ -575,3 +575,52 @@ def test_a_cache_folder_that_is_a_file_says_so_and_where_it_was_set(tmp_path, ca
     err = capsys.readouterr().err
     assert f"templates: the template cache folder cannot be created ({tmp_path / 'a file'} is a file" in err
     assert "SASWAP_CACHE" not in err and [p.name for p in tmp_path.iterdir()] == ["a file"]
+
+
+def test_several_sources_pair_with_repeated_face_indices_or_references(tmp_path, capsys, monkeypatch):
+    """``-s`` repeated, each with its ``--face-index`` or ``--reference`` in the same order; anything else is a usage
+    error of one line saying what to give, before any work; every source and reference is checked as an input."""
+    a, b = (str(data_path("images", name)) for name in ("sberswap__beckham.jpg", "deepface__img41.jpg"))
+    two = str(data_path("images", "face_recognition__two_people.jpg"))
+    out = tmp_path / "o.png"
+    base = ["swap", "-s", a, "-s", b, "-t", two, "-o", str(out)]
+    for extra, message in [
+        ([], "2 --source photos but no face chosen for each; give --face-index or --reference 2 times, once per"),
+        (["--all-faces"], "--all-faces swaps one source into every face; for 2 --source photos give"),
+        (["--face-index", "1"], "2 --source photos but --face-index given 1 time; give"),
+        (["--reference", a, "--reference", b, "--reference", a], "2 --source photos but --reference given 3 times"),
+        (["--face-index", "1", "--face-index", "1"], "--face-index 1 is given twice; each --source replaces a face"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main([*base, *extra])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+    with pytest.raises(SystemExit):
+        main(["swap", "-s", a, "-t", two, "-o", str(out), "--face-index", "0", "--face-index", "1"])
+    assert "--face-index is given 2 times for one --source; give one --source each" in capsys.readouterr().err
+    assert not out.exists()
+    # each value is the user's path (~ too); one --source parses to a path, as it did
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = build_parser().parse_args(["swap", "-s", "~/a.jpg", "-s", "~/b.jpg", "--reference", "~/r.jpg",
+                                      "--reference", "r2.jpg", "-t", "t.mp4", "-o", "o.mp4"])  # fmt: skip
+    assert args.source == [f"{tmp_path}/a.jpg", f"{tmp_path}/b.jpg"] and args.reference == [f"{tmp_path}/r.jpg", "r2.jpg"]
+    assert build_parser().parse_args(["swap", "-s", "a.jpg", "--face-index", "1", "-t", "t", "-o", "o"]).face_index == 1
+    # the output may not replace any source or reference
+    mine = tmp_path / "mine.png"
+    Image.open(b).save(mine)
+    for extra in (["-s", str(mine), "--face-index", "0", "--face-index", "1"],
+                  ["-s", b, "--reference", a, "--reference", str(mine)]):  # fmt: skip
+        assert main(["swap", "-s", a, *extra, "-t", two, "-o", str(mine)]) == 2
+        err = capsys.readouterr().err
+        assert "mine.png: is the " in err and "itself" in err
+    # a broken second source is named before any model loads
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"no picture")
+    assert main(["swap", "-s", a, "-s", str(broken), "--face-index", "0", "--face-index", "1", "-t", two, "-o",
+                 str(out)]) == 2  # fmt: skip
+    assert "broken.jpg" in capsys.readouterr().err and not out.exists()
+    # the swap: both faces, tagged with the number of sources
+    assert main([*base, "--face-index", "1", "--face-index", "0"]) == 0
+    assert "swapped 2 face(s)" in capsys.readouterr().out
+    assert main(["inspect", str(out)]) == 0
+    assert "faces=2" in (said := capsys.readouterr().out) and "sources=2" in said

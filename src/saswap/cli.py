@@ -31,6 +31,51 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"saswap: error: {message}\n")
 
 
+class _Repeatable(argparse.Action):
+    """An option that may be given more than once: its value once given, a list of its values when repeated
+    (``saswap swap``'s ``--source``, ``--face-index`` and ``--reference``: one source per person)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        seen = getattr(namespace, self.dest, None)
+        if seen is None or seen is self.default:
+            setattr(namespace, self.dest, values)
+        elif isinstance(seen, list):
+            seen.append(values)
+        else:
+            setattr(namespace, self.dest, [seen, values])
+
+
+def _each(value) -> list:
+    """A repeatable option's values as a list (none, one or several)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _pairing_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with how ``saswap swap``'s sources pair with ``--face-index`` or ``--reference`` (None: nothing):
+    several ``--source`` need one of them given as many times, in the same order."""
+    sources, indices, references = _each(args.source), _each(args.face_index), _each(args.reference)
+    n = len(sources)
+    if n == 1 and len(indices) <= 1 and len(references) <= 1:
+        return None
+    each = f"give --face-index or --reference {n} times, once per --source, in the same order"
+    if n == 1:
+        given = "--face-index" if len(indices) > 1 else "--reference"
+        return f"{given} is given {max(len(indices), len(references))} times for one --source; give one --source each"
+    if args.all_faces:
+        return f"--all-faces swaps one source into every face; for {n} --source photos {each}"
+    if not indices and not references:
+        return f"{n} --source photos but no face chosen for each; {each}"
+    given, count = ("--face-index", len(indices)) if indices else ("--reference", len(references))
+    if count != n:
+        return f"{n} --source photos but {given} given {count} time{'s' if count != 1 else ''}; {each}"
+    twice = next((i for k, i in enumerate(indices) if i in indices[:k]), None)
+    if twice is not None:
+        return f"--face-index {twice} is given twice; each --source replaces a face of its own"
+    return None
+
+
 @contextlib.contextmanager
 def _output_folder(path: Path | None) -> Iterator[None]:
     """Create the output's folder (like ``mkdir -p``) for the command, or fail with a one-line reason.
@@ -189,18 +234,17 @@ def _cmd_swap_video(args: argparse.Namespace) -> int:
         args.start is not None and args.end is not None and args.end <= args.start
     ):
         raise SaSwapError(f"--start/--end: need 0 <= start < end, got {args.start} and {args.end}")
-    _load_input(args.source, video_ok=True)
-    if args.reference:
-        _load_input(args.reference, photo_only=_REFERENCE_PHOTO_ONLY)
+    for source in _each(args.source):
+        _load_input(source, video_ok=True)
+    for reference in _each(args.reference):
+        _load_input(reference, photo_only=_REFERENCE_PHOTO_ONLY)
     _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine, compose=_compose_options(args))
         if args.device:
             pipe.to(args.device)
-        source = _pipeline_input(args.source)
-        reference = _pipeline_input(args.reference) if args.reference else None
-        prepared, _ = pipe.prepare_source(source, force=args.force)
+        prepared, reference = _prepared_sources(pipe, args)
         result = pipe.swap_video(
             prepared, args.target, out, shape_strength=args.shape_strength, face_index=args.face_index,
             all_faces=args.all_faces, reference=reference, enhance=args.enhance, cache=not args.no_cache,
@@ -316,8 +360,7 @@ def _refuse_overwriting_an_input(
             return
     except OSError:  # a name the file system cannot hold: writing it says so
         return
-    for role in roles:
-        value = getattr(args, role, None)
+    for role, value in ((role, value) for role in roles for value in _each(getattr(args, role, None))):
         if value and not value.startswith("sample:") and Path(value).exists() and Path(value).resolve() == out.resolve():
             from saswap.videoio import is_video_file
 
@@ -337,26 +380,24 @@ def _streams_spooled(args: argparse.Namespace) -> Iterator[None]:
     a pipe can be read only once, and the swap reads its inputs more than once (to check them, then to swap).
     Errors name the argument as given, not the copy."""
     import shutil
-    import stat
     import tempfile
 
     copies: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         for role in ("source", "target", "reference"):
-            value = getattr(args, role, None)
-            if not value or value.startswith("sample:"):
-                continue
-            try:
-                mode = os.stat(value).st_mode
-            except OSError:
-                continue  # missing or unreadable: loading it says so
-            if stat.S_ISFIFO(mode):
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="saswap-input-")))
-                copy = folder / (Path(value).name or "input")
-                with open(value, "rb") as src, open(copy, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                copies[str(copy)] = value
-                setattr(args, role, str(copy))
+            values = getattr(args, role, None)
+            spooled = []
+            for value in _each(values):
+                if value and not value.startswith("sample:") and _is_fifo(value):
+                    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="saswap-input-")))
+                    copy = folder / (Path(value).name or "input")
+                    with open(value, "rb") as src, open(copy, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    copies[str(copy)] = value
+                    value = str(copy)
+                spooled.append(value)
+            if copies and values is not None:
+                setattr(args, role, spooled if isinstance(values, list) else spooled[0])
         try:
             yield
         except SaSwapError as err:
@@ -366,6 +407,16 @@ def _streams_spooled(args: argparse.Namespace) -> Iterator[None]:
             if text == str(err):
                 raise
             raise type(err)(text) from None
+
+
+def _is_fifo(path: str) -> bool:
+    """Whether ``path`` is a pipe (False when it is missing or unreadable: loading it says so)."""
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _cmd_swap(args: argparse.Namespace) -> int:
@@ -394,20 +445,18 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
         raise SaSwapError(f"{args.target}: not a video; a video output needs a video target")
     out = _check_output(args.output)
     for role in ("source", "target", "reference"):  # bad input is reported before any model loads
-        if getattr(args, role, None):
+        for value in _each(getattr(args, role, None)):
             only = _REFERENCE_PHOTO_ONLY if role == "reference" else ""
-            _load_input(getattr(args, role), video_ok=role == "source", photo_only=only)
+            _load_input(value, video_ok=role == "source", photo_only=only)
     _check_enhancer(args)
     with _output_folder(out):
         _check_writable(out)
-        source = _pipeline_input(args.source)
         target = _pipeline_input(args.target)
-        reference = _pipeline_input(args.reference) if args.reference else None
         t0 = time.perf_counter()
         pipe = SaSwapPipeline.from_pretrained(args.weights or args.engine, compose=_compose_options(args))
         if args.device:
             pipe.to(args.device)
-        prepared, _ = pipe.prepare_source(source, force=args.force)
+        prepared, reference = _prepared_sources(pipe, args)
         loaded = time.perf_counter() - t0
         result = pipe(
             prepared, target, shape_strength=args.shape_strength, face_index=args.face_index,
@@ -419,6 +468,15 @@ def _cmd_swap_files(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f"  models loaded and source analysed in {loaded * 1000:.0f} ms; " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in t.items()))
     return 0
+
+
+def _prepared_sources(pipe, args: argparse.Namespace) -> tuple:
+    """``saswap swap``'s sources, prepared (one, or a list: one per person), and its reference photo (or list)."""
+    prepared = [pipe.prepare_source(_pipeline_input(source), force=args.force)[0] for source in _each(args.source)]
+    references = [_pipeline_input(reference) for reference in _each(args.reference)]
+    if isinstance(args.source, list):
+        return prepared, references or None
+    return prepared[0], references[0] if references else None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -711,22 +769,28 @@ def _number_between(low: float, high: float, what: str) -> Callable[[str], float
     return parse
 
 
-def _add_swap_settings(p: argparse.ArgumentParser) -> None:
+def _add_swap_settings(p: argparse.ArgumentParser, people: bool = False) -> None:
     """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement,
-    tone."""
+    tone. ``people``: ``--face-index`` and ``--reference`` may be repeated, one per ``--source`` (``swap``)."""
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
     p.add_argument("--weights", type=_user_path, help="local model folder (overrides --engine)")
     p.add_argument(
         "--shape-strength", type=float, default=1.0, help="0 keeps the target's face shape, 1 takes the source's"
     )
     group = p.add_mutually_exclusive_group()
+    repeat = {"action": _Repeatable} if people else {}
+    once_each = "; with several --source, give it once per --source, in the same order" if people else ""
     group.add_argument(
         "--face-index",
-        type=_whole_number(0, note=" (0 is the largest face)"),
-        help="swap only the target face with this index (largest first; in a video: the person, by summed face area)",
-    )
+        type=_whole_number(0, note=" (0 is the largest face)"), **repeat,
+        help="swap only the target face with this index (largest first; in a video: the person, by summed face "
+        f"area){once_each}",
+    )  # fmt: skip
     group.add_argument("--all-faces", action="store_true", help="swap every face in the target")
-    group.add_argument("--reference", type=_user_path, help="swap the target face most like the face in this photo")
+    group.add_argument(
+        "--reference", type=_user_path, **repeat,
+        help=f"swap the target face most like the face in this photo{once_each}",
+    )  # fmt: skip
     p.add_argument(
         "--enhance", type=_user_path, help="face enhancer: an ONNX file/folder or a known name (off by default)"
     )
@@ -790,8 +854,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("swap", parents=[common], help="put the source's face into a target image or video")
     p.add_argument(
-        "--source", "-s", required=True, type=_user_path,
-        help="photo of the person whose face is used (or sample:NAME; a video: its most frontal frame)",
+        "--source", "-s", required=True, type=_user_path, action=_Repeatable,
+        help="photo of the person whose face is used (or sample:NAME; a video: its most frontal frame). Repeat it for "
+        "several people, each with --face-index or --reference given once per --source, in the same order: -s a.jpg "
+        "-s b.jpg --reference person_a.jpg --reference person_b.jpg",
     )  # fmt: skip
     p.add_argument(
         "--target", "-t", required=True, type=_user_path,
@@ -803,7 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
         "existing file is replaced (atomically), except one of the command's own inputs",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="allow the output to replace an input file")
-    _add_swap_settings(p)
+    _add_swap_settings(p, people=True)
     p.add_argument(
         "--device", default=None,
         help="where the engine computes (cuda, cuda:1; mps for the neural engine; default: the CPU); face analysis "
@@ -1054,6 +1120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.lightning_args = argv[command + 1 :]
     else:
         args = parser.parse_args(argv)
+    if args.command == "swap" and (problem := _pairing_problem(args)) is not None:
+        parser.error(problem)  # a usage error: one line, exit 2
     quiet = not args.verbose and not os.environ.get("SASWAP_NATIVE_LOGS")
     from saswap import interrupts
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import data_path, eye_band_detail
+from conftest import data_path, eye_band_detail, own_source_nearer
 from PIL import Image
 
 from saswap.errors import ModelNotFoundError, NoFaceError, SaSwapError
@@ -414,3 +414,70 @@ def test_a_large_face_keeps_its_detail_in_a_crop_sized_to_it(pipe):
     assert pipe(bare, target, crop_size="auto").provenance["crop_size"] == 384
     with pytest.raises(SaSwapError, match="keeps no photo"):
         pipe(bare, target, crop_size=768)
+
+
+# -- one source per person (couple templates) ---------------------------------------------------------------------
+COUPLE_SOURCES = ("sberswap__beckham.jpg", "deepface__img41.jpg")
+
+
+def test_each_person_of_a_couple_photo_gets_their_own_source(pipe, dlib_models):
+    """Two sources paired with two face indices: each face is swapped with its own source (a source path and a prepared
+    source alike), exactly as a one-source swap of that face makes it; everyone else is untouched. References pair
+    the same way."""
+    from saswap.face.identity import DlibEmbedder
+    from saswap.provenance import make_tag
+
+    judge = DlibEmbedder()
+    photos = [load_image(data_path("images", name)) for name in COUPLE_SOURCES]
+    identities = [judge.raw(photo, pipe.analyzer(photo)[0]) for photo in photos]
+    prepared = pipe.prepare_source(photos[1])[0]
+    two = load_image(data_path("images", "face_recognition__two_people.jpg"))  # Obama left, Biden right (larger)
+    found = pipe.analyzer(two)
+    out = pipe([data_path("images", COUPLE_SOURCES[0]), prepared], two, face_index=[1, 0])
+    assert [f.box.tolist() for f in out.faces] == [found[1].box.tolist(), found[0].box.tolist()]
+    assert all(own_source_nearer(judge, out.image, out.faces, identities))
+    assert len(out.source_faces) == 2 and out.source_faces[1] is prepared.face
+    assert out.provenance["sources"] == 2 and out.provenance["faces"] == 2
+    assert set(make_tag(**out.provenance)) == set(make_tag(**pipe(prepared, two).provenance)) | {"sources"}
+    untouched = np.logical_and.reduce([m == 0 for m in out.masks])
+    assert untouched.mean() > 0.5 and np.array_equal(out.image[untouched], two[untouched])
+    for k, (source, index) in enumerate(((data_path("images", COUPLE_SOURCES[0]), 1), (prepared, 0))):
+        alone = pipe(source, two, face_index=index)  # each face as its own one-source swap makes it
+        only_here = (out.masks[k] > 0) & (out.masks[1 - k] == 0)
+        assert np.array_equal(out.image[only_here], alone.image[only_here])
+    # by references: a photo of Obama, and Biden's half of the picture
+    by_photo = pipe(
+        [data_path("images", COUPLE_SOURCES[0]), prepared], two,
+        reference=[data_path("images", "face_recognition__obama2.jpg"), two[:, 560:]],
+    )  # fmt: skip
+    assert np.array_equal(by_photo.image, out.image)
+
+
+def test_one_source_in_a_list_is_the_one_source_swap(pipe):
+    source = pipe.prepare_source(data_path("images", COUPLE_SOURCES[0]))[0]
+    two = load_image(data_path("images", "face_recognition__two_people.jpg"))
+    assert np.array_equal(pipe([source], two, face_index=[1]).image, pipe(source, two, face_index=1).image)
+
+
+def test_sources_that_do_not_pair_with_the_faces_are_refused(pipe):
+    a, b = (data_path("images", name) for name in COUPLE_SOURCES)
+    two = data_path("images", "face_recognition__two_people.jpg")
+    for kwargs, message in [
+        ({}, "2 sources but no face chosen for each; give face_index"),
+        ({"all_faces": True}, "all_faces swaps one source into every face; for 2 sources give"),
+        ({"face_index": 1}, "2 sources but a single face index; give"),
+        ({"face_index": [0, 1, 2]}, "2 sources but 3 face indices; give"),
+        ({"reference": [a]}, "2 sources but 1 references; give"),
+        ({"face_index": [1, 1]}, "face index 1 is given twice; each source replaces a face of its own"),
+        ({"face_index": [0, 1], "reference": [a, b]}, "choose one of face_index and reference"),
+    ]:  # fmt: skip
+        with pytest.raises(SaSwapError, match=re.escape(message)):
+            pipe([a, b], two, **kwargs)
+    with pytest.raises(SaSwapError, match=re.escape("1 source but 2 face indices")):
+        pipe(a, two, face_index=[0, 1])
+    prepared = [pipe.prepare_source(x)[0] for x in (a, b)]
+    with pytest.raises(SaSwapError, match="face index 2 out of range"):
+        pipe(prepared, two, face_index=[0, 2])
+    obama, obama2 = data_path("images", "face_recognition__obama.jpg"), data_path("images", "face_recognition__obama2.jpg")
+    with pytest.raises(SaSwapError, match=r"references 1 \(.*obama.jpg\) and 2 \(.*obama2.jpg\) both match face 1 best"):
+        pipe(prepared, two, reference=[obama, obama2])

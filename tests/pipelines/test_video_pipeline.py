@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import data_path, eye_band_detail, write_video
+from conftest import data_path, eye_band_detail, own_source_nearer, write_video
 
 av = pytest.importorskip("av")
 
@@ -1426,3 +1426,85 @@ def test_a_video_turned_without_its_rotation_metadata_is_swapped_upright(pipe, c
     gap = np.abs(outs[0] - outs[1][:, ::-1, ::-1]).mean()
     swapped = np.abs(outs[0] - np.stack(frames).astype(np.int16)).mean()
     assert gap < 0.25 * swapped, (gap, swapped)
+
+
+# -- one source per person (couple templates) ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def couple_clip(tmp_path_factory):
+    """Five frames of a two-person picture (Obama left, Biden right and larger), drifting a pixel a frame."""
+    two = cv2.resize(cv2.imread(str(data_path("images", "face_recognition__two_people.jpg")))[:, :, ::-1], (640, 376))
+    frames = [np.roll(two, t, axis=1) for t in range(5)]
+    return _encode(tmp_path_factory.mktemp("couple") / "couple.mp4", frames), two
+
+
+def test_each_person_of_a_couple_video_gets_their_own_source(pipe, couple_clip, tmp_path, dlib_models, morphable_model):
+    """Two sources paired with two references: each person's track is swapped with its own source, the same frames on
+    threads and in worker processes (which hold both sources); face indices naming the same people give the same
+    frames from the cache, and a new pipeline with prepared sources loads no face analysis."""
+    from saswap import SaSwapPipeline
+    from saswap.engines import GeometricEngine
+    from saswap.face.identity import DlibEmbedder
+    from saswap.io import load_image
+    from saswap.videoio import read_video_tag
+
+    clip, two = couple_clip
+    judge = DlibEmbedder()
+    photos = [load_image(data_path("images", name)) for name in ("sberswap__beckham.jpg", "deepface__img41.jpg")]
+    identities = [judge.raw(photo, pipe.analyzer(photo)[0]) for photo in photos]
+    sources = [pipe.prepare_source(photo)[0] for photo in photos]
+    references = [data_path("images", "face_recognition__obama2.jpg"), two[:, 320:]]
+    cache = tmp_path / "cache"
+    outs = {}
+    for processes in (False, True):
+        outs[processes] = tmp_path / f"p{processes}.mp4"
+        result = pipe.swap_video(
+            sources, clip, outs[processes], reference=references, crf=0, cache_dir=cache, progress=False, workers=2,
+            processes=processes,
+        )  # fmt: skip
+        assert result.frames_swapped == 5 and result.faces_swapped == 10
+        assert sorted(result.track_sources.values()) == [0, 1]
+    frames = _frames(outs[False])
+    assert all(np.array_equal(a, b) for a, b in zip(frames, _frames(outs[True])))
+    assert read_video_tag(outs[True])["sources"] == 2
+    faces = sorted(pipe.analyzer(frames[2]), key=lambda f: f.box[0])  # Obama's place (source 0), then Biden's
+    assert all(own_source_nearer(judge, frames[2], faces, identities))
+    fresh = SaSwapPipeline(GeometricEngine(morphable_model=morphable_model))
+    by_index = fresh.swap_video(sources, clip, tmp_path / "i.mp4", face_index=[1, 0], crf=0, cache_dir=cache,
+                                progress=False)  # fmt: skip
+    assert by_index.cache_hit and not hasattr(fresh.target_analyzer._analyzer, "backend")
+    assert all(np.array_equal(a, b) for a, b in zip(frames, _frames(tmp_path / "i.mp4")))
+
+
+def test_couple_video_selectors_that_name_one_person_are_refused(pipe, couple_clip, tmp_path, source):
+    from saswap.errors import SaSwapError
+
+    clip, _ = couple_clip
+    obama, obama2 = data_path("images", "face_recognition__obama.jpg"), data_path("images", "face_recognition__obama2.jpg")
+    kwargs = {"cache_dir": tmp_path / "cache", "progress": False}
+    for selector, message in [
+        ({"reference": [obama, obama2]}, r"references 1 \(.*obama.jpg\) and 2 \(.*obama2.jpg\) both match the same"),
+        ({"face_index": [0, 0]}, "face index 0 is given twice"),
+        ({"face_index": [0, 2]}, "face index 2 out of range: 2 person"),
+        ({"all_faces": True}, "all_faces swaps one source into every face"),
+    ]:  # fmt: skip
+        with pytest.raises(SaSwapError, match=message):
+            pipe.swap_video([source, source], clip, tmp_path / "o.mp4", **selector, **kwargs)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_swaps_a_couple_video_with_a_source_and_a_reference_each(couple_clip, tmp_path, capsys):
+    from PIL import Image
+
+    from saswap.cli import main
+    from saswap.videoio import read_video_tag
+
+    clip, two = couple_clip
+    biden = tmp_path / "biden.png"
+    Image.fromarray(np.ascontiguousarray(two[:, 320:])).save(biden)
+    a, b = (str(data_path("images", name)) for name in ("sberswap__beckham.jpg", "deepface__img41.jpg"))
+    out = tmp_path / "out.mp4"
+    assert main(["swap", "-s", a, "-s", b, "--reference", str(data_path("images", "face_recognition__obama2.jpg")),
+                 "--reference", str(biden), "-t", str(clip), "-o", str(out), "--cache-dir", str(tmp_path / "cache"),
+                 "--quiet"]) == 0  # fmt: skip
+    assert "5 frames, face swapped in 5" in capsys.readouterr().out
+    assert read_video_tag(out)["sources"] == 2

@@ -49,13 +49,15 @@ class SaSwapOutput:
         faces: the target faces that were swapped (target image coordinates).
         masks: for each swapped face, where the image changed, float32 (H, W) in [0, 1]; pixels
             where every mask is 0 are exactly the target's.
-        source_face: the source face used (source image coordinates).
+        source_face: the source face used (source image coordinates); with several sources, the first one's.
         timings: seconds per stage ("analyze_source", "analyze_target", "swap" (the engine), "paste" (compose
             and paste-back), "total").
         provenance: what :meth:`save` writes into the file's synthetic-media tag besides the standard
-            fields (the engine, the shape strength, the number of faces).
+            fields (the engine, the shape strength, the number of faces; with several sources, their number).
         alpha: the target's transparency, uint8 (H, W), or None when it has none (every pixel opaque). :attr:`image`
             is composited on black, as the target was read; :meth:`save` puts the transparency back.
+        source_faces: each source's face (source image coordinates), in the order of the sources: one source's
+            face alone, or with several sources, the face of each (``faces[k]`` was swapped with ``source_faces[k]``).
     """
 
     image: np.ndarray
@@ -65,6 +67,7 @@ class SaSwapOutput:
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     alpha: np.ndarray | None = None
+    source_faces: list[Face] = field(default_factory=list)
 
     def __repr__(self) -> str:
         h, w = self.image.shape[:2]
@@ -357,6 +360,81 @@ def _name(x: ImageInput, role: str) -> str:
         return str(x)
     own = getattr(x, "name", None) if callable(getattr(x, "read", None)) else None
     return own if isinstance(own, str) and own else f"the {role} image"
+
+
+class SourcePairing(NamedTuple):
+    """Several sources, each paired with the face or person it replaces (:func:`pair_sources`).
+
+    Attributes:
+        sources: the sources, in order (paths, arrays, PIL images or prepared :class:`SourceFace`).
+        by: how each one's face is chosen: ``"face_index"`` or ``"reference"``.
+        selectors: per source, its face index or its reference photo (the same order).
+    """
+
+    sources: list
+    by: str
+    selectors: list
+
+
+def _several(x: Any) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+def pair_sources(source: Any, face_index: Any, all_faces: bool, reference: Any) -> SourcePairing | None:
+    """How the sources of a swap pair with the faces they replace: None for one source and at most one selector (a
+    face index, ``all_faces`` or a reference photo: one source, as ever), else a :class:`SourcePairing` of a list of
+    sources with a list of face indices or of reference photos of the same length, paired by order.
+
+    Raises:
+        SaSwapError: a list of sources without a list of face indices or references of its length, ``all_faces`` with
+            a list, both kinds of list, a list of selectors with one source, or a face index given twice.
+
+    Example:
+        >>> pair_sources("me.jpg", 1, False, None) is None
+        True
+        >>> pair_sources(["me.jpg", "you.jpg"], [1, 0], False, None)
+        SourcePairing(sources=['me.jpg', 'you.jpg'], by='face_index', selectors=[1, 0])
+    """
+    if not (_several(source) or _several(face_index) or _several(reference)):
+        return None
+    sources = list(source) if _several(source) else [source]
+    n = len(sources)
+    if n == 0:
+        raise SaSwapError("no source given (an empty list)")
+    what = f"{n} source{'s' if n != 1 else ''}"
+    one_each = "give face_index=[...] or reference=[...] with one entry per source, in the same order"
+    if all_faces:
+        raise SaSwapError(f"all_faces swaps one source into every face; for {what} {one_each}")
+    if face_index is not None and reference is not None:
+        raise SaSwapError("choose one of face_index and reference")
+    if face_index is None and reference is None:
+        raise SaSwapError(f"{what} but no face chosen for each; {one_each}")
+    by, selectors = ("face_index", face_index) if face_index is not None else ("reference", reference)
+    kind = "face indices" if by == "face_index" else "references"
+    if not _several(selectors):
+        raise SaSwapError(f"{what} but a single {by.replace('_', ' ')}; {one_each}")
+    if len(selectors) != n:
+        raise SaSwapError(f"{what} but {len(selectors)} {kind}; {one_each}")
+    if by == "face_index":
+        for k, index in enumerate(selectors):
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise SaSwapError(f"face index {index!r} (for source {k + 1}) is not a whole number")
+            if int(index) in [int(i) for i in selectors[:k]]:
+                raise SaSwapError(f"face index {int(index)} is given twice; each source replaces a face of its own")
+        selectors = [int(i) for i in selectors]
+    elif any(r is None for r in selectors):
+        raise SaSwapError("a reference of the list is None; give a photo for each source")
+    return SourcePairing(sources, by, list(selectors))
+
+
+def kept_crop_size_of(crop_size: int | str | None, sources: Sequence[SourceFace]) -> int | str | None:
+    """:func:`kept_crop_size` for several prepared sources: under ``"auto"``, the size of the first that keeps no photo
+    (the others are prepared again at it), else ``crop_size`` as asked."""
+    for source in sources:
+        kept = kept_crop_size(crop_size, source)
+        if kept != crop_size:
+            return kept
+    return crop_size
 
 
 class SaSwapPipeline:
@@ -762,28 +840,65 @@ class SaSwapPipeline:
             raise _out_of_range(name, index, faces)
         return [faces[index]]
 
+    def _select_each(self, image: np.ndarray, faces: list[Face], name: str, pairing: SourcePairing) -> list[Face]:
+        """The target face of each source of ``pairing``, in its order: by face index, or the face most like each
+        reference photo (two references whose best match is one face are an error)."""
+        if pairing.by == "face_index":
+            for index in pairing.selectors:
+                if not 0 <= index < len(faces):
+                    raise _out_of_range(name, index, faces)
+            return [faces[index] for index in pairing.selectors]
+        from saswap.face.identity import cosine_similarity
+
+        embedder = self.identity_embedder()
+        found = [embedder(image, f) for f in faces]
+        threshold = getattr(embedder, "same_person_cosine", 0.5)
+        chosen: list[int] = []
+        for k, reference in enumerate(pairing.selectors):
+            ref_img, ref_face = self.reference_face(reference)
+            ref = embedder(ref_img, ref_face)
+            scores = [cosine_similarity(ref, e) for e in found]
+            best = int(np.argmax(scores))
+            if best in chosen:
+                first = chosen.index(best)
+                raise SaSwapError(
+                    f"{name}: references {first + 1} ({_name(pairing.selectors[first], 'reference')}) and {k + 1} "
+                    f"({_name(reference, 'reference')}) both match face {best} best; give a reference of a different "
+                    "person for each source"
+                )
+            warn_weak_reference(name, scores[best], threshold)
+            logger.info("reference %d match: face %d (cosine %.3f)", k + 1, best, scores[best])
+            chosen.append(best)
+        return [faces[i] for i in chosen]
+
     # -- main -----------------------------------------------------------------------------------
     def __call__(
         self,
-        source: ImageInput | SourceFace,
+        source: ImageInput | SourceFace | Sequence[ImageInput | SourceFace],
         target: ImageInput,
         *,
         shape_strength: float = 1.0,
-        face_index: int | None = None,
+        face_index: int | Sequence[int] | None = None,
         all_faces: bool = False,
-        reference: ImageInput | None = None,
+        reference: ImageInput | Sequence[ImageInput] | None = None,
         enhance: str | None = None,
         crop_size: int | str | None = None,
     ) -> SaSwapOutput:
         """Swap the source's face into the target.
 
+        Several people, each with a source of their own (a couple template): a list of sources, paired by order with
+        a list of as many face indices or reference photos (``face_index=[0, 1]``, ``reference=[ref_a, ref_b]``);
+        each chosen face is swapped with its own source, every other face is left as it is (:func:`pair_sources`).
+
         Args:
-            source: path, PIL image or RGB array of the source, or a prepared :class:`SourceFace`.
+            source: path, PIL image or RGB array of the source, or a prepared :class:`SourceFace`; or a list of them.
             target: path, PIL image or RGB array of the target.
             shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
-            face_index: swap the target's face with this index (faces are sorted largest first).
-            all_faces: swap every face of the target.
-            reference: swap the target face that looks most like this photo's face.
+            face_index: swap the target's face with this index (faces are sorted largest first); with a list of
+                sources, a list of indices, one per source.
+            all_faces: swap every face of the target (one source only).
+            reference: swap the target face that looks most like this photo's face; with a list of sources, a list
+                of photos, one per source (two of them matching the same face best is an error).
             enhance: name or path of a face enhancer to run on the swapped faces (off by default).
             crop_size: side of the aligned crop the engine swaps in: None keeps the engine's own (384 px for the
                 geometric engine), ``"auto"`` sizes it to the face (a high-resolution photo keeps the detail of its
@@ -793,38 +908,53 @@ class SaSwapPipeline:
 
         Returns:
             :class:`SaSwapOutput`.
+
+        Raises:
+            SaSwapError: sources and selectors that do not pair (:func:`pair_sources`), a face index out of range, two
+                references matching the same face best.
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        if isinstance(source, SourceFace):
-            prepared, source_face = source, source.face
-        else:
-            prepared, source_face = self.prepare_source(source)
+        pairing = pair_sources(source, face_index, all_faces, reference)  # checked before any work
+        prepared_all, source_faces = [], []
+        for one in [source] if pairing is None else pairing.sources:
+            if isinstance(one, SourceFace):
+                prepared, source_face = one, one.face
+            else:
+                prepared, source_face = self.prepare_source(one)
+            prepared_all.append(prepared)
+            source_faces.append(source_face)
         timings["analyze_source"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         name = _name(target, "target")
         target_img, alpha = load_image_alpha(target, name=name)
-        faces = self._select(
-            target_img, self._faces(target_img, name, "target"), name, face_index, all_faces, reference
-        )
+        found = self._faces(target_img, name, "target")
+        if pairing is None:
+            faces = self._select(target_img, found, name, face_index, all_faces, reference)
+        else:
+            faces = self._select_each(target_img, found, name, pairing)
         warn_turned_targets(name, faces)
-        size = self.crop_size_for(faces, kept_crop_size(crop_size, prepared))
+        size = self.crop_size_for(faces, kept_crop_size_of(crop_size, prepared_all))
         pipe = self.at_crop_size(size)
         ts = time.perf_counter()
-        prepared = self.source_at(prepared, size)
-        again = time.perf_counter() - ts  # the source prepared again at this size
+        prepared_all = [self.source_at(prepared, size) for prepared in prepared_all]
+        again = time.perf_counter() - ts  # the sources prepared again at this size
         timings["analyze_source"] += again
         analysis = pipe.target_analyzer(target_img, faces)
         timings["analyze_target"] = time.perf_counter() - t1 - again
         result_img = target_img.copy()
         timings["swap"] = timings["paste"] = 0.0
-        masks = pipe.swap_frame(result_img, target_img, analysis, prepared, shape_strength, enhance, timings)
+        # one source: itself; several: face k is swapped with source k
+        sources = prepared_all[0] if pairing is None else prepared_all
+        masks = pipe.swap_frame(result_img, target_img, analysis, sources, shape_strength, enhance, timings)
         timings["total"] = time.perf_counter() - t0
         provenance = {
             **engine_provenance(self.engine), "shape_strength": shape_strength, **compose_provenance(self.compositor),
-            "faces": len(faces), "crop_size": size,
+            "faces": len(faces), "crop_size": size, **({} if pairing is None else {"sources": len(prepared_all)}),
         }  # fmt: skip
-        return SaSwapOutput(result_img, faces, masks, source_face, timings, provenance, alpha)
+        return SaSwapOutput(
+            result_img, faces, masks, source_faces[0], timings, provenance, alpha, source_faces=source_faces
+        )
 
     def swap_crop(
         self,
@@ -850,13 +980,14 @@ class SaSwapPipeline:
         out: np.ndarray,
         frame: np.ndarray,
         analysis: FrameAnalysis | list[TargetFace],
-        source: SourceFace,
+        source: SourceFace | Sequence[SourceFace],
         shape_strength: float = 1.0,
         enhance: str | None = None,
         timings: dict[str, float] | None = None,
         weights: list[float] | None = None,
         make_faces: Callable[[list[tuple]], list[tuple]] | None = None,
         boundaries: list | None = None,
+        source_index: Sequence[int] | None = None,
     ) -> list[np.ndarray]:
         """Swap the source into the analysed faces of one frame, writing into ``out`` in place.
 
@@ -864,17 +995,20 @@ class SaSwapPipeline:
             out: the output frame, RGB uint8 (H, W, 3) (a copy of ``frame``), modified in place.
             frame: the decoded target frame.
             analysis: the frame's analysis (or the faces of it to swap).
-            source: the prepared source.
+            source: the prepared source, or several (a list: each face is swapped with the one ``source_index``
+                names).
             shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
             enhance: face enhancer name or path (off when None).
             timings: accumulates seconds under "swap" (engine) and "paste" (compose + paste-back).
             weights: per face, how much of the swap shows (fades in video), 1 by default.
             make_faces: makes the faces elsewhere (a frame worker process): called with one :class:`FaceJob`
-                ``(crop, crop_face, data, transform, frame_size, weight)`` per face, returns what :func:`make_face`
-                returns for each (with this pipeline's engine, compositor, ``source``, ``shape_strength`` and
-                ``enhance``).
+                ``(crop, crop_face, data, transform, frame_size, weight, source)`` per face, returns what
+                :func:`make_face` returns for each (with this pipeline's engine, compositor, ``source``,
+                ``shape_strength`` and ``enhance``).
             boundaries: when a list, each face's boundary membrane offset is appended to it
                 (:attr:`~saswap.compose.ComposedFace.boundary`, None without one): a video swap smooths it over time.
+            source_index: per face, which of several sources it is swapped with (its position in ``source``;
+                :attr:`FaceJob.source`); None: face ``k`` with source ``k`` (one source: 0 for every face).
 
         Returns:
             per face, the full-size mask of where ``out`` changed.
@@ -885,6 +1019,7 @@ class SaSwapPipeline:
             FaceJob(
                 warp_face(frame, tf.transform, self.engine.crop_size), tf.crop_face, tf.data, tf.transform,
                 frame.shape[:2], 1.0 if weights is None else float(weights[k]),
+                0 if not _several(source) else k if source_index is None else int(source_index[k]),
             )  # fmt: skip
             for k, tf in enumerate(faces)
         ]
@@ -929,14 +1064,14 @@ class SaSwapPipeline:
 
     def swap_video(
         self,
-        source: ImageInput | SourceFace,
+        source: ImageInput | SourceFace | Sequence[ImageInput | SourceFace],
         template: str | os.PathLike,
         output: str | os.PathLike,
         *,
         shape_strength: float = 1.0,
-        face_index: int | None = None,
+        face_index: int | Sequence[int] | None = None,
         all_faces: bool = False,
-        reference: ImageInput | None = None,
+        reference: ImageInput | Sequence[ImageInput] | None = None,
         enhance: str | None = None,
         cache: bool = True,
         cache_dir: str | os.PathLike | None = None,
@@ -960,17 +1095,20 @@ class SaSwapPipeline:
         temporary folder, removed afterwards). The chosen person is tracked through the video, across shot cuts:
         by default the person with the largest summed face area in the whole template (tracks matched by identity:
         a face lost and found again, or seen in another shot), or the ``face_index``-th, every face, or the person
-        most like ``reference``; no one else is swapped. Frames where that face is
-        lost pass through unchanged, and the swap fades out and in over ``fade_frames`` frames there (not at shot
-        cuts). Resolution, frame rate, timestamps, rotation
-        and audio (copied) are kept; the output carries the synthetic-media tag.
+        most like ``reference``; no one else is swapped. Several people, each with a source of their own (a couple
+        template): a list of sources and a list of as many face indices or reference photos, paired by order
+        (:func:`pair_sources`); each person is tracked as one is, and swapped with their own source. Frames where a
+        face is lost pass through unchanged, and the swap fades out and in over ``fade_frames`` frames there (not at
+        shot cuts). Resolution, frame rate, timestamps, rotation and audio (copied) are kept; the output carries the
+        synthetic-media tag.
 
         Args:
-            source: the source photo (path, PIL image, array) or a prepared :class:`SourceFace`.
+            source: the source photo (path, PIL image, array) or a prepared :class:`SourceFace`; or a list of them.
             template: the template video file.
             output: the output video file (.mp4 by default; written atomically).
             shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
-            face_index, all_faces, reference: which faces to swap (one of them).
+            face_index, all_faces, reference: which faces to swap (one of them); with a list of sources, a list of
+                face indices (people, by summed face area) or of reference photos, one per source.
             enhance: face enhancer name or path (off by default).
             cache: use (and build) the persistent template cache.
             cache_dir: its folder (default: ``$SASWAP_CACHE`` or the platform's cache folder).
@@ -1038,6 +1176,8 @@ class FaceJob(NamedTuple):
         transform: the frame -> crop similarity.
         frame_size: (H, W) of the frame.
         weight: how much of the swap shows (a fade in video), in [0, 1].
+        source: which source the face is swapped with, its position in the list of sources that the face's maker
+            holds (:func:`make_face`; a frame worker holds them all, sent once): 0 with one source.
     """
 
     crop: np.ndarray
@@ -1046,16 +1186,28 @@ class FaceJob(NamedTuple):
     transform: np.ndarray
     frame_size: tuple[int, int]
     weight: float
+    source: int = 0
+
+
+def job_source(source: SourceFace | Sequence[SourceFace], job: FaceJob) -> SourceFace:
+    """The source a face job is swapped with: ``source`` itself, or of several, the one :attr:`FaceJob.source` names."""
+    return source[job.source] if _several(source) else source
 
 
 def make_face(
-    engine: SwapEngine, compositor: Compositor, enhancer, job: FaceJob, source: SourceFace, shape_strength: float
+    engine: SwapEngine,
+    compositor: Compositor,
+    enhancer,
+    job: FaceJob,
+    source: SourceFace | Sequence[SourceFace],
+    shape_strength: float,
 ) -> tuple[Placed | None, float, float]:
     """The engine and compose stage of one aligned target face, up to its placing back into the frame (what a frame
     worker runs; the frame's owner blends it in with :func:`~saswap.compose.compositor.blend_placed`).
 
     Args:
         enhancer: a :class:`~saswap.enhance.FaceEnhancer` or None.
+        source: the prepared source, or several (a list: the job's :attr:`FaceJob.source` says which).
 
     Returns:
         (what :func:`~saswap.compose.compositor.place_back` returns, the engine's seconds, the compose stage's, the
@@ -1066,11 +1218,13 @@ def make_face(
     return placed, engine_s, compose_s, boundary
 
 
-def engine_face(engine: SwapEngine, job: FaceJob, source: SourceFace, shape_strength: float):
+def engine_face(engine: SwapEngine, job: FaceJob, source: SourceFace | Sequence[SourceFace], shape_strength: float):
     """The engine's face for one job (its :class:`~saswap.engines.base.EngineOutput`) and the seconds it took: the
-    first half of :func:`make_face`, which a frame's owner runs itself when the engine computes on a GPU."""
+    first half of :func:`make_face`, which a frame's owner runs itself when the engine computes on a GPU (``source``:
+    one, or several, of which the job's :attr:`FaceJob.source` is used)."""
     ts = time.perf_counter()
-    result = engine.swap(job.crop, job.crop_face, source, shape_strength=shape_strength, analysis=job.data)
+    chosen = job_source(source, job)
+    result = engine.swap(job.crop, job.crop_face, chosen, shape_strength=shape_strength, analysis=job.data)
     return result, time.perf_counter() - ts
 
 

@@ -83,6 +83,8 @@ class SaSwapVideoOutput:
             with that frame's face instead of being made again.
         shots: shots in the frames written (shot cuts + 1).
         shots_swapped: shots in which a face was swapped (a shot without the chosen person stays as it is).
+        track_sources: with several sources, each chosen track's source (its position in the list of sources);
+            empty with one source.
         timings: seconds per stage: "analyze_source", "precompute" (building the cache; 0 on a hit),
             "decode", "analysis" (reading the cache), "engine", "compose" (compose and paste-back),
             "encode", "total" (wall time). "engine" and "compose" add up the worker threads' time, so with
@@ -101,6 +103,7 @@ class SaSwapVideoOutput:
     timings: dict[str, float] = field(default_factory=dict)
     shots: int = 1
     shots_swapped: int = 0
+    track_sources: dict[int, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -193,9 +196,10 @@ def smooth_track_motion(
     tracks: set[int] | None = None,
 ) -> Iterator[FrameAnalysis]:
     """A template's frame analyses in order, each face given the engine's :meth:`~saswap.engines.base.SwapEngine.
-    track_motion` for ``source``, smoothed along its track in both directions (a Gaussian of the engine's
-    ``motion_seconds``, truncated at 3 sigma, edges held as :func:`smooth_track_signals` holds them), within a shot and
-    a run of distinct pictures where the track is seen; in the face's ``data["motion"]``.
+    track_motion` for ``source`` (several sources: a dict of each track's own), smoothed along its track in both
+    directions (a Gaussian of the engine's ``motion_seconds``, truncated at 3 sigma, edges held as
+    :func:`smooth_track_signals` holds them), within a shot and a run of distinct pictures where the track is seen; in
+    the face's ``data["motion"]``.
 
     The motion depends on the source, so no cache can hold it: it is computed here, as the frames are read, which
     needs the frames up to 3 sigma ahead (at the geometric engine's 0.13 s and 30 fps, 12 frames' analyses of 0.3 MB
@@ -249,7 +253,8 @@ def smooth_track_motion(
             motions = {}
             for tf in record.faces:
                 if tracks is None or tf.face.track_id in tracks:
-                    m = engine.track_motion(tf.crop_face, source, shape_strength, tf.data)
+                    own = source[tf.face.track_id] if isinstance(source, dict) else source
+                    m = engine.track_motion(tf.crop_face, own, shape_strength, tf.data)
                     if m is not None:
                         motions[tf.face.track_id] = np.asarray(m, np.float64)
             seen[n] = (bool(record.shot_cut), motions)
@@ -1044,6 +1049,65 @@ def _select_tracks(header: dict[str, Any], face_index: int | None, all_faces: bo
     return set(people[index]["tracks"])
 
 
+def _reference_tracks(scores: dict[int, float], threshold: float) -> tuple[set[int], float]:
+    """The reference person's tracks: the best-matching track, and every track the embedder takes for the same person
+    (someone who leaves and comes back, or appears in another shot); and the best cosine."""
+    best = max(scores.values(), default=-1.0)
+    return {tid for tid, s in scores.items() if s >= threshold or s == best}, best
+
+
+def _track_sources(pipe, template: Path, opened: TemplateCache, pairing) -> tuple[dict[int, int], dict[int, float]]:
+    """With several sources (:func:`~saswap.pipelines.image.pair_sources`): each chosen track's source (its position
+    in the list), and with references, each chosen track's cosine to its own reference.
+
+    By face index, source ``k`` replaces the ``face_index[k]``-th person of :func:`template_people`; by reference, the
+    person most like reference ``k`` (:func:`_reference_tracks`), a track that two references take for theirs going to
+    the nearer. Two selectors that name one person are an error.
+    """
+    from saswap.pipelines.image import _name, warn_weak_reference
+
+    header = opened.header
+    owner: dict[int, int] = {}
+    if pairing.by == "face_index":
+        people = template_people(header)
+        for k, index in enumerate(pairing.selectors):
+            if not 0 <= index < len(people):
+                raise SaSwapError(
+                    f"{template}: face index {index} out of range: {len(people)} person(s) in the template (saswap "
+                    "precompute TEMPLATE lists them)"
+                )
+            owner.update({tid: k for tid in people[index]["tracks"]})
+        return owner, {}
+    threshold = getattr(pipe.identity_embedder(), "same_person_cosine", 0.5)
+    # with the tracks' identities cached, tracks of one person (seen again after a cut) are one person here too
+    person = {t: i for i, p in enumerate(template_people(header)) for t in p["tracks"]} if "identity" in header else {}
+    best_track: dict[int, int] = {}  # the best-matching track -> the reference that has it
+    matched: dict[int, int] = {}  # the best-matching person (or track) -> the reference that has it
+    own: dict[int, float] = {}
+    for k, reference in enumerate(pairing.selectors):
+        scores = _reference_scores(pipe, template, opened, reference)
+        chosen, best = _reference_tracks(scores, threshold)
+        if scores:
+            warn_weak_reference(str(template), best, threshold)
+            top = max(scores, key=scores.get)
+            who = person.get(top, -1 - top)
+            if who in matched:
+                first = matched[who]
+                raise SaSwapError(
+                    f"{template}: references {first + 1} ({_name(pairing.selectors[first], 'reference')}) and {k + 1} "
+                    f"({_name(reference, 'reference')}) both match the same person best (track {top}); give a "
+                    "reference of a different person for each source"
+                )
+            best_track[top] = matched[who] = k
+        logger.info("reference %d match: tracks %s (best cosine %.3f)", k + 1, sorted(chosen), best)
+        for tid in chosen:
+            if tid not in owner or scores[tid] > own[tid]:
+                owner[tid], own[tid] = k, scores[tid]
+    for tid, k in best_track.items():  # each reference keeps its best match
+        owner[tid], own[tid] = k, float("inf")
+    return owner, own
+
+
 def describe_people(header: dict[str, Any], fps: float, most: int = 5) -> list[str]:
     """Lines telling the people of a cached template (:func:`template_people`), as ``--face-index`` counts them."""
     people = template_people(header)
@@ -1184,9 +1248,12 @@ def swap_video(
     cached (:func:`precompute_template`'s ``workers``); ``tone_reach`` is the :class:`ToneStabiliser`'s
     (frames each side), 0 switches it off; ``skin_sigma`` is the :class:`SkinStabiliser`'s (frames), 0 switches it
     off; ``codec_threads=False`` decodes and encodes on one thread each, for a process meant to use one core;
-    ``crop_size`` is the engine's crop for the whole video, :func:`precompute_template`'s)."""
+    ``crop_size`` is the engine's crop for the whole video, :func:`precompute_template`'s). Several sources, each
+    paired with a face index or a reference (:func:`~saswap.pipelines.image.pair_sources`), replace a person each:
+    the tracks of each person are swapped with that person's source (threads and worker processes hold every
+    prepared source; each face says which it takes)."""
     from saswap.engines.base import SourceFace
-    from saswap.pipelines.image import kept_crop_size, target_turned, warn_weak_reference
+    from saswap.pipelines.image import kept_crop_size_of, pair_sources, target_turned, warn_weak_reference
     from saswap.pipelines.threads import blas_threads
     from saswap.provenance import make_tag
     from saswap.videoio import VIDEO_TAG_KEY, VideoReader, VideoWriter, open_video_writer, probe_video
@@ -1199,7 +1266,8 @@ def swap_video(
         raise SaSwapError(f"fade_frames must be a whole number of frames, 0 or more, got {fade_frames!r}")
     if _same_file(output, template):  # the swap reads the template while it writes, and the original would be lost
         raise SaSwapError(f"{output}: is the template video itself; give another output file")
-    if sum(x is not None for x in (face_index, reference)) + bool(all_faces) > 1:
+    pairing = pair_sources(source, face_index, all_faces, reference)
+    if pairing is None and sum(x is not None for x in (face_index, reference)) + bool(all_faces) > 1:
         raise SaSwapError("choose one of face_index, all_faces and reference")
     if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
         raise SaSwapError(f"{template}: need 0 <= start < end, got start={start}, end={end}")
@@ -1212,11 +1280,10 @@ def swap_video(
     if enhance:
         pipe._get_enhancer(enhance)
     timings = {k: 0.0 for k in ("analyze_source", "precompute", "decode", "analysis", "engine", "compose", "encode")}
-    if isinstance(source, SourceFace):
-        prepared = source
-    else:
-        prepared, _ = pipe.prepare_source(source)
-    crop_size = kept_crop_size(crop_size, prepared)
+    sources = []
+    for one in [source] if pairing is None else pairing.sources:
+        sources.append(one if isinstance(one, SourceFace) else pipe.prepare_source(one)[0])
+    crop_size = kept_crop_size_of(crop_size, sources)
     timings["analyze_source"] = time.perf_counter() - t0
 
     tp = time.perf_counter()
@@ -1244,17 +1311,22 @@ def swap_video(
         size = int(header.get("crop_size", pipe.engine.crop_size))
         ts = time.perf_counter()
         base, pipe = pipe, pipe.at_crop_size(size)
-        prepared = replace(base.source_at(prepared, size), origin=None)
+        sources = [replace(base.source_at(one, size), origin=None) for one in sources]
+        # one source: itself (as ever); several: all of them, each face taking its track's
+        prepared = sources[0] if pairing is None else sources
         timings["analyze_source"] += time.perf_counter() - ts
         if not header["tracks"]:
             raise NoFaceError(f"{template}: no face found in the video ({len(opened)} frames)")
-        if reference is not None:
+        track_source: dict[int, int] = {}  # several sources: each chosen track's
+        if pairing is not None:
+            track_source, scores = _track_sources(pipe, template, opened, pairing)
+            chosen = set(track_source)
+        elif reference is not None:
             scores = _reference_scores(pipe, template, opened, reference)
             # The reference person: the best-matching track, and every track the embedder takes for the same
             # person (someone who leaves and comes back, or appears in another shot).
             threshold = getattr(pipe.identity_embedder(), "same_person_cosine", 0.5)
-            best = max(scores.values(), default=-1.0)
-            chosen = {tid for tid, s in scores.items() if s >= threshold or s == best}
+            chosen, best = _reference_tracks(scores, threshold)
             if scores:
                 warn_weak_reference(str(template), best, threshold)
             logger.info("reference match: tracks %s (best cosine %.3f)", sorted(chosen), best)
@@ -1269,6 +1341,7 @@ def swap_video(
 
         own = {
             **engine_provenance(pipe.engine), "shape_strength": shape_strength, **compose_provenance(pipe.compositor),
+            **({} if pairing is None else {"sources": len(sources)}),
         }  # fmt: skip
         tag = make_tag(**{**own, "media": "video", "crop_size": size, **(tag or {})})  # a caller's fields (a batch job's)
         metadata = {VIDEO_TAG_KEY: _json(tag)}
@@ -1420,8 +1493,9 @@ def swap_video(
                                 # the engine's source-dependent geometry, smoothed along each track (a few frames
                                 # ahead; on the cache's thread with workers; as read when the engine smooths none)
                                 distinct = 1.0 - header.get("repeats", 0) / max(len(opened), 1)
+                                each = prepared if pairing is None else {t: sources[k] for t, k in track_source.items()}
                                 records = smooth_track_motion(
-                                    records, pipe.engine, prepared, shape_strength, info.fps * distinct, chosen
+                                    records, pipe.engine, each, shape_strength, info.fps * distinct, chosen
                                 )
                             if overlap:
                                 records = iter(later.enter_context(Prefetch(records, ahead=4, name="saswap-cache")))
@@ -1432,7 +1506,15 @@ def swap_video(
                             raise CacheError(f"{opened.path}: frames of the cache and the video disagree (pts {frame.pts})")
                         w = weights[analysis.index]
                         faces: list[TargetFace] = [tf for tf in analysis.faces if tf.face.track_id in w]
-                        if reference is not None and len(faces) > 1:
+                        if pairing is not None:
+                            if pairing.by == "reference" and len(faces) > 1:  # each reference's best face alone
+                                best: dict[int, TargetFace] = {}
+                                for tf in faces:
+                                    k = track_source[tf.face.track_id]
+                                    if k not in best or scores[tf.face.track_id] > scores[best[k].face.track_id]:
+                                        best[k] = tf
+                                faces = [tf for tf in faces if best.get(track_source[tf.face.track_id]) is tf]
+                        elif reference is not None and len(faces) > 1:
                             faces = [max(faces, key=lambda tf: scores.get(tf.face.track_id, -1.0))]
                         frame_cut[frame.pts] = analysis.shot_cut
                         shot += bool(analysis.shot_cut and seen)
@@ -1456,10 +1538,11 @@ def swap_video(
                             future = _done((None, None, [], {}, []))
                         else:
                             make = (pipe, prepared, shape_strength, enhance, frame.image, faces, ws, stabiliser)
+                            which = None if pairing is None else [track_source[tf.face.track_id] for tf in faces]
                             if n_workers == 0:
-                                future = _done(_make_frame(*make))
+                                future = _done(_make_frame(*make, source_index=which))
                             else:
-                                future = pool.submit(_make_frame, *make, make_faces)
+                                future = pool.submit(_make_frame, *make, make_faces, source_index=which)
                         if not repeat:
                             made_anchor = anchor
                         # the anchor as the reader and the stabiliser count frames (from ``start``; the cache counts
@@ -1494,6 +1577,7 @@ def swap_video(
         timings=timings,
         shots=shot + 1,
         shots_swapped=len(shots_swapped),
+        track_sources={t: k for t, k in sorted(track_source.items()) if t in used},
     )
 
 
@@ -1626,16 +1710,18 @@ def _analysis_workers(pipe, workers: int | None, frames: int | None = None):
         return 0, None
 
 
-def _make_frame(pipe, source, shape_strength, enhance, image, faces, weights, stabiliser=None, make_faces=None):
+def _make_frame(
+    pipe, source, shape_strength, enhance, image, faces, weights, stabiliser=None, make_faces=None, source_index=None
+):
     """The engine and compose stage of one frame (on a worker thread): (the changed box, the new frame,
     the faces' masks over that box, stage seconds, the faces' :meth:`ToneStabiliser.reading`), or Nones when nothing
-    changed."""
+    changed. ``source``: the prepared source, or several (``source_index``: per face, which)."""
     out = image.copy()
     stage: dict[str, float] = {}
     boundaries: list = []
     masks = pipe.swap_frame(
         out, image, faces, source, shape_strength, enhance, stage, weights=weights, make_faces=make_faces,
-        boundaries=boundaries,
+        boundaries=boundaries, source_index=source_index,
     )  # fmt: skip
     box = _changed_box(masks)
     if box is None:

@@ -12,7 +12,8 @@ The workers are started as ``python -c "...; saswap.pipelines.workers.main()"`` 
 and output. This is not :mod:`multiprocessing`: its spawned processes re-import the caller's main module, which would
 require every script that swaps a video to guard its entry point (``if __name__ == "__main__":``); forked ones are
 unsafe once threads (the codecs', OpenCV's) are running. Each worker holds its own copy of the engine, the compositor
-and the prepared source, sent once when it starts; the results are the same as on threads (the same code on the same
+and the prepared source (or every source of a swap with one per person, each face's message naming its own), sent once
+when it starts; the results are the same as on threads (the same code on the same
 inputs, every worker's linear algebra and OpenCV on one thread). Only the pipeline's own processes read these messages
 (pickle is not safe for data from elsewhere).
 
@@ -232,7 +233,8 @@ class _Workers:
 
 class FrameWorkers(_Workers):
     """``n`` worker processes that make faces (engine + compose stage; with ``engine_here``, the compose stage alone)
-    for one source.
+    for one source, or for several (one per person: each face job names its own, :attr:`~saswap.pipelines.image.
+    FaceJob.source`).
 
     :meth:`make_faces` is what :meth:`SaSwapPipeline.swap_frame`'s ``make_faces`` takes; it may be called from
     ``n`` threads at once, each call taking an idle worker. Use it as a context manager (or call :meth:`close`):
@@ -241,7 +243,7 @@ class FrameWorkers(_Workers):
     Args:
         n: worker processes.
         engine, compositor: the pipeline's (pickled into each worker once; the engine not, with ``engine_here``).
-        source: the prepared :class:`~saswap.engines.base.SourceFace`.
+        source: the prepared :class:`~saswap.engines.base.SourceFace`, or a list of them (sent to each worker once).
         shape_strength: as for the swap.
         enhance: face enhancer name or path (loaded in each worker), or None.
         threads: threads of each worker's BLAS, OpenMP and OpenCV.
@@ -272,7 +274,7 @@ class FrameWorkers(_Workers):
         super().__init__(n, init, threads)
 
     def make_faces(self, jobs: list[tuple]) -> list[tuple]:
-        """Make one face per job ``(crop, crop_face, data, transform, frame_size, weight)``; returns what
+        """Make one face per job ``(crop, crop_face, data, transform, frame_size, weight, source)``; returns what
         :func:`~saswap.pipelines.image.make_face` returns for each. With ``engine_here`` the engine makes the faces on
         the calling thread and the workers compose them. An error the worker raised is raised here with the worker's
         traceback as its cause; the worker goes on."""
