@@ -603,7 +603,8 @@ def test_several_sources_pair_with_repeated_face_indices_or_references(tmp_path,
     monkeypatch.setenv("HOME", str(tmp_path))
     args = build_parser().parse_args(["swap", "-s", "~/a.jpg", "-s", "~/b.jpg", "--reference", "~/r.jpg",
                                       "--reference", "r2.jpg", "-t", "t.mp4", "-o", "o.mp4"])  # fmt: skip
-    assert args.source == [f"{tmp_path}/a.jpg", f"{tmp_path}/b.jpg"] and args.reference == [f"{tmp_path}/r.jpg", "r2.jpg"]
+    assert args.source == [f"{tmp_path}/a.jpg", f"{tmp_path}/b.jpg"]
+    assert args.reference == [f"{tmp_path}/r.jpg", "r2.jpg"]
     assert build_parser().parse_args(["swap", "-s", "a.jpg", "--face-index", "1", "-t", "t", "-o", "o"]).face_index == 1
     # the output may not replace any source or reference
     mine = tmp_path / "mine.png"

@@ -478,6 +478,8 @@ def test_sources_that_do_not_pair_with_the_faces_are_refused(pipe):
     prepared = [pipe.prepare_source(x)[0] for x in (a, b)]
     with pytest.raises(SaSwapError, match="face index 2 out of range"):
         pipe(prepared, two, face_index=[0, 2])
-    obama, obama2 = data_path("images", "face_recognition__obama.jpg"), data_path("images", "face_recognition__obama2.jpg")
-    with pytest.raises(SaSwapError, match=r"references 1 \(.*obama.jpg\) and 2 \(.*obama2.jpg\) both match face 1 best"):
+    obama = data_path("images", "face_recognition__obama.jpg")
+    obama2 = data_path("images", "face_recognition__obama2.jpg")
+    both = r"references 1 \(.*obama.jpg\) and 2 \(.*obama2.jpg\) both match face 1 best"
+    with pytest.raises(SaSwapError, match=both):
         pipe(prepared, two, reference=[obama, obama2])

@@ -1479,7 +1479,8 @@ def test_couple_video_selectors_that_name_one_person_are_refused(pipe, couple_cl
     from saswap.errors import SaSwapError
 
     clip, _ = couple_clip
-    obama, obama2 = data_path("images", "face_recognition__obama.jpg"), data_path("images", "face_recognition__obama2.jpg")
+    obama = data_path("images", "face_recognition__obama.jpg")
+    obama2 = data_path("images", "face_recognition__obama2.jpg")
     kwargs = {"cache_dir": tmp_path / "cache", "progress": False}
     for selector, message in [
         ({"reference": [obama, obama2]}, r"references 1 \(.*obama.jpg\) and 2 \(.*obama2.jpg\) both match the same"),
