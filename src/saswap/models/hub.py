@@ -36,6 +36,12 @@ def load_model_folder(model_cls: type[SaSwapModelMixin], folder: str | os.PathLi
     Raises:
         ModelNotFoundError: ``config.json`` or ``model.safetensors`` is missing, or a file is damaged or another
             model's (the first line of what went wrong is in the message).
+
+    Example:
+        >>> from saswap.face.parsing import face_parser_path
+        >>> from saswap.models import FaceParser
+        >>> load_model_folder(FaceParser, face_parser_path()).num_classes
+        9
     """
     part = Path(folder)
     for file in ("config.json", "model.safetensors"):

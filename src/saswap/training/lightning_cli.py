@@ -41,7 +41,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import lightning.pytorch
 import yaml
@@ -171,7 +171,7 @@ class TrainingCLI(LightningCLI):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "fit":
             parser.add_argument(
-                "--init_from", type=Optional[str], default=None,
+                "--init_from", type=str | None, default=None,
                 help=f"Fine-tune: start a new run (step 0, a fresh optimizer, the options given now) from trained "
                 f"weights: a .ckpt (its state_dict), a .safetensors file, or {self.INIT_FROM_FOLDERS}. Options that "
                 "change no shape (loss weights, learning rates) may differ from the checkpoint's; the architecture "
