@@ -264,3 +264,220 @@ def test_options_saved_as_tuples_equal_the_configurations_lists():
     assert _differences(saved, same, "model") == []
     other = {**same, "betas": [0.5, 0.999]}
     assert _differences(saved, other, "model") == [("model.betas", "[0.0, 0.999]", "[0.5, 0.999]")]
+
+
+# --- fine-tuning: --init_from ------------------------------------------------------------------------------------
+
+
+def _first_step_probe(monkeypatch, system_cls) -> dict:
+    """Record, at the first training step (before any optimiser step), the step, the epoch, the weights and how much
+    state the optimisers hold."""
+    seen: dict = {}
+    step = system_cls.training_step
+
+    def probe(self, batch, batch_idx):
+        if not seen:
+            optimizers = self.optimizers()
+            optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+            seen.update(
+                step=self.global_step, epoch=self.current_epoch, hparams=dict(self.hparams),
+                weights={k: v.detach().clone() for k, v in self.state_dict().items()},
+                optimizer_state=sum(len(o.optimizer.state) for o in optimizers),
+            )  # fmt: skip
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(system_cls, "training_step", probe)
+    return seen
+
+
+def _last(trained: Path) -> Path:
+    return trained / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def _same_weights(weights: dict, expected: dict, keys=None) -> list[str]:
+    """The keys of ``keys`` (default: all of ``expected``) whose tensors differ."""
+    return [k for k in keys or expected if not torch.equal(weights[k], expected[k].to(weights[k].dtype))]
+
+
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights_with_other_options(
+    trained, cache, tmp_path, capfd, caplog, monkeypatch
+):
+    """Other loss weights and learning rate: step 0, epoch 0, fresh optimisers, the checkpoint's weights before the
+    first step, the options given now in the new run's checkpoint, and one log line naming what changed."""
+    caplog.set_level(logging.INFO)
+    source = torch.load(_last(trained), weights_only=True)
+    assert source["global_step"] == 2 and source["hyper_parameters"]["lambda_adv"] == 0.1
+    seen = _first_step_probe(monkeypatch, SaSwapSystem)
+    options = ["--model.lambda_adv", "0.5", "--model.lr_g", "0.0005"]
+    assert main(["train", "fit", *_tiny(tmp_path, cache), "--init_from", str(_last(trained)), *options]) == 0
+    assert seen["step"] == 0 and seen["epoch"] == 0 and seen["optimizer_state"] == 0
+    assert seen["hparams"]["lambda_adv"] == 0.5 and seen["hparams"]["lr_g"] == 0.0005
+    assert set(seen["weights"]) == set(source["state_dict"])
+    assert _same_weights(seen["weights"], source["state_dict"]) == []
+    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    tuned = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert tuned["global_step"] == 2  # 2 steps of its own, not 2 more after the source's 2
+    assert tuned["hyper_parameters"]["lambda_adv"] == 0.5
+    assert _same_weights(tuned["state_dict"], source["state_dict"])  # it trained from there
+    assert f"init_from: {_last(trained)}" in (run / "config.yaml").read_text()
+    logged = capfd.readouterr().err + caplog.text
+    assert (
+        f"Fine-tuning from {_last(trained)}: a new run from its weights (step 0, a fresh optimizer); options changed: "
+        "model.lambda_adv: 0.1 -> 0.5, model.lr_g: 0.001 -> 0.0005"
+    ) in logged
+
+
+def test_init_from_weights_of_other_shapes_is_one_line_before_anything_is_written(trained, cache, tmp_path, capfd):
+    wider = ["--model.generator.init_args.block_out_channels", "[128,32,16,16]"]
+    assert _exit_code(["train", "fit", *_tiny(tmp_path, cache), "--init_from", str(_last(trained)), *wider]) == 2
+    line = _error_line(capfd.readouterr().err)
+    assert f"saswap: error: {_last(trained)}: its weights do not fit this configuration's SaSwapSystem: " in line
+    assert "generator.stem.weight is [32,64,4,4] in the checkpoint, [32,128,4,4] in this configuration" in line
+    assert line.endswith(
+        f"fine-tune with the model sizes it was trained with (that run's configuration: --config "
+        f"{_last(trained).parent.parent}/config.yaml)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_init_from_and_ckpt_path_together_are_a_usage_error(trained, cache, tmp_path, capfd):
+    args = ["train", "fit", *_tiny(tmp_path, cache), "--init_from", str(_last(trained)), "--ckpt_path", "last"]
+    assert _exit_code(args) == 2
+    line = _error_line(capfd.readouterr().err)
+    assert "--init_from starts a new run from trained weights, --ckpt_path resumes a run: give one of them" in line
+    assert line.endswith("(options: saswap train fit --help)")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_init_from_a_missing_file_or_another_systems_weights_is_one_line(tmp_path, cache, capfd, monkeypatch):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    torch.save({"state_dict": {"parser.head.weight": torch.zeros(1)}, "hyper_parameters": {"parser": {}, "lr": 0.1}},
+               tmp_path / "parser.ckpt")  # fmt: skip
+    save_file({"parser.head.weight": torch.zeros(1)}, tmp_path / "parser.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    cases = {
+        "~/nope.ckpt": f"{tmp_path}/home/nope.ckpt: no such file or folder (--init_from takes a .ckpt, a .safetensors",
+        str(tmp_path / "parser.ckpt"): "parser.ckpt: a checkpoint of another system, not of SaSwapSystem",
+        str(tmp_path / "parser.safetensors"): (
+            "parser.safetensors: the weights of FaceParserSystem (saswap train-parser), not of SaSwapSystem (saswap "
+            "train); give weights saswap train trained"
+        ),
+        str(tmp_path / "junk.safetensors"): "junk.safetensors: not a safetensors file safetensors can read",
+    }
+    for init_from, message in cases.items():
+        assert _exit_code(["train", "fit", *_tiny(tmp_path, cache), "--init_from", init_from]) == 2
+        assert message in _error_line(capfd.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_init_from_a_safetensors_file_under_the_home_folder(trained, cache, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    source = torch.load(_last(trained), weights_only=True)["state_dict"]
+    save_file({k: v.contiguous() for k, v in source.items()}, tmp_path / "weights.safetensors")
+    seen = _first_step_probe(monkeypatch, SaSwapSystem)
+    assert main(["train", "fit", *_tiny(tmp_path, cache), "--init_from", "~/weights.safetensors"]) == 0
+    assert seen["step"] == 0 and seen["optimizer_state"] == 0
+    assert _same_weights(seen["weights"], source) == []
+
+
+def test_init_from_a_folder_saswap_export_wrote(trained, cache, tmp_path, capfd, caplog, monkeypatch):
+    """The exported networks start the run (its generator, the EMA's weights, starts the generator and its EMA); the
+    discriminator, which an export leaves out, starts as built, and the log says so."""
+    from saswap.training.export import export_checkpoint
+
+    caplog.set_level(logging.INFO)
+    folder = tmp_path / "exported"
+    export_checkpoint(_last(trained), folder, onnx=False)
+    source = torch.load(_last(trained), weights_only=True)["state_dict"]
+    seen = _first_step_probe(monkeypatch, SaSwapSystem)
+    assert main(["train", "fit", *_tiny(tmp_path, cache), "--init_from", str(folder)]) == 0
+    weights = seen["weights"]
+    assert seen["step"] == 0 and seen["optimizer_state"] == 0
+    for name in ("identity_encoder", "attribute_encoder", "flow_estimator"):
+        keys = [k for k in source if k.startswith(f"{name}.")]
+        assert keys and _same_weights(weights, source, keys) == []
+    ema = [k for k in source if k.startswith("generator_ema.")]
+    assert _same_weights(weights, source, ema) == []
+    assert all(torch.equal(weights[k], weights[k.replace("generator_ema.", "generator.", 1)]) for k in ema)
+    disc = [k for k in source if k.startswith("discriminator.")]
+    assert _same_weights(weights, source, disc)  # as built, not the trained one
+    assert "; as built, not in the folder: discriminator" in capfd.readouterr().err + caplog.text
+    # a folder missing a component: one line naming it
+    (folder / "generator" / "model.safetensors").unlink()
+    assert _exit_code(["train", "fit", *_tiny(tmp_path / "again", cache), "--init_from", str(folder)]) == 2
+    assert f"{folder / 'generator'}: no model.safetensors" in _error_line(capfd.readouterr().err)
+    assert not (tmp_path / "again").exists()
+
+
+def _parser_args(tmp_path: Path, *extra: str) -> list[str]:
+    runs = str(tmp_path / "runs")
+    return [
+        "fit", "--config", str(ROOT / "recipes" / "face-parser.yaml"), "--data.roots", f"[{data_path('images')}]",
+        "--trainer.default_root_dir", runs, "--trainer.logger.init_args.save_dir", runs, *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """The training commands build everything and load --init_from's weights, but do not train."""
+    from saswap.training.lightning_cli import TrainingCLI
+
+    monkeypatch.setattr(TrainingCLI, "_run_subcommand", lambda self, subcommand: None)
+
+
+def test_train_parser_init_from_the_shipped_parser_by_its_zoo_name(tmp_path, no_run):
+    from saswap.models import FaceParser
+    from saswap.training.parser_cli import train_parser_main
+
+    cli = train_parser_main(_parser_args(tmp_path, "--init_from", "saswap-face-parser", "--model.lr", "0.0003"))
+    shipped = FaceParser.from_pretrained("saswap-face-parser").state_dict()
+    assert _same_weights(cli.model.parser.state_dict(), shipped) == []
+    assert cli.model.hparams.lr == 0.0003
+
+
+def test_train_parser_init_from_a_parser_folder_or_its_safetensors_and_one_of_other_sizes(tmp_path, capfd, no_run):
+    from saswap.models import FaceParser
+    from saswap.training.parser_cli import train_parser_main
+
+    torch.manual_seed(1)
+    FaceParser(block_out_channels=(4, 8, 16), image_size=64).save_pretrained(tmp_path / "mine")
+    tiny = ("--model.parser.init_args.block_out_channels", "[4, 8, 16]")
+    expected = FaceParser.from_pretrained(tmp_path / "mine").state_dict()
+    for init_from in (tmp_path / "mine", tmp_path / "mine" / "model.safetensors"):
+        cli = train_parser_main(_parser_args(tmp_path, "--init_from", str(init_from), *tiny))
+        assert _same_weights(cli.model.parser.state_dict(), expected) == []
+    # the recipe's wider parser: one line naming the first parameter and both shapes
+    for init_from, held in ((tmp_path / "mine", "folder"), (tmp_path / "mine" / "model.safetensors", "file")):
+        assert _exit_code(["train-parser", *_parser_args(tmp_path, "--init_from", str(init_from))]) == 2
+        line = _error_line(capfd.readouterr().err)
+        assert f"{init_from}: its weights do not fit this configuration's FaceParserSystem: parser.stem.0.0.weight " \
+            f"is [4,3,3,3] in the {held}, [16,3,3,3] in this configuration" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_harmonizer_init_from_a_checkpoint_and_the_zoo_name_that_has_no_weights_yet(tmp_path, capfd, no_run):
+    from saswap.models import ToneHarmonizer
+    from saswap.training.harmonizer_cli import train_harmonizer_main
+
+    torch.manual_seed(2)
+    model = ToneHarmonizer(grid_size=4, block_out_channels=(4, 8), work_size=32)
+    spec = {"class_path": "saswap.models.ToneHarmonizer",
+            "init_args": {"grid_size": 4, "block_out_channels": [4, 8], "work_size": 32}}  # fmt: skip
+    state = {f"harmonizer.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"harmonizer": spec, "lr": 0.002}}, tmp_path / "h.ckpt")
+    runs = str(tmp_path / "runs")
+    args = [
+        "fit", "--config", str(ROOT / "recipes" / "tone-harmonizer.yaml"), "--trainer.default_root_dir", runs,
+        "--trainer.logger.init_args.save_dir", runs, "--model.harmonizer.init_args.block_out_channels", "[4, 8]",
+        "--model.harmonizer.init_args.work_size", "32", "--model.harmonizer.init_args.grid_size", "4",
+    ]  # fmt: skip
+    cli = train_harmonizer_main([*args, "--init_from", str(tmp_path / "h.ckpt"), "--model.lr", "0.0001"])
+    assert _same_weights(cli.model.state_dict(), state) == [] and cli.model.hparams.lr == 0.0001
+    assert _exit_code(["train-harmonizer", *args, "--init_from", "saswap-tone-harmonizer"]) == 2
+    assert "saswap-tone-harmonizer: no weights ship yet" in _error_line(capfd.readouterr().err)
+    assert not (tmp_path / "runs").exists()

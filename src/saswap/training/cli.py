@@ -4,16 +4,22 @@ Example:
     saswap train fit --config recipes/debug-tiny.yaml
     saswap train fit --config recipes/saswap-256.yaml --data.root /data/faces --trainer.devices 8
     saswap train fit --config recipes/debug-tiny.yaml --ckpt_path last   # resume
+    saswap train fit --config recipes/debug-tiny.yaml --init_from RUN/checkpoints/last.ckpt --model.lr_g 1e-4
 
 ``--ckpt_path last`` resumes from the newest ``last.ckpt`` of the earlier runs logged under the same
 ``save_dir/name`` (any ``version_N``); without one it is an error (see :mod:`saswap.training.lightning_cli`).
+``--init_from`` fine-tunes: a new run from a checkpoint's weights, a ``.safetensors`` file of the system's
+weights or a model folder ``saswap export`` wrote (that folder holds no discriminator: it starts as built).
 The system has only a training step: ``fit`` is the one subcommand.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from saswap.training.data import FacePairsDataModule, check_data_root, check_image_size
 from saswap.training.lightning_cli import TrainingCLI
@@ -29,11 +35,27 @@ class SaSwapCLI(TrainingCLI):
     COMMAND = "train"
     SUBCOMMANDS = ("fit",)
     LINKS = {"data.image_size": "model.flow_estimator.init_args.image_size"}
+    KIND = "saswap"
+    INIT_FROM_FOLDERS = "a model folder 'saswap export' wrote (its discriminator starts as built: the folder has none)"
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_data_root(config.data.root)
         check_image_size(config.data.image_size, *model_size_multiple(config.model))
+
+    def _folder_weights(self, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The networks of a model folder ``saswap export`` wrote (:func:`saswap.engines.neural.load_components`):
+        its generator (the EMA's weights where the run kept an EMA) starts the generator and its EMA."""
+        from saswap.engines.neural import load_components
+
+        loaded, _ = load_components(folder)
+        weights, options = {}, {}
+        for name, module in loaded.items():
+            weights.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+            options[name] = {"init_args": json.loads((folder / name / "config.json").read_text(encoding="utf-8"))}
+        if getattr(self.model, "generator_ema", None) is not None:
+            weights.update({f"generator_ema.{k}": v for k, v in loaded["generator"].state_dict().items()})
+        return weights, options
 
 
 def model_size_multiple(model) -> tuple[int, str]:

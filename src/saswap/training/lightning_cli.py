@@ -9,6 +9,13 @@ What it adds to Lightning's:
   none it is an error. (Lightning itself looks only in the new run's empty ``version_N`` and starts afresh.);
 - a checkpoint that does not exist, cannot be read or was written by another system is a one-line error before
   anything is built or written;
+- ``fit --init_from WEIGHTS`` starts a *new* run (step 0, a fresh optimiser, the options given now) from trained
+  weights, where ``--ckpt_path`` resumes one: a ``.ckpt`` (its ``state_dict``), a ``.safetensors`` file of the
+  system's weights (or of its one model's), a model folder ``saswap export`` wrote, or a shipped model's zoo name
+  where the command has one (``saswap-face-parser``). The weights load strictly into the model built, before
+  anything is written: a parameter missing, unexpected or of another shape is a one-line error naming the first
+  (loss weights, learning rates and other options that change no shape may differ from the checkpoint's: they are
+  logged, ``option: old -> new``). Given with ``--ckpt_path``, it is a usage error;
 - resuming continues the run the checkpoint was saved from, so the configuration's model options must be the ones
   it was trained with (its ``hyper_parameters``): a difference is a one-line error naming the options, before
   anything is written, for ``last`` as for a path. (Lightning reads a named checkpoint's hyper-parameters back over
@@ -32,6 +39,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -126,11 +134,21 @@ class TrainingCLI(LightningCLI):
     SUBCOMMANDS: ClassVar[tuple[str, ...]] = ("fit",)
     #: values that must agree, linked when parsing: ``{source: target}`` (messages name a target by its source)
     LINKS: ClassVar[dict[str, str]] = {}
+    #: which of :data:`saswap.training.checkpoints.CHECKPOINT_KINDS` the system is (its weights' key prefix)
+    KIND: ClassVar[str] = "saswap"
+    #: the system's attribute holding the one model ``saswap export`` writes as a ``save_pretrained`` folder
+    #: (``--init_from FOLDER``); None where the export is another layout (:meth:`_folder_weights` says how to read it)
+    MODEL: ClassVar[str | None] = None
+    #: what ``--init_from`` takes besides files, for its help
+    INIT_FROM_FOLDERS: ClassVar[str] = "a model folder 'saswap export' wrote"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("parser_class", _OneLineErrors)
         self._resume_from: Path | None = None  # the checkpoint checked (``last`` found), until its weights are
         self._checked: dict[str, Any] | None = None  # ... its contents (weights memory-mapped), read once
+        self._init_from: Path | None = None  # --init_from's file or folder
+        self._init_weights: Mapping[str, Any] | None = None  # ... a file's weights, read before the model is built
+        self._init_options: dict[str, Any] | None = None  # ... and the model options a checkpoint records
         super().__init__(*args, **kwargs)
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
@@ -149,14 +167,35 @@ class TrainingCLI(LightningCLI):
     def subcommands(cls) -> dict[str, set[str]]:
         return {k: v for k, v in LightningCLI.subcommands().items() if k in cls.SUBCOMMANDS}
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument(
+                "--init_from", type=str | None, default=None,
+                help=f"Fine-tune: start a new run (step 0, a fresh optimizer, the options given now) from trained "
+                f"weights: a .ckpt (its state_dict), a .safetensors file, or {self.INIT_FROM_FOLDERS}. Options that "
+                "change no shape (loss weights, learning rates) may differ from the checkpoint's; the architecture "
+                "must match. Not with --ckpt_path, which resumes a run.",
+            )  # fmt: skip
+        return parser
+
     # --- checkpoints ---------------------------------------------------------------------------------------
 
     def _parse_ckpt_path(self) -> None:
         """Check a checkpoint named by its path before anything is built. Lightning's own reading of its
         hyper-parameters back over the configuration is not done: it overrode the user's options without a word;
-        :meth:`_check_options` makes a difference an error instead."""
+        :meth:`_check_options` makes a difference an error instead. ``--init_from``'s file is read here too."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        init_from = self.config[subcommand].get("init_from") if subcommand else None
+        if init_from is not None:
+            if ckpt_path is not None:
+                self._subcommand_parsers[subcommand].error(
+                    "--init_from starts a new run from trained weights, --ckpt_path resumes a run: give one of them "
+                    "(a fine-tuning run's config.yaml names its --init_from: resume it with --init_from null)"
+                )
+            self._parse_init_from(subcommand, str(init_from))
+            return
         if ckpt_path is not None and ckpt_path != "last":
             self._resume_from = Path(ckpt_path)
             self._checked = self._check_checkpoint(self._resume_from)
@@ -167,10 +206,14 @@ class TrainingCLI(LightningCLI):
         from saswap.training.checkpoints import read_checkpoint
 
         ckpt = read_checkpoint(path, weights_only=True, mmap=True)  # plain data, the weights not read
+        saved = _saved_options(ckpt)
+        self._check_system(path, saved)
+        self._check_options(path, saved)
+        return ckpt
+
+    def _check_system(self, path: Path, saved: dict[str, Any]) -> None:
+        """A one-line error when the options a checkpoint records are not all its system's (another system's)."""
         system = self._model_class
-        saved = {
-            k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if k not in ("_instantiator", "_class_path")
-        }
         params = inspect.signature(system).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             foreign = sorted(set(saved) - set(params))
@@ -179,15 +222,16 @@ class TrainingCLI(LightningCLI):
                     f"{path}: a checkpoint of another system, not of {system.__name__} (its hyper-parameters "
                     f"{', '.join(foreign[:5])} are not {system.__name__}'s); give one that saswap {self.COMMAND} wrote"
                 )
-        self._check_options(path, saved)
-        return ckpt
+
+    def _model_options(self) -> dict[str, Any]:
+        """The configuration's ``model`` as its YAML dump holds it (link targets included)."""
+        subcommand = self.config.get("subcommand")
+        dump = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False, format="yaml"))
+        return (dump.get(subcommand, dump) if subcommand else dump).get("model") or {}
 
     def _check_options(self, path: Path, saved: dict[str, Any]) -> None:
         """A one-line error when the configuration's model options differ from those ``path`` was trained with."""
-        subcommand = self.config.get("subcommand")
-        dump = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False, format="yaml"))
-        model = (dump.get(subcommand, dump) if subcommand else dump).get("model") or {}
-        differences = _differences(saved, model, "model")
+        differences = _differences(saved, self._model_options(), "model")
         if not differences:
             return
         sources = {target: source for source, target in self.LINKS.items()}
@@ -201,31 +245,143 @@ class TrainingCLI(LightningCLI):
             f"and options it was trained with{_run_config_hint(path)}"
         )
 
-    def _check_weights(self, path: Path, ckpt: dict[str, Any]) -> None:
-        """A one-line error when the checkpoint's weights do not fit the model built (Lightning's strict load)."""
+    def _check_weights(
+        self, path: Path, weights: Mapping[str, Any], covers: tuple[str, ...] | None = None, held: str = "checkpoint"
+    ) -> None:
+        """A one-line error when weights (a checkpoint's ``state_dict``) do not fit the model built (Lightning's
+        strict load). ``covers``: the key prefixes of the modules the weights are for (a model folder holds no
+        discriminator), None for all; ``held``: what messages call what holds them."""
         built = self.model.state_dict()
-        weights = ckpt["state_dict"]
         problems = []
-        for key, tensor in weights.items():
-            if key in built and tuple(getattr(tensor, "shape", ())) != tuple(built[key].shape):
-                there, here = _shape(tensor.shape), _shape(built[key].shape)
-                problems.append(f"{key} is {there} in the checkpoint, {here} in this configuration")
+        for key, tensor in built.items():  # in the model's order (a safetensors file's is alphabetical)
+            if key in weights and tuple(getattr(weights[key], "shape", ())) != tuple(tensor.shape):
+                there, here = _shape(weights[key].shape), _shape(tensor.shape)
+                problems.append(f"{key} is {there} in the {held}, {here} in this configuration")
         if getattr(self.model, "strict_loading", True):  # a system may allow missing and unexpected keys
-            missing = [k for k in built if k not in weights]
+            missing = [k for k in built if k not in weights and (covers is None or k.startswith(covers))]
             unexpected = [k for k in weights if k not in built]
             if missing:
                 extra = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-                problems.append(f"{missing[0]}{extra} is missing from the checkpoint")
+                problems.append(f"{missing[0]}{extra} is missing from the {held}")
             if unexpected:
                 extra = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-                problems.append(f"{unexpected[0]}{extra} is in the checkpoint, not in this configuration's model")
+                problems.append(f"{unexpected[0]}{extra} is in the {held}, not in this configuration's model")
         if problems:
             more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+            advice = (
+                "fine-tune with the model sizes it was trained with"
+                if self._init_from is not None
+                else f"{self._verb()} with the recipe and options it was trained with"
+            )
             raise SaSwapError(
                 f"{path}: its weights do not fit this configuration's {type(self.model).__name__}: "
-                f"{'; '.join(problems[:2])}{more}; {self._verb()} with the recipe and options it was trained with"
-                f"{_run_config_hint(path)}"
+                f"{'; '.join(problems[:2])}{more}; {advice}{_run_config_hint(path)}"
             )
+
+    # --- fine-tuning: --init_from -----------------------------------------------------------------------------
+
+    def _parse_init_from(self, subcommand: str, value: str) -> None:
+        """Before anything is built: find ``--init_from``'s file or folder (``~`` expanded) and read a file's
+        weights, or a one-line error for one that is missing, unreadable or of another system."""
+        path = Path(os.path.expanduser(value))
+        if path.is_file():
+            self.config[f"{subcommand}.init_from"] = str(path)  # as the run's config.yaml records it
+            if path.suffix == ".safetensors":
+                self._init_weights = self._read_safetensors(path)
+            else:
+                from saswap.training.checkpoints import read_checkpoint
+
+                ckpt = read_checkpoint(path, weights_only=True, mmap=True)  # plain data, the weights not read
+                self._init_options = _saved_options(ckpt)
+                self._check_system(path, self._init_options)
+                self._init_weights = ckpt["state_dict"]
+            self._check_kind(path, self._init_weights)
+        elif path.is_dir():
+            self.config[f"{subcommand}.init_from"] = str(path)  # read once the model is built, by its classes
+        else:
+            named = self._named_weights(value)
+            if named is None:
+                raise SaSwapError(
+                    f"{path}: no such file or folder (--init_from takes a .ckpt, a .safetensors file or "
+                    f"{self.INIT_FROM_FOLDERS})"
+                )
+            path = named
+        self._init_from = path
+
+    def _named_weights(self, name: str) -> Path | None:
+        """The folder of shipped weights ``name`` names (a zoo name), None when it names none; subclasses whose model
+        ships weights say which."""
+        return None
+
+    def _read_safetensors(self, path: Path) -> dict[str, Any]:
+        """A ``.safetensors`` file's tensors, keyed as the system's ``state_dict``: one model's (a ``save_pretrained``
+        folder's ``model.safetensors``) get the prefix of the system's :attr:`MODEL`."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            weights = load_file(path)
+        except (SafetensorError, OSError) as err:
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise SaSwapError(f"{path}: not a safetensors file safetensors can read ({first})") from None
+        from saswap.training.checkpoints import CHECKPOINT_KINDS
+
+        prefixes = tuple(prefix for prefix, _, _ in CHECKPOINT_KINDS.values())
+        if self.MODEL is not None and not any(k.startswith(prefixes) for k in weights):
+            weights = {f"{self.MODEL}.{k}": v for k, v in weights.items()}
+        return weights
+
+    def _check_kind(self, path: Path, weights: Mapping[str, Any]) -> None:
+        """A one-line error when ``weights`` hold none of this system's models (another system's, or none)."""
+        from saswap.training.checkpoints import CHECKPOINT_KINDS
+
+        prefix, system, _ = CHECKPOINT_KINDS[self.KIND]
+        if any(k.startswith(prefix) for k in weights):
+            return
+        other = [s for kind, (p, s, _) in CHECKPOINT_KINDS.items() if any(k.startswith(p) for k in weights)]
+        held = f"the weights of {other[0]}" if other else f"no {prefix}* weights"
+        raise SaSwapError(
+            f"{path}: {held}, not of {system}; give weights saswap {self.COMMAND} trained ({self.INIT_FROM_FOLDERS} "
+            "or a .ckpt it wrote)"
+        )
+
+    def _folder_weights(self, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The weights a model folder holds, keyed as the system's ``state_dict``, and the model options they were
+        trained with (as a configuration's ``model`` holds them). By default a ``save_pretrained`` folder of the
+        system's :attr:`MODEL`, loaded by its class (:func:`saswap.models.hub.load_model_folder`)."""
+        from saswap.models.hub import load_model_folder
+
+        if self.MODEL is None:
+            raise NotImplementedError(f"{type(self).__name__} reads no model folders")
+        loaded = load_model_folder(type(getattr(self.model, self.MODEL)), folder)
+        weights = {f"{self.MODEL}.{k}": v for k, v in loaded.state_dict().items()}
+        return weights, {self.MODEL: {"init_args": json.loads((folder / "config.json").read_text(encoding="utf-8"))}}
+
+    def _load_init_weights(self) -> None:
+        """Load ``--init_from``'s weights into the model built, strictly (:meth:`_check_weights`), and log the options
+        that differ from those the weights were trained with."""
+        path, weights, self._init_weights = self._init_from, self._init_weights, None
+        covers, held = None, "file" if path.suffix == ".safetensors" else "checkpoint"
+        if weights is None:  # a folder
+            weights, self._init_options = self._folder_weights(path)
+            covers, held = tuple(dict.fromkeys(k.split(".", 1)[0] + "." for k in weights)), "folder"
+        self._check_weights(path, weights, covers, held)
+        self.model.load_state_dict(weights, strict=False)  # strict: checked above, less what a folder cannot hold
+        del weights  # a checkpoint's mapping is not held through the run
+        if self._init_options is None:
+            options = "a .safetensors file records no options"
+        else:
+            differences = _differences(self._init_options, self._model_options(), "model")
+            changed = ", ".join(f"{key}: {there} -> {here}" for key, there, here in differences)
+            options = f"options changed: {changed}" if changed else "the options it was trained with"
+        built = [
+            name for name, module in self.model.named_children()
+            if covers is not None and not f"{name}.".startswith(covers) and module.state_dict()
+        ]  # fmt: skip
+        kept = f"; as built, not in the folder: {', '.join(built)}" if built else ""
+        rank_zero_info(
+            f"Fine-tuning from {path}: a new run from its weights (step 0, a fresh optimizer); {options}{kept}"
+        )
 
     def _verb(self) -> str:
         return "resume" if self.config.get("subcommand") == "fit" else f"{self.config.get('subcommand')} it"
@@ -234,6 +390,9 @@ class TrainingCLI(LightningCLI):
         """Before anything is written: the checkpoint to resume from (``last`` found now that the trainer says
         where) agrees with the configuration's options and fits the model built."""
         super().after_instantiate_classes()
+        if self._init_from is not None:
+            self._load_init_weights()
+            return
         subcommand = self.subcommand
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is None:
@@ -242,7 +401,7 @@ class TrainingCLI(LightningCLI):
             self._resume_from = self._last_checkpoint()
             self._checked = self._check_checkpoint(self._resume_from)
         ckpt, self._checked = self._checked, None  # the weights' mapping is not held through the run
-        self._check_weights(self._resume_from, ckpt)
+        self._check_weights(self._resume_from, ckpt["state_dict"])
 
     def _checkpoint_folders(self) -> tuple[list[Path], str]:
         """The folders where this configuration's runs write checkpoints, and a description for messages."""
@@ -302,6 +461,11 @@ class TrainingCLI(LightningCLI):
             if isinstance(err, SystemExit) and isinstance(record.exception, KeyboardInterrupt):
                 raise record.exception.with_traceback(None) from None
             raise
+
+
+def _saved_options(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The model options a checkpoint records (its ``hyper_parameters``, less LightningCLI's bookkeeping)."""
+    return {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if k not in ("_instantiator", "_class_path")}
 
 
 def _differences(saved: Any, current: Any, key: str) -> list[tuple[str, str, str]]:

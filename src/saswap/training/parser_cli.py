@@ -3,11 +3,16 @@
 Example:
     python -m saswap.training.parser_cli fit --config recipes/face-parser.yaml
     python -m saswap.training.parser_cli fit --config recipes/face-parser.yaml --trainer.max_steps 600
+    saswap train-parser fit --config recipes/face-parser.yaml --data.root MY_PHOTOS --init_from saswap-face-parser
+
+``--init_from saswap-face-parser`` fine-tunes the shipped weights on your own photos (a new run from them; see
+:mod:`saswap.training.lightning_cli`); it also takes a ``.ckpt``, a ``.safetensors`` file or a parser folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from saswap.training.data import check_data_root, check_image_size
 from saswap.training.lightning_cli import TrainingCLI
@@ -25,6 +30,9 @@ class FaceParserCLI(TrainingCLI):
 
     COMMAND = "train-parser"
     SUBCOMMANDS = ("fit", "validate")
+    KIND = "parser"
+    MODEL = "parser"
+    INIT_FROM_FOLDERS = "a face parser folder 'saswap export' wrote, or saswap-face-parser (the shipped weights)"
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -35,6 +43,11 @@ class FaceParserCLI(TrainingCLI):
         if parser is not None and str(parser.get("class_path", "")).endswith("FaceParser"):
             steps = len(parser.init_args.block_out_channels)
             check_image_size(config.data.image_size, 2**steps, f"the face parser's {steps} halvings")
+
+    def _named_weights(self, name: str) -> Path | None:
+        from saswap.face.parsing import DEFAULT_FACE_PARSER, face_parser_path
+
+        return face_parser_path(name) if name == DEFAULT_FACE_PARSER else None
 
 
 def train_parser_main(args: Sequence[str] | None = None) -> FaceParserCLI:
