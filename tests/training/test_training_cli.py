@@ -340,13 +340,24 @@ def test_init_from_weights_of_other_shapes_is_one_line_before_anything_is_writte
     assert not (tmp_path / "runs").exists()
 
 
-def test_init_from_and_ckpt_path_together_are_a_usage_error(trained, cache, tmp_path, capfd):
-    args = ["train", "fit", *_tiny(tmp_path, cache), "--init_from", str(_last(trained)), "--ckpt_path", "last"]
-    assert _exit_code(args) == 2
-    line = _error_line(capfd.readouterr().err)
-    assert "--init_from starts a new run from trained weights, --ckpt_path resumes a run: give one of them" in line
-    assert line.endswith("(options: saswap train fit --help)")
-    assert not (tmp_path / "runs").exists()
+def test_a_fine_tuning_run_resumes_from_its_own_config_without_loading_init_from_again(
+    trained, cache, tmp_path, capfd, caplog, monkeypatch
+):
+    """Its config.yaml records --init_from; resumed with it and --ckpt_path (given with ~), the run goes on from its
+    own checkpoint: the weights of that checkpoint, not --init_from's, at its step."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    options = ["--model.lambda_adv", "0.5"]
+    assert main(["train", "fit", *_tiny(tmp_path, cache), "--init_from", str(_last(trained)), *options]) == 0
+    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    tuned = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    seen = _first_step_probe(monkeypatch, SaSwapSystem)
+    resume = ["--config", str(run / "config.yaml"), "--ckpt_path", "~/runs/lightning_logs/version_0/checkpoints/last.ckpt"]
+    assert main(["train", "fit", *resume, "--trainer.max_steps", "3"]) == 0
+    assert seen["step"] == 2 and _same_weights(seen["weights"], tuned["state_dict"]) == []
+    logged = capfd.readouterr().err + caplog.text
+    assert f"--init_from {_last(trained)} (where it started) is not loaded again" in logged
+    assert "Fine-tuning from" not in logged.split("resumes the run")[-1]
 
 
 def test_init_from_a_missing_file_or_another_systems_weights_is_one_line(tmp_path, cache, capfd, monkeypatch):

@@ -175,7 +175,8 @@ class TrainingCLI(LightningCLI):
                 help=f"Fine-tune: start a new run (step 0, a fresh optimizer, the options given now) from trained "
                 f"weights: a .ckpt (its state_dict), a .safetensors file, or {self.INIT_FROM_FOLDERS}. Options that "
                 "change no shape (loss weights, learning rates) may differ from the checkpoint's; the architecture "
-                "must match. Not with --ckpt_path, which resumes a run.",
+                "must match. With --ckpt_path, which resumes a run (a fine-tuning run's config.yaml records its "
+                "--init_from), the checkpoint's weights are used and --init_from is not loaded.",
             )  # fmt: skip
         return parser
 
@@ -188,12 +189,14 @@ class TrainingCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         init_from = self.config[subcommand].get("init_from") if subcommand else None
-        if init_from is not None:
-            if ckpt_path is not None:
-                self._subcommand_parsers[subcommand].error(
-                    "--init_from starts a new run from trained weights, --ckpt_path resumes a run: give one of them "
-                    "(a fine-tuning run's config.yaml names its --init_from: resume it with --init_from null)"
-                )
+        if ckpt_path is not None and ckpt_path != "last":
+            ckpt_path = self.config[subcommand]["ckpt_path"] = os.path.expanduser(str(ckpt_path))
+        if init_from is not None and ckpt_path is not None:
+            # resuming a fine-tuning run (its config.yaml records where it started): the checkpoint holds the weights
+            rank_zero_info(
+                f"--ckpt_path {ckpt_path} resumes the run; --init_from {init_from} (where it started) is not loaded again"
+            )
+        elif init_from is not None:
             self._parse_init_from(subcommand, str(init_from))
             return
         if ckpt_path is not None and ckpt_path != "last":
