@@ -352,7 +352,8 @@ def test_a_fine_tuning_run_resumes_from_its_own_config_without_loading_init_from
     run = tmp_path / "runs" / "lightning_logs" / "version_0"
     tuned = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     seen = _first_step_probe(monkeypatch, SaSwapSystem)
-    resume = ["--config", str(run / "config.yaml"), "--ckpt_path", "~/runs/lightning_logs/version_0/checkpoints/last.ckpt"]
+    last = "~/runs/lightning_logs/version_0/checkpoints/last.ckpt"
+    resume = ["--config", str(run / "config.yaml"), "--ckpt_path", last]
     assert main(["train", "fit", *resume, "--trainer.max_steps", "3"]) == 0
     assert seen["step"] == 2 and _same_weights(seen["weights"], tuned["state_dict"]) == []
     logged = capfd.readouterr().err + caplog.text

@@ -194,7 +194,8 @@ class TrainingCLI(LightningCLI):
         if init_from is not None and ckpt_path is not None:
             # resuming a fine-tuning run (its config.yaml records where it started): the checkpoint holds the weights
             rank_zero_info(
-                f"--ckpt_path {ckpt_path} resumes the run; --init_from {init_from} (where it started) is not loaded again"
+                f"--ckpt_path {ckpt_path} resumes the run; --init_from {init_from} (where it started) is not loaded "
+                "again"
             )
         elif init_from is not None:
             self._parse_init_from(subcommand, str(init_from))
