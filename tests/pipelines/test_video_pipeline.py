@@ -1509,3 +1509,32 @@ def test_cli_swaps_a_couple_video_with_a_source_and_a_reference_each(couple_clip
                  "--quiet"]) == 0  # fmt: skip
     assert "5 frames, face swapped in 5" in capsys.readouterr().out
     assert read_video_tag(out)["sources"] == 2
+
+
+def test_couple_references_read_the_tracks_identities_once(monkeypatch):
+    """Several references score the same tracks: their identities are read once (from the frames, where the cache
+    holds none of the embedder's), not once per reference; each reference takes its own person."""
+    import types
+
+    import saswap.pipelines.video as video
+    from saswap.pipelines.image import SourcePairing
+
+    reads = []
+    tracks = {1: np.array([1.0, 0.0], np.float32), 2: np.array([0.0, 1.0], np.float32)}
+
+    def identities(pipe, template, opened):
+        reads.append(template)
+        return tracks
+
+    class Embedder:
+        same_person_cosine = 0.5
+
+        def __call__(self, image, face):
+            return np.asarray(face, np.float32)
+
+    pipe = types.SimpleNamespace(identity_embedder=Embedder, reference_face=lambda ref: (None, ref))
+    opened = types.SimpleNamespace(header={"tracks": {"1": {}, "2": {}}})
+    monkeypatch.setattr(video, "_track_identities", identities)
+    pairing = SourcePairing(["a", "b"], "reference", [[0.1, 0.9], [0.9, 0.1]])
+    owner, scores = video._track_sources(pipe, Path("clip.mp4"), opened, pairing)
+    assert reads == [Path("clip.mp4")] and owner == {2: 0, 1: 1}

@@ -1084,8 +1084,9 @@ def _track_sources(pipe, template: Path, opened: TemplateCache, pairing) -> tupl
     best_track: dict[int, int] = {}  # the best-matching track -> the reference that has it
     matched: dict[int, int] = {}  # the best-matching person (or track) -> the reference that has it
     own: dict[int, float] = {}
+    identities = _track_identities(pipe, template, opened)  # read once for every reference
     for k, reference in enumerate(pairing.selectors):
-        scores = _reference_scores(pipe, template, opened, reference)
+        scores = _reference_scores(pipe, template, opened, reference, identities)
         chosen, best = _reference_tracks(scores, threshold)
         if scores:
             warn_weak_reference(str(template), best, threshold)
@@ -1124,36 +1125,48 @@ def describe_people(header: dict[str, Any], fps: float, most: int = 5) -> list[s
     return lines
 
 
-def _reference_scores(pipe, template: Path, opened: TemplateCache, reference) -> dict[int, float]:
-    """Cosine similarity of each track's largest face to the reference photo's face (from the identities the template
-    cache holds when they come from the same embedder, else embedded from the template's frames)."""
-    from saswap.face.identity import cosine_similarity
+def _track_identities(pipe, template: Path, opened: TemplateCache) -> dict[int, np.ndarray]:
+    """Each track's largest face embedded by the pipeline's identity embedder: from the identities the template cache
+    holds when they come from the same embedder, else embedded from the template's frames (read once)."""
     from saswap.videoio import VideoReader
 
     embedder = pipe.identity_embedder()
-    ref_img, ref_face = pipe.reference_face(reference)
-    ref = embedder(ref_img, ref_face)
     cached = opened.header.get("identity", {}).get("embedder")
     tracks = opened.header["tracks"]
     if cached == type(embedder).__name__ and tracks and all("identity" in v for v in tracks.values()):
         # the template cache holds each track's largest face embedded by the same embedder: no need to read the video
-        return {int(k): cosine_similarity(ref, np.asarray(v["identity"], np.float32)) for k, v in tracks.items()}
+        return {int(k): np.asarray(v["identity"], np.float32) for k, v in tracks.items()}
     wanted: dict[int, set[int]] = {}
-    for k, v in opened.header["tracks"].items():
+    for k, v in tracks.items():
         wanted.setdefault(v["best"], set()).add(int(k))
-    scores: dict[int, float] = {}
+    found: dict[int, np.ndarray] = {}
     if not wanted:
-        return scores
+        return found
     last = max(wanted)
     span_start, span_end = opened.header.get("span", [None, None])
     with VideoReader(template, start=span_start, end=span_end) as reader:
         for frame, record in zip(reader, opened.frames(0)):
             for tf in record.faces if frame.index in wanted else ():
                 if tf.face.track_id in wanted[frame.index]:
-                    scores[tf.face.track_id] = cosine_similarity(ref, embedder(frame.image, tf.face))
+                    found[tf.face.track_id] = embedder(frame.image, tf.face)
             if frame.index >= last:
                 break
-    return scores
+    return found
+
+
+def _reference_scores(
+    pipe, template: Path, opened: TemplateCache, reference, identities: dict[int, np.ndarray] | None = None
+) -> dict[int, float]:
+    """Cosine similarity of each track's largest face to the reference photo's face (``identities``: the tracks'
+    :func:`_track_identities`, when already read for another reference)."""
+    from saswap.face.identity import cosine_similarity
+
+    embedder = pipe.identity_embedder()
+    ref_img, ref_face = pipe.reference_face(reference)
+    ref = embedder(ref_img, ref_face)
+    if identities is None:
+        identities = _track_identities(pipe, template, opened)
+    return {tid: cosine_similarity(ref, e) for tid, e in identities.items()}
 
 
 def warn_turned_frames(template: str, times: Sequence[float], swapped: int) -> None:
