@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from saswap.errors import SaSwapError
 
-__all__ = ["read_checkpoint", "checkpoint_kind", "load_submodule", "export_submodule", "CHECKPOINT_KINDS"]
+__all__ = ["read_checkpoint", "checkpoint_kind", "weights_kind", "load_submodule", "export_submodule", "CHECKPOINT_KINDS"]
 
 #: What each kind of checkpoint holds, by the prefix of its ``state_dict`` keys: the system that trains it and the
 #: model ``saswap export`` writes from it.
@@ -54,6 +55,18 @@ def _where(checkpoint: str | Path | dict[str, Any], name: str | None) -> str:
     return name or (str(checkpoint) if not isinstance(checkpoint, dict) else "the checkpoint")
 
 
+def weights_kind(keys: Iterable[str]) -> str | None:
+    """Which of :data:`CHECKPOINT_KINDS` weights keyed as a system's ``state_dict`` are (the first whose prefix a key
+    has), None for none.
+
+    Example:
+        >>> weights_kind(["parser.head.weight"]), weights_kind(["head.weight"])
+        ('parser', None)
+    """
+    keys = list(keys)
+    return next((kind for kind, (p, _, _) in CHECKPOINT_KINDS.items() if any(k.startswith(p) for k in keys)), None)
+
+
 def checkpoint_kind(checkpoint: str | Path | dict[str, Any], name: str | None = None) -> str:
     """Which of :data:`CHECKPOINT_KINDS` wrote ``checkpoint`` (``"saswap"``, ``"parser"``, ``"harmonizer"``);
     ``name`` is what messages call it (default: its path).
@@ -61,11 +74,9 @@ def checkpoint_kind(checkpoint: str | Path | dict[str, Any], name: str | None = 
     Raises:
         SaSwapError: not a checkpoint, or one of none of these systems.
     """
-    ckpt = read_checkpoint(checkpoint)
-    keys = list(ckpt["state_dict"])
-    for kind, (prefix, _, _) in CHECKPOINT_KINDS.items():
-        if any(k.startswith(prefix) for k in keys):
-            return kind
+    kind = weights_kind(read_checkpoint(checkpoint)["state_dict"])
+    if kind is not None:
+        return kind
     where = _where(checkpoint, name)
     systems = ", ".join(system for _, system, _ in CHECKPOINT_KINDS.values())
     raise SaSwapError(f"{where}: not a checkpoint of saswap's training (none of {systems} wrote it)")

@@ -328,22 +328,21 @@ class TrainingCLI(LightningCLI):
         except (SafetensorError, OSError) as err:
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             raise SaSwapError(f"{path}: not a safetensors file safetensors can read ({first})") from None
-        from saswap.training.checkpoints import CHECKPOINT_KINDS
+        from saswap.training.checkpoints import weights_kind
 
-        prefixes = tuple(prefix for prefix, _, _ in CHECKPOINT_KINDS.values())
-        if self.MODEL is not None and not any(k.startswith(prefixes) for k in weights):
+        if self.MODEL is not None and weights_kind(weights) is None:
             weights = {f"{self.MODEL}.{k}": v for k, v in weights.items()}
         return weights
 
     def _check_kind(self, path: Path, weights: Mapping[str, Any]) -> None:
         """A one-line error when ``weights`` hold none of this system's models (another system's, or none)."""
-        from saswap.training.checkpoints import CHECKPOINT_KINDS
+        from saswap.training.checkpoints import CHECKPOINT_KINDS, weights_kind
 
-        prefix, system, _ = CHECKPOINT_KINDS[self.KIND]
-        if any(k.startswith(prefix) for k in weights):
+        kind = weights_kind(weights)
+        if kind == self.KIND:
             return
-        other = [s for kind, (p, s, _) in CHECKPOINT_KINDS.items() if any(k.startswith(p) for k in weights)]
-        held = f"the weights of {other[0]}" if other else f"no {prefix}* weights"
+        prefix, system, _ = CHECKPOINT_KINDS[self.KIND]
+        held = f"the weights of {CHECKPOINT_KINDS[kind][1]}" if kind is not None else f"no {prefix}* weights"
         raise SaSwapError(
             f"{path}: {held}, not of {system}; give weights saswap {self.COMMAND} trained ({self.INIT_FROM_FOLDERS} "
             "or a .ckpt it wrote)"
