@@ -1210,8 +1210,8 @@ def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_
     two one person, so the swap changes the face before and after the cover (not only the longer run)."""
     import saswap.pipelines.video as video
 
-    frames = _frames(data_path("videos", "liveportrait__d8.mp4"), 44)
-    for frame in frames[12:26]:
+    frames = _frames(data_path("videos", "liveportrait__d8.mp4"), 36)
+    for frame in frames[10:24]:
         frame[60:420, 90:390] = 128  # something flat in front of the whole face
     template = _encode(tmp_path / "covered.mp4", frames)
 
@@ -1224,11 +1224,11 @@ def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_
 
     pipe.swap_video(source, template, tmp_path / "both.mp4", cache_dir=tmp_path / "cache", progress=False)
     both = changed(tmp_path / "both.mp4")
-    assert all(both[2:10]) and all(both[30:42]), both
+    assert all(both[2:8]) and all(both[28:34]), both
     monkeypatch.setattr(video._TrackIdentities, "file", lambda self, header: None)  # no identities in the cache
     pipe.swap_video(source, template, tmp_path / "one.mp4", cache_dir=tmp_path / "plain", progress=False)
     one = changed(tmp_path / "one.mp4")
-    assert not any(one[2:10]) and all(one[30:42]), one  # the longer run alone
+    assert not any(one[2:8]) and all(one[28:34]), one  # the longer run alone (12 frames, not 10)
 
 
 def _cutaway(tmp_path: Path, other: str) -> Path:
