@@ -84,13 +84,18 @@ def client(running, tmp_path=None):
     return Client(running.url, verbose=False, download_files=str(tmp_path) if tmp_path else False)
 
 
-def swap_args(source, target=None, template="", faces="0", reference=None, strength=1.0):
+def swap_args(source, target=None, template="", faces="0", reference=None, strength=1.0, second=None):
+    """The ``/swap`` endpoint's arguments; ``second``: the second person of a couple, (photo, faces, reference)."""
     from gradio_client import handle_file
 
-    return (
-        handle_file(str(source)), handle_file(str(target)) if target else None, template, faces,
-        handle_file(str(reference)) if reference else None, strength, "saswap-geometric", False,
-    )  # fmt: skip
+    def upload(path):
+        return handle_file(str(path)) if path else None
+
+    args = (upload(source), upload(target), template, faces, upload(reference), strength, "saswap-geometric", False)
+    if second is None:  # the arguments as they were before couples: the API takes the rest as their defaults
+        return args
+    photo, second_faces, second_reference = second
+    return (*args, upload(photo), second_faces, upload(second_reference))
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -377,6 +382,106 @@ def test_a_numbered_face_of_a_video_is_that_persons_swap(running, data, tmp_path
     assert all(mine < 0.001 and other < 0.001 for mine, other in halves[:6]), halves
 
 
+def _dlib_distances(dlib_models, picture: np.ndarray, face, photos: list[np.ndarray]) -> list[float]:
+    """dlib's distance from ``face`` of ``picture`` to the largest face of each photo (the independent judge)."""
+    import dlib
+
+    from saswap.face import FaceAnalyzer
+
+    predictor, net = dlib_models
+
+    def embed(image, box):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        return np.array(net.compute_face_descriptor(image, predictor(image, dlib.rectangle(x0, y0, x1, y1))))
+
+    mine = embed(picture, face.box)
+    analyzer = FaceAnalyzer()
+    return [float(np.linalg.norm(mine - embed(p, analyzer(p)[0].box))) for p in photos]
+
+
+def test_a_couple_photo_takes_a_photo_for_each_person(running, data, tmp_path, dlib_models):
+    """A second person's photo and the face it replaces: each face of a two-person photo takes its own source (dlib's
+    judge), the tag says two sources; a face chosen twice, or 'all faces' with a second photo, is refused."""
+    from saswap.face import FaceAnalyzer
+    from saswap.io import load_image, save_image
+
+    images = data / "images"
+    target = images / "face_recognition__two_people.jpg"
+    first, second = images / "sberswap__beckham.jpg", images / "sberswap__mark.jpg"
+    c = client(running, tmp_path)
+    result, tag = c.predict(*swap_args(first, target, faces="0", second=(second, "1", None)), api_name="/swap")
+    assert tag["sources"] == 2 and tag["synthetic"] is True
+    before, after = load_image(target), load_image(result)
+    faces = FaceAnalyzer()(before)
+    assert len(faces) == 2
+    photos = [load_image(first), load_image(second)]
+    for k, face in enumerate(faces):  # face 1 (the largest) takes the first photo, face 2 the second
+        x0, y0, x1, y1 = (int(v) for v in face.box)
+        changed = np.abs(after[y0:y1, x0:x1].astype(int) - before[y0:y1, x0:x1].astype(int)).max(axis=2) > 20
+        assert changed.mean() > 0.2
+        own, other = _dlib_distances(dlib_models, after, face, photos if k == 0 else photos[::-1])
+        assert own < other, (k, own, other)
+    # the same person chosen by a reference photo for the second photo: the same result's faces
+    reference = tmp_path / "reference.png"
+    x0, y0, x1, y1 = (int(v) for v in faces[1].box)
+    save_image(before[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40], reference)
+    by_reference, tag = c.predict(*swap_args(first, target, faces="0", second=(second, "reference", reference)),
+                                  api_name="/swap")  # fmt: skip
+    assert tag["sources"] == 2
+    assert np.abs(load_image(by_reference).astype(int) - after.astype(int)).max() <= 2
+    for faces_, second_faces, message in [("1", "1", "both photos would replace face 2"),
+                                          ("all", "1", "with a second person's photo, choose the face each photo")]:
+        with pytest.raises(Exception, match=message):
+            c.predict(*swap_args(first, target, faces=faces_, second=(second, second_faces, None)), api_name="/swap")
+
+
+def test_a_couple_video_takes_a_photo_for_each_person(running, data, tmp_path, dlib_models):
+    """Two people side by side in a video, a photo for each (faces 1 and 2 of its first frame): both change in every
+    frame, each by their own photo (dlib's judge), and the tag says two sources."""
+    import av
+    import cv2
+
+    from saswap.face import FaceAnalyzer
+    from saswap.io import load_image
+    from saswap.videoio import read_video_tag
+
+    def frames(name):
+        with av.open(str(data / "videos" / name)) as v:
+            return [f.to_ndarray(format="rgb24") for _, f in zip(range(8), v.decode(video=0))]
+
+    left, right = frames("liveportrait__d8.mp4"), frames("liveportrait__d18.mp4")
+    pictures = [np.hstack([cv2.resize(x, (320, 320), interpolation=cv2.INTER_AREA),
+                           cv2.resize(y, (256, 256), interpolation=cv2.INTER_AREA)[np.r_[0:256, [255] * 64]]])
+                for x, y in zip(left, right)]  # fmt: skip
+    clip = tmp_path / "two.mp4"
+    with av.open(str(clip), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 576, 320, "yuv420p"
+        vs.options = {"crf": "12"}
+        for picture in pictures:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+    first, second = data / "images" / "sberswap__beckham.jpg", data / "images" / "sberswap__mark.jpg"
+    result, tag = client(running, tmp_path).predict(*swap_args(first, clip, faces="0", second=(second, "1", None)),
+                                                    api_name="/swap")  # fmt: skip
+    assert tag["sources"] == 2 and read_video_tag(result)["sources"] == 2
+    with av.open(str(clip)) as a, av.open(str(result)) as b:
+        pairs = zip(a.decode(video=0), b.decode(video=0))
+        shown = [(x.to_ndarray(format="rgb24"), y.to_ndarray(format="rgb24")) for x, y in pairs]
+    changed = [np.abs(x.astype(int) - y.astype(int)).max(axis=2) > 20 for x, y in shown]
+    assert len(changed) == 8
+    assert all(m[:, :320].mean() > 0.02 and m[:, 320:].mean() > 0.02 for m in changed), [
+        (m[:, :320].mean(), m[:, 320:].mean()) for m in changed]
+    before, after = shown[4]
+    faces = sorted(FaceAnalyzer()(before), key=lambda f: f.box[0])  # left (face 1, the larger), right
+    photos = [load_image(first), load_image(second)]
+    for k, face in enumerate(faces):
+        own, other = _dlib_distances(dlib_models, after, face, photos if k == 0 else photos[::-1])
+        assert own < other, (k, own, other)
+
+
 def test_a_visitor_leaving_takes_their_uploads_and_video_caches_along(running):
     """Closing the page removes the visitor's uploads (not one another visitor uploaded too: Gradio keeps one copy of
     identical files) and their videos' caches, once no other page of theirs is open."""
@@ -545,6 +650,26 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
             time.sleep(0.2)
         assert not served.exists(), "a closed page's result was kept"
 
+        # a couple: a second person's photo for face 2 of a two-person photo (the choice offered once it is uploaded)
+        driver.get(running.url)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-file input[type=file]"))
+        upload("source-file", images / "sberswap__beckham.jpg")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-view img"))
+        upload("target-file", images / "face_recognition__two_people.jpg")
+        wait.until(lambda d: "2 faces found" in d.find_element(By.CSS_SELECTOR, "#target-info").text)
+        driver.find_element(By.CSS_SELECTOR, "#second-person button").click()  # open the section
+        upload("second-source-file", images / "sberswap__mark.jpg")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#second-source-view img"))
+        checked = driver.find_element(By.CSS_SELECTOR, "#second-face-choice input:checked")
+        assert checked.get_attribute("value") == "1"  # face 2: the other face of the photo
+        shot("05_couple")
+        driver.find_element(By.CSS_SELECTOR, "#swap").click()
+        wait.until(lambda d: "sources 2" in d.find_element(By.CSS_SELECTOR, "#tag textarea").get_attribute("value"))
+        driver.execute_script("document.querySelector('#status').scrollIntoView()")
+        shot("06_couple_result")
+        driver.get(running.url)  # a fresh page for the next swap
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-file input[type=file]"))
+
         # a small face in an old photo: the swap's warning is shown under the result, with the file's name only
         upload("source-file", images / "gfpgan__10045.png")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#source-view img"))
@@ -581,4 +706,4 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
     finally:
         driver.quit()
     assert sorted(p.name for p in shots.iterdir()) == ["01_page.png", "02_uploaded.png", "03_note.png", "03_result.png",
-                                                       "04_bad_upload.png"]  # fmt: skip
+                                                       "04_bad_upload.png", "05_couple.png", "06_couple_result.png"]

@@ -77,6 +77,7 @@ def _count_running(change: int) -> None:
             shutil.rmtree(_GRADIO_FOLDER, ignore_errors=True)
 
 _LARGEST, _ALL, _REFERENCE = "0", "all", "reference"
+_SECOND = "second person's photo"
 _IMAGE_TYPES = ["image"]
 _TARGET_TYPES = ["image", "video"]
 
@@ -296,16 +297,20 @@ class SaSwapApp:
         with self._detect_lock:
             return self._detector(image, turn="auto")  # numbered as a swap of the photo numbers them
 
-    def _first_frame_face(self, target: _Target, index: int, folder: Path) -> Path:
+    def _face_picture(self, target: _Target, index: int, folder: Path, name: str = "reference-face.png") -> Path:
         """A picture of face ``index`` of a video's preview frame (its first frame with a face, numbered as the preview
-        numbers them), cut out with a margin so that it is the largest face there: the reference photo that makes the
-        swap follow that person (:meth:`~saswap.pipelines.image.SaSwapPipeline.swap_video`'s ``reference``). A video's
-        ``face_index`` counts people by their face area over the whole video, not one frame's faces."""
+        numbers them), or of an image, cut out with a margin so that it is the largest face there: the reference photo
+        that makes the swap follow that person (:meth:`~saswap.pipelines.image.SaSwapPipeline.swap_video`'s
+        ``reference``). A video's ``face_index`` counts people by their face area over the whole video, not one frame's
+        faces."""
         from saswap.io import save_image
         from saswap.videoio import VideoReader
 
         image, faces = None, []
-        if target.frame is None:  # an API swap: the preview frame is looked for now
+        if target.kind == "image":
+            image = self._load_image(target.path, "target")
+            faces = self._detect(image)
+        elif target.frame is None:  # an API swap: the preview frame is looked for now
             shown = self._video_preview(target.path)
             if shown is not None:
                 image, _, _, faces = shown
@@ -314,13 +319,14 @@ class SaSwapApp:
                 image = next((frame.image for frame in reader if frame.index >= target.frame), None)
             faces = self._detect(image) if image is not None else []
         if index >= len(faces):
-            raise _bad(f"{target.name}: face {index + 1} was chosen, but the preview frame has {len(faces)} face(s)")
+            where = "the image" if target.kind == "image" else "the preview frame"
+            raise _bad(f"{target.name}: face {index + 1} was chosen, but {where} has {len(faces)} face(s)")
         x0, y0, x1, y1 = (float(v) for v in faces[index].box)
         margin = 0.6 * max(x1 - x0, y1 - y0)
         h, w = image.shape[:2]
         left, top = int(max(0, x0 - margin)), int(max(0, y0 - margin))
         right, bottom = int(min(w, x1 + margin)), int(min(h, y1 + margin))
-        path = folder / "reference-face.png"
+        path = folder / name
         save_image(np.ascontiguousarray(image[top:bottom, left:right]), path)
         return path
 
@@ -411,7 +417,10 @@ class SaSwapApp:
         return str(path)
 
     @staticmethod
-    def _face_choices(n: int, video: bool = False) -> list[tuple[str, str]]:
+    def _face_choices(n: int, video: bool = False, second: bool = False) -> list[tuple[str, str]]:
+        if second:  # the second person of a couple: a face of the preview (a video's person is followed from it)
+            choices = [(f"The person of face {i + 1}" if video else f"Face {i + 1}", str(i)) for i in range(n)]
+            return [*choices, ("The person in a reference photo", _REFERENCE)]
         if video:  # the faces are those of the first frame; the swap follows a person through the video
             choices = [("The main person (most on screen)" if n > 1 else "The person found", _LARGEST)]
             choices += [(f"The person of face {i + 1}", str(i)) for i in range(1, n)]
@@ -426,11 +435,18 @@ class SaSwapApp:
     # -- page events ------------------------------------------------------------------------------
     def on_source(self, path: str | None, request: gr.Request):
         """A source photo was uploaded (or cleared): show the face that will be used."""
+        return self._source_face(path, request, "source photo")
+
+    def on_second_source(self, path: str | None, request: gr.Request):
+        """The second person's photo was uploaded (or cleared): show the face that will be used."""
+        return self._source_face(path, request, _SECOND)
+
+    def _source_face(self, path: str | None, request: gr.Request, role: str):
         if not path:
             return None
         token = self._token(request)
-        path = self._own(token, path, "source photo")
-        image = self._load_image(path, "source photo")
+        path = self._own(token, path, role)
+        image = self._load_image(path, role)
         faces = self._detect(image)
         if not faces:
             raise _bad(
@@ -448,13 +464,17 @@ class SaSwapApp:
         if target.kind == "video":
             where = " in the first frame" if target.frame == 0 else f" at {target.time:.1f} s (the first with a face)"
         info = f"**{target.name}** — {line} — {len(faces)} face{'s' if len(faces) != 1 else ''} found{where}"
-        choices = self._face_choices(len(faces), video=target.kind == "video")
-        return target, preview, info, gr.update(choices=choices, value=_LARGEST)
+        video = target.kind == "video"
+        choices = self._face_choices(len(faces), video=video)
+        second = gr.update(choices=self._face_choices(len(faces), video, second=True),
+                           value="1" if len(faces) > 1 else _REFERENCE)  # fmt: skip
+        return target, preview, info, gr.update(choices=choices, value=_LARGEST), second
 
     def on_target(self, path: str | None, request: gr.Request):
         """A target image or video was uploaded: show its faces, numbered, and offer them."""
         if not path:
-            return None, None, "", gr.update(choices=self._face_choices(1), value=_LARGEST)
+            second = gr.update(choices=self._face_choices(1, second=True), value=_REFERENCE)
+            return None, None, "", gr.update(choices=self._face_choices(1), value=_LARGEST), second
         token = self._token(request)
         path = self._own(token, path, "target")
         kind, image, line, index, when, faces = self._read_target(path)
@@ -472,8 +492,9 @@ class SaSwapApp:
     def on_choice(self, choice: str):
         return gr.update(visible=choice == _REFERENCE)
 
-    def on_swap(self, source, target: _Target | None, choice, reference, strength, engine, enhance,
-                request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
+    def on_swap(self, source, target: _Target | None, choice, reference, strength, engine, enhance, second_source,
+                second_choice, second_reference, request: gr.Request,
+                progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
         """Run a swap and stream its progress into the page; the result, its tag and the download at the end.
         An error is shown twice: as a message that stays until closed, and in the status line (the event itself
         ends normally, so the status line keeps it)."""
@@ -482,7 +503,7 @@ class SaSwapApp:
             if target is None:
                 raise _bad("Please upload a target image or video, or pick a template, first.")
             job, kind, out = self._start(self._token(request), request, source, target, choice, reference, strength,
-                                         engine, enhance)  # fmt: skip
+                                         engine, enhance, (second_source, second_choice, second_reference))  # fmt: skip
         except gr.Error as err:
             gr.Warning(err.message, duration=None, title="Not started")
             yield (f"**Not started:** {err.message}", *keep)
@@ -550,13 +571,17 @@ class SaSwapApp:
         return self._preview(token, request, frame, faces), {"kind": kind, "faces": listing}
 
     def api_swap(self, source, target, template, faces, reference, shape_strength, engine, enhance,
-                 request: gr.Request, progress: gr.Progress = gr.Progress()):  # fmt: skip
+                 second_source=None, second_faces=None, second_reference=None, request: gr.Request = None,
+                 progress: gr.Progress = gr.Progress()):  # fmt: skip
         """Swap the source's face into an uploaded target image or video, or into a template by name.
 
         ``faces`` is "0" (the largest face; "1", "2"... the next ones), "all", or "reference" (the face most
         like the ``reference`` photo's). In a video, "0" is the main person (the most on screen) and "1", "2"... the
-        person of that face of its first frame with a face, all through the video. Yields progress while a video is
-        made; the last output is (the result file, its provenance tag)."""
+        person of that face of its first frame with a face, all through the video. Two people (a couple): a
+        ``second_source`` photo replaces the face ``second_faces`` names ("1" unless told; "reference": the person in
+        ``second_reference``), and ``faces`` the first; in a video each of them is the person of that face of its
+        first frame with a face. Yields progress while a video is made; the last output is (the result file, its
+        provenance tag)."""
         token = self._token(request)
         if template:
             match = [t for t in self.templates if t.name == template]
@@ -569,7 +594,7 @@ class SaSwapApp:
             kind, *_ = self._read_target(path, preview=False)
             chosen = _Target(kind, path, Path(path).name, False, None)
         job, _, out = self._start(token, request, source, chosen, str(faces or _LARGEST), reference, shape_strength,
-                                  engine, enhance)  # fmt: skip
+                                  engine, enhance, (second_source, second_faces, second_reference))  # fmt: skip
         def update(line: str) -> tuple[None, dict[str, Any]]:
             return None, {"status": line, "stage": job.stage, "done": job.done_frames, "total": job.total_frames}
 
@@ -589,10 +614,17 @@ class SaSwapApp:
         ]
 
     # -- jobs -------------------------------------------------------------------------------------
-    def _start(self, token, request, source, target: _Target, choice, reference, strength, engine, enhance):
-        """Check every input, then start the swap on its own thread: (the job, "image"/"video", the output)."""
+    def _start(self, token, request, source, target: _Target, choice, reference, strength, engine, enhance,
+               second=(None, None, None)):  # fmt: skip
+        """Check every input, then start the swap on its own thread: (the job, "image"/"video", the output).
+        ``second``: the second person of a couple, (their photo, which face it replaces, a reference photo), or
+        ``(None, ...)``."""
         source = self._own(token, source, "source photo")
         self._load_image(source, "source photo")
+        second_source, second_choice, second_reference = second
+        if second_source:
+            second_source = self._own(token, second_source, _SECOND)
+            self._load_image(second_source, _SECOND)
         if not target.template:
             self._own(token, target.path, "target")
         choice = str(choice or _LARGEST)
@@ -606,6 +638,21 @@ class SaSwapApp:
             face_index = int(choice)
         else:
             raise _bad(f"faces: {choice!r} is not a face choice (use 0, 1, ..., 'all' or 'reference')")
+        second_index, second_ref = None, None
+        if second_source:
+            second_choice = str(second_choice or "1")
+            if all_faces:
+                raise _bad("'All faces' puts your photo into every face; with a second person's photo, choose the face "
+                           "each photo replaces")  # fmt: skip
+            if second_choice == _REFERENCE:
+                second_ref = self._own(token, second_reference, "second person's reference photo")
+                self._load_image(second_ref, "second person's reference photo")
+            elif second_choice.isdigit():
+                second_index = int(second_choice)
+                if second_index == face_index:
+                    raise _bad(f"both photos would replace face {second_index + 1}; choose a different face for each")
+            else:
+                raise _bad(f"second faces: {second_choice!r} is not a face choice (use 0, 1, ... or 'reference')")
         try:
             strength = float(strength)
         except (TypeError, ValueError):
@@ -621,12 +668,27 @@ class SaSwapApp:
                 raise _bad("Face enhancement is not set up on this server (start the app with --enhance MODEL).")
             enhancer = self.settings.enhance
         names = {source: Path(source).name, target.path: target.name}
-        if ref:
-            names[ref] = Path(ref).name
+        for photo in (ref, second_source, second_ref):
+            if photo:
+                names[photo] = Path(photo).name
         folder = self._new_folder(token, request)
-        if target.kind == "video" and face_index:
+        sources: str | list[str] = source
+        if second_source:  # a couple: two sources, each with the face it replaces
+            sources = [source, second_source]
+            picks = [(face_index, ref), (second_index, second_ref)]
+            if target.kind == "image" and ref is None and second_ref is None:
+                face_index = [face_index, second_index]
+            else:  # references for both: a numbered face is the person whose face it is (a video's: all through it)
+                refs = []
+                for n, (index, photo) in enumerate(picks, 1):
+                    if photo is None:
+                        photo = str(self._face_picture(target, index, folder, f"person-{n}.png"))
+                        names[photo] = f"face {index + 1} of {target.name}"
+                    refs.append(photo)
+                ref, face_index = refs, None
+        elif target.kind == "video" and face_index:
             # a numbered face of the first frame: the person whose face it is, all through the video
-            ref, face_index = str(self._first_frame_face(target, face_index, folder)), None
+            ref, face_index = str(self._face_picture(target, face_index, folder)), None
             names[ref] = f"face {int(choice) + 1} of {target.name}"
         session = self._session(request)
         if target.kind == "image":
@@ -646,8 +708,12 @@ class SaSwapApp:
             t0 = time.perf_counter()
             report("loading the engine", 0, None)
             pipe = self.pipeline(engine)
-            report("analysing your photo", 0, None)
-            prepared, _ = pipe.prepare_source(source)
+            if isinstance(sources, list):
+                report("analysing your photos", 0, None)
+                prepared = [pipe.prepare_source(photo)[0] for photo in sources]
+            else:
+                report("analysing your photo", 0, None)
+                prepared, _ = pipe.prepare_source(sources)
             if target.kind == "image":
                 report("swapping the face", 0, None)
                 result = pipe(prepared, target.path, shape_strength=strength, face_index=face_index,
@@ -760,6 +826,28 @@ class SaSwapApp:
                         label="Reference photo of the person to replace", file_types=_IMAGE_TYPES, type="filepath",
                         visible=False, height=150, elem_id="reference-file",
                     )  # fmt: skip
+                    with gr.Accordion("Second person (optional)", open=False, elem_id="second-person"):
+                        gr.Markdown(
+                            "For a picture or video of two people: a photo for the second one, and the face it "
+                            "replaces (your photo above takes the face chosen above). In a video, each is the person "
+                            "whose face you chose in the preview, followed all through it."
+                        )
+                        second_source = gr.File(
+                            label="Photo with the second person's new face", file_types=_IMAGE_TYPES,
+                            type="filepath", height=120, elem_id="second-source-file",
+                        )  # fmt: skip
+                        second_view = gr.Image(
+                            label="The face that will be used", interactive=False, height=160,
+                            elem_id="second-source-view", buttons=[],
+                        )  # fmt: skip
+                        second_choice = gr.Radio(
+                            choices=self._face_choices(1, second=True), value=_REFERENCE,
+                            label="Which face the second photo replaces", elem_id="second-face-choice",
+                        )  # fmt: skip
+                        second_reference = gr.File(
+                            label="Reference photo of the second person to replace", file_types=_IMAGE_TYPES,
+                            type="filepath", visible=True, height=120, elem_id="second-reference-file",
+                        )  # fmt: skip
                     strength = gr.Slider(
                         0.0, 1.0, value=1.0, step=0.05, label="Face shape",
                         info="0 keeps the target's face shape, 1 takes the shape of your face", elem_id="strength",
@@ -801,13 +889,17 @@ class SaSwapApp:
 
             private = {"api_visibility": "private"}
             source.change(self.on_source, source, source_view, concurrency_id="detect", **private)
-            target_outputs = [target_state, target_view, target_info, choice]
+            second_source.change(self.on_second_source, second_source, second_view, concurrency_id="detect", **private)
+            target_outputs = [target_state, target_view, target_info, choice, second_choice]
             target.change(self.on_target, target, target_outputs, concurrency_id="detect", **private)
             if self.templates:
                 gallery.select(self.on_template, None, target_outputs, concurrency_id="detect", **private)
             choice.change(self.on_choice, choice, reference, queue=False, **private)
+            second_choice.change(self.on_choice, second_choice, second_reference, queue=False, **private)
             run = swap.click(
-                self.on_swap, [source, target_state, choice, reference, strength, engine, enhance],
+                self.on_swap,
+                [source, target_state, choice, reference, strength, engine, enhance, second_source, second_choice,
+                 second_reference],
                 [status, result_image, result_video, tag, download], concurrency_limit=1, concurrency_id="swap",
                 show_progress_on=[result_image, result_video], **private,
             )  # fmt: skip
@@ -827,6 +919,9 @@ class SaSwapApp:
                 a_strength = gr.Number(label="shape_strength", value=1.0)
                 a_engine = gr.Textbox(label="engine", value=s.engines[0])
                 a_enhance = gr.Checkbox(label="enhance", value=False)
+                a_second_source = gr.File(label="second_source", type="filepath")
+                a_second_choice = gr.Textbox(label="second_faces", value="1")
+                a_second_reference = gr.File(label="second_reference", type="filepath")
                 a_result = gr.File(label="result")
                 a_tag = gr.JSON(label="tag")
                 a_templates = gr.JSON(label="templates")
@@ -835,7 +930,8 @@ class SaSwapApp:
                            concurrency_id="detect")  # fmt: skip
             a_button.click(
                 self.api_swap,
-                [a_source, a_target, a_template, a_choice, a_reference, a_strength, a_engine, a_enhance],
+                [a_source, a_target, a_template, a_choice, a_reference, a_strength, a_engine, a_enhance,
+                 a_second_source, a_second_choice, a_second_reference],
                 [a_result, a_tag], api_name="swap", concurrency_limit=1, concurrency_id="swap",
             )  # fmt: skip
             a_button.click(self.api_templates, None, a_templates, api_name="templates", queue=False)
