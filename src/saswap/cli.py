@@ -341,7 +341,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if args.dry_run:
         for job in report.jobs:
             state = "done already" if report.status[job.key] == "skipped" else "to do"
-            print(f"{state:12s} {job.source} -> {job.template} => {job.output}")
+            print(f"{state:12s} {job.source_name} -> {job.template} => {job.output}")
     for line in describe(report):
         print(line)
     return 0 if report.ok else 1
@@ -769,9 +769,10 @@ def _number_between(low: float, high: float, what: str) -> Callable[[str], float
     return parse
 
 
-def _add_swap_settings(p: argparse.ArgumentParser, people: bool = False) -> None:
+def _add_swap_settings(p: argparse.ArgumentParser, people: bool | str = False) -> None:
     """The options that say how a swap is made (``swap`` and ``batch``): engine, shape, which faces, enhancement,
-    tone. ``people``: ``--face-index`` and ``--reference`` may be repeated, one per ``--source`` (``swap``)."""
+    tone. ``people``: ``--face-index`` and ``--reference`` may be repeated, one per ``--source`` (``swap``), or, with
+    ``"batch"``, once per person of a couple's source folder."""
     p.add_argument("--engine", default="saswap-geometric", help="zoo name of the engine (default: saswap-geometric)")
     p.add_argument("--weights", type=_user_path, help="local model folder (overrides --engine)")
     p.add_argument(
@@ -780,6 +781,9 @@ def _add_swap_settings(p: argparse.ArgumentParser, people: bool = False) -> None
     group = p.add_mutually_exclusive_group()
     repeat = {"action": _Repeatable} if people else {}
     once_each = "; with several --source, give it once per --source, in the same order" if people else ""
+    if people == "batch":
+        once_each = ("; repeated, once per person: each source is then a folder of one photo per person (name order), "
+                     "or a folder of such folders")  # fmt: skip
     group.add_argument(
         "--face-index",
         type=_whole_number(0, note=" (0 is the largest face)"), **repeat,
@@ -944,7 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", type=_user_path,
         help="template cache folder, one every node reaches (default: $SASWAP_CACHE or the user cache folder)",
     )
-    _add_swap_settings(p)
+    _add_swap_settings(p, people="batch")
     p.add_argument(
         "--crf", type=_crf, default=14, help="video encoder quality (x264: 0 lossless, 14 default, 51 worst)"
     )

@@ -369,3 +369,74 @@ def test_a_batch_with_a_crop_size_swaps_photos_and_videos_in_that_crop(inputs, t
         "status"
     ] == "done"
     assert _tag(tmp_path / "own.jpg")["crop_size"] == 384
+
+
+def test_couple_sources_are_folders_of_one_photo_per_person(tmp_path):
+    """With a face index (or reference) per person, a source is a folder of as many photos (name order), or a folder
+    of such folders; a folder holding another number of photos is refused, naming it. A couple job's key, record and
+    output folder come from its photos and its folder."""
+    from saswap.pipelines.batch import BatchJob, collect_source_groups
+
+    pairs = tmp_path / "pairs"
+    for name, photos in (("anna-ben", ("1.jpg", "2.jpg")), ("cleo-dan", ("a.png", "b.png")), (".hidden", ("x.jpg",))):
+        (pairs / name).mkdir(parents=True)
+        for photo in photos:
+            (pairs / name / photo).write_bytes(f"{name}/{photo}".encode())
+    groups = collect_source_groups([pairs], 2)
+    assert groups == [(pairs / "anna-ben" / "1.jpg", pairs / "anna-ben" / "2.jpg"),
+                      (pairs / "cleo-dan" / "a.png", pairs / "cleo-dan" / "b.png")]  # fmt: skip
+    assert collect_source_groups([pairs / "cleo-dan", pairs], 2) == groups[::-1]  # a group's folder itself; once each
+    (pairs / "anna-ben" / "3.jpg").write_bytes(b"third")
+    with pytest.raises(SaSwapError, match=r"anna-ben: 3 photo\(s\) \(1.jpg, 2.jpg, 3.jpg\), but 2 people are chosen"):
+        collect_source_groups([pairs], 2)
+    with pytest.raises(SaSwapError, match="x.jpg: not a folder"):
+        collect_source_groups([pairs / ".hidden" / "x.jpg"], 2)
+    (pairs / "anna-ben" / "3.jpg").unlink()
+
+    settings = BatchSettings(face_index=[0, 1])
+    assert settings.face_index == (0, 1) and settings.people == 2
+    jobs = plan_batch(groups, [pairs / "anna-ben" / "1.jpg"], tmp_path / "out", settings)
+    assert [j.output.parent.name for j in jobs] == ["anna-ben", "cleo-dan"]
+    assert BatchJob.from_dict(jobs[0].to_dict()) == jobs[0] and jobs[0].to_dict()["source"][1].endswith("2.jpg")
+    swapped = plan_batch([groups[0][::-1]], [pairs / "anna-ben" / "1.jpg"], tmp_path / "out", settings)
+    assert swapped[0].key != jobs[0].key  # the order pairs photos with faces: another job
+    assert plan_batch(groups, [pairs / "anna-ben" / "1.jpg"], tmp_path / "out", BatchSettings(face_index=[1, 0]))[
+        0].key != jobs[0].key  # fmt: skip
+    with pytest.raises(SaSwapError, match="face index 0 is given twice"):
+        BatchSettings(face_index=[0, 0])
+    with pytest.raises(SaSwapError, match="no such file"):
+        BatchSettings(reference=[str(pairs / "anna-ben" / "1.jpg"), str(tmp_path / "missing.jpg")])
+
+
+def test_a_couples_batch_swaps_each_person_with_their_own_photo(tmp_path, capsys):
+    """``saswap batch --face-index 0 --face-index 1``: each pair's photos go into the two faces of a two-person photo,
+    one each (the tag says two sources; both faces change, differently for the two pairs); a rerun skips the jobs."""
+    from saswap.io import load_image
+
+    pairs = tmp_path / "pairs"
+    for name, photos in (("ab", ("sberswap__beckham.jpg", "sberswap__mark.jpg")),
+                         ("ba", ("sberswap__mark.jpg", "sberswap__beckham.jpg"))):  # fmt: skip
+        (pairs / name).mkdir(parents=True)
+        for n, photo in enumerate(photos, 1):
+            shutil.copy(data_path("images", photo), pairs / name / f"{n}.jpg")
+    template = tmp_path / "two.jpg"
+    shutil.copy(data_path("images", "face_recognition__two_people.jpg"), template)
+    argv = ["batch", "--sources", str(pairs), "--templates", str(template), "-o", str(tmp_path / "out"),
+            "--backend", "local", "--face-index", "0", "--face-index", "1", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 done" in capsys.readouterr().out
+    outputs = {name: tmp_path / "out" / name / "two.jpg" for name in ("ab", "ba")}
+    assert all(_tag(path)["sources"] == 2 for path in outputs.values())
+    before = load_image(template).astype(int)
+    ab, ba = (load_image(path).astype(int) for path in outputs.values())
+    from saswap.face import FaceAnalyzer
+
+    for face in FaceAnalyzer()(template):
+        x0, y0, x1, y1 = (int(v) for v in face.box)
+        box = (slice(y0, y1), slice(x0, x1))
+        assert (np.abs(ab[box] - before[box]).max(axis=2) > 20).mean() > 0.2  # the face changed
+        assert np.abs(ab[box] - ba[box]).mean() > 5  # by the other photo in the other pair
+    assert [r["source"] for r in _jobs(tmp_path / "out")][0][0].endswith("1.jpg")
+    assert main(argv) == 0 and "2 skipped" in capsys.readouterr().out
+    assert main([*argv[:-5], "--face-index", "0", "--face-index", "0"]) == 2
+    assert "face index 0 is given twice" in capsys.readouterr().err

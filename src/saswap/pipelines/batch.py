@@ -60,6 +60,7 @@ __all__ = [
     "BatchWorker",
     "Manifest",
     "collect_inputs",
+    "collect_source_groups",
     "plan_batch",
     "run_batch",
     "MANIFEST_NAME",
@@ -84,7 +85,9 @@ class BatchSettings:
         engine: a zoo name or a model folder (as ``SaSwapPipeline.from_pretrained`` takes).
         shape_strength: 0 keeps the target's face shape, 1 adopts the source's.
         face_index, all_faces, reference: which faces of a template to swap (at most one of them);
-            ``reference`` is a photo of the person to swap.
+            ``reference`` is a photo of the person to swap. Couples: a tuple of face indices or of reference photos,
+            one per person; each source is then a group of as many photos, paired by order
+            (:func:`collect_source_groups`).
         enhance: face enhancer name or path, or None.
         codec, crf, preset: the video encoder settings (codec None: libx264, libvpx-vp9 for .webm outputs).
         force: use source faces turned beyond ``SOURCE_TURN_LIMIT`` (otherwise their jobs fail).
@@ -101,9 +104,9 @@ class BatchSettings:
 
     engine: str = "saswap-geometric"
     shape_strength: float = 1.0
-    face_index: int | None = None
+    face_index: int | tuple[int, ...] | None = None
     all_faces: bool = False
-    reference: str | None = None
+    reference: str | tuple[str, ...] | None = None
     enhance: str | None = None
     codec: str | None = None
     crf: int | None = 14  # saswap.videoio.DEFAULT_CRF (this module does not import PyAV)
@@ -125,10 +128,34 @@ class BatchSettings:
             raise SaSwapError(f"crf must be a whole number from 0 to 63 (x264: 0 lossless, 51 worst), got {self.crf!r}")
         if (self.face_index is not None) + bool(self.all_faces) + (self.reference is not None) > 1:
             raise SaSwapError("choose one of face_index, all_faces and reference")
+        for name in ("face_index", "reference"):  # a list (of people) kept as a tuple: the settings stay hashable
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(str(v) if name == "reference" else v for v in value))
+        if self.people:
+            from saswap.pipelines.image import pair_sources
+
+            pair_sources(["source"] * self.people, self.face_index, self.all_faces, self.reference)  # its checks
         if self.occlusion is not None or self.harmonize is not None:  # a missing model folder: said at once
             check_compose(self.compose())
-        if self.reference is not None and not Path(self.reference).is_file():
-            raise SaSwapError(f"{self.reference}: no such file (the reference photo)")
+        for reference in self.references():
+            if not Path(reference).is_file():
+                raise SaSwapError(f"{reference}: no such file (the reference photo)")
+
+    @property
+    def people(self) -> int:
+        """How many people each job swaps, each with a source of its own: 0 for one source per job (as ever), else
+        the length of the ``face_index`` or ``reference`` tuple (a couple: 2)."""
+        for value in (self.face_index, self.reference):
+            if isinstance(value, tuple):
+                return len(value)
+        return 0
+
+    def references(self) -> list[str]:
+        """The reference photos (none, one, or one per person)."""
+        if self.reference is None:
+            return []
+        return list(self.reference) if isinstance(self.reference, tuple) else [self.reference]
 
     def compose(self) -> dict[str, Any] | None:
         """The compose stage's options these settings give (None: the engine's own)."""
@@ -139,17 +166,20 @@ class BatchSettings:
         for name in ("tone_lock", "crop_size", "occlusion", "harmonize"):  # added later: earlier batches' keys kept
             if not fields[name]:
                 del fields[name]
-        if self.reference is not None:
+        if isinstance(self.reference, tuple):
+            fields["reference"] = [_file_hash(Path(r)) for r in self.reference]
+        elif self.reference is not None:
             fields["reference"] = _file_hash(Path(self.reference))
         return fields
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    """One (source, template) swap: ``key`` names it in the manifest; ``kind`` is ``image`` or ``video``."""
+    """One (source, template) swap: ``key`` names it in the manifest; ``kind`` is ``image`` or ``video``. A couple's
+    job has a tuple of sources, one per person (its manifest record a list)."""
 
     key: str
-    source: Path
+    source: Path | tuple[Path, ...]
     template: Path
     output: Path
     kind: str
@@ -157,7 +187,7 @@ class BatchJob:
     def to_dict(self) -> dict[str, Any]:
         return {
             "job": self.key,
-            "source": str(self.source),
+            "source": [str(p) for p in self.source] if isinstance(self.source, tuple) else str(self.source),
             "template": str(self.template),
             "output": str(self.output),
             "kind": self.kind,
@@ -165,7 +195,14 @@ class BatchJob:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BatchJob:
-        return cls(d["job"], Path(d["source"]), Path(d["template"]), Path(d["output"]), d["kind"])
+        source = d["source"]
+        source = tuple(Path(p) for p in source) if isinstance(source, list) else Path(source)
+        return cls(d["job"], source, Path(d["template"]), Path(d["output"]), d["kind"])
+
+    @property
+    def source_name(self) -> str:
+        """The source as a line shows it: a couple's photos joined by `` + ``."""
+        return " + ".join(str(p) for p in self.source) if isinstance(self.source, tuple) else str(self.source)
 
 
 @dataclass
@@ -256,6 +293,49 @@ def collect_inputs(items: Sequence[str | os.PathLike], role: str, *, videos: boo
     return unique
 
 
+def collect_source_groups(items: Sequence[str | os.PathLike], people: int) -> list[tuple[Path, ...]]:
+    """The sources of a couples' batch: groups of ``people`` photos, one per person, paired by name order with the
+    batch's face indices or references. Each item is a group's folder (holding its photos; hidden files skipped) or a
+    folder of such folders (its sub-folders, in name order).
+
+    Raises:
+        SaSwapError: an item is missing or not a folder, or a group does not hold ``people`` photos.
+
+    Example:
+        >>> collect_source_groups(["no/such/folder"], 2)
+        Traceback (most recent call last):
+        ...
+        saswap.errors.SaSwapError: no/such/folder: no such folder (sources: for 2 people each source is a folder of 2 photos, or a folder of such folders)
+    """
+    what = f"sources: for {people} people each source is a folder of {people} photos, or a folder of such folders"
+
+    def photos(folder: Path) -> list[Path]:
+        return sorted(
+            p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+
+    groups: list[tuple[Path, ...]] = []
+    for item in items:
+        path = Path(item)
+        if not path.is_dir():
+            raise SaSwapError(f"{path}: {'no such folder' if not path.exists() else 'not a folder'} ({what})")
+        inner = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        folders = [path] if photos(path) or not inner else inner
+        for folder in folders:
+            found = photos(folder)
+            if len(found) != people:
+                names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "") if found else "none"
+                raise SaSwapError(
+                    f"{folder}: {len(found)} photo(s) ({names}), but {people} people are chosen; a couple's folder "
+                    f"holds one photo per person, in the order of the face indices or references"
+                )
+            groups.append(tuple(found))
+    unique = list(OrderedDict((tuple(p.resolve() for p in g), g) for g in groups).values())
+    if not unique:
+        raise SaSwapError(f"{', '.join(str(i) for i in items)}: no sources found ({what})")
+    return unique
+
+
 _HASHES: dict[tuple[str, int, int], str] = {}
 
 
@@ -317,20 +397,24 @@ def _unique_stems(paths: Sequence[Path]) -> dict[Path, str]:
 
 
 def plan_batch(
-    sources: Sequence[Path], templates: Sequence[Path], output_dir: str | os.PathLike, settings: BatchSettings
+    sources: Sequence[Path | tuple[Path, ...]], templates: Sequence[Path], output_dir: str | os.PathLike,
+    settings: BatchSettings,
 ) -> list[BatchJob]:
     """Every (source, template) job, with its key and output: ``output_dir/<source>/<template>.<ext>``.
 
     A video template gives an ``.mp4`` (an animated GIF a ``.gif``); an image template its own format (``.png`` when
-    it cannot carry the provenance tag). Jobs come ordered by source, so a worker reuses a source's analysis.
+    it cannot carry the provenance tag). Jobs come ordered by source, so a worker reuses a source's analysis. A
+    couple's source (a tuple of photos, :func:`collect_source_groups`) is named by its folder.
     """
     output_dir = Path(output_dir)
-    src_names, tpl_names = _unique_stems(sources), _unique_stems(templates)
+    named = [s[0].parent if isinstance(s, tuple) else s for s in sources]
+    src_names = dict(zip(sources, _unique_stems(named).values()))
+    tpl_names = _unique_stems(templates)
     fields = json.dumps(settings.key_fields(), sort_keys=True)
     jobs = []
     seen: set[str] = set()
     for s in sources:
-        s_hash = _file_hash(s)
+        s_hash = "+".join(_file_hash(p) for p in s) if isinstance(s, tuple) else _file_hash(s)
         for t in templates:
             kind = _template_kind(t)
             if kind == "video":
@@ -567,7 +651,12 @@ class BatchWorker:
         try:
             spec.output.parent.mkdir(parents=True, exist_ok=True)
             ts = time.perf_counter()
-            source, source_notes = self._source(str(spec.source))
+            if isinstance(spec.source, tuple):  # a couple: a prepared source per person
+                prepared = [self._source(str(p)) for p in spec.source]
+                source = [p for p, _ in prepared]
+                source_notes = [note for _, notes in prepared for note in notes]
+            else:
+                source, source_notes = self._source(str(spec.source))
             timings["source"] = time.perf_counter() - ts
             reference = s.reference
             if spec.kind == "video":
@@ -598,7 +687,7 @@ class BatchWorker:
         except SaSwapError as err:
             record.update(status="failed", error=str(err))
         except Exception as err:
-            record.update(status="failed", error=f"{spec.source} -> {spec.template}: {type(err).__name__}: {err}",
+            record.update(status="failed", error=f"{spec.source_name} -> {spec.template}: {type(err).__name__}: {err}",
                           trace=traceback.format_exc())  # fmt: skip
         return source_notes
 
@@ -772,7 +861,8 @@ def run_batch(
     """Swap every source photo into every template (image or video); resumable (see the module docstring).
 
     Args:
-        sources: source photos: folders, list files or files (see :func:`collect_inputs`).
+        sources: source photos: folders, list files or files (see :func:`collect_inputs`); for couples (``settings``
+            with a tuple of face indices or references), folders of one photo per person (:func:`collect_source_groups`).
         templates: template videos and images, likewise.
         output_dir: where the outputs (``<source>/<template>.<ext>``) and ``manifest.jsonl`` go.
         settings: what each job does (default :class:`BatchSettings`).
@@ -805,7 +895,10 @@ def run_batch(
         if value is not None and int(value) < 1:
             raise SaSwapError(f"{name} must be at least 1, got {value}")
     as_list = lambda x: [x] if isinstance(x, (str, os.PathLike)) else list(x)
-    source_files = collect_inputs(as_list(sources), "sources", videos=False)
+    if settings.people:
+        source_files: list[Any] = collect_source_groups(as_list(sources), settings.people)
+    else:
+        source_files = collect_inputs(as_list(sources), "sources", videos=False)
     template_files = collect_inputs(as_list(templates), "templates", videos=True)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -841,8 +934,8 @@ def run_batch(
         report.timings.update(templates=0.0, swaps=0.0, total=time.perf_counter() - t_start)
         return report
 
-    if settings.reference is not None:  # shared by every job: a photo without a face fails the batch, not each job
-        _check_reference(Path(settings.reference))
+    for reference in settings.references():  # shared by every job: a photo without a face fails the batch, not each job
+        _check_reference(Path(reference))
 
     cpus = os.cpu_count() or 1
     settings_dict = asdict(settings)
@@ -857,7 +950,7 @@ def run_batch(
         report.errors[job.key] = error
         manifest.append({"type": "job", **job.to_dict(), "status": "failed", "error": error,
                          "attempt": attempts.get(job.key, 1), "finished": _now(), **common, **extra})  # fmt: skip
-        say(f"failed: {job.source} -> {job.template}: {error}")
+        say(f"failed: {job.source_name} -> {job.template}: {error}")
 
     joined = False
     t0 = time.perf_counter()
@@ -945,7 +1038,7 @@ def run_batch(
             if _adoptable(job):  # it finished writing before its worker died
                 job_done(task, {"type": "job", **task, "status": "done", "adopted": True, **_output_facts(job.output)})
                 return False
-            logger.warning("%s -> %s: %s; %s", job.source, job.template, why,
+            logger.warning("%s -> %s: %s; %s", job.source_name, job.template, why,
                            "retrying" if attempts[job.key] < max_attempts else "giving up")  # fmt: skip
             if attempts[job.key] < max_attempts:
                 return True
@@ -986,6 +1079,6 @@ def describe(report: BatchReport) -> Iterable[str]:
         )
     for job in report.jobs:
         if report.status[job.key] == "failed":
-            yield f"  failed: {job.source} -> {job.template}: {report.errors.get(job.key, '')}"
+            yield f"  failed: {job.source_name} -> {job.template}: {report.errors.get(job.key, '')}"
     if report.manifest is not None:
         yield f"  manifest: {report.manifest}"
