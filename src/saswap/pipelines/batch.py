@@ -302,17 +302,16 @@ def collect_source_groups(items: Sequence[str | os.PathLike], people: int) -> li
         SaSwapError: an item is missing or not a folder, or a group does not hold ``people`` photos.
 
     Example:
-        >>> collect_source_groups(["no/such/folder"], 2)
+        >>> collect_source_groups(["no/such/folder"], 2)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        saswap.errors.SaSwapError: no/such/folder: no such folder (sources: for 2 people each source is a folder of 2 photos, or a folder of such folders)
+        saswap.errors.SaSwapError: no/such/folder: no such folder (sources: for 2 people each source is a folder ...)
     """
     what = f"sources: for {people} people each source is a folder of {people} photos, or a folder of such folders"
 
     def photos(folder: Path) -> list[Path]:
-        return sorted(
-            p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        kept = (p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        return sorted(p for p in kept if p.suffix.lower() in IMAGE_SUFFIXES)
 
     groups: list[tuple[Path, ...]] = []
     for item in items:
@@ -862,7 +861,8 @@ def run_batch(
 
     Args:
         sources: source photos: folders, list files or files (see :func:`collect_inputs`); for couples (``settings``
-            with a tuple of face indices or references), folders of one photo per person (:func:`collect_source_groups`).
+            with a tuple of face indices or references), folders of one photo per person
+            (:func:`collect_source_groups`).
         templates: template videos and images, likewise.
         output_dir: where the outputs (``<source>/<template>.<ext>``) and ``manifest.jsonl`` go.
         settings: what each job does (default :class:`BatchSettings`).
