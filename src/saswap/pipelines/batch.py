@@ -407,7 +407,8 @@ def plan_batch(
     """
     output_dir = Path(output_dir)
     named = [s[0].parent if isinstance(s, tuple) else s for s in sources]
-    src_names = dict(zip(sources, _unique_stems(named).values()))
+    by_path = _unique_stems(list(dict.fromkeys(named)))
+    src_names = {s: by_path[n] for s, n in zip(sources, named)}
     tpl_names = _unique_stems(templates)
     fields = json.dumps(settings.key_fields(), sort_keys=True)
     jobs = []
