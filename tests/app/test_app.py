@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA
+from conftest import DATA, own_source_nearer, write_video
 
 from saswap import cli
 
@@ -350,16 +350,7 @@ def test_a_numbered_face_of_a_video_is_that_persons_swap(running, data, tmp_path
     left, right = frames("liveportrait__d8.mp4", shrinking), frames("liveportrait__d18.mp4", growing)
     blank = [np.full((320, 640, 3), 128, np.uint8)] * 6
     pictures = blank + [np.hstack(pair) for pair in zip(left, right)]
-    clip = tmp_path / "two.mp4"
-    with av.open(str(clip), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 640, 320, "yuv420p"
-        vs.options = {"crf": "12"}
-        for picture in pictures:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
+    clip = write_video(tmp_path / "two.mp4", pictures)
     from gradio_client import handle_file
 
     c = client(running, tmp_path)
@@ -382,21 +373,15 @@ def test_a_numbered_face_of_a_video_is_that_persons_swap(running, data, tmp_path
     assert all(mine < 0.001 and other < 0.001 for mine, other in halves[:6]), halves
 
 
-def _dlib_distances(dlib_models, picture: np.ndarray, face, photos: list[np.ndarray]) -> list[float]:
-    """dlib's distance from ``face`` of ``picture`` to the largest face of each photo (the independent judge)."""
-    import dlib
-
+def _judged(*photos: Path):
+    """``own_source_nearer``'s arguments for a picture and its faces, swapped with ``photos`` in order (dlib's judge)."""
     from saswap.face import FaceAnalyzer
+    from saswap.face.identity import DlibEmbedder
+    from saswap.io import load_image
 
-    predictor, net = dlib_models
-
-    def embed(image, box):
-        x0, y0, x1, y1 = (int(v) for v in box)
-        return np.array(net.compute_face_descriptor(image, predictor(image, dlib.rectangle(x0, y0, x1, y1))))
-
-    mine = embed(picture, face.box)
-    analyzer = FaceAnalyzer()
-    return [float(np.linalg.norm(mine - embed(p, analyzer(p)[0].box))) for p in photos]
+    judge, analyzer = DlibEmbedder(), FaceAnalyzer()
+    identities = [judge.raw(image, analyzer(image)[0]) for image in (load_image(p) for p in photos)]
+    return lambda picture, faces: (judge, picture, faces, identities)
 
 
 def test_a_couple_photo_takes_a_photo_for_each_person(running, data, tmp_path, dlib_models):
@@ -414,13 +399,11 @@ def test_a_couple_photo_takes_a_photo_for_each_person(running, data, tmp_path, d
     before, after = load_image(target), load_image(result)
     faces = FaceAnalyzer()(before)
     assert len(faces) == 2
-    photos = [load_image(first), load_image(second)]
-    for k, face in enumerate(faces):  # face 1 (the largest) takes the first photo, face 2 the second
+    for face in faces:
         x0, y0, x1, y1 = (int(v) for v in face.box)
         changed = np.abs(after[y0:y1, x0:x1].astype(int) - before[y0:y1, x0:x1].astype(int)).max(axis=2) > 20
         assert changed.mean() > 0.2
-        own, other = _dlib_distances(dlib_models, after, face, photos if k == 0 else photos[::-1])
-        assert own < other, (k, own, other)
+    assert all(own_source_nearer(*_judged(first, second)(after, faces)))  # face 1 (largest): the first photo
     # the same person chosen by a reference photo for the second photo: the same result's faces
     reference = tmp_path / "reference.png"
     x0, y0, x1, y1 = (int(v) for v in faces[1].box)
@@ -442,7 +425,6 @@ def test_a_couple_video_takes_a_photo_for_each_person(running, data, tmp_path, d
     import cv2
 
     from saswap.face import FaceAnalyzer
-    from saswap.io import load_image
     from saswap.videoio import read_video_tag
 
     def frames(name):
@@ -453,16 +435,7 @@ def test_a_couple_video_takes_a_photo_for_each_person(running, data, tmp_path, d
     pictures = [np.hstack([cv2.resize(x, (320, 320), interpolation=cv2.INTER_AREA),
                            cv2.resize(y, (256, 256), interpolation=cv2.INTER_AREA)[np.r_[0:256, [255] * 64]]])
                 for x, y in zip(left, right)]  # fmt: skip
-    clip = tmp_path / "two.mp4"
-    with av.open(str(clip), "w") as out:
-        vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 576, 320, "yuv420p"
-        vs.options = {"crf": "12"}
-        for picture in pictures:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
+    clip = write_video(tmp_path / "two.mp4", pictures)
     first, second = data / "images" / "sberswap__beckham.jpg", data / "images" / "sberswap__mark.jpg"
     result, tag = client(running, tmp_path).predict(*swap_args(first, clip, faces="0", second=(second, "1", None)),
                                                     api_name="/swap")  # fmt: skip
@@ -476,10 +449,7 @@ def test_a_couple_video_takes_a_photo_for_each_person(running, data, tmp_path, d
         (m[:, :320].mean(), m[:, 320:].mean()) for m in changed]
     before, after = shown[4]
     faces = sorted(FaceAnalyzer()(before), key=lambda f: f.box[0])  # left (face 1, the larger), right
-    photos = [load_image(first), load_image(second)]
-    for k, face in enumerate(faces):
-        own, other = _dlib_distances(dlib_models, after, face, photos if k == 0 else photos[::-1])
-        assert own < other, (k, own, other)
+    assert all(own_source_nearer(*_judged(first, second)(after, faces)))
 
 
 def test_a_visitor_leaving_takes_their_uploads_and_video_caches_along(running):
