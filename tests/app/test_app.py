@@ -374,7 +374,7 @@ def test_a_numbered_face_of_a_video_is_that_persons_swap(running, data, tmp_path
 
 
 def _judged(*photos: Path):
-    """``own_source_nearer``'s arguments for a picture and its faces, swapped with ``photos`` in order (dlib's judge)."""
+    """``own_source_nearer``'s arguments for a picture and its faces swapped with ``photos`` in order (dlib judges)."""
     from saswap.face import FaceAnalyzer
     from saswap.face.identity import DlibEmbedder
     from saswap.io import load_image
