@@ -824,21 +824,10 @@ class SaSwapPipeline:
             raise SaSwapError("choose one of face_index, all_faces and reference")
         if all_faces:
             return faces
-        if reference is not None:
-            from saswap.face.identity import cosine_similarity
-
-            embedder = self.identity_embedder()
-            ref_img, ref_face = self.reference_face(reference)
-            ref = embedder(ref_img, ref_face)
-            scores = [cosine_similarity(ref, embedder(image, f)) for f in faces]
-            best = int(np.argmax(scores))
-            warn_weak_reference(name, scores[best], getattr(embedder, "same_person_cosine", 0.5))
-            logger.info("reference match: face %d (cosine %.3f)", best, scores[best])
-            return [faces[best]]
+        if reference is not None:  # one source's selector: what a list of one selects
+            return self._select_each(image, faces, name, SourcePairing([None], "reference", [reference]))
         index = 0 if face_index is None else int(face_index)
-        if not 0 <= index < len(faces):
-            raise _out_of_range(name, index, faces)
-        return [faces[index]]
+        return self._select_each(image, faces, name, SourcePairing([None], "face_index", [index]))
 
     def _select_each(self, image: np.ndarray, faces: list[Face], name: str, pairing: SourcePairing) -> list[Face]:
         """The target face of each source of ``pairing``, in its order: by face index, or the face most like each
