@@ -55,12 +55,35 @@ def test_person_folders_are_held_out_whole(tmp_path, caplog):
 
 
 def test_a_flat_folder_splits_as_before_and_one_person_folder_falls_back_to_files(tmp_path, caplog):
+    from saswap.training.parsing_data import HELDOUT_FRACTION, _name_hash
+
     flat = [tmp_path / f"photo{i}.jpg" for i in range(12)]
-    assert split_files(flat, roots=[tmp_path]) == split_files(flat)  # the hash of each file's name, as before
+    # the rule files were always split by: the SHA-1 of each name, about one in eight
+    rule = {f for f in flat if _name_hash(f) % HELDOUT_FRACTION == 0} or {min(flat, key=_name_hash)}
+    for roots in ([tmp_path], None):
+        train, held = split_files(flat, roots=roots)
+        assert set(held) == rule and set(train) == set(flat) - rule
     one = _person_folders(tmp_path / "solo", 1, 9)
     with caplog.at_level("INFO", logger="saswap.training.parsing_data"):
         train, held = split_files(one, roots=[tmp_path / "solo"])
     assert train and held and "one person folder only, so a person may land on both sides" in caplog.text
+    # one person folder and a loose photo: not a split by person (one side would be a single photo)
+    for loose in ("a.jpg", "b.jpg", "c.jpg", "e.jpg", "cover.jpg"):
+        (tmp_path / "solo" / loose).write_bytes(b"x")
+        train, held = split_files([*one, tmp_path / "solo" / loose], roots=[tmp_path / "solo"])
+        assert len(train) >= len(held), (loose, len(train), len(held))
+
+
+def test_the_smallest_person_is_held_out_when_no_name_hashes_to_the_held_out_side(tmp_path):
+    from saswap.training.parsing_data import HELDOUT_FRACTION, _name_hash
+
+    # two people whose names hash off the held-out side, the bigger one first by hash (the old pick held it out)
+    names = sorted([n for n in (f"p{i}" for i in range(200)) if _name_hash(Path(n)) % HELDOUT_FRACTION][:2],
+                   key=lambda n: _name_hash(Path(n)))  # fmt: skip
+    big = [tmp_path / names[0] / f"{k}.jpg" for k in range(30)]
+    small = [tmp_path / names[1] / f"{k}.jpg" for k in range(3)]
+    train, held = split_files(big + small, roots=[tmp_path])
+    assert held == small and train == big
 
 
 def test_the_parser_data_splits_a_person_layout_by_person(tmp_path, monkeypatch):

@@ -39,6 +39,35 @@ VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 MIN_IMAGE_SIZE = 32
 
 
+def media_files(root: str | Path) -> list[Path]:
+    """The photos and videos inside ``root`` and its sub-folders (``root/<person>/...``), sorted; hidden files and
+    folders (a ``.saswap-cache``, ``.thumbs``, ``.ipynb_checkpoints``) left out. What every training command reads."""
+    root = Path(root)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
+    )
+
+
+def person_of(path: str | Path, root: str | Path) -> str | None:
+    """The person folder a file lies in under ``root`` (``root/<person>/...``, how ``saswap train`` reads identities and
+    the parser's and harmoniser's splits keep a person on one side), or None for a file directly inside ``root`` or
+    not under it.
+
+    Example:
+        >>> person_of("d/ann/1.jpg", "d"), person_of("d/x.jpg", "d"), person_of("e/ann/1.jpg", "d")
+        ('ann', None, None)
+    """
+    try:
+        parts = Path(path).relative_to(root).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 else None
+
+
 def check_data_root(root: str | Path | None, option: str = "--data.root") -> None:
     """Check a training data folder given on the command line or in a recipe.
 
@@ -261,11 +290,7 @@ class FacePairsDataModule(L.LightningDataModule):
 
     def _files(self) -> list[Path]:
         check_data_root(self.root)
-        files = sorted(
-            p
-            for p in self.root.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and ".saswap-cache" not in p.parts
-        )
+        files = media_files(self.root)
         excluded = non_commercial_files(files)
         if excluded:  # the project's weights are Apache-2.0
             logger.info("left out of training (non-commercial licence): %s", ", ".join(sorted(f.name for f in excluded)))
@@ -338,8 +363,7 @@ class FacePairsDataModule(L.LightningDataModule):
         files = self._files()
         groups: dict[str, int] = {}
         for path in files:
-            rel = path.relative_to(self.root)
-            key = str(rel.parts[0]) if len(rel.parts) > 1 else str(rel)
+            key = person_of(path, self.root) or str(path.relative_to(self.root))
             identity = groups.setdefault(key, len(groups))
             npz = (
                 cache

@@ -15,7 +15,8 @@ What it adds to Lightning's:
   where the command has one (``saswap-face-parser``). The weights load strictly into the model built, before
   anything is written: a parameter missing, unexpected or of another shape is a one-line error naming the first
   (loss weights, learning rates and other options that change no shape may differ from the checkpoint's: they are
-  logged, ``option: old -> new``). Given with ``--ckpt_path``, it is a usage error;
+  logged, ``option: old -> new``). Given with ``--ckpt_path`` (a fine-tuning run resumed from its ``config.yaml``,
+  which records it), the checkpoint's weights are used and ``--init_from`` is not loaded again (a log line says so);
 - resuming continues the run the checkpoint was saved from, so the configuration's model options must be the ones
   it was trained with (its ``hyper_parameters``): a difference is a one-line error naming the options, before
   anything is written, for ``last`` as for a path. (Lightning reads a named checkpoint's hyper-parameters back over

@@ -42,7 +42,14 @@ from saswap.eval.occluder_kinds import (
     paste_rgba,
 )
 from saswap.models.face_parser import FACE_PARSER_CLASSES
-from saswap.training.data import IMAGE_EXTS, VIDEO_EXTS, check_data_root, check_image_size, non_commercial_files
+from saswap.training.data import (
+    VIDEO_EXTS,
+    check_data_root,
+    check_image_size,
+    media_files,
+    non_commercial_files,
+    person_of,
+)
 from saswap.videoio import sample_frames
 
 __all__ = [
@@ -125,15 +132,10 @@ def _key_hash(key: str) -> int:
 
 
 def _group_of(path: Path, roots: Sequence[Path]) -> str | None:
-    """The person folder a file lies in under one of ``roots`` (``root/<person>/...``), or None for a file directly
-    inside a root (or under none of them)."""
-    for root in roots:
-        try:
-            parts = path.relative_to(root).parts
-        except ValueError:
-            continue
-        return parts[0] if len(parts) > 1 else None
-    return None
+    """The person folder a file lies in under the first of ``roots`` that holds it (:func:`~saswap.training.data.
+    person_of`), or None for a file directly inside a root (or under none of them)."""
+    root = next((r for r in roots if path.is_relative_to(r)), None)
+    return None if root is None else person_of(path, root)
 
 
 def split_files(
@@ -151,7 +153,8 @@ def split_files(
     - Files in sub-folders of ``roots`` (``root/<person>/...``, the layout ``saswap train`` reads identities from)
       are held out a whole sub-folder at a time, chosen by a hash of the sub-folder's name, so one person's
       photos and videos all fall on one side (a file directly inside a root is its own group). With fewer than
-      two groups the files are split one by one, and the log says a person may then land on both sides.
+      two person folders the files are split one by one, and the log says a person may then land on both sides.
+      Where no group hashes to the held-out side (or every one does), the smallest group is held out.
 
     Files that a ``MANIFEST.tsv`` beside them marks non-commercial
     (:func:`~saswap.training.data.non_commercial_files`) never train the Apache-2.0 weights: they are left out of
@@ -189,14 +192,14 @@ def split_files(
     groups: dict[str, list[Path]] = {}
     for f in usable:  # a file outside any person folder is a group of its own (keyed so no folder name can match)
         groups.setdefault(folder[f] if folder[f] is not None else f"\0{f.name}", []).append(f)
-    by_folder = any(g is not None for g in folder.values()) and len(groups) >= 2
+    by_folder = len({g for g in folder.values() if g is not None}) >= 2  # two people at least (loose files aside)
     if not by_folder:
         groups = {}
         for f in usable:  # file by file, by the hash of the name (files of one name, in two roots, go together)
             groups.setdefault(f"\0{f.name}", []).append(f)
     held_keys = {k for k in groups if _key_hash(k) % HELDOUT_FRACTION == 0}
-    if not held_keys or len(held_keys) == len(groups):  # keep one group on each side
-        held_keys = {min(groups, key=_key_hash)}
+    if not held_keys or len(held_keys) == len(groups):  # keep one group on each side: the smallest held out
+        held_keys = {min(groups, key=lambda k: (len(groups[k]), _key_hash(k)))}
     held_set = {f for k in held_keys for f in groups[k]}
     train = [f for f in usable if f not in held_set]
     held = [f for f in usable if f in held_set]
@@ -440,14 +443,7 @@ def source_files(roots: Sequence[str | Path]) -> list[Path]:
     files: list[Path] = []
     for root in roots:
         check_data_root(root, "--data.roots")
-        root = Path(root)
-        files += sorted(
-            p
-            for p in root.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-            and p.is_file()
-        )
+        files += media_files(root)
     if not files:
         raise SaSwapError(f"{', '.join(str(r) for r in roots)}: no photos or videos found")
     return files
