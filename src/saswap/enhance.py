@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from saswap.errors import ModelNotFoundError
+from saswap.errors import ModelNotFoundError, first_line
 
 __all__ = ["FaceEnhancer", "ENHANCERS"]
 
@@ -65,7 +65,7 @@ class FaceEnhancer:
         try:
             self.session = ort.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own types (InvalidProtobuf, InvalidArgument, Fail, NoSuchFile)
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             raise ModelNotFoundError(f"{self.path}: not a usable ONNX enhancer model ({reason})") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

@@ -6,7 +6,19 @@ caller can catch one type and the command line can turn it into a one-line messa
 
 from __future__ import annotations
 
-__all__ = ["SaSwapError", "InvalidImageError", "InvalidVideoError", "NoFaceError", "ModelNotFoundError"]
+__all__ = ["SaSwapError", "InvalidImageError", "InvalidVideoError", "NoFaceError", "ModelNotFoundError", "first_line"]
+
+
+def first_line(err: BaseException, empty: str | None = None, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters, for a one-line error that wraps a
+    library's (ONNX Runtime's, torch's, safetensors'); ``empty`` (default: the exception's type name) when it has none.
+
+    Example:
+        >>> first_line(RuntimeError("size mismatch for w\\n  copying a param")), first_line(KeyError())
+        ('size mismatch for w', 'KeyError')
+    """
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else (type(err).__name__ if empty is None else empty)
 
 
 class SaSwapError(Exception):

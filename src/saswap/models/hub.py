@@ -10,7 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import PyTorchModelHubMixin
 
-from saswap.errors import ModelNotFoundError
+from saswap.errors import ModelNotFoundError, first_line
 
 __all__ = ["SaSwapModelMixin", "load_model_folder"]
 
@@ -50,7 +50,7 @@ def load_model_folder(model_cls: type[SaSwapModelMixin], folder: str | os.PathLi
     try:
         return model_cls.from_pretrained(part)
     except Exception as err:  # noqa: BLE001 - a damaged file: safetensors, json or torch's size checks
-        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        detail = first_line(err, empty="")
         raise ModelNotFoundError(
             f"{part}: cannot be loaded ({type(err).__name__}: {detail}); the file is damaged or from another "
             "model; export it again"

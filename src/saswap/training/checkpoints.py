@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from saswap.errors import SaSwapError
+from saswap.errors import SaSwapError, first_line
 
 __all__ = ["read_checkpoint", "checkpoint_kind", "weights_kind", "load_submodule", "export_submodule", "CHECKPOINT_KINDS"]
 
@@ -43,7 +43,7 @@ def read_checkpoint(
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except Exception as err:  # noqa: BLE001 - whatever torch raises, the file is not a checkpoint it can read
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise SaSwapError(f"{path}: not a training checkpoint (torch cannot read it: {first})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise SaSwapError(f"{path}: not a Lightning training checkpoint (no state_dict in it)")
@@ -117,7 +117,7 @@ def load_submodule(
     try:
         model.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
+        first = first_line(err)
         raise SaSwapError(
             f"{where}: its {key} weights do not fit the {cls_name} its hyper-parameters describe ({first})"
         ) from None

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from saswap import __version__
-from saswap.errors import SaSwapError
+from saswap.errors import SaSwapError, first_line
 
 __all__ = ["export_system", "export_checkpoint", "export_onnx", "new_model_folder", "SaSwapInference"]
 
@@ -167,7 +167,7 @@ def export_checkpoint(
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module` and is already saved.*")
             system = SaSwapSystem.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any checkpoint the system cannot be built from is bad input
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        first = first_line(err, empty="")
         why = f"{type(err).__name__}: {first}"
         raise SaSwapError(f"{checkpoint}: a SaSwap checkpoint that cannot be loaded ({why})") from None
     return kind, export_system(system, out_dir, onnx=onnx)

@@ -52,7 +52,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-from saswap.errors import SaSwapError
+from saswap.errors import SaSwapError, first_line
 
 __all__ = ["TrainingCLI"]
 
@@ -327,7 +327,7 @@ class TrainingCLI(LightningCLI):
         try:
             weights = load_file(path)
         except (SafetensorError, OSError) as err:
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise SaSwapError(f"{path}: not a safetensors file safetensors can read ({first})") from None
         from saswap.training.checkpoints import weights_kind
 
