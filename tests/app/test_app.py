@@ -578,7 +578,9 @@ def test_browser_image_swap(running, data, bad_files, tmp_path):
             shutil.copy(shots / f"{name}.png", Path(os.environ["SASWAP_APP_SHOTS"]) / f"{name}.png")
 
     def upload(elem_id: str, path: Path) -> None:
-        driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
+        # (a section just opened renders its inputs a moment later)
+        field = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"))
+        field[0].send_keys(str(path))
 
     try:
         wait = WebDriverWait(driver, 120)
