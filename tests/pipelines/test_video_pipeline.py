@@ -1282,10 +1282,10 @@ def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_afte
         monkeypatch.setattr(video, "CUT_CHECK", None)
         missed, _ = pipe.precompute(template, tmp_path / "unchecked", progress=False)
         assert missed.header["cuts"] == [] and len(missed.header["tracks"]) == 1
-        monkeypatch.undo()
-    monkeypatch.setattr(video._TrackIdentities, "file", lambda self, header: None)  # no identities in the cache
-    res = pipe.swap_video(source, template, tmp_path / "plain.mp4", cache_dir=tmp_path / "plain", progress=False)
-    assert (res.frames_swapped, res.shots_swapped) == (36, 3)
+    else:  # (one case is enough for this)
+        monkeypatch.setattr(video._TrackIdentities, "file", lambda self, header: None)  # no identities in the cache
+        res = pipe.swap_video(source, template, tmp_path / "plain.mp4", cache_dir=tmp_path / "plain", progress=False)
+        assert (res.frames_swapped, res.shots_swapped) == (36, 3)
 
 
 def test_a_face_found_late_is_followed_back_to_where_it_was(pipe, clip, tmp_path, monkeypatch):
