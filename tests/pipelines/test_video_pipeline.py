@@ -963,37 +963,53 @@ def _running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("kind, signame", [("threads", "SIGINT"), ("processes", "SIGINT"), ("threads", "SIGTERM")])
-def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, kind, signame):
+def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
     """SIGINT while the output is being written: exit code 130, one line, no output and no temporary file, and no
-    frame worker process left running. SIGTERM (``timeout``, ``docker stop``) the same with exit code 143; Python's
-    default ended the process on the spot and left the temporary file behind."""
+    frame worker process left running, with frames made on threads and in worker processes. SIGTERM (``timeout``,
+    ``docker stop``) the same with exit code 143; Python's default ended the process on the spot and left the temporary
+    file behind. The three swaps run side by side (most of each is the command's start)."""
     import signal
     import sys
     import time
 
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    cmd = [
-        sys.executable, "-m", "saswap", "swap", "-s", str(data_path("images", "sberswap__beckham.jpg")),
-        "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
-        "--start", "0", "--end", "2", "--quiet", "--workers", "2", "--worker-kind", kind,
-    ]  # fmt: skip
-    proc = _interruptible(cmd)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not list(out_dir.glob(".o.mp4.*")):
-        time.sleep(0.05)
-    assert proc.poll() is None, "the swap ended before it could be interrupted"
-    time.sleep(0.5)
-    workers = _frame_worker_pids(proc.pid) if Path("/proc").is_dir() else set()
-    if Path("/proc").is_dir():
-        assert len(workers) == (2 if kind == "processes" else 0)
-    proc.send_signal(getattr(signal, signame))
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == (130 if signame == "SIGINT" else 143), err
-    assert ("interrupted" if signame == "SIGINT" else "terminated") in err
-    assert list(out_dir.iterdir()) == []
-    assert _gone(workers), "frame worker processes were left running"
+    cases = [("threads", "SIGINT"), ("processes", "SIGINT"), ("threads", "SIGTERM")]
+    started = {}
+    for kind, signame in cases:
+        out_dir = tmp_path / f"{kind}-{signame}"
+        out_dir.mkdir()
+        cmd = [
+            sys.executable, "-m", "saswap", "swap", "-s", str(data_path("images", "sberswap__beckham.jpg")),
+            "-t", str(data_path("videos", "liveportrait__d8.mp4")), "-o", str(out_dir / "o.mp4"), "--no-cache",
+            "--start", "0", "--end", "2", "--quiet", "--workers", "2", "--worker-kind", kind,
+        ]  # fmt: skip
+        started[kind, signame] = (_interruptible(cmd), out_dir)
+    workers = {}
+    try:
+        deadline = time.time() + 180
+        while len(workers) < len(cases) and time.time() < deadline:
+            for case, (proc, out_dir) in started.items():
+                if case in workers:
+                    continue
+                assert proc.poll() is None, f"{case}: ended before it could be interrupted: {proc.communicate()}"
+                if list(out_dir.glob(".o.mp4.*")):  # the output is being written
+                    time.sleep(0.5)
+                    workers[case] = _frame_worker_pids(proc.pid) if Path("/proc").is_dir() else set()
+                    if Path("/proc").is_dir():
+                        assert len(workers[case]) == (2 if case[0] == "processes" else 0), case
+                    proc.send_signal(getattr(signal, case[1]))
+            time.sleep(0.05)
+        assert len(workers) == len(cases), f"no output begun in time: {sorted(set(started) - set(workers))}"
+        for (kind, signame), (proc, out_dir) in started.items():
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == (130 if signame == "SIGINT" else 143), (kind, signame, err)
+            assert ("interrupted" if signame == "SIGINT" else "terminated") in err, (kind, signame, err)
+            assert list(out_dir.iterdir()) == [], (kind, signame)
+            assert _gone(workers[kind, signame]), f"{kind}, {signame}: frame worker processes were left running"
+    finally:
+        for proc, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 def test_two_builders_of_one_template_cache_analyse_it_once(pipe, clip, tmp_path):
