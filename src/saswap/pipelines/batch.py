@@ -244,6 +244,12 @@ class BatchReport:
 # -- inputs and jobs -----------------------------------------------------------------------------
 
 
+def _folder_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
+    """The files directly inside ``folder`` with one of ``suffixes`` (any case), sorted; hidden files skipped."""
+    kept = (p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in kept if p.suffix.lower() in suffixes)
+
+
 def collect_inputs(items: Sequence[str | os.PathLike], role: str, *, videos: bool) -> list[Path]:
     """The files a ``--sources`` / ``--templates`` argument names, in a stable order.
 
@@ -266,9 +272,7 @@ def collect_inputs(items: Sequence[str | os.PathLike], role: str, *, videos: boo
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found.extend(
-                sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
-            )
+            found.extend(_folder_files(path, suffixes))
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
@@ -309,19 +313,15 @@ def collect_source_groups(items: Sequence[str | os.PathLike], people: int) -> li
     """
     what = f"sources: for {people} people each source is a folder of {people} photos, or a folder of such folders"
 
-    def photos(folder: Path) -> list[Path]:
-        kept = (p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        return sorted(p for p in kept if p.suffix.lower() in IMAGE_SUFFIXES)
-
     groups: list[tuple[Path, ...]] = []
     for item in items:
         path = Path(item)
         if not path.is_dir():
             raise SaSwapError(f"{path}: {'no such folder' if not path.exists() else 'not a folder'} ({what})")
         inner = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-        folders = [path] if photos(path) or not inner else inner
+        folders = [path] if _folder_files(path, IMAGE_SUFFIXES) or not inner else inner
         for folder in folders:
-            found = photos(folder)
+            found = _folder_files(folder, IMAGE_SUFFIXES)
             if len(found) != people:
                 names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "") if found else "none"
                 raise SaSwapError(
