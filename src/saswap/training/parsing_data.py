@@ -189,14 +189,13 @@ def split_files(
         raise SaSwapError(f"{folders}: {found}; training needs at least 2 (one is held out for validation)")
     paths = [Path(r) for r in roots or ()]
     folder = {f: _group_of(f, paths) for f in usable}
-    groups: dict[str, list[Path]] = {}
-    for f in usable:  # a file outside any person folder is a group of its own (keyed so no folder name can match)
-        groups.setdefault(folder[f] if folder[f] is not None else f"\0{f.name}", []).append(f)
     by_folder = len({g for g in folder.values() if g is not None}) >= 2  # two people at least (loose files aside)
-    if not by_folder:
-        groups = {}
-        for f in usable:  # file by file, by the hash of the name (files of one name, in two roots, go together)
-            groups.setdefault(f"\0{f.name}", []).append(f)
+    groups: dict[str, list[Path]] = {}
+    for f in usable:
+        # by person folder; a file outside them (every file, without two person folders) by its name, keyed so that
+        # no folder name can match (files of one name, in two roots, go together)
+        key = folder[f] if by_folder and folder[f] is not None else f"\0{f.name}"
+        groups.setdefault(key, []).append(f)
     held_keys = {k for k in groups if _key_hash(k) % HELDOUT_FRACTION == 0}
     if not held_keys or len(held_keys) == len(groups):  # keep one group on each side: the smallest held out
         held_keys = {min(groups, key=lambda k: (len(groups[k]), _key_hash(k)))}
