@@ -190,20 +190,20 @@ class TrainingCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         init_from = self.config[subcommand].get("init_from") if subcommand else None
-        if ckpt_path is not None and ckpt_path != "last":
+        if ckpt_path is None:
+            if init_from is not None:
+                self._parse_init_from(subcommand, str(init_from))
+            return
+        if ckpt_path != "last":
             ckpt_path = self.config[subcommand]["ckpt_path"] = os.path.expanduser(str(ckpt_path))
-        if init_from is not None and ckpt_path is not None:
+            self._resume_from = Path(ckpt_path)
+            self._checked = self._check_checkpoint(self._resume_from)
+        if init_from is not None:
             # resuming a fine-tuning run (its config.yaml records where it started): the checkpoint holds the weights
             rank_zero_info(
                 f"--ckpt_path {ckpt_path} resumes the run; --init_from {init_from} (where it started) is not loaded "
                 "again"
             )
-        elif init_from is not None:
-            self._parse_init_from(subcommand, str(init_from))
-            return
-        if ckpt_path is not None and ckpt_path != "last":
-            self._resume_from = Path(ckpt_path)
-            self._checked = self._check_checkpoint(self._resume_from)
 
     def _check_checkpoint(self, path: Path) -> dict[str, Any]:
         """The checkpoint at ``path`` (weights memory-mapped), or a one-line error for one that is missing,
