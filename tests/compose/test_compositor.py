@@ -180,6 +180,47 @@ def test_a_closed_eyes_lash_line_is_not_kept_as_glasses(analyzer):
     assert closed_eye_lashes(open_face.landmarks, crop.shape[:2]) is None
 
 
+def test_background_beside_the_face_that_the_parser_takes_for_an_object_moves_with_the_background(analyzer):
+    """Beside the jaw of ``sadtalker__WDA...``'s first frame the parser calls a piece of the flag's red stripe an
+    object in front of the face. Pinned in place while the shape flow moved the background around it (a wider
+    source face), that piece tore out of the flag as a red blob. Only objects that overlap the face stay pinned now:
+    there the output is the moved background, and every pinned pixel belongs to an island over the face."""
+    import cv2
+
+    from saswap import SaSwapPipeline
+    from saswap.face.masks import face_region_masks
+    from saswap.face.parsing import SWAPPABLE_CLASSES, default_face_parsing
+    from saswap.io import load_image
+    from saswap.videoio import VideoReader
+
+    pipe = SaSwapPipeline(analyzer=analyzer)
+    with VideoReader(data_path("videos", "sadtalker__WDA_AlexandriaOcasioCortez_000.mp4"), end=0.04) as reader:
+        frame = next(iter(reader)).image
+    crop, face, _ = pipe.engine.align(frame, analyzer(frame)[0])
+    parsing = default_face_parsing()
+    maps = parsing.group_probabilities(
+        crop, face.keypoints, {"covered": tuple(c for c in parsing.classes if c not in SWAPPABLE_CLASSES),
+                               "objects": ("occluder", "glasses")}
+    )  # fmt: skip
+    inside = face_region_masks(face.landmarks, crop.shape[:2])["face"] > 0.5
+    objects = (maps["objects"] >= 0.5 * maps["covered"]) & (maps["covered"] > 0.5) & ~inside
+    n, labels = cv2.connectedComponents(objects.astype(np.uint8), connectivity=8)
+    beside = [labels == i for i in range(1, n)
+              if not cv2.dilate((labels == i).astype(np.uint8), np.ones((3, 3), np.uint8))[inside].any()]  # fmt: skip
+    island = max(beside, key=np.sum)
+    assert island.sum() > 1000  # what the parser reads there (else this test tests nothing)
+    analysis = {**pipe.engine.analyze_target(crop, face), **pipe.compositor.analyze_target(crop, face)}
+    assert not analysis["occluder"][island].any()
+    n, labels = cv2.connectedComponents(analysis["occluder"], connectivity=8)
+    assert all((labels == i)[inside].any() for i in range(1, n))
+    prepared, _ = pipe.prepare_source(load_image(data_path("images", "liveportrait__s12.jpg")))
+    result = pipe.engine.swap(crop, face, prepared, analysis=analysis)
+    out = pipe.compositor(crop, face, analysis, result).image
+    moved = np.abs(result.base[island].astype(int) - crop[island].astype(int)).mean()
+    assert moved > 10  # the flow moved the stripe there
+    assert np.abs(out[island].astype(int) - result.base[island].astype(int)).mean() < 0.2 * moved
+
+
 def test_a_blurred_targets_face_is_blurred_as_much(analyzer):
     """A crisp face on a blurred head gives a swap away. With ``blur_match`` the new face is blurred by what the
     target's face is blurrier than it (read at both faces' strongest edges, :func:`~saswap.face.blur.edge_blur`):

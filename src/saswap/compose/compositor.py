@@ -47,7 +47,7 @@ from saswap.face.types import Face
 
 __all__ = [
     "Compositor", "ComposedFace", "paste_back", "place_back", "blend_placed", "is_grey", "border_taper", "entering_cover",
-    "face_cover", "PROFILE_YAW",
+    "in_front_of", "face_cover", "PROFILE_YAW",
 ]
 
 #: Degrees of yaw beyond which a face counts as turned: the person segmentation then decides where the
@@ -352,8 +352,9 @@ class Compositor:
 
         Returns:
             ``{"occlusion": uint8 (S, S) 0/1}`` (what covers the face) when ``occlusion`` is on, with a parser
-            also ``{"occluder": uint8 (S, S) 0/1}`` (the part of it that objects in front of the face cover:
-            it stays where it is when the shape flow moves the face), and
+            also ``{"occluder": uint8 (S, S) 0/1}`` (the part of it that objects in front of the face cover, in
+            islands that overlap the face, :func:`in_front_of`: it stays where it is when the shape flow moves the
+            face), and
             ``{"person": float16 (S, S) in [0, 1]}`` (person-versus-background probability) for a turned face
             when ``silhouette`` is on, ``{"blur": float32 (1,)}`` (:func:`~saswap.face.blur.edge_blur` of the
             visible inner face; NaN when it has too few edges) with ``blur_match``, and ``{"texture": float32
@@ -384,9 +385,10 @@ class Compositor:
             regions = face_region_masks(face.landmarks[:468].astype(np.float64), crop.shape[:2])
             cover = face_cover(covered > self.occlusion_threshold, glasses > 0.5, face, regions["face"] > 0.5)
             out["occlusion"] = cover.astype(np.uint8)
-            # covered mostly by objects in front of the face (not hair or background): they do not move with the
-            # face's shape
-            out["occluder"] = ((objects >= 0.5 * covered) & (out["occlusion"] > 0)).astype(np.uint8)
+            # covered mostly by objects in front of the face (not hair or background), in islands over the face:
+            # they do not move with the face's shape
+            objects = (objects >= 0.5 * covered) & (out["occlusion"] > 0)
+            out["occluder"] = in_front_of(objects, regions["face"] > 0.5).astype(np.uint8)
         if self.silhouette and abs(float(face.pose[0])) >= PROFILE_YAW:
             out["person"] = self._person(crop).astype(np.float16)
         if self.blur_match:
@@ -806,9 +808,7 @@ def entering_cover(
     n, labels = cv2.connectedComponents(covered.astype(np.uint8), connectivity=8)
     if n <= 1:
         return covered.astype(bool)
-    filled = np.zeros(face.shape, np.uint8)  # the face with its holes (eyes, mouth) filled: only its outline counts
-    contours, _ = cv2.findContours(face.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    filled = _filled(face)  # only the face's outline counts, not its holes (eyes, mouth)
     core = cv2.erode(filled, np.ones((2 * int(np.ceil(margin)) + 1,) * 2, np.uint8)) > 0
     count = np.bincount(labels.ravel(), minlength=n)
     outside = np.bincount(labels[~core].ravel(), minlength=n)
@@ -816,6 +816,42 @@ def entering_cover(
         glasses = glasses & ~lashes
     specs = np.bincount(labels[glasses].ravel(), minlength=n)
     keep = (outside > 0) | (specs * 2 >= count)
+    keep[0] = False
+    return keep[labels]
+
+
+def _filled(face: np.ndarray) -> np.ndarray:
+    """uint8 (H, W): the region ``face`` within its outer outline, its holes (eyes, mouth) filled."""
+    filled = np.zeros(face.shape, np.uint8)
+    contours, _ = cv2.findContours(face.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled
+
+
+def in_front_of(objects: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """The islands of ``objects`` that overlap ``face`` (its outline filled): an object in front of a face covers
+    part of it. An island wholly beside the face is background the parser took for an object (a flag's stripe by
+    the jaw); pinned in place while the shape flow moved the background around it, it tore out of the picture, so
+    it moves with the background instead.
+
+    Args:
+        objects: bool (H, W), what the parser calls an object in front of the face.
+        face: bool (H, W), the face region of the mesh.
+
+    Returns:
+        bool (H, W).
+
+    Example:
+        >>> face = np.zeros((20, 20), bool); face[5:15, 5:15] = True
+        >>> obj = np.zeros((20, 20), bool); obj[12:20, 8:10] = True; obj[0:3, 0:3] = True
+        >>> out = in_front_of(obj, face)
+        >>> bool(out[18, 9]), bool(out[1, 1])
+        (True, False)
+    """
+    n, labels = cv2.connectedComponents(objects.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return objects.astype(bool)
+    keep = np.bincount(labels[_filled(face) > 0].ravel(), minlength=n) > 0
     keep[0] = False
     return keep[labels]
 

@@ -112,7 +112,7 @@ class SaSwapVideoOutput:
 
 #: Revision of the template analysis (bumped whenever its code changes what a cache holds, so older
 #: caches of the same SaSwap version are rebuilt, not used).
-ANALYSIS_REVISION = 13
+ANALYSIS_REVISION = 14
 
 
 def _settings(pipe) -> dict[str, Any]:
