@@ -830,9 +830,9 @@ def _filled(face: np.ndarray) -> np.ndarray:
 
 def in_front_of(objects: np.ndarray, face: np.ndarray) -> np.ndarray:
     """The islands of ``objects`` that overlap ``face`` (its outline filled): an object in front of a face covers
-    part of it. An island wholly beside the face is background the parser took for an object (a flag's stripe by
-    the jaw); pinned in place while the shape flow moved the background around it, it tore out of the picture, so
-    it moves with the background instead.
+    part of it. An island wholly beside the face hides none of it: background the parser took for an object (a
+    flag's stripe by the jaw) or an object beside the face (a fist under the chin). Pinned in place while the shape
+    flow moved the background around it, it tore out of the picture, so it moves with the background instead.
 
     Args:
         objects: bool (H, W), what the parser calls an object in front of the face.
