@@ -175,6 +175,7 @@ def test_swap_bad_arguments(tmp_path, capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_demo_runs_on_packaged_photos(tmp_path, capsys, monkeypatch):
     from saswap.provenance import read_tag
     from saswap.videoio import probe_video, read_video_tag, sample_frames
@@ -268,6 +269,7 @@ def test_verbose_is_accepted_after_the_subcommand(capsys):
     assert parser.parse_args(["swap", "-s", "a", "-t", "b", "-o", "c.png", "--verbose"]).verbose is True
 
 
+@pytest.mark.slow
 def test_train_prints_each_lightning_line_once_and_no_argv_warning(tmp_path):
     pytest.importorskip("jsonargparse", reason="training needs the 'train' extra")
     from conftest import ROOT

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 
 import numpy as np
+import pytest
 from conftest import data_path
 
 from saswap.eval.swap_metrics import jaw_distance, jaw_distance_3d
@@ -99,6 +100,7 @@ def test_the_held_out_pairs_are_other_files_and_other_people():
         assert data_path("images", name).exists(), name
 
 
+@pytest.mark.slow
 def test_upper_border_step_reads_the_forehead_and_temples_only(analyzer):
     """Issue 13's "colour step at the upper face border": the skin band inside the face's outline darkened below the
     eyes moves the whole border's step and not the upper one's; darkened above the eyes it moves the upper one's."""
@@ -274,6 +276,7 @@ def test_mouth_sync_follows_the_opening_and_part_jitter_finds_the_noisy_part(ana
     assert np.isnan(mouth_sync(track, [None] * (len(track) - 3) + track[-3:]))
 
 
+@pytest.mark.slow
 def test_an_independent_detector_reads_the_jitter_of_a_shaken_video(analyzer, dlib_models):
     """dlib's 68 points as a second reading of the jitter: the template against itself reads 1 by both detectors;
     the same frames of a steady head, each shifted by a random half pixel, read less steadily by both; the figures

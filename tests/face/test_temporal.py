@@ -50,6 +50,7 @@ def _embed(dlib_models, image, box):
     return np.array(net.compute_face_descriptor(image, predictor(image, dlib.rectangle(x1, y1, x2, y2))))
 
 
+@pytest.mark.slow
 def test_tracks_do_not_swap_people(analyzer, dlib_models):
     """Every track of two people talking (with cuts) stays one person. The judge reads every third showing of each
     track of 10 or more frames (its last too): a swap that lasts three frames or more is seen, with a third of the

@@ -228,6 +228,7 @@ def test_two_workers_are_processes_on_a_long_video_only(pipe, source):
         workers.close()
 
 
+@pytest.mark.slow
 def test_grain_finer_than_the_crop_comes_the_same_from_worker_processes(pipe, analyzer, tmp_path):
     """A face larger in its frame than the engine's crop gets grain finer than a crop pixel at the paste-back
     (``Compositor(fine_detail=True)``; a smooth face in a sharp video otherwise). A talking head enlarged 2.5x, with a

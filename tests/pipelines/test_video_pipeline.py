@@ -134,6 +134,7 @@ def large_face_clip(tmp_path_factory):
     return _encode(tmp_path_factory.mktemp("large") / "portrait.mp4", frames)
 
 
+@pytest.mark.slow
 def test_a_large_faced_template_is_cached_and_swapped_in_a_crop_sized_to_it(pipe, large_face_clip, tmp_path, capsys):
     """``crop_size="auto"``: the template cache is made for a crop sized to the template's faces, a swap asking for it
     finds it (no face analysis), and the new face keeps the fine detail of its eyes and brows that the engine's 384-px
@@ -422,6 +423,7 @@ def test_lossless_output_is_exact_outside_the_face(pipe, clip, source, tmp_path)
         assert diff[~outside].max() > 10  # the face itself did change
 
 
+@pytest.mark.slow
 def test_repeated_frames_get_their_first_showings_face(pipe, clip, source, tmp_path, capsys):
     """A template converted from a lower frame rate shows some pictures twice: those frames are found, not analysed
     or swapped again, and written with the same face as the frame they repeat (before, each got a face of its own:
@@ -963,6 +965,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path):
     """SIGINT while the output is being written: exit code 130, one line, no output and no temporary file, and no
     frame worker process left running, with frames made on threads and in worker processes. SIGTERM (``timeout``,
@@ -1221,6 +1224,7 @@ def test_the_chosen_person_is_followed_across_breaks_and_cuts_and_no_one_else_is
     assert _persons({"tracks": near, "identity": {"same_person_cosine": 0.5}}, [1, 2, 3]) == [[1], [2, 3]]
 
 
+@pytest.mark.slow
 def test_a_face_covered_for_longer_than_the_tracker_waits_is_swapped_before_and_after(pipe, source, tmp_path, monkeypatch):
     """A real face covered by a flat patch for 14 frames comes back as a second track; the cached identities make the
     two one person, so the swap changes the face before and after the cover (not only the longer run)."""
@@ -1255,6 +1259,7 @@ def _cutaway(tmp_path: Path, other: str) -> Path:
     return _encode(tmp_path / "cutaway.mp4", a[:12] + b + a[40:52])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("other", ["liveportrait__d10.mp4", "liveportrait__d5.mp4"])
 def test_a_cutaway_to_someone_else_is_not_swapped_and_the_person_is_swapped_after_it(
     pipe, source, tmp_path, monkeypatch, capsys, other
@@ -1415,6 +1420,7 @@ def test_the_follow_check_compares_with_the_tracks_latest_detected_face():
     assert _FollowCheck(lambda: None)(1, image, face(1, [0.0, 1.0]))  # no embedder: every followed face is kept
 
 
+@pytest.mark.slow
 def test_a_video_turned_without_its_rotation_metadata_is_swapped_upright(pipe, clip, source, tmp_path, caplog):
     """A clip whose picture is upside down and whose file says nothing of it (no rotation metadata): the template
     analysis finds its content turned by 180 degrees, warns, and reads its faces that way, so the cached faces are the

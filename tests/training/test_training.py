@@ -64,6 +64,7 @@ def test_data_module_items(photo_folder, tmp_path):
         FacePairsDataModule(str(tmp_path / "missing")).prepare_data()
 
 
+@pytest.mark.slow
 def test_overfit_losses_fall_by_half(photo_folder, tmp_path):
     dm = FacePairsDataModule(
         str(photo_folder), image_size=64, batch_size=4, same_identity_ratio=1.0, cache_dir=str(tmp_path), epoch_length=4
