@@ -14,6 +14,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SASWAP_TEST_DATA", ROOT.parent / "shared" / "data"))
 
 
+#: the slow tests the default run's marker expression (``addopts``: ``-m 'not slow'``) left out of this run
+_SLOW_LEFT_OUT: list = []
+
+
+def pytest_deselected(items):
+    _SLOW_LEFT_OUT.extend(item for item in items if item.get_closest_marker("slow"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say so when slow tests were left out: running a file of them alone otherwise reads only "N deselected"."""
+    if _SLOW_LEFT_OUT and config.getoption("markexpr") == "not slow":
+        n = len(_SLOW_LEFT_OUT)
+        terminalreporter.write_line(f"{n} slow test{'s' * (n != 1)} left out of this run: '-m slow' runs them")
+
+
 def data_path(*parts: str) -> Path:
     path = DATA.joinpath(*parts)
     if not path.exists():
