@@ -7,6 +7,7 @@ Convention:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
@@ -160,37 +161,62 @@ def _ring(mask: np.ndarray, inner: int, outer: int) -> tuple[np.ndarray, np.ndar
     return inside.astype(bool), outside
 
 
-def boundary_colour_step(image: np.ndarray, face: Face, width: float = 0.08, upper: bool = False) -> float:
+#: Sub-pixel offsets of a face's landmarks, pixels, over which :func:`boundary_colour_step` averages: a 3x3 grid of
+#: half a pixel each way. Its bands are a few pixels wide and lie on the face's sharpest colour edge (skin to hair,
+#: jaw to shadow), and a face found anew in an output lies 0.05-0.5 px from where it was found before, which moved
+#: a single reading by up to 3 ΔE (``benchmarks/RESULTS.md``, stops 81-82); the average reads the step around where
+#: the face was found, not at one sub-pixel position of it.
+STEP_OFFSETS = tuple((dx, dy) for dy in (-0.5, 0.0, 0.5) for dx in (-0.5, 0.0, 0.5))
+
+
+def boundary_colour_step(
+    image: np.ndarray,
+    face: Face,
+    width: float = 0.08,
+    upper: bool = False,
+    offsets: tuple[tuple[float, float], ...] = STEP_OFFSETS,
+) -> float:
     """ΔE between the mean colour just inside the face's skin border and just outside it.
 
     The band width is ``width`` eye-corner distances. Computed the same way on the target, it gives
     the natural step (skin to hair, jaw shadow); a swap should not add to it. With ``upper``, only the
     part of the border above the line through the eye centres (the forehead and temples, across the
-    face's own vertical: :func:`upper_face_side`) is read; 0 where too little of it shows.
+    face's own vertical: :func:`upper_face_side`) is read; 0 where too little of it shows. The step is the
+    mean of its readings with the face's landmarks moved by each of ``offsets`` (pixels, x and y;
+    :data:`STEP_OFFSETS`: half a pixel each way), so it does not jump with a sub-pixel move of the face;
+    ``((0, 0),)`` reads it once, where the face is.
     """
-    regions = face_region_masks(face.landmarks, image.shape[:2])
+    mesh = np.asarray(face.landmarks, np.float64)
     r = max(2, int(round(width * face.eye_distance)))
     # Read in a window holding the face and both bands (the same figure as over the whole image, several times
-    # faster on a large photo): the band outside reaches r pixels past the face.
-    ys, xs = np.nonzero(regions["face"] > 0.5)
-    if len(ys) == 0:
-        return 0.0
+    # faster on a large photo): the band outside reaches r pixels past the face, the offsets under a pixel more.
     h, w = image.shape[:2]
-    y0, y1 = max(0, int(ys.min()) - r - 2), min(h, int(ys.max()) + r + 3)
-    x0, x1 = max(0, int(xs.min()) - r - 2), min(w, int(xs.max()) + r + 3)
-    window = image[y0:y1, x0:x1]
-    inside, outside = _ring(regions["face"][y0:y1, x0:x1], r, r)
-    inside &= regions["skin"][y0:y1, x0:x1] > 0.5
-    if upper:
-        above = _upper_side(face, (y0, y1, x0, x1))
-        inside &= above
-        outside &= above
-    if inside.sum() < 10 or outside.sum() < 10:
+    lo, hi = np.floor(mesh[:, :2].min(0)), np.ceil(mesh[:, :2].max(0))
+    x0, y0 = (max(0, int(v) - r - 3) for v in lo)
+    x1, y1 = min(w, int(hi[0]) + r + 4), min(h, int(hi[1]) + r + 4)
+    if x1 <= x0 or y1 <= y0:
         return 0.0
-    skin_out = outside & _skin_like(window, window[inside])
-    if skin_out.sum() < 10:
-        skin_out = outside
-    return float(delta_e(window[inside].mean(0).astype(np.uint8), window[skin_out].mean(0).astype(np.uint8)))
+    window = image[y0:y1, x0:x1]
+    origin = np.array([x0, y0], np.float64)
+    steps = []
+    for offset in offsets:
+        moved = mesh.copy()
+        moved[:, :2] += np.asarray(offset, np.float64) - origin
+        regions = face_region_masks(moved, window.shape[:2])
+        inside, outside = _ring(regions["face"], r, r)
+        inside &= regions["skin"] > 0.5
+        if upper:
+            shifted = dataclasses.replace(face, keypoints=np.asarray(face.keypoints, np.float64) + offset)
+            above = _upper_side(shifted, (y0, y1, x0, x1))
+            inside &= above
+            outside &= above
+        if inside.sum() < 10 or outside.sum() < 10:
+            continue
+        skin_out = outside & _skin_like(window, window[inside])
+        if skin_out.sum() < 10:
+            skin_out = outside
+        steps.append(float(delta_e(window[inside].mean(0), window[skin_out].mean(0))))
+    return float(np.mean(steps)) if steps else 0.0
 
 
 def upper_face_side(face: Face, shape: tuple[int, int]) -> np.ndarray:
@@ -240,7 +266,7 @@ def skin_tone_difference(output: np.ndarray, output_face: Face, target: np.ndarr
         sel = (r["reference"] > 0.5) & (r["skin"] > 0.5)
         if sel.sum() < 10:
             sel = r["skin"] > 0.5
-        return np.median(image[sel], 0).astype(np.uint8)
+        return np.median(image[sel], 0)
 
     return float(delta_e(tone(output, output_face), tone(target, target_face)))
 

@@ -321,17 +321,20 @@ def relight(
 
 
 def delta_e(rgb_a: np.ndarray, rgb_b: np.ndarray) -> np.ndarray:
-    """CIE76 colour difference between RGB colours (any matching shapes ending in 3).
+    """CIE76 colour difference between sRGB colours on the 0-255 scale (any matching shapes ending in 3), uint8 or
+    not: a mean colour is compared as it is, unrounded, and in CIELAB's own units (not OpenCV's 8-bit steps, whose
+    rounding of a* and b* to whole units moved a difference of two mean colours by up to one unit).
 
     Example:
         >>> float(delta_e(np.array([255, 255, 255], np.uint8), np.array([255, 255, 255], np.uint8)))
         0.0
+        >>> round(float(delta_e(np.array([0.0, 0.0, 0.0]), np.array([255.0, 255.0, 255.0]))), 3)  # black to white
+        100.0
     """
 
     def lab(x):
-        x = np.asarray(x, np.uint8).reshape(-1, 1, 3)
-        out = cv2.cvtColor(x, cv2.COLOR_RGB2LAB).astype(np.float64).reshape(-1, 3)
-        return out * np.array([100 / 255, 1, 1]) - np.array([0, 128, 128])
+        x = (np.asarray(x, np.float32) / np.float32(255.0)).reshape(-1, 1, 3)
+        return cv2.cvtColor(x, cv2.COLOR_RGB2LAB).astype(np.float64).reshape(-1, 3)
 
     a, b = lab(rgb_a), lab(rgb_b)
     return np.linalg.norm(a - b, axis=1).reshape(np.asarray(rgb_a).shape[:-1])
