@@ -56,6 +56,42 @@ def test_shape_strength_zero_means_no_motion(pipe):
     assert np.abs(motion1).max() > 1.0
 
 
+def test_the_shape_flow_fades_out_around_an_object_in_front_of_the_face(pipe, morphable_model):
+    """The compose stage keeps an object in front of the face where it is; the parser finds it only where it meets the
+    face, and the rest, beyond the outline, moved with the shape flow (a microphone's doubled rim, broken fingers).
+    Around an object that reaches beyond the outline the flow now fades to zero; far from it, it is as before. A
+    sliver and an island wholly inside the face change nothing."""
+    src = _prepared(pipe, "deepface__img41.jpg")
+    target = load_image(data_path("images", "face_recognition__obama.jpg"))
+    crop, face, _ = pipe.engine.align(target, pipe.analyzer(target)[0])
+    analysis = pipe.engine.analyze_target(crop, face)
+    plain = pipe.engine.swap(crop, face, src, analysis=analysis).flow
+    magnitude = np.hypot(plain[..., 0], plain[..., 1])
+    mesh, eye = face.landmarks[:468, :2], face.eye_distance
+    # an object over the outline where the flow moves the face most (the jaw's side)
+    x, y = mesh[np.argmax([magnitude[int(v), int(u)] for u, v in mesh])].astype(int)
+    assert magnitude[y, x] > 3.0
+    objects = np.zeros(crop.shape[:2], np.uint8)
+    cv2.circle(objects, (int(x), int(y)), int(0.15 * eye), 1, -1)
+
+    def flow(occluder, reach=0.2):
+        engine = GeometricEngine(morphable_model=morphable_model, pin_reach=reach)
+        return engine.swap(crop, face, src, analysis={**analysis, "occluder": occluder}).flow
+
+    faded = flow(objects)
+    assert np.hypot(faded[..., 0], faded[..., 1])[objects > 0].max() < 0.05
+    far = cv2.distanceTransform(1 - objects, cv2.DIST_L2, 5) > 0.2 * eye + 2
+    assert np.abs(faded - plain)[far].max() < 1e-4
+    np.testing.assert_allclose(flow(objects, reach=0.0), plain, atol=1e-5)
+    sliver = np.zeros_like(objects)
+    cv2.circle(sliver, (int(x), int(y)), int(0.15 * eye), 1, 2)  # a thin ring across the same outline
+    np.testing.assert_allclose(flow(sliver), plain, atol=1e-5)
+    inside = np.zeros_like(objects)
+    cx, cy = mesh[4].astype(int)  # on the nose's tip, wholly inside the face
+    cv2.circle(inside, (int(cx), int(cy)), int(0.15 * eye), 1, -1)
+    np.testing.assert_allclose(flow(inside), plain, atol=1e-5)
+
+
 def test_identity_moves_to_the_source(pipe, dlib_models):
     from saswap.face.identity import DlibEmbedder
 

