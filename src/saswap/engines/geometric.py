@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from scipy.interpolate import RBFInterpolator
 
-from saswap.compose.compositor import face_cover, is_grey
+from saswap.compose.compositor import entering_cover, face_cover, is_grey
 from saswap.engines.base import EngineOutput, SourceFace, SwapEngine
 from saswap.face.alignment import transform_face, umeyama_similarity, warp_face
 from saswap.face.colour import masked_blur, shading_detail, soften_skin_hue
@@ -201,16 +201,15 @@ def _crossing_objects(pinned: np.ndarray, face: Face, shape: tuple[int, int], ey
         >>> bool(objects[90, 50]), bool(objects[50, 50]), bool(objects[50, 11])
         (True, False, False)
     """
-    count, labels = cv2.connectedComponents(pinned.astype(np.uint8))
+    oval = polygon_mask(np.asarray(face.landmarks, np.float64)[list(region_loop("FACE_OVAL")), :2], shape) > 0.5
+    crossing = entering_cover(pinned, oval, np.zeros_like(pinned), 0.0)  # islands with pixels beyond the outline
+    count, labels = cv2.connectedComponents(crossing.astype(np.uint8), connectivity=8)
     if count <= 1:
         return None
-    inside = polygon_mask(np.asarray(face.landmarks, np.float64)[list(region_loop("FACE_OVAL")), :2], shape) > 0.5
-    depth = cv2.distanceTransform(pinned.astype(np.uint8), cv2.DIST_L2, 5)
+    depth = cv2.distanceTransform(crossing.astype(np.uint8), cv2.DIST_L2, 5)
     thickness = np.zeros(count, np.float32)  # the largest inscribed radius of each island
     np.maximum.at(thickness, labels.ravel(), depth.ravel())
-    keep = np.zeros(count, bool)
-    keep[np.unique(labels[pinned & ~inside])] = True
-    keep &= thickness >= _OBJECT_DEPTH * eye
+    keep = thickness >= _OBJECT_DEPTH * eye
     keep[0] = False
     return keep[labels] if keep.any() else None
 
