@@ -145,10 +145,12 @@ class ComposedFace:
             ``mask`` is 0.
         mask: float32 (S, S) in [0, 1]: where the crop changed (blend weight for paste-back).
         boundary: what the boundary membrane added to the crop (its offset times the face's blend weight), averaged
-            down :data:`BOUNDARY_REDUCTION` times: float32 (S / 2, S / 2, 3), levels; None when the membrane is off or
-            the engine blends by itself. A video swap smooths it along each face's track
+            down :data:`BOUNDARY_REDUCTION` times, in channels 0-2, and that blend weight averaged down alike in
+            channel 3: float32 (S / 2, S / 2, 4), levels and [0, 1]; None when the membrane is off or the engine
+            blends by itself. A video swap smooths the offset along each face's track
             (:class:`~saswap.pipelines.video.ToneStabiliser`): the membrane is decided frame by frame from the
-            samples along the face's outline, and is most of what would otherwise flicker.
+            samples along the face's outline, and is most of what would otherwise flicker. The weight says where
+            each frame's offset holds (its face), so that the frames around one count only where their faces were.
         fine: where the paste-back adds grain finer than a crop pixel, float32 (S, S) in [0, 1], at most ``mask``;
             None when the crop is about as sharp as the frame (:attr:`Compositor.fine_detail`).
     """
@@ -563,7 +565,8 @@ class Compositor:
             if grey:  # what shows of it in a black-and-white output is its grey
                 membrane = cv2.merge([cv2.cvtColor(membrane, cv2.COLOR_RGB2GRAY)] * 3)
             small = (max(1, shape[1] // BOUNDARY_REDUCTION), max(1, shape[0] // BOUNDARY_REDUCTION))
-            boundary = cv2.resize(membrane, small, interpolation=cv2.INTER_AREA)
+            weight = cv2.resize(alpha.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+            boundary = np.dstack([cv2.resize(membrane, small, interpolation=cv2.INTER_AREA), weight])
         return ComposedFace(image=out, mask=changed.astype(np.float32), boundary=boundary, fine=fine)
 
     def _fine_weight(self, regions: dict[str, np.ndarray], alpha: np.ndarray, eye: float) -> np.ndarray:

@@ -1930,7 +1930,11 @@ class ToneStabiliser(_TrackWindow):
             geometry = self._geometry(mask, transform, crop_size, reduction, origin)
             if geometry is None:
                 return None
-            return (np.asarray(boundary, np.float32), None, *geometry)  # defined over the whole crop: no weight
+            boundary = np.asarray(boundary, np.float32)
+            # defined over the whole crop (no low-pass weight); with its face's blend weight (a 4th channel), kept
+            # apart: where a frame's offset holds
+            weight = np.ascontiguousarray(boundary[..., 3:4]) if boundary.shape[-1] == 4 else None
+            return (np.ascontiguousarray(boundary[..., :3]), None, *geometry, weight)
         geometry = self._geometry(mask, transform, crop_size, origin=origin)
         if geometry is None:
             return None
@@ -1952,8 +1956,21 @@ class ToneStabiliser(_TrackWindow):
                 return None
             frames = self._near(track, index)
             found = [lows[f][0] for f in frames]
+            covers = [lows[f][5] if len(lows[f]) > 5 else None for f in frames]
         scale = max(self.reach / 2.0, 1e-6)
         weights = np.exp(-0.5 * ((np.array(frames, np.float64) - index) / scale) ** 2)
+        if all(c is not None for c in covers):
+            # Membrane offsets with their faces' blend weights: each frame counts only where its face was (a face
+            # that turns or moves within its crop, whose outline moves, borrowed zeros from the frames around where
+            # their faces did not reach, and lost its own offset there: a band of the uncorrected face with the
+            # neighbours' outline as its edge). The weighted mean of the offsets per unit of weight, times this
+            # frame's weight.
+            total = np.multiply(found[0], float(weights[0]))
+            cover = np.multiply(covers[0], float(weights[0]))
+            for wt, low, c in zip(weights[1:], found[1:], covers[1:]):
+                total += np.multiply(low, float(wt))
+                cover += np.multiply(c, float(wt))
+            return (total * (covers[0] / np.maximum(cover, 1e-6))).astype(np.float32, copy=False)
         # the weighted sum in float32, term by term in this order, into buffers made once (allocating a new array for
         # every term cost more than the arithmetic)
         total = np.multiply(found[0], float(weights[0]))
@@ -1975,7 +1992,7 @@ class ToneStabiliser(_TrackWindow):
         if smooth is None:
             return
         with self._lock:
-            low, den, (x0, y0, x1, y1), m, to_grid = self._readings[track][index]
+            low, den, (x0, y0, x1, y1), m, to_grid = self._readings[track][index][:5]
         shift = smooth - low if den is None else (smooth - low) * (den > 0.05)
         if np.abs(shift).max() < 0.05:
             return
