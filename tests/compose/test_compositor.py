@@ -139,12 +139,15 @@ def test_the_composed_face_hands_over_what_its_membrane_added(analyzer):
     crop, face, _ = pipe.engine.align(target, analyzer(target)[0])
     out = pipe.swap_crop(crop, face, prepared)
     size = crop.shape[0] // BOUNDARY_REDUCTION
-    assert BOUNDARY_REDUCTION == 2 and out.boundary.shape == (size, size, 3) and out.boundary.dtype == np.float32
+    assert BOUNDARY_REDUCTION == 2 and out.boundary.shape == (size, size, 4) and out.boundary.dtype == np.float32
     unchanged = cv2.resize((out.mask > 0).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) == 0
     assert unchanged.any() and not out.boundary[unchanged].any()
-    # the bearded source on a pale target: the membrane lifts the new face, by several levels in the face's middle
+    # its 4th channel is the face's blend weight averaged down alike: 1 inside the face, 0 where nothing changed
     x0, y0, x1, y1 = (np.asarray(face.box) / BOUNDARY_REDUCTION).astype(int)
-    middle = out.boundary[(y0 + y1) // 2 - 4 : (y0 + y1) // 2 + 4, (x0 + x1) // 2 - 4 : (x0 + x1) // 2 + 4]
+    assert out.boundary[(y0 + y1) // 2, (x0 + x1) // 2, 3] > 0.9 and 0.0 <= out.boundary[..., 3].min()
+    assert out.boundary[..., 3].max() <= 1.0
+    # the bearded source on a pale target: the membrane lifts the new face, by several levels in the face's middle
+    middle = out.boundary[(y0 + y1) // 2 - 4 : (y0 + y1) // 2 + 4, (x0 + x1) // 2 - 4 : (x0 + x1) // 2 + 4, :3]
     assert np.abs(middle).mean() > 2.0
     assert bare.swap_crop(crop, face, prepared).boundary is None
     # into a black-and-white photo, which stays one, what shows of the membrane is grey too

@@ -815,6 +815,56 @@ def test_tone_stabiliser_smooths_the_membrane_offset_and_leaves_the_rest_of_the_
     assert steps.mean() < 0.4 * np.abs(np.diff(noise)).mean()
 
 
+def test_tone_stabiliser_counts_each_frames_offset_only_where_its_face_was():
+    """A face that moves within its crop (a head turning) has its outline somewhere else in every frame. The membrane
+    offsets of the frames around one, averaged with their faces' blend weights (the reading's 4th channel), count only
+    where those faces were: an offset that is the same over every face stays as it was, instead of losing part of
+    itself near the outline to the zeros of frames whose faces did not reach there (a band of the uncorrected face
+    with the neighbours' outline as its edge, seen on `liveportrait__d14`); an offset that flickers is still
+    smoothed inside the face."""
+    from saswap.pipelines.video import ToneStabiliser
+
+    n, size, reach = 20, 96, 6
+    centres = 30 + 2 * np.arange(n)  # the face moves two pixels a frame across its crop
+    noise = np.round(np.random.default_rng(2).normal(0, 4, n))
+
+    def run(level, channels):
+        st = ToneStabiliser(reach=reach)
+        out, before, masks = [], [], []
+        for i in range(n):
+            mask = np.zeros((size, size), np.float32)
+            cv2.circle(mask, (int(centres[i]), 48), 24, 1.0, -1)
+            mask = cv2.GaussianBlur(mask, (0, 0), 1.5)
+            offset = level[i] * mask  # what the membrane added (times the blend weight)
+            t = np.full((size, size, 3), 100, np.uint8)
+            o = np.clip(t + offset[..., None] + 0.5, 0, 255).astype(np.uint8)
+            small = (size // 2, size // 2)
+            boundary = cv2.resize(np.repeat(offset[..., None], 3, axis=2), small, interpolation=cv2.INTER_AREA)
+            if channels == 4:
+                boundary = np.dstack([boundary, cv2.resize(mask, small, interpolation=cv2.INTER_AREA)])
+            st.measure(1, i, False, o, t, mask, np.eye(2, 3), size, boundary=boundary.astype(np.float32))
+            out.append(o)
+            before.append(o.copy())
+            masks.append(mask)
+        for i in range(n):
+            st.apply(1, i, out[i])
+        return [o.astype(int) - b.astype(int) for o, b in zip(out, before)], masks
+
+    shifts, masks = run(np.full(n, 30.0), 4)
+    for shift, mask in zip(shifts, masks):
+        assert np.abs(shift[mask > 0.5]).max() <= 1
+    # without the weights the frames around count as zeros where their faces did not reach: the band
+    shifts, masks = run(np.full(n, 30.0), 3)
+    assert min(shift[mask > 0.5].min() for shift, mask in zip(shifts[reach:-reach], masks[reach:-reach])) <= -5
+    # a flickering offset is smoothed where every face around covers the pixel
+    shifts, _ = run(12.0 + noise, 4)
+    near = [np.arange(max(0, i - reach), min(n, i + reach + 1)) for i in range(n)]
+    smooth = np.array([np.average(noise[k], weights=np.exp(-0.5 * ((k - i) / 3.0) ** 2)) for i, k in enumerate(near)])
+    for i, shift in enumerate(shifts):
+        inner = shift[40:56, centres[i] - 6 : centres[i] + 7, 0]
+        assert abs(np.median(inner) - (smooth[i] - noise[i])) <= 1.0
+
+
 def test_a_tone_reading_of_a_mask_kept_over_its_box_is_the_full_masks_and_holds_it():
     """A made frame keeps its masks over their changed box alone (33 MB a face less at 4K): placed back they are the
     full-size masks, and the tone stabiliser's reading of one, placed by its ``origin``, equals the reading of the
