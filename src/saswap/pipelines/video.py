@@ -1838,7 +1838,11 @@ class ToneStabiliser(_TrackWindow):
     over time in the face's aligned coordinates (which follow the head): each frame takes the Gaussian-weighted mean
     over ``reach`` frames before and after it, within its shot and the run of frames where its track is seen. Only the
     membrane's own part of the face changes, so the template's light changes and its features' motion are left as
-    they are.
+    they are. With each face's blend weight beside its offset (the reading's 4th channel, as the compose stage hands
+    it over), a frame counts only where its face was: the mean is of the offsets per unit of weight, times the frame's
+    own weight. A head that turns or moves within its crop has its outline elsewhere in every frame, and the frames
+    around, counted as zeros beyond their own faces, took part of a frame's offset away along its outline: a band of
+    the uncorrected face, edged by the neighbours' outline (a turning head in ``liveportrait__d14``).
 
     Where a face has no membrane reading (the membrane off, an engine that blends by itself), what is smoothed is
     the face's colour *relative to the template's*, low-passed on a coarse grid of ``grid`` cells over the aligned
@@ -1911,7 +1915,9 @@ class ToneStabiliser(_TrackWindow):
             template: the template frame.
             mask: where the swap changed the frame, float32 (H, W).
             transform: the face's frame -> crop similarity, shape (2, 3); ``crop_size`` its crop's side.
-            boundary: the face's membrane offset on its grid (crop coordinates), or None.
+            boundary: the face's membrane offset on its grid (crop coordinates), with its blend weight as a 4th
+                channel (:attr:`~saswap.compose.ComposedFace.boundary`; 3 channels: the offset alone, every frame
+                counted everywhere), or None.
         """
         self.record(track, index, cut, self.reading(out, template, mask, transform, crop_size, boundary))
 
