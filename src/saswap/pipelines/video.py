@@ -1966,16 +1966,14 @@ class ToneStabiliser(_TrackWindow):
         scale = max(self.reach / 2.0, 1e-6)
         weights = np.exp(-0.5 * ((np.array(frames, np.float64) - index) / scale) ** 2)
         if all(c is not None for c in covers):
-            # Membrane offsets with their faces' blend weights: each frame counts only where its face was (a face
-            # that turns or moves within its crop, whose outline moves, borrowed zeros from the frames around where
-            # their faces did not reach, and lost its own offset there: a band of the uncorrected face with the
-            # neighbours' outline as its edge). The weighted mean of the offsets per unit of weight, times this
-            # frame's weight.
+            # membrane offsets with their faces' blend weights: each frame counts only where its face was (the class's
+            # docstring); the mean of the offsets per unit of weight, times this frame's own weight
             total = np.multiply(found[0], float(weights[0]))
             cover = np.multiply(covers[0], float(weights[0]))
+            term, part = np.empty_like(total), np.empty_like(cover)
             for wt, low, c in zip(weights[1:], found[1:], covers[1:]):
-                total += np.multiply(low, float(wt))
-                cover += np.multiply(c, float(wt))
+                total += np.multiply(low, float(wt), out=term)
+                cover += np.multiply(c, float(wt), out=part)
             return (total * (covers[0] / np.maximum(cover, 1e-6))).astype(np.float32, copy=False)
         # the weighted sum in float32, term by term in this order, into buffers made once (allocating a new array for
         # every term cost more than the arithmetic)
