@@ -1965,22 +1965,21 @@ class ToneStabiliser(_TrackWindow):
             covers = [lows[f][5] if len(lows[f]) > 5 else None for f in frames]
         scale = max(self.reach / 2.0, 1e-6)
         weights = np.exp(-0.5 * ((np.array(frames, np.float64) - index) / scale) ** 2)
-        if all(c is not None for c in covers):
-            # membrane offsets with their faces' blend weights: each frame counts only where its face was (the class's
-            # docstring); the mean of the offsets per unit of weight, times this frame's own weight
-            total = np.multiply(found[0], float(weights[0]))
-            cover = np.multiply(covers[0], float(weights[0]))
-            term, part = np.empty_like(total), np.empty_like(cover)
-            for wt, low, c in zip(weights[1:], found[1:], covers[1:]):
-                total += np.multiply(low, float(wt), out=term)
-                cover += np.multiply(c, float(wt), out=part)
-            return (total * (covers[0] / np.maximum(cover, 1e-6))).astype(np.float32, copy=False)
-        # the weighted sum in float32, term by term in this order, into buffers made once (allocating a new array for
+        # membrane offsets with their faces' blend weights count only where their faces were (the class's docstring):
+        # the mean of the offsets per unit of weight, times this frame's own weight; other readings count everywhere
+        weighted = all(c is not None for c in covers)
+        # the weighted sums in float32, term by term in this order, into buffers made once (allocating a new array for
         # every term cost more than the arithmetic)
         total = np.multiply(found[0], float(weights[0]))
         term = np.empty_like(total)
-        for wt, low in zip(weights[1:], found[1:]):
+        cover = np.multiply(covers[0], float(weights[0])) if weighted else None
+        part = np.empty_like(cover) if weighted else None
+        for wt, low, c in zip(weights[1:], found[1:], covers[1:]):
             total += np.multiply(low, float(wt), out=term)
+            if weighted:
+                cover += np.multiply(c, float(wt), out=part)
+        if weighted:
+            return (total * (covers[0] / np.maximum(cover, 1e-6))).astype(np.float32, copy=False)
         total /= float(weights.sum())
         return total.astype(np.float32, copy=False)
 
