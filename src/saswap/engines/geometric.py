@@ -21,7 +21,8 @@ How it swaps (all in the aligned crop):
 4. **What stays the target's** — the mouth interior (teeth, tongue), the eyelids' opening and
    position (expression), and anything in front of the face that does not look like its skin and
    comes in from outside it (hands, masks, microphones, glasses frames). The eyes themselves come
-   from the source by default (``source_eyes``; identity lives there), the target's otherwise.
+   from the source by default (``source_eyes``; identity lives there), the target's otherwise; an eye the
+   target closes (a blink) keeps the target's own lid texture up to the brow, which an open source eye has not.
    When the two mouths are opened very differently (:func:`mouth_openness`), the target also keeps
    its lips and its lower face's shape, so an open-mouth source leaves no smeared mouth.
 5. **The face it hands over** — the source's shading detail (over its own skin low-pass, computed in its
@@ -59,6 +60,7 @@ from saswap.face.masks import (
     polygon_mask,
     skin_occlusion_mask,
     triangle_visibility,
+    upper_lid_mask,
 )
 from saswap.face.morphable import (
     MorphableFit,
@@ -174,6 +176,8 @@ _PROFILE_YAW = 35.0  # degrees: beyond it the jaw motion is the 3DMM's alone
 #: What lies beyond a source's silhouette (``source_rim``): pixels next to it mix its skin with them.
 _RIM_CLASSES = ("background", "hair")
 _OBJECT_DEPTH = 0.05  # eye distances: the least inscribed radius of an object the shape flow fades out around
+#: Eye-corner distances: the soft edge (Gaussian sigma) of a closed lid's own texture (:func:`upper_lid_mask`).
+_LID_FEATHER = 0.04
 _MIRROR_YAW = 25.0  # degrees: sources turned further have a hidden side, filled from its mirror image
 
 
@@ -576,22 +580,38 @@ class GeometricEngine(SwapEngine):
         regions = face_region_masks(moved_mesh, shape)
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         filled = source.extras.get("filled")
+        own = None  # the target's own skin's detail, relit with the new face (computed where it is needed)
+
+        def own_detail() -> np.ndarray:
+            return shading_detail(
+                base, regions["skin"] * bare_skin_mask(base, regions), self.relight_scale * eye,
+                chroma_sigma=self.chroma_scale * eye,
+            )
+
         if filled is not None and not self.fill_covered:
             # What covered the source (its fringe, glasses, a hand) has no face to give: the target's own skin's detail
             # shows there, relit with the rest of the new face (no step at its edge), not the fill's even patch.
             weight = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             if weight.max() > 1e-3:  # the fill lands on this face
-                own = shading_detail(
-                    base, regions["skin"] * bare_skin_mask(base, regions), self.relight_scale * eye,
-                    chroma_sigma=self.chroma_scale * eye,
-                )
+                own = own_detail()
                 detail = detail * (1.0 - weight[..., None]) + own * weight[..., None]
+        open_s = eye_openness(source.face.landmarks)
+        eye_weights = [source_eye_weight(o_t, o_s) for o_t, o_s in zip(eye_openness(mesh_t), open_s)]
+        shut = np.zeros(shape, np.float32)
+        for name, w, o_s in zip(EYE_LOOPS, eye_weights, open_s):
+            if w < 1.0 and source_eye_weight(EYE_OPEN, o_s) > 0.0:
+                # The target's lid closes over an eye the source shows open: the source's open eye has no texture for
+                # the closed lid (its lid fold, lashes and socket's shadow, stretched from the lash line to the brow,
+                # were a dark smear), so the target's own lid shows there.
+                shut = np.maximum(shut, np.float32(1.0 - w) * upper_lid_mask(moved, name, shape))
+        if shut.max() > 1e-3:
+            shut = cv2.GaussianBlur(shut, (0, 0), max(1.0, _LID_FEATHER * eye))[..., None]
+            own = own_detail() if own is None else own
+            detail = detail * (1.0 - shut) + own * shut
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             # Each eye's interior is the source's while both faces show it open; a closed eye keeps the target's.
             eyes = np.zeros(shape, np.float32)
-            open_t, open_s = eye_openness(mesh_t), eye_openness(source.face.landmarks)
-            for name, o_t, o_s in zip(EYE_LOOPS, open_t, open_s):
-                w = source_eye_weight(o_t, o_s)
+            for name, w in zip(EYE_LOOPS, eye_weights):
                 if w < 1.0:
                     lids = polygon_mask(moved[list(region_loop(name))], shape)
                     eyes = np.maximum(eyes, np.float32(1.0 - w) * lids)

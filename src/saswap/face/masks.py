@@ -26,6 +26,7 @@ __all__ = [
     "FEATURE_REGIONS",
     "eye_openness",
     "closed_eye_lashes",
+    "upper_lid_mask",
     "EYE_CLOSED",
     "EYE_OPEN",
     "EYE_LOOPS",
@@ -103,6 +104,37 @@ def _lash_band(pts: np.ndarray, lids: np.ndarray) -> np.ndarray:
     """The lid polygons ``lids`` grown by the lashes' length (6% of the outer eye corners' distance)."""
     size = max(2, int(round(np.linalg.norm(pts[33] - pts[263]) * 0.06)))
     return _dilate_within_box(lids, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1,) * 2))
+
+
+def upper_lid_mask(mesh: np.ndarray, eye: str, shape: tuple[int, int]) -> np.ndarray:
+    """One eye's upper lid, from its lid margin up to (not into) its brow, with the lashes around the margin
+    (:func:`closed_eye_lashes`' band), float32 (H, W) of 0 and 1.
+
+    What a closed eye shows between its lash line and its brow is lid skin that an open eye folds away; a face
+    mapped from an open eye has no texture for it (:class:`~saswap.engines.GeometricEngine` keeps the target's
+    there).
+
+    Args:
+        mesh: a MediaPipe mesh, shape (468+, 2+), in pixels.
+        eye: ``"RIGHT_EYE"`` or ``"LEFT_EYE"`` (:data:`EYE_LOOPS`; the face's own sides, with the brow of the same
+            side).
+        shape: (H, W).
+
+    Example:
+        >>> m = np.zeros((468, 2)); m[list(region_loop("RIGHT_EYE"))] = [[10, 20], [30, 20]] * 8  # a shut eye
+        >>> brow = sorted({i for e in _brow_edges("RIGHT_EYEBROW") for i in e})
+        >>> m[brow] = np.stack([np.linspace(8, 32, len(brow)), np.full(len(brow), 10.0)], 1)
+        >>> lid = upper_lid_mask(m, "RIGHT_EYE", (40, 40))
+        >>> [bool(lid[y, 20]) for y in (5, 15, 22, 30)]  # above the brow, the lid, the lashes below the line, a cheek
+        [False, True, True, False]
+    """
+    if eye not in EYE_LOOPS:
+        raise ValueError(f"eye must be one of {EYE_LOOPS}, got {eye!r}")
+    pts = np.asarray(mesh, np.float64)[:, :2]
+    brow = sorted({i for e in _brow_edges(eye.replace("EYE", "EYEBROW")) for i in e})
+    margin = list(region_loop(eye))
+    lid = _hull_mask(pts[margin + brow], shape) * (1.0 - _hull_mask(pts[brow], shape))
+    return np.maximum(lid, _lash_band(pts, polygon_mask(pts[margin], shape))).astype(np.float32)
 
 
 def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
