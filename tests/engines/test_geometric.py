@@ -577,9 +577,9 @@ def test_the_target_keeps_its_expression_not_the_sources(pipe, morphable_model):
 def test_a_closed_eye_keeps_the_targets_own_slit(pipe):
     """Through a closed target eye the source's iris, mapped into a sliver, showed as dark dots on the lid line: an
     eye that either face shows closed keeps the target's own interior (:func:`source_eye_weight`), an eye both show
-    open takes the source's. Above the slit the closed lid shows the target's own texture: the source's open eye
-    has none for it, and its lid fold, lashes and socket's shadow, stretched up to the brow, were a black smear (the
-    detail near its floor, 0.1, over most of the lid)."""
+    open takes the source's. Above the slit the closed lid shows the target's own texture, halfway up to the brow: the
+    source's open eye has none for it, and its lid fold, lashes and socket's shadow, stretched up to the brow, were a
+    black smear (the detail near its floor, 0.1, over most of the lid)."""
     from saswap.engines.geometric import eye_openness, source_eye_weight
     from saswap.face.masks import EYE_LOOPS, face_region_masks, upper_lid_mask
 
@@ -595,9 +595,9 @@ def test_a_closed_eye_keeps_the_targets_own_slit(pipe):
         kept[name] = (opening, float((out.keep[lids] > 0.99).mean()))
         if name == "insightface__close_eyes.jpeg":
             for eye in EYE_LOOPS:
-                lid = cv2.erode(upper_lid_mask(out.landmarks, eye, crop.shape[:2]), np.ones((5, 5), np.uint8)) > 0
-                # measured 0.47 and 0.35 (its lashes are dark), 0.17 and 0.20 with the source's smear
-                assert lid.sum() > 500 and out.detail[lid].mean() > 0.3, (eye, out.detail[lid].mean())
+                lid = cv2.erode(upper_lid_mask(out.landmarks, eye, crop.shape[:2], 0.5), np.ones((5, 5), np.uint8)) > 0
+                # measured 0.44 and 0.33 (its lashes are dark), 0.18 and 0.19 with the source's smear
+                assert lid.sum() > 500 and out.detail[lid].mean() > 0.28, (eye, out.detail[lid].mean())
     opening, share = kept["insightface__close_eyes.jpeg"]
     assert (opening < 0.03).all() and share > 0.95
     opening, share = kept["liveportrait__d9.jpg"]

@@ -106,35 +106,43 @@ def _lash_band(pts: np.ndarray, lids: np.ndarray) -> np.ndarray:
     return _dilate_within_box(lids, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1,) * 2))
 
 
-def upper_lid_mask(mesh: np.ndarray, eye: str, shape: tuple[int, int]) -> np.ndarray:
-    """One eye's upper lid, from its lid margin up to (not into) its brow, with the lashes around the margin
+def upper_lid_mask(mesh: np.ndarray, eye: str, shape: tuple[int, int], reach: float = 1.0) -> np.ndarray:
+    """One eye's upper lid, from its lid margin up towards (never into) its brow, with the lashes around the margin
     (:func:`closed_eye_lashes`' band), float32 (H, W) of 0 and 1.
 
-    What a closed eye shows between its lash line and its brow is lid skin that an open eye folds away; a face
-    mapped from an open eye has no texture for it (:class:`~saswap.engines.GeometricEngine` keeps the target's
-    there).
+    What a closed eye shows above its lash line is lid skin that an open eye folds away; a face mapped from an open
+    eye has no texture for it (:class:`~saswap.engines.GeometricEngine` keeps the target's there).
 
     Args:
         mesh: a MediaPipe mesh, shape (468+, 2+), in pixels.
         eye: ``"RIGHT_EYE"`` or ``"LEFT_EYE"`` (:data:`EYE_LOOPS`; the face's own sides, with the brow of the same
             side).
         shape: (H, W).
+        reach: how far up the lid goes, as a share of the way from the eye's centre to its brow (the brow's points
+            brought that far towards the centre); 1 reaches the brow.
 
     Example:
         >>> m = np.zeros((468, 2)); m[list(region_loop("RIGHT_EYE"))] = [[10, 20], [30, 20]] * 8  # a shut eye
         >>> brow = sorted({i for e in _brow_edges("RIGHT_EYEBROW") for i in e})
         >>> m[brow] = np.stack([np.linspace(8, 32, len(brow)), np.full(len(brow), 10.0)], 1)
         >>> lid = upper_lid_mask(m, "RIGHT_EYE", (40, 40))
-        >>> [bool(lid[y, 20]) for y in (5, 15, 22, 30)]  # above the brow, the lid, the lashes below the line, a cheek
+        >>> [bool(lid[y, 20]) for y in (5, 12, 22, 30)]  # above the brow, the lid, the lashes below the line, a cheek
         [False, True, True, False]
+        >>> half = upper_lid_mask(m, "RIGHT_EYE", (40, 40), reach=0.5)  # halfway up: the brow's shading stays
+        >>> [bool(half[y, 20]) for y in (12, 16)]
+        [False, True]
     """
     if eye not in EYE_LOOPS:
         raise ValueError(f"eye must be one of {EYE_LOOPS}, got {eye!r}")
+    if not 0.0 < reach <= 1.0:
+        raise ValueError(f"reach must lie in (0, 1], got {reach}")
     pts = np.asarray(mesh, np.float64)[:, :2]
-    brow = sorted({i for e in _brow_edges(eye.replace("EYE", "EYEBROW")) for i in e})
-    margin = list(region_loop(eye))
-    lid = _hull_mask(pts[margin + brow], shape) * (1.0 - _hull_mask(pts[brow], shape))
-    return np.maximum(lid, _lash_band(pts, polygon_mask(pts[margin], shape))).astype(np.float32)
+    brow = pts[sorted({i for e in _brow_edges(eye.replace("EYE", "EYEBROW")) for i in e})]
+    margin = pts[list(region_loop(eye))]
+    centre = margin.mean(axis=0)
+    lid = _hull_mask(np.concatenate([margin, centre + reach * (brow - centre)]), shape)
+    lid = lid * (1.0 - _hull_mask(brow, shape))
+    return np.maximum(lid, _lash_band(pts, polygon_mask(margin, shape))).astype(np.float32)
 
 
 def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
