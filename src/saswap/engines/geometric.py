@@ -582,35 +582,31 @@ class GeometricEngine(SwapEngine):
         moved_mesh = np.concatenate([moved[:468], mesh_t[:, 2:3]], axis=1)
         regions = face_region_masks(moved_mesh, shape)
         detail = cv2.remap(source.extras["detail"], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        # Where the source has no face to give, the target's own skin's detail shows, relit with the rest of the new
+        # face (no step at its edge): what covered the source (its fringe, glasses, a hand: not the fill's even patch)
+        # and the lid of an eye the target closes while the source shows it open (its lid fold, lashes and socket's
+        # shadow, stretched from the lash line to the brow, were a dark smear).
+        own = None  # how much of the target's own detail, float32 (S, S, 1)
         filled = source.extras.get("filled")
-        own = None  # the target's own skin's detail, relit with the new face (computed where it is needed)
-
-        def own_detail() -> np.ndarray:
-            return shading_detail(
-                base, regions["skin"] * bare_skin_mask(base, regions), self.relight_scale * eye,
-                chroma_sigma=self.chroma_scale * eye,
-            )
-
         if filled is not None and not self.fill_covered:
-            # What covered the source (its fringe, glasses, a hand) has no face to give: the target's own skin's detail
-            # shows there, relit with the rest of the new face (no step at its edge), not the fill's even patch.
             weight = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             if weight.max() > 1e-3:  # the fill lands on this face
-                own = own_detail()
-                detail = detail * (1.0 - weight[..., None]) + own * weight[..., None]
+                own = weight[..., None]
         open_s = eye_openness(source.face.landmarks)
         eye_weights = [source_eye_weight(o_t, o_s) for o_t, o_s in zip(eye_openness(mesh_t), open_s)]
         shut = np.zeros(shape, np.float32)
         for name, w, o_s in zip(EYE_LOOPS, eye_weights, open_s):
             if w < 1.0 and source_eye_weight(EYE_OPEN, o_s) > 0.0:
-                # The target's lid closes over an eye the source shows open: the source's open eye has no texture for
-                # the closed lid (its lid fold, lashes and socket's shadow, stretched from the lash line to the brow,
-                # were a dark smear), so the target's own lid shows there.
                 shut = np.maximum(shut, np.float32(1.0 - w) * upper_lid_mask(moved, name, shape, _LID_REACH))
         if shut.max() > 1e-3:
             shut = cv2.GaussianBlur(shut, (0, 0), max(1.0, _LID_FEATHER * eye))[..., None]
-            own = own_detail() if own is None else own
-            detail = detail * (1.0 - shut) + own * shut
+            own = shut if own is None else 1.0 - (1.0 - own) * (1.0 - shut)  # either one's share, as two blends gave
+        if own is not None:
+            target_detail = shading_detail(
+                base, regions["skin"] * bare_skin_mask(base, regions), self.relight_scale * eye,
+                chroma_sigma=self.chroma_scale * eye,
+            )
+            detail = detail * (1.0 - own) + target_detail * own
         if self.source_eyes and len(target_face.landmarks) >= 478 and len(source.face.landmarks) >= 478:
             # Each eye's interior is the source's while both faces show it open; a closed eye keeps the target's.
             eyes = np.zeros(shape, np.float32)
