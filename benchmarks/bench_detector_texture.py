@@ -16,6 +16,16 @@ the given sigmas in pixels, a fixed seed), and for comparison all frames by the 
 resampling, no jitter). Read by MediaPipe and, with ``--dlib``, by dlib's 68 points (the stability benchmark's
 independent reading, :class:`saswap.eval.video_stability.DlibLandmarks`): how much random motion of the whole face
 reads as the 1.1x jitter bar on each clip.
+
+With ``--swapped DIR ...``, the reading noise of swaps that ``bench_video.py --stability --out DIR`` wrote
+(``DIR/<source>/swapped_<clip>`` or ``DIR/swapped_<clip>``) against their template's, which tells a detector that reads
+the new face less steadily from a new face that moves: every ``--every``-th frame, whose picture differs from the
+frame before it, is read as it is and moved by three fixed sub-pixel offsets ((0.5, 0), (0, 0.5), (0.33, 0.33) px);
+nothing in it moves but by those offsets, so what the 68 points move beyond them (per outer-eye-corner distance,
+split into the whole face's mean and the points' own movement around it, and by the stability benchmark's parts) is
+the reading's noise. A swap whose noise is twice its template's reads above the jitter bar with no motion of its own.
+
+    python benchmarks/bench_detector_texture.py --swapped /tmp/video --clips liveportrait__s32.mp4 --seconds 3
 """
 
 from __future__ import annotations
@@ -55,7 +65,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--shake", nargs="+", type=float, default=None, help="sigmas (px) of random whole-frame shifts")
     ap.add_argument("--dlib", action="store_true", help="with --shake: also read by dlib's 68 points")
+    ap.add_argument("--swapped", nargs="+", type=Path, default=None, help="folders of bench_video.py's swapped clips")
+    ap.add_argument("--every", type=int, default=5, help="with --swapped: read every N-th frame")
     args = ap.parse_args(argv)
+    if args.swapped:
+        return reading_noise_rows(args)
 
     from saswap.eval.video_stability import DlibLandmarks, _jitter, _texture_ratio, face_track, point_jitter
     from saswap.face import FaceAnalyzer
@@ -93,6 +107,70 @@ def main(argv: list[str] | None = None) -> dict:
                     row[f"{key}_texture_ratio"] = round(_texture_ratio(frames, changed, track), 3)
             rows[name] = row
             print(name, json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+#: The fixed sub-pixel offsets (x, y) a frame is read at besides its own place, for ``--swapped``.
+OFFSETS = ((0.5, 0.0), (0.0, 0.5), (0.33, 0.33))
+
+
+def reading_noise(frames: list[np.ndarray], analyzer, every: int) -> dict[str, float]:
+    """How far the main face's 68 points (MediaPipe's, as the stability benchmark reads them) move beyond a sub-pixel
+    shift of the whole frame, per outer-eye-corner distance: ``face`` the mean over the points of that movement (the
+    whole face read elsewhere), ``shape`` the points' own movement around that mean, and each part of
+    :data:`saswap.eval.video_stability.JITTER_PARTS` (the points' whole movement). Every ``every``-th frame that is
+    no repeat of the one before it (a frame-rate conversion's repeats would count twice); NaN where no face is found."""
+    from saswap.eval.video_stability import JITTER_PARTS
+
+    def main_face(image):
+        faces = analyzer(image)
+        return max(faces, key=lambda f: f.area) if faces else None
+
+    readings: dict[str, list[float]] = {"face": [], "shape": [], **{k: [] for k in JITTER_PARTS}}
+    for i in range(0, len(frames), every):
+        if i and np.abs(frames[i].astype(np.int16) - frames[i - 1]).mean() < 0.5:
+            continue
+        at = main_face(frames[i])
+        if at is None:
+            continue
+        eye = max(at.eye_distance, 1.0)
+        for dx, dy in OFFSETS:
+            moved = main_face(shift(frames[i], dx, dy))
+            if moved is None:
+                continue
+            d = (moved.landmarks_68[:, :2] - at.landmarks_68[:, :2] - [dx, dy]) / eye
+            mean = d.mean(0)
+            readings["face"].append(float(np.linalg.norm(mean)))
+            readings["shape"].append(float(np.linalg.norm(d - mean, axis=1).mean()))
+            for name, part in JITTER_PARTS.items():
+                readings[name].append(float(np.linalg.norm(d[part], axis=1).mean()))
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in readings.items()}
+
+
+def reading_noise_rows(args) -> dict:
+    """``--swapped``: each swap's reading noise over its template's, per clip and source folder."""
+    from saswap.face import FaceAnalyzer
+    from saswap.videoio import VideoReader
+
+    def read(path: Path) -> list[np.ndarray]:
+        with VideoReader(path, end=args.seconds) as reader:
+            return [frame.image for frame in reader]
+
+    rows = {}
+    with FaceAnalyzer() as analyzer:
+        for name in args.clips:
+            template = reading_noise(read(DATA / "videos" / name), analyzer, args.every)
+            named = f"swapped_{name}"
+            places = [p for folder in args.swapped for p in (folder / named, *folder.glob(f"*/{named}"))]
+            swaps = sorted(p for p in places if p.is_file())
+            for path in swaps:
+                swap = reading_noise(read(path), analyzer, args.every)
+                row = {"template": {k: round(v, 5) for k, v in template.items()}}
+                row["swap_over_template"] = {k: round(swap[k] / max(template[k], 1e-9), 3) for k in template}
+                rows[f"{path.parent.name}:{name}"] = row
+                print(f"{path.parent.name}:{name}", json.dumps(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return rows
