@@ -99,6 +99,10 @@ FINE_DETAIL_SCALE = 0.8
 #: single-pixel noise.
 GRAIN_INNER = 0.6
 
+#: The least factor :attr:`Compositor.coarse_texture` lowers a new face's coarser skin texture by: stubble and creases
+#: are part of who a face is, and the dlib judge found fewer swaps closer to their source below about a half.
+COARSE_TEXTURE_FLOOR = 0.5
+
 
 @functools.lru_cache(maxsize=8)
 def face_grain(shape: tuple[int, int], sigma: float, inner: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -119,6 +123,27 @@ def face_grain(shape: tuple[int, int], sigma: float, inner: float = 0.0, seed: i
     band /= np.float32(max(float(np.abs(band).mean()), 1e-6))
     band.setflags(write=False)
     return band
+
+
+def _band_texture(image: np.ndarray, region: np.ndarray, fine: float, coarse: float) -> float | None:
+    """How much texture ``image`` (RGB uint8) shows in the band between two Gaussian scales (pixels) inside
+    ``region``: the mean absolute difference of its grey levels' low-passes of ``fine`` and ``coarse``; None with fewer
+    than 200 pixels to read (as :func:`~saswap.face.blur.fine_texture`).
+
+    Example:
+        >>> flat = np.full((64, 64, 3), 120, np.uint8)
+        >>> blotches = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 40, (64, 64)), (0, 0), 2.0)
+        >>> blotchy = np.dstack([np.clip(120 + blotches, 0, 255)] * 3).astype(np.uint8)
+        >>> region = np.ones((64, 64), bool)
+        >>> round(_band_texture(flat, region, 1.0, 4.0), 3), _band_texture(blotchy, region, 1.0, 4.0) > 1.0
+        (0.0, True)
+    """
+    inside = np.asarray(region) > 0
+    if int(inside.sum()) < 200:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    band = cv2.subtract(cv2.GaussianBlur(grey, (0, 0), max(fine, 0.5)), cv2.GaussianBlur(grey, (0, 0), coarse))
+    return float(np.abs(band)[inside].mean())
 
 
 def _robust_spread(values: np.ndarray) -> float:
@@ -223,6 +248,13 @@ class Compositor:
             pasted on; in a video, a face with more texture than its template is also read less steadily by a
             landmark detector (sharpening a template alone raised its measured jitter 1.2-1.7x, see
             ``benchmarks/RESULTS.md``). The target's reading is cached with its analysis.
+        coarse_texture: with ``texture_match``, also lower the band above the fine one, from
+            :data:`~saswap.face.blur.TEXTURE_SCALE` up to this many eye-corner distances (stubble, creases, the
+            grain of a compressed source), towards the target's own reading of that band (the target under the new
+            face's shape, over the same skin), by at most :data:`COARSE_TEXTURE_FLOOR`; never raising it. On a smooth
+            template (a phone's beauty filter, a soft video) a source's stubble and creases stayed 2-3x as textured
+            as the face around them after the fine match, and a landmark detector read the face less steadily
+            (``benchmarks/RESULTS.md``, stop 85). 0 switches it off.
         fine_detail: give a new face that is smoother than its target the target's grain (the raising half of
             ``texture_match``, which only lowers). A smooth source photo (a beauty filter, a soft or small face) on a
             textured target, or any face drawn in the aligned crop and enlarged into a target face larger than the
@@ -252,6 +284,7 @@ class Compositor:
         highlight_knee: float | None = None,
         blur_match: bool = True,
         texture_match: bool = True,
+        coarse_texture: float = 0.05,
         fine_detail: bool = True,
         tone_lock: float = 0.0,
     ) -> None:
@@ -261,7 +294,8 @@ class Compositor:
         for name, value in (("relight_scale", relight_scale), ("membrane_scale", membrane_scale)):
             if not value > 0:
                 raise ValueError(f"{name} must be above 0, got {value}")
-        for name, value in (("edge", edge), ("hair_edge", hair_edge), ("blend_levels", blend_levels)):
+        checked = (("edge", edge), ("hair_edge", hair_edge), ("blend_levels", blend_levels))
+        for name, value in (*checked, ("coarse_texture", coarse_texture)):
             if not value >= 0:
                 raise ValueError(f"{name} must be 0 or above, got {value}")
         self.occlusion = occlusion_method(occlusion)
@@ -288,6 +322,7 @@ class Compositor:
         self.highlight_knee = None if highlight_knee is None else float(highlight_knee)
         self.blur_match = bool(blur_match)
         self.texture_match = bool(texture_match)
+        self.coarse_texture = float(coarse_texture)
         self.fine_detail = bool(fine_detail)
         if not 0.0 <= tone_lock <= 1.0:
             raise ValueError(f"tone_lock must lie in [0, 1], got {tone_lock}")
@@ -345,6 +380,7 @@ class Compositor:
             "highlight_knee": self.highlight_knee,
             "blur_match": self.blur_match,
             "texture_match": self.texture_match,
+            "coarse_texture": self.coarse_texture,
             "fine_detail": self.fine_detail,
         }
 
@@ -620,6 +656,10 @@ class Compositor:
 
         Both are read in the aligned crop. As in :meth:`_match_blur`, the new face is read after the round trip its
         paste-back makes (``scale``), so that texture the resampling removes anyway is not removed twice.
+
+        With :attr:`coarse_texture` the band above, between the fine band's scale and that one, is lowered alike
+        towards ``base``'s reading of it (the target under the new face's shape), by at most
+        :data:`COARSE_TEXTURE_FLOOR`.
         """
         from saswap.face.blur import TEXTURE_SCALE, blur_region, fine_texture, texture_gain
 
@@ -633,21 +673,33 @@ class Compositor:
         # Everything below happens within the skin's box and a margin wider than the weight's blur (OpenCV cuts a
         # Gaussian at 4 sigma: 8 sigma for the weight's) plus the low-pass under it (4 sigma): the same result as over
         # the whole crop, in a fraction of the time.
-        pad = int(np.ceil(12.0 * sigma)) + 2
+        coarse = max(1.5 * sigma, self.coarse_texture * eye) if self.coarse_texture > 0 and base is not None else 0.0
+        pad = int(np.ceil(12.0 * max(sigma, coarse))) + 2
         H, W = skin.shape
         box = (slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad)))
         region = blur_region(skin[box], eye) & (covered[box] < 0.5) & (keep[box] < 0.5)
         seen = _after_paste_back(relit, scale)[box]
         reading = fine_texture(seen, region, sigma)
         gain = texture_gain(target_texture, reading)
-        if gain >= 0.999:
+        coarse_gain = 1.0
+        if coarse > 0 and reading is not None:  # (None: too little skin to read)
+            coarse_gain = texture_gain(
+                _band_texture(base[box], region, sigma, coarse), _band_texture(seen, region, sigma, coarse),
+                COARSE_TEXTURE_FLOOR,
+            )  # fmt: skip
+        if gain >= 0.999 and coarse_gain >= 0.999:
             if self.fine_detail and base is not None and reading is not None:
                 return self._raise_texture(relit, seen, base[box], regions, region, box, sigma, eye)
             return relit
         image = relit[box].astype(np.float32)
         low = cv2.GaussianBlur(image, (0, 0), sigma)
-        weight = cv2.GaussianBlur(skin[box].astype(np.float32), (0, 0), 2.0 * sigma) * np.float32(1.0 - gain)
+        feather = cv2.GaussianBlur(skin[box].astype(np.float32), (0, 0), 2.0 * sigma)
+        weight = feather * np.float32(1.0 - gain)
         moved = cv2.subtract(image, cv2.multiply(cv2.subtract(image, low), cv2.merge([weight] * 3)))
+        if coarse_gain < 0.999:
+            weight = feather * np.float32(1.0 - coarse_gain)
+            lower = cv2.subtract(low, cv2.GaussianBlur(image, (0, 0), coarse))
+            moved = cv2.subtract(moved, cv2.multiply(lower, cv2.merge([weight] * 3)))
         out = relit.copy()
         out[box] = np.clip(moved + 0.5, 0, 255).astype(np.uint8)
         return out
