@@ -100,7 +100,7 @@ FINE_DETAIL_SCALE = 0.8
 GRAIN_INNER = 0.6
 
 #: The least factor :attr:`Compositor.coarse_texture` lowers a new face's coarser skin texture by: stubble and creases
-#: are part of who a face is, and the dlib judge found fewer swaps closer to their source below about a half.
+#: are part of who a face is, so at most half of them goes (set once, not tuned; ``benchmarks/RESULTS.md``, stop 85).
 COARSE_TEXTURE_FLOOR = 0.5
 
 
