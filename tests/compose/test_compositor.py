@@ -298,10 +298,10 @@ def test_the_new_faces_skin_texture_is_lowered_to_a_smooth_targets(analyzer):
 
 def test_the_new_faces_coarser_texture_is_lowered_towards_the_targets(analyzer):
     """Above the fine band, a source's stubble and creases on a smoother target still read as pasted on (and in a
-    video as a face a landmark detector reads less steadily). With ``coarse_texture`` (the default, 0.05 eye-corner
-    distances) that band of beckham's face on ``obama`` (finer skin than his stubble) moves towards obama's own, not
-    below it, and the fine band with it; a source smoother than its target in that band (``insightface__1561`` on
-    obama) changes nothing, bit for bit."""
+    video as a face a landmark detector reads less steadily). With ``coarse_texture`` (off by default; here 0.05
+    eye-corner distances) that band of beckham's face on ``obama`` (finer skin than his stubble) moves towards
+    obama's own, not below it; a source smoother than its target in that band (``insightface__1561`` on obama)
+    changes nothing, bit for bit."""
     from saswap import SaSwapPipeline
     from saswap.compose import Compositor
     from saswap.compose.compositor import _band_texture
@@ -314,11 +314,11 @@ def test_the_new_faces_coarser_texture_is_lowered_towards_the_targets(analyzer):
         eye = face.eye_distance
         return _band_texture(image, blur_region(regions["skin"], eye), TEXTURE_SCALE * eye, 0.05 * eye)
 
-    assert Compositor().coarse_texture == 0.05 and Compositor().config()["coarse_texture"] == 0.05
+    assert Compositor().coarse_texture == 0.0 and Compositor(coarse_texture=0.05).config()["coarse_texture"] == 0.05
     with pytest.raises(ValueError, match="coarse_texture"):
         Compositor(coarse_texture=-0.1)
-    matched = SaSwapPipeline.from_pretrained("saswap-geometric", analyzer=analyzer)
-    fine_only = SaSwapPipeline(matched.engine, compositor=Compositor(coarse_texture=0), analyzer=analyzer)
+    fine_only = SaSwapPipeline.from_pretrained("saswap-geometric", analyzer=analyzer)
+    matched = SaSwapPipeline(fine_only.engine, compositor=Compositor(coarse_texture=0.05), analyzer=analyzer)
     target = load_image(data_path("images", "face_recognition__obama.jpg"))
     face = analyzer(target)[0]
     prepared, _ = matched.prepare_source(load_image(data_path("images", "sberswap__beckham.jpg")))

@@ -252,9 +252,12 @@ class Compositor:
             :data:`~saswap.face.blur.TEXTURE_SCALE` up to this many eye-corner distances (stubble, creases, the
             grain of a compressed source), towards the target's own reading of that band (the target under the new
             face's shape, over the same skin), by at most :data:`COARSE_TEXTURE_FLOOR`; never raising it. On a smooth
-            template (a phone's beauty filter, a soft video) a source's stubble and creases stayed 2-3x as textured
-            as the face around them after the fine match, and a landmark detector read the face less steadily
-            (``benchmarks/RESULTS.md``, stop 85). 0 switches it off.
+            template (a phone's beauty filter, a soft video) a source's stubble and creases stay 2-3x as textured
+            as the face around them after the fine match. Off (0) by default: at 0.05 the held-out portrait clips
+            read steadier by dlib (5 -> 7 of 9 swaps within the jitter bar) and the photos' skin tone came closer,
+            but the benchmark's clips no steadier (MediaPipe 52 -> 51, dlib 48 -> 49 of 54 within the bar), one more
+            swap above the tone-flicker bar and one profile pair no longer closer to its source
+            (``benchmarks/RESULTS.md``, stop 85).
         fine_detail: give a new face that is smoother than its target the target's grain (the raising half of
             ``texture_match``, which only lowers). A smooth source photo (a beauty filter, a soft or small face) on a
             textured target, or any face drawn in the aligned crop and enlarged into a target face larger than the
@@ -284,7 +287,7 @@ class Compositor:
         highlight_knee: float | None = None,
         blur_match: bool = True,
         texture_match: bool = True,
-        coarse_texture: float = 0.05,
+        coarse_texture: float = 0.0,
         fine_detail: bool = True,
         tone_lock: float = 0.0,
     ) -> None:
