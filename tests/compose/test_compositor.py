@@ -246,10 +246,8 @@ def test_a_blurred_targets_face_is_blurred_as_much(analyzer):
         matched.engine, compositor=Compositor(blur_match=False, texture_match=False), analyzer=analyzer
     )  # nor its skin texture lowered (which softens it too)
     prepared, _ = matched.prepare_source(source)
-    # the sharp photo: its face is not blurrier than the new one, so the output is the same bit for bit as without the
-    # blur match (the texture match on in both: it lowers beckham's stubble on obama's finer skin)
-    unblurred = SaSwapPipeline(matched.engine, compositor=Compositor(blur_match=False), analyzer=analyzer)
-    assert np.array_equal(matched(prepared, sharp_target).image, unblurred(prepared, sharp_target).image)
+    # the sharp photo: its face is not blurrier than the new one, so the output is the same bit for bit
+    assert np.array_equal(matched(prepared, sharp_target).image, plain(prepared, sharp_target).image)
     target = cv2.GaussianBlur(sharp_target, (0, 0), 3.0)
     face = analyzer(target)[0]
     wanted = face_blur(target, face)
