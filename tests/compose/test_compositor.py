@@ -302,15 +302,14 @@ def test_the_new_faces_coarser_texture_is_lowered_towards_the_targets(analyzer):
     changes nothing, bit for bit."""
     from saswap import SaSwapPipeline
     from saswap.compose import Compositor
-    from saswap.compose.compositor import _band_texture
-    from saswap.face.blur import TEXTURE_SCALE, blur_region
+    from saswap.face.blur import TEXTURE_SCALE, band_texture, blur_region
     from saswap.face.masks import face_region_masks
     from saswap.io import load_image
 
     def coarse_texture(image, face):
         regions = face_region_masks(face.landmarks[:468].astype(np.float64), image.shape[:2])
         eye = face.eye_distance
-        return _band_texture(image, blur_region(regions["skin"], eye), TEXTURE_SCALE * eye, 0.05 * eye)
+        return band_texture(image, blur_region(regions["skin"], eye), TEXTURE_SCALE * eye, 0.05 * eye)
 
     assert Compositor().coarse_texture == 0.0 and Compositor(coarse_texture=0.05).config()["coarse_texture"] == 0.05
     with pytest.raises(ValueError, match="coarse_texture"):

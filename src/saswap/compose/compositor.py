@@ -125,27 +125,6 @@ def face_grain(shape: tuple[int, int], sigma: float, inner: float = 0.0, seed: i
     return band
 
 
-def _band_texture(image: np.ndarray, region: np.ndarray, fine: float, coarse: float) -> float | None:
-    """How much texture ``image`` (RGB uint8) shows in the band between two Gaussian scales (pixels) inside
-    ``region``: the mean absolute difference of its grey levels' low-passes of ``fine`` and ``coarse``; None with fewer
-    than 200 pixels to read (as :func:`~saswap.face.blur.fine_texture`).
-
-    Example:
-        >>> flat = np.full((64, 64, 3), 120, np.uint8)
-        >>> blotches = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 40, (64, 64)), (0, 0), 2.0)
-        >>> blotchy = np.dstack([np.clip(120 + blotches, 0, 255)] * 3).astype(np.uint8)
-        >>> region = np.ones((64, 64), bool)
-        >>> round(_band_texture(flat, region, 1.0, 4.0), 3), _band_texture(blotchy, region, 1.0, 4.0) > 1.0
-        (0.0, True)
-    """
-    inside = np.asarray(region) > 0
-    if int(inside.sum()) < 200:
-        return None
-    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    band = cv2.subtract(cv2.GaussianBlur(grey, (0, 0), max(fine, 0.5)), cv2.GaussianBlur(grey, (0, 0), coarse))
-    return float(np.abs(band)[inside].mean())
-
-
 def _robust_spread(values: np.ndarray) -> float:
     """1.4826 times the median absolute value: a noise's standard deviation, which edges and outliers hardly move."""
     return 1.4826 * float(np.median(np.abs(values)))
@@ -664,7 +643,7 @@ class Compositor:
         towards ``base``'s reading of it (the target under the new face's shape), by at most
         :data:`COARSE_TEXTURE_FLOOR`.
         """
-        from saswap.face.blur import TEXTURE_SCALE, blur_region, fine_texture, texture_gain
+        from saswap.face.blur import TEXTURE_SCALE, band_texture, blur_region, fine_texture, texture_gain
 
         if not np.isfinite(target_texture):
             return relit
@@ -687,7 +666,7 @@ class Compositor:
         coarse_gain = 1.0
         if coarse > 0 and reading is not None:  # (None: too little skin to read)
             coarse_gain = texture_gain(
-                _band_texture(base[box], region, sigma, coarse), _band_texture(seen, region, sigma, coarse),
+                band_texture(base[box], region, sigma, coarse), band_texture(seen, region, sigma, coarse),
                 COARSE_TEXTURE_FLOOR,
             )  # fmt: skip
         if gain >= 0.999 and coarse_gain >= 0.999:

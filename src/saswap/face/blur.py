@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["blur_region", "edge_blur", "extra_blur", "fine_texture", "texture_gain", "TEXTURE_SCALE"]
+__all__ = ["band_texture", "blur_region", "edge_blur", "extra_blur", "fine_texture", "texture_gain", "TEXTURE_SCALE"]
 
 #: Scale of the fine texture band (:func:`fine_texture`), in eye-corner distances: about 2.7 px in a 384-px aligned crop
 #: (pores, stubble, grain; not the shading of wrinkles and features, which is identity).
@@ -172,6 +172,32 @@ def fine_texture(image: np.ndarray, region: np.ndarray, sigma: float, min_pixels
     low = _aligned(grey.shape)
     cv2.GaussianBlur(grey, (0, 0), max(float(sigma), 0.5), dst=low)
     return float(np.abs(grey - low)[inside].mean())
+
+
+def band_texture(
+    image: np.ndarray, region: np.ndarray, fine: float, coarse: float, min_pixels: int = 200
+) -> float | None:
+    """How much texture ``image`` shows inside ``region`` in the band above :func:`fine_texture`'s: the mean absolute
+    difference of its grey levels' Gaussian low-passes of ``fine`` and ``coarse`` pixels (levels 0-255; the same
+    conventions and arguments as :func:`fine_texture`). None with fewer than ``min_pixels`` pixels in ``region``.
+
+    Example:
+        >>> flat = np.full((64, 64), 120.0, np.float32)
+        >>> blotches = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 40, (64, 64)), (0, 0), 2.0)
+        >>> region = np.ones((64, 64), bool)
+        >>> round(band_texture(flat, region, 1.0, 4.0), 3), band_texture(flat + blotches, region, 1.0, 4.0) > 1.0
+        (0.0, True)
+    """
+    inside = np.asarray(region) > 0
+    if image.ndim not in (2, 3) or inside.shape != image.shape[:2]:
+        raise ValueError(f"region {inside.shape} must have the image's height and width, image {image.shape}")
+    if int(inside.sum()) < min_pixels:
+        return None
+    grey = _aligned_grey(image)
+    near, far = _aligned(grey.shape), _aligned(grey.shape)
+    cv2.GaussianBlur(grey, (0, 0), max(float(fine), 0.5), dst=near)
+    cv2.GaussianBlur(grey, (0, 0), max(float(coarse), 0.5), dst=far)
+    return float(np.abs(near - far)[inside].mean())
 
 
 def texture_gain(target: float | None, image: float | None, floor: float = 0.3) -> float:
