@@ -163,23 +163,16 @@ def fine_texture(image: np.ndarray, region: np.ndarray, sigma: float, min_pixels
         >>> fine_texture(smooth, region, 2.0), round(fine_texture(grainy, region, 2.0))
         (0.0, 5)
     """
-    inside = np.asarray(region) > 0
-    if image.ndim not in (2, 3) or inside.shape != image.shape[:2]:
-        raise ValueError(f"region {inside.shape} must have the image's height and width, image {image.shape}")
-    if int(inside.sum()) < min_pixels:
-        return None
-    grey = _aligned_grey(image)
-    low = _aligned(grey.shape)
-    cv2.GaussianBlur(grey, (0, 0), max(float(sigma), 0.5), dst=low)
-    return float(np.abs(grey - low)[inside].mean())
+    return band_texture(image, region, 0.0, sigma, min_pixels)
 
 
 def band_texture(
     image: np.ndarray, region: np.ndarray, fine: float, coarse: float, min_pixels: int = 200
 ) -> float | None:
-    """How much texture ``image`` shows inside ``region`` in the band above :func:`fine_texture`'s: the mean absolute
-    difference of its grey levels' Gaussian low-passes of ``fine`` and ``coarse`` pixels (levels 0-255; the same
-    conventions and arguments as :func:`fine_texture`). None with fewer than ``min_pixels`` pixels in ``region``.
+    """How much texture ``image`` shows inside ``region`` in a band of scales: the mean absolute difference of its grey
+    levels' Gaussian low-passes of ``fine`` and ``coarse`` pixels (``fine`` 0: the grey levels themselves, which is
+    :func:`fine_texture`; levels 0-255, the same conventions as there). None with fewer than ``min_pixels`` pixels in
+    ``region``.
 
     Example:
         >>> flat = np.full((64, 64), 120.0, np.float32)
@@ -194,8 +187,11 @@ def band_texture(
     if int(inside.sum()) < min_pixels:
         return None
     grey = _aligned_grey(image)
-    near, far = _aligned(grey.shape), _aligned(grey.shape)
-    cv2.GaussianBlur(grey, (0, 0), max(float(fine), 0.5), dst=near)
+    near = grey
+    if fine > 0:
+        near = _aligned(grey.shape)
+        cv2.GaussianBlur(grey, (0, 0), max(float(fine), 0.5), dst=near)
+    far = _aligned(grey.shape)
     cv2.GaussianBlur(grey, (0, 0), max(float(coarse), 0.5), dst=far)
     return float(np.abs(near - far)[inside].mean())
 
